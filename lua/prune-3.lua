@@ -1,0 +1,21 @@
+--[[
+  Removes the items scored strictly below a threshold.
+
+  KEYS[1]  NAME:t    hash: item key -> value
+  KEYS[2]  NAME:s    sorted set: item key -> score
+  KEYS[3]  NAME:exc  set: gated keys
+
+  ARGV[1]  the exclusive bound, "(" followed by the threshold
+  ARGV[2]  "1": gate the removed keys (add them to NAME:exc)
+
+  Returns the removed keys, lowest score first.
+]]
+local values, scores, gated = KEYS[1], KEYS[2], KEYS[3]
+-- @include batch
+
+local removed = redis.call("ZRANGEBYSCORE", scores, "-inf", ARGV[1])
+if #removed == 0 then return removed end
+redis.call("ZREMRANGEBYSCORE", scores, "-inf", ARGV[1])
+call_in_slices("HDEL", values, removed)
+if ARGV[2] == "1" then call_in_slices("SADD", gated, removed) end
+return removed

@@ -1,0 +1,90 @@
+--[[
+  Takes up to ARGV[1] of the highest-scored items (ties in ZPOPMAX order).
+  A sorted-set entry with no value in NAME:t is an orphan: it is dropped and
+  not counted.
+
+  KEYS[1]  NAME:t    hash: item key -> value
+  KEYS[2]  NAME:s    sorted set: item key -> score
+  KEYS[3]  NAME:exc  set: gated keys
+  KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
+
+  ARGV[1]  count, >= 1
+  ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, each
+           score becoming min(score, 0) - 1
+  ARGV[3]  "1": gate the pulled keys (add them to NAME:exc)
+  ARGV[4]  cool-down: "none"; "in" (ARGV[5] seconds from the server's clock);
+           "at" (ARGV[5] is a unix time). Stored rounded up to whole seconds.
+  ARGV[5]  seconds (see ARGV[4])
+
+  Returns a flat array: key1, value1, key2, value2, ... in pull order.
+]]
+local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- @include batch
+
+local count = tonumber(ARGV[1])
+local purge = ARGV[2] == "1"
+local reply, pulled = {}, {}
+
+if purge then
+  while #pulled < count do
+    local popped = redis.call("ZPOPMAX", scores, count - #pulled)
+    if #popped == 0 then break end
+    local members = {}
+    for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
+    local found = call_in_slices("HMGET", values, members)
+    for i, key in ipairs(members) do
+      if found[i] then
+        pulled[#pulled + 1] = key
+        reply[#reply + 1] = key
+        reply[#reply + 1] = found[i]
+      end
+    end
+    call_in_slices("HDEL", values, members)
+  end
+else
+  -- Read first, write after: rewriting scores while paging would shift ranks.
+  local offset, rescored, orphans = 0, {}, {}
+  while #pulled < count do
+    local want = count - #pulled
+    local page = redis.call("ZREVRANGE", scores, offset, offset + want - 1, "WITHSCORES")
+    if #page == 0 then break end
+    offset = offset + #page / 2
+    local members = {}
+    for i = 1, #page, 2 do members[#members + 1] = page[i] end
+    local found = call_in_slices("HMGET", values, members)
+    for i, key in ipairs(members) do
+      if found[i] then
+        pulled[#pulled + 1] = key
+        reply[#reply + 1] = key
+        reply[#reply + 1] = found[i]
+        rescored[#rescored + 1] = string.format("%.17g", math.min(tonumber(page[2 * i]), 0) - 1)
+        rescored[#rescored + 1] = key
+      else
+        orphans[#orphans + 1] = key
+      end
+    end
+  end
+  if #orphans > 0 then call_in_slices("ZREM", scores, orphans) end
+  if #rescored > 0 then call_in_slices("ZADD", scores, rescored) end
+end
+
+if #pulled == 0 then return reply end
+
+if ARGV[3] == "1" then call_in_slices("SADD", gated, pulled) end
+
+local mode = ARGV[4]
+if mode ~= "none" then
+  local at = tonumber(ARGV[5])
+  if mode == "in" then
+    local now = redis.call("TIME")
+    at = tonumber(now[1]) + tonumber(now[2]) / 1000000 + at
+  end
+  at = string.format("%d", math.ceil(at))
+  local entries = {}
+  for _, key in ipairs(pulled) do
+    entries[#entries + 1] = at
+    entries[#entries + 1] = key
+  end
+  call_in_slices("ZADD", cooling, entries)
+end
+return reply

@@ -1,0 +1,23 @@
+--[[
+  Removes the given items: the acknowledgement of a pull that kept them.
+
+  KEYS[1]  NAME:t    hash: item key -> value
+  KEYS[2]  NAME:s    sorted set: item key -> score
+  KEYS[3]  NAME:exc  set: gated keys
+
+  ARGV[1]  "1": gate the given keys (add them to NAME:exc)
+  ARGV[2..] item keys
+
+  Returns the number of keys that were in NAME:s.
+]]
+local values, scores, gated = KEYS[1], KEYS[2], KEYS[3]
+-- @include batch
+
+local gate = ARGV[1] == "1"
+local keys = {}
+for i = 2, #ARGV do keys[#keys + 1] = ARGV[i] end
+if #keys == 0 then return 0 end
+local removed = call_in_slices("ZREM", scores, keys)
+call_in_slices("HDEL", values, keys)
+if gate then call_in_slices("SADD", gated, keys) end
+return removed

@@ -1,0 +1,88 @@
+"""The ``ps*`` methods, shared by every psctl client.
+
+Each method only names its plan (``operations.py``) and hands it to
+``self._ps_run``, which the client's runner implements sync or async, the way
+redis-py's command mixins return ``self.execute_command(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from psctl import operations as op
+from psctl.layout import StreamKeys, stream_keys
+
+DAY = timedelta(days=1)
+
+
+class PrioritizedStreamCommands:
+    _ps_cluster = False
+    _ps_run: Any  # the runner mixin's: runs a plan, sync or async
+
+    def _ps_keys(self, name: str) -> StreamKeys:
+        return stream_keys(name, cluster=self._ps_cluster)
+
+    def psadd(self, name: str, key: str, value: Any, score: float = 1, readd: bool = False) -> Any:
+        """Adds an item, or adds ``score`` to its score; ``None`` when its key is gated or cooling down."""
+        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd))
+
+    def psaddmany(self, name: str, items: Iterable[Any], readd: bool = False) -> Any:
+        """``psadd`` for many ``(key, value, score)`` items, about a thousand per script call."""
+        return self._ps_run(op.add(self._ps_keys(name), items, readd))
+
+    def pspull(
+        self,
+        name: str,
+        count: int = 1,
+        purge: bool = True,
+        gate: bool = False,
+        expire_at: timedelta | datetime | None = DAY,
+    ) -> Any:
+        """Atomically takes up to ``count`` of the highest-scored items: ``{key: value}`` in pull order."""
+        return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at))
+
+    def pskeys(self, name: str, withscores: bool = False, limit: int | None = None) -> Any:
+        """Item keys, highest score first; ``(key, score)`` pairs with ``withscores``."""
+        return self._ps_run(op.keys_(self._ps_keys(name), withscores, limit))
+
+    def psvalues(self, name: str, limit: int | None = None) -> Any:
+        """``{key: value}`` of every item (or the ``limit`` highest-scored), in pull order."""
+        return self._ps_run(op.values(self._ps_keys(name), limit))
+
+    def psget(self, name: str, key: str) -> Any:
+        """An item's value, or ``None``."""
+        return self._ps_run(op.get(self._ps_keys(name), key))
+
+    def pslen(self, name: str) -> Any:
+        """The number of items."""
+        return self._ps_run(op.length(self._ps_keys(name)))
+
+    def psincrement(self, name: str, key: str, score: float) -> Any:
+        """Adds ``score`` to an existing item's score; ``None`` (and no entry made) when there is no such item."""
+        return self._ps_run(op.increment(self._ps_keys(name), key, score))
+
+    def psdeletebelowthreshold(self, name: str, threshold: float, gate: bool = False) -> Any:
+        """Removes the items scored strictly below ``threshold``; returns their keys."""
+        return self._ps_run(op.delete_below(self._ps_keys(name), threshold, gate))
+
+    def psdecrement_all(self, name: str, decrement: float) -> Any:
+        """Subtracts ``decrement`` from every score; returns how many items changed."""
+        return self._ps_run(op.decrement_all(self._ps_keys(name), decrement))
+
+    def psremove(self, name: str, keys: Iterable[str], gate: bool = False) -> Any:
+        """Removes the given items (acknowledging a ``purge=False`` pull); returns how many there were."""
+        return self._ps_run(op.remove(self._ps_keys(name), keys, gate))
+
+    def psdelete(self, name: str) -> Any:
+        """Deletes the stream's keys and its registry entry; ``True`` when there was anything."""
+        return self._ps_run(op.delete(self._ps_keys(name), self._ps_keys))
+
+    def psexpire(self) -> Any:
+        """Ends every due cool-down of every registered stream: ``{name: removed}`` for streams with any."""
+        return self._ps_run(op.expire(self._ps_keys))
+
+    def psnames(self) -> Any:
+        """Registered stream names, sorted."""
+        return self._ps_run(op.names())

@@ -1,0 +1,280 @@
+"""What each ``ps*`` operation sends and how its reply is read, without I/O.
+
+Every operation is a generator (a *plan*) that yields requests and receives
+their replies: a ``Call`` of a Lua script, a plain ``Command``, or a ``Batch``
+of either, sent in one round trip. The sync and async clients drive the same
+plans (see ``runner.py``), so argument checks, encoding and reply parsing exist
+once. Every check runs before the first request is yielded.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from itertools import islice
+from typing import Any
+
+from psctl.layout import REGISTRY, StreamKeys
+from psctl.scripts import LuaScript, script
+
+# Items per script call of psaddmany and psremove: big enough to amortise the
+# round trip, small enough that one call stays around a millisecond.
+ADD_CHUNK = 1000
+# Cool-downs ended per stream per psexpire script call.
+EXPIRE_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    script: LuaScript
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Requests sent together in one round trip (a non-transactional pipeline)."""
+
+    requests: tuple[Call | Command, ...]
+
+
+Request = Call | Command | Batch
+Plan = Generator[Request, Any, Any]
+Layout = Callable[[str], StreamKeys]
+
+
+# -- argument checks and encoding -------------------------------------------------
+
+
+def encode_score(score: Any) -> bytes:
+    """A finite number as the exact decimal text Redis and Lua read back to the same double."""
+    if isinstance(score, bool) or not isinstance(score, numbers.Real):
+        raise ValueError(f"a score must be a finite number, got {score!r}")
+    try:
+        value = float(score)
+    except OverflowError:
+        raise ValueError(f"a score must be a finite number, got {score!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"a score must be a finite number, got {score!r}")
+    return repr(value).encode()
+
+
+def encode_key(key: Any) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape")
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key).encode()
+    raise TypeError(f"an item key must be str or bytes, got {type(key).__name__}")
+
+
+def encode_value(value: Any) -> bytes | str | int | float:
+    if isinstance(value, (bytes, str)):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"a value must be bytes, str, int or float, got {type(value).__name__}")
+
+
+def decode_key(key: bytes | str) -> str:
+    return key if isinstance(key, str) else key.decode("utf-8", "surrogateescape")
+
+
+def check_count(count: Any, what: str = "count") -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"{what} must be a whole number >= 0, got {count!r}")
+    return count
+
+
+def _flag(value: bool) -> bytes:
+    return b"1" if value else b"0"
+
+
+def _expiry(expire_at: Any) -> tuple[bytes, bytes]:
+    if expire_at is None:
+        return b"none", b"0"
+    if isinstance(expire_at, timedelta):
+        return b"in", repr(expire_at.total_seconds()).encode()
+    if isinstance(expire_at, datetime):
+        if expire_at.tzinfo is None:
+            expire_at = expire_at.replace(tzinfo=timezone.utc)
+        return b"at", repr(expire_at.timestamp()).encode()
+    raise TypeError(f"expire_at must be a timedelta, a datetime or None, got {type(expire_at).__name__}")
+
+
+def _encode_item(item: Any) -> tuple[bytes, Any, bytes]:
+    try:
+        if len(item) == 3:
+            key, value, score = item
+        elif len(item) == 2:
+            (key, value), score = item, 1
+        else:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"an item must be (key, value, score) or (key, value), got {item!r}") from None
+    return encode_key(key), encode_value(value), encode_score(score)
+
+
+def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _pairs(reply: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    """(key, value) pairs from a flat [k1, v1, k2, v2, ...] or a RESP3 nested reply."""
+    if reply and isinstance(reply[0], (list, tuple)):
+        yield from ((pair[0], pair[1]) for pair in reply)
+    else:
+        yield from zip(reply[::2], reply[1::2])
+
+
+def _as_float(reply: Any) -> float | None:
+    return None if reply is None else float(reply)
+
+
+# -- plans -------------------------------------------------------------------------
+
+
+def add(keys: StreamKeys, items: Iterable[Any], readd: bool) -> Plan:
+    # A list is checked whole before anything is sent; an iterator chunk by
+    # chunk, so that it is never held in memory whole.
+    encoded: Iterable[tuple[bytes, Any, bytes]]
+    if isinstance(items, Sequence):
+        encoded = [_encode_item(item) for item in items]
+    else:
+        encoded = map(_encode_item, items)
+    scores: list[float | None] = []
+    for chunk in _chunks(encoded, ADD_CHUNK):
+        args: list[Any] = [_flag(readd)]
+        for triple in chunk:
+            args.extend(triple)
+        reply = yield Call(script("add"), keys.all, tuple(args))
+        if reply[0] == 1:
+            yield Command(("SADD", REGISTRY, keys.name))
+        scores.extend(_as_float(score) for score in reply[1:])
+    return scores
+
+
+def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool) -> Plan:
+    (new_score,) = yield from add(keys, [(key, value, score)], readd)
+    return new_score
+
+
+def pull(keys: StreamKeys, count: int, purge: bool, gate: bool, expire_at: Any) -> Plan:
+    count = check_count(count)
+    mode, seconds = _expiry(expire_at)
+    if count == 0:
+        return {}
+    reply = yield Call(script("pull"), keys.all, (count, _flag(purge), _flag(gate), mode, seconds))
+    return {decode_key(key): value for key, value in _pairs(reply)}
+
+
+def keys_(keys: StreamKeys, withscores: bool, limit: int | None) -> Plan:
+    stop = -1 if limit is None else check_count(limit, "limit") - 1
+    if stop == -1 and limit == 0:
+        return []
+    if withscores:
+        reply = yield Command(("ZREVRANGE", keys.scores, 0, stop, "WITHSCORES"))
+        return [(decode_key(key), float(score)) for key, score in _pairs(reply)]
+    reply = yield Command(("ZREVRANGE", keys.scores, 0, stop))
+    return [decode_key(key) for key in reply]
+
+
+def values(keys: StreamKeys, limit: int | None) -> Plan:
+    stop = -1 if limit is None else check_count(limit, "limit") - 1
+    if stop == -1 and limit == 0:
+        return {}
+    reply = yield Call(script("values"), (keys.scores, keys.values), (stop,))
+    return {decode_key(key): value for key, value in _pairs(reply)}
+
+
+def get(keys: StreamKeys, key: Any) -> Plan:
+    return (yield Command(("HGET", keys.values, encode_key(key))))
+
+
+def length(keys: StreamKeys) -> Plan:
+    return int((yield Command(("ZCARD", keys.scores))))
+
+
+def increment(keys: StreamKeys, key: Any, score: Any) -> Plan:
+    args = ("ZADD", keys.scores, "XX", "INCR", encode_score(score), encode_key(key))
+    return _as_float((yield Command(args)))
+
+
+def delete_below(keys: StreamKeys, threshold: Any, gate: bool) -> Plan:
+    bound = b"(" + encode_score(threshold)
+    reply = yield Call(script("prune"), (keys.values, keys.scores, keys.gated), (bound, _flag(gate)))
+    return [decode_key(key) for key in reply]
+
+
+def decrement_all(keys: StreamKeys, decrement: Any) -> Plan:
+    by = encode_score(decrement)
+    return int((yield Call(script("decrement"), (keys.scores,), (by,))))
+
+
+def remove(keys: StreamKeys, item_keys: Any, gate: bool) -> Plan:
+    if isinstance(item_keys, (str, bytes)):
+        item_keys = [item_keys]
+    encoded = [encode_key(key) for key in item_keys]
+    removed = 0
+    for chunk in _chunks(encoded, ADD_CHUNK):
+        removed += yield Call(script("remove"), (keys.values, keys.scores, keys.gated), (_flag(gate), *chunk))
+    return removed
+
+
+def _unregister(names: Sequence[str], layout: Layout) -> Plan:
+    """Drops names from the registry, putting back any whose keys exist again.
+
+    Removing first and checking after closes the race with a concurrent first
+    add: whichever order the two run in, a stream with keys stays registered.
+    """
+    if not names:
+        return 0
+    removed = yield Batch(tuple(Command(("SREM", REGISTRY, name)) for name in names))
+    alive = yield Batch(tuple(Command(("EXISTS", *layout(name).all)) for name in names))
+    revived = [name for name, exists in zip(names, alive) if exists]
+    if revived:
+        yield Command(("SADD", REGISTRY, *revived))
+    return sum(removed)
+
+
+def delete(keys: StreamKeys, layout: Layout) -> Plan:
+    deleted = yield Command(("DEL", *keys.all))
+    unregistered = yield from _unregister([keys.name], layout)
+    return bool(deleted or unregistered)
+
+
+def names() -> Plan:
+    reply = yield Command(("SMEMBERS", REGISTRY))
+    return sorted(decode_key(name) for name in reply)
+
+
+def expire(layout: Layout) -> Plan:
+    pending = yield from names()
+    expired = dict.fromkeys(pending, 0)
+    dead: list[str] = []
+    expire_script = script("expire")
+    while pending:
+        replies = yield Batch(tuple(Call(expire_script, layout(name).all, (EXPIRE_CHUNK,)) for name in pending))
+        again = []
+        for name, (count, more, alive) in zip(pending, replies):
+            expired[name] += count
+            if more:
+                again.append(name)
+            elif not alive:
+                dead.append(name)
+        pending = again
+    yield from _unregister(dead, layout)
+    return {name: count for name, count in expired.items() if count}

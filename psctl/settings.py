@@ -1,0 +1,139 @@
+"""Connection settings from keyword arguments and the environment, and one
+connection pool per distinct settings.
+
+First match wins: explicit keyword arguments, ``REDIS_URL``, then
+``REDIS_HOST`` / ``REDIS_PORT`` / ``REDIS_DB`` / ``REDIS_USERNAME`` /
+``REDIS_PASSWORD`` / ``REDIS_SSL``. A password is kept out of every ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    url: str | None = field(default=None, repr=False)
+    host: str = "localhost"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+    cluster: bool = False
+    # further redis-py keyword arguments, as sorted (name, value) pairs so that
+    # settings stay hashable
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __repr__(self) -> str:
+        shown = [f"url={redact_url(self.url)!r}"] if self.url else []
+        for f in fields(self):
+            if f.repr and getattr(self, f.name) != f.default:
+                shown.append(f"{f.name}={getattr(self, f.name)!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def where(self) -> str:
+        """The server, for messages: never the password."""
+        return redact_url(self.url) if self.url else f"{self.host}:{self.port}"
+
+    @classmethod
+    def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
+        env = os.environ if env is None else env
+        names = {f.name for f in fields(cls)}
+        chosen = {k: v for k, v in explicit.items() if k in names and v is not None}
+        options = tuple(sorted((k, v) for k, v in explicit.items() if k not in names and v is not None))
+        if "cluster" not in chosen and env.get("REDIS_CLUSTER"):
+            chosen["cluster"] = env["REDIS_CLUSTER"].lower() in _TRUE
+        if "url" not in chosen and "host" not in chosen:
+            if env.get("REDIS_URL"):
+                chosen["url"] = env["REDIS_URL"]
+            else:
+                chosen.update(_from_env(env))
+        return replace(cls(options=options), **chosen)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.options)
+        if not self.url:
+            kwargs.update(host=self.host, port=self.port, db=self.db, username=self.username, password=self.password)
+        return kwargs
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    try:
+        if env.get("REDIS_HOST"):
+            found["host"] = env["REDIS_HOST"]
+        if env.get("REDIS_PORT"):
+            found["port"] = int(env["REDIS_PORT"])
+        if env.get("REDIS_DB"):
+            found["db"] = int(env["REDIS_DB"])
+    except ValueError as exc:
+        raise ValueError(f"REDIS_PORT and REDIS_DB must be whole numbers ({exc})") from None
+    if env.get("REDIS_USERNAME"):
+        found["username"] = env["REDIS_USERNAME"]
+    if env.get("REDIS_PASSWORD"):
+        found["password"] = env["REDIS_PASSWORD"]
+    if env.get("REDIS_SSL"):
+        found["ssl"] = env["REDIS_SSL"].lower() in _TRUE
+    return found
+
+
+_lock = threading.Lock()
+_sync_pools: dict[Settings, Any] = {}
+# asyncio connections belong to the event loop that made them: one pool per loop
+_async_pools: weakref.WeakKeyDictionary[Any, dict[Settings, Any]] = weakref.WeakKeyDictionary()
+
+
+def sync_pool(settings: Settings) -> Any:
+    import redis
+
+    with _lock:
+        pool = _sync_pools.get(settings)
+        if pool is None:
+            pool = _sync_pools[settings] = _make_pool(settings, redis)
+        return pool
+
+
+def async_pool(settings: Settings) -> Any:
+    import asyncio
+
+    import redis.asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _make_pool(settings, redis.asyncio)
+    with _lock:
+        pools = _async_pools.setdefault(loop, {})
+        pool = pools.get(settings)
+        if pool is None:
+            pool = pools[settings] = _make_pool(settings, redis.asyncio)
+        return pool
+
+
+def _make_pool(settings: Settings, module: Any) -> Any:
+    kwargs = settings.connection_kwargs()
+    if settings.url:
+        return module.ConnectionPool.from_url(settings.url, **kwargs)
+    if settings.ssl:
+        kwargs["connection_class"] = module.SSLConnection
+    return module.ConnectionPool(**kwargs)
