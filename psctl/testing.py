@@ -26,6 +26,12 @@ def _fakeredis() -> Any:
     return fakeredis
 
 
+def _async_connection_class(fakeredis: Any) -> Any:
+    import fakeredis.aioredis
+
+    return getattr(fakeredis.aioredis, "FakeAsyncRedisConnection", fakeredis.aioredis.FakeConnection)
+
+
 def fake_redis(*, server: Any = None, decode_responses: bool = False) -> Redis:
     """A ``psctl.Redis`` on an in-memory fakeredis server (a new one unless given)."""
     import redis
@@ -34,7 +40,7 @@ def fake_redis(*, server: Any = None, decode_responses: bool = False) -> Redis:
 
     fakeredis = _fakeredis()
     pool = redis.ConnectionPool(
-        connection_class=fakeredis.FakeConnection,
+        connection_class=getattr(fakeredis, "FakeRedisConnection", fakeredis.FakeConnection),
         server=server or fakeredis.FakeServer(),
         decode_responses=decode_responses,
     )
@@ -49,7 +55,7 @@ def fake_async_redis(*, server: Any = None, decode_responses: bool = False) -> A
 
     fakeredis = _fakeredis()
     pool = redis.asyncio.ConnectionPool(
-        connection_class=fakeredis.FakeAsyncConnection,
+        connection_class=_async_connection_class(fakeredis),
         server=server or fakeredis.FakeServer(),
         decode_responses=decode_responses,
     )

@@ -1,0 +1,467 @@
+"""Every operation of SPEC §2 against the real server, through the sync and the
+async client alike (fixture ``ps``); ``r`` is a plain sync client for checking
+the raw keys."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+ODD_KEYS = [
+    "a:b:c",
+    "{tag}",
+    "}{",
+    "with space",
+    "line\nbreak",
+    "ünïcødé ✓",
+    "[bold red]markup[/]",
+    "'); redis.call('FLUSHALL') --",
+    "",
+]
+
+
+def server_time(r) -> float:
+    seconds, micros = r.time()
+    return seconds + micros / 1e6
+
+
+# -- psadd ---------------------------------------------------------------------------
+
+
+def test_psadd_new_key_starts_at_zero_and_accumulates(ps, r):
+    assert ps.psadd("q", "a", "v1", score=5) == 5.0
+    assert ps.psadd("q", "a", "v2", score=2.5) == 7.5
+    assert ps.psadd("q", "b", "x") == 1.0  # default score 1
+    assert r.hget("q:t", "a") == b"v2"  # the value is replaced
+    assert r.zscore("q:s", "a") == 7.5
+    assert r.smembers(":ps:keys") == {b"q"}
+
+
+def test_psadd_negative_and_fractional_scores_are_exact(ps, r):
+    assert ps.psadd("q", "a", "v", score=0.1) == 0.1
+    assert ps.psadd("q", "a", "v", score=0.2) == 0.1 + 0.2
+    assert ps.psadd("q", "b", "v", score=-3) == -3.0
+    assert r.zscore("q:s", "a") == 0.1 + 0.2
+
+
+def test_psadd_refused_while_gated_changes_nothing(ps, r):
+    ps.psadd("q", "a", "old", score=3)
+    r.sadd("q:exc", "a")
+    assert ps.psadd("q", "a", "new", score=10) is None
+    assert r.hget("q:t", "a") == b"old"
+    assert r.zscore("q:s", "a") == 3.0
+
+
+def test_psadd_refused_while_cooling_down_even_when_due(ps, r):
+    r.zadd("q:exp", {"a": 1})  # long past: still refused until psexpire runs
+    assert ps.psadd("q", "a", "v") is None
+    assert r.exists("q:t", "q:s") == 0
+
+
+def test_psadd_readd_clears_gate_and_cool_down(ps, r):
+    r.sadd("q:exc", "a")
+    r.zadd("q:exp", {"a": 9999999999})
+    assert ps.psadd("q", "a", "v", score=4, readd=True) == 4.0
+    assert not r.sismember("q:exc", "a")
+    assert r.zscore("q:exp", "a") is None
+    assert ps.psadd("q", "a", "v", score=1) == 5.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "5", None, b"1", True, [1], 10**400])
+def test_bad_scores_raise_before_anything_is_sent(ps, r, bad):
+    with pytest.raises(ValueError):
+        ps.psadd("q", "a", "v", score=bad)
+    with pytest.raises(ValueError):
+        ps.psaddmany("q", [("ok", "v", 1), ("a", "v", bad)])
+    with pytest.raises(ValueError):
+        ps.psincrement("q", "a", bad)
+    with pytest.raises(ValueError):
+        ps.psdecrement_all("q", bad)
+    with pytest.raises(ValueError):
+        ps.psdeletebelowthreshold("q", bad)
+    assert r.keys("*") == []
+
+
+def test_bad_values_and_names_raise(ps, r):
+    with pytest.raises(TypeError):
+        ps.psadd("q", "a", None)
+    with pytest.raises(TypeError):
+        ps.psadd("q", None, "v")
+    with pytest.raises(ValueError):
+        ps.psadd("", "a", "v")
+    with pytest.raises(ValueError):
+        ps.pspull("q", count=-1)
+    with pytest.raises(TypeError):
+        ps.pspull("q", expire_at=60)
+    assert r.keys("*") == []
+
+
+# -- psaddmany -----------------------------------------------------------------------
+
+
+def test_psaddmany_applies_duplicates_in_order(ps, r):
+    scores = ps.psaddmany("q", [("a", "1", 1), ("b", "x", 2), ("a", "2", 3), ("a", "3", 0.5)])
+    assert scores == [1.0, 2.0, 4.0, 4.5]
+    assert r.hget("q:t", "a") == b"3"
+    assert r.zscore("q:s", "a") == 4.5
+
+
+def test_psaddmany_refuses_per_item(ps, r):
+    r.sadd("q:exc", "gated")
+    r.zadd("q:exp", {"cooling": 9999999999})
+    scores = ps.psaddmany("q", [("gated", "v", 1), ("fine", "v", 1), ("cooling", "v", 1), ("gated", "v", 1)])
+    assert scores == [None, 1.0, None, None]
+    assert r.hkeys("q:t") == [b"fine"]
+
+
+def test_psaddmany_readd(ps, r):
+    r.sadd("q:exc", "a")
+    assert ps.psaddmany("q", [("a", "v", 2), ("a", "v", 2)], readd=True) == [2.0, 4.0]
+    assert r.scard("q:exc") == 0
+
+
+def test_psaddmany_accepts_pairs_and_empty_input(ps, r):
+    assert ps.psaddmany("q", []) == []
+    assert ps.psaddmany("q", [("a", "v")]) == [1.0]
+    with pytest.raises(ValueError):
+        ps.psaddmany("q", [("a",)])
+
+
+def test_psaddmany_consumes_a_generator_in_chunks(ps, r):
+    consumed = []
+
+    def items():
+        for i in range(12_345):
+            consumed.append(i)
+            yield (f"k{i}", f"v{i}", i % 7)
+
+    scores = ps.psaddmany("q", items())
+    assert len(scores) == 12_345
+    assert scores[:8] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0]
+    assert ps.pslen("q") == 12_345
+    assert r.hget("q:t", "k12344") == b"v12344"
+
+
+def test_psaddmany_generator_is_not_materialised(ps, r):
+    """An iterator is read a chunk at a time: the first chunk is written before
+    the generator has produced the last items."""
+    seen_len_at = []
+
+    def items():
+        for i in range(3000):
+            if i == 2500:
+                seen_len_at.append(r.zcard("q:s"))
+            yield (f"k{i}", "v", 1)
+
+    ps.psaddmany("q", items())
+    assert seen_len_at and seen_len_at[0] >= 1000
+
+
+# -- pspull --------------------------------------------------------------------------
+
+
+def test_pull_order_and_purge(ps, r):
+    ps.psaddmany("q", [("low", "l", 1), ("high", "h", 10), ("mid", "m", 5)])
+    pulled = ps.pspull("q", count=2)
+    assert list(pulled.items()) == [("high", b"h"), ("mid", b"m")]
+    assert r.hkeys("q:t") == [b"low"]
+    assert r.zrange("q:s", 0, -1) == [b"low"]
+    assert r.scard("q:exc") == 0
+
+
+def test_pull_ties_follow_zpopmax_order(ps, r):
+    ps.psaddmany("q", [(k, k, 1) for k in ["b", "a", "d", "c"]])
+    r.zadd("ref", {k: 1 for k in "abcd"})
+    expected = [m.decode() for m, _ in r.zpopmax("ref", 4)]
+    assert list(ps.pspull("q", count=4)) == expected
+
+
+def test_pull_more_than_there_is_and_empty(ps):
+    assert ps.pspull("nothing", count=5) == {}
+    ps.psadd("q", "a", "v")
+    assert ps.pspull("q", count=5) == {"a": b"v"}
+    assert ps.pspull("q", count=5) == {}
+    assert ps.pspull("q", count=0) == {}
+
+
+def test_pull_gate_refuses_later_adds(ps, r):
+    ps.psadd("q", "a", "v")
+    ps.pspull("q", gate=True, expire_at=None)
+    assert r.sismember("q:exc", "a")
+    assert ps.psadd("q", "a", "v") is None
+    assert ps.psadd("q", "a", "v", readd=True) == 1.0
+
+
+def test_pull_keep_rescores_min_score_minus_one(ps, r):
+    ps.psaddmany("q", [("pos", "p", 7), ("zero", "z", 0), ("neg", "n", -4), ("rest", "r", -100)])
+    pulled = ps.pspull("q", count=3, purge=False, expire_at=None)
+    assert list(pulled) == ["pos", "zero", "neg"]
+    assert dict(ps.pskeys("q", withscores=True)) == {"pos": -1.0, "zero": -1.0, "neg": -5.0, "rest": -100.0}
+    assert r.hlen("q:t") == 4
+
+
+def test_pull_keep_never_returns_an_item_twice(ps):
+    # after re-scoring, a kept item may outrank the rest; one pull still lists it once
+    ps.psaddmany("q", [("a", "a", 5), ("b", "b", -10)])
+    assert list(ps.pspull("q", count=5, purge=False)) == ["a", "b"]
+
+
+def test_pull_keep_with_gate_gates(ps, r):
+    ps.psadd("q", "a", "v", 3)
+    ps.pspull("q", purge=False, gate=True, expire_at=None)
+    assert r.sismember("q:exc", "a") and ps.pslen("q") == 1
+
+
+def test_pull_drops_orphans_without_counting_them(ps, r):
+    ps.psaddmany("q", [("a", "a", 1), ("b", "b", 2)])
+    r.zadd("q:s", {"orphan1": 50, "orphan2": 40})
+    assert ps.pspull("q", count=2) == {"b": b"b", "a": b"a"}
+    assert r.zcard("q:s") == 0
+
+
+def test_pull_keep_drops_orphans_too(ps, r):
+    ps.psadd("q", "a", "a", 1)
+    r.zadd("q:s", {"orphan": 50})
+    assert ps.pspull("q", count=5, purge=False) == {"a": b"a"}
+    assert r.zscore("q:s", "orphan") is None
+
+
+def test_pull_default_cool_down_is_one_day_by_server_clock(ps, r):
+    ps.psadd("q", "a", "v")
+    before = server_time(r)
+    ps.pspull("q")
+    at = r.zscore("q:exp", "a")
+    assert at == int(at)
+    assert before + 86400 <= at <= server_time(r) + 86400 + 1
+
+
+def test_pull_expire_at_timedelta(ps, r):
+    ps.psadd("q", "a", "v")
+    now = server_time(r)
+    ps.pspull("q", expire_at=timedelta(minutes=15))
+    assert now + 900 <= r.zscore("q:exp", "a") <= now + 902
+
+
+def test_pull_expire_at_aware_and_naive_datetime(ps, r):
+    ps.psaddmany("q", [("aware", "v", 2), ("naive", "v", 1)])
+    when = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+    ps.pspull("q", expire_at=when)
+    ps.pspull("q", expire_at=datetime(2031, 5, 6, 7, 8, 9))  # naive means UTC
+    assert r.zscore("q:exp", "aware") == when.timestamp()
+    assert r.zscore("q:exp", "naive") == datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc).timestamp()
+
+
+def test_pull_expire_none_writes_no_entry(ps, r):
+    ps.psadd("q", "a", "v")
+    ps.pspull("q", expire_at=None)
+    assert not r.exists("q:exp")
+    assert ps.psadd("q", "a", "v") == 1.0
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def test_pskeys_values_get_len(ps):
+    ps.psaddmany("q", [("a", "1", 1), ("b", "2", 3), ("c", "3", 2)])
+    assert ps.pskeys("q") == ["b", "c", "a"]
+    assert ps.pskeys("q", withscores=True) == [("b", 3.0), ("c", 2.0), ("a", 1.0)]
+    assert ps.pskeys("q", limit=2) == ["b", "c"]
+    assert ps.pskeys("q", limit=0) == []
+    assert ps.psvalues("q") == {"b": b"2", "c": b"3", "a": b"1"}
+    assert list(ps.psvalues("q", limit=1)) == ["b"]
+    assert ps.psget("q", "c") == b"3"
+    assert ps.psget("q", "missing") is None
+    assert ps.pslen("q") == 3
+    assert ps.pskeys("none") == [] and ps.psvalues("none") == {} and ps.pslen("none") == 0
+
+
+def test_decode_responses_on_and_off(ps_decoded):
+    client = ps_decoded
+    decoded = client.get_encoder().decode_responses
+    client.psadd("q", "k", "välue", 2)
+    value = "välue" if decoded else "välue".encode()
+    assert client.psget("q", "k") == value
+    assert client.psvalues("q") == {"k": value}
+    assert client.pskeys("q", withscores=True) == [("k", 2.0)]
+    assert client.psnames() == ["q"]
+    assert client.pspull("q") == {"k": value}
+
+
+def test_binary_values_round_trip(ps):
+    blob = bytes(range(256)) * 3
+    ps.psadd("q", "bin", blob)
+    assert ps.psget("q", "bin") == blob
+    assert ps.pspull("q") == {"bin": blob}
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_odd_item_keys_round_trip(ps, r, key):
+    assert ps.psadd("q", key, "v", 2) == 2.0
+    assert ps.pskeys("q") == [key]
+    assert ps.psget("q", key) == b"v"
+    assert ps.psincrement("q", key, 1) == 3.0
+    assert ps.pspull("q", purge=False) == {key: b"v"}
+    assert ps.psremove("q", [key]) == 1
+    assert r.zscore("q:exp", key) is not None
+
+
+def test_binary_item_keys_come_back_as_str(ps):
+    ps.psadd("q", b"\xff\xfe", "v")
+    (key,) = ps.pskeys("q")
+    assert isinstance(key, str)
+    assert ps.psget("q", key) == b"v"  # and the str works as a key again
+    assert ps.psremove("q", [key]) == 1
+
+
+# -- changing scores -----------------------------------------------------------------
+
+
+def test_psincrement_only_existing_keys(ps, r):
+    assert ps.psincrement("q", "a", 5) is None
+    assert not r.exists("q:s")
+    ps.psadd("q", "a", "v", 1)
+    assert ps.psincrement("q", "a", 2.5) == 3.5
+    assert ps.psincrement("q", "a", -10) == -6.5
+
+
+def test_psdeletebelowthreshold_is_strict(ps, r):
+    ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2), ("c", "v", 3), ("d", "v", -5)])
+    assert ps.psdeletebelowthreshold("q", 2) == ["d", "a"]
+    assert ps.pskeys("q") == ["c", "b"]
+    assert set(r.hkeys("q:t")) == {b"b", b"c"}
+    assert r.scard("q:exc") == 0
+    assert ps.psdeletebelowthreshold("q", 2) == []
+
+
+def test_psdeletebelowthreshold_gate(ps, r):
+    ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2)])
+    assert ps.psdeletebelowthreshold("q", 1.5, gate=True) == ["a"]
+    assert r.smembers("q:exc") == {b"a"}
+    assert ps.psadd("q", "a", "v") is None
+
+
+def test_psdecrement_all(ps):
+    ps.psaddmany("q", [("a", "v", 1), ("b", "v", 0.5)])
+    assert ps.psdecrement_all("q", 2) == 2
+    assert ps.pskeys("q", withscores=True) == [("a", -1.0), ("b", -1.5)]
+    assert ps.psdecrement_all("q", -1.5) == 2
+    assert dict(ps.pskeys("q", withscores=True)) == {"a": 0.5, "b": 0.0}
+    assert ps.psdecrement_all("empty", 1) == 0
+
+
+def test_psremove(ps, r):
+    ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2), ("c", "v", 3)])
+    assert ps.psremove("q", ["a", "b", "missing"]) == 2
+    assert ps.pskeys("q") == ["c"]
+    assert set(r.hkeys("q:t")) == {b"c"}
+    assert ps.psremove("q", "c", gate=True) == 1  # a single key is one key, not its letters
+    assert r.smembers("q:exc") == {b"c"}
+    assert ps.psremove("q", []) == 0
+
+
+def test_psremove_acknowledges_a_kept_pull(ps):
+    ps.psaddmany("q", [("a", "v", 2), ("b", "v", 1)])
+    pulled = ps.pspull("q", count=2, purge=False)
+    assert ps.psremove("q", list(pulled)) == 2
+    assert ps.pslen("q") == 0
+
+
+# -- whole streams -------------------------------------------------------------------
+
+
+def test_psdelete_removes_all_four_keys_and_the_registry_entry(ps, r):
+    ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2)])
+    ps.pspull("q", gate=True)
+    assert r.exists("q:t", "q:s", "q:exc", "q:exp") == 4
+    ps.psadd("other", "x", "v")
+    assert ps.psdelete("q") is True
+    assert r.exists("q:t", "q:s", "q:exc", "q:exp") == 0
+    assert ps.psnames() == ["other"]
+    assert ps.psdelete("q") is False
+
+
+def test_psnames_sorted(ps):
+    for name in ["zeta", "alpha", "mid:dle", "{tag}x"]:
+        ps.psadd(name, "k", "v")
+    assert ps.psnames() == ["alpha", "mid:dle", "zeta", "{tag}x"]
+
+
+def test_psexpire_only_due_items_across_streams(ps, r):
+    now = int(server_time(r))
+    for name in ["s1", "s2", "s3"]:
+        ps.psaddmany(name, [("due", "v", 1), ("later", "v", 1)])
+        r.zadd(f"{name}:exp", {"due": now - 5, "later": now + 3600})
+    assert ps.psexpire() == {"s1": 1, "s2": 1, "s3": 1}
+    for name in ["s1", "s2", "s3"]:
+        assert r.zrange(f"{name}:exp", 0, -1) == [b"later"]
+        assert ps.pskeys(name) == ["later"]
+        assert ps.psget(name, "due") is None
+    assert ps.psexpire() == {}
+
+
+def test_psexpire_allows_adding_again(ps):
+    ps.psadd("q", "a", "v")
+    ps.pspull("q", expire_at=timedelta(seconds=-1))
+    assert ps.psadd("q", "a", "v") is None
+    assert ps.psexpire() == {"q": 1}
+    assert ps.psadd("q", "a", "v") == 1.0
+
+
+def test_psexpire_many_due_items_in_several_script_calls(ps, r):
+    from psctl import operations
+
+    n = operations.EXPIRE_CHUNK * 2 + 7
+    ps.psaddmany("q", ((f"k{i}", "v", 1) for i in range(n)))
+    ps.pspull("q", count=n, expire_at=timedelta(seconds=-1))
+    assert ps.psexpire() == {"q": n}
+    assert not r.exists("q:exp")
+
+
+def test_psexpire_drops_dead_names_only(ps, r):
+    ps.psadd("dead", "a", "v")
+    ps.pspull("dead", expire_at=timedelta(seconds=-1))  # only :exp is left
+    ps.psadd("gated", "a", "v")
+    ps.pspull("gated", gate=True, expire_at=None)  # only :exc is left: alive
+    ps.psadd("live", "a", "v")
+    r.sadd(":ps:keys", "ghost")  # registered, no keys at all
+    assert ps.psexpire() == {"dead": 1}
+    assert ps.psnames() == ["gated", "live"]
+
+
+def test_registry_follows_first_add_after_a_drop(ps):
+    ps.psadd("q", "a", "v")
+    ps.pspull("q", expire_at=timedelta(seconds=-1))
+    ps.psexpire()
+    assert ps.psnames() == []
+    ps.psadd("q", "b", "v")
+    assert ps.psnames() == ["q"]
+
+
+def test_scripts_reload_after_script_flush(ps, r):
+    ps.psadd("q", "a", "v")
+    r.script_flush()
+    assert ps.psadd("q", "a", "v") == 2.0
+    r.script_flush()
+    assert ps.psexpire() == {}  # a batch (pipeline) of script calls reloads too
+    ps.pspull("q", expire_at=timedelta(seconds=-1))
+    r.script_flush()
+    assert ps.psexpire() == {"q": 1}
+
+
+def test_registry_entry_written_even_if_the_stream_was_emptied(ps, r):
+    ps.psadd("q", "a", "v")
+    r.srem(":ps:keys", "q")  # another tool lost it: the next first add re-registers
+    ps.pspull("q", expire_at=None)
+    ps.psadd("q", "b", "v")
+    assert ps.psnames() == ["q"]
+
+
+def test_expire_measures_server_clock_not_client_clock(ps, r, monkeypatch):
+    # the client's clock is off by a day; cool-downs still count from the server's
+    monkeypatch.setattr(time, "time", lambda: 0.0)
+    ps.psadd("q", "a", "v")
+    ps.pspull("q", expire_at=timedelta(seconds=30))
+    assert abs(r.zscore("q:exp", "a") - (server_time(r) + 30)) <= 2

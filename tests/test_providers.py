@@ -1,0 +1,108 @@
+"""fast-depends providers and connection settings (SPEC §3)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pytest
+from fast_depends import inject
+
+from psctl import AsyncRedis, AsyncRedisProvider, Redis, RedisProvider, Settings
+from psctl.settings import redact_url, sync_pool
+
+REDIS_ENV = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_SSL"]
+
+
+@pytest.fixture
+def env(monkeypatch, redis_url):
+    for name in [*REDIS_ENV, "REDIS_CLUSTER"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    return monkeypatch
+
+
+def test_sync_provider_as_default_and_annotated(env, r):
+    @inject
+    def by_default(redis: Redis = RedisProvider()):
+        return redis
+
+    @inject
+    def by_annotation(redis: Annotated[Redis, RedisProvider()]):
+        return redis
+
+    for make in (by_default, by_annotation):
+        client = make()
+        assert isinstance(client, Redis)
+        assert client.psadd("q", "a", "v") is not None
+    assert r.pslen("q") == 1
+    # one pool per distinct settings, reused by every injection
+    assert by_default().connection_pool is by_annotation().connection_pool
+
+
+def test_caller_can_pass_its_own_client(env, redis_url):
+    @inject
+    def which(redis: Redis = RedisProvider()):
+        return redis
+
+    mine = Redis.from_url(redis_url)
+    assert which(redis=mine) is mine
+
+
+async def test_async_provider_with_async_with(env, r):
+    @inject
+    async def by_default(rc: AsyncRedis = AsyncRedisProvider()):
+        async with rc as redis:
+            await redis.psadd("q", "a", "v", score=2)
+            return await redis.pspull("q")
+
+    @inject
+    async def by_annotation(rc: Annotated[AsyncRedis, AsyncRedisProvider()]):
+        async with rc as redis:
+            await redis.psadd("q", "b", "w")
+            return await redis.pslen("q")
+
+    assert await by_default() == {"a": b"v"}
+    assert await by_annotation() == 1
+    assert await by_annotation() == 1  # the pool survives `async with`
+
+
+def test_sync_provider_inside_an_async_function(env):
+    @inject
+    async def mixed(redis: Redis = RedisProvider()):
+        return redis.psnames()
+
+    import asyncio
+
+    assert asyncio.run(mixed()) == []
+
+
+def test_settings_precedence():
+    env = {"REDIS_URL": "redis://u:secret@from-url:1/2", "REDIS_HOST": "from-host", "REDIS_PORT": "7"}
+    assert Settings.resolve(env, url="redis://explicit:9").url == "redis://explicit:9"
+    assert Settings.resolve(env, host="h").host == "h" and Settings.resolve(env, host="h").url is None
+    assert Settings.resolve(env).url == "redis://u:secret@from-url:1/2"
+    from_host = Settings.resolve({"REDIS_HOST": "hh", "REDIS_PORT": "7", "REDIS_DB": "3", "REDIS_SSL": "true",
+                                  "REDIS_USERNAME": "bob", "REDIS_PASSWORD": "pw"})
+    assert (from_host.host, from_host.port, from_host.db, from_host.ssl) == ("hh", 7, 3, True)
+    assert (from_host.username, from_host.password) == ("bob", "pw")
+    assert Settings.resolve({}) == Settings()
+    with pytest.raises(ValueError, match="REDIS_PORT"):
+        Settings.resolve({"REDIS_PORT": "abc"})
+
+
+def test_passwords_never_shown():
+    url = Settings.resolve({"REDIS_URL": "redis://user:hunter2@example:6379/0"})
+    host = Settings.resolve({"REDIS_HOST": "example", "REDIS_PASSWORD": "hunter2"})
+    for settings in (url, host):
+        assert "hunter2" not in repr(settings) and "hunter2" not in settings.where
+        assert "hunter2" not in repr(RedisProvider(**{"url": settings.url} if settings.url else {}))
+    assert redact_url("rediss://user:hunter2@h:1/0") == "rediss://user:***@h:1/0"
+    assert redact_url("unix:///tmp/x.sock") == "unix:///tmp/x.sock"
+
+
+def test_unix_and_tls_urls_make_the_right_pools():
+    unix = sync_pool(Settings(url="unix:///tmp/psctl-test.sock"))
+    tls = sync_pool(Settings(url="rediss://localhost:6390/0"))
+    assert unix.connection_class.__name__ == "UnixDomainSocketConnection"
+    assert tls.connection_class.__name__ == "SSLConnection"
+    assert sync_pool(Settings(url="unix:///tmp/psctl-test.sock")) is unix
