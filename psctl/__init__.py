@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Redis": "psctl.client",
     "AsyncRedis": "psctl.client",
+    "RedisCluster": "psctl.cluster",
+    "AsyncRedisCluster": "psctl.cluster",
     "RedisProvider": "psctl.providers",
     "AsyncRedisProvider": "psctl.providers",
     "Settings": "psctl.settings",
@@ -22,6 +24,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from psctl.client import AsyncRedis, Redis
+    from psctl.cluster import AsyncRedisCluster, RedisCluster
     from psctl.providers import AsyncRedisProvider, RedisProvider
     from psctl.settings import Settings
 

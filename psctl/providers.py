@@ -1,5 +1,6 @@
 """fast-depends providers: a psctl client injected into ``@inject`` functions.
 
+``cluster=True`` (or ``REDIS_CLUSTER=1``) gives the Redis Cluster clients.
 Both work as a parameter default (``redis: Redis = RedisProvider()``) and in
 ``Annotated[Redis, RedisProvider()]``. Settings are read when the function is
 called, so a changed environment applies; clients with the same settings
@@ -12,7 +13,7 @@ from typing import Any
 
 from fast_depends.library import CustomField
 
-from psctl.settings import Settings, async_pool, sync_pool
+from psctl.settings import Settings, async_cluster, async_pool, sync_cluster, sync_pool
 
 
 class _Provider(CustomField):
@@ -39,13 +40,20 @@ class RedisProvider(_Provider):
     def client(self) -> Any:
         from psctl.client import Redis
 
-        return Redis(connection_pool=sync_pool(Settings.resolve(**self.settings)))
+        settings = Settings.resolve(**self.settings)
+        if settings.cluster:
+            return sync_cluster(settings)
+        return Redis(connection_pool=sync_pool(settings))
 
 
 class AsyncRedisProvider(_Provider):
-    """Injects a ``psctl.AsyncRedis``; ``async with rc as redis:`` works on it."""
+    """Injects a ``psctl.AsyncRedis`` (or ``psctl.AsyncRedisCluster`` with
+    ``cluster=True``); ``async with rc as redis:`` works on it."""
 
     def client(self) -> Any:
         from psctl.client import AsyncRedis
 
-        return AsyncRedis(connection_pool=async_pool(Settings.resolve(**self.settings)))
+        settings = Settings.resolve(**self.settings)
+        if settings.cluster:
+            return async_cluster(settings)
+        return AsyncRedis(connection_pool=async_pool(settings))

@@ -25,9 +25,11 @@ def _raw(request: Call | Command) -> RawCommand:
     return ("EVALSHA", request.script.sha, request.script.numkeys, *request.keys, *request.args)
 
 
-def _load(requests: list[Call | Command]) -> RawCommand | list[RawCommand]:
-    sources = {r.script.source for r in requests if isinstance(r, Call)}
-    return [("SCRIPT LOAD", source) for source in sorted(sources)]
+def _load(requests: list[Call | Command]) -> Generator[Raw, Any, None]:
+    """SCRIPT LOAD, one command each: a cluster client sends it to every primary
+    (a pipeline could not, having no key to route it by)."""
+    for source in sorted({r.script.source for r in requests if isinstance(r, Call)}):
+        yield ("SCRIPT LOAD", source)
 
 
 def _resolve(plan: Plan) -> Generator[Raw, Any, Any]:
@@ -54,7 +56,7 @@ def _resolve_one(request: Call | Command) -> Generator[Raw, Any, Any]:
     except NoScriptError:
         if not isinstance(request, Call):
             raise
-        yield _load([request])
+        yield from _load([request])
         return (yield _raw(request))
 
 
@@ -62,7 +64,7 @@ def _resolve_batch(requests: list[Call | Command]) -> Generator[Raw, Any, list[A
     replies = yield [_raw(r) for r in requests]
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
-        yield _load([requests[i] for i in missing])
+        yield from _load([requests[i] for i in missing])
         for i, reply in zip(missing, (yield [_raw(requests[i]) for i in missing])):
             replies[i] = reply
     for reply in replies:

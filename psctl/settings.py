@@ -130,6 +130,46 @@ def async_pool(settings: Settings) -> Any:
         return pool
 
 
+_sync_clusters: dict[Settings, Any] = {}
+_async_clusters: weakref.WeakKeyDictionary[Any, dict[Settings, Any]] = weakref.WeakKeyDictionary()
+
+
+def sync_cluster(settings: Settings) -> Any:
+    """One ``psctl.RedisCluster`` per settings: it keeps a pool per node itself."""
+    from psctl.cluster import RedisCluster
+
+    with _lock:
+        client = _sync_clusters.get(settings)
+        if client is None:
+            client = _sync_clusters[settings] = _make_cluster(settings, RedisCluster)
+        return client
+
+
+def async_cluster(settings: Settings) -> Any:
+    import asyncio
+
+    from psctl.cluster import AsyncRedisCluster
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _make_cluster(settings, AsyncRedisCluster)
+    with _lock:
+        clients = _async_clusters.setdefault(loop, {})
+        client = clients.get(settings)
+        if client is None:
+            client = clients[settings] = _make_cluster(settings, AsyncRedisCluster)
+        return client
+
+
+def _make_cluster(settings: Settings, cls: Any) -> Any:
+    kwargs = settings.connection_kwargs()
+    kwargs.pop("db", None)  # a cluster has only database 0
+    if settings.url:
+        return cls.from_url(settings.url, **kwargs)
+    return cls(ssl=settings.ssl, **kwargs)
+
+
 def _make_pool(settings: Settings, module: Any) -> Any:
     kwargs = settings.connection_kwargs()
     if settings.url:

@@ -13,12 +13,14 @@ import asyncio
 import inspect
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from psctl.launcher import ServerProcess, find_binary, start_server
+from psctl.layout import StreamKeys, stream_keys
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,16 +67,71 @@ def redis_url(server: ServerProcess | None) -> str:
     return server.url if server is not None else _external_url()  # type: ignore[return-value]
 
 
-@pytest.fixture
-def r(redis_url: str) -> Iterator[Any]:
-    """A ``psctl.Redis`` on a flushed database."""
-    from psctl import Redis
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A 3-master Redis Cluster on loopback, from the same binary as ``server``."""
+    from psctl._cluster_launch import start_cluster
 
-    client = Redis.from_url(redis_url)
+    process = start_cluster(tmp_path_factory.mktemp("cluster"), binary=find_binary(os.environ.get("PSCTL_TEST_SERVER") or None))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass
+class Backend:
+    """One kind of server the operation suite runs on, and how to reach it."""
+
+    url: str
+    cluster: bool
+
+    def sync(self, **kwargs: Any) -> Any:
+        from psctl import Redis
+        from psctl.cluster import RedisCluster
+
+        return (RedisCluster if self.cluster else Redis).from_url(self.url, **kwargs)
+
+    def async_(self, **kwargs: Any) -> Any:
+        from psctl import AsyncRedis
+        from psctl.cluster import AsyncRedisCluster
+
+        return (AsyncRedisCluster if self.cluster else AsyncRedis).from_url(self.url, **kwargs)
+
+    def keys(self, name: str) -> StreamKeys:
+        return stream_keys(name, cluster=self.cluster)
+
+
+@pytest.fixture(scope="session")
+def standalone_backend(redis_url: str) -> Backend:
+    return Backend(redis_url, cluster=False)
+
+
+@pytest.fixture(scope="session")
+def cluster_backend(cluster: Any) -> Backend:
+    return Backend(cluster.url, cluster=True)
+
+
+@pytest.fixture
+def backend(standalone_backend: Backend) -> Backend:
+    """Standalone here; test modules that run on the cluster too override it."""
+    return standalone_backend
+
+
+@pytest.fixture
+def r(backend: Backend) -> Iterator[Any]:
+    """A sync psctl client on a flushed database (every primary, on a cluster)."""
+    client = backend.sync()
     client.flushdb()
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def k(backend: Backend) -> Any:
+    """``k(name)``: the stream's key names on this backend."""
+    return backend.keys
 
 
 class Synced:
@@ -102,26 +159,22 @@ class Synced:
 
 
 @pytest.fixture(params=["sync", "async"])
-def ps(request: pytest.FixtureRequest, redis_url: str, r: Any) -> Iterator[Any]:
+def ps(request: pytest.FixtureRequest, backend: Backend, r: Any) -> Iterator[Any]:
     """A psctl client, sync or async (called synchronously), on a flushed database."""
-    from psctl import AsyncRedis, Redis
-
     if request.param == "sync":
-        client = Redis.from_url(redis_url)
+        client = backend.sync()
         yield client
         client.close()
     else:
-        synced = Synced(AsyncRedis.from_url(redis_url))
+        synced = Synced(backend.async_())
         yield synced
         synced.close()
 
 
 @pytest.fixture(params=[False, True], ids=["bytes", "decoded"])
-def ps_decoded(request: pytest.FixtureRequest, redis_url: str, r: Any) -> Iterator[Any]:
+def ps_decoded(request: pytest.FixtureRequest, backend: Backend, r: Any) -> Iterator[Any]:
     """A sync client with ``decode_responses`` off and on."""
-    from psctl import Redis
-
-    client = Redis.from_url(redis_url, decode_responses=request.param)
+    client = backend.sync(decode_responses=request.param)
     yield client
     client.close()
 

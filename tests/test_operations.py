@@ -1,6 +1,7 @@
-"""Every operation of SPEC §2 against the real server, through the sync and the
-async client alike (fixture ``ps``); ``r`` is a plain sync client for checking
-the raw keys."""
+"""Every operation of SPEC §2 against real servers, through the sync and the
+async client alike, on a standalone server and on a 3-master Redis Cluster
+(fixture ``ps``); ``r`` is a plain sync client of the same server for checking
+the raw keys, ``k(name)`` a stream's key names there."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from psctl.layout import REGISTRY
 
 ODD_KEYS = [
     "a:b:c",
@@ -23,6 +26,11 @@ ODD_KEYS = [
 ]
 
 
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request):
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
 def server_time(r) -> float:
     seconds, micros = r.time()
     return seconds + micros / 1e6
@@ -31,42 +39,42 @@ def server_time(r) -> float:
 # -- psadd ---------------------------------------------------------------------------
 
 
-def test_psadd_new_key_starts_at_zero_and_accumulates(ps, r):
+def test_psadd_new_key_starts_at_zero_and_accumulates(ps, r, k):
     assert ps.psadd("q", "a", "v1", score=5) == 5.0
     assert ps.psadd("q", "a", "v2", score=2.5) == 7.5
     assert ps.psadd("q", "b", "x") == 1.0  # default score 1
-    assert r.hget("q:t", "a") == b"v2"  # the value is replaced
-    assert r.zscore("q:s", "a") == 7.5
-    assert r.smembers(":ps:keys") == {b"q"}
+    assert r.hget(k("q").values, "a") == b"v2"  # the value is replaced
+    assert r.zscore(k("q").scores, "a") == 7.5
+    assert r.smembers(REGISTRY) == {b"q"}
 
 
-def test_psadd_negative_and_fractional_scores_are_exact(ps, r):
+def test_psadd_negative_and_fractional_scores_are_exact(ps, r, k):
     assert ps.psadd("q", "a", "v", score=0.1) == 0.1
     assert ps.psadd("q", "a", "v", score=0.2) == 0.1 + 0.2
     assert ps.psadd("q", "b", "v", score=-3) == -3.0
-    assert r.zscore("q:s", "a") == 0.1 + 0.2
+    assert r.zscore(k("q").scores, "a") == 0.1 + 0.2
 
 
-def test_psadd_refused_while_gated_changes_nothing(ps, r):
+def test_psadd_refused_while_gated_changes_nothing(ps, r, k):
     ps.psadd("q", "a", "old", score=3)
-    r.sadd("q:exc", "a")
+    r.sadd(k("q").gated, "a")
     assert ps.psadd("q", "a", "new", score=10) is None
-    assert r.hget("q:t", "a") == b"old"
-    assert r.zscore("q:s", "a") == 3.0
+    assert r.hget(k("q").values, "a") == b"old"
+    assert r.zscore(k("q").scores, "a") == 3.0
 
 
-def test_psadd_refused_while_cooling_down_even_when_due(ps, r):
-    r.zadd("q:exp", {"a": 1})  # long past: still refused until psexpire runs
+def test_psadd_refused_while_cooling_down_even_when_due(ps, r, k):
+    r.zadd(k("q").cooling, {"a": 1})  # long past: still refused until psexpire runs
     assert ps.psadd("q", "a", "v") is None
-    assert r.exists("q:t", "q:s") == 0
+    assert r.exists(k("q").values, k("q").scores) == 0
 
 
-def test_psadd_readd_clears_gate_and_cool_down(ps, r):
-    r.sadd("q:exc", "a")
-    r.zadd("q:exp", {"a": 9999999999})
+def test_psadd_readd_clears_gate_and_cool_down(ps, r, k):
+    r.sadd(k("q").gated, "a")
+    r.zadd(k("q").cooling, {"a": 9999999999})
     assert ps.psadd("q", "a", "v", score=4, readd=True) == 4.0
-    assert not r.sismember("q:exc", "a")
-    assert r.zscore("q:exp", "a") is None
+    assert not r.sismember(k("q").gated, "a")
+    assert r.zscore(k("q").cooling, "a") is None
     assert ps.psadd("q", "a", "v", score=1) == 5.0
 
 
@@ -102,25 +110,25 @@ def test_bad_values_and_names_raise(ps, r):
 # -- psaddmany -----------------------------------------------------------------------
 
 
-def test_psaddmany_applies_duplicates_in_order(ps, r):
+def test_psaddmany_applies_duplicates_in_order(ps, r, k):
     scores = ps.psaddmany("q", [("a", "1", 1), ("b", "x", 2), ("a", "2", 3), ("a", "3", 0.5)])
     assert scores == [1.0, 2.0, 4.0, 4.5]
-    assert r.hget("q:t", "a") == b"3"
-    assert r.zscore("q:s", "a") == 4.5
+    assert r.hget(k("q").values, "a") == b"3"
+    assert r.zscore(k("q").scores, "a") == 4.5
 
 
-def test_psaddmany_refuses_per_item(ps, r):
-    r.sadd("q:exc", "gated")
-    r.zadd("q:exp", {"cooling": 9999999999})
+def test_psaddmany_refuses_per_item(ps, r, k):
+    r.sadd(k("q").gated, "gated")
+    r.zadd(k("q").cooling, {"cooling": 9999999999})
     scores = ps.psaddmany("q", [("gated", "v", 1), ("fine", "v", 1), ("cooling", "v", 1), ("gated", "v", 1)])
     assert scores == [None, 1.0, None, None]
-    assert r.hkeys("q:t") == [b"fine"]
+    assert r.hkeys(k("q").values) == [b"fine"]
 
 
-def test_psaddmany_readd(ps, r):
-    r.sadd("q:exc", "a")
+def test_psaddmany_readd(ps, r, k):
+    r.sadd(k("q").gated, "a")
     assert ps.psaddmany("q", [("a", "v", 2), ("a", "v", 2)], readd=True) == [2.0, 4.0]
-    assert r.scard("q:exc") == 0
+    assert r.scard(k("q").gated) == 0
 
 
 def test_psaddmany_accepts_pairs_and_empty_input(ps, r):
@@ -130,7 +138,7 @@ def test_psaddmany_accepts_pairs_and_empty_input(ps, r):
         ps.psaddmany("q", [("a",)])
 
 
-def test_psaddmany_consumes_a_generator_in_chunks(ps, r):
+def test_psaddmany_consumes_a_generator_in_chunks(ps, r, k):
     consumed = []
 
     def items():
@@ -142,10 +150,10 @@ def test_psaddmany_consumes_a_generator_in_chunks(ps, r):
     assert len(scores) == 12_345
     assert scores[:8] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.0]
     assert ps.pslen("q") == 12_345
-    assert r.hget("q:t", "k12344") == b"v12344"
+    assert r.hget(k("q").values, "k12344") == b"v12344"
 
 
-def test_psaddmany_generator_is_not_materialised(ps, r):
+def test_psaddmany_generator_is_not_materialised(ps, r, k):
     """An iterator is read a chunk at a time: the first chunk is written before
     the generator has produced the last items."""
     seen_len_at = []
@@ -153,7 +161,7 @@ def test_psaddmany_generator_is_not_materialised(ps, r):
     def items():
         for i in range(3000):
             if i == 2500:
-                seen_len_at.append(r.zcard("q:s"))
+                seen_len_at.append(r.zcard(k("q").scores))
             yield (f"k{i}", "v", 1)
 
     ps.psaddmany("q", items())
@@ -163,13 +171,13 @@ def test_psaddmany_generator_is_not_materialised(ps, r):
 # -- pspull --------------------------------------------------------------------------
 
 
-def test_pull_order_and_purge(ps, r):
+def test_pull_order_and_purge(ps, r, k):
     ps.psaddmany("q", [("low", "l", 1), ("high", "h", 10), ("mid", "m", 5)])
     pulled = ps.pspull("q", count=2)
     assert list(pulled.items()) == [("high", b"h"), ("mid", b"m")]
-    assert r.hkeys("q:t") == [b"low"]
-    assert r.zrange("q:s", 0, -1) == [b"low"]
-    assert r.scard("q:exc") == 0
+    assert r.hkeys(k("q").values) == [b"low"]
+    assert r.zrange(k("q").scores, 0, -1) == [b"low"]
+    assert r.scard(k("q").gated) == 0
 
 
 def test_pull_ties_follow_zpopmax_order(ps, r):
@@ -187,20 +195,20 @@ def test_pull_more_than_there_is_and_empty(ps):
     assert ps.pspull("q", count=0) == {}
 
 
-def test_pull_gate_refuses_later_adds(ps, r):
+def test_pull_gate_refuses_later_adds(ps, r, k):
     ps.psadd("q", "a", "v")
     ps.pspull("q", gate=True, expire_at=None)
-    assert r.sismember("q:exc", "a")
+    assert r.sismember(k("q").gated, "a")
     assert ps.psadd("q", "a", "v") is None
     assert ps.psadd("q", "a", "v", readd=True) == 1.0
 
 
-def test_pull_keep_rescores_min_score_minus_one(ps, r):
+def test_pull_keep_rescores_min_score_minus_one(ps, r, k):
     ps.psaddmany("q", [("pos", "p", 7), ("zero", "z", 0), ("neg", "n", -4), ("rest", "r", -100)])
     pulled = ps.pspull("q", count=3, purge=False, expire_at=None)
     assert list(pulled) == ["pos", "zero", "neg"]
     assert dict(ps.pskeys("q", withscores=True)) == {"pos": -1.0, "zero": -1.0, "neg": -5.0, "rest": -100.0}
-    assert r.hlen("q:t") == 4
+    assert r.hlen(k("q").values) == 4
 
 
 def test_pull_keep_never_returns_an_item_twice(ps):
@@ -209,55 +217,55 @@ def test_pull_keep_never_returns_an_item_twice(ps):
     assert list(ps.pspull("q", count=5, purge=False)) == ["a", "b"]
 
 
-def test_pull_keep_with_gate_gates(ps, r):
+def test_pull_keep_with_gate_gates(ps, r, k):
     ps.psadd("q", "a", "v", 3)
     ps.pspull("q", purge=False, gate=True, expire_at=None)
-    assert r.sismember("q:exc", "a") and ps.pslen("q") == 1
+    assert r.sismember(k("q").gated, "a") and ps.pslen("q") == 1
 
 
-def test_pull_drops_orphans_without_counting_them(ps, r):
+def test_pull_drops_orphans_without_counting_them(ps, r, k):
     ps.psaddmany("q", [("a", "a", 1), ("b", "b", 2)])
-    r.zadd("q:s", {"orphan1": 50, "orphan2": 40})
+    r.zadd(k("q").scores, {"orphan1": 50, "orphan2": 40})
     assert ps.pspull("q", count=2) == {"b": b"b", "a": b"a"}
-    assert r.zcard("q:s") == 0
+    assert r.zcard(k("q").scores) == 0
 
 
-def test_pull_keep_drops_orphans_too(ps, r):
+def test_pull_keep_drops_orphans_too(ps, r, k):
     ps.psadd("q", "a", "a", 1)
-    r.zadd("q:s", {"orphan": 50})
+    r.zadd(k("q").scores, {"orphan": 50})
     assert ps.pspull("q", count=5, purge=False) == {"a": b"a"}
-    assert r.zscore("q:s", "orphan") is None
+    assert r.zscore(k("q").scores, "orphan") is None
 
 
-def test_pull_default_cool_down_is_one_day_by_server_clock(ps, r):
+def test_pull_default_cool_down_is_one_day_by_server_clock(ps, r, k):
     ps.psadd("q", "a", "v")
     before = server_time(r)
     ps.pspull("q")
-    at = r.zscore("q:exp", "a")
+    at = r.zscore(k("q").cooling, "a")
     assert at == int(at)
     assert before + 86400 <= at <= server_time(r) + 86400 + 1
 
 
-def test_pull_expire_at_timedelta(ps, r):
+def test_pull_expire_at_timedelta(ps, r, k):
     ps.psadd("q", "a", "v")
     now = server_time(r)
     ps.pspull("q", expire_at=timedelta(minutes=15))
-    assert now + 900 <= r.zscore("q:exp", "a") <= now + 902
+    assert now + 900 <= r.zscore(k("q").cooling, "a") <= now + 902
 
 
-def test_pull_expire_at_aware_and_naive_datetime(ps, r):
+def test_pull_expire_at_aware_and_naive_datetime(ps, r, k):
     ps.psaddmany("q", [("aware", "v", 2), ("naive", "v", 1)])
     when = datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
     ps.pspull("q", expire_at=when)
     ps.pspull("q", expire_at=datetime(2031, 5, 6, 7, 8, 9))  # naive means UTC
-    assert r.zscore("q:exp", "aware") == when.timestamp()
-    assert r.zscore("q:exp", "naive") == datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc).timestamp()
+    assert r.zscore(k("q").cooling, "aware") == when.timestamp()
+    assert r.zscore(k("q").cooling, "naive") == datetime(2031, 5, 6, 7, 8, 9, tzinfo=timezone.utc).timestamp()
 
 
-def test_pull_expire_none_writes_no_entry(ps, r):
+def test_pull_expire_none_writes_no_entry(ps, r, k):
     ps.psadd("q", "a", "v")
     ps.pspull("q", expire_at=None)
-    assert not r.exists("q:exp")
+    assert not r.exists(k("q").cooling)
     assert ps.psadd("q", "a", "v") == 1.0
 
 
@@ -298,14 +306,14 @@ def test_binary_values_round_trip(ps):
 
 
 @pytest.mark.parametrize("key", ODD_KEYS)
-def test_odd_item_keys_round_trip(ps, r, key):
+def test_odd_item_keys_round_trip(ps, r, key, k):
     assert ps.psadd("q", key, "v", 2) == 2.0
     assert ps.pskeys("q") == [key]
     assert ps.psget("q", key) == b"v"
     assert ps.psincrement("q", key, 1) == 3.0
     assert ps.pspull("q", purge=False) == {key: b"v"}
     assert ps.psremove("q", [key]) == 1
-    assert r.zscore("q:exp", key) is not None
+    assert r.zscore(k("q").cooling, key) is not None
 
 
 def test_binary_item_keys_come_back_as_str(ps):
@@ -319,27 +327,27 @@ def test_binary_item_keys_come_back_as_str(ps):
 # -- changing scores -----------------------------------------------------------------
 
 
-def test_psincrement_only_existing_keys(ps, r):
+def test_psincrement_only_existing_keys(ps, r, k):
     assert ps.psincrement("q", "a", 5) is None
-    assert not r.exists("q:s")
+    assert not r.exists(k("q").scores)
     ps.psadd("q", "a", "v", 1)
     assert ps.psincrement("q", "a", 2.5) == 3.5
     assert ps.psincrement("q", "a", -10) == -6.5
 
 
-def test_psdeletebelowthreshold_is_strict(ps, r):
+def test_psdeletebelowthreshold_is_strict(ps, r, k):
     ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2), ("c", "v", 3), ("d", "v", -5)])
     assert ps.psdeletebelowthreshold("q", 2) == ["d", "a"]
     assert ps.pskeys("q") == ["c", "b"]
-    assert set(r.hkeys("q:t")) == {b"b", b"c"}
-    assert r.scard("q:exc") == 0
+    assert set(r.hkeys(k("q").values)) == {b"b", b"c"}
+    assert r.scard(k("q").gated) == 0
     assert ps.psdeletebelowthreshold("q", 2) == []
 
 
-def test_psdeletebelowthreshold_gate(ps, r):
+def test_psdeletebelowthreshold_gate(ps, r, k):
     ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2)])
     assert ps.psdeletebelowthreshold("q", 1.5, gate=True) == ["a"]
-    assert r.smembers("q:exc") == {b"a"}
+    assert r.smembers(k("q").gated) == {b"a"}
     assert ps.psadd("q", "a", "v") is None
 
 
@@ -352,13 +360,13 @@ def test_psdecrement_all(ps):
     assert ps.psdecrement_all("empty", 1) == 0
 
 
-def test_psremove(ps, r):
+def test_psremove(ps, r, k):
     ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2), ("c", "v", 3)])
     assert ps.psremove("q", ["a", "b", "missing"]) == 2
     assert ps.pskeys("q") == ["c"]
-    assert set(r.hkeys("q:t")) == {b"c"}
+    assert set(r.hkeys(k("q").values)) == {b"c"}
     assert ps.psremove("q", "c", gate=True) == 1  # a single key is one key, not its letters
-    assert r.smembers("q:exc") == {b"c"}
+    assert r.smembers(k("q").gated) == {b"c"}
     assert ps.psremove("q", []) == 0
 
 
@@ -372,13 +380,13 @@ def test_psremove_acknowledges_a_kept_pull(ps):
 # -- whole streams -------------------------------------------------------------------
 
 
-def test_psdelete_removes_all_four_keys_and_the_registry_entry(ps, r):
+def test_psdelete_removes_all_four_keys_and_the_registry_entry(ps, r, k):
     ps.psaddmany("q", [("a", "v", 1), ("b", "v", 2)])
     ps.pspull("q", gate=True)
-    assert r.exists("q:t", "q:s", "q:exc", "q:exp") == 4
+    assert r.exists(k("q").values, k("q").scores, k("q").gated, k("q").cooling) == 4
     ps.psadd("other", "x", "v")
     assert ps.psdelete("q") is True
-    assert r.exists("q:t", "q:s", "q:exc", "q:exp") == 0
+    assert r.exists(k("q").values, k("q").scores, k("q").gated, k("q").cooling) == 0
     assert ps.psnames() == ["other"]
     assert ps.psdelete("q") is False
 
@@ -389,14 +397,14 @@ def test_psnames_sorted(ps):
     assert ps.psnames() == ["alpha", "mid:dle", "zeta", "{tag}x"]
 
 
-def test_psexpire_only_due_items_across_streams(ps, r):
+def test_psexpire_only_due_items_across_streams(ps, r, k):
     now = int(server_time(r))
     for name in ["s1", "s2", "s3"]:
         ps.psaddmany(name, [("due", "v", 1), ("later", "v", 1)])
-        r.zadd(f"{name}:exp", {"due": now - 5, "later": now + 3600})
+        r.zadd(k(name).cooling, {"due": now - 5, "later": now + 3600})
     assert ps.psexpire() == {"s1": 1, "s2": 1, "s3": 1}
     for name in ["s1", "s2", "s3"]:
-        assert r.zrange(f"{name}:exp", 0, -1) == [b"later"]
+        assert r.zrange(k(name).cooling, 0, -1) == [b"later"]
         assert ps.pskeys(name) == ["later"]
         assert ps.psget(name, "due") is None
     assert ps.psexpire() == {}
@@ -410,14 +418,14 @@ def test_psexpire_allows_adding_again(ps):
     assert ps.psadd("q", "a", "v") == 1.0
 
 
-def test_psexpire_many_due_items_in_several_script_calls(ps, r):
+def test_psexpire_many_due_items_in_several_script_calls(ps, r, k):
     from psctl import operations
 
     n = operations.EXPIRE_CHUNK * 2 + 7
     ps.psaddmany("q", ((f"k{i}", "v", 1) for i in range(n)))
     ps.pspull("q", count=n, expire_at=timedelta(seconds=-1))
     assert ps.psexpire() == {"q": n}
-    assert not r.exists("q:exp")
+    assert not r.exists(k("q").cooling)
 
 
 def test_psexpire_drops_dead_names_only(ps, r):
@@ -426,7 +434,7 @@ def test_psexpire_drops_dead_names_only(ps, r):
     ps.psadd("gated", "a", "v")
     ps.pspull("gated", gate=True, expire_at=None)  # only :exc is left: alive
     ps.psadd("live", "a", "v")
-    r.sadd(":ps:keys", "ghost")  # registered, no keys at all
+    r.sadd(REGISTRY, "ghost")  # registered, no keys at all
     assert ps.psexpire() == {"dead": 1}
     assert ps.psnames() == ["gated", "live"]
 
@@ -453,15 +461,15 @@ def test_scripts_reload_after_script_flush(ps, r):
 
 def test_registry_entry_written_even_if_the_stream_was_emptied(ps, r):
     ps.psadd("q", "a", "v")
-    r.srem(":ps:keys", "q")  # another tool lost it: the next first add re-registers
+    r.srem(REGISTRY, "q")  # another tool lost it: the next first add re-registers
     ps.pspull("q", expire_at=None)
     ps.psadd("q", "b", "v")
     assert ps.psnames() == ["q"]
 
 
-def test_expire_measures_server_clock_not_client_clock(ps, r, monkeypatch):
+def test_expire_measures_server_clock_not_client_clock(ps, r, monkeypatch, k):
     # the client's clock is off by a day; cool-downs still count from the server's
     monkeypatch.setattr(time, "time", lambda: 0.0)
     ps.psadd("q", "a", "v")
     ps.pspull("q", expire_at=timedelta(seconds=30))
-    assert abs(r.zscore("q:exp", "a") - (server_time(r) + 30)) <= 2
+    assert abs(r.zscore(k("q").cooling, "a") - (server_time(r) + 30)) <= 2

@@ -1,0 +1,22 @@
+"""psctl's Redis Cluster clients: the same operations and plans as the
+standalone clients, with each stream's keys under one hash tag."""
+
+from __future__ import annotations
+
+import redis.asyncio.cluster
+import redis.cluster
+
+from psctl.commands import PrioritizedStreamCommands
+from psctl.runner import AsyncRunner, SyncRunner
+
+
+class RedisCluster(PrioritizedStreamCommands, SyncRunner, redis.cluster.RedisCluster):
+    """A ``redis.cluster.RedisCluster`` with the prioritized-stream operations."""
+
+    _ps_cluster = True
+
+
+class AsyncRedisCluster(PrioritizedStreamCommands, AsyncRunner, redis.asyncio.cluster.RedisCluster):
+    """A ``redis.asyncio.cluster.RedisCluster`` with the prioritized-stream operations, awaitable."""
+
+    _ps_cluster = True
