@@ -4,19 +4,24 @@ standalone clients, with each stream's keys under one hash tag."""
 from __future__ import annotations
 
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.cluster
+import redis.retry
 
 from psctl.commands import PrioritizedStreamCommands
+from psctl.connections import SafeConnections
 from psctl.runner import AsyncRunner, SyncRunner
 
 
-class RedisCluster(PrioritizedStreamCommands, SyncRunner, redis.cluster.RedisCluster):
+class RedisCluster(SafeConnections, PrioritizedStreamCommands, SyncRunner, redis.cluster.RedisCluster):
     """A ``redis.cluster.RedisCluster`` with the prioritized-stream operations."""
 
     _ps_cluster = True
+    _ps_retry_class = redis.retry.Retry
 
 
-class AsyncRedisCluster(PrioritizedStreamCommands, AsyncRunner, redis.asyncio.cluster.RedisCluster):
+class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner, redis.asyncio.cluster.RedisCluster):
     """A ``redis.asyncio.cluster.RedisCluster`` with the prioritized-stream operations, awaitable."""
 
     _ps_cluster = True
+    _ps_retry_class = redis.asyncio.retry.Retry

@@ -39,9 +39,13 @@ class PrioritizedStreamCommands:
         purge: bool = True,
         gate: bool = False,
         expire_at: timedelta | datetime | None = DAY,
+        block: float | None = None,
     ) -> Any:
-        """Atomically takes up to ``count`` of the highest-scored items: ``{key: value}`` in pull order."""
-        return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at))
+        """Atomically takes up to ``count`` of the highest-scored items: ``{key: value}`` in pull order.
+
+        ``block``: when the stream is empty, wait up to that many seconds (0: no
+        limit) for an item, then pull as usual; ``{}`` when none came."""
+        return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at, block))
 
     def pskeys(self, name: str, withscores: bool = False, limit: int | None = None) -> Any:
         """Item keys, highest score first; ``(key, score)`` pairs with ``withscores``."""

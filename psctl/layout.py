@@ -1,7 +1,8 @@
 """Key names of a prioritized stream: the one place they are built.
 
 On a standalone server a stream NAME lives in ``NAME:t``, ``NAME:s``,
-``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. In
+``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. Beside
+them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls. In
 Redis Cluster a name without a hash tag is wrapped in one (``{NAME}:t``, ...),
 so that a stream's keys share a slot and each script runs on one node.
 """
@@ -20,10 +21,11 @@ class StreamKeys:
     scores: str  # sorted set: item key -> score
     gated: str  # set: keys refused until re-added
     cooling: str  # sorted set: key -> unix time its cool-down ends
+    wake: str  # list: wake-up tokens for blocked pullers (an extra beside the four)
 
     @property
     def all(self) -> tuple[str, str, str, str]:
-        """The four keys in the order every 4-key script takes them."""
+        """The four keys of SPEC §1, in the order every 4-key script takes them."""
         return (self.values, self.scores, self.gated, self.cooling)
 
 
@@ -40,4 +42,4 @@ def stream_keys(name: str, *, cluster: bool = False) -> StreamKeys:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a stream name must be a non-empty string, got {name!r}")
     base = f"{{{name}}}" if cluster and not has_hash_tag(name) else name
-    return StreamKeys(name, f"{base}:t", f"{base}:s", f"{base}:exc", f"{base}:exp")
+    return StreamKeys(name, f"{base}:t", f"{base}:s", f"{base}:exc", f"{base}:exp", f"{base}:wake")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,9 @@ from psctl.scripts import LuaScript, script
 ADD_CHUNK = 1000
 # Cool-downs ended per stream per psexpire script call.
 EXPIRE_CHUNK = 5000
+# A blocked pull looks again at least this often (seconds), so that items
+# written by other tools, which write no wake-up token, are seen too.
+POLL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +164,7 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool) -> Plan:
         args: list[Any] = [_flag(readd)]
         for triple in chunk:
             args.extend(triple)
-        reply = yield Call(script("add"), keys.all, tuple(args))
+        reply = yield Call(script("add"), (*keys.all, keys.wake), tuple(args))
         if reply[0] == 1:
             yield Command(("SADD", REGISTRY, keys.name))
         scores.extend(_as_float(score) for score in reply[1:])
@@ -172,13 +176,32 @@ def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool) -> 
     return new_score
 
 
-def pull(keys: StreamKeys, count: int, purge: bool, gate: bool, expire_at: Any) -> Plan:
+def pull(keys: StreamKeys, count: int, purge: bool, gate: bool, expire_at: Any, block: float | None = None) -> Plan:
+    """One atomic pull; with ``block``, pulls again each time an add wakes it
+    (or every ``POLL`` seconds, for items written with plain commands) until
+    something comes or ``block`` seconds pass (0: no limit)."""
     count = check_count(count)
     mode, seconds = _expiry(expire_at)
+    deadline = _deadline(block)
     if count == 0:
         return {}
-    reply = yield Call(script("pull"), keys.all, (count, _flag(purge), _flag(gate), mode, seconds))
-    return {decode_key(key): value for key, value in _pairs(reply)}
+    call = Call(script("pull"), keys.all, (count, _flag(purge), _flag(gate), mode, seconds))
+    while True:
+        reply = yield call
+        if reply or deadline is None:
+            return {decode_key(key): value for key, value in _pairs(reply)}
+        wait = POLL if deadline == math.inf else min(POLL, deadline - time.monotonic())
+        if wait <= 0:
+            return {}
+        yield Command(("BLPOP", keys.wake, repr(round(wait, 3)).encode()))
+
+
+def _deadline(block: Any) -> float | None:
+    if block is None:
+        return None
+    if isinstance(block, bool) or not isinstance(block, numbers.Real) or not math.isfinite(block) or block < 0:
+        raise ValueError(f"block must be a number of seconds >= 0 (0: wait forever), got {block!r}")
+    return math.inf if block == 0 else time.monotonic() + float(block)
 
 
 def keys_(keys: StreamKeys, withscores: bool, limit: int | None) -> Plan:
@@ -251,7 +274,7 @@ def _unregister(names: Sequence[str], layout: Layout) -> Plan:
 
 
 def delete(keys: StreamKeys, layout: Layout) -> Plan:
-    deleted = yield Command(("DEL", *keys.all))
+    deleted = yield Command(("DEL", *keys.all, keys.wake))
     unregistered = yield from _unregister([keys.name], layout)
     return bool(deleted or unregistered)
 

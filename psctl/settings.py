@@ -171,7 +171,9 @@ def _make_cluster(settings: Settings, cls: Any) -> Any:
 
 
 def _make_pool(settings: Settings, module: Any) -> Any:
-    kwargs = settings.connection_kwargs()
+    from psctl.connections import safe_kwargs
+
+    kwargs = safe_kwargs(settings.connection_kwargs(), module.retry.Retry)
     if settings.url:
         return module.ConnectionPool.from_url(settings.url, **kwargs)
     if settings.ssl:

@@ -153,6 +153,10 @@ class Synced:
 
         return call
 
+    def idle(self, seconds: float) -> None:
+        """Lets the event loop run, as it would between calls in an application."""
+        self._loop.run_until_complete(asyncio.sleep(seconds))
+
     def close(self) -> None:
         self._loop.run_until_complete(self._client.aclose())
         self._loop.close()

@@ -33,6 +33,8 @@ def test_plain_commands_read_a_stream_written_by_psctl(r):
     r.psadd("raw", "k", b"\x00\x01 json? {}", 2.5)
     assert r.hget("raw:t", "k") == b"\x00\x01 json? {}"
     assert r.zscore("raw:s", "k") == 2.5
+    # beside the layout, only the short-lived wake-up lists of blocked pulls
     assert sorted(k.decode() for k in r.keys("*")) == sorted(
-        [":ps:keys", "jobs:t", "jobs:s", "jobs:exc", "jobs:exp", "raw:t", "raw:s"]
+        [":ps:keys", "jobs:t", "jobs:s", "jobs:exc", "jobs:exp", "jobs:wake", "raw:t", "raw:s", "raw:wake"]
     )
+    assert 0 < r.ttl("raw:wake") <= 60

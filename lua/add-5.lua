@@ -6,6 +6,8 @@
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
+  KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (BLPOP); at most
+           WAKE_TOKENS, gone a minute after the last add
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
   ARGV[2..] triples: item key, value, score increment
@@ -15,7 +17,8 @@
   order: the new score as a string ("%.17g", exact), or false when refused.
   Duplicated keys are applied in order: values overwrite, increments add up.
 ]]
-local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local WAKE_TOKENS = 16
 -- @include batch
 
 local readd = ARGV[1] == "1"
@@ -72,5 +75,11 @@ if #order > 0 then
   end
   call_in_slices("HSET", values, hash_pairs)
   call_in_slices("ZADD", scores, zset_pairs)
+  -- one token per new item, so that as many waiting pullers wake
+  local tokens = {}
+  for i = 1, math.min(#order, WAKE_TOKENS) do tokens[i] = "1" end
+  redis.call("LPUSH", wake, unpack(tokens))
+  redis.call("LTRIM", wake, 0, WAKE_TOKENS - 1)
+  redis.call("EXPIRE", wake, 60)
 end
 return reply

@@ -1,0 +1,45 @@
+"""How psctl clients connect: a command is never sent twice, and no wait is
+unbounded.
+
+``psadd`` adds to a score and ``pspull`` pops, so sending one again after its
+reply was lost would apply it twice. redis-py's default ``Retry`` does exactly
+that on a connection error, so psctl clients default to no retries. Nothing is
+lost by it: the pool replaces a pooled connection the server closed (a restart,
+``CLIENT KILL``) before a command is sent on it, and a ``NOSCRIPT`` reply, which
+means nothing ran, is answered by loading the script (``runner.py``).
+
+A client made with a ``connection_pool`` keeps that pool's settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.backoff import NoBackoff
+
+# seconds; a blocked pull waits at most operations.POLL per command, well below
+SOCKET_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+
+
+def safe_kwargs(kwargs: dict[str, Any], retry_class: type) -> dict[str, Any]:
+    """``kwargs`` with psctl's defaults for whatever the caller left unset."""
+    if "connection_pool" in kwargs:
+        return kwargs
+    kwargs.setdefault("retry", retry_class(NoBackoff(), 0))
+    kwargs.setdefault("socket_timeout", SOCKET_TIMEOUT)
+    kwargs.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
+    return kwargs
+
+
+class SafeConnections:
+    """Mixed into every psctl client class, before the redis-py class."""
+
+    _ps_retry_class: type  # redis.retry.Retry or redis.asyncio.retry.Retry
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **safe_kwargs(kwargs, self._ps_retry_class))
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Any:
+        return super().from_url(url, **safe_kwargs(kwargs, cls._ps_retry_class))  # type: ignore[misc]

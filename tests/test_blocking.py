@@ -1,0 +1,111 @@
+"""Waiting consumers: ``pspull(block=...)`` sleeps on the stream's wake-up list
+and pulls as soon as an add lands, or within a second of items written with
+plain commands."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request):
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def add_later(client, delay: float, *args) -> threading.Thread:
+    def run():
+        time.sleep(delay)
+        client.psadd(*args)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_blocked_pull_wakes_on_an_add(backend, r):
+    waiter, adder = backend.sync(), backend.sync()
+    thread = add_later(adder, 0.3, "q", "job", "payload", 5)
+    started = time.monotonic()
+    assert waiter.pspull("q", block=10) == {"job": b"payload"}
+    waited = time.monotonic() - started
+    thread.join()
+    assert 0.25 <= waited < 1.0  # woken by the add, not by the 1 s poll
+
+
+def test_blocked_pull_returns_empty_after_the_timeout(backend, r):
+    started = time.monotonic()
+    assert backend.sync().pspull("q", block=1.5) == {}
+    assert 1.4 <= time.monotonic() - started < 3
+
+
+def test_blocked_pull_sees_items_written_with_plain_commands(backend, r, k):
+    keys = k("q")
+
+    def write():
+        time.sleep(0.2)
+        r.hset(keys.values, "plain", "v")
+        r.zadd(keys.scores, {"plain": 1})
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    started = time.monotonic()
+    assert backend.sync().pspull("q", block=5) == {"plain": b"v"}
+    assert time.monotonic() - started < 1.5
+    thread.join()
+
+
+def test_block_zero_waits_until_an_item_comes(backend, r):
+    thread = add_later(backend.sync(), 1.2, "q", "late", "v")
+    assert backend.sync().pspull("q", block=0) == {"late": b"v"}
+    thread.join()
+
+
+def test_items_already_there_are_pulled_without_waiting(backend, r):
+    client = backend.sync()
+    client.psadd("q", "a", "v")
+    started = time.monotonic()
+    assert client.pspull("q", block=30) == {"a": b"v"}
+    assert time.monotonic() - started < 0.5
+
+
+def test_several_waiters_each_get_one_item(backend, r):
+    results: list[dict] = []
+
+    def wait():
+        results.append(backend.sync().pspull("q", block=5))
+
+    threads = [threading.Thread(target=wait) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    backend.sync().psaddmany("q", [(f"k{i}", "v", 1) for i in range(4)])
+    for t in threads:
+        t.join()
+    assert sorted(key for got in results for key in got) == ["k0", "k1", "k2", "k3"]
+    assert time.monotonic() - started < 1.0
+
+
+async def test_async_blocked_pull(standalone_backend, r):
+    client = standalone_backend.async_()
+
+    async def add():
+        await asyncio.sleep(0.3)
+        await standalone_backend.async_().psadd("q", "a", "v")
+
+    task = asyncio.create_task(add())
+    started = time.monotonic()
+    assert await client.pspull("q", block=5) == {"a": b"v"}
+    assert time.monotonic() - started < 1.0
+    await task
+    await client.aclose()
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "5", True])
+def test_bad_block_values(standalone_backend, r, bad):
+    with pytest.raises(ValueError):
+        standalone_backend.sync().pspull("q", block=bad)

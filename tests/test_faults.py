@@ -1,0 +1,118 @@
+"""Faults between client and server: nothing applied twice, recovery without
+the caller doing anything, no unbounded wait."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+import redis.asyncio
+
+from psctl import AsyncRedis, Redis
+from psctl.launcher import start_server
+from psctl.scripts import script
+
+from .faults import CuttingProxy, SilentServer
+
+
+@pytest.fixture
+def proxy(server, r):
+    if server is None or server.unixsocket is None:
+        pytest.fail("the fault tests need the session's own server (run without --redis-url)")
+    p = CuttingProxy(str(server.unixsocket))
+    yield p
+    p.close()
+
+
+def test_a_lost_reply_is_not_resent(proxy, r):
+    client = Redis(host="127.0.0.1", port=proxy.port)  # the constructor redis-py would retry with
+    assert client.psadd("q", "a", "v", 1) == 1.0
+    proxy.cut_next_reply.set()
+    with pytest.raises(redis.ConnectionError):
+        client.psadd("q", "a", "v", 5)
+    assert proxy.replies_swallowed == 1
+    assert r.zscore("q:s", "a") == 6.0  # applied exactly once
+    assert client.psadd("q", "a", "v", 1) == 7.0  # and the next call works
+
+
+def test_a_lost_pull_reply_is_not_resent(proxy, r):
+    client = Redis.from_url(f"redis://127.0.0.1:{proxy.port}")
+    client.psaddmany("q", [("a", "v", 2), ("b", "v", 1)])
+    client.pspull("empty")  # the script is loaded: the cut reply is the pull's own
+    proxy.cut_next_reply.set()
+    with pytest.raises(redis.ConnectionError):
+        client.pspull("q", expire_at=None)
+    assert r.pskeys("q") == ["b"]  # one item popped, not two
+    assert client.pspull("q", expire_at=None) == {"b": b"v"}
+
+
+async def test_async_lost_reply_is_not_resent(proxy, r):
+    client = AsyncRedis(host="127.0.0.1", port=proxy.port)
+    await client.psadd("q", "a", "v", 1)
+    proxy.cut_next_reply.set()
+    with pytest.raises(redis.ConnectionError):
+        await client.psadd("q", "a", "v", 5)
+    assert r.zscore("q:s", "a") == 6.0
+    assert await client.psadd("q", "a", "v", 1) == 7.0
+    await client.aclose()
+
+
+def test_the_proxy_would_catch_a_resend(proxy, r):
+    """Control: redis-py's default retries do resend, and the proxy test sees it."""
+    plain = redis.Redis(host="127.0.0.1", port=proxy.port)
+    add = script("add")
+    args = (add.sha, add.numkeys, "q:t", "q:s", "q:exc", "q:exp", "q:wake", "0", "a", "v", "5")
+    plain.script_load(add.source)
+    proxy.cut_next_reply.set()
+    plain.evalsha(*args)
+    assert r.zscore("q:s", "a") == 10.0  # sent twice
+
+
+def test_reconnects_after_client_kill(ps, r):
+    ps.psadd("q", "a", "v")
+    r.client_kill_filter(_type="normal", skipme=True)
+    if hasattr(ps, "idle"):
+        ps.idle(0.05)  # an async client notices the close on its running event loop
+    assert ps.psadd("q", "a", "v") == 2.0
+    assert ps.pspull("q", expire_at=None) == {"a": b"v"}
+
+
+def test_works_after_a_server_restart(tmp_path):
+    sock = tmp_path / "s.sock"
+    first = start_server(tmp_path / "data", unixsocket=sock)
+    client = Redis.from_url(f"unix://{sock}")
+    try:
+        client.psadd("q", "a", "v")
+    finally:
+        first.stop()
+    second = start_server(tmp_path / "data", unixsocket=sock)  # empty, and no scripts cached
+    try:
+        assert client.psadd("q", "b", "v", 3) == 3.0
+        assert client.pspull("q") == {"b": b"v"}
+    finally:
+        client.close()
+        second.stop()
+
+
+def test_a_server_that_never_answers_times_out():
+    silent = SilentServer()
+    try:
+        client = Redis(host="127.0.0.1", port=silent.port, socket_timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            client.pslen("q")
+        assert time.monotonic() - started < 2
+        assert Redis(host="127.0.0.1", port=silent.port).connection_pool.connection_kwargs["socket_timeout"] == 30.0
+    finally:
+        silent.close()
+
+
+def test_an_unreachable_server_fails_fast():
+    from psctl.launcher import free_port
+
+    client = Redis(host="127.0.0.1", port=free_port())
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        client.psadd("q", "a", "v")
+    assert time.monotonic() - started < 1
