@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -91,14 +92,33 @@ def ping_tcp(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def _ping(family: int, address: object, timeout: float) -> bool:
+    return _answer(family, address, timeout).startswith((b"+PONG", b"-NOAUTH", b"-LOADING"))
+
+
+def _answer(family: int, address: object, timeout: float) -> bytes:
+    """The first bytes of the reply to PING, or b"" when nothing answers."""
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(address)
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-LOADING"))
+            return sock.recv(64)
     except OSError:
-        return False
+        return b""
+
+
+# sun_path holds 108 bytes on Linux and 104 on the BSDs and macOS, with the final NUL
+SOCKET_PATH_MAX = 107 if sys.platform.startswith("linux") else 103
+
+
+def check_socket_path(path: Path) -> None:
+    """Raises ServerError when ``path`` is too long for a unix socket address."""
+    size = len(os.fsencode(path))
+    if size > SOCKET_PATH_MAX:
+        raise ServerError(
+            f"the unix socket path {path} is {size} bytes long, more than the {SOCKET_PATH_MAX} "
+            "a socket address can hold"
+        )
 
 
 @dataclass
@@ -142,16 +162,24 @@ def stop_pid(pid: int, timeout: float = 10, process: subprocess.Popen[bytes] | N
         if process is not None:
             if process.poll() is not None:
                 return True
-        elif not _pid_running(pid):
+        elif not pid_running(pid):
             return True
         time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
     if process is not None:
         process.wait(5)
+    else:
+        deadline = time.monotonic() + 5
+        while pid_running(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
     return True
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """True while ``pid`` is a live process (a zombie does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -161,9 +189,49 @@ def _pid_running(pid: int) -> bool:
     # a zombie child of ours still answers kill(0): reap it if it is ours
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
+        if done != 0:
+            return False
     except ChildProcessError:
-        return True
+        pass
+    # an orphan's zombie waits for an init that may never reap it (in containers)
+    return _process_state(pid) != "Z"
+
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state of ``/proc/PID/stat`` (``Z`` for a zombie), None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def is_server_process(pid: int, dir: Path | None = None) -> bool:
+    """True when ``pid`` runs a ``*-server`` binary (valkey-server, redis-server, ...),
+    and where /proc tells, one working in ``dir`` (the server's ``--dir``): guards
+    against a stale pid file naming a process that reused the number."""
+    if not pid_running(pid):
+        return False
+    if not Path("/proc/self/exe").exists():  # macOS, the BSDs
+        out = subprocess.run(["ps", "-p", str(pid), "-o", "comm="], capture_output=True, text=True)
+        return Path(out.stdout.strip()).name.endswith("-server")
+    try:
+        exe = Path(os.readlink(f"/proc/{pid}/exe")).name
+        # the command line's first word: Debian's redis-server is a symlink to redis-check-rdb
+        title = Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].split(b" ")[0].decode()).name
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (OSError, IndexError, UnicodeDecodeError):  # gone, or another user's process
+        return False
+    named = exe.endswith("-server") or title.endswith("-server")
+    return named and (dir is None or cwd == os.path.realpath(dir))
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def start_server(
@@ -185,25 +253,9 @@ def start_server(
     binary = binary or find_binary()
     dir.mkdir(parents=True, exist_ok=True)
     log = dir / "server.log"
-    args = [
-        str(binary),
-        "--port", str(port),
-        "--dir", str(dir),
-        "--logfile", str(log),
-        "--daemonize", "no",
-        "--save", "",
-        "--appendonly", "yes" if appendonly else "no",
-    ]  # fmt: skip
-    if port:
-        args += ["--bind", "127.0.0.1"]
-    if unixsocket is not None:
-        args += ["--unixsocket", str(unixsocket), "--unixsocketperm", "700"]
-    if appendonly:
-        args += ["--appendfsync", "everysec"]
-    for name, value in (extra or {}).items():
-        args += [f"--{name}", value]
+    args = server_args(binary, dir, log, unixsocket=unixsocket, port=port, appendonly=appendonly, extra=extra)
     process = subprocess.Popen(
-        args,
+        [*args, "--daemonize", "no"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -220,6 +272,94 @@ def start_server(
             return server
         time.sleep(0.01)
     server.stop()
+    raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {_tail(log)}")
+
+
+def server_args(
+    binary: Path,
+    dir: Path,
+    log: Path,
+    *,
+    unixsocket: Path | None = None,
+    port: int = 0,
+    appendonly: bool = False,
+    extra: dict[str, str] | None = None,
+) -> list[str]:
+    """The server's command line: data and log in ``dir``, no RDB snapshots,
+    a unix socket only its owner may use, TCP on 127.0.0.1 only when ``port``."""
+    args = [
+        str(binary),
+        "--port", str(port),
+        "--dir", str(dir),
+        "--logfile", str(log),
+        "--save", "",
+        "--appendonly", "yes" if appendonly else "no",
+    ]  # fmt: skip
+    if port:
+        args += ["--bind", "127.0.0.1"]
+    if unixsocket is not None:
+        check_socket_path(unixsocket)
+        args += ["--unixsocket", str(unixsocket), "--unixsocketperm", "700"]
+    if appendonly:
+        args += ["--appendfsync", "everysec"]
+    for name, value in (extra or {}).items():
+        args += [f"--{name}", value]
+    return args
+
+
+def start_daemon(
+    dir: Path,
+    *,
+    unixsocket: Path,
+    pidfile: Path,
+    binary: Path | None = None,
+    appendonly: bool = True,
+    extra: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> int:
+    """Starts a server that daemonizes itself, and returns its pid once it answers
+    PING on ``unixsocket`` (after loading its data) with no TCP listener.
+
+    The server forks into a session of its own and is not our child: it outlives
+    the caller, holds none of the caller's files (stdio goes to /dev/null) and
+    is reaped by init. Its files are created private (umask 077). Raises
+    ServerError, with the last line of its log, if it fails to come up.
+    """
+    binary = binary or find_binary()
+    log = dir / "server.log"
+    args = server_args(binary, dir, log, unixsocket=unixsocket, appendonly=appendonly, extra=extra)
+    args += ["--daemonize", "yes", "--pidfile", str(pidfile)]
+    try:
+        # the parent half exits as soon as it has forked; errors in the
+        # arguments show up on its stderr, errors after the fork in the log
+        parent = subprocess.run(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            umask=0o077,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServerError(f"could not run {binary}: {exc}") from None
+    if parent.returncode != 0:
+        message = parent.stderr.decode(errors="replace").strip().splitlines()
+        raise ServerError(f"{binary.name} exited with status {parent.returncode}: {message[-1] if message else _tail(log)}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = _answer(socket.AF_UNIX, str(unixsocket), 0.5)
+        pid = read_pid(pidfile)
+        if answer.startswith((b"+PONG", b"-NOAUTH")) and pid is not None:
+            return pid
+        if pid is not None and not pid_running(pid):
+            raise ServerError(f"{binary.name} exited while starting: {_tail(log)}")
+        if answer.startswith(b"-LOADING"):  # a large append-only file takes its time
+            deadline = time.monotonic() + timeout
+        time.sleep(0.005)
+    pid = read_pid(pidfile)
+    if pid is not None:
+        stop_pid(pid)
     raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {_tail(log)}")
 
 

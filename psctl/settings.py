@@ -3,7 +3,9 @@ connection pool per distinct settings.
 
 First match wins: explicit keyword arguments, ``REDIS_URL``, then
 ``REDIS_HOST`` / ``REDIS_PORT`` / ``REDIS_DB`` / ``REDIS_USERNAME`` /
-``REDIS_PASSWORD`` / ``REDIS_SSL``. A password is kept out of every ``repr``.
+``REDIS_PASSWORD`` / ``REDIS_SSL``; ``REDIS_SSL_CA_CERTS`` names a CA file and
+``REDIS_CLUSTER=1`` asks for the cluster clients. A password is kept out of
+every ``repr``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Settings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ssl: bool = False
+    ssl_ca_certs: str | None = None  # a CA file for rediss:// or REDIS_SSL
     cluster: bool = False
     # further redis-py keyword arguments, as sorted (name, value) pairs so that
     # settings stay hashable
@@ -49,6 +52,10 @@ class Settings:
             if f.repr and getattr(self, f.name) != f.default:
                 shown.append(f"{f.name}={getattr(self, f.name)!r}")
         return f"Settings({', '.join(shown)})"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.url.startswith("rediss://") if self.url else self.ssl
 
     @property
     def where(self) -> str:
@@ -63,6 +70,8 @@ class Settings:
         options = tuple(sorted((k, v) for k, v in explicit.items() if k not in names and v is not None))
         if "cluster" not in chosen and env.get("REDIS_CLUSTER"):
             chosen["cluster"] = env["REDIS_CLUSTER"].lower() in _TRUE
+        if "ssl_ca_certs" not in chosen and env.get("REDIS_SSL_CA_CERTS"):
+            chosen["ssl_ca_certs"] = env["REDIS_SSL_CA_CERTS"]
         if "url" not in chosen and "host" not in chosen:
             if env.get("REDIS_URL"):
                 chosen["url"] = env["REDIS_URL"]
@@ -72,6 +81,8 @@ class Settings:
 
     def connection_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.options)
+        if self.ssl_ca_certs and self.uses_tls:
+            kwargs["ssl_ca_certs"] = self.ssl_ca_certs
         if not self.url:
             kwargs.update(host=self.host, port=self.port, db=self.db, username=self.username, password=self.password)
         return kwargs

@@ -1,0 +1,5 @@
+"""``python -m psctl.cli``: the same as ``psctl``."""
+
+from psctl.cli import main
+
+main()

@@ -1,0 +1,333 @@
+"""``psctl add-many``: the three formats, files and stdin, and bad input that
+exits 2 naming its line with nothing written."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from psctl.cli import inputs, terminal
+from psctl.cli.errors import ExitStatus
+from tests.test_cli import DEAD, Cli
+
+
+@pytest.fixture
+def cli(redis_url: str, r: Any) -> Cli:
+    return Cli(redis_url)
+
+
+CSV = "key,value,score\njob-1,hello,5\njob-2,\"a, b\nand a second line\",\njob-3,x,-2.5\n"
+JSON = '[\n  {"key": "job-1", "value": "hello", "score": 5},\n  {"key": "job-2", "value": "a, b\\nand a second line"},\n  {"key": "job-3", "value": "x", "score": -2.5}\n]\n'  # noqa: E501
+NDJSON = '{"key": "job-1", "value": "hello", "score": 5}\n{"key": "job-2", "value": "a, b\\nand a second line"}\n\n{"key": "job-3", "value": "x", "score": -2.5}\n'  # noqa: E501
+EXPECTED = [("job-1", 5.0), ("job-2", 1.0), ("job-3", -2.5)]
+
+
+def check_written(r: Any) -> None:
+    assert r.pskeys("jobs", withscores=True) == EXPECTED
+    assert r.psget("jobs", "job-2") == b"a, b\nand a second line"
+    assert r.psnames() == ["jobs"]
+
+
+@pytest.mark.parametrize("suffix, text", [(".csv", CSV), (".json", JSON), (".ndjson", NDJSON), (".jsonl", NDJSON)])
+def test_a_file_in_each_format(cli: Cli, r: Any, tmp_path: Path, suffix: str, text: str) -> None:
+    path = tmp_path / f"items{suffix}"
+    path.write_text(text)
+    assert cli.ok("add-many", "jobs", str(path)) == {"added": 3, "refused": 0}
+    check_written(r)
+
+
+@pytest.mark.parametrize("text", [CSV, JSON, NDJSON], ids=["csv", "json", "ndjson"])
+@pytest.mark.parametrize("dash", [True, False], ids=["dash", "no-file"])
+def test_stdin_with_the_format_sniffed(cli: Cli, r: Any, text: str, dash: bool) -> None:
+    args = ["add-many", "jobs", "-"] if dash else ["add-many", "jobs"]
+    assert cli.ok(*args, input=text) == {"added": 3, "refused": 0}
+    check_written(r)
+
+
+@pytest.mark.parametrize("format, text", [("csv", CSV), ("json", JSON), ("ndjson", NDJSON)])
+def test_format_option_beats_the_extension(cli: Cli, r: Any, tmp_path: Path, format: str, text: str) -> None:
+    path = tmp_path / "items.txt"
+    path.write_text(text)
+    assert cli.ok("add-many", "jobs", str(path), "--format", format) == {"added": 3, "refused": 0}
+    check_written(r)
+
+
+def test_refused_items_are_counted(cli: Cli, r: Any) -> None:
+    r.psadd("jobs", "job-1", "v")
+    r.pspull("jobs")  # job-1 cools down
+    assert cli.ok("add-many", "jobs", "--format", "csv", input=CSV) == {"added": 2, "refused": 1}
+    assert cli.ok("add-many", "jobs", "--format", "csv", "--readd", input=CSV) == {"added": 3, "refused": 0}
+
+
+def test_a_key_repeated_adds_up_in_order(cli: Cli, r: Any) -> None:
+    text = "key,value,score\na,first,1\na,second,2\n"
+    assert cli.ok("add-many", "jobs", "--format", "csv", input=text) == {"added": 2, "refused": 0}
+    assert r.pskeys("jobs", withscores=True) == [("a", 3.0)] and r.psget("jobs", "a") == b"second"
+
+
+def test_csv_columns_in_any_order_and_score_optional(cli: Cli, r: Any) -> None:
+    assert cli.ok("add-many", "jobs", "--format", "csv", input="score,value,key\n2,v,a\n") == {"added": 1, "refused": 0}
+    assert cli.ok("add-many", "jobs", "--format", "csv", input="key,value\nb,w\n") == {"added": 1, "refused": 0}
+    assert r.pskeys("jobs", withscores=True) == [("a", 2.0), ("b", 1.0)]
+
+
+def test_empty_input_adds_nothing(cli: Cli, r: Any) -> None:
+    for text, format in [("", None), ("", "csv"), ("key,value,score\n", "csv"), ("[]", "json"), ("\n\n", "ndjson")]:
+        args = ["add-many", "jobs"] + (["--format", format] if format else [])
+        assert cli.ok(*args, input=text) == {"added": 0, "refused": 0}
+    assert r.psnames() == []
+
+
+def test_json_numbers_and_base64_values(cli: Cli, r: Any) -> None:
+    text = '[{"key": 7, "value": 12, "score": "3"}, {"key": "b", "value": 1.5}, {"key": "c", "value_base64": "//4A"}]'
+    assert cli.ok("add-many", "jobs", "--format", "json", input=text) == {"added": 3, "refused": 0}
+    assert r.psvalues("jobs") == {"7": b"12", "b": b"1.5", "c": b"\xff\xfe\x00"}
+
+
+def test_values_output_feeds_back_in(cli: Cli, r: Any) -> None:
+    r.psaddmany("jobs", [("bin", b"\xff\x00", 2), ("text", "é [b]x[/b]", 1)])
+    exported = cli("values", "jobs").stdout
+    assert cli.ok("add-many", "copy", input=exported) == {"added": 2, "refused": 0}
+    assert r.psvalues("copy") == r.psvalues("jobs")
+
+
+def test_bytes_that_are_not_utf8_pass_through(cli: Cli, r: Any) -> None:
+    text = b"key,value,score\nk\xff,v\xfe\x00,1\n"
+    assert cli.ok("add-many", "jobs", "--format", "csv", input=text) == {"added": 1, "refused": 0}
+    assert r.hgetall("jobs:t") == {b"k\xff": b"v\xfe\x00"}
+
+
+def test_a_utf8_byte_order_mark_is_skipped(cli: Cli, r: Any) -> None:
+    assert cli.ok("add-many", "jobs", input="\ufeffkey,value\na,b\n".encode()) == {"added": 1, "refused": 0}
+    assert cli.ok("add-many", "jobs", "--format", "json", input='\ufeff[{"key":"c","value":"d"}]'.encode())["added"] == 1
+    assert sorted(r.pskeys("jobs")) == ["a", "c"]
+
+
+# -- bad input: exit 2, the line named, nothing written ------------------------
+
+BAD = [
+    # (format, input, line, message)
+    ("csv", "key,value,score\na,b,1\nc,d\n", 3, "expected 3 fields (key,value,score), got 2"),
+    ("csv", "key,value,score\na,b,1,extra\n", 2, "expected 3 fields"),
+    ("csv", "key,value,score\na,b,ten\n", 2, "score 'ten' is not a number"),
+    ("csv", "key,value,score\na,b,nan\n", 2, "score must be a finite number, got 'nan'"),
+    ("csv", "key,value,score\na,b,NaN\n", 2, "finite number"),
+    ("csv", "key,value,score\na,b,-inf\n", 2, "finite number"),
+    ("csv", "key,value,score\na,b,1_000\n", 2, "not a number"),
+    ("csv", "key,value,score\n,b,1\n", 2, "key is empty"),
+    ("csv", "key,value,score\na,\"b\nc\",1\nd,e,f\n", 4, "score 'f' is not a number"),  # a quoted newline
+    ("csv", 'key,value,score\na,"unterminated,1\n', 2, "malformed CSV"),
+    ("csv", 'key,value,score\na,"b"c,1\n', 2, "malformed CSV"),
+    ("csv", "a,b,1\n", 1, "the CSV header must name the columns key,value"),
+    ("csv", "key,valu,score\na,b,1\n", 1, "the CSV header"),
+    ("csv", "key,key,value\na,b,1\n", 1, "the CSV header"),
+    ("csv", "\n\nkey,value\na\n", 4, "expected 2 fields"),  # blank lines still count
+    ("json", '[{"key": "a", "value": "b"},\n {"key": "c"}]', 2, "missing field 'value'"),
+    ("json", '[{"key": "a", "value": "b"},\n {"value": "c"}]', 2, "missing field 'key'"),
+    ("json", '[\n{"key": "a", "value": "b", "score": NaN}]', 2, "finite number"),
+    ("json", '[\n{"key": "a", "value": "b", "score": Infinity}]', 2, "finite number"),
+    ("json", '[\n{"key": "a", "value": "b", "score": "x"}]', 2, "score 'x' is not a number"),
+    ("json", '[\n{"key": "a", "value": "b", "score": true}]', 2, "score must be a number, got a boolean"),
+    ("json", '[\n{"key": "a", "value": "b", "score": 1e999}]', 2, "finite number"),
+    ("json", '[\n{"key": "a", "value": "b", "scor": 1}]', 2, "unknown field 'scor'"),
+    ("json", '[\n{"key": "a", "value": {"x": 1}}]', 2, "value must be a string or a number, got an object"),
+    ("json", '[\n{"key": "a", "value": null}]', 2, "value must be a string or a number, got null"),
+    ("json", '[\n{"key": "a", "value": NaN}]', 2, "finite number"),
+    ("json", '[\n{"key": ["a"], "value": "b"}]', 2, "key must be a string"),
+    ("json", '[\n{"key": "a", "value": "b", "value_base64": "Yg=="}]', 2, "either value or value_base64"),
+    ("json", '[\n{"key": "a", "value_base64": "not base64!"}]', 2, "not valid base64"),
+    ("json", '[\n{"key": "\\ud800", "value": "b"}]', 2, "key is not valid Unicode"),
+    ("json", '[\n"a"]', 2, "expected an object"),
+    ("json", '[\n{"key": "a", "value": "b"}\n{"key": "c", "value": "d"}]', 3, "expected ',' or ']'"),
+    ("json", '[\n{"key": "a", "value": "b"},\n]', 3, "a ',' with no item after it"),
+    ("json", '[\n{"key": "a", "value": "b"}', 2, "not closed"),
+    ("json", '[\n{"key": "a", "value": "b"}] []', 2, "unexpected data after the JSON array"),
+    ("json", '{"key": "a", "value": "b"}', 1, "expected a JSON array"),
+    ("json", '[\n{"key": "a",\n "value": "b\nc"}]', 3, "invalid JSON"),
+    ("json", "[" * 100_000, 1, "nested too deeply"),
+    ("ndjson", '{"key": "a", "value": "b"}\n{"key": "c", "value": "d"\n', 2, "invalid JSON"),
+    ("ndjson", '{"key": "a", "value": "b"}\n\n[1, 2]\n', 3, "expected an object"),
+    ("ndjson", '{"key": "a", "value": "b", "score": NaN}\n', 1, "finite number"),
+    ("ndjson", '{"key": "", "value": "b"}\n', 1, "key is empty"),
+]
+
+
+@pytest.mark.parametrize("format, text, line, message", BAD)
+def test_bad_input_names_the_line_and_writes_nothing(
+    cli: Cli, r: Any, format: str, text: str, line: int, message: str
+) -> None:
+    found = cli.fails(ExitStatus.USAGE, "add-many", "jobs", "--format", format, input=text)
+    assert found.startswith(f"psctl: standard input: line {line}: "), found
+    assert message in found
+    assert r.keys("*") == []
+
+
+@pytest.mark.parametrize("format, text, line, message", BAD)
+def test_the_readers_raise_a_typed_error(format: str, text: str, line: int, message: str) -> None:
+    with pytest.raises(inputs.InputError) as raised:
+        list(inputs.rows_from_file(io.BytesIO(text.encode()), format))
+    assert (raised.value.line, message in str(raised.value)) == (line, True)
+    assert isinstance(raised.value, ValueError)
+
+
+def write_items(path: Path, format: str, count: int, last: str | None = None) -> None:
+    """``count`` good items in ``format``, the last one replaced by ``last`` when given."""
+    rows = [{"key": f"key-{i}", "value": f"value {i}", "score": i % 7} for i in range(count)]
+    with path.open("w") as out:
+        if format == "csv":
+            out.write("key,value,score\n")
+            out.writelines(f"{row['key']},{row['value']},{row['score']}\n" for row in rows[:-1])
+            out.write(last if last is not None else f"{rows[-1]['key']},{rows[-1]['value']},1\n")
+        elif format == "json":
+            out.write("[\n")
+            out.writelines(json.dumps(row) + ",\n" for row in rows[:-1])
+            out.write(last if last is not None else json.dumps(rows[-1]))
+            out.write("\n]\n")
+        else:
+            out.writelines(json.dumps(row) + "\n" for row in rows[:-1])
+            out.write(last if last is not None else json.dumps(rows[-1]) + "\n")
+
+
+BAD_LAST = {
+    "csv": "key-last,value,NaN\n",
+    "json": '{"key": "key-last", "value": "v", "score": "NaN"}',
+    "ndjson": '{"key": "key-last", "value": "v", "score": "high"}\n',
+}
+
+
+@pytest.mark.parametrize("format", inputs.FORMATS)
+def test_an_error_on_the_last_line_of_a_large_file_writes_nothing(
+    cli: Cli, r: Any, tmp_path: Path, format: str
+) -> None:
+    count = 12_000  # a dozen write chunks, many read windows
+    path = tmp_path / f"items.{format}"
+    write_items(path, format, count, last=BAD_LAST[format])
+    last_line = count + 1 if format in ("csv", "json") else count
+    found = cli.fails(ExitStatus.USAGE, "add-many", "jobs", str(path))
+    assert found.startswith(f"psctl: {path}: line {last_line}: "), found
+    assert r.keys("*") == []
+    write_items(path, format, count)
+    assert cli.ok("add-many", "jobs", str(path)) == {"added": count, "refused": 0}
+    assert r.pslen("jobs") == count
+
+
+def test_a_large_stdin_is_spooled_and_written_in_chunks(cli: Cli, r: Any, tmp_path: Path) -> None:
+    path = tmp_path / "items.ndjson"
+    write_items(path, "ndjson", 5_000)
+    assert cli.ok("add-many", "jobs", input=path.read_bytes()) == {"added": 5_000, "refused": 0}
+    assert r.pslen("jobs") == 5_000
+
+
+@pytest.mark.parametrize("format", inputs.FORMATS)
+def test_reading_holds_one_item_at_a_time(tmp_path: Path, format: str) -> None:
+    path = tmp_path / f"items.{format}"
+    write_items(path, format, 40_000)
+    size = path.stat().st_size
+    with path.open("rb") as fp:
+        tracemalloc.start()
+        try:
+            assert sum(1 for _ in inputs.rows_from_file(fp, format)) == 40_000
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < size / 5, (peak, size)
+
+
+def test_json_array_elements_cut_by_the_read_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every split of the input between two reads parses the same, lines included."""
+    rng = random.Random(7)
+    items = [
+        {"key": f"k{i}é", "value": rng.choice(["x" * rng.randint(0, 200), 'ü\n"q', 5, 1.5e10]), "score": rng.choice([1, -2.5, "3"])}  # noqa: E501
+        for i in range(40)
+    ]
+    text = json.dumps(items, indent=2, ensure_ascii=False)
+    starts = [number for number, line in enumerate(text.splitlines(), 1) if line.strip() == "{"]
+    for size in (1, 2, 3, 7, 63, 64, 65, 1000):
+        monkeypatch.setattr(inputs, "READ_SIZE", size)
+        rows = list(inputs.rows_from_file(io.BytesIO(text.encode()), "json"))
+        assert [row.key.decode() for row in rows] == [item["key"] for item in items], size
+        assert [row.line for row in rows] == starts, size
+        broken = text.replace('"k30é"', '"k30é" oops', 1)
+        with pytest.raises(inputs.InputError) as raised:
+            list(inputs.rows_from_file(io.BytesIO(broken.encode()), "json"))
+        assert raised.value.line == text[: text.find('"k30é"')].count("\n") + 1, size
+
+
+# -- formats and files ----------------------------------------------------------
+
+
+def test_stdin_that_cannot_be_told_apart_needs_format(cli: Cli, r: Any) -> None:
+    found = cli.fails(ExitStatus.USAGE, "add-many", "jobs", input="hello world\n")
+    assert "cannot tell the format of standard input" in found and "--format" in found
+
+
+def test_a_file_with_an_unknown_extension_is_sniffed_too(cli: Cli, r: Any, tmp_path: Path) -> None:
+    path = tmp_path / "items.txt"
+    path.write_text(NDJSON)
+    assert cli.ok("add-many", "jobs", str(path)) == {"added": 3, "refused": 0}
+    path.write_text("just words\n")
+    assert f"cannot tell the format of {path}" in cli.fails(ExitStatus.USAGE, "add-many", "jobs", str(path))
+
+
+def test_unknown_format_and_missing_file_are_bad_usage(cli: Cli, tmp_path: Path) -> None:
+    assert "--format must be one of csv, json, ndjson" in cli.fails(
+        ExitStatus.USAGE, "add-many", "jobs", "--format", "xml", input="", env={"REDIS_URL": DEAD}
+    )
+    missing = tmp_path / "nope.csv"
+    assert f"cannot read {missing}" in cli.fails(ExitStatus.USAGE, "add-many", "jobs", str(missing))
+    assert f"cannot read {tmp_path}" in cli.fails(ExitStatus.USAGE, "add-many", "jobs", str(tmp_path))
+
+
+def test_bad_input_does_not_reach_for_the_server(cli: Cli) -> None:
+    found = cli.fails(ExitStatus.USAGE, "add-many", "jobs", "--format", "csv", input="key,value\n,x\n",
+                      env={"REDIS_URL": DEAD})  # fmt: skip
+    assert "line 2: key is empty" in found
+
+
+def test_no_progress_bar_unless_stderr_is_a_terminal(
+    cli: Cli, r: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "items.csv"
+    write_items(path, "csv", 3_000)
+    done = cli("add-many", "jobs", str(path))
+    assert done.exit_code == 0 and done.stderr == ""
+    monkeypatch.setattr(terminal, "stderr_is_terminal", lambda: True)
+    steps: list[float] = []
+    import rich.progress
+
+    advance = rich.progress.Progress.advance
+    monkeypatch.setattr(rich.progress.Progress, "advance", lambda self, task, n: steps.append(n) or advance(self, task, n))
+    done = cli("add-many", "other", str(path))
+    assert (done.exit_code, json.loads(done.stdout)) == (0, {"added": 3_000, "refused": 0})
+    assert steps == [1000, 1000, 1000]
+
+
+def test_a_server_failure_midway_says_how_far_it_got(
+    cli: Cli, r: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError
+
+    from psctl.client import Redis
+
+    path = tmp_path / "items.csv"
+    write_items(path, "csv", 2_500)
+    calls = []
+    real = Redis.psaddmany
+
+    def flaky(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConnectionError("Connection reset by peer")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Redis, "psaddmany", flaky)
+    message = cli.fails(ExitStatus.SERVER, "add-many", "jobs", str(path))
+    assert "Connection reset by peer" in message
+    assert message.endswith("(1000 of 2500 items were written before the failure)")
+    assert r.pslen("jobs") == 1000
