@@ -1,21 +1,24 @@
 --[[
   Adds items to a stream, or adds to the scores of items already there, unless
-  the key is gated or cooling down.
+  the key is gated or cooling down. (addone-5.lua does the same for one item.)
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
   KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (BLPOP); at most
-           WAKE_TOKENS, gone a minute after the last add
+           WAKE_TOKENS, gone within a minute of the first
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
-  ARGV[2..] triples: item key, value, score increment
+  ARGV[2..] triples: item key, value, score increment (the exact decimal text
+           of a finite double, never "-0.0")
 
   Returns an array: [1] 1 when none of the stream's keys existed before this
-  call (the caller registers the name), else 0; then one element per item, in
-  order: the new score as a string ("%.17g", exact), or false when refused.
-  Duplicated keys are applied in order: values overwrite, increments add up.
+  call (the caller registers the name), else 0; then only the exceptions, as
+  pairs: the item's index (from 1) and its new score ("%.17g" text, exact) or
+  false when refused. An item not listed was a new key: its new score is its
+  increment. Duplicated keys are applied in order: values overwrite,
+  increments add up.
 ]]
 local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local WAKE_TOKENS = 16
@@ -35,51 +38,56 @@ if readd then
   call_in_slices("SREM", gated, keys)
   call_in_slices("ZREM", cooling, keys)
 elseif not born then
-  local is_gated = call_in_slices("SMISMEMBER", gated, keys)
-  local cooldown = call_in_slices("ZMSCORE", cooling, keys)
-  for i = 1, count do
-    refused[i] = is_gated[i] == 1 or cooldown[i] ~= false
+  if redis.call("EXISTS", gated) == 1 then
+    local is_gated = call_in_slices("SMISMEMBER", gated, keys)
+    for i = 1, count do
+      if is_gated[i] == 1 then refused[i] = true end
+    end
+  end
+  if redis.call("EXISTS", cooling) == 1 then
+    local cooldown = call_in_slices("ZMSCORE", cooling, keys)
+    for i = 1, count do
+      if cooldown[i] then refused[i] = true end
+    end
   end
 end
 
 local current = {}
 if not born then current = call_in_slices("ZMSCORE", scores, keys) end
 
-local score_of = {}   -- running score per key, so duplicates accumulate
-local value_of = {}   -- last value per key wins
-local order = {}      -- first-seen order of accepted keys
+-- HSET and ZADD apply repeated fields in order, the last one winning: so each
+-- occurrence of a key carries its running score and the last is the total
+local running = {}  -- item key -> its score so far in this call, as text
+local hash_pairs, zset_pairs, n = {}, {}, 0
 for i = 1, count do
   if refused[i] then
-    reply[i + 1] = false
+    reply[#reply + 1] = i
+    reply[#reply + 1] = false
   else
     local key = keys[i]
-    local base = score_of[key]
-    if base == nil then
-      order[#order + 1] = key
-      base = tonumber(current[i]) or 0
+    local increment = ARGV[3 * i + 1]
+    local base = running[key] or current[i]
+    local score = increment
+    if base then
+      score = string.format("%.17g", tonumber(base) + tonumber(increment))
+      reply[#reply + 1] = i
+      reply[#reply + 1] = score
     end
-    local score = base + tonumber(ARGV[3 * i + 1])
-    score_of[key] = score
-    value_of[key] = ARGV[3 * i]
-    reply[i + 1] = string.format("%.17g", score)
+    running[key] = score
+    hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[3 * i]
+    zset_pairs[n + 1], zset_pairs[n + 2] = score, key
+    n = n + 2
   end
 end
 
-if #order > 0 then
-  local hash_pairs, zset_pairs = {}, {}
-  for _, key in ipairs(order) do
-    hash_pairs[#hash_pairs + 1] = key
-    hash_pairs[#hash_pairs + 1] = value_of[key]
-    zset_pairs[#zset_pairs + 1] = string.format("%.17g", score_of[key])
-    zset_pairs[#zset_pairs + 1] = key
-  end
+if n > 0 then
   call_in_slices("HSET", values, hash_pairs)
   call_in_slices("ZADD", scores, zset_pairs)
-  -- one token per new item, so that as many waiting pullers wake
+  -- a token per item, up to WAKE_TOKENS, so that as many waiting pullers wake
   local tokens = {}
-  for i = 1, math.min(#order, WAKE_TOKENS) do tokens[i] = "1" end
-  redis.call("LPUSH", wake, unpack(tokens))
-  redis.call("LTRIM", wake, 0, WAKE_TOKENS - 1)
-  redis.call("EXPIRE", wake, 60)
+  for i = 1, math.min(n / 2, WAKE_TOKENS) do tokens[i] = "1" end
+  local queued = redis.call("LPUSH", wake, unpack(tokens))
+  if queued > WAKE_TOKENS then redis.call("LTRIM", wake, 0, WAKE_TOKENS - 1) end
+  if queued == #tokens then redis.call("EXPIRE", wake, 60) end  -- a new list
 end
 return reply

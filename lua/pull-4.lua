@@ -16,30 +16,40 @@
            "at" (ARGV[5] is a unix time). Stored rounded up to whole seconds.
   ARGV[5]  seconds (see ARGV[4])
 
-  Returns a flat array: key1, value1, key2, value2, ... in pull order.
+  Returns {keys, values}: two arrays in pull order; {} when nothing was pulled.
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- @include batch
 
 local count = tonumber(ARGV[1])
 local purge = ARGV[2] == "1"
-local reply, pulled = {}, {}
+local pulled, found = {}, {}
+
+-- appends a page's members that have a value; returns those that have none
+local function take(members, got)
+  local orphans = {}
+  for i = 1, #members do
+    if got[i] then
+      pulled[#pulled + 1] = members[i]
+      found[#found + 1] = got[i]
+    else
+      orphans[#orphans + 1] = members[i]
+    end
+  end
+  return orphans
+end
 
 if purge then
   while #pulled < count do
-    local popped = redis.call("ZPOPMAX", scores, count - #pulled)
-    if #popped == 0 then break end
-    local members = {}
-    for i = 1, #popped, 2 do members[#members + 1] = popped[i] end
-    local found = call_in_slices("HMGET", values, members)
-    for i, key in ipairs(members) do
-      if found[i] then
-        pulled[#pulled + 1] = key
-        reply[#reply + 1] = key
-        reply[#reply + 1] = found[i]
-      end
-    end
+    local want = count - #pulled
+    -- what ZPOPMAX would pop, in its order, without reading the scores
+    local members = redis.call("ZREVRANGE", scores, 0, want - 1)
+    if #members == 0 then break end
+    redis.call("ZREMRANGEBYRANK", scores, -#members, -1)
+    local got = call_in_slices("HMGET", values, members)
     call_in_slices("HDEL", values, members)
+    take(members, got)  -- orphans were removed with the rest
+    if #members < want then break end  -- the sorted set is empty
   end
 else
   -- Read first, write after: rewriting scores while paging would shift ranks.
@@ -51,24 +61,20 @@ else
     offset = offset + #page / 2
     local members = {}
     for i = 1, #page, 2 do members[#members + 1] = page[i] end
-    local found = call_in_slices("HMGET", values, members)
-    for i, key in ipairs(members) do
-      if found[i] then
-        pulled[#pulled + 1] = key
-        reply[#reply + 1] = key
-        reply[#reply + 1] = found[i]
+    local got = call_in_slices("HMGET", values, members)
+    for i = 1, #members do
+      if got[i] then
         rescored[#rescored + 1] = string.format("%.17g", math.min(tonumber(page[2 * i]), 0) - 1)
-        rescored[#rescored + 1] = key
-      else
-        orphans[#orphans + 1] = key
+        rescored[#rescored + 1] = members[i]
       end
     end
+    for _, orphan in ipairs(take(members, got)) do orphans[#orphans + 1] = orphan end
   end
   if #orphans > 0 then call_in_slices("ZREM", scores, orphans) end
   if #rescored > 0 then call_in_slices("ZADD", scores, rescored) end
 end
 
-if #pulled == 0 then return reply end
+if #pulled == 0 then return {} end
 
 if ARGV[3] == "1" then call_in_slices("SADD", gated, pulled) end
 
@@ -81,10 +87,10 @@ if mode ~= "none" then
   end
   at = string.format("%d", math.ceil(at))
   local entries = {}
-  for _, key in ipairs(pulled) do
-    entries[#entries + 1] = at
-    entries[#entries + 1] = key
+  for i = 1, #pulled do
+    entries[2 * i - 1] = at
+    entries[2 * i] = pulled[i]
   end
   call_in_slices("ZADD", cooling, entries)
 end
-return reply
+return {pulled, found}

@@ -25,7 +25,7 @@ from psctl.scripts import LuaScript, script
 # round trip, small enough that one call stays around a millisecond.
 ADD_CHUNK = 1000
 # Cool-downs ended per stream per psexpire script call.
-EXPIRE_CHUNK = 5000
+EXPIRE_CHUNK = 1000
 # A blocked pull looks again at least this often (seconds), so that items
 # written by other tools, which write no wake-up token, are seen too.
 POLL = 1.0
@@ -50,7 +50,21 @@ class Batch:
     requests: tuple[Call | Command, ...]
 
 
-Request = Call | Command | Batch
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Sends a call without waiting for its reply, so that the plan can prepare
+    its next call while the server runs this one. The next request must be
+    ``Receive``: one call at most is in flight."""
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class Receive:
+    """The reply of the call of the last ``Send``."""
+
+
+Request = Call | Command | Batch | Send | Receive
 Plan = Generator[Request, Any, Any]
 Layout = Callable[[str], StreamKeys]
 
@@ -81,11 +95,17 @@ def encode_key(key: Any) -> bytes:
     raise TypeError(f"an item key must be str or bytes, got {type(key).__name__}")
 
 
-def encode_value(value: Any) -> bytes | str | int | float:
+def encode_value(value: Any) -> bytes | str:
+    """A value as redis-py would send it (numbers as their text), so that every
+    script argument is bytes or str."""
     if isinstance(value, (bytes, str)):
         return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
+    if isinstance(value, bool):
+        raise TypeError("a value must be bytes, str, int or float, got bool")
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, float):
+        return repr(value).encode()
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"a value must be bytes, str, int or float, got {type(value).__name__}")
@@ -117,7 +137,7 @@ def _expiry(expire_at: Any) -> tuple[bytes, bytes]:
     raise TypeError(f"expire_at must be a timedelta, a datetime or None, got {type(expire_at).__name__}")
 
 
-def _encode_item(item: Any) -> tuple[bytes, Any, bytes]:
+def _item_fields(item: Any) -> tuple[Any, Any, Any]:
     try:
         if len(item) == 3:
             key, value, score = item
@@ -127,7 +147,49 @@ def _encode_item(item: Any) -> tuple[bytes, Any, bytes]:
             raise ValueError
     except (TypeError, ValueError):
         raise ValueError(f"an item must be (key, value, score) or (key, value), got {item!r}") from None
-    return encode_key(key), encode_value(value), encode_score(score)
+    return key, value, score
+
+
+_EXACT = 2**53  # ints up to this size are exact doubles
+
+
+def _encode_chunk(chunk: list[Any], flag: bytes) -> tuple[tuple[Any, ...], list[float | None]]:
+    """The add script's arguments for ``chunk``, and each item's increment as a
+    float (its new score when the key is new).
+
+    This runs for every item added, so the common types take a fast path of
+    exact type checks; anything else goes through the general checks above.
+    """
+    args: list[Any] = [flag]
+    extend = args.extend
+    increments: list[float | None] = []
+    append = increments.append
+    for item in chunk:
+        if type(item) is tuple and len(item) == 3:
+            key, value, score = item
+        else:
+            key, value, score = _item_fields(item)
+        kind = type(key)
+        if kind is str:
+            key = key.encode("utf-8", "surrogateescape")
+        elif kind is not bytes:
+            key = encode_key(key)
+        kind = type(value)
+        if kind is not bytes and kind is not str:
+            value = encode_value(value)
+        kind = type(score)
+        if kind is int and -_EXACT <= score <= _EXACT:
+            number = float(score)
+            text = b"%d" % score
+        elif kind is float and score - score == 0.0:  # finite
+            number = score + 0.0  # -0.0 becomes 0.0, as ZINCRBY from 0 would make it
+            text = repr(number).encode()
+        else:
+            text = encode_score(score)
+            number = float(text)
+        extend((key, value, text))
+        append(number)
+    return tuple(args), increments
 
 
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -154,26 +216,46 @@ def _as_float(reply: Any) -> float | None:
 def add(keys: StreamKeys, items: Iterable[Any], readd: bool) -> Plan:
     # A list is checked whole before anything is sent; an iterator chunk by
     # chunk, so that it is never held in memory whole.
-    encoded: Iterable[tuple[bytes, Any, bytes]]
+    flag = _flag(readd)
+    chunks: Iterator[tuple[tuple[Any, ...], list[float | None]]]
     if isinstance(items, Sequence):
-        encoded = [_encode_item(item) for item in items]
+        chunks = iter([_encode_chunk(list(items[i : i + ADD_CHUNK]), flag) for i in range(0, len(items), ADD_CHUNK)])
     else:
-        encoded = map(_encode_item, items)
+        chunks = (_encode_chunk(chunk, flag) for chunk in _chunks(items, ADD_CHUNK))
+    add_keys = (*keys.all, keys.wake)
+    add_script = script("add")
     scores: list[float | None] = []
-    for chunk in _chunks(encoded, ADD_CHUNK):
-        args: list[Any] = [_flag(readd)]
-        for triple in chunk:
-            args.extend(triple)
-        reply = yield Call(script("add"), (*keys.all, keys.wake), tuple(args))
-        if reply[0] == 1:
-            yield Command(("SADD", REGISTRY, keys.name))
-        scores.extend(_as_float(score) for score in reply[1:])
+
+    def merge(reply: list[Any], increments: list[float | None]) -> None:
+        # the script lists only the items whose new score is not their increment
+        for i in range(1, len(reply), 2):
+            increments[int(reply[i]) - 1] = _as_float(reply[i + 1])
+        scores.extend(increments)
+
+    current = next(chunks, None)
+    if current is None:
+        return scores
+    # the first chunk alone, as a plain call: it loads the script if needed
+    reply = yield Call(add_script, add_keys, current[0])
+    if reply[0] == 1:
+        yield Command(("SADD", REGISTRY, keys.name))
+    merge(reply, current[1])
+    # then each chunk is encoded while the server runs the one before
+    current = next(chunks, None)
+    while current is not None:
+        yield Send(Call(add_script, add_keys, current[0]))
+        following = next(chunks, None)
+        merge((yield Receive()), current[1])
+        current = following
     return scores
 
 
 def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool) -> Plan:
-    (new_score,) = yield from add(keys, [(key, value, score)], readd)
-    return new_score
+    args, _ = _encode_chunk([(key, value, score)], _flag(readd))
+    born, new_score = yield Call(script("addone"), (*keys.all, keys.wake), args)
+    if born == 1:
+        yield Command(("SADD", REGISTRY, keys.name))
+    return _as_float(new_score)
 
 
 def pull(keys: StreamKeys, count: int, purge: bool, gate: bool, expire_at: Any, block: float | None = None) -> Plan:
@@ -188,8 +270,11 @@ def pull(keys: StreamKeys, count: int, purge: bool, gate: bool, expire_at: Any, 
     call = Call(script("pull"), keys.all, (count, _flag(purge), _flag(gate), mode, seconds))
     while True:
         reply = yield call
-        if reply or deadline is None:
-            return {decode_key(key): value for key, value in _pairs(reply)}
+        if reply:  # {keys, values}
+            pulled, found = reply
+            return dict(zip(map(decode_key, pulled), found))
+        if deadline is None:
+            return {}
         wait = POLL if deadline == math.inf else min(POLL, deadline - time.monotonic())
         if wait <= 0:
             return {}

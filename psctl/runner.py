@@ -4,6 +4,12 @@ the sync and async clients differ.
 ``_resolve`` turns a plan's requests into raw commands (``EVALSHA`` for script
 calls) and reloads a script the server does not have. NOSCRIPT means nothing
 ran, so sending the same call again cannot apply it twice.
+
+A ``Send`` writes a call on a connection held for the rest of the plan and
+returns at once; the following ``Receive`` reads its reply. At most one call
+is in flight, so a NOSCRIPT reply can still be answered by loading the script
+and calling again, in order. Where a connection cannot be held (a cluster, a
+single-connection client), ``Send`` simply runs the call.
 """
 
 from __future__ import annotations
@@ -11,12 +17,23 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
-from psctl.operations import Batch, Call, Command, Plan, Request
+from psctl.operations import Batch, Call, Command, Plan, Receive, Request, Send
 
 RawCommand = tuple[Any, ...]
-Raw = RawCommand | list[RawCommand]  # a list is sent as one pipeline
+
+
+class SendRaw(tuple):  # type: ignore[type-arg]
+    """A raw command to write without reading its reply."""
+
+
+class ReceiveRaw:
+    """Read the reply of the last ``SendRaw``."""
+
+
+RECEIVE = ReceiveRaw()
+Raw = RawCommand | list[RawCommand] | SendRaw | ReceiveRaw  # a list is sent as one pipeline
 
 
 def _raw(request: Call | Command) -> RawCommand:
@@ -35,6 +52,7 @@ def _load(requests: list[Call | Command]) -> Generator[Raw, Any, None]:
 def _resolve(plan: Plan) -> Generator[Raw, Any, Any]:
     reply: Any = None
     error: BaseException | None = None
+    in_flight: Call | None = None
     while True:
         try:
             request: Request = plan.throw(error) if error else plan.send(reply)
@@ -42,7 +60,12 @@ def _resolve(plan: Plan) -> Generator[Raw, Any, Any]:
             return done.value
         error = None
         try:
-            if isinstance(request, Batch):
+            if isinstance(request, Send):
+                in_flight = request.call
+                reply = yield SendRaw(_raw(request.call))
+            elif isinstance(request, Receive):
+                reply = yield from _receive(in_flight)  # type: ignore[arg-type]
+            elif isinstance(request, Batch):
                 reply = yield from _resolve_batch(list(request.requests))
             else:
                 reply = yield from _resolve_one(request)
@@ -60,6 +83,14 @@ def _resolve_one(request: Call | Command) -> Generator[Raw, Any, Any]:
         return (yield _raw(request))
 
 
+def _receive(call: Call) -> Generator[Raw, Any, Any]:
+    try:
+        return (yield RECEIVE)
+    except NoScriptError:  # nothing else is in flight: calling again keeps the order
+        yield from _load([call])
+        return (yield _raw(call))
+
+
 def _resolve_batch(requests: list[Call | Command]) -> Generator[Raw, Any, list[Any]]:
     replies = yield [_raw(r) for r in requests]
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
@@ -73,30 +104,166 @@ def _resolve_batch(requests: list[Call | Command]) -> Generator[Raw, Any, list[A
     return replies
 
 
+class _Deferred:
+    """``Send`` runs the call at once; ``Receive`` hands over its outcome."""
+
+    def __init__(self, execute: Any) -> None:
+        self.execute = execute
+        self.outcome: tuple[bool, Any] = (True, None)
+
+    def send(self, command: RawCommand) -> None:
+        try:
+            self.outcome = (True, self.execute(*command))
+        except Exception as exc:
+            self.outcome = (False, exc)
+
+    def receive(self) -> Any:
+        ok, value = self.outcome
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        pass
+
+
+class _Held:
+    """A pool connection held while a call is in flight."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.connection: Any = None
+        self.pending = False
+
+    def send(self, command: RawCommand) -> None:
+        if self.connection is None:
+            self.connection = self.pool.get_connection()
+        self.pending = True
+        try:
+            self.connection.send_command(*command)
+        except BaseException:
+            self.close()
+            raise
+
+    def receive(self) -> Any:
+        try:
+            reply = self.connection.read_response()
+        except ResponseError:  # a whole reply was read: the connection is fine
+            self.pending = False
+            raise
+        except BaseException:
+            self.close()
+            raise
+        self.pending = False
+        return reply
+
+    def close(self) -> None:
+        if self.connection is not None:
+            if self.pending:  # a reply we will not read: the connection is spoilt
+                self.connection.disconnect()
+            self.pool.release(self.connection)
+            self.connection, self.pending = None, False
+
+
 class SyncRunner:
     """Mixed into ``redis.Redis`` subclasses: runs a plan to its result."""
 
     def _ps_run(self, plan: Plan) -> Any:
         steps = _resolve(plan)
+        flight = self._ps_flight()
         try:
             raw = steps.send(None)
             while True:
                 try:
-                    reply = self._ps_send(raw)
+                    reply = self._ps_send(raw, flight)
                 except Exception as exc:
                     raw = steps.throw(exc)
                 else:
                     raw = steps.send(reply)
         except StopIteration as done:
             return done.value
+        finally:
+            flight.close()
 
-    def _ps_send(self, raw: Raw) -> Any:
-        if isinstance(raw, tuple):
+    def _ps_flight(self) -> _Deferred | _Held:
+        pool = getattr(self, "connection_pool", None)
+        if pool is None or getattr(self, "connection", None) is not None:
+            return _Deferred(self.execute_command)  # type: ignore[attr-defined]
+        return _Held(pool)
+
+    def _ps_send(self, raw: Raw, flight: _Deferred | _Held) -> Any:
+        if type(raw) is tuple:
             return self.execute_command(*raw)  # type: ignore[attr-defined]
+        if type(raw) is SendRaw:
+            return flight.send(raw)
+        if raw is RECEIVE:
+            return flight.receive()
         pipe = self.pipeline(transaction=False)  # type: ignore[attr-defined]
-        for command in raw:
+        for command in raw:  # type: ignore[union-attr]
             pipe.execute_command(*command)
         return pipe.execute(raise_on_error=False)
+
+
+def _packer(connection: Any) -> Any:
+    """hiredis's command packer where it gives the same bytes: redis.asyncio
+    packs in pure Python, which costs more than the server's work for a
+    thousand-item call."""
+    encoder = connection.encoder
+    if _hiredis_pack is not None and encoder.encoding.lower().replace("-", "") == "utf8" and encoder.encoding_errors == "strict":
+        return lambda command: _hiredis_pack(command)
+    return lambda command: connection.pack_command(*command)
+
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # the hiredis extra is not installed
+    _hiredis_pack = None
+
+
+class _AsyncDeferred(_Deferred):
+    async def send(self, command: RawCommand) -> None:  # type: ignore[override]
+        try:
+            self.outcome = (True, await self.execute(*command))
+        except Exception as exc:
+            self.outcome = (False, exc)
+
+    async def receive(self) -> Any:  # type: ignore[override]
+        return super().receive()
+
+    async def close(self) -> None:  # type: ignore[override]
+        pass
+
+
+class _AsyncHeld(_Held):
+    async def send(self, command: RawCommand) -> None:  # type: ignore[override]
+        if self.connection is None:
+            self.connection = await self.pool.get_connection()
+            self.pack = _packer(self.connection)
+        self.pending = True
+        try:
+            await self.connection.send_packed_command(self.pack(command))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def receive(self) -> Any:
+        try:
+            reply = await self.connection.read_response()
+        except ResponseError:
+            self.pending = False
+            raise
+        except BaseException:
+            await self.close()
+            raise
+        self.pending = False
+        return reply
+
+    async def close(self) -> None:  # type: ignore[override]
+        if self.connection is not None:
+            if self.pending:
+                await self.connection.disconnect()
+            await self.pool.release(self.connection)
+            self.connection, self.pending = None, False
 
 
 class AsyncRunner:
@@ -104,22 +271,35 @@ class AsyncRunner:
 
     async def _ps_run(self, plan: Plan) -> Any:
         steps = _resolve(plan)
+        flight = self._ps_flight()
         try:
             raw = steps.send(None)
             while True:
                 try:
-                    reply = await self._ps_send(raw)
+                    reply = await self._ps_send(raw, flight)
                 except Exception as exc:
                     raw = steps.throw(exc)
                 else:
                     raw = steps.send(reply)
         except StopIteration as done:
             return done.value
+        finally:
+            await flight.close()
 
-    async def _ps_send(self, raw: Raw) -> Any:
-        if isinstance(raw, tuple):
+    def _ps_flight(self) -> _AsyncDeferred | _AsyncHeld:
+        pool = getattr(self, "connection_pool", None)
+        if pool is None or getattr(self, "connection", None) is not None:
+            return _AsyncDeferred(self.execute_command)  # type: ignore[attr-defined]
+        return _AsyncHeld(pool)
+
+    async def _ps_send(self, raw: Raw, flight: _AsyncDeferred | _AsyncHeld) -> Any:
+        if type(raw) is tuple:
             return await self.execute_command(*raw)  # type: ignore[attr-defined]
+        if type(raw) is SendRaw:
+            return await flight.send(raw)
+        if raw is RECEIVE:
+            return await flight.receive()
         pipe = self.pipeline(transaction=False)  # type: ignore[attr-defined]
-        for command in raw:
+        for command in raw:  # type: ignore[union-attr]
             pipe.execute_command(*command)
         return await pipe.execute(raise_on_error=False)

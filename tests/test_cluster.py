@@ -82,7 +82,7 @@ def test_psexpire_across_nodes_in_one_batch(rc, monkeypatch):
 
     sent = []
     original = SyncRunner._ps_send
-    monkeypatch.setattr(SyncRunner, "_ps_send", lambda self, raw: sent.append(raw) or original(self, raw))
+    monkeypatch.setattr(SyncRunner, "_ps_send", lambda self, raw, flight: sent.append(raw) or original(self, raw, flight))
     assert rc.psexpire() == dict.fromkeys(names, 1)
     # SMEMBERS, then one batch with every stream's script (a pipeline: one request per node)
     assert len(sent) == 2 and len(sent[1]) == 30

@@ -1,0 +1,159 @@
+"""The benchmark's sizes, data, clients and plain-redis helpers, shared by every case."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from psctl import AsyncRedis, Redis
+from psctl.layout import REGISTRY, stream_keys
+
+Item = tuple[str, bytes, int]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    items: int = 100_000  # items per add / pull / expire run
+    value_size: int = 100  # bytes per value
+    chunk: int = 1000  # items per pipeline round / script call
+    streams: int = 10  # streams the expire case spreads its items over
+    calls: int = 5_000  # single-round-trip calls of each side per round
+    run_calls: int = 250  # ... in runs of this many (fine interleaving: the latency noise here is large)
+    cli_rows: int = 400_000  # rows of the add-many NDJSON file
+    cold_runs: int = 4  # cold starts of each side per round
+    rounds: int = 5
+
+
+FULL = Sizes()
+QUICK = Sizes(items=5_000, calls=300, cli_rows=5_000, cold_runs=1, rounds=2)
+
+
+def make_items(count: int, value_size: int, seed: int, prefix: str = "item") -> list[Item]:
+    """Distinct keys, distinct ``value_size``-byte values, random integer scores."""
+    rng = random.Random(seed)
+    pad = b"v" * max(value_size - 12, 0)
+    return [(f"{prefix}:{i:08d}", b"%012d" % i + pad, rng.randint(-1_000_000, 1_000_000)) for i in range(count)]
+
+
+@dataclass
+class Bench:
+    url: str
+    sizes: Sizes
+    tmp: Path
+    seed: int = 5
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    # -- clients -----------------------------------------------------------------
+
+    @cached_property
+    def plain(self) -> redis.Redis:
+        """A plain redis-py client: what the baselines use."""
+        return redis.Redis.from_url(self.url)
+
+    @cached_property
+    def ps(self) -> Redis:
+        return Redis.from_url(self.url)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    @cached_property
+    def aps(self) -> AsyncRedis:
+        return AsyncRedis.from_url(self.url)
+
+    def run_async(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    def close(self) -> None:
+        for name in ("plain", "ps"):
+            if name in self.__dict__:
+                self.__dict__[name].close()
+        if self._loop is not None:
+            if "aps" in self.__dict__:
+                self.run_async(self.aps.aclose())
+            self._loop.close()
+
+    # -- data --------------------------------------------------------------------
+
+    @cached_property
+    def items(self) -> list[Item]:
+        return make_items(self.sizes.items, self.sizes.value_size, self.seed)
+
+    @cached_property
+    def call_items(self) -> list[Item]:
+        """The items of one single-round-trip run."""
+        return make_items(min(self.sizes.run_calls, self.sizes.calls), self.sizes.value_size, self.seed + 1)
+
+    @cached_property
+    def cli_items(self) -> list[Item]:
+        return make_items(self.sizes.cli_rows, self.sizes.value_size, self.seed + 2)
+
+    @cached_property
+    def ndjson(self) -> Path:
+        """``cli_items`` as an NDJSON file, written once."""
+        path = self.tmp / "rows.ndjson"
+        with path.open("w") as out:
+            for key, value, score in self.cli_items:
+                out.write(json.dumps({"key": key, "value": value.decode(), "score": score}) + "\n")
+        return path
+
+    # -- plain-redis helpers (setup only, never timed) ---------------------------
+
+    def flush(self) -> None:
+        self.plain.flushdb()
+
+    def fill(self, name: str, items: list[Item], cooling_until: int | None = None) -> None:
+        """Writes a stream directly (``:t``, ``:s``, the registry), and a
+        ``:exp`` entry per item when ``cooling_until`` is given."""
+        keys = stream_keys(name)
+        chunk = self.sizes.chunk
+        pipe = self.plain.pipeline(transaction=False)
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            pipe.hset(keys.values, mapping={k: v for k, v, _ in part})
+            pipe.zadd(keys.scores, {k: s for k, _, s in part})
+            if cooling_until is not None:
+                pipe.zadd(keys.cooling, {k: cooling_until for k, _, _ in part})
+            if len(pipe) >= 30:
+                pipe.execute()
+        pipe.sadd(REGISTRY, name)
+        pipe.execute()
+
+    def server_time(self) -> int:
+        return int(self.plain.time()[0])
+
+    # -- the command line ----------------------------------------------------------
+
+    @cached_property
+    def psctl_exe(self) -> str | None:
+        here = Path(sys.executable).parent / "psctl"
+        return str(here) if here.exists() else shutil.which("psctl")
+
+    def cli(self, *args: str) -> list[str]:
+        return [self.psctl_exe or "psctl", "--url", self.url, *args]
+
+    def cli_missing(self, *probe: str) -> str | None:
+        """Why the ``psctl`` command cannot run ``probe``, or None when it can."""
+        if self.psctl_exe is None:
+            return "no psctl executable"
+        try:
+            done = subprocess.run(self.cli(*probe), capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"`psctl {' '.join(probe)}` failed: {exc}"
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            return f"`psctl {' '.join(probe)}` is not available (exit {done.returncode}: {lines[-1] if lines else ''})"
+        return None

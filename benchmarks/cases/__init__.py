@@ -1,0 +1,20 @@
+"""The benchmark's cases, in groups.
+
+Each group is a function ``cases(bench) -> list[Case]``; ``run.py`` runs the
+groups in this order (``--only`` picks cases by name). A group that needs
+another kind of server (a Redis Cluster throughput group, say) adds its own
+module here with its own entry, and the options it needs in ``run.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchmarks.bench import Bench
+from benchmarks.cases import cli, library
+from benchmarks.harness import Case
+
+GROUPS: dict[str, Callable[[Bench], list[Case]]] = {
+    "library": library.cases,
+    "cli": cli.cases,
+}

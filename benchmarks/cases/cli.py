@@ -1,0 +1,124 @@
+"""The command line's cases: ``psctl add-many`` against the library, and a
+cold ``psctl len`` against a bare ``import redis``. Each runs the ``psctl``
+executable beside this Python (else the one on PATH) as a child process, and
+is skipped with a note when that command is not available."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from functools import cache
+from typing import Any
+
+from benchmarks.bench import Bench
+from benchmarks.harness import Case, Extra, Measure, Result, Target, Unit
+
+NAME = "bench"
+
+
+def cases(b: Bench) -> list[Case]:
+    return [add_many(b), cold_start(b)]
+
+
+def run_child(argv: list[str], watch_memory: bool = False) -> tuple[int, str, str, float | None]:
+    """Runs ``argv`` to its end: (exit status, stdout, stderr, peak RSS in MB or None).
+
+    The peak RSS is read from ``/proc/PID/status`` (``VmHWM``, a high-water
+    mark) every 10 ms while the child runs. Not ``wait4``'s or
+    ``RUSAGE_CHILDREN``'s ``ru_maxrss``: on Linux those include the RSS of
+    this (large) process, which the child shared between fork and exec.
+    """
+    with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err)
+        peak = None
+        if watch_memory:
+            while not _exited(process):
+                peak = max(peak or 0, _high_water_mark(process.pid) or 0) or None
+                time.sleep(0.01)
+        process.wait()
+        out.seek(0)
+        err.seek(0)
+        return process.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"), peak
+
+
+def _exited(process: subprocess.Popen[bytes]) -> bool:
+    # waitid(WNOWAIT) leaves the child a zombie, so that Popen still reaps it
+    return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _high_water_mark(pid: int) -> float | None:
+    """The process's peak resident set so far, in MB (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _fail(what: str, status: int, stderr: str) -> RuntimeError:
+    lines = stderr.strip().splitlines()
+    return RuntimeError(f"{what} exited with {status}: {lines[-1] if lines else 'no message'}")
+
+
+def add_many(b: Bench) -> Case:
+    missing = cache(lambda: b.cli_missing("add-many", "--help"))
+
+    def library(_: Any) -> int:
+        return len(b.ps.psaddmany(NAME, b.cli_items))
+
+    def command(_: Any) -> Result:
+        status, out, err, rss = run_child(b.cli("add-many", NAME, str(b.ndjson)), watch_memory=True)
+        if status != 0:
+            raise _fail("psctl add-many", status, err)
+        added = json.loads(out).get("added")
+        if added != len(b.cli_items):
+            raise RuntimeError(f"psctl add-many reported {out.strip()}, expected {len(b.cli_items)} added")
+        if rss is None:
+            raise RuntimeError("could not read the child's peak memory from /proc")
+        return Result(added, {"rss": rss})
+
+    def setup() -> None:
+        b.flush()
+        b.ndjson  # written once, untimed
+
+    label = f"psctl add-many ({b.sizes.cli_rows:,}-row NDJSON)"
+    return Case(
+        "add-many",
+        Unit.RATE,
+        Measure("library psaddmany", library, b.flush),
+        [(Measure(label, command, setup), Target(">=", 0.5))],
+        extras=[Extra(label, "rss", "peak RSS", Unit.MEGABYTES, Target("<=", 150, absolute=True))],
+        unavailable=missing,
+    )
+
+
+def cold_start(b: Bench) -> Case:
+    missing = cache(lambda: b.cli_missing("len", "x"))
+
+    def python_import_redis(_: Any) -> int:
+        status, _, err, _ = run_child([sys.executable, "-c", "import redis"])
+        if status != 0:
+            raise _fail("python -c 'import redis'", status, err)
+        return 1
+
+    def psctl_len(_: Any) -> int:
+        status, _, err, _ = run_child(b.cli("len", "x"))
+        if status != 0:
+            raise _fail("psctl len x", status, err)
+        return 1
+
+    return Case(
+        "cold start",
+        Unit.DURATION,
+        Measure('python -c "import redis"', python_import_redis),
+        [(Measure("psctl len x", psctl_len), Target("<=", 1.3))],
+        repeats=b.sizes.cold_runs,
+        unavailable=missing,
+    )

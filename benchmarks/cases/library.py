@@ -1,0 +1,234 @@
+"""The library's cases: psctl's operations against what a user would write
+by hand with plain redis-py (no checks, no atomicity)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from benchmarks.bench import Bench
+from benchmarks.harness import Case, Measure, Target, Unit
+from psctl.layout import REGISTRY, stream_keys
+from psctl.operations import ADD_CHUNK, EXPIRE_CHUNK
+
+NAME = "bench"
+
+
+def cases(b: Bench) -> list[Case]:
+    return [add(b), pull(b), expire(b), round_trip(b), async_add(b), async_pull(b)]
+
+
+def _expect(what: str, got: int, wanted: int) -> int:
+    if got != wanted:
+        raise RuntimeError(f"{what} handled {got} items, expected {wanted}")
+    return got
+
+
+# -- add ---------------------------------------------------------------------------
+
+
+def add(b: Bench) -> Case:
+    keys = stream_keys(NAME)
+
+    def baseline(_: Any) -> int:
+        items, chunk = b.items, b.sizes.chunk
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            pipe = b.plain.pipeline(transaction=False)
+            pipe.hset(keys.values, mapping={k: v for k, v, _ in part})
+            pipe.zadd(keys.scores, {k: s for k, _, s in part})
+            pipe.execute()
+        return len(items)
+
+    def psaddmany(_: Any) -> int:
+        return len(b.ps.psaddmany(NAME, b.items))
+
+    return Case(
+        "add",
+        Unit.RATE,
+        Measure(f"pipeline: HSET + ZADD of {b.sizes.chunk}", baseline, b.flush),
+        [(Measure(f"psaddmany ({ADD_CHUNK}/call)", psaddmany, b.flush), Target(">=", 0.7))],
+    )
+
+
+# -- pull --------------------------------------------------------------------------
+
+
+def pull(b: Bench) -> Case:
+    keys = stream_keys(NAME)
+    chunk = b.sizes.chunk
+
+    def setup() -> None:
+        b.flush()
+        b.fill(NAME, b.items)
+
+    def baseline(_: Any) -> int:
+        pulled = 0
+        while popped := b.plain.zpopmax(keys.scores, chunk):
+            members = [member for member, _ in popped]
+            pipe = b.plain.pipeline(transaction=False)
+            pipe.hmget(keys.values, members)
+            pipe.hdel(keys.values, *members)
+            values, _ = pipe.execute()
+            pulled += len(values)
+        return _expect("baseline pull", pulled, len(b.items))
+
+    def pspull(**options: Any) -> Any:
+        def run(_: Any) -> int:
+            pulled = 0
+            while got := b.ps.pspull(NAME, count=chunk, **options):
+                pulled += len(got)
+            return _expect("pspull", pulled, len(b.items))
+
+        return run
+
+    return Case(
+        "pull",
+        Unit.RATE,
+        Measure(f"ZPOPMAX {chunk}, then HMGET + HDEL", baseline, setup),
+        [
+            (Measure(f"pspull({chunk}, expire_at=None)", pspull(expire_at=None), setup), Target(">=", 1.0)),
+            (Measure(f"pspull({chunk}) (1-day expire)", pspull(), setup), Target(">=", 1.0)),
+        ],
+    )
+
+
+# -- expire ------------------------------------------------------------------------
+
+
+def expire_setup(b: Bench) -> None:
+    """``sizes.items`` items over ``sizes.streams`` streams, every one cooling
+    down until a minute ago (so due now)."""
+    b.flush()
+    due = b.server_time() - 60
+    per_stream = len(b.items) // b.sizes.streams
+    for i in range(b.sizes.streams):
+        b.fill(f"{NAME}-{i}", b.items[i * per_stream : (i + 1) * per_stream], cooling_until=due)
+
+
+def expire(b: Bench) -> Case:
+    chunk = b.sizes.chunk
+    total = len(b.items) // b.sizes.streams * b.sizes.streams
+
+    def baseline(_: Any) -> int:
+        removed = 0
+        now = int(time.time())
+        for name in b.plain.smembers(REGISTRY):
+            keys = stream_keys(name.decode())
+            due = b.plain.zrangebyscore(keys.cooling, "-inf", now)
+            for start in range(0, len(due), chunk):
+                part = due[start : start + chunk]
+                pipe = b.plain.pipeline(transaction=False)
+                pipe.zrem(keys.cooling, *part)
+                pipe.hdel(keys.values, *part)
+                pipe.zrem(keys.scores, *part)
+                pipe.execute()
+            removed += len(due)
+        return _expect("baseline expire", removed, total)
+
+    def psexpire(_: Any) -> int:
+        return _expect("psexpire", sum(b.ps.psexpire().values()), total)
+
+    return Case(
+        "expire",
+        Unit.RATE,
+        Measure(f"per stream ZRANGEBYSCORE, then ZREM/HDEL/ZREM per {chunk}", baseline, lambda: expire_setup(b)),
+        [
+            (
+                Measure(f"psexpire ({b.sizes.streams} streams, {EXPIRE_CHUNK}/call)", psexpire, lambda: expire_setup(b)),
+                Target(">=", 0.5),
+            )
+        ],
+    )
+
+
+# -- single round trip -------------------------------------------------------------
+
+
+def round_trip(b: Bench) -> Case:
+    calls = b.call_items
+
+    def load_empty_script() -> str:
+        return b.plain.script_load("return 1")
+
+    def baseline(sha: str) -> int:
+        evalsha = b.plain.evalsha
+        for _ in calls:
+            evalsha(sha, 0)
+        return len(calls)
+
+    def psadd(_: Any) -> int:
+        psadd = b.ps.psadd
+        for key, value, score in calls:
+            psadd(NAME, key, value, score)
+        return len(calls)
+
+    def fill_calls() -> None:
+        b.flush()
+        b.fill(NAME, calls)
+
+    def pspull_one(_: Any) -> int:
+        pspull = b.ps.pspull
+        pulled = sum(len(pspull(NAME)) for _ in calls)
+        return _expect("pspull(1)", pulled, len(calls))
+
+    return Case(
+        "round trip",
+        Unit.LATENCY,
+        Measure('EVALSHA of "return 1"', baseline, load_empty_script),
+        [
+            (Measure("psadd", psadd, b.flush), Target("<=", 1.2)),
+            (Measure("pspull(count=1)", pspull_one, fill_calls), Target("<=", 1.2)),
+        ],
+        repeats=max(b.sizes.calls // len(calls), 1),
+    )
+
+
+# -- async -------------------------------------------------------------------------
+
+
+def async_add(b: Bench) -> Case:
+    def sync(_: Any) -> int:
+        return len(b.ps.psaddmany(NAME, b.items))
+
+    def async_(_: Any) -> int:
+        return len(b.run_async(b.aps.psaddmany(NAME, b.items)))
+
+    return Case(
+        "async add",
+        Unit.RATE,
+        Measure(f"sync psaddmany ({ADD_CHUNK}/call)", sync, b.flush),
+        [(Measure("AsyncRedis psaddmany", async_, b.flush), Target(">=", 0.8))],
+    )
+
+
+def async_pull(b: Bench) -> Case:
+    chunk = b.sizes.chunk
+    day = timedelta(days=1)
+
+    def setup() -> None:
+        b.flush()
+        b.fill(NAME, b.items)
+
+    def sync(_: Any) -> int:
+        pulled = 0
+        while got := b.ps.pspull(NAME, count=chunk, expire_at=day):
+            pulled += len(got)
+        return _expect("pspull", pulled, len(b.items))
+
+    async def drain() -> int:
+        pulled = 0
+        while got := await b.aps.pspull(NAME, count=chunk, expire_at=day):
+            pulled += len(got)
+        return pulled
+
+    def async_(_: Any) -> int:
+        return _expect("async pspull", b.run_async(drain()), len(b.items))
+
+    return Case(
+        "async pull",
+        Unit.RATE,
+        Measure(f"sync pspull({chunk})", sync, setup),
+        [(Measure(f"AsyncRedis pspull({chunk})", async_, setup), Target(">=", 0.8))],
+    )

@@ -1,0 +1,97 @@
+"""The runner's overlap of encoding and server work in ``psaddmany``: one call
+in flight at a time, kept in order through NOSCRIPT, and no connection left
+holding an unread reply after an error."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from psctl import operations
+
+from .faults import CuttingProxy
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request):
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def chunked_items(count: int, on_item=None):
+    """``count`` chunks; every chunk sets the key "dup" again (last value wins,
+    scores add up), so any reordering of chunks shows."""
+    for chunk in range(count):
+        for i in range(operations.ADD_CHUNK - 1):
+            if on_item is not None:
+                on_item(chunk, i)
+            yield (f"c{chunk}-{i}", "v", 1)
+        yield ("dup", f"from chunk {chunk}", 1)
+
+
+def test_script_flush_while_a_chunk_is_in_flight(ps, r):
+    def flush(chunk, i):
+        if i == 0 and chunk in (2, 4):  # chunk - 1 is in flight, or about to be sent
+            r.script_flush()
+
+    scores = ps.psaddmany("q", chunked_items(6, flush))
+    assert len(scores) == 6 * operations.ADD_CHUNK
+    assert [s for s in scores[operations.ADD_CHUNK - 1 :: operations.ADD_CHUNK]] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert ps.psget("q", "dup") == b"from chunk 5"
+    assert ps.pslen("q") == 6 * (operations.ADD_CHUNK - 1) + 1
+
+
+def test_a_bad_item_while_a_chunk_is_in_flight(ps, r):
+    def items():
+        yield from ((f"k{i}", "v", 1) for i in range(2 * operations.ADD_CHUNK + 5))
+        yield ("bad", "v", float("nan"))
+
+    with pytest.raises(ValueError):
+        ps.psaddmany("q", items())
+    # the chunks sent before the bad one were applied; the client still works
+    assert ps.pslen("q") == 2 * operations.ADD_CHUNK
+    assert ps.psadd("q", "after", "v", 2) == 2.0
+    assert ps.pspull("q") == {"after": b"v"}
+
+
+def test_a_connection_cut_mid_run_spoils_nothing(server, standalone_backend):
+    from psctl import Redis
+
+    r = standalone_backend.sync()
+    r.flushdb()
+    proxy = CuttingProxy(str(server.unixsocket))
+    try:
+        client = Redis(host="127.0.0.1", port=proxy.port)
+        client.psadd("warm", "a", "v")  # the scripts are loaded
+
+        def cut(chunk, i):
+            if chunk == 3 and i == 0:
+                proxy.cut_next_reply.set()
+
+        client.psaddmany("warm", chunked_items(1))
+        with pytest.raises(redis.ConnectionError):
+            client.psaddmany("q", chunked_items(6, cut))
+        chunks, rest = divmod(r.pslen("q") - 1, operations.ADD_CHUNK - 1)
+        assert rest == 0 and 1 <= chunks < 6  # whole chunks only, and not all of them
+        applied = r.pslen("q")
+        assert client.psadd("q", "after", "v") == 1.0  # the pool handed out a sound connection
+        assert client.pslen("q") == applied + 1
+    finally:
+        proxy.close()
+        r.flushdb()
+
+
+def test_psadd_and_a_single_pull_are_one_round_trip_each(standalone_backend, monkeypatch):
+    from psctl.runner import SyncRunner
+
+    client = standalone_backend.sync()
+    client.flushdb()
+    client.psadd("q", "warm", "v")  # the scripts are loaded and the name registered
+    client.pspull("q", expire_at=None)
+    client.psadd("q", "other", "v")
+    sent = []
+    original = SyncRunner._ps_send
+    monkeypatch.setattr(SyncRunner, "_ps_send", lambda self, raw, flight: sent.append(raw) or original(self, raw, flight))
+    assert client.psadd("q", "a", "v", 5) == 5.0
+    assert client.pspull("q", count=1) == {"a": b"v"}
+    assert [raw[0] for raw in sent] == ["EVALSHA", "EVALSHA"]
+    client.flushdb()
