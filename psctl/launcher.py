@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -244,11 +245,15 @@ def start_server(
     extra: dict[str, str] | None = None,
     detach: bool = False,
     timeout: float = 10,
+    ready: Callable[[], bool] | None = None,
 ) -> ServerProcess:
     """Starts a server with its data and log in ``dir`` and waits until it answers.
 
     ``port=0`` with a ``unixsocket`` means no TCP listener at all. ``detach``
     starts it in its own session, so that it outlives the calling process.
+    ``ready`` replaces the PING on the socket or port as the test that the
+    server is up: for a listener PING cannot reach, such as a TLS-only port
+    (``extra={"tls-port": ...}``).
     """
     binary = binary or find_binary()
     dir.mkdir(parents=True, exist_ok=True)
@@ -267,8 +272,11 @@ def start_server(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerError(f"{binary.name} exited with status {process.returncode}: {_tail(log)}")
-        ready = ping_unix(unixsocket, 0.2) if unixsocket is not None else ping_tcp("127.0.0.1", port, 0.2)
-        if ready:
+        if ready is not None:
+            up = ready()
+        else:
+            up = ping_unix(unixsocket, 0.2) if unixsocket is not None else ping_tcp("127.0.0.1", port, 0.2)
+        if up:
             return server
         time.sleep(0.01)
     server.stop()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,8 +25,8 @@ import typer
 from psctl import __version__
 from psctl.cli import connection, terminal
 from psctl.cli.completion import complete_names
-from psctl.cli.durations import parse_duration
-from psctl.cli.errors import BadUsage, CatchingGroup, NotFound
+from psctl.cli.durations import duration_parameter
+from psctl.cli.errors import INTERRUPTED, BadUsage, CatchingGroup, NotFound
 from psctl.cli.output import TERMINAL_ROWS, Output, item, scored, text_field
 
 DEFAULT_COOL_DOWN = timedelta(days=1)
@@ -37,7 +39,8 @@ app = typer.Typer(
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
         "Output is a table on a terminal and JSON otherwise (--json / --table on any command force one). "
-        "Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no such item.\n\n"
+        "Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no such item, "
+        "130 interrupted.\n\n"
         "Example: psctl add jobs job-1 'resize photo.jpg' --score 5 && psctl pull jobs"
     ),
     no_args_is_help=True,
@@ -55,22 +58,41 @@ app.add_typer(server_app)
 
 @dataclass
 class Session:
-    """The global options, and the client once a command asks for it."""
+    """The global options, the command being run (for messages), and the client
+    once the command asks for it."""
 
     url: str | None
     cluster: bool | None
     timeout: float
     debug: bool
+    tls_ca: str | None = None
     where: str = ""
     secrets: tuple[str, ...] = ()
+    user: str | None = None
+    command: str = "psctl"
+    stream: str | None = None
     _client: Any = field(default=None, repr=False)
 
-    def client(self) -> Any:
+    def client(self, *, waiting: bool = False) -> Any:
+        """The client; ``waiting`` for a pull that blocks (longer reply timeouts)."""
         if self._client is None:
-            target = connection.resolve(self.url, self.cluster)
+            target = connection.resolve(self.url, self.cluster, tls_ca=self.tls_ca)
             self.where = target.where
-            self._client = connection.connect(target, self.timeout)
+            self._client = connection.connect(target, self.timeout, waiting=waiting)
         return self._client
+
+    def needed_keys(self) -> str:
+        """The keys the command touches, for a message about permissions."""
+        from psctl.layout import REGISTRY, stream_keys
+
+        if not self.stream:
+            return f"{REGISTRY} and the keys of every stream"
+        try:
+            cluster = connection.cluster_wanted(self.cluster)
+        except ValueError:  # REDIS_PORT=abc: reported already
+            cluster = bool(self.cluster)
+        keys = stream_keys(self.stream, cluster=cluster)
+        return ", ".join([*keys.all, keys.wake, REGISTRY])
 
     def close(self) -> None:
         if self._client is not None:
@@ -78,7 +100,11 @@ class Session:
 
 
 def _session(ctx: typer.Context) -> Session:
-    return ctx.find_root().obj  # type: ignore[no-any-return]
+    """The session, told which command runs and on which stream (for messages)."""
+    session: Session = ctx.find_root().obj
+    session.command = ctx.command_path
+    session.stream = ctx.params.get("name")
+    return session
 
 
 def _print_version(value: bool) -> None:
@@ -103,6 +129,16 @@ def root(
     cluster: Annotated[
         bool, typer.Option("--cluster", help="The server is a Redis Cluster (env REDIS_CLUSTER=1).")
     ] = False,
+    tls_ca: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-ca",
+            metavar="FILE",
+            help="CA certificate(s), PEM, to verify a rediss:// server with (env REDIS_SSL_CA_CERTS; "
+            "default: the system's).",
+            show_default=False,
+        ),
+    ] = None,
     timeout: Annotated[
         float,
         typer.Option(
@@ -110,7 +146,7 @@ def root(
             metavar="SECONDS",
             min=0.01,
             envvar="PSCTL_TIMEOUT",
-            help="Longest wait for any reply from the server.",
+            help="Longest wait for any reply from the server (pull --wait allows a second more).",
         ),
     ] = connection.DEFAULT_TIMEOUT,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
@@ -119,9 +155,10 @@ def root(
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    session = Session(url=url, cluster=cluster or None, timeout=timeout, debug=debug)
+    session = Session(url=url, cluster=cluster or None, timeout=timeout, debug=debug, tls_ca=tls_ca)
     session.where = connection.where(url)
     session.secrets = connection.secrets(url)
+    session.user = connection.user(url)
     ctx.obj = session
     ctx.call_on_close(session.close)
 
@@ -329,27 +366,91 @@ def pull(
         typer.Option(
             "--expire-in",
             metavar="DURATION",
-            parser=parse_duration,
+            parser=duration_parameter,
             help="Cool-down before the keys may be added again: 90, 90s, 15m, 2h, 1d (default 1d).",
             show_default=False,
         ),
     ] = None,
     no_expire: Annotated[bool, typer.Option("--no-expire", help="No cool-down.")] = False,
+    wait: Annotated[
+        timedelta | None,
+        typer.Option(
+            "--wait",
+            "-w",
+            metavar="SECONDS",
+            parser=duration_parameter,
+            help="When the stream is empty, wait up to SECONDS (or a DURATION: 90s, 15m, 2h) for an item; "
+            "0 waits for ever.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: AsJson = False,
     as_table: AsTable = False,
 ) -> None:
     """Take the highest-scored items, atomically: no two pullers get the same one.
 
-    Prints the items in pull order; [] when the stream is empty (exit status 0).
+    Prints the items in pull order; [] when the stream is empty (exit status 0). With --wait, an empty
+    stream is waited on: an add wakes the puller at once, items written by other tools are seen within
+    a second; [] when the wait ends with nothing. Ctrl-C ends a wait with exit status 130, having taken
+    nothing.
 
     Example: psctl pull jobs --count 5 --expire-in 2h
+    Example: psctl pull jobs --wait 0   (a worker: waits until there is work)
     """
     out = Output.choose(as_json, as_table)
     if expire_in is not None and no_expire:
         raise BadUsage("--expire-in and --no-expire cannot be used together")
     expire_at = None if no_expire else expire_in if expire_in is not None else DEFAULT_COOL_DOWN
-    pulled = _session(ctx).client().pspull(name, count=count, purge=not keep, gate=gate, expire_at=expire_at)
+    session = _session(ctx)
+    options = {"count": count, "purge": not keep, "gate": gate, "expire_at": expire_at}
+    if wait is None:
+        pulled = session.client().pspull(name, **options)
+    else:
+        pulled = _pull_waiting(session.client(waiting=True), name, wait.total_seconds(), options)
     out.show([item(key, value) for key, value in pulled.items()])
+
+
+def _pull_waiting(client: Any, name: str, seconds: float, options: dict[str, Any]) -> Any:
+    """``pspull(block=seconds)``, which Ctrl-C ends (exit status 130, quietly).
+
+    An interrupt that lands while a command that may take items runs (the pull
+    script, not the BLOCKing wait) is held until its reply is read, so that
+    items taken are printed, not lost; the wait then ends instead of going on.
+    Anything else (the wait, a second Ctrl-C) interrupts at once, so that
+    however the library sends its commands, Ctrl-C always works."""
+    if threading.current_thread() is not threading.main_thread():  # no signal handlers here
+        return client.pspull(name, block=seconds, **options)
+    state = {"pulling": False, "interrupted": False}
+    send = client.execute_command
+
+    def execute_command(*args: Any, **kwargs: Any) -> Any:
+        if state["interrupted"]:  # held during a pull that found nothing: stop before waiting
+            raise KeyboardInterrupt
+        state["pulling"] = args[0] not in ("BLPOP", b"BLPOP")
+        try:
+            return send(*args, **kwargs)
+        finally:
+            state["pulling"] = False
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if state["pulling"] and not state["interrupted"]:
+            state["interrupted"] = True
+            return
+        raise KeyboardInterrupt
+
+    # the client is this command's own: wrapping its method touches nothing else
+    client.execute_command = execute_command
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        pulled = client.pspull(name, block=seconds, **options)
+    except KeyboardInterrupt:
+        raise typer.Exit(INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        del client.execute_command
+    if state["interrupted"] and not pulled:
+        raise typer.Exit(INTERRUPTED)
+    return pulled
 
 
 @app.command()
@@ -592,7 +693,7 @@ def main() -> None:
         raise
     except KeyboardInterrupt:
         sys.stderr.write("psctl: interrupted\n")
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     except BaseException as exc:  # outside any command: still one line, no traceback
         sys.stderr.write(f"psctl: unexpected error: {type(exc).__name__}: {exc}\n")
         raise SystemExit(1) from None

@@ -91,7 +91,7 @@ def _client(ctx: Any) -> Any:
     root = ctx.find_root()
     url, cluster = root.params.get("url"), root.params.get("cluster")
     if connection.explicit(url, os.environ):
-        target = connection.resolve(url, cluster)
+        target = connection.resolve(url, cluster, tls_ca=root.params.get("tls_ca"))
     else:  # the embedded server, only when it already runs
         embedded = connection.embedded_module()
         sock = embedded.state_dir() / embedded.SOCKET

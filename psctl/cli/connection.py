@@ -6,10 +6,10 @@ server only: when it cannot be reached the command fails (exit 1) and nothing
 falls back to the embedded server. With none of them, commands use the
 embedded server (``psctl.embedded``), started if needed.
 
-The CLI's client tries to connect once, for at most ``CONNECT_TIMEOUT``
-seconds, and never re-sends a command: redis-py's default retries would keep
-a user waiting for a dead server far longer, and re-sending ``psadd`` or
-``pspull`` after a lost reply could apply it twice.
+The CLI's client is a psctl client (``psctl.connections``: one connection
+attempt, no command ever re-sent) with tighter timeouts: at most
+``CONNECT_TIMEOUT`` seconds to connect and ``--timeout`` for each reply, so
+that a dead server is an error, never a hang.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from psctl.cli import terminal
 from psctl.cli.errors import BadUsage, ServerUnavailable
@@ -58,11 +58,23 @@ def secrets(url: str | None, env: Mapping[str, str] | None = None) -> tuple[str,
         if candidate:
             try:
                 parts = urlsplit(candidate)
-                found.append(parts.password)
+                found += [parts.password, unquote(parts.password or "")]  # as typed, and as sent
                 found.extend(parse_qs(parts.query).get("password", []))  # unix://…?password=
             except ValueError:
                 pass
     return tuple(sorted({s for s in found if s}, key=len, reverse=True))
+
+
+def user(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The user name the command would log in as, when one is given (no I/O)."""
+    env = os.environ if env is None else env
+    try:
+        settings = Settings.resolve(env, url=url or None)
+        if settings.url:
+            return unquote(urlsplit(settings.url).username or "") or None
+    except ValueError:
+        return None
+    return settings.username
 
 
 def where(url: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -79,15 +91,18 @@ def where(url: str | None, env: Mapping[str, str] | None = None) -> str:
     return shown
 
 
-def resolve(url: str | None, cluster: bool | None, env: Mapping[str, str] | None = None) -> Target:
+def resolve(
+    url: str | None, cluster: bool | None, env: Mapping[str, str] | None = None, tls_ca: str | None = None
+) -> Target:
     """The server for this command; starts the embedded one when no other is named."""
     env = os.environ if env is None else env
     try:
-        settings = Settings.resolve(env, url=url or None, cluster=cluster or None)
+        settings = Settings.resolve(env, url=url or None, cluster=cluster or None, ssl_ca_certs=tls_ca or None)
     except ValueError as exc:  # REDIS_PORT=abc, say
         raise BadUsage(str(exc)) from None
     if settings.cluster:
         check_cluster_available()
+    check_tls(settings, tls_ca, explicit(url, env))
     if explicit(url, env):
         return Target(settings, embedded=False)
     if settings.cluster:
@@ -107,43 +122,50 @@ def embedded_module() -> Any:
         raise ServerUnavailable(f"the embedded server is not available in this installation ({exc})") from None
 
 
+def check_tls(settings: Settings, tls_ca: str | None, named: bool) -> None:
+    """Refuses a CA file that would not be used, or that cannot be used, before any I/O."""
+    if tls_ca and not (named and settings.uses_tls):
+        raise BadUsage(
+            "--tls-ca applies to TLS connections only: give a rediss:// URL (or REDIS_SSL=1 with REDIS_HOST), "
+            "or leave --tls-ca out"
+        )
+    if not (named and settings.uses_tls and settings.ssl_ca_certs):
+        return
+    given = "--tls-ca" if tls_ca else "REDIS_SSL_CA_CERTS"
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=settings.ssl_ca_certs)
+    except OSError as exc:  # a missing file, or one that holds no certificate (ssl.SSLError)
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        raise BadUsage(f"{given} {settings.ssl_ca_certs}: not a readable CA certificate file ({reason})") from None
+
+
 def check_cluster_available() -> None:
     if importlib.util.find_spec("psctl.cluster") is None:
         raise BadUsage("--cluster: cluster mode is not available in this version of psctl")
 
 
-def connect(target: Target, timeout: float = DEFAULT_TIMEOUT) -> Any:
-    """A psctl client for ``target``: one connection attempt, no re-sent commands,
-    ``timeout`` seconds at most for each reply."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+def connect(target: Target, timeout: float = DEFAULT_TIMEOUT, *, waiting: bool = False) -> Any:
+    """A psctl client for ``target`` (no retries: ``psctl.connections``) that
+    waits at most ``timeout`` seconds for each reply. ``waiting`` (a blocked
+    pull) adds the ``POLL`` seconds the server holds each blocked reply, and
+    keeps a margin of at least ``POLL`` beyond it."""
+    from psctl.operations import POLL
 
-    options: dict[str, Any] = {
-        "socket_connect_timeout": min(CONNECT_TIMEOUT, timeout),
-        "socket_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    settings = target.settings
-    if settings.cluster:
-        return _cluster_client(settings, options)
+    per_reply = POLL + max(timeout, POLL) if waiting else timeout
+    options = dict(target.settings.options)
+    options.update(socket_connect_timeout=min(CONNECT_TIMEOUT, timeout), socket_timeout=per_reply)
+    settings = replace(target.settings, options=tuple(sorted(options.items())))
+    if settings.cluster:  # a client of its own (the library's shared one would be closed with the command)
+        from psctl.cluster import RedisCluster
+
+        kwargs = settings.connection_kwargs()
+        kwargs.pop("db", None)  # a cluster has only database 0
+        if settings.url:
+            return RedisCluster.from_url(settings.url, **kwargs)
+        return RedisCluster(ssl=settings.ssl, **kwargs)
     from psctl.client import Redis
     from psctl.settings import sync_pool
 
-    options.update(settings.options)
-    return Redis(connection_pool=sync_pool(replace(settings, options=tuple(sorted(options.items())))))
-
-
-def _cluster_client(settings: Settings, options: dict[str, Any]) -> Any:
-    from psctl.cluster import RedisCluster
-
-    options.update(settings.options)
-    if settings.url:
-        return RedisCluster.from_url(settings.url, **options)
-    return RedisCluster(
-        host=settings.host,
-        port=settings.port,
-        username=settings.username,
-        password=settings.password,
-        ssl=settings.ssl,
-        **options,
-    )
+    return Redis(connection_pool=sync_pool(settings))

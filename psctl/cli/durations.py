@@ -21,3 +21,13 @@ def parse_duration(text: str) -> timedelta:
     if not math.isfinite(seconds) or seconds > timedelta.max.total_seconds():
         raise ValueError(f"{text!r} is too long a duration")
     return timedelta(seconds=seconds)
+
+
+def duration_parameter(text: str) -> timedelta:
+    """``parse_duration`` as a Typer ``parser``: its message reaches the user as it is."""
+    import typer
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None

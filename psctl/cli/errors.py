@@ -9,6 +9,7 @@ the commands' own errors and the library's all pass through it, whether
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Iterable
@@ -24,6 +25,10 @@ class ExitStatus(IntEnum):
     SERVER = 1  # the server failed or could not be reached
     USAGE = 2  # bad usage or bad input
     NOT_FOUND = 3  # the named item does not exist
+
+
+# Ctrl-C: the shells' 128 + SIGINT, outside ExitStatus as it is no outcome of a command
+INTERRUPTED = 130
 
 
 class CliError(Exception):
@@ -44,8 +49,16 @@ class ServerUnavailable(CliError):
     status = ExitStatus.SERVER
 
 
-def describe(exc: BaseException, where: str | None = None) -> tuple[ExitStatus, str]:
-    """The exit status and the one-line message for an exception."""
+def describe(
+    exc: BaseException,
+    where: str | None = None,
+    *,
+    command: str | None = None,
+    user: str | None = None,
+    keys: str | None = None,
+) -> tuple[ExitStatus, str]:
+    """The exit status and the one-line message for an exception. ``command``
+    (``psctl add``), ``user`` and the ``keys`` it needs name what an ACL denied."""
     if isinstance(exc, CliError):
         return exc.status, str(exc)
     at = f" at {where}" if where else ""
@@ -54,9 +67,18 @@ def describe(exc: BaseException, where: str | None = None) -> tuple[ExitStatus, 
     redis_errors = sys.modules.get("redis.exceptions")
     if redis_errors is not None and isinstance(exc, redis_errors.RedisError):
         if isinstance(exc, redis_errors.AuthenticationError):
-            return ExitStatus.SERVER, f"the server{at} refused the credentials: {exc}"
+            if "invalid" not in str(exc).lower():  # NOAUTH: no password was given
+                needs = "needs a password: give one in the URL or REDIS_PASSWORD"
+                return ExitStatus.SERVER, f"the server{at} {needs} ({exc})"
+            of = f" of user {user!r}" if user else ""
+            return ExitStatus.SERVER, f"the server{at} refused the credentials{of}: {exc}"
+        if isinstance(exc, redis_errors.NoPermissionError) or _ACL_IN_SCRIPT.search(str(exc)):
+            return ExitStatus.SERVER, _denied(exc, at, command, user, keys)
         if isinstance(exc, redis_errors.ConnectionError):
-            return ExitStatus.SERVER, f"cannot reach the server{at}: {exc}"
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                hint = "; give the CA that signed the server's certificate with --tls-ca FILE or REDIS_SSL_CA_CERTS"
+            return ExitStatus.SERVER, f"cannot reach the server{at}: {_joined(exc, hint)}"
         if isinstance(exc, redis_errors.TimeoutError):
             return ExitStatus.SERVER, f"the server{at} did not answer in time ({exc}); see --timeout"
         if isinstance(exc, redis_errors.ResponseError):
@@ -74,6 +96,36 @@ def describe(exc: BaseException, where: str | None = None) -> tuple[ExitStatus, 
     return ExitStatus.SERVER, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
+def _joined(exc: BaseException, hint: str) -> str:
+    return f"{str(exc).rstrip('.')}{hint}" if hint else str(exc)
+
+
+# a command inside a script refused by an ACL: not a NOPERM reply, but an error
+# of the script (Valkey: "ACL failure in script: …"; Redis 7: "The user executing
+# the script can't run this command or subcommand …")
+_ACL_IN_SCRIPT = re.compile(r"ACL failure in script|user executing the script can't", re.IGNORECASE)
+
+
+def _denied(exc: BaseException, at: str, command: str | None, user: str | None, keys: str | None) -> str:
+    """What an ACL refused, and to whom, from the server's message, which names a
+    command (``… to run the 'evalsha' command``), or only "a key", or neither."""
+    text = str(exc)
+    who = f"user {user!r}" if user else "the default user"
+    named = re.search(r"'([^']+)' command", text)
+    if named:
+        what = f"run {named[1].replace('|', ' ').upper()}"
+    elif "key" in text.lower():
+        what = f"access the keys it needs ({keys})" if keys else "access a key it needs"
+    elif "channel" in text.lower():
+        what = "use a channel it needs"
+    elif _ACL_IN_SCRIPT.search(text):
+        what = "run a command that psctl's Lua scripts use"
+    else:
+        what = "do what it asked"
+    prefix = "" if _ACL_IN_SCRIPT.search(text) else "NOPERM "
+    return f"the server{at} denied {command or 'the command'}: {who} may not {what} ({prefix}{text})"
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     for secret in secrets:
         if secret:
@@ -82,11 +134,17 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
 
 
 def fail(
-    exc: BaseException, *, debug: bool = False, where: str | None = None, secrets: Iterable[str | None] = ()
+    exc: BaseException,
+    *,
+    debug: bool = False,
+    where: str | None = None,
+    secrets: Iterable[str | None] = (),
+    **running: str | None,
 ) -> NoReturn:
-    """Reports ``exc`` on stderr and leaves with its exit status."""
+    """Reports ``exc`` on stderr and leaves with its exit status; ``running``
+    (``command``, ``user``, ``keys``) goes to ``describe``."""
     secrets = list(secrets)
-    status, message = describe(exc, where)
+    status, message = describe(exc, where, **running)
     for note in getattr(exc, "__notes__", ()):
         message += f" ({note})"
     if debug:
@@ -123,7 +181,7 @@ class CatchingGroup(TyperGroup):
             _quiet_broken_pipe()
         except KeyboardInterrupt:
             sys.stderr.write("psctl: interrupted\n")
-            raise typer.Exit(130) from None
+            raise typer.Exit(INTERRUPTED) from None
         except Exception as exc:
             session = _session_of(ctx)
             fail(
@@ -131,6 +189,9 @@ class CatchingGroup(TyperGroup):
                 debug=bool(getattr(session, "debug", False)),
                 where=getattr(session, "where", None),
                 secrets=getattr(session, "secrets", ()),
+                command=getattr(session, "command", None),
+                user=getattr(session, "user", None),
+                keys=session.needed_keys() if hasattr(session, "needed_keys") else None,
             )
 
 

@@ -43,6 +43,7 @@ READ_SIZE = 1 << 16  # bytes read at a time from the file
 SNIFF_SIZE = 1 << 16  # bytes looked at to tell the format of standard input
 # CSV's default limit of 128 KiB per field would refuse large values
 CSV_FIELD_LIMIT = (1 << 31) - 1
+TOO_MANY_DIGITS = f"invalid JSON: a number with more than {sys.get_int_max_str_digits()} digits"
 
 
 class InputError(ValueError):
@@ -179,6 +180,8 @@ def _ndjson_rows(fp: IO[bytes]) -> Iterator[Row]:
             raise InputError(number, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
         except RecursionError:
             raise InputError(number, "invalid JSON: nested too deeply") from None
+        except ValueError:  # Python's limit on the digits of an integer
+            raise InputError(number, TOO_MANY_DIGITS) from None
         yield _json_row(number, found)
 
 
@@ -254,6 +257,8 @@ class _JsonArray:
                 raise InputError(self._line_at(exc.pos), f"invalid JSON: {exc.msg}") from None
             except RecursionError:
                 raise InputError(self._line_at(self._pos), "invalid JSON: nested too deeply") from None
+            except ValueError:  # Python's limit on the digits of an integer
+                raise InputError(self._line_at(self._pos), TOO_MANY_DIGITS) from None
 
     def _skip_space(self) -> bool:
         """Moves past white space; False at the end of the input."""

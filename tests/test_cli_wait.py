@@ -1,0 +1,293 @@
+"""``psctl pull NAME --wait SECONDS``: a consumer that waits for work, woken by
+an add, bounded by its own timeout, and stopped by Ctrl-C without losing an
+item. In-process (CliRunner) and as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import psctl.client
+from psctl.cli import connection
+from psctl.cli.errors import INTERRUPTED, ExitStatus
+from psctl.operations import POLL
+
+from .test_cli import DEAD, Cli
+
+PSCTL = Path(sys.executable).with_name("psctl")
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture
+def cli(redis_url: str, r: Any) -> Cli:
+    return Cli(redis_url)
+
+
+@pytest.fixture
+def env(redis_url: str, r: Any) -> dict[str, str]:
+    """The environment of a real psctl process on the session's server."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_", "_PSCTL"))}
+    return clean | {"REDIS_URL": redis_url}
+
+
+def later(delay: float, action: Callable[[], Any]) -> threading.Timer:
+    timer = threading.Timer(delay, action)
+    timer.start()
+    return timer
+
+
+def blocked_clients(r: Any) -> int:
+    return sum("b" in client["flags"] for client in r.client_list())
+
+
+def wait_until_blocked(r: Any, process: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
+    """Returns once some client waits in BLPOP (a psctl pull --wait)."""
+    deadline = time.monotonic() + timeout
+    while blocked_clients(r) == 0:
+        assert process is None or process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no client ever blocked"
+        time.sleep(0.02)
+
+
+# -- waking, timing out, plain writes --------------------------------------------
+
+
+def test_wakes_within_a_second_of_an_add_from_another_process(env: dict[str, str], r: Any) -> None:
+    waiter = subprocess.Popen([str(PSCTL), "pull", "jobs", "--wait", "30"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_until_blocked(r, waiter)
+        added = time.monotonic()
+        r.psadd("jobs", "job-1", "payload", 5)  # this process: not the waiter's
+        out, err = waiter.communicate(timeout=30)
+        woke = time.monotonic() - added  # the waiter's printing and exit included
+    finally:
+        waiter.kill()
+    assert (waiter.returncode, err) == (0, "")
+    assert json.loads(out) == [{"key": "job-1", "value": "payload"}]
+    assert woke < 1.0, woke
+    assert r.pslen("jobs") == 0 and r.zscore("jobs:exp", "job-1")
+
+
+def test_wakes_within_a_second_of_an_add_from_another_thread(cli: Cli, r: Any) -> None:
+    timer = later(0.3, lambda: psctl.client.Redis.from_url(cli.url).psadd("jobs", "a", "v"))
+    started = time.monotonic()
+    assert cli.ok("pull", "jobs", "--wait", "10", "--keep") == [{"key": "a", "value": "v"}]
+    assert 0.25 <= time.monotonic() - started < 1.0
+    timer.join()
+    assert r.pskeys("jobs", withscores=True) == [("a", -1.0)]  # --keep still applies
+
+
+def test_returns_an_empty_list_after_the_wait_even_beyond_timeout(cli: Cli) -> None:
+    """--timeout bounds each reply, not the wait: a 1.5 s wait with 0.3 s replies works."""
+    started = time.monotonic()
+    done = cli("--timeout", "0.3", "pull", "jobs", "--wait", "1.5")
+    assert (done.exit_code, done.stdout, done.stderr) == (0, "[]\n", "")
+    assert 1.4 <= time.monotonic() - started < 3
+
+
+def test_sees_items_written_with_plain_hset_and_zadd(cli: Cli, r: Any) -> None:
+    def write() -> None:
+        r.hset("jobs:t", "plain", "v")
+        r.zadd("jobs:s", {"plain": 1})
+
+    timer = later(0.2, write)
+    started = time.monotonic()
+    assert cli.ok("pull", "jobs", "--wait", "5") == [{"key": "plain", "value": "v"}]
+    assert time.monotonic() - started < 0.2 + POLL + 0.5
+    timer.join()
+
+
+def test_wait_zero_waits_for_ever(cli: Cli, r: Any) -> None:
+    timer = later(POLL + 0.3, lambda: psctl.client.Redis.from_url(cli.url).psadd("jobs", "late", "v"))
+    assert cli.ok("--timeout", "0.5", "pull", "jobs", "--wait", "0") == [{"key": "late", "value": "v"}]
+    timer.join()
+
+
+def test_items_already_there_come_at_once_and_durations_work(cli: Cli, r: Any) -> None:
+    r.psaddmany("jobs", [("a", "1", 3), ("b", "2", 2), ("c", "3", 1)])
+    started = time.monotonic()
+    assert cli.ok("pull", "jobs", "--wait", "1d", "-n", "2") == [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
+    assert cli.ok("pull", "jobs", "-w", "15m", "--no-expire") == [{"key": "c", "value": "3"}]
+    assert time.monotonic() - started < 0.5
+    assert r.zscore("jobs:exp", "c") is None
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--wait", "soon"], "'soon' is not a duration"),
+        (["--wait", "-1"], "--wait"),
+        (["--wait", "inf"], "is not a duration"),
+        (["--wait", "nan"], "is not a duration"),
+        (["--wait", ""], "is not a duration"),
+        (["--wait", "5w"], "is not a duration"),
+        (["--wait"], "--wait"),
+        (["--wait", "5", "--expire-in", "1h", "--no-expire"], "--expire-in and --no-expire"),
+        (["--wait", "5", "--count", "0"], "--count"),
+        (["--wait", "5", "--json", "--table"], "--json and --table"),
+    ],
+)
+def test_bad_waits_and_conflicting_flags_exit_2_before_any_io(cli: Cli, args: list[str], expected: str) -> None:
+    started = time.monotonic()
+    message = cli.fails(ExitStatus.USAGE, "pull", "jobs", *args, env={"REDIS_URL": DEAD})
+    assert expected in message
+    assert time.monotonic() - started < 0.5  # refused, not waited on
+
+
+def test_the_reply_timeout_of_a_waiting_pull_stays_above_the_blocking_time(redis_url: str) -> None:
+    target = connection.resolve(redis_url, None, env={})
+    for timeout in (0.01, 0.3, 10.0):
+        plain = connection.connect(target, timeout).connection_pool.connection_kwargs
+        waiting = connection.connect(target, timeout, waiting=True).connection_pool.connection_kwargs
+        assert plain["socket_timeout"] == timeout
+        assert waiting["socket_timeout"] >= POLL + max(timeout, POLL)  # a BLPOP of POLL s, and a margin
+        for kwargs in (plain, waiting):
+            assert kwargs["retry"].get_retries() == 0  # psctl.connections' policy: nothing is re-sent
+            assert kwargs["socket_connect_timeout"] == min(connection.CONNECT_TIMEOUT, timeout)
+
+
+# -- Ctrl-C --------------------------------------------------------------------------
+
+
+def test_ctrl_c_while_waiting_exits_130_quietly_and_takes_nothing(env: dict[str, str], r: Any) -> None:
+    r.psadd("other", "x", "y")
+    waiter = subprocess.Popen([str(PSCTL), "pull", "jobs", "--wait", "0"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_until_blocked(r, waiter)
+        waiter.send_signal(signal.SIGINT)
+        out, err = waiter.communicate(timeout=10)
+    finally:
+        waiter.kill()
+    assert (waiter.returncode, out, err) == (INTERRUPTED, "", "")
+    deadline = time.monotonic() + 5
+    while blocked_clients(r) and time.monotonic() < deadline:  # its connection is gone too
+        time.sleep(0.02)
+    assert blocked_clients(r) == 0
+    r.psadd("jobs", "a", "v")
+    assert r.pspull("jobs") == {"a": b"v"}  # nothing was lost, nothing is left blocked
+
+
+def interrupt_during(monkeypatch: pytest.MonkeyPatch, command: str) -> list[str]:
+    """Sends this process SIGINT whenever the CLI's client sends ``command``
+    (EVALSHA: the pull script; BLPOP: the wait), as a Ctrl-C landing then would."""
+    sent: list[str] = []
+    original = psctl.client.Redis.execute_command
+
+    def execute_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = str(args[0]).upper()
+        sent.append(name)
+        if name == command:
+            signal.raise_signal(signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(psctl.client.Redis, "execute_command", execute_command)
+    return sent
+
+
+def test_ctrl_c_during_the_pull_itself_never_loses_the_item(
+    cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r.psadd("jobs", "a", "v")
+    interrupt_during(monkeypatch, "EVALSHA")
+    done = cli("pull", "jobs", "--wait", "3")  # (bounded: a test must not hang if this breaks)
+    assert (done.exit_code, json.loads(done.stdout)) == (0, [{"key": "a", "value": "v"}])  # taken, so printed
+    assert r.pslen("jobs") == 0
+
+
+def test_ctrl_c_during_an_empty_pull_stops_before_waiting(cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = interrupt_during(monkeypatch, "EVALSHA")
+    done = cli("pull", "jobs", "--wait", "3")
+    assert (done.exit_code, done.stdout, done.stderr) == (INTERRUPTED, "", "")
+    assert "BLPOP" not in sent
+
+
+def test_a_second_ctrl_c_during_the_pull_interrupts_at_once(
+    cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one who presses twice means it: the pull's reply is not waited for."""
+    r.psadd("jobs", "a", "v")
+    original = psctl.client.Redis.execute_command
+
+    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args[0] == "EVALSHA":
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(psctl.client.Redis, "execute_command", twice)
+    done = cli("pull", "jobs", "--wait", "3")
+    assert (done.exit_code, done.stdout, done.stderr) == (INTERRUPTED, "", "")
+
+
+def test_ctrl_c_during_the_wait_in_process(cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = interrupt_during(monkeypatch, "BLPOP")
+    started = time.monotonic()
+    done = cli("pull", "jobs", "--wait", "3")
+    assert (done.exit_code, done.stdout, done.stderr) == (INTERRUPTED, "", "")
+    assert sent.count("BLPOP") == 1 and time.monotonic() - started < POLL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+# -- the README's worker loop ----------------------------------------------------------
+
+
+def readme_worker_loop() -> str:
+    section = README.read_text().split("\n## The command line\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    [loop] = [block for block in blocks if block.startswith("while ") and "--wait 0" in block]
+    return loop
+
+
+def test_the_readme_worker_loop_works_as_written(env: dict[str, str], r: Any, tmp_path: Path) -> None:
+    """Runs the loop with bash and jq; each item is handled once, in priority order,
+    then Ctrl-C (SIGINT to the whole job, as a terminal sends it) ends it."""
+    jq = subprocess.run(["sh", "-c", "command -v jq"], capture_output=True, text=True).stdout.strip()
+    assert jq, "the README's worker loop uses jq: install it (apt-get install jq)"
+    worker = tmp_path / "process-one"
+    worker.write_text('#!/bin/sh\nprintf "%s=%s\\n" "$1" "$(cat)" >> handled.txt\n')
+    worker.chmod(0o755)
+    r.psaddmany("jobs", [("job-1", "resize photo.jpg", 5), ("job-2", "send mail", 8), ("job-3", "é [b]x[/b]", 1)])
+    shell = subprocess.Popen(["bash", "-c", readme_worker_loop()], cwd=tmp_path, start_new_session=True,
+                             env=env | {"PATH": f"{PSCTL.parent}:{env['PATH']}"}, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    handled = tmp_path / "handled.txt"
+    try:
+        deadline = time.monotonic() + 30
+        while not (handled.exists() and len(handled.read_text().splitlines()) == 3) or not blocked_clients(r):
+            assert shell.poll() is None, shell.communicate()
+            assert time.monotonic() < deadline, "the loop did not handle the three items"
+            time.sleep(0.05)
+        os.killpg(shell.pid, signal.SIGINT)
+        _, err = shell.communicate(timeout=10)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+    assert handled.read_text().splitlines() == ["job-2=send mail", "job-1=resize photo.jpg", "job-3=é [b]x[/b]"]
+    assert "Traceback" not in err
+    assert r.pslen("jobs") == 0
+
+
+def test_the_cluster_client_has_the_same_policy(cluster: Any) -> None:
+    from psctl.settings import Settings
+
+    target = connection.Target(Settings.resolve({}, url=cluster.url, cluster=True), embedded=False)
+    client = connection.connect(target, 0.3, waiting=True)
+    try:
+        pool = client.get_default_node().redis_connection.connection_pool.connection_kwargs
+        assert client.retry.get_retries() == 0 and pool["retry"].get_retries() == 0
+        assert (pool["socket_timeout"], pool["socket_connect_timeout"]) == (POLL + POLL, 0.3)
+    finally:
+        client.close()
