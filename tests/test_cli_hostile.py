@@ -288,7 +288,7 @@ def fails_in_time(port: int, args: list[str], per_reply: float) -> str:
 @pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
 def test_a_misbehaving_server_is_an_error_within_the_timeout(bad_server: tuple[str, int], args: list[str]) -> None:
     kind, port = bad_server
-    assert EXPECTED[kind] in fails_in_time(port, args, TIMEOUT)
+    assert EXPECTED[kind].lower() in fails_in_time(port, args, TIMEOUT).lower()  # hiredis or not
 
 
 def test_waiting_for_ever_on_a_silent_server_is_still_an_error() -> None:

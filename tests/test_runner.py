@@ -95,3 +95,21 @@ def test_psadd_and_a_single_pull_are_one_round_trip_each(standalone_backend, mon
     assert client.pspull("q", count=1) == {"a": b"v"}
     assert [raw[0] for raw in sent] == ["EVALSHA", "EVALSHA"]
     client.flushdb()
+
+
+async def test_hiredis_packing_gives_redis_py_bytes(standalone_backend):
+    """The async runner packs a held call with hiredis: byte for byte what
+    redis-py would send, for every kind of argument psctl sends."""
+    from psctl.runner import _hiredis_pack, _packer
+
+    assert _hiredis_pack is not None, "the test extra installs hiredis"
+    client = standalone_backend.async_()
+    connection = client.connection_pool.make_connection()
+    command = ("EVALSHA", "ab" * 20, 5, "q:t", b"\xff\x00bin", "ünï {x}", 1000, b"-1.5", "", b"")
+    packed = _packer(connection)(command)
+    expected = b"".join(connection.pack_command(*command))
+    assert (packed if isinstance(packed, bytes) else b"".join(packed)) == expected
+    latin = client.connection_pool.make_connection()
+    latin.encoder.encoding = "latin-1"
+    assert b"".join(_packer(latin)(("SET", "é", "x"))) == b"".join(latin.pack_command("SET", "é", "x"))
+    await client.aclose()
