@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -110,67 +110,57 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 _lock = threading.Lock()
 _sync_pools: dict[Settings, Any] = {}
-# asyncio connections belong to the event loop that made them: one pool per loop
+_sync_clusters: dict[Settings, Any] = {}
+# asyncio connections belong to the event loop that made them: one per loop
 _async_pools: weakref.WeakKeyDictionary[Any, dict[Settings, Any]] = weakref.WeakKeyDictionary()
+_async_clusters: weakref.WeakKeyDictionary[Any, dict[Settings, Any]] = weakref.WeakKeyDictionary()
+
+
+def _shared(cache: dict[Settings, Any], settings: Settings, make: Callable[[], Any]) -> Any:
+    with _lock:
+        found = cache.get(settings)
+        if found is None:
+            found = cache[settings] = make()
+        return found
+
+
+def _shared_in_loop(
+    caches: weakref.WeakKeyDictionary[Any, dict[Settings, Any]], settings: Settings, make: Callable[[], Any]
+) -> Any:
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop to tie it to: not shared
+        return make()
+    with _lock:
+        cache = caches.setdefault(loop, {})
+    return _shared(cache, settings, make)
 
 
 def sync_pool(settings: Settings) -> Any:
     import redis
 
-    with _lock:
-        pool = _sync_pools.get(settings)
-        if pool is None:
-            pool = _sync_pools[settings] = _make_pool(settings, redis)
-        return pool
+    return _shared(_sync_pools, settings, lambda: _make_pool(settings, redis))
 
 
 def async_pool(settings: Settings) -> Any:
-    import asyncio
-
     import redis.asyncio
 
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return _make_pool(settings, redis.asyncio)
-    with _lock:
-        pools = _async_pools.setdefault(loop, {})
-        pool = pools.get(settings)
-        if pool is None:
-            pool = pools[settings] = _make_pool(settings, redis.asyncio)
-        return pool
-
-
-_sync_clusters: dict[Settings, Any] = {}
-_async_clusters: weakref.WeakKeyDictionary[Any, dict[Settings, Any]] = weakref.WeakKeyDictionary()
+    return _shared_in_loop(_async_pools, settings, lambda: _make_pool(settings, redis.asyncio))
 
 
 def sync_cluster(settings: Settings) -> Any:
     """One ``psctl.RedisCluster`` per settings: it keeps a pool per node itself."""
     from psctl.cluster import RedisCluster
 
-    with _lock:
-        client = _sync_clusters.get(settings)
-        if client is None:
-            client = _sync_clusters[settings] = _make_cluster(settings, RedisCluster)
-        return client
+    return _shared(_sync_clusters, settings, lambda: _make_cluster(settings, RedisCluster))
 
 
 def async_cluster(settings: Settings) -> Any:
-    import asyncio
-
     from psctl.cluster import AsyncRedisCluster
 
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return _make_cluster(settings, AsyncRedisCluster)
-    with _lock:
-        clients = _async_clusters.setdefault(loop, {})
-        client = clients.get(settings)
-        if client is None:
-            client = clients[settings] = _make_cluster(settings, AsyncRedisCluster)
-        return client
+    return _shared_in_loop(_async_clusters, settings, lambda: _make_cluster(settings, AsyncRedisCluster))
 
 
 def _make_cluster(settings: Settings, cls: Any) -> Any:
