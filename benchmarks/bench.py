@@ -11,12 +11,18 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from psctl import AsyncRedis, Redis
 from psctl.layout import REGISTRY, stream_keys
+
+if TYPE_CHECKING:
+    import redis.cluster
+
+    from psctl._cluster_launch import ClusterProcess
+    from psctl.cluster import RedisCluster
 
 Item = tuple[str, bytes, int]
 
@@ -30,7 +36,7 @@ class Sizes:
     calls: int = 5_000  # single-round-trip calls of each side per round
     run_calls: int = 250  # ... in runs of this many (fine interleaving: the latency noise here is large)
     cli_rows: int = 400_000  # rows of the add-many NDJSON file
-    cold_runs: int = 4  # cold starts of each side per round
+    cold_runs: int = 8  # cold starts of each side per round (a start's time varies by ±30% here)
     rounds: int = 5
 
 
@@ -51,6 +57,7 @@ class Bench:
     sizes: Sizes
     tmp: Path
     seed: int = 5
+    binary: Path | None = None  # of the cluster's servers (None: the launcher's choice)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     # -- clients -----------------------------------------------------------------
@@ -77,14 +84,49 @@ class Bench:
     def run_async(self, coroutine: Any) -> Any:
         return self.loop.run_until_complete(coroutine)
 
+    # -- a 3-master Redis Cluster, started on first use ---------------------------
+
+    @cached_property
+    def cluster(self) -> ClusterProcess:
+        """Three masters on loopback TCP (the standalone server is on a unix socket)."""
+        from psctl._cluster_launch import start_cluster
+        from psctl.launcher import find_binary
+
+        return start_cluster(self.tmp / "cluster", binary=self.binary or find_binary())
+
+    @cached_property
+    def cluster_plain(self) -> redis.cluster.RedisCluster:
+        import redis.cluster
+
+        return redis.cluster.RedisCluster.from_url(self.cluster.url)
+
+    @cached_property
+    def cluster_ps(self) -> RedisCluster:
+        from psctl.cluster import RedisCluster
+
+        return RedisCluster.from_url(self.cluster.url)
+
+    def cluster_missing(self) -> str | None:
+        """Why no cluster can be started here, or None once it runs."""
+        try:
+            self.cluster_plain.ping()
+        except Exception as exc:
+            return f"no cluster: {exc}"
+        return None
+
+    def cluster_flush(self) -> None:
+        self.cluster_plain.flushdb(target_nodes=self.cluster_plain.PRIMARIES)
+
     def close(self) -> None:
-        for name in ("plain", "ps"):
+        for name in ("plain", "ps", "cluster_plain", "cluster_ps"):
             if name in self.__dict__:
                 self.__dict__[name].close()
         if self._loop is not None:
             if "aps" in self.__dict__:
                 self.run_async(self.aps.aclose())
             self._loop.close()
+        if "cluster" in self.__dict__:
+            self.cluster.stop()
 
     # -- data --------------------------------------------------------------------
 
@@ -115,12 +157,13 @@ class Bench:
     def flush(self) -> None:
         self.plain.flushdb()
 
-    def fill(self, name: str, items: list[Item], cooling_until: int | None = None) -> None:
+    def fill(self, name: str, items: list[Item], cooling_until: int | None = None, cluster: bool = False) -> None:
         """Writes a stream directly (``:t``, ``:s``, the registry), and a
-        ``:exp`` entry per item when ``cooling_until`` is given."""
-        keys = stream_keys(name)
+        ``:exp`` entry per item when ``cooling_until`` is given; on the cluster
+        with its hash-tagged keys when ``cluster``."""
+        keys = stream_keys(name, cluster=cluster)
         chunk = self.sizes.chunk
-        pipe = self.plain.pipeline(transaction=False)
+        pipe = self.cluster_plain.pipeline() if cluster else self.plain.pipeline(transaction=False)
         for start in range(0, len(items), chunk):
             part = items[start : start + chunk]
             pipe.hset(keys.values, mapping={k: v for k, v, _ in part})

@@ -88,10 +88,13 @@ class Extra:
 
 @dataclass
 class Case:
+    """``contenders`` pairs each measure with its target, or None for a figure
+    shown for comparison only (no verdict)."""
+
     name: str
     unit: Unit
     baseline: Measure
-    contenders: list[tuple[Measure, Target]]
+    contenders: list[tuple[Measure, Target | None]]
     repeats: int = 1  # interleaved runs of every side per round
     extras: list[Extra] = field(default_factory=list)
     unavailable: Callable[[], str | None] = lambda: None  # a reason to skip the case
@@ -131,7 +134,12 @@ class Row:
     against: str = ""  # the baseline's label, when the ratio is against one
 
     @classmethod
-    def judge(cls, case: str, measure: str, unit: Unit, baseline: Stats | None, psctl: Stats, target: Target) -> Row:
+    def judge(
+        cls, case: str, measure: str, unit: Unit, baseline: Stats | None, psctl: Stats, target: Target | None
+    ) -> Row:
+        if target is None:
+            ratio = psctl.median / baseline.median  # type: ignore[union-attr]
+            return cls(case, measure, unit, baseline, psctl, ratio, None, "(for comparison)")
         if target.absolute:
             ratio, figure = None, psctl.max if target.op == "<=" else psctl.min
         else:

@@ -54,6 +54,12 @@ def legend(rows: list[Row]) -> str:
             seen.setdefault(row.case, row.against)
     out = ["Baselines (ratio = psctl / baseline, of the medians; for µs/call and ms/run lower is better):"]
     out += [f"- {case}: {label}" for case, label in seen.items()]
+    if any(row.verdict == "(for comparison)" for row in rows):
+        out.append(
+            "- (for comparison): a figure issue 5 sets no target for, shown beside those it explains; "
+            "pull + cool-down is pspull's default (a 1-day cool-down) against a baseline that writes the "
+            "cool-down too; the cluster cases run on 3 masters over loopback TCP (the others: a unix socket)"
+        )
     if any(row.case == "longest call" for row in rows):
         out.append(
             "- longest call: time inside the server per command (SLOWLOG, network excluded) in one run of the "

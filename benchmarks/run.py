@@ -1,10 +1,12 @@
 """``python -m benchmarks``: psctl against plain redis-py, side by side (issue 5).
 
 Starts its own server with psctl's launcher (a unix socket in a temporary
-folder), unless ``--url`` names one, whose database is FLUSHED. Runs every
-case's baseline and psctl sides interleaved for several rounds, then the
-longest single calls (SLOWLOG), and prints one table: figures as
-min–median–max, the ratio of the medians, the target of issue 5 and a verdict.
+folder), unless ``--url`` names one, whose database is FLUSHED, and a
+3-master Redis Cluster on loopback for the cluster cases (``--no-cluster``
+skips them). Runs every case's baseline and psctl sides interleaved for
+several rounds, then the longest single calls (SLOWLOG), and prints one
+table: figures as min–median–max, the ratio of the medians, the target of
+issue 5 and a verdict.
 
 Exit status: 0 when every case ran (whatever the verdicts: no timing is
 asserted), 1 when a case failed, 2 on bad usage.
@@ -41,6 +43,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, help="items per add / pull / expire run")
     parser.add_argument("--only", help="comma-separated case names to run (e.g. add,pull)")
     parser.add_argument("--no-longest", action="store_true", help="skip the longest-call (SLOWLOG) measurements")
+    parser.add_argument("--no-cluster", action="store_true", help="skip the cases that start a 3-master Redis Cluster")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 1 or args.items is not None and args.items < 10:
@@ -69,6 +72,9 @@ def machine(b: Bench, server: ServerProcess | None) -> str:
         parser = f"hiredis {hiredis.__version__}"
     except ImportError:
         parser = "pure-Python parser"
+    if "cluster" in b.__dict__:  # started by a cluster case
+        binary = b.binary.name if b.binary else "the launcher's server"
+        where += f"; cluster: {len(b.cluster.nodes)} masters of {binary} (loopback TCP, started here)"
     s = b.sizes
     return "\n".join(
         [
@@ -98,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.url is None:
             folder = Path(tmp) / "server"
             server = start_server(folder, binary=find_binary(args.server), unixsocket=folder / "redis.sock")
-        bench = Bench(args.url or server.url, sizes, Path(tmp))  # type: ignore[union-attr]
+        binary = find_binary(args.server) if args.server or server is None else server.binary
+        bench = Bench(args.url or server.url, sizes, Path(tmp), binary=binary)  # type: ignore[union-attr]
         try:
-            cases = [case for group in GROUPS.values() for case in group(bench)]
+            groups = [group for name, group in GROUPS.items() if not (args.no_cluster and name == "cluster")]
+            cases = [case for group in groups for case in group(bench)]
             if only is not None:
                 unknown = only - {case.name for case in cases}
                 if unknown:

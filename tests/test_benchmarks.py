@@ -20,6 +20,11 @@ def test_quick_benchmark_prints_the_table(redis_url: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "| case " in out and "| verdict " in out
-    for case in ("add", "pull", "expire", "round trip", "async add", "async pull", "add-many", "cold start", "longest call"):
+    cases = (
+        "add", "pull", "pull + cool-down", "expire", "round trip", "async add", "async pull",
+        "cluster add", "cluster pull", "add-many", "cold start", "longest call",
+    )  # fmt: skip
+    for case in cases:
         assert f"| {case} " in out, case
+    assert "skipped" not in out and "ERROR" not in out
     assert "targets met" in out

@@ -561,6 +561,28 @@ def test_where_and_secrets_know_every_password() -> None:
     assert connection.where(None, {}) == "the embedded server"
 
 
+@pytest.mark.parametrize("on_cluster", [False, True], ids=["standalone", "cluster"])
+def test_the_client_names_itself_without_reading_package_metadata(
+    on_cluster: bool, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CLIENT SETINFO reports what redis-py would, but redis-py is told its
+    version instead of looking it up (costly at every start)."""
+    import redis
+    import redis.utils
+
+    from psctl.settings import Settings
+
+    url = request.getfixturevalue("cluster").url if on_cluster else request.getfixturevalue("redis_url")
+    monkeypatch.setattr(redis.utils, "get_lib_version", lambda: pytest.fail("redis-py looked its version up"))
+    target = connection.Target(Settings.resolve({}, url=url, cluster=on_cluster), embedded=False)
+    client = connection.connect(target, timeout=2)
+    try:
+        info = client.client_info(target_nodes="random") if on_cluster else client.client_info()
+    finally:
+        client.close()
+    assert (info["lib-name"], info["lib-ver"]) == ("redis-py", redis.__version__)
+
+
 def test_every_command_has_a_summary_and_an_example(cli: Cli) -> None:
     for path in command_paths():
         done = cli(*path, "--help", env={"REDIS_URL": DEAD})

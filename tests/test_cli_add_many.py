@@ -109,6 +109,54 @@ def test_a_utf8_byte_order_mark_is_skipped(cli: Cli, r: Any) -> None:
     assert sorted(r.pskeys("jobs")) == ["a", "c"]
 
 
+NDJSON_LINES = [
+    # (line, the (key, value, score) read, or the error's message): the usual
+    # item takes a shorter path than the rest; both must read every line alike
+    ('{"key": "a", "value": "b", "score": 2}\n', (b"a", b"b", 2.0)),
+    ('  {"key": "a", "value": "b", "score": 2.5}  \r\n', (b"a", b"b", 2.5)),
+    ('{"key": "a", "value": "b", "score": -0.0}', (b"a", b"b", -0.0)),
+    ('{"score": 3, "value": "b", "key": "a"}', (b"a", b"b", 3.0)),
+    ('{"key": 7, "value": 5, "score": 1}', (b"7", 5, 1.0)),  # the spool encodes 5 as the library does
+    ('{"key": "a", "value": "b"}', (b"a", b"b", 1.0)),
+    ('{"key": "a", "value": "b", "score": null}', (b"a", b"b", 1.0)),
+    ('{"key": "a", "value": "b", "score": "4"}', (b"a", b"b", 4.0)),
+    ('{"key": "\u00e9", "value": "\u00fc", "score": 1}', ("é".encode(), "ü".encode(), 1.0)),
+    ('{"key": "a", "value": "b", "score": 1} x', "invalid JSON: Extra data"),
+    ('{"key": "a", "value": "b", "score": 1}{}', "invalid JSON: Extra data"),
+    ('{"key": "a", "value": "b", "score": ' + "9" * 400 + "}", "score is too large"),
+    ('{"key": "a", "value": "b", "score": 1e400}', "finite number"),
+    ('{"key": "a", "value": "b", "score": true}', "score must be a number, got a boolean"),
+    ('{"key": "\\ud800", "value": "b", "score": 1}', "key is not valid Unicode"),
+    ('{"key": "a", "value": "\\ud800", "score": 1}', "value is not valid Unicode"),
+    ('{"key": "a", "value": "\\udc80", "score": 1}', (b"a", b"\x80", 1.0)),  # surrogateescape: byte 0x80
+    ('{"key": "", "value": "b", "score": 1}', "key is empty"),
+    ('{"key": "a", "value": "b", "extra": 1}', "unknown field 'extra'"),
+    ('{"key": "a", "value": "b", "score": 1', "invalid JSON: Expecting ',' delimiter"),
+    ('"a"', "expected an object"),
+]
+
+
+@pytest.mark.parametrize("line, expected", NDJSON_LINES)
+def test_every_ndjson_line_reads_as_json_loads_would(line: str, expected: Any) -> None:
+    text = '{"key": "first", "value": "x"}\n' + line  # the line is line 2
+    reading = inputs.rows_from_file(io.BytesIO(text.encode("utf-8", "surrogatepass")), "ndjson")
+    if isinstance(expected, tuple):
+        rows = list(reading)
+        assert [row.item() for row in rows[1:]] == [expected]
+        assert str(rows[1].score) == str(expected[2])  # -0.0 stays -0.0, as the library expects it
+    else:
+        with pytest.raises(inputs.InputError) as raised:
+            list(reading)
+        assert raised.value.line == 2 and expected in str(raised.value), str(raised.value)
+
+
+def test_a_byte_order_mark_after_the_first_line_is_an_error() -> None:
+    text = '{"key": "a", "value": "b"}\n\ufeff{"key": "c", "value": "d"}\n'
+    with pytest.raises(inputs.InputError) as raised:
+        list(inputs.rows_from_file(io.BytesIO(text.encode()), "ndjson"))
+    assert raised.value.line == 2 and "BOM" in str(raised.value)
+
+
 # -- bad input: exit 2, the line named, nothing written ------------------------
 
 BAD = [
@@ -311,23 +359,67 @@ def test_no_progress_bar_unless_stderr_is_a_terminal(
 def test_a_server_failure_midway_says_how_far_it_got(
     cli: Cli, r: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The connection fails as the reply to the third script call is read: the
+    server ran three chunks, the command had taken a fourth, and says so."""
+    from redis.connection import AbstractConnection
     from redis.exceptions import ConnectionError
 
-    from psctl.client import Redis
-
     path = tmp_path / "items.csv"
-    write_items(path, "csv", 2_500)
-    calls = []
-    real = Redis.psaddmany
+    write_items(path, "csv", 5_000)
+    sent: list[Any] = []
+    send, read = AbstractConnection.send_command, AbstractConnection.read_response
 
-    def flaky(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 2:
+    def send_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(args[0])
+        return send(self, *args, **kwargs)
+
+    def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reply = read(self, *args, **kwargs)
+        if sent[-1] == "EVALSHA" and sent.count("EVALSHA") == 3:
             raise ConnectionError("Connection reset by peer")
-        return real(self, *args, **kwargs)
+        return reply
 
-    monkeypatch.setattr(Redis, "psaddmany", flaky)
+    monkeypatch.setattr(AbstractConnection, "send_command", send_command)
+    monkeypatch.setattr(AbstractConnection, "read_response", read_response)
     message = cli.fails(ExitStatus.SERVER, "add-many", "jobs", str(path))
     assert "Connection reset by peer" in message
-    assert message.endswith("(1000 of 2500 items were written before the failure)")
-    assert r.pslen("jobs") == 1000
+    assert message.endswith("(between 2000 and 4000 of 5000 items were written before the failure)")
+    assert r.pslen("jobs") == 3000
+
+
+def test_each_row_is_parsed_once_and_written_by_one_call(
+    cli: Cli, r: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One psaddmany call, given one stream of items (so that the library
+    prepares each chunk while the server runs the one before)."""
+    from psctl.client import Redis
+
+    path = tmp_path / "items.ndjson"
+    write_items(path, "ndjson", 2_500)
+    parsed: list[int] = []
+    json_row = inputs._json_row
+    monkeypatch.setattr(inputs, "_json_row", lambda line, found: parsed.append(line) or json_row(line, found))
+    calls: list[Any] = []
+    real = Redis.psaddmany
+    monkeypatch.setattr(Redis, "psaddmany", lambda self, name, items, **kw: calls.append(items) or real(self, name, items, **kw))
+    assert cli.ok("add-many", "jobs", str(path)) == {"added": 2_500, "refused": 0}
+    assert parsed == list(range(1, 2_501))
+    assert len(calls) == 1 and not isinstance(calls[0], (list, tuple))
+    assert r.pslen("jobs") == 2_500
+
+
+def test_the_spool_gives_back_what_was_added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records cut by the read blocks, empty and large fields, every byte value."""
+    monkeypatch.setattr(inputs, "SPOOL_BLOCK", 64)
+    items = [
+        (b"k", b"", 1.0),
+        (bytes(range(256)), b"v" * 1000, -0.5),
+        (b"\xff\xfe", bytes(range(256)) * 3, 1e300),
+        *((b"key-%d" % i, b"x" * (i % 50), float(i)) for i in range(500)),
+    ]
+    with inputs.ItemSpool() as spool:
+        for item in items:
+            spool.add(*item)
+        assert spool.count == len(items)
+        assert list(spool.items()) == items
+        assert list(spool.items()) == items  # read again from the start

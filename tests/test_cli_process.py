@@ -145,24 +145,32 @@ def test_a_table_on_a_terminal_json_in_a_pipe(env: dict[str, str], r: Any) -> No
     assert len(json.loads(shown)) == 30
 
 
-# -- start-up: no redis-py for help, version and completion ---------------------
+# -- start-up: nothing imported before it is needed -----------------------------
 
-# Runs psctl's entry point and reports on stderr whether redis-py was imported.
+# Runs psctl's entry point and reports on stderr which of WATCHED it imported.
+WATCHED = ("redis", "rich", "json", "psctl.cli.inputs", "pydantic", "click")
 PROBE = """
 import atexit, sys
-atexit.register(lambda: sys.stderr.write(
-    "\\nredis imported: %s\\n" % any(m == "redis" or m.startswith("redis.") for m in sys.modules)))
-sys.argv = ["psctl", *sys.argv[1:]]
+watched = sys.argv[1].split(",")
+atexit.register(lambda: sys.stderr.write("\\nimported: %s\\n" % ",".join(
+    name for name in watched if any(m == name or m.startswith(name + ".") for m in sys.modules))))
+sys.argv = ["psctl", *sys.argv[2:]]
 from psctl.cli import main
 main()
 """
 
 
-def imports_redis(*args: str, env: dict[str, str]) -> bool:
-    done = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, capture_output=True, text=True, timeout=60)
+def imported(*args: str, env: dict[str, str]) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, ",".join(WATCHED), *args], env=env, capture_output=True, text=True, timeout=60
+    )
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("redis imported: "), done.stderr
-    return last == "redis imported: True"
+    assert last.startswith("imported:"), done.stderr
+    return set(filter(None, last.removeprefix("imported:").strip().split(",")))
+
+
+def imports_redis(*args: str, env: dict[str, str]) -> bool:
+    return "redis" in imported(*args, env=env)
 
 
 @pytest.mark.parametrize(
@@ -179,6 +187,18 @@ def test_completing_commands_does_not_import_redis(env: dict[str, str]) -> None:
 
 def test_the_probe_sees_redis_when_a_command_runs(env: dict[str, str]) -> None:
     assert imports_redis("len", "jobs", env=env)
+
+
+def test_each_command_imports_only_what_it_uses(env: dict[str, str], tmp_path: Path) -> None:
+    """Rich for a table or --help, JSON to print it, the add-many readers for
+    add-many; never pydantic (Typer < 0.29) nor a Click of its own."""
+    assert imported("--version", env=env) == set()
+    assert imported("--help", env=env) == {"rich"}
+    assert imported("len", "jobs", env=env) == {"redis", "json"}  # redis-py itself imports json
+    assert imported("len", "jobs", "--table", env=env) == {"redis", "json", "rich"}
+    empty = tmp_path / "empty.csv"
+    empty.write_text("key,value\n")
+    assert imported("add-many", "jobs", str(empty), env=env) == {"json", "psctl.cli.inputs"}
 
 
 # -- shell completion ---------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Each group is a function ``cases(bench) -> list[Case]``; ``run.py`` runs the
 groups in this order (``--only`` picks cases by name). A group that needs
-another kind of server (a Redis Cluster throughput group, say) adds its own
-module here with its own entry, and the options it needs in ``run.py``.
+another kind of server adds its own module here with its own entry, and the
+options it needs in ``run.py`` (the cluster group: ``--no-cluster``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.bench import Bench
-from benchmarks.cases import cli, library
+from benchmarks.cases import cli, cluster, library
 from benchmarks.harness import Case
 
 GROUPS: dict[str, Callable[[Bench], list[Case]]] = {
     "library": library.cases,
     "cli": cli.cases,
+    "cluster": cluster.cases,  # last: its three servers stay up until the end of the run
 }

@@ -16,10 +16,10 @@ NAME = "bench"
 
 
 def cases(b: Bench) -> list[Case]:
-    return [add(b), pull(b), expire(b), round_trip(b), async_add(b), async_pull(b)]
+    return [add(b), pull(b), pull_cooling(b), expire(b), round_trip(b), async_add(b), async_pull(b)]
 
 
-def _expect(what: str, got: int, wanted: int) -> int:
+def expect(what: str, got: int, wanted: int) -> int:
     if got != wanted:
         raise RuntimeError(f"{what} handled {got} items, expected {wanted}")
     return got
@@ -72,14 +72,14 @@ def pull(b: Bench) -> Case:
             pipe.hdel(keys.values, *members)
             values, _ = pipe.execute()
             pulled += len(values)
-        return _expect("baseline pull", pulled, len(b.items))
+        return expect("baseline pull", pulled, len(b.items))
 
     def pspull(**options: Any) -> Any:
         def run(_: Any) -> int:
             pulled = 0
             while got := b.ps.pspull(NAME, count=chunk, **options):
                 pulled += len(got)
-            return _expect("pspull", pulled, len(b.items))
+            return expect("pspull", pulled, len(b.items))
 
         return run
 
@@ -91,6 +91,44 @@ def pull(b: Bench) -> Case:
             (Measure(f"pspull({chunk}, expire_at=None)", pspull(expire_at=None), setup), Target(">=", 1.0)),
             (Measure(f"pspull({chunk}) (1-day expire)", pspull(), setup), Target(">=", 1.0)),
         ],
+    )
+
+
+def pull_cooling(b: Bench) -> Case:
+    """``pspull``'s default, a 1-day cool-down, against a baseline that writes
+    it too: where the gap to the issue's pull baseline (which writes none) comes from."""
+    keys = stream_keys(NAME)
+    chunk = b.sizes.chunk
+    day = timedelta(days=1)
+
+    def setup() -> None:
+        b.flush()
+        b.fill(NAME, b.items)
+
+    def baseline(_: Any) -> int:
+        pulled = 0
+        while popped := b.plain.zpopmax(keys.scores, chunk):
+            members = [member for member, _ in popped]
+            until = time.time() + day.total_seconds()
+            pipe = b.plain.pipeline(transaction=False)
+            pipe.hmget(keys.values, members)
+            pipe.hdel(keys.values, *members)
+            pipe.zadd(keys.cooling, dict.fromkeys(members, until))
+            values, _, _ = pipe.execute()
+            pulled += len(values)
+        return expect("baseline pull with cool-down", pulled, len(b.items))
+
+    def pspull(_: Any) -> int:
+        pulled = 0
+        while got := b.ps.pspull(NAME, count=chunk, expire_at=day):
+            pulled += len(got)
+        return expect("pspull", pulled, len(b.items))
+
+    return Case(
+        "pull + cool-down",
+        Unit.RATE,
+        Measure(f"ZPOPMAX {chunk}, then HMGET + HDEL + ZADD :exp", baseline, setup),
+        [(Measure(f"pspull({chunk}) (1-day expire)", pspull, setup), None)],
     )
 
 
@@ -125,10 +163,10 @@ def expire(b: Bench) -> Case:
                 pipe.zrem(keys.scores, *part)
                 pipe.execute()
             removed += len(due)
-        return _expect("baseline expire", removed, total)
+        return expect("baseline expire", removed, total)
 
     def psexpire(_: Any) -> int:
-        return _expect("psexpire", sum(b.ps.psexpire().values()), total)
+        return expect("psexpire", sum(b.ps.psexpire().values()), total)
 
     return Case(
         "expire",
@@ -171,7 +209,7 @@ def round_trip(b: Bench) -> Case:
     def pspull_one(_: Any) -> int:
         pspull = b.ps.pspull
         pulled = sum(len(pspull(NAME)) for _ in calls)
-        return _expect("pspull(1)", pulled, len(calls))
+        return expect("pspull(1)", pulled, len(calls))
 
     return Case(
         "round trip",
@@ -215,7 +253,7 @@ def async_pull(b: Bench) -> Case:
         pulled = 0
         while got := b.ps.pspull(NAME, count=chunk, expire_at=day):
             pulled += len(got)
-        return _expect("pspull", pulled, len(b.items))
+        return expect("pspull", pulled, len(b.items))
 
     async def drain() -> int:
         pulled = 0
@@ -224,7 +262,7 @@ def async_pull(b: Bench) -> Case:
         return pulled
 
     def async_(_: Any) -> int:
-        return _expect("async pspull", b.run_async(drain()), len(b.items))
+        return expect("async pspull", b.run_async(drain()), len(b.items))
 
     return Case(
         "async pull",

@@ -4,10 +4,13 @@ twice and hands plain data to the renderer (``output.py``).
 Arguments are checked before any I/O, so that a mistyped command neither
 starts the embedded server nor touches the data. Modules that talk to a
 server are imported by the commands that need them, so that ``--help``,
-``--version`` and shell completion start without redis-py.
+``--version`` and shell completion start without redis-py, and nothing
+else is imported or built before a command needs it: a command is built from
+its function when it runs (``group.py``), Rich is imported to draw a table or a
+progress bar, the ``add-many`` readers by ``add-many``. The annotations are
+plain objects (no ``from __future__ import annotations``), so that Typer need
+not evaluate them from text at every start.
 """
-
-from __future__ import annotations
 
 import math
 import os
@@ -16,7 +19,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -27,15 +29,23 @@ from psctl.cli import connection, terminal
 from psctl.cli.completion import complete_names
 from psctl.cli.durations import duration_parameter
 from psctl.cli.errors import INTERRUPTED, BadUsage, CatchingGroup, NotFound
+from psctl.cli.group import lazy_group
 from psctl.cli.output import TERMINAL_ROWS, Output, item, scored, text_field
 
 DEFAULT_COOL_DOWN = timedelta(days=1)
-# items per psaddmany call in add-many: one script call each, and a progress step
-ADD_MANY_CHUNK = 1000
 
+# psctl's commands, built one by one when first used by the group of ``app``
+commands = typer.Typer()
+server_app = typer.Typer(
+    name="server",
+    cls=CatchingGroup,
+    help="The embedded server psctl starts when no --url, REDIS_URL or REDIS_HOST names one.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 app = typer.Typer(
     name="psctl",
-    cls=CatchingGroup,
+    cls=lazy_group(commands, [server_app]),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
         "Output is a table on a terminal and JSON otherwise (--json / --table on any command force one). "
@@ -47,31 +57,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-server_app = typer.Typer(
-    name="server",
-    cls=CatchingGroup,
-    help="The embedded server psctl starts when no --url, REDIS_URL or REDIS_HOST names one.",
-    no_args_is_help=True,
-)
-app.add_typer(server_app)
 
 
-@dataclass
 class Session:
     """The global options, the command being run (for messages), and the client
     once the command asks for it."""
 
-    url: str | None
-    cluster: bool | None
-    timeout: float
-    debug: bool
-    tls_ca: str | None = None
-    where: str = ""
-    secrets: tuple[str, ...] = ()
-    user: str | None = None
-    command: str = "psctl"
-    stream: str | None = None
-    _client: Any = field(default=None, repr=False)
+    def __init__(
+        self, url: str | None, cluster: bool | None, timeout: float, debug: bool, tls_ca: str | None = None
+    ) -> None:
+        self.url, self.cluster, self.timeout, self.debug, self.tls_ca = url, cluster, timeout, debug, tls_ca
+        self.where = ""
+        self.secrets: tuple[str, ...] = ()
+        self.user: str | None = None
+        self.command = "psctl"
+        self.stream: str | None = None
+        self._client: Any = None
 
     def client(self, *, waiting: bool = False) -> Any:
         """The client; ``waiting`` for a pull that blocks (longer reply timeouts)."""
@@ -226,7 +227,7 @@ def _more(client: Any, name: str, shown: int) -> str | None:
 # -- the stream commands -----------------------------------------------------
 
 
-@app.command()
+@commands.command()
 def add(
     ctx: typer.Context,
     name: Name,
@@ -254,7 +255,7 @@ def add(
     out.show(text_field("key", key) | added)
 
 
-@app.command("add-many")
+@commands.command("add-many")
 def add_many(
     ctx: typer.Context,
     name: Name,
@@ -297,24 +298,23 @@ def add_many(
     with fp:
         chosen = format.lower() if format else _input_format(fp, file, label)
         try:
-            total = sum(1 for _ in inputs.rows_from_file(fp, chosen))
+            spool = inputs.spool_rows(fp, chosen)
         except inputs.InputError as bad:
             raise BadUsage(f"{label}: {bad}") from None
-        fp.seek(0)
-        client = _session(ctx).client() if total else None
-        added = refused = 0
-        with _progress(total) as advance:
-            try:
-                for chunk in _chunks(inputs.rows_from_file(fp, chosen), ADD_MANY_CHUNK):
-                    scores = client.psaddmany(name, [row.item() for row in chunk], readd=readd)
-                    done = sum(score is not None for score in scores)
-                    added, refused = added + done, refused + len(scores) - done
-                    advance(len(chunk))
-            except Exception as exc:
-                if added or refused:
-                    exc.add_note(f"{added + refused} of {total} items were written before the failure")
-                raise
-    out.show({"added": added, "refused": refused})
+    with spool:
+        total = spool.count
+        scores: list[float | None] = []
+        if total:
+            client = _session(ctx).client()
+            with _progress(total) as advance:
+                feed = _Feed(spool.items(), advance)
+                try:
+                    scores = client.psaddmany(name, feed, readd=readd)
+                except Exception as exc:
+                    exc.add_note(_written_before_failure(feed.taken, total))
+                    raise
+    added = sum(score is not None for score in scores)
+    out.show({"added": added, "refused": len(scores) - added})
 
 
 def _input_format(fp: Any, file: str | None, label: str) -> str:
@@ -327,15 +327,40 @@ def _input_format(fp: Any, file: str | None, label: str) -> str:
     return found
 
 
-def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+class _Feed:
+    """The items for ``psaddmany``, counted as it takes them: for the progress
+    bar, a step per ``PROGRESS_STEP`` items, and for the message of a failure."""
+
+    PROGRESS_STEP = 1000
+
+    def __init__(self, items: Iterable[Any], advance: Callable[[int], None]) -> None:
+        self._items = items
+        self._advance = advance
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        step, advance = self.PROGRESS_STEP, self._advance
+        for self.taken, item in enumerate(self._items, 1):
+            yield item
+            if self.taken % step == 0:
+                advance(step)
+        if self.taken % step:
+            advance(self.taken % step)
+
+
+def _written_before_failure(taken: int, total: int) -> str:
+    """What a ``psaddmany`` that failed had written, from how many items it took.
+
+    It takes ``ADD_CHUNK`` items per script call, one call in flight at most,
+    taking the next chunk while the server runs the one before: all chunks but
+    the last two it took were written; of those two, some may have been."""
+    from psctl.operations import ADD_CHUNK
+
+    taken_chunks = -(-taken // ADD_CHUNK)
+    surely = max(taken_chunks - 2, 0) * ADD_CHUNK
+    if surely == taken:
+        return f"{taken} of {total} items were written before the failure"
+    return f"between {surely} and {taken} of {total} items were written before the failure"
 
 
 @contextmanager
@@ -352,7 +377,7 @@ def _progress(total: int) -> Iterator[Callable[[int], None]]:
         yield lambda steps: bar.advance(task, steps)
 
 
-@app.command()
+@commands.command()
 def pull(
     ctx: typer.Context,
     name: Name,
@@ -453,7 +478,7 @@ def _pull_waiting(client: Any, name: str, seconds: float, options: dict[str, Any
     return pulled
 
 
-@app.command()
+@commands.command()
 def keys(
     ctx: typer.Context,
     name: Name,
@@ -473,7 +498,7 @@ def keys(
     out.show(found, caption=caption)
 
 
-@app.command()
+@commands.command()
 def values(
     ctx: typer.Context,
     name: Name,
@@ -493,7 +518,7 @@ def values(
     out.show(found, caption=caption)
 
 
-@app.command()
+@commands.command()
 def get(ctx: typer.Context, name: Name, key: Key, as_json: AsJson = False, as_table: AsTable = False) -> None:
     """Print one item's value; exit status 3 when there is no such item.
 
@@ -506,7 +531,7 @@ def get(ctx: typer.Context, name: Name, key: Key, as_json: AsJson = False, as_ta
     out.show(item(key, value))
 
 
-@app.command("len")
+@commands.command("len")
 def length(ctx: typer.Context, name: Name, as_json: AsJson = False, as_table: AsTable = False) -> None:
     """Print how many items the stream holds.
 
@@ -516,7 +541,7 @@ def length(ctx: typer.Context, name: Name, as_json: AsJson = False, as_table: As
     out.show({"name": name, "length": _session(ctx).client().pslen(name)})
 
 
-@app.command()
+@commands.command()
 def names(ctx: typer.Context, as_json: AsJson = False, as_table: AsTable = False) -> None:
     """List the names of all streams, sorted.
 
@@ -526,7 +551,7 @@ def names(ctx: typer.Context, as_json: AsJson = False, as_table: AsTable = False
     out.show(_session(ctx).client().psnames(), column="name")
 
 
-@app.command(context_settings=NUMBER_ARGUMENTS)
+@commands.command(context_settings=NUMBER_ARGUMENTS)
 def incr(
     ctx: typer.Context,
     name: Name,
@@ -547,7 +572,7 @@ def incr(
     out.show(text_field("key", key) | {"score": new})
 
 
-@app.command()
+@commands.command()
 def prune(
     ctx: typer.Context,
     name: Name,
@@ -569,7 +594,7 @@ def prune(
     out.show({"removed": removed}, table=removed, column="removed", caption=f"{len(removed)} removed")
 
 
-@app.command("decr-all", context_settings=NUMBER_ARGUMENTS)
+@commands.command("decr-all", context_settings=NUMBER_ARGUMENTS)
 def decr_all(
     ctx: typer.Context,
     name: Name,
@@ -586,7 +611,7 @@ def decr_all(
     out.show({"updated": _session(ctx).client().psdecrement_all(name, by)})
 
 
-@app.command()
+@commands.command()
 def remove(
     ctx: typer.Context,
     name: Name,
@@ -603,7 +628,7 @@ def remove(
     out.show({"removed": _session(ctx).client().psremove(name, keys, gate=gate)})
 
 
-@app.command()
+@commands.command()
 def expire(ctx: typer.Context, as_json: AsJson = False, as_table: AsTable = False) -> None:
     """End every due cool-down in every stream; safe to run from cron as often as you like.
 
@@ -621,7 +646,7 @@ def expire(ctx: typer.Context, as_json: AsJson = False, as_table: AsTable = Fals
     )
 
 
-@app.command()
+@commands.command()
 def delete(
     ctx: typer.Context,
     name: Name,

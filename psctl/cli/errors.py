@@ -204,7 +204,8 @@ def _usage_error(exc: typer.TyperException) -> NoReturn:
         raise typer.Exit(ExitStatus.USAGE)
     command = ctx.command_path if ctx is not None else "psctl"
     hint = f" (see '{command} --help')" if ctx is not None else ""
-    # Typer validates through pydantic, which prefixes our ValueErrors' messages
+    # Typer 0.29+ (not allowed by pyproject.toml) validates through pydantic, which
+    # prefixes our ValueErrors' messages with "Value error, "
     message = " ".join(exc.format_message().replace("Value error, ", "").split())
     sys.stderr.write(f"{command}: {message}{hint}\n")
     raise typer.Exit(exc.exit_code)

@@ -2,10 +2,15 @@
 
 ``rows_from_file(fp, format)`` yields one ``Row`` per item from a binary file
 and raises ``InputError`` naming the line (physical lines, counted from 1; a
-CSV header is line 1) at the first thing wrong. It holds one item at a time,
-so ``add-many`` reads a file twice, once to validate the whole of it and once
-to write it, in constant memory; standard input is first spooled to a
-temporary file (``spool``) so that it can be read twice too.
+CSV header is line 1) at the first thing wrong. It holds one item at a time.
+
+``add-many`` reads its input once: ``spool_rows`` checks every row and writes
+it, already encoded as the library sends it, to an ``ItemSpool`` (a temporary
+file of length-prefixed records), so that the whole input is checked before
+anything is written; the spool is then read back as one stream of items for
+one ``psaddmany`` call. Memory stays constant whatever the size of the input;
+standard input is first copied to a temporary file (``spool``) so that its
+format can be sniffed.
 
 Every format carries the same fields: ``key`` (required, not empty), ``value``
 (required: text, or a number in JSON), and ``score`` (optional, default 1; a
@@ -22,9 +27,11 @@ import codecs
 import csv
 import io
 import json
+import json.scanner
 import math
 import re
 import shutil
+import struct
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -100,11 +107,94 @@ def sniff(fp: IO[bytes]) -> str | None:
 
 def spool(source: IO[bytes]) -> IO[bytes]:
     """A temporary file holding all of ``source`` (standard input), copied in
-    chunks, rewound: it can be read twice and never sits in memory whole."""
+    chunks, rewound: its start can be sniffed, and it never sits in memory whole."""
     copy = tempfile.TemporaryFile(prefix="psctl-add-many-")
     shutil.copyfileobj(source, copy, READ_SIZE)
     copy.seek(0)
     return copy
+
+
+# -- the checked items, spooled ------------------------------------------------
+
+# one record per item: key length, value length, score (a double), then the key
+# and value bytes; nothing but bytes and numbers is ever read back (no pickle)
+_RECORD = struct.Struct("<IId")
+SPOOL_BLOCK = 1 << 20  # bytes written or read at a time
+
+
+class ItemSpool:
+    """Checked items as ``(key, value, score)``, ``bytes``, ``bytes`` and a finite
+    ``float`` (what ``psaddmany`` sends without converting anything), in a
+    temporary file that is gone once the spool is closed."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="psctl-add-many-")
+        self._pending = bytearray()
+        self.count = 0
+
+    def __enter__(self) -> ItemSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def add(self, key: bytes, value: bytes, score: float) -> None:
+        pending = self._pending
+        pending += _RECORD.pack(len(key), len(value), score)
+        pending += key
+        pending += value
+        self.count += 1
+        if len(pending) >= SPOOL_BLOCK:
+            self._file.write(pending)
+            pending.clear()
+
+    def items(self) -> Iterator[tuple[bytes, bytes, float]]:
+        """Every item, in the order added, read from the file a block at a time."""
+        self._file.write(self._pending)
+        self._pending.clear()
+        self._file.seek(0)
+        read, unpack, head = self._file.read, _RECORD.unpack_from, _RECORD.size
+        data = b""
+        pos = 0
+        while True:
+            need = head
+            while pos + head <= len(data):
+                key_size, value_size, score = unpack(data, pos)
+                start = pos + head
+                middle = start + key_size
+                end = middle + value_size
+                if end > len(data):
+                    need = end - pos
+                    break
+                yield data[start:middle], data[middle:end], score
+                pos = end
+            block = read(max(SPOOL_BLOCK, need))
+            if not block:
+                if pos != len(data):
+                    raise RuntimeError("the add-many spool file ends inside a record")
+                return
+            data = data[pos:] + block
+            pos = 0
+
+
+def spool_rows(fp: IO[bytes], format: str) -> ItemSpool:
+    """Every row of ``fp`` checked and encoded into a new ``ItemSpool``;
+    ``InputError`` at the first bad row (the spool is then closed)."""
+    from psctl.operations import encode_value  # the library's own encoding
+
+    spool = ItemSpool()
+    try:
+        add = spool.add
+        for row in rows_from_file(fp, format):
+            value = row.value
+            add(row.key, value if type(value) is bytes else encode_value(value), row.score)  # type: ignore[arg-type]
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 # -- reading -----------------------------------------------------------------
@@ -168,6 +258,9 @@ def _csv_header(line: int, record: list[str]) -> list[str]:
 
 
 def _ndjson_rows(fp: IO[bytes]) -> Iterator[Row]:
+    # json.loads less its per-call Python layers: the scanner it runs, on a line
+    # that holds one value; anything else goes through json.loads itself
+    scan = json.scanner.make_scanner(json.JSONDecoder())
     for number, raw in enumerate(fp, start=1):
         text = raw.decode("utf-8", "surrogateescape")
         if number == 1:
@@ -175,14 +268,24 @@ def _ndjson_rows(fp: IO[bytes]) -> Iterator[Row]:
         if not text.strip():
             continue
         try:
-            found = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(number, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-        except RecursionError:
-            raise InputError(number, "invalid JSON: nested too deeply") from None
-        except ValueError:  # Python's limit on the digits of an integer
-            raise InputError(number, TOO_MANY_DIGITS) from None
+            found, end = scan(text, 0)
+            if end != len(text) and text[end:].strip(" \t\n\r"):
+                raise ValueError("extra data")
+        except (StopIteration, ValueError, RecursionError):  # leading space, or not valid JSON
+            found = _json_line(number, text)
         yield _json_row(number, found)
+
+
+def _json_line(number: int, text: str) -> Any:
+    """``json.loads(text)``, or ``InputError`` saying why not."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(number, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(number, "invalid JSON: nested too deeply") from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise InputError(number, TOO_MANY_DIGITS) from None
 
 
 def _json_array_rows(fp: IO[bytes]) -> Iterator[Row]:
@@ -302,6 +405,8 @@ class _JsonArray:
 
 # -- fields ------------------------------------------------------------------
 
+_HUGE = 1e308  # a score whose magnitude is below this converts to a finite float
+
 _KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
 
 
@@ -310,6 +415,21 @@ def _kind(value: Any) -> str:
 
 
 def _json_row(line: int, found: Any) -> Row:
+    # the usual item, {"key": text, "value": text, "score": number}, taken at once;
+    # any other passes the checks below, which give the same result or name the fault
+    if type(found) is dict and len(found) == 3:
+        key, value, score = found.get("key"), found.get("value"), found.get("score")
+        if (
+            type(key) is str
+            and key
+            and type(value) is str
+            and (type(score) is float and score - score == 0.0 or type(score) is int and -_HUGE < score < _HUGE)
+        ):
+            try:
+                key_bytes, value_bytes = key.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape")
+                return Row(line, key_bytes, value_bytes, float(score))
+            except UnicodeEncodeError:  # a lone surrogate
+                pass
     if not isinstance(found, dict):
         raise InputError(line, f"expected an object with key, value and score, got {_kind(found)}")
     if not found.keys() <= JSON_FIELDS:

@@ -5,13 +5,12 @@ documents; the choice between table and JSON is made once per command, from
 ``--json`` / ``--table`` or else from whether stdout is a terminal. Text from
 the store is shown literally: cells are Rich ``Text`` (never markup), control
 characters are escaped on a terminal, and bytes that are not UTF-8 travel as
-``value_base64`` (or ``key_base64``). Rich is imported only to draw a table.
+``value_base64`` (or ``key_base64``). Rich is imported only to draw a table,
+``json`` only to print JSON, ``base64`` only for bytes that are not UTF-8.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,8 @@ def text_field(name: str, raw: bytes | str) -> dict[str, str]:
     try:
         return {name: raw.decode("utf-8")}
     except UnicodeDecodeError:
+        import base64
+
         return {name + _BASE64: base64.b64encode(raw).decode("ascii")}
 
 
@@ -55,6 +56,8 @@ def scored(key: str, score: float) -> dict[str, Any]:
 
 
 def json_text(data: Any) -> str:
+    import json
+
     text = json.dumps(data, ensure_ascii=False)
     try:
         text.encode("utf-8")
@@ -182,7 +185,8 @@ def number(value: float) -> str:
     return repr(value)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# compiled by re on first use (and cached), not at every start
+_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 
 
 def visible(text: str) -> str:
@@ -192,7 +196,7 @@ def visible(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}", text)
+    return re.sub(_CONTROL, lambda found: f"\\x{ord(found[0]):02x}", text)
 
 
 # -- JSON --------------------------------------------------------------------
