@@ -129,6 +129,16 @@ def r(backend: Backend) -> Iterator[Any]:
 
 
 @pytest.fixture
+def rc(cluster_backend: Backend) -> Iterator[Any]:
+    """A sync psctl client on the flushed cluster, whatever ``backend`` is."""
+    client = cluster_backend.sync()
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
 def k(backend: Backend) -> Any:
     """``k(name)``: the stream's key names on this backend."""
     return backend.keys

@@ -26,15 +26,6 @@ class ClusterCli(Cli):
 
 
 @pytest.fixture
-def rc(cluster_backend):
-    client = cluster_backend.sync()
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
 def cli(cluster, rc) -> ClusterCli:
     return ClusterCli(cluster.url)
 

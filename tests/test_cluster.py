@@ -16,15 +16,6 @@ from psctl.layout import REGISTRY, has_hash_tag, stream_keys
 from psctl.runner import SyncRunner
 
 
-@pytest.fixture
-def rc(cluster_backend):
-    client = cluster_backend.sync()
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
 def node_of(client, key: str) -> str:
     return client.get_node_from_key(key).name
 
