@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from benchmarks.bench import Bench
-from benchmarks.cases.library import NAME, expect
+from benchmarks.cases.library import NAME, add_by_hand, pull_all, pull_by_hand
 from benchmarks.harness import Case, Measure, Unit
 from psctl.layout import stream_keys
 from psctl.operations import ADD_CHUNK
@@ -27,14 +27,7 @@ def add(b: Bench) -> Case:
     keys = stream_keys(NAME, cluster=True)
 
     def baseline(_: Any) -> int:
-        items, chunk = b.items, b.sizes.chunk
-        for start in range(0, len(items), chunk):
-            part = items[start : start + chunk]
-            pipe = b.cluster_plain.pipeline()
-            pipe.hset(keys.values, mapping={k: v for k, v, _ in part})
-            pipe.zadd(keys.scores, {k: s for k, _, s in part})
-            pipe.execute()
-        return len(items)
+        return add_by_hand(b.cluster_plain.pipeline, keys, b.items, b.sizes.chunk)
 
     def psaddmany(_: Any) -> int:
         return len(b.cluster_ps.psaddmany(NAME, b.items))
@@ -52,39 +45,22 @@ def add(b: Bench) -> Case:
 
 def pull(b: Bench) -> Case:
     keys = stream_keys(NAME, cluster=True)
-    chunk = b.sizes.chunk
+    chunk, total = b.sizes.chunk, len(b.items)
 
     def setup() -> None:
         b.cluster_flush()
         b.fill(NAME, b.items, cluster=True)
 
     def baseline(_: Any) -> int:
-        pulled = 0
-        while popped := b.cluster_plain.zpopmax(keys.scores, chunk):
-            members = [member for member, _ in popped]
-            pipe = b.cluster_plain.pipeline()
-            pipe.hmget(keys.values, members)
-            pipe.hdel(keys.values, *members)
-            values, _ = pipe.execute()
-            pulled += len(values)
-        return expect("baseline pull", pulled, len(b.items))
-
-    def pspull(**options: Any) -> Any:
-        def run(_: Any) -> int:
-            pulled = 0
-            while got := b.cluster_ps.pspull(NAME, count=chunk, **options):
-                pulled += len(got)
-            return expect("pspull", pulled, len(b.items))
-
-        return run
+        return pull_by_hand(b.cluster_plain, b.cluster_plain.pipeline, keys, chunk, total)
 
     return Case(
         "cluster pull",
         Unit.RATE,
         Measure(f"ZPOPMAX {keys.scores} {chunk}, then a cluster pipeline of HMGET + HDEL", baseline, setup),
         [
-            (Measure(f"pspull({chunk}, expire_at=None)", pspull(expire_at=None), setup), None),
-            (Measure(f"pspull({chunk}) (1-day expire)", pspull(expire_at=timedelta(days=1)), setup), None),
+            (Measure(f"pspull({chunk}, expire_at=None)", pull_all(b.cluster_ps, chunk, total, expire_at=None), setup), None),
+            (Measure(f"pspull({chunk}) (1-day expire)", pull_all(b.cluster_ps, chunk, total, expire_at=timedelta(days=1)), setup), None),
         ],
         unavailable=b.cluster_missing,
     )

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.bench import Bench
 from benchmarks.harness import Case, Measure, Target, Unit
-from psctl.layout import REGISTRY, stream_keys
+from psctl.layout import REGISTRY, StreamKeys, stream_keys
 from psctl.operations import ADD_CHUNK, EXPIRE_CHUNK
 
 NAME = "bench"
@@ -28,18 +29,22 @@ def expect(what: str, got: int, wanted: int) -> int:
 # -- add ---------------------------------------------------------------------------
 
 
+def add_by_hand(pipeline: Callable[[], Any], keys: StreamKeys, items: list[Any], chunk: int) -> int:
+    """The add baseline: per round, one HSET and one ZADD of ``chunk`` items."""
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        pipe = pipeline()
+        pipe.hset(keys.values, mapping={k: v for k, v, _ in part})
+        pipe.zadd(keys.scores, {k: s for k, _, s in part})
+        pipe.execute()
+    return len(items)
+
+
 def add(b: Bench) -> Case:
     keys = stream_keys(NAME)
 
     def baseline(_: Any) -> int:
-        items, chunk = b.items, b.sizes.chunk
-        for start in range(0, len(items), chunk):
-            part = items[start : start + chunk]
-            pipe = b.plain.pipeline(transaction=False)
-            pipe.hset(keys.values, mapping={k: v for k, v, _ in part})
-            pipe.zadd(keys.scores, {k: s for k, _, s in part})
-            pipe.execute()
-        return len(items)
+        return add_by_hand(lambda: b.plain.pipeline(transaction=False), keys, b.items, b.sizes.chunk)
 
     def psaddmany(_: Any) -> int:
         return len(b.ps.psaddmany(NAME, b.items))
@@ -55,41 +60,49 @@ def add(b: Bench) -> Case:
 # -- pull --------------------------------------------------------------------------
 
 
+def pull_by_hand(plain: Any, pipeline: Callable[[], Any], keys: StreamKeys, chunk: int, total: int) -> int:
+    """The pull baseline: ZPOPMAX ``chunk``, then HMGET + HDEL in one pipeline, until empty."""
+    pulled = 0
+    while popped := plain.zpopmax(keys.scores, chunk):
+        members = [member for member, _ in popped]
+        pipe = pipeline()
+        pipe.hmget(keys.values, members)
+        pipe.hdel(keys.values, *members)
+        values, _ = pipe.execute()
+        pulled += len(values)
+    return expect("baseline pull", pulled, total)
+
+
+def pull_all(client: Any, chunk: int, total: int, **options: Any) -> Callable[[Any], int]:
+    """A measure that pulls ``chunk`` at a time with ``client`` until the stream is empty."""
+
+    def run(_: Any) -> int:
+        pulled = 0
+        while got := client.pspull(NAME, count=chunk, **options):
+            pulled += len(got)
+        return expect("pspull", pulled, total)
+
+    return run
+
+
 def pull(b: Bench) -> Case:
     keys = stream_keys(NAME)
-    chunk = b.sizes.chunk
+    chunk, total = b.sizes.chunk, len(b.items)
 
     def setup() -> None:
         b.flush()
         b.fill(NAME, b.items)
 
     def baseline(_: Any) -> int:
-        pulled = 0
-        while popped := b.plain.zpopmax(keys.scores, chunk):
-            members = [member for member, _ in popped]
-            pipe = b.plain.pipeline(transaction=False)
-            pipe.hmget(keys.values, members)
-            pipe.hdel(keys.values, *members)
-            values, _ = pipe.execute()
-            pulled += len(values)
-        return expect("baseline pull", pulled, len(b.items))
-
-    def pspull(**options: Any) -> Any:
-        def run(_: Any) -> int:
-            pulled = 0
-            while got := b.ps.pspull(NAME, count=chunk, **options):
-                pulled += len(got)
-            return expect("pspull", pulled, len(b.items))
-
-        return run
+        return pull_by_hand(b.plain, lambda: b.plain.pipeline(transaction=False), keys, chunk, total)
 
     return Case(
         "pull",
         Unit.RATE,
         Measure(f"ZPOPMAX {chunk}, then HMGET + HDEL", baseline, setup),
         [
-            (Measure(f"pspull({chunk}, expire_at=None)", pspull(expire_at=None), setup), Target(">=", 1.0)),
-            (Measure(f"pspull({chunk}) (1-day expire)", pspull(), setup), Target(">=", 1.0)),
+            (Measure(f"pspull({chunk}, expire_at=None)", pull_all(b.ps, chunk, total, expire_at=None), setup), Target(">=", 1.0)),
+            (Measure(f"pspull({chunk}) (1-day expire)", pull_all(b.ps, chunk, total), setup), Target(">=", 1.0)),
         ],
     )
 
