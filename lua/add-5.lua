@@ -83,11 +83,15 @@ end
 if n > 0 then
   call_in_slices("HSET", values, hash_pairs)
   call_in_slices("ZADD", scores, zset_pairs)
-  -- a token per item, up to WAKE_TOKENS, so that as many waiting pullers wake
+  -- a token per item, up to WAKE_TOKENS queued, so that as many waiting
+  -- pullers wake. A full list is left alone (no write): a puller that blocks
+  -- later finds a token at once and pulls again.
+  local queued = redis.call("LLEN", wake)
   local tokens = {}
-  for i = 1, math.min(n / 2, WAKE_TOKENS) do tokens[i] = "1" end
-  local queued = redis.call("LPUSH", wake, unpack(tokens))
-  if queued > WAKE_TOKENS then redis.call("LTRIM", wake, 0, WAKE_TOKENS - 1) end
-  if queued == #tokens then redis.call("EXPIRE", wake, 60) end  -- a new list
+  for i = 1, math.min(n / 2, WAKE_TOKENS - queued) do tokens[i] = "1" end
+  if #tokens > 0 then
+    redis.call("LPUSH", wake, unpack(tokens))
+    if queued == 0 then redis.call("EXPIRE", wake, 60) end  -- a new list
+  end
 end
 return reply

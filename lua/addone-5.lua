@@ -20,16 +20,21 @@ local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
 local WAKE_TOKENS = 16
 local key = ARGV[2]
 
-local born = redis.call("EXISTS", values, scores, gated, cooling) == 0
+local born = false
 if ARGV[1] == "1" then
+  born = redis.call("EXISTS", values, scores, gated, cooling) == 0
   redis.call("SREM", gated, key)
   redis.call("ZREM", cooling, key)
-elseif not born and (redis.call("SISMEMBER", gated, key) == 1 or redis.call("ZSCORE", cooling, key)) then
+elseif redis.call("EXISTS", gated, cooling) == 0 then  -- nothing is gated or cooling
+  born = redis.call("EXISTS", values, scores) == 0
+elseif redis.call("SISMEMBER", gated, key) == 1 or redis.call("ZSCORE", cooling, key) then
   return {0, false}
 end
 redis.call("HSET", values, key, ARGV[3])
 local score = redis.call("ZINCRBY", scores, ARGV[4], key)
-local queued = redis.call("LPUSH", wake, "1")
-if queued > WAKE_TOKENS then redis.call("LTRIM", wake, 0, WAKE_TOKENS - 1) end
-if queued == 1 then redis.call("EXPIRE", wake, 60) end  -- a new list
+local queued = redis.call("LLEN", wake)
+if queued < WAKE_TOKENS then
+  redis.call("LPUSH", wake, "1")
+  if queued == 0 then redis.call("EXPIRE", wake, 60) end  -- a new list
+end
 return {born and 1 or 0, score}

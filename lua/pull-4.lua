@@ -1,7 +1,7 @@
 --[[
   Takes up to ARGV[1] of the highest-scored items (ties in ZPOPMAX order).
   A sorted-set entry with no value in NAME:t is an orphan: it is dropped and
-  not counted.
+  not counted. (pullone-4.lua does the same for one item, purged.)
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
@@ -20,6 +20,7 @@
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- @include batch
+-- @include cooldown
 
 local count = tonumber(ARGV[1])
 local purge = ARGV[2] == "1"
@@ -78,14 +79,8 @@ if #pulled == 0 then return {} end
 
 if ARGV[3] == "1" then call_in_slices("SADD", gated, pulled) end
 
-local mode = ARGV[4]
-if mode ~= "none" then
-  local at = tonumber(ARGV[5])
-  if mode == "in" then
-    local now = redis.call("TIME")
-    at = tonumber(now[1]) + tonumber(now[2]) / 1000000 + at
-  end
-  at = string.format("%d", math.ceil(at))
+local at = cool_down_end(ARGV[4], ARGV[5])
+if at then
   local entries = {}
   for i = 1, #pulled do
     entries[2 * i - 1] = at

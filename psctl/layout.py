@@ -10,6 +10,7 @@ so that a stream's keys share a slot and each script runs on one node.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 REGISTRY = ":ps:keys"
 
@@ -41,5 +42,10 @@ def has_hash_tag(name: str) -> bool:
 def stream_keys(name: str, *, cluster: bool = False) -> StreamKeys:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a stream name must be a non-empty string, got {name!r}")
+    return _stream_keys(name, cluster)
+
+
+@lru_cache(maxsize=1024)  # built for every call: a service uses a few names over and over
+def _stream_keys(name: str, cluster: bool) -> StreamKeys:
     base = f"{{{name}}}" if cluster and not has_hash_tag(name) else name
     return StreamKeys(name, f"{base}:t", f"{base}:s", f"{base}:exc", f"{base}:exp", f"{base}:wake")

@@ -13,7 +13,6 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import Any
@@ -31,39 +30,52 @@ EXPIRE_CHUNK = 1000
 POLL = 1.0
 
 
-@dataclass(frozen=True, slots=True)
 class Call:
-    script: LuaScript
-    keys: tuple[str, ...]
-    args: tuple[Any, ...]
+    """A call of a Lua script."""
+
+    __slots__ = ("script", "keys", "args")
+
+    def __init__(self, script: LuaScript, keys: tuple[str, ...], args: tuple[Any, ...]) -> None:
+        self.script, self.keys, self.args = script, keys, args
 
 
-@dataclass(frozen=True, slots=True)
 class Command:
-    args: tuple[Any, ...]
+    """A plain Redis command."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.args = args
 
 
-@dataclass(frozen=True, slots=True)
 class Batch:
     """Requests sent together in one round trip (a non-transactional pipeline)."""
 
-    requests: tuple[Call | Command, ...]
+    __slots__ = ("requests",)
+
+    def __init__(self, requests: tuple[Call | Command, ...]) -> None:
+        self.requests = requests
 
 
-@dataclass(frozen=True, slots=True)
 class Send:
     """Sends a call without waiting for its reply, so that the plan can prepare
     its next call while the server runs this one. The next request must be
     ``Receive``: one call at most is in flight."""
 
-    call: Call
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
 
 
-@dataclass(frozen=True, slots=True)
 class Receive:
     """The reply of the call of the last ``Send``."""
 
+    __slots__ = ()
 
+
+# (Plain slotted classes, not dataclasses: a request is made for every call,
+# and a frozen dataclass's __init__ costs several times as much.)
 Request = Call | Command | Batch | Send | Receive
 Plan = Generator[Request, Any, Any]
 Layout = Callable[[str], StreamKeys]
@@ -267,9 +279,15 @@ def pull(keys: StreamKeys, count: int, purge: bool, gate: bool, expire_at: Any, 
     deadline = _deadline(block)
     if count == 0:
         return {}
-    call = Call(script("pull"), keys.all, (count, _flag(purge), _flag(gate), mode, seconds))
+    one = count == 1 and purge  # the most common pull, with a script of its own
+    if one:
+        call = Call(script("pullone"), keys.all, (_flag(gate), mode, seconds))
+    else:
+        call = Call(script("pull"), keys.all, (count, _flag(purge), _flag(gate), mode, seconds))
     while True:
         reply = yield call
+        if reply and one:  # {key, value}
+            return {decode_key(reply[0]): reply[1]}
         if reply:  # {keys, values}
             pulled, found = reply
             return dict(zip(map(decode_key, pulled), found))

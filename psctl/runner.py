@@ -15,6 +15,7 @@ single-connection client), ``Send`` simply runs the call.
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import cache
 from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
@@ -22,6 +23,11 @@ from redis.exceptions import NoScriptError, ResponseError
 from psctl.operations import Batch, Call, Command, Plan, Receive, Request, Send
 
 RawCommand = tuple[Any, ...]
+
+
+class ScriptRaw(tuple):  # type: ignore[type-arg]
+    """An ``EVALSHA``: its reply takes no response callback, so the runner may
+    send it on a connection of its own instead of through ``execute_command``."""
 
 
 class SendRaw(tuple):  # type: ignore[type-arg]
@@ -33,13 +39,13 @@ class ReceiveRaw:
 
 
 RECEIVE = ReceiveRaw()
-Raw = RawCommand | list[RawCommand] | SendRaw | ReceiveRaw  # a list is sent as one pipeline
+Raw = RawCommand | list[RawCommand] | ScriptRaw | SendRaw | ReceiveRaw  # a list is sent as one pipeline
 
 
 def _raw(request: Call | Command) -> RawCommand:
-    if isinstance(request, Command):
+    if type(request) is Command:
         return request.args
-    return ("EVALSHA", request.script.sha, request.script.numkeys, *request.keys, *request.args)
+    return ScriptRaw(("EVALSHA", request.script.sha, request.script.numkeys, *request.keys, *request.args))
 
 
 def _load(requests: list[Call | Command]) -> Generator[Raw, Any, None]:
@@ -59,28 +65,26 @@ def _resolve(plan: Plan) -> Generator[Raw, Any, Any]:
         except StopIteration as done:
             return done.value
         error = None
+        kind = type(request)
         try:
-            if isinstance(request, Send):
-                in_flight = request.call
-                reply = yield SendRaw(_raw(request.call))
-            elif isinstance(request, Receive):
+            if kind is Call:  # the common case first, without a generator of its own
+                raw = _raw(request)  # type: ignore[arg-type]
+                try:
+                    reply = yield raw
+                except NoScriptError:
+                    yield from _load([request])  # type: ignore[list-item]
+                    reply = yield raw
+            elif kind is Command:
+                reply = yield request.args  # type: ignore[union-attr]
+            elif kind is Send:
+                in_flight = request.call  # type: ignore[union-attr]
+                reply = yield SendRaw(_raw(request.call))  # type: ignore[union-attr]
+            elif kind is Receive:
                 reply = yield from _receive(in_flight)  # type: ignore[arg-type]
-            elif isinstance(request, Batch):
-                reply = yield from _resolve_batch(list(request.requests))
             else:
-                reply = yield from _resolve_one(request)
+                reply = yield from _resolve_batch(list(request.requests))  # type: ignore[union-attr]
         except Exception as exc:  # handed to the plan, which may handle it or not
             error = exc
-
-
-def _resolve_one(request: Call | Command) -> Generator[Raw, Any, Any]:
-    try:
-        return (yield _raw(request))
-    except NoScriptError:
-        if not isinstance(request, Call):
-            raise
-        yield from _load([request])
-        return (yield _raw(request))
 
 
 def _receive(call: Call) -> Generator[Raw, Any, Any]:
@@ -123,12 +127,18 @@ class _Deferred:
             raise value
         return value
 
+    def call(self, command: RawCommand) -> Any:
+        return self.execute(*command)
+
     def close(self) -> None:
         pass
 
 
 class _Held:
-    """A pool connection held while a call is in flight."""
+    """A pool connection, taken at the plan's first script call and held until
+    the plan ends. Script calls go straight to it: ``execute_command``'s
+    retries would be wrong for them (a call whose reply was lost may have run),
+    and its bookkeeping costs more than a small script's work."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -138,9 +148,10 @@ class _Held:
     def send(self, command: RawCommand) -> None:
         if self.connection is None:
             self.connection = self.pool.get_connection()
+            self.pack = _packer(self.connection, list_of=True)
         self.pending = True
         try:
-            self.connection.send_command(*command)
+            self.connection.send_packed_command(self.pack(command))
         except BaseException:
             self.close()
             raise
@@ -156,6 +167,10 @@ class _Held:
             raise
         self.pending = False
         return reply
+
+    def call(self, command: RawCommand) -> Any:
+        self.send(command)
+        return self.receive()
 
     def close(self) -> None:
         if self.connection is not None:
@@ -192,6 +207,8 @@ class SyncRunner:
         return _Held(pool)
 
     def _ps_send(self, raw: Raw, flight: _Deferred | _Held) -> Any:
+        if type(raw) is ScriptRaw:
+            return flight.call(raw)
         if type(raw) is tuple:
             return self.execute_command(*raw)  # type: ignore[attr-defined]
         if type(raw) is SendRaw:
@@ -204,14 +221,24 @@ class SyncRunner:
         return pipe.execute(raise_on_error=False)
 
 
-def _packer(connection: Any) -> Any:
+def _packer(connection: Any, list_of: bool = False) -> Any:
     """hiredis's command packer where it gives the same bytes: redis.asyncio
     packs in pure Python, which costs more than the server's work for a
-    thousand-item call."""
+    thousand-item call. ``list_of``: the packed bytes in a list, as a sync
+    connection's ``send_packed_command`` takes them."""
     encoder = connection.encoder
-    if _hiredis_pack is not None and encoder.encoding.lower().replace("-", "") == "utf8" and encoder.encoding_errors == "strict":
-        return lambda command: _hiredis_pack(command)
+    if _hiredis_pack is not None and _utf8_strict(encoder.encoding, encoder.encoding_errors):
+        return _pack_in_list if list_of else _hiredis_pack
     return lambda command: connection.pack_command(*command)
+
+
+@cache
+def _utf8_strict(encoding: str, errors: str) -> bool:
+    return encoding.lower().replace("-", "") == "utf8" and errors == "strict"
+
+
+def _pack_in_list(command: RawCommand) -> list[bytes]:
+    return [_hiredis_pack(command)]  # type: ignore[misc]
 
 
 try:
@@ -229,6 +256,9 @@ class _AsyncDeferred(_Deferred):
 
     async def receive(self) -> Any:  # type: ignore[override]
         return super().receive()
+
+    async def call(self, command: RawCommand) -> Any:  # type: ignore[override]
+        return await self.execute(*command)
 
     async def close(self) -> None:  # type: ignore[override]
         pass
@@ -257,6 +287,10 @@ class _AsyncHeld(_Held):
             raise
         self.pending = False
         return reply
+
+    async def call(self, command: RawCommand) -> Any:  # type: ignore[override]
+        await self.send(command)
+        return await self.receive()
 
     async def close(self) -> None:  # type: ignore[override]
         if self.connection is not None:
@@ -293,6 +327,8 @@ class AsyncRunner:
         return _AsyncHeld(pool)
 
     async def _ps_send(self, raw: Raw, flight: _AsyncDeferred | _AsyncHeld) -> Any:
+        if type(raw) is ScriptRaw:
+            return await flight.call(raw)
         if type(raw) is tuple:
             return await self.execute_command(*raw)  # type: ignore[attr-defined]
         if type(raw) is SendRaw:

@@ -90,6 +90,31 @@ def test_several_waiters_each_get_one_item(backend, r):
     assert time.monotonic() - started < 1.0
 
 
+def test_waiters_wake_for_single_adds_while_a_stale_token_waits(backend, r, k):
+    """A token left by an earlier add (nobody was waiting) must not stop later
+    adds from queueing theirs: each of two waiters gets an item at once."""
+    client = backend.sync()
+    client.psadd("q", "old", "v")
+    assert client.pspull("q") == {"old": b"v"}
+    assert r.llen(k("q").wake) == 1  # the stale token
+    results: list[dict] = []
+
+    def wait():
+        results.append(backend.sync().pspull("q", block=5))
+
+    threads = [threading.Thread(target=wait) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # both have taken a token or are blocked
+    started = time.monotonic()
+    client.psadd("q", "a", "v")
+    client.psadd("q", "b", "v")
+    for t in threads:
+        t.join()
+    assert sorted(key for got in results for key in got) == ["a", "b"]
+    assert time.monotonic() - started < 0.9  # neither waited for the 1 s poll
+
+
 async def test_async_blocked_pull(standalone_backend, r):
     client = standalone_backend.async_()
 

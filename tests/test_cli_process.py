@@ -103,6 +103,29 @@ def test_a_closed_pipe_is_not_a_traceback(env: dict[str, str], r: Any) -> None:
     assert "Traceback" not in done.stderr and "Exception" not in done.stderr
 
 
+def test_the_whole_output_is_written_before_the_quick_exit(env: dict[str, str], r: Any, tmp_path: Path) -> None:
+    """psctl ends with os._exit (no interpreter teardown): its buffered output
+    must still all arrive, through a pipe and into a file, and the atexit
+    handlers must still run."""
+    r.psaddmany("jobs", [(f"k{i:05d}", "v" * 500, i) for i in range(4000)])
+    piped = psctl("values", "jobs", env=env)
+    assert (piped.returncode, piped.stderr) == (0, "")
+    assert len(json.loads(piped.stdout)) == 4000
+    with open(tmp_path / "out.json", "w") as file:
+        done = subprocess.run([str(PSCTL), "values", "jobs"], env=env, stdout=file, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0
+    assert len(json.loads((tmp_path / "out.json").read_text())) == 4000
+    marker = tmp_path / "atexit-ran"
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import atexit\natexit.register(lambda: open({str(marker)!r}, 'w').close())\n"
+    )
+    site_env = env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))}
+    assert psctl("len", "jobs", env=site_env).stdout == '{"name": "jobs", "length": 4000}\n'
+    assert marker.exists()
+    failed = psctl("get", "jobs", "nope", env=site_env)
+    assert (failed.returncode, failed.stderr) == (3, "psctl: no item 'nope' in stream 'jobs'\n")
+
+
 def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Runs psctl with stdout on a pseudo-terminal; returns its status and what it showed."""
     main, terminal = pty.openpty()

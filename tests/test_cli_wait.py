@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import psctl.client
+from psctl import runner
 from psctl.cli import connection
 from psctl.cli.errors import INTERRUPTED, ExitStatus
 from psctl.operations import POLL
@@ -180,20 +181,30 @@ def test_ctrl_c_while_waiting_exits_130_quietly_and_takes_nothing(env: dict[str,
     assert r.pspull("jobs") == {"a": b"v"}  # nothing was lost, nothing is left blocked
 
 
-def interrupt_during(monkeypatch: pytest.MonkeyPatch, command: str) -> list[str]:
+def interrupt_during(monkeypatch: pytest.MonkeyPatch, command: str, times: int = 1) -> list[str]:
     """Sends this process SIGINT whenever the CLI's client sends ``command``
     (EVALSHA: the pull script; BLPOP: the wait), as a Ctrl-C landing then would."""
     sent: list[str] = []
     original = psctl.client.Redis.execute_command
+    original_call = runner._Held.call  # script calls go straight to a held connection
 
-    def execute_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def interrupt(args: tuple[Any, ...]) -> None:
         name = str(args[0]).upper()
         sent.append(name)
         if name == command:
-            signal.raise_signal(signal.SIGINT)
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
+
+    def execute_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        interrupt(args)
         return original(self, *args, **kwargs)
 
+    def call(self: Any, args: tuple[Any, ...]) -> Any:
+        interrupt(args)
+        return original_call(self, args)
+
     monkeypatch.setattr(psctl.client.Redis, "execute_command", execute_command)
+    monkeypatch.setattr(runner._Held, "call", call)
     return sent
 
 
@@ -219,15 +230,7 @@ def test_a_second_ctrl_c_during_the_pull_interrupts_at_once(
 ) -> None:
     """The one who presses twice means it: the pull's reply is not waited for."""
     r.psadd("jobs", "a", "v")
-    original = psctl.client.Redis.execute_command
-
-    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if args[0] == "EVALSHA":
-            signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(psctl.client.Redis, "execute_command", twice)
+    interrupt_during(monkeypatch, "EVALSHA", times=2)
     done = cli("pull", "jobs", "--wait", "3")
     assert (done.exit_code, done.stdout, done.stderr) == (INTERRUPTED, "", "")
 

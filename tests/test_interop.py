@@ -38,3 +38,19 @@ def test_plain_commands_read_a_stream_written_by_psctl(r):
         [":ps:keys", "jobs:t", "jobs:s", "jobs:exc", "jobs:exp", "jobs:wake", "raw:t", "raw:s", "raw:wake"]
     )
     assert 0 < r.ttl("raw:wake") <= 60
+
+
+def test_a_full_wake_list_is_not_written_again(ps, r, k):
+    """With nobody pulling, adds stop writing tokens at 16: the list keeps its
+    first expiry and an add costs a read, not two writes."""
+    client = ps
+    client.psaddmany("q", [(f"k{i}", "v", 1) for i in range(40)])
+    assert r.llen(k("q").wake) == 16
+    ttl = r.pttl(k("q").wake)
+    r.config_resetstat()
+    for i in range(5):
+        client.psadd("q", f"one{i}", "v")
+    client.psaddmany("q", [("m", "v", 1)])
+    assert r.llen(k("q").wake) == 16
+    assert 0 < r.pttl(k("q").wake) <= ttl
+    assert "cmdstat_lpush" not in r.info("commandstats")

@@ -230,6 +230,21 @@ def test_pull_drops_orphans_without_counting_them(ps, r, k):
     assert r.zcard(k("q").scores) == 0
 
 
+def test_single_pulls_drop_orphans_and_follow_zpopmax_order(ps, r, k):
+    """pspull(count=1), purged, runs a script of its own: the same rules."""
+    ps.psaddmany("q", [(key, key, 1) for key in "badc"])
+    r.zadd(k("q").scores, {"orphan1": 50, "orphan2": 40})
+    r.zadd("ref", {key: 1 for key in "abcd"})
+    expected = [m.decode() for m, _ in r.zpopmax("ref", 4)]
+    assert [list(ps.pspull("q").items()) for _ in range(4)] == [[(key, key.encode())] for key in expected]
+    assert ps.pspull("q") == {}
+    assert r.zcard(k("q").scores) == 0 and r.hlen(k("q").values) == 0
+    assert sorted(r.zrange(k("q").cooling, 0, -1)) == [b"a", b"b", b"c", b"d"]  # no cool-down for orphans
+    r.zadd(k("q").scores, {"orphan": 1})
+    assert ps.pspull("q", gate=True) == {}
+    assert r.zcard(k("q").scores) == 0 and r.scard(k("q").gated) == 0
+
+
 def test_pull_keep_drops_orphans_too(ps, r, k):
     ps.psadd("q", "a", "a", 1)
     r.zadd(k("q").scores, {"orphan": 50})

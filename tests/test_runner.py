@@ -109,7 +109,58 @@ async def test_hiredis_packing_gives_redis_py_bytes(standalone_backend):
     packed = _packer(connection)(command)
     expected = b"".join(connection.pack_command(*command))
     assert (packed if isinstance(packed, bytes) else b"".join(packed)) == expected
+    sync = standalone_backend.sync().connection_pool.make_connection()
+    assert b"".join(_packer(sync, list_of=True)(command)) == b"".join(sync.pack_command(*command)) == expected
     latin = client.connection_pool.make_connection()
     latin.encoder.encoding = "latin-1"
     assert b"".join(_packer(latin)(("SET", "é", "x"))) == b"".join(latin.pack_command("SET", "é", "x"))
     await client.aclose()
+
+
+def test_script_calls_hand_their_connection_back(standalone_backend):
+    """Script calls go straight to a pool connection: after a reply, an error
+    reply or a failed connection, the pool has it back and the client works."""
+    client = standalone_backend.sync()
+    client.flushdb()
+    pool = client.connection_pool
+
+    def in_use() -> int:
+        return len(pool._in_use_connections)
+
+    assert client.psadd("q", "a", "v", 2) == 2.0
+    assert client.pspull("q") == {"a": b"v"}
+    assert in_use() == 0
+    client.hset("bad:s", "not", "a zset")  # NAME:s of the wrong type: the script's call fails
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        client.psadd("bad", "a", "v")
+    assert in_use() == 0
+    connection = pool.get_connection()
+    connection.disconnect()  # the next script call finds a closed socket and reconnects
+    pool.release(connection)
+    assert client.psadd("q", "b", "v") == 1.0
+    assert in_use() == 0
+    client.flushdb()
+
+
+def test_script_calls_are_never_retried(server, standalone_backend):
+    """A client configured with retries still sends a script call once: its
+    reply lost, it raises rather than risk applying the call twice."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from psctl import Redis
+
+    r = standalone_backend.sync()
+    r.flushdb()
+    proxy = CuttingProxy(str(server.unixsocket))
+    try:
+        client = Redis(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 3))
+        client.psadd("q", "warm", "v")
+        proxy.cut_next_reply.set()
+        with pytest.raises(redis.ConnectionError):
+            client.psadd("q", "a", "v", 5)
+        assert r.zscore("q:s", "a") == 5.0  # applied once, its reply lost
+        assert client.psadd("q", "a", "v", 5) == 10.0
+    finally:
+        proxy.close()
+        r.flushdb()

@@ -8,9 +8,51 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def main() -> None:
-    """The ``psctl`` entry point (imported lazily: see ``app.py``)."""
+    """The ``psctl`` entry point (imported lazily: see ``app.py``).
+
+    Once the command is done, the process ends at once: its output flushed and
+    the ``atexit`` handlers run, but without the interpreter's teardown, which
+    frees every object of Typer, Rich and redis-py one by one and takes about
+    a sixth of a short command's time, for nothing a user could see. Every
+    file and temporary file the command opened is closed by then.
+    """
     from psctl.cli.app import main as run
 
-    run()
+    try:
+        run()
+        status = 0
+    except SystemExit as exit:
+        status = _status(exit.code)
+    _exit(status)
+
+
+def _status(code: object) -> int:
+    """What the interpreter would make of ``SystemExit(code)``."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def _exit(status: int) -> None:
+    import atexit
+    import os
+
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # the reader went away: as errors._quiet_broken_pipe
+        from psctl.cli.errors import ExitStatus
+
+        status = status or ExitStatus.SERVER
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    atexit._run_exitfuncs()
+    os._exit(status)

@@ -438,27 +438,28 @@ def pull(
 def _pull_waiting(client: Any, name: str, seconds: float, options: dict[str, Any]) -> Any:
     """``pspull(block=seconds)``, which Ctrl-C ends (exit status 130, quietly).
 
-    An interrupt that lands while a command that may take items runs (the pull
-    script, not the BLOCKing wait) is held until its reply is read, so that
-    items taken are printed, not lost; the wait then ends instead of going on.
-    Anything else (the wait, a second Ctrl-C) interrupts at once, so that
-    however the library sends its commands, Ctrl-C always works."""
+    An interrupt that lands anywhere but in the BLOCKing wait (while the pull
+    script runs, say) is held until the pull's reply is read, so that items
+    taken are printed, not lost; the wait then ends instead of going on. In
+    the wait, or at a second Ctrl-C, it interrupts at once, so that however
+    the library sends its commands, Ctrl-C always works."""
     if threading.current_thread() is not threading.main_thread():  # no signal handlers here
         return client.pspull(name, block=seconds, **options)
-    state = {"pulling": False, "interrupted": False}
+    state = {"waiting": False, "interrupted": False}
     send = client.execute_command
 
     def execute_command(*args: Any, **kwargs: Any) -> Any:
+        # the library's script calls do not come through here; its waits do
         if state["interrupted"]:  # held during a pull that found nothing: stop before waiting
             raise KeyboardInterrupt
-        state["pulling"] = args[0] not in ("BLPOP", b"BLPOP")
+        state["waiting"] = args[0] in ("BLPOP", b"BLPOP")
         try:
             return send(*args, **kwargs)
         finally:
-            state["pulling"] = False
+            state["waiting"] = False
 
     def on_interrupt(signum: int, frame: Any) -> None:
-        if state["pulling"] and not state["interrupted"]:
+        if not state["waiting"] and not state["interrupted"]:
             state["interrupted"] = True
             return
         raise KeyboardInterrupt
