@@ -20,14 +20,14 @@ local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
 local WAKE_TOKENS = 16
 local key = ARGV[2]
 
-local born = false
+-- One EXISTS answers two questions: a key named n times counts n times, so
+-- with NAME:exc and NAME:exp named three times each, present = items + 3 * gates,
+-- where items (0-2) counts NAME:t and NAME:s, and gates (0-2) the other two.
+local present = redis.call("EXISTS", values, scores, gated, gated, gated, cooling, cooling, cooling)
 if ARGV[1] == "1" then
-  born = redis.call("EXISTS", values, scores, gated, cooling) == 0
   redis.call("SREM", gated, key)
   redis.call("ZREM", cooling, key)
-elseif redis.call("EXISTS", gated, cooling) == 0 then  -- nothing is gated or cooling
-  born = redis.call("EXISTS", values, scores) == 0
-elseif redis.call("SISMEMBER", gated, key) == 1 or redis.call("ZSCORE", cooling, key) then
+elseif present >= 3 and (redis.call("SISMEMBER", gated, key) == 1 or redis.call("ZSCORE", cooling, key)) then
   return {0, false}
 end
 redis.call("HSET", values, key, ARGV[3])
@@ -37,4 +37,4 @@ if queued < WAKE_TOKENS then
   redis.call("LPUSH", wake, "1")
   if queued == 0 then redis.call("EXPIRE", wake, 60) end  -- a new list
 end
-return {born and 1 or 0, score}
+return {present == 0 and 1 or 0, score}

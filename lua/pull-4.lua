@@ -27,12 +27,15 @@ local purge = ARGV[2] == "1"
 local pulled, found = {}, {}
 
 -- appends a page's members that have a value; returns those that have none
+local n = 0
 local function take(members, got)
   local orphans = {}
   for i = 1, #members do
-    if got[i] then
-      pulled[#pulled + 1] = members[i]
-      found[#found + 1] = got[i]
+    local value = got[i]
+    if value then
+      n = n + 1
+      pulled[n] = members[i]
+      found[n] = value
     else
       orphans[#orphans + 1] = members[i]
     end

@@ -55,15 +55,21 @@ def _load(requests: list[Call | Command]) -> Generator[Raw, Any, None]:
         yield ("SCRIPT LOAD", source)
 
 
-def _resolve(plan: Plan) -> Generator[Raw, Any, Any]:
+def _resolve(plan: Plan, first: Request | None = None) -> Generator[Raw, Any, Any]:
+    """Turns the plan's requests into raw commands. ``first``: the plan's
+    first request, when the runner has taken it already."""
     reply: Any = None
     error: BaseException | None = None
     in_flight: Call | None = None
     while True:
-        try:
-            request: Request = plan.throw(error) if error else plan.send(reply)
-        except StopIteration as done:
-            return done.value
+        if first is not None:
+            request: Request = first
+            first = None
+        else:
+            try:
+                request = plan.throw(error) if error else plan.send(reply)
+            except StopIteration as done:
+                return done.value
         error = None
         kind = type(request)
         try:
@@ -184,9 +190,21 @@ class SyncRunner:
     """Mixed into ``redis.Redis`` subclasses: runs a plan to its result."""
 
     def _ps_run(self, plan: Plan) -> Any:
-        steps = _resolve(plan)
         flight = self._ps_flight()
         try:
+            # script calls while they go well, without the general machinery:
+            # most plans are one call, and its cost counts in every round trip
+            request = plan.send(None)
+            while type(request) is Call:
+                try:
+                    reply = flight.call(_raw(request))
+                except NoScriptError:
+                    break  # nothing ran: _resolve sends it again after SCRIPT LOAD
+                except Exception as exc:
+                    request = plan.throw(exc)
+                else:
+                    request = plan.send(reply)
+            steps = _resolve(plan, request)
             raw = steps.send(None)
             while True:
                 try:
@@ -304,9 +322,19 @@ class AsyncRunner:
     """Mixed into ``redis.asyncio.Redis`` subclasses: awaits a plan to its result."""
 
     async def _ps_run(self, plan: Plan) -> Any:
-        steps = _resolve(plan)
         flight = self._ps_flight()
         try:
+            request = plan.send(None)  # as SyncRunner._ps_run
+            while type(request) is Call:
+                try:
+                    reply = await flight.call(_raw(request))
+                except NoScriptError:
+                    break
+                except Exception as exc:
+                    request = plan.throw(exc)
+                else:
+                    request = plan.send(reply)
+            steps = _resolve(plan, request)
             raw = steps.send(None)
             while True:
                 try:

@@ -105,3 +105,24 @@ def test_bad_names_raise_before_sending(r, name):
     with pytest.raises(ValueError):
         r.psadd(name, "k", "v")
     assert r.dbsize() == 0
+
+
+# a few bytes that make hard UTF-8: the separator decode_keys joins with, a lead
+# byte cut short, continuation bytes, a surrogate's encoding, an overlong form
+tricky_bytes = st.lists(st.sampled_from([b"\n", b"\xe2", b"\x82", b"\xac", b"\xed\xa0\x80", b"\xc0\xaf", b"a", b"\xff"]))
+
+
+@given(keys=st.lists(st.binary(max_size=12) | tricky_bytes.map(b"".join), max_size=30))
+def test_decoding_keys_together_is_decoding_each(keys):
+    """A pull decodes its item keys in one go: exactly as one by one."""
+    from psctl.operations import decode_key, decode_keys
+
+    assert decode_keys(keys) == [decode_key(key) for key in keys]
+    assert decode_keys([key.decode("utf-8", "surrogateescape") for key in keys]) == [decode_key(k) for k in keys]
+
+
+def test_pulled_keys_round_trip_through_the_joined_decode(ps):
+    keys = [bytes([b]) + b"\xe2\x82" for b in range(256)] + [b"line\nbreak", b"\xf0\x9f\x98"]
+    ps.psaddmany("q", [(key, b"v", 1) for key in keys])
+    pulled = ps.pspull("q", count=len(keys))
+    assert sorted(key.encode("utf-8", "surrogateescape") for key in pulled) == sorted(keys)

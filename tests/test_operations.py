@@ -474,6 +474,14 @@ def test_scripts_reload_after_script_flush(ps, r):
     assert ps.psexpire() == {"q": 1}
 
 
+def test_single_and_batch_pulls_reload_after_script_flush(ps, r):
+    ps.psaddmany("q", [("a", "v", 3), ("b", "v", 2), ("c", "v", 1)])
+    r.script_flush()
+    assert ps.pspull("q") == {"a": b"v"}  # pullone
+    r.script_flush()
+    assert ps.pspull("q", count=5) == {"b": b"v", "c": b"v"}  # pull
+
+
 def test_registry_entry_written_even_if_the_stream_was_emptied(ps, r):
     ps.psadd("q", "a", "v")
     r.srem(REGISTRY, "q")  # another tool lost it: the next first add re-registers

@@ -81,19 +81,32 @@ def test_a_connection_cut_mid_run_spoils_nothing(server, standalone_backend):
 
 
 def test_psadd_and_a_single_pull_are_one_round_trip_each(standalone_backend, monkeypatch):
-    from psctl.runner import SyncRunner
+    """Counted on the wire: each is one command written and one reply read."""
+    from redis.connection import AbstractConnection
 
     client = standalone_backend.sync()
     client.flushdb()
     client.psadd("q", "warm", "v")  # the scripts are loaded and the name registered
     client.pspull("q", expire_at=None)
     client.psadd("q", "other", "v")
-    sent = []
-    original = SyncRunner._ps_send
-    monkeypatch.setattr(SyncRunner, "_ps_send", lambda self, raw, flight: sent.append(raw) or original(self, raw, flight))
+    sent, read = [], []
+    send_packed, read_response = AbstractConnection.send_packed_command, AbstractConnection.read_response
+
+    def counting_send(self, command, *args, **kwargs):
+        sent.append(command if isinstance(command, bytes) else b"".join(command))
+        return send_packed(self, command, *args, **kwargs)
+
+    def counting_read(self, *args, **kwargs):
+        read.append(1)
+        return read_response(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    monkeypatch.setattr(AbstractConnection, "read_response", counting_read)
     assert client.psadd("q", "a", "v", 5) == 5.0
     assert client.pspull("q", count=1) == {"a": b"v"}
-    assert [raw[0] for raw in sent] == ["EVALSHA", "EVALSHA"]
+    assert [command.split(b"\r\n")[2] for command in sent] == [b"EVALSHA", b"EVALSHA"]
+    assert len(read) == 2
+    monkeypatch.undo()
     client.flushdb()
 
 
