@@ -265,21 +265,32 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool) -> Plan:
             increments[int(reply[i]) - 1] = _as_float(reply[i + 1])
         scores.extend(increments)
 
-    current = next(chunks, None)
-    if current is None:
-        return scores
-    # the first chunk alone, as a plain call: it loads the script if needed
-    reply = yield Call(add_script, add_keys, current[0])
-    if reply[0] == 1:
-        yield Command(("SADD", REGISTRY, keys.name))
-    merge(reply, current[1])
-    # then each chunk is encoded while the server runs the one before
-    current = next(chunks, None)
-    while current is not None:
-        yield Send(Call(add_script, add_keys, current[0]))
-        following = next(chunks, None)
-        merge((yield Receive()), current[1])
-        current = following
+    unknown = 0  # items of a call whose reply was not read: written or not, no one knows
+    try:
+        current = next(chunks, None)
+        if current is None:
+            return scores
+        # the first chunk alone, as a plain call: it loads the script if needed
+        unknown = len(current[1])
+        reply = yield Call(add_script, add_keys, current[0])
+        unknown = 0
+        merge(reply, current[1])
+        if reply[0] == 1:
+            yield Command(("SADD", REGISTRY, keys.name))
+        # then each chunk is encoded while the server runs the one before
+        current = next(chunks, None)
+        while current is not None:
+            yield Send(Call(add_script, add_keys, current[0]))
+            unknown = len(current[1])
+            following = next(chunks, None)
+            reply = yield Receive()
+            unknown = 0
+            merge(reply, current[1])
+            current = following
+    except Exception as exc:  # how far it got, for whoever reads the error
+        note = f"psaddmany wrote {len(scores)} items before the failure"
+        exc.add_note(note + (f"; the {unknown} after them may have been written too" if unknown else ""))
+        raise
     return scores
 
 

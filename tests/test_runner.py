@@ -45,10 +45,15 @@ def test_a_bad_item_while_a_chunk_is_in_flight(ps, r):
         yield from ((f"k{i}", "v", 1) for i in range(2 * operations.ADD_CHUNK + 5))
         yield ("bad", "v", float("nan"))
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as raised:
         ps.psaddmany("q", items())
     # the chunks sent before the bad one were applied; the client still works
     assert ps.pslen("q") == 2 * operations.ADD_CHUNK
+    # the second chunk was in flight when the bad item was found: its reply was never read
+    assert raised.value.__notes__ == [
+        f"psaddmany wrote {operations.ADD_CHUNK} items before the failure;"
+        f" the {operations.ADD_CHUNK} after them may have been written too"
+    ]
     assert ps.psadd("q", "after", "v", 2) == 2.0
     assert ps.pspull("q") == {"after": b"v"}
 
@@ -68,10 +73,16 @@ def test_a_connection_cut_mid_run_spoils_nothing(server, standalone_backend):
                 proxy.cut_next_reply.set()
 
         client.psaddmany("warm", chunked_items(1))
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(redis.ConnectionError) as raised:
             client.psaddmany("q", chunked_items(6, cut))
         chunks, rest = divmod(r.pslen("q") - 1, operations.ADD_CHUNK - 1)
         assert rest == 0 and 1 <= chunks < 6  # whole chunks only, and not all of them
+        [note] = raised.value.__notes__  # what it says was written is what was
+        written = int(note.split()[2])
+        assert written % operations.ADD_CHUNK == 0 and written <= chunks * operations.ADD_CHUNK
+        assert written == chunks * operations.ADD_CHUNK or note.endswith(
+            f"the {operations.ADD_CHUNK} after them may have been written too"
+        )
         applied = r.pslen("q")
         assert client.psadd("q", "after", "v") == 1.0  # the pool handed out a sound connection
         assert client.pslen("q") == applied + 1

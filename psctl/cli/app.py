@@ -307,12 +307,8 @@ def add_many(
         if total:
             client = _session(ctx).client()
             with _progress(total) as advance:
-                feed = _Feed(spool.items(), advance)
-                try:
-                    scores = client.psaddmany(name, feed, readd=readd)
-                except Exception as exc:
-                    exc.add_note(_written_before_failure(feed.taken, total))
-                    raise
+                # (a failure carries the library's note of how many items were written)
+                scores = client.psaddmany(name, _Feed(spool.items(), advance), readd=readd)
     added = sum(score is not None for score in scores)
     out.show({"added": added, "refused": len(scores) - added})
 
@@ -328,8 +324,8 @@ def _input_format(fp: Any, file: str | None, label: str) -> str:
 
 
 class _Feed:
-    """The items for ``psaddmany``, counted as it takes them: for the progress
-    bar, a step per ``PROGRESS_STEP`` items, and for the message of a failure."""
+    """The items for ``psaddmany``, counted as it takes them for the progress
+    bar: a step per ``PROGRESS_STEP`` items."""
 
     PROGRESS_STEP = 1000
 
@@ -346,21 +342,6 @@ class _Feed:
                 advance(step)
         if self.taken % step:
             advance(self.taken % step)
-
-
-def _written_before_failure(taken: int, total: int) -> str:
-    """What a ``psaddmany`` that failed had written, from how many items it took.
-
-    It takes ``ADD_CHUNK`` items per script call, one call in flight at most,
-    taking the next chunk while the server runs the one before: all chunks but
-    the last two it took were written; of those two, some may have been."""
-    from psctl.operations import ADD_CHUNK
-
-    taken_chunks = -(-taken // ADD_CHUNK)
-    surely = max(taken_chunks - 2, 0) * ADD_CHUNK
-    if surely == taken:
-        return f"{taken} of {total} items were written before the failure"
-    return f"between {surely} and {taken} of {total} items were written before the failure"
 
 
 @contextmanager
