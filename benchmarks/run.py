@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 progress(f"{case.name} ...")
                 rows += run_case(case, sizes.rounds, progress)
+            bench.stop_cluster()  # the cluster cases are done
             if not args.no_longest:
                 progress("longest calls ...")
                 rows += longest_calls(bench, cases, runs=1 if args.quick else 3)

@@ -17,5 +17,5 @@ from benchmarks.harness import Case
 GROUPS: dict[str, Callable[[Bench], list[Case]]] = {
     "library": library.cases,
     "cli": cli.cases,
-    "cluster": cluster.cases,  # last: its three servers stay up until the end of the run
+    "cluster": cluster.cases,  # last: its three servers run until its cases are done
 }
