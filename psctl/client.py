@@ -18,6 +18,7 @@ class Redis(SafeConnections, PrioritizedStreamCommands, SyncRunner, redis.Redis)
     """A ``redis.Redis`` with the prioritized-stream operations."""
 
     _ps_retry_class = redis.retry.Retry
+    _ps_timed = True
 
     @classmethod
     def embedded(cls, **kwargs: Any) -> Redis:

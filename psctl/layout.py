@@ -29,6 +29,11 @@ class StreamKeys:
         """The four keys of SPEC §1, in the order every 4-key script takes them."""
         return (self.values, self.scores, self.gated, self.cooling)
 
+    @property
+    def all_and_wake(self) -> tuple[str, str, str, str, str]:
+        """``all`` and the wake-up list: the keys of the add scripts."""
+        return (self.values, self.scores, self.gated, self.cooling, self.wake)
+
 
 def has_hash_tag(name: str) -> bool:
     """True when Redis Cluster would hash only part of ``name`` (a non-empty ``{...}``)."""

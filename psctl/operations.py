@@ -186,7 +186,7 @@ def _item_fields(item: Any) -> tuple[Any, Any, Any]:
 _EXACT = 2**53  # ints up to this size are exact doubles
 
 
-def _encode_chunk(chunk: list[Any], flag: bytes) -> tuple[tuple[Any, ...], list[float | None]]:
+def _encode_chunk(chunk: Sequence[Any], flag: bytes) -> tuple[tuple[Any, ...], list[float | None]]:
     """The add script's arguments for ``chunk``, and each item's increment as a
     float (its new score when the key is new).
 
@@ -255,7 +255,7 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool) -> Plan:
         chunks = iter([_encode_chunk(list(items[i : i + ADD_CHUNK]), flag) for i in range(0, len(items), ADD_CHUNK)])
     else:
         chunks = (_encode_chunk(chunk, flag) for chunk in _chunks(items, ADD_CHUNK))
-    add_keys = (*keys.all, keys.wake)
+    add_keys = keys.all_and_wake
     add_script = script("add")
     scores: list[float | None] = []
 
@@ -295,8 +295,8 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool) -> Plan:
 
 
 def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool) -> Plan:
-    args, _ = _encode_chunk([(key, value, score)], _flag(readd))
-    born, new_score = yield Call(script("addone"), (*keys.all, keys.wake), args)
+    args, _ = _encode_chunk(((key, value, score),), b"1" if readd else b"0")
+    born, new_score = yield Call(script("addone"), keys.all_and_wake, args)
     if born == 1:
         yield Command(("SADD", REGISTRY, keys.name))
     return _as_float(new_score)
@@ -410,7 +410,7 @@ def _unregister(names: Sequence[str], layout: Layout) -> Plan:
 
 
 def delete(keys: StreamKeys, layout: Layout) -> Plan:
-    deleted = yield Command(("DEL", *keys.all, keys.wake))
+    deleted = yield Command(("DEL", *keys.all_and_wake))
     unregistered = yield from _unregister([keys.name], layout)
     return bool(deleted or unregistered)
 

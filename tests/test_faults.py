@@ -108,6 +108,60 @@ def test_a_server_that_never_answers_times_out():
         silent.close()
 
 
+def test_waits_are_bounded_by_the_kernel_on_blocking_sockets(server, r):
+    """A sync client from a URL waits on a blocking socket whose reads and
+    writes the kernel bounds (SO_RCVTIMEO/SO_SNDTIMEO): no poll() before each."""
+    import socket
+    import struct
+
+    client = Redis.from_url(server.url, socket_timeout=2.5)
+    assert client.psadd("q", "a", "v") == 1.0
+    connection = client.connection_pool.get_connection()
+    try:
+        assert connection._sock.gettimeout() is None  # blocking: Python adds no poll()
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            raw = connection._sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("@ll"))
+            assert struct.unpack("@ll", raw) == (2, 500_000)
+    finally:
+        client.connection_pool.release(connection)
+
+
+@pytest.mark.parametrize("call", ["script", "command"])
+def test_a_silent_server_times_out_through_a_url_client(call):
+    silent = SilentServer()
+    try:
+        client = Redis.from_url(f"redis://127.0.0.1:{silent.port}/0", socket_timeout=0.4)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError, match="Timeout reading from"):
+            client.psadd("q", "a", "v") if call == "script" else client.pslen("q")
+        assert 0.35 <= time.monotonic() - started < 2
+    finally:
+        silent.close()
+
+
+def test_a_server_that_stops_reading_is_a_write_timeout(server, r):
+    """A command bigger than the socket buffers while the server is busy (a
+    script that spins for 3 s, reading nothing meanwhile): the write ends as a
+    TimeoutError, and the client then works. The kernel bounds each send(): a
+    first one that fills the buffers returns, the next one times out."""
+    import threading
+
+    spin = "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1e6 + (t[2] - t0[2]) > 3e6"
+    client = Redis.from_url(server.url, socket_timeout=0.5)
+    client.ping()
+    busy = threading.Thread(target=lambda: r.eval(spin, 0))
+    busy.start()
+    try:
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError, match="Timeout writing to"):
+            client.set("k", b"x" * 20_000_000)
+        assert time.monotonic() - started < 1.6  # two timeouts at most, well before the spin ends
+    finally:
+        busy.join()
+    assert client.psadd("q", "a", "v") == 1.0
+
+
 def test_an_unreachable_server_fails_fast():
     from psctl.launcher import free_port
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import pytest
+import redis
 from fast_depends import inject
 
 from psctl import AsyncRedis, AsyncRedisProvider, Redis, RedisProvider, Settings
@@ -103,6 +104,9 @@ def test_passwords_never_shown():
 def test_unix_and_tls_urls_make_the_right_pools():
     unix = sync_pool(Settings(url="unix:///tmp/psctl-test.sock"))
     tls = sync_pool(Settings(url="rediss://localhost:6390/0"))
-    assert unix.connection_class.__name__ == "UnixDomainSocketConnection"
-    assert tls.connection_class.__name__ == "SSLConnection"
+    assert issubclass(unix.connection_class, redis.UnixDomainSocketConnection)
+    assert unix.connection_class.__name__ == "TimedUnixDomainSocketConnection"  # kernel-bounded waits
+    assert tls.connection_class is redis.SSLConnection  # TLS keeps redis-py's own timeouts
+    assert sync_pool(Settings(url="redis://localhost:6390/0")).connection_class.__name__ == "TimedConnection"
+    assert sync_pool(Settings(host="localhost", port=6391)).connection_class.__name__ == "TimedConnection"
     assert sync_pool(Settings(url="unix:///tmp/psctl-test.sock")) is unix

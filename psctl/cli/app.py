@@ -93,7 +93,7 @@ class Session:
         except ValueError:  # REDIS_PORT=abc: reported already
             cluster = bool(self.cluster)
         keys = stream_keys(self.stream, cluster=cluster)
-        return ", ".join([*keys.all, keys.wake, REGISTRY])
+        return ", ".join([*keys.all_and_wake, REGISTRY])
 
     def close(self) -> None:
         if self._client is not None:
