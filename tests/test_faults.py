@@ -126,11 +126,15 @@ def test_waits_are_bounded_by_the_kernel_on_blocking_sockets(server, r):
         client.connection_pool.release(connection)
 
 
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
 @pytest.mark.parametrize("call", ["script", "command"])
-def test_a_silent_server_times_out_through_a_url_client(call):
+def test_a_silent_server_times_out_through_a_url_client(call, parser):
+    from redis._parsers import _RESP2Parser
+
     silent = SilentServer()
     try:
-        client = Redis.from_url(f"redis://127.0.0.1:{silent.port}/0", socket_timeout=0.4)
+        options = {"parser_class": _RESP2Parser} if parser == "python" else {}
+        client = Redis.from_url(f"redis://127.0.0.1:{silent.port}/0", socket_timeout=0.4, **options)
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError, match="Timeout reading from"):
             client.psadd("q", "a", "v") if call == "script" else client.pslen("q")
