@@ -31,17 +31,17 @@ SOCKET_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 5.0
 
 
-def safe_kwargs(kwargs: dict[str, Any], retry_class: type, url: str | None = None) -> dict[str, Any]:
+def safe_kwargs(kwargs: dict[str, Any], retry_class: type, scheme: str | None = None) -> dict[str, Any]:
     """``kwargs`` with psctl's defaults for whatever the caller left unset.
-    ``url``: a sync standalone client's URL, whose connections can then be
-    ``TimedConnection``s."""
+    ``scheme`` (``redis``, ``rediss`` or ``unix``): a sync standalone client's,
+    whose connections can then be ``TimedConnection``s."""
     if "connection_pool" in kwargs:
         return kwargs
     kwargs.setdefault("retry", retry_class(NoBackoff(), 0))
     kwargs.setdefault("socket_timeout", SOCKET_TIMEOUT)
     kwargs.setdefault("socket_connect_timeout", CONNECT_TIMEOUT)
-    if url is not None and "connection_class" not in kwargs and not kwargs.get("ssl"):
-        timed = _TIMED.get(url.partition("://")[0].lower())
+    if scheme is not None and "connection_class" not in kwargs and not kwargs.get("ssl"):
+        timed = _TIMED.get(scheme.lower())
         if timed is not None:
             kwargs["connection_class"] = timed
     return kwargs
@@ -119,5 +119,5 @@ class SafeConnections:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Any:
-        timed = url if cls._ps_timed else None
-        return super().from_url(url, **safe_kwargs(kwargs, cls._ps_retry_class, timed))  # type: ignore[misc]
+        scheme = url.partition("://")[0] if cls._ps_timed else None
+        return super().from_url(url, **safe_kwargs(kwargs, cls._ps_retry_class, scheme))  # type: ignore[misc]

@@ -144,6 +144,8 @@ def decode_keys(keys: Sequence[bytes | str]) -> list[str]:
 
 
 def check_count(count: Any, what: str = "count") -> int:
+    if type(count) is int and count >= 0:  # the common case, in every pull
+        return count
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"{what} must be a whole number >= 0, got {count!r}")
     return count
@@ -295,7 +297,7 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool) -> Plan:
 
 
 def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool) -> Plan:
-    args, _ = _encode_chunk(((key, value, score),), b"1" if readd else b"0")
+    args, _ = _encode_chunk(((key, value, score),), _flag(readd))
     born, new_score = yield Call(script("addone"), keys.all_and_wake, args)
     if born == 1:
         yield Command(("SADD", REGISTRY, keys.name))
@@ -306,15 +308,14 @@ def pull(keys: StreamKeys, count: int, purge: bool, gate: bool, expire_at: Any, 
     """One atomic pull; with ``block``, pulls again each time an add wakes it
     (or every ``POLL`` seconds, for items written with plain commands) until
     something comes or ``block`` seconds pass (0: no limit)."""
-    if count != 1 or type(count) is not int:
-        count = check_count(count)
+    count = check_count(count)
     mode, seconds = _expiry(expire_at)
-    deadline = None if block is None else _deadline(block)
+    deadline = _deadline(block)
     if count == 0:
         return {}
     one = count == 1 and purge  # the most common pull, with a script of its own
     if one:
-        call = Call(script("pullone"), keys.all, (b"1" if gate else b"0", mode, seconds))
+        call = Call(script("pullone"), keys.all, (_flag(gate), mode, seconds))
     else:
         call = Call(script("pull"), keys.all, (count, _flag(purge), _flag(gate), mode, seconds))
     while True:

@@ -174,9 +174,9 @@ def _make_cluster(settings: Settings, cls: Any) -> Any:
 def _make_pool(settings: Settings, module: Any) -> Any:
     from psctl.connections import safe_kwargs
 
-    sync = module.__name__ == "redis"
-    url = settings.url or ("rediss://" if settings.ssl else "redis://")
-    kwargs = safe_kwargs(settings.connection_kwargs(), module.retry.Retry, url if sync else None)
+    scheme = urlsplit(settings.url).scheme if settings.url else "rediss" if settings.ssl else "redis"
+    timed = module.__name__ == "redis"  # sync pools only
+    kwargs = safe_kwargs(settings.connection_kwargs(), module.retry.Retry, scheme if timed else None)
     if settings.url:
         return module.ConnectionPool.from_url(settings.url, **kwargs)
     if settings.ssl:
