@@ -217,6 +217,17 @@ def _argv_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def _listing(ctx: Any, name: str, limit: int | None, out: Output, rows: Callable[[Any, int | None], list[Any]]) -> None:
+    """Shows ``rows(client, limit)`` of a stream (``keys``, ``values``): every
+    one to a program, a screenful to a person unless ``--limit`` says, with a
+    caption counting the ones left out."""
+    shown = limit if limit is not None or not out.table else TERMINAL_ROWS
+    client = _session(ctx).client()
+    found = rows(client, shown)
+    caption = _more(client, name, len(found)) if out.table and len(found) == shown else None
+    out.show(found, caption=caption)
+
+
 def _more(client: Any, name: str, shown: int) -> str | None:
     more = client.pslen(name) - shown
     if more <= 0:
@@ -472,12 +483,11 @@ def keys(
 
     Example: psctl keys jobs --limit 10
     """
-    out = Output.choose(as_json, as_table)
-    shown = limit if limit is not None or not out.table else TERMINAL_ROWS
-    client = _session(ctx).client()
-    found = [scored(key, score) for key, score in client.pskeys(name, withscores=True, limit=shown)]
-    caption = _more(client, name, len(found)) if out.table and len(found) == shown else None
-    out.show(found, caption=caption)
+
+    def rows(client: Any, shown: int | None) -> list[Any]:
+        return [scored(key, score) for key, score in client.pskeys(name, withscores=True, limit=shown)]
+
+    _listing(ctx, name, limit, Output.choose(as_json, as_table), rows)
 
 
 @commands.command()
@@ -492,12 +502,11 @@ def values(
 
     Example: psctl values jobs --json | jq -r '.[].value'
     """
-    out = Output.choose(as_json, as_table)
-    shown = limit if limit is not None or not out.table else TERMINAL_ROWS
-    client = _session(ctx).client()
-    found = [item(key, value) for key, value in client.psvalues(name, limit=shown).items()]
-    caption = _more(client, name, len(found)) if out.table and len(found) == shown else None
-    out.show(found, caption=caption)
+
+    def rows(client: Any, shown: int | None) -> list[Any]:
+        return [item(key, value) for key, value in client.psvalues(name, limit=shown).items()]
+
+    _listing(ctx, name, limit, Output.choose(as_json, as_table), rows)
 
 
 @commands.command()
