@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,24 +119,27 @@ def backend(standalone_backend: Backend) -> Backend:
     return standalone_backend
 
 
-@pytest.fixture
-def r(backend: Backend) -> Iterator[Any]:
-    """A sync psctl client on a flushed database (every primary, on a cluster)."""
-    client = backend.sync()
+@contextmanager
+def flushed(client: Any) -> Iterator[Any]:
+    """``client``, its database flushed before and after; closed at the end."""
     client.flushdb()
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def r(backend: Backend) -> Iterator[Any]:
+    """A sync psctl client on a flushed database (every primary, on a cluster)."""
+    with flushed(backend.sync()) as client:
+        yield client
 
 
 @pytest.fixture
 def rc(cluster_backend: Backend) -> Iterator[Any]:
     """A sync psctl client on the flushed cluster, whatever ``backend`` is."""
-    client = cluster_backend.sync()
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with flushed(cluster_backend.sync()) as client:
+        yield client
 
 
 @pytest.fixture

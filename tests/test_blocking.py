@@ -72,15 +72,22 @@ def test_items_already_there_are_pulled_without_waiting(backend, r):
     assert time.monotonic() - started < 0.5
 
 
-def test_several_waiters_each_get_one_item(backend, r):
+def start_waiters(backend, count: int) -> tuple[list[threading.Thread], list[dict]]:
+    """``count`` threads, each in a ``pspull(block=5)`` of its own client;
+    what they pulled lands in the list."""
     results: list[dict] = []
 
     def wait():
         results.append(backend.sync().pspull("q", block=5))
 
-    threads = [threading.Thread(target=wait) for _ in range(4)]
+    threads = [threading.Thread(target=wait) for _ in range(count)]
     for t in threads:
         t.start()
+    return threads, results
+
+
+def test_several_waiters_each_get_one_item(backend, r):
+    threads, results = start_waiters(backend, 4)
     time.sleep(0.3)
     started = time.monotonic()
     backend.sync().psaddmany("q", [(f"k{i}", "v", 1) for i in range(4)])
@@ -97,14 +104,7 @@ def test_waiters_wake_for_single_adds_while_a_stale_token_waits(backend, r, k):
     client.psadd("q", "old", "v")
     assert client.pspull("q") == {"old": b"v"}
     assert r.llen(k("q").wake) == 1  # the stale token
-    results: list[dict] = []
-
-    def wait():
-        results.append(backend.sync().pspull("q", block=5))
-
-    threads = [threading.Thread(target=wait) for _ in range(2)]
-    for t in threads:
-        t.start()
+    threads, results = start_waiters(backend, 2)
     time.sleep(0.3)  # both have taken a token or are blocked
     started = time.monotonic()
     client.psadd("q", "a", "v")

@@ -34,6 +34,7 @@ from psctl.cli.errors import ExitStatus
 from psctl.launcher import ServerError, ServerProcess, find_binary, free_port, start_server
 from psctl.settings import Settings, sync_pool
 
+from .conftest import flushed
 from .test_cli import Cli, fake_embedded
 
 OPT_OUT = "pytest -m 'not tls'"
@@ -156,11 +157,8 @@ def tls_server(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture
 def tls(tls_server: TlsServer) -> Iterator[TlsServer]:
     """The TLS server, flushed."""
-    admin = tls_server.client()
-    admin.flushdb()
-    yield tls_server
-    admin.flushdb()
-    admin.close()
+    with flushed(tls_server.client()):
+        yield tls_server
 
 
 # -- TLS -----------------------------------------------------------------------------
