@@ -10,50 +10,67 @@
            WAKE_TOKENS, gone within a minute of the first
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
-  ARGV[2..] triples: item key, value, score increment (the exact decimal text
+  ARGV[2]  "1": the caller has registered the stream's name in :ps:keys. A
+           stream is only ever created after its name was registered, so that
+           a lost connection can never leave a stream that holds data out of
+           the registry (and out of psexpire).
+  ARGV[3..] triples: item key, value, score increment (the exact decimal text
            of a finite double, never "-0.0")
 
   Returns an array: [1] 1 when none of the stream's keys existed before this
-  call (the caller registers the name), else 0; then only the exceptions, as
-  pairs: the item's index (from 1) and its new score ("%.17g" text, exact) or
-  false when refused. An item not listed was a new key: its new score is its
+  call, else 0; or 2, and nothing else, when the stream does not exist and
+  ARGV[2] is not "1": nothing was written. Then only the exceptions, as pairs:
+  the item's index (from 1) and its new score ("%.17g" text, exact) or false
+  when refused. An item not listed was a new key: its new score is its
   increment. Duplicated keys are applied in order: values overwrite,
-  increments add up.
+  increments add up. A score that would not be finite fails the whole call
+  before anything is written.
 ]]
 local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local WAKE_TOKENS = 16
 -- @include batch
+-- @include keycheck
+-- @include score
 
 local readd = ARGV[1] == "1"
-local count = (#ARGV - 1) / 3
+local count = (#ARGV - 2) / 3
 local born = redis.call("EXISTS", values, scores, gated, cooling) == 0
+if born and ARGV[2] ~= "1" then return {2} end
 local reply = {born and 1 or 0}
 if count == 0 then return reply end
 
 local keys = {}
-for i = 1, count do keys[i] = ARGV[3 * i - 1] end
+for i = 1, count do keys[i] = ARGV[3 * i] end
 
-local refused = {}
-if readd then
-  call_in_slices("SREM", gated, keys)
-  call_in_slices("ZREM", cooling, keys)
-elseif not born then
-  if redis.call("EXISTS", gated) == 1 then
-    local is_gated = call_in_slices("SMISMEMBER", gated, keys)
-    for i = 1, count do
-      if is_gated[i] == 1 then refused[i] = true end
+-- every key is read before the first write
+local refused, current = {}, {}
+if not born then
+  expect(1, "hash")
+  local has_gates = redis.call("EXISTS", gated) == 1
+  local has_cool_downs = redis.call("EXISTS", cooling) == 1
+  if readd then
+    if has_gates then expect(3, "set") end
+    if has_cool_downs then expect(4, "zset") end
+  else
+    if has_gates then
+      expect(3, "set")
+      local is_gated = call_in_slices("SMISMEMBER", gated, keys)
+      for i = 1, count do
+        if is_gated[i] == 1 then refused[i] = true end
+      end
+    end
+    if has_cool_downs then
+      expect(4, "zset")
+      local cooldown = call_in_slices("ZMSCORE", cooling, keys)
+      for i = 1, count do
+        if cooldown[i] then refused[i] = true end
+      end
     end
   end
-  if redis.call("EXISTS", cooling) == 1 then
-    local cooldown = call_in_slices("ZMSCORE", cooling, keys)
-    for i = 1, count do
-      if cooldown[i] then refused[i] = true end
-    end
-  end
+  expect(2, "zset")
+  current = call_in_slices("ZMSCORE", scores, keys)
 end
-
-local current = {}
-if not born then current = call_in_slices("ZMSCORE", scores, keys) end
+local queued = checked(5, "list", "LLEN")
 
 -- HSET and ZADD apply repeated fields in order, the last one winning: so each
 -- occurrence of a key carries its running score and the last is the total
@@ -65,28 +82,31 @@ for i = 1, count do
     reply[#reply + 1] = false
   else
     local key = keys[i]
-    local increment = ARGV[3 * i + 1]
+    local increment = ARGV[3 * i + 2]
     local base = running[key] or current[i]
     local score = increment
     if base then
-      score = string.format("%.17g", tonumber(base) + tonumber(increment))
+      score = finite_score(tonumber(base) + tonumber(increment), key)
       reply[#reply + 1] = i
       reply[#reply + 1] = score
     end
     running[key] = score
-    hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[3 * i]
+    hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[3 * i + 1]
     zset_pairs[n + 1], zset_pairs[n + 2] = score, key
     n = n + 2
   end
 end
 
+if readd and not born then  -- (with readd nothing is refused: n > 0)
+  call_in_slices("SREM", gated, keys)
+  call_in_slices("ZREM", cooling, keys)
+end
 if n > 0 then
   call_in_slices("HSET", values, hash_pairs)
   call_in_slices("ZADD", scores, zset_pairs)
   -- a token per item, up to WAKE_TOKENS queued, so that as many waiting
   -- pullers wake. A full list is left alone (no write): a puller that blocks
   -- later finds a token at once and pulls again.
-  local queued = redis.call("LLEN", wake)
   local tokens = {}
   for i = 1, math.min(n / 2, WAKE_TOKENS - queued) do tokens[i] = "1" end
   if #tokens > 0 then

@@ -8,31 +8,51 @@
   KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (see add-5.lua)
 
   ARGV[1]  "1": re-add, clearing the key's gate and cool-down first
-  ARGV[2]  item key
-  ARGV[3]  value
-  ARGV[4]  score increment
+  ARGV[2]  "1": the caller has registered the stream's name (see add-5.lua)
+  ARGV[3]  item key
+  ARGV[4]  value
+  ARGV[5]  score increment
 
-  Returns {born, score}: born is 1 when none of the stream's keys existed
-  before this call (the caller registers the name), else 0; score is the new
-  score (exact text), or false when refused.
+  Returns {state, score}: state 1 when none of the stream's keys existed
+  before this call, else 0; or 2, with nothing written, when the stream does
+  not exist and ARGV[2] is not "1". score is the new score (exact text), or
+  false when the key is gated or cooling down.
 ]]
 local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local WAKE_TOKENS = 16
-local key = ARGV[2]
+-- @include keycheck
+-- @include score
+local readd, key = ARGV[1] == "1", ARGV[3]
 
 -- One EXISTS answers two questions: a key named n times counts n times, so
 -- with NAME:exc and NAME:exp named three times each, present = items + 3 * gates,
 -- where items (0-2) counts NAME:t and NAME:s, and gates (0-2) the other two.
 local present = redis.call("EXISTS", values, scores, gated, gated, gated, cooling, cooling, cooling)
-if ARGV[1] == "1" then
+if present == 0 and ARGV[2] ~= "1" then return {2, false} end
+
+-- every key is read before the first write
+if present >= 3 then
+  if readd then
+    expect(3, "set")
+    expect(4, "zset")
+  elseif checked(3, "set", "SISMEMBER", key) == 1 or checked(4, "zset", "ZSCORE", key) then
+    return {0, false}
+  end
+end
+local score = ARGV[5]
+if present > 0 then
+  expect(1, "hash")
+  local current = checked(2, "zset", "ZSCORE", key)
+  if current then score = finite_score(tonumber(current) + tonumber(score), key) end
+end
+local queued = checked(5, "list", "LLEN")
+
+if readd and present >= 3 then
   redis.call("SREM", gated, key)
   redis.call("ZREM", cooling, key)
-elseif present >= 3 and (redis.call("SISMEMBER", gated, key) == 1 or redis.call("ZSCORE", cooling, key)) then
-  return {0, false}
 end
-redis.call("HSET", values, key, ARGV[3])
-local score = redis.call("ZINCRBY", scores, ARGV[4], key)
-local queued = redis.call("LLEN", wake)
+redis.call("HSET", values, key, ARGV[4])
+redis.call("ZADD", scores, score, key)
 if queued < WAKE_TOKENS then
   redis.call("LPUSH", wake, "1")
   if queued == 0 then redis.call("EXPIRE", wake, 60) end  -- a new list

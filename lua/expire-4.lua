@@ -15,11 +15,14 @@
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- @include batch
+-- @include keycheck
 
 local limit = tonumber(ARGV[1])
 local now = redis.call("TIME")[1]
-local due = redis.call("ZRANGEBYSCORE", cooling, "-inf", now, "LIMIT", 0, limit)
+local due = checked(4, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, limit)
 if #due > 0 then
+  expect(1, "hash")
+  expect(2, "zset")
   call_in_slices("ZREM", cooling, due)
   call_in_slices("HDEL", values, due)
   call_in_slices("ZREM", scores, due)

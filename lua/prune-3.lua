@@ -12,9 +12,12 @@
 ]]
 local values, scores, gated = KEYS[1], KEYS[2], KEYS[3]
 -- @include batch
+-- @include keycheck
 
-local removed = redis.call("ZRANGEBYSCORE", scores, "-inf", ARGV[1])
+local removed = checked(2, "zset", "ZRANGEBYSCORE", "-inf", ARGV[1])
 if #removed == 0 then return removed end
+expect(1, "hash")
+if ARGV[2] == "1" then expect(3, "set") end
 redis.call("ZREMRANGEBYSCORE", scores, "-inf", ARGV[1])
 call_in_slices("HDEL", values, removed)
 if ARGV[2] == "1" then call_in_slices("SADD", gated, removed) end

@@ -9,8 +9,10 @@
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
 
   ARGV[1]  count, >= 1
-  ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, each
-           score becoming min(score, 0) - 1
+  ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, below
+           every item still waiting: with base = min(lowest score, 0), the
+           n-th pulled item's score becomes base - n (its order among the kept
+           items stays the pull order)
   ARGV[3]  "1": gate the pulled keys (add them to NAME:exc)
   ARGV[4]  cool-down: "none"; "in" (ARGV[5] seconds from the server's clock);
            "at" (ARGV[5] is a unix time). Stored rounded up to whole seconds.
@@ -20,11 +22,21 @@
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- @include batch
+-- @include keycheck
 -- @include cooldown
+-- @include score
 
 local count = tonumber(ARGV[1])
 local purge = ARGV[2] == "1"
+local gate = ARGV[3] == "1"
 local pulled, found = {}, {}
+
+-- every key is read before the first write
+expect(1, "hash")
+expect(2, "zset")
+if gate then expect(3, "set") end
+local at = cool_down_end(ARGV[4], ARGV[5])
+if at then expect(4, "zset") end
 
 -- appends a page's members that have a value; returns those that have none
 local n = 0
@@ -43,6 +55,13 @@ local function take(members, got)
   return orphans
 end
 
+-- the n-th score below `base` (2 ulps of base apart at least, so that even
+-- huge scores stay distinct and ordered)
+local function below(base, n)
+  local _, exponent = math.frexp(base)
+  return base - n * math.max(1, 2 ^ (exponent - 52))
+end
+
 if purge then
   while #pulled < count do
     local want = count - #pulled
@@ -57,22 +76,20 @@ if purge then
   end
 else
   -- Read first, write after: rewriting scores while paging would shift ranks.
+  local lowest = redis.call("ZRANGE", scores, 0, 0, "WITHSCORES")
+  local base = math.min(tonumber(lowest[2] or 0), 0)
   local offset, rescored, orphans = 0, {}, {}
   while #pulled < count do
     local want = count - #pulled
-    local page = redis.call("ZREVRANGE", scores, offset, offset + want - 1, "WITHSCORES")
+    local page = redis.call("ZREVRANGE", scores, offset, offset + want - 1)
     if #page == 0 then break end
-    offset = offset + #page / 2
-    local members = {}
-    for i = 1, #page, 2 do members[#members + 1] = page[i] end
-    local got = call_in_slices("HMGET", values, members)
-    for i = 1, #members do
-      if got[i] then
-        rescored[#rescored + 1] = string.format("%.17g", math.min(tonumber(page[2 * i]), 0) - 1)
-        rescored[#rescored + 1] = members[i]
-      end
-    end
-    for _, orphan in ipairs(take(members, got)) do orphans[#orphans + 1] = orphan end
+    offset = offset + #page
+    local got = call_in_slices("HMGET", values, page)
+    for _, orphan in ipairs(take(page, got)) do orphans[#orphans + 1] = orphan end
+  end
+  for i = 1, n do
+    rescored[2 * i - 1] = finite_score(below(base, i), pulled[i])
+    rescored[2 * i] = pulled[i]
   end
   if #orphans > 0 then call_in_slices("ZREM", scores, orphans) end
   if #rescored > 0 then call_in_slices("ZADD", scores, rescored) end
@@ -80,9 +97,8 @@ end
 
 if #pulled == 0 then return {} end
 
-if ARGV[3] == "1" then call_in_slices("SADD", gated, pulled) end
+if gate then call_in_slices("SADD", gated, pulled) end
 
-local at = cool_down_end(ARGV[4], ARGV[5])
 if at then
   local entries = {}
   for i = 1, #pulled do

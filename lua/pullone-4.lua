@@ -15,17 +15,24 @@
   Returns {key, value}; {} when nothing was pulled.
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- @include keycheck
 -- @include cooldown
+
+-- every key is read before the first write (ZPOPMAX)
+expect(1, "hash")
+local gate = ARGV[1] == "1"
+if gate then expect(3, "set") end
+local at = cool_down_end(ARGV[2], ARGV[3])
+if at then expect(4, "zset") end
 
 local key, value
 repeat
-  local popped = redis.call("ZPOPMAX", scores)
+  local popped = checked(2, "zset", "ZPOPMAX")
   if #popped == 0 then return {} end
   key = popped[1]
   value = redis.call("HGET", values, key)
 until value  -- an orphan (no value) is dropped and not counted
 redis.call("HDEL", values, key)
-if ARGV[1] == "1" then redis.call("SADD", gated, key) end
-local at = cool_down_end(ARGV[2], ARGV[3])
+if gate then redis.call("SADD", gated, key) end
 if at then redis.call("ZADD", cooling, at, key) end
 return {key, value}

@@ -12,11 +12,15 @@
 ]]
 local values, scores, gated = KEYS[1], KEYS[2], KEYS[3]
 -- @include batch
+-- @include keycheck
 
 local gate = ARGV[1] == "1"
 local keys = {}
 for i = 2, #ARGV do keys[#keys + 1] = ARGV[i] end
 if #keys == 0 then return 0 end
+expect(1, "hash")
+expect(2, "zset")
+if gate then expect(3, "set") end
 local removed = call_in_slices("ZREM", scores, keys)
 call_in_slices("HDEL", values, keys)
 if gate then call_in_slices("SADD", gated, keys) end

@@ -11,9 +11,11 @@
 ]]
 local scores, values = KEYS[1], KEYS[2]
 -- @include batch
+-- @include keycheck
 
-local members = redis.call("ZREVRANGE", scores, 0, ARGV[1])
+local members = checked(1, "zset", "ZREVRANGE", 0, ARGV[1])
 if #members == 0 then return {} end
+expect(2, "hash")
 local found = call_in_slices("HMGET", values, members)
 local reply = {}
 for i, key in ipairs(members) do

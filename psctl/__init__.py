@@ -18,6 +18,9 @@ _EXPORTS = {
     "RedisProvider": "psctl.providers",
     "AsyncRedisProvider": "psctl.providers",
     "Settings": "psctl.settings",
+    "StopWaiting": "psctl.operations",
+    "PsctlError": "psctl.errors",
+    "InvalidArgument": "psctl.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from psctl.client import AsyncRedis, Redis
     from psctl.cluster import AsyncRedisCluster, RedisCluster
     from psctl.providers import AsyncRedisProvider, RedisProvider
+    from psctl.errors import InvalidArgument, PsctlError
+    from psctl.operations import StopWaiting
     from psctl.settings import Settings
 
 

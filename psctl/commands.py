@@ -28,9 +28,13 @@ class PrioritizedStreamCommands:
         """Adds an item, or adds ``score`` to its score; ``None`` when its key is gated or cooling down."""
         return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd))
 
-    def psaddmany(self, name: str, items: Iterable[Any], readd: bool = False) -> Any:
-        """``psadd`` for many ``(key, value, score)`` items, about a thousand per script call."""
-        return self._ps_run(op.add(self._ps_keys(name), items, readd))
+    def psaddmany(self, name: str, items: Iterable[Any], readd: bool = False, *, summary: bool = False) -> Any:
+        """``psadd`` for many ``(key, value, score)`` items, about a thousand per script call.
+
+        Returns each item's new score (``None`` when refused); with ``summary``,
+        only ``{"added": n, "refused": m}``, in memory that does not grow with
+        the input."""
+        return self._ps_run(op.add(self._ps_keys(name), items, readd, summary))
 
     def pspull(
         self,
@@ -40,12 +44,14 @@ class PrioritizedStreamCommands:
         gate: bool = False,
         expire_at: timedelta | datetime | None = DAY,
         block: float | None = None,
+        stop: Any = None,
     ) -> Any:
         """Atomically takes up to ``count`` of the highest-scored items: ``{key: value}`` in pull order.
 
         ``block``: when the stream is empty, wait up to that many seconds (0: no
-        limit) for an item, then pull as usual; ``{}`` when none came."""
-        return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at, block))
+        limit) for an item, then pull as usual; ``{}`` when none came. ``stop``
+        (a ``psctl.StopWaiting`` or a ``threading.Event``) ends the wait early."""
+        return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at, block, stop))
 
     def pskeys(self, name: str, withscores: bool = False, limit: int | None = None) -> Any:
         """Item keys, highest score first; ``(key, score)`` pairs with ``withscores``."""

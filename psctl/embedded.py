@@ -10,11 +10,26 @@ its own in the user's state folder (``$XDG_STATE_HOME/psctl``, by default
     server.lock                held while a server is started or stopped
     appendonlydir/             the data: an append-only file, fsynced every second
 
-``ensure_server()`` runs before every command that uses it, so its warm path is
-one stat and one PING on the socket. Starting happens under ``flock`` on
-``server.lock`` and probes again once the lock is held, so that concurrent
-first commands start exactly one server. The server daemonizes itself: it
-outlives the command that started it and keeps none of its files open.
+The folder is trusted only when it is the user's own, a real folder (not a
+symbolic link) with mode 0700, and everything psctl uses in it is the user's
+own and no symbolic link: otherwise another user could have planted a socket,
+a log or a data folder there while it was open. psctl refuses such a folder
+(as ssh and tmux refuse theirs) and never changes its mode itself. Before a
+byte goes to the socket, the kernel says who listens on it (``SO_PEERCRED``);
+the only process psctl ever signals is that one, or one that the pid file
+names and that is a server of this user working in this folder.
+
+``ensure_server()`` runs before every command that uses it, so its warm path
+is a few ``lstat`` calls and one PING on the socket. Starting happens under
+``flock`` on ``server.lock`` and probes again once the lock is held, so that
+concurrent first commands start exactly one server. The server daemonizes
+itself: it outlives the command that started it and keeps none of its files
+open.
+
+A server that cannot write its append-only file (a full disk) answers every
+change, and even PING, with ``MISCONF``: it is running, reads work, and
+stopping it would lose what it holds only in memory, so ``stop()`` refuses
+unless forced. It recovers by itself once it can write again.
 
 This module does not import redis-py until ``status()`` / ``stop()`` need it.
 """
@@ -23,7 +38,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import stat
+import struct
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,12 +49,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from psctl.errors import ServerError
 from psctl.launcher import (
-    ServerError,
     check_socket_path,
     find_binary,
     is_server_process,
-    ping_unix,
     pid_running,
     read_pid,
     server_version,
@@ -44,29 +61,35 @@ from psctl.launcher import (
     stop_pid,
 )
 
-__all__ = ["ServerError", "ensure_server", "state_dir", "status", "stop"]
+__all__ = ["ServerError", "ensure_server", "problem", "state_dir", "status", "stop"]
 
 SOCKET = "redis.sock"
 PIDFILE = "server.pid"
 LOCKFILE = "server.lock"
+LOG = "server.log"
+DATA = "appendonlydir"
 
 LOCK_TIMEOUT = 60  # seconds to wait for another psctl starting or stopping the server
 BUSY_TIMEOUT = 10  # seconds to wait for a live server that does not answer (shutting down)
+PROBE_TIMEOUT = 0.5  # seconds a PING on the socket may take
+
+_problem: str | None = None  # what the last probe in this process found wrong, if anything
 
 
 def state_dir() -> Path:
-    """The embedded server's folder, created private (0700) if missing and made
-    private if it exists with a looser mode."""
+    """The embedded server's folder, created private (0700) if missing;
+    ``ServerError`` when it exists but cannot be trusted (see the module's
+    docstring)."""
     folder = _state_path()
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = folder.stat()
-        if info.st_uid != os.geteuid():
-            raise ServerError(f"{folder} belongs to another user: set XDG_STATE_HOME to a folder of your own")
-        if stat.S_IMODE(info.st_mode) != 0o700:
-            folder.chmod(0o700)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
     except OSError as exc:
         raise ServerError(f"cannot use {folder} for the embedded server: {exc.strerror or exc}") from None
+    _check_folder(folder)
     return folder
 
 
@@ -75,13 +98,29 @@ def ensure_server() -> str:
     sock = _socket_path(_state_path())  # a path too long fails before anything is created
     folder = state_dir()
     url = f"unix://{quote(str(sock))}"
-    if ping_unix(sock):
+    if _probe(sock).alive:
         return url
     with _locked(folder):
-        if ping_unix(sock):  # started by another command while we waited for the lock
+        if _probe(sock).alive:  # started by another command while we waited for the lock
             return url
         _start(folder, sock)
     return url
+
+
+def running_url() -> str | None:
+    """The URL of the embedded server when it runs; starts and creates nothing."""
+    folder = _state_path()
+    if not folder.exists():
+        return None
+    _check_folder(folder)
+    sock = folder / SOCKET
+    return f"unix://{quote(str(sock))}" if _probe(sock).alive else None
+
+
+def problem() -> str | None:
+    """What the last check of the server in this process found wrong with it
+    (it cannot save to disk, say), for a notice; None when nothing."""
+    return _problem
 
 
 def status() -> dict[str, Any]:
@@ -96,18 +135,22 @@ def status() -> dict[str, Any]:
         "binary": None,
         "version": None,
         "memory": None,
+        "persistence": None,
     }
-    info = _info(sock)
-    if info is not None:
-        found.update(
-            running=True,
-            pid=info.get("process_id"),
-            binary=info.get("executable") or None,
-            version=str(info.get("valkey_version") or info.get("redis_version") or "") or None,
-            memory=info.get("used_memory_human"),
-        )
-    else:
-        found["pid"] = _live_pid(folder)  # a server that does not answer (yet), if any
+    if folder.exists():
+        _check_folder(folder)
+        probe = _probe(sock)
+        info = _info(sock) if probe.alive else None
+        if probe.alive:
+            found.update(running=True, pid=probe.pid, persistence="ok" if probe.problem is None else probe.problem)
+        if info is not None:
+            found.update(
+                binary=info.get("executable") or None,
+                version=str(info.get("valkey_version") or info.get("redis_version") or "") or None,
+                memory=info.get("used_memory_human"),
+            )
+        elif not probe.alive:
+            found["pid"] = _live_pid(folder)  # a server that does not answer (yet), if any
     if found["binary"] is None:
         try:
             found["binary"] = str(find_binary())
@@ -121,19 +164,34 @@ def status() -> dict[str, Any]:
     return found
 
 
-def stop() -> dict[str, Any]:
+def stop(force: bool = False) -> dict[str, Any]:
     """Stops the embedded server (SIGTERM: a clean shutdown that flushes the
-    append-only file) and waits for it to exit. Nothing to do is not an error."""
+    append-only file) and waits for it to exit. Nothing to do is not an error.
+    A server that cannot save to disk is not stopped unless ``force``: it
+    holds changes that are only in its memory."""
     folder = _state_path()
-    if not folder.is_dir():
+    if not folder.exists():
         return {"stopped": False, "pid": None}
+    _check_folder(folder)
     with _locked(folder):
-        info = _info(folder / SOCKET)
-        pid = info.get("process_id") if info is not None else _live_pid(folder)
+        probe = _probe(folder / SOCKET)
+        if probe.alive:
+            if probe.problem is not None and not force:
+                raise ServerError(
+                    f"not stopping the embedded server: {probe.problem}, and stopping it now would lose the "
+                    f"changes it holds only in memory. Free disk space in {folder} (it resumes by itself), "
+                    "then stop it; or stop it anyway with --force"
+                )
+            pid = probe.pid
+        else:
+            pid = _live_pid(folder)
         if pid is not None:
             stop_pid(int(pid), timeout=30)
         _clean(folder)
     return {"stopped": pid is not None, "pid": pid}
+
+
+# -- the folder ----------------------------------------------------------------
 
 
 def _state_path() -> Path:
@@ -146,6 +204,56 @@ def _state_path() -> Path:
     return Path(base) / "psctl"
 
 
+def _check_folder(folder: Path) -> None:
+    """Refuses a folder, or anything psctl uses in it, that another user could
+    have planted or could change (see the module's docstring)."""
+    try:
+        info = os.lstat(folder)
+    except OSError as exc:
+        raise ServerError(f"cannot use {folder} for the embedded server: {exc.strerror or exc}") from None
+    me = os.geteuid()
+    if stat.S_ISLNK(info.st_mode):
+        raise ServerError(
+            f"{folder} is a symbolic link: psctl keeps its server only in a real folder of its own "
+            "(set XDG_STATE_HOME to another place)"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise ServerError(f"{folder} is not a folder: move it away, or set XDG_STATE_HOME to another place")
+    if info.st_uid != me:
+        raise ServerError(
+            f"{folder} belongs to another user (uid {info.st_uid}): set XDG_STATE_HOME to a folder of your own"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode != 0o700:
+        raise ServerError(
+            f"{folder} has mode {mode:04o}, not 0700: while others could write there they could have planted "
+            f"a socket or files for the embedded server. If you trust all that is in it, chmod 700 {folder}; "
+            "else move it away"
+        )
+    for name, kind in ((SOCKET, stat.S_ISSOCK), (PIDFILE, stat.S_ISREG), (LOCKFILE, stat.S_ISREG),
+                       (LOG, stat.S_ISREG), (DATA, stat.S_ISDIR)):  # fmt: skip
+        _check_entry(folder / name, kind, me)
+    data = folder / DATA
+    if data.is_dir():
+        if stat.S_IMODE(os.lstat(data).st_mode) & 0o022:
+            raise ServerError(f"{data} may be written by others: psctl will not use it (chmod 700 it if you trust it)")
+        for entry in os.scandir(data):
+            _check_entry(Path(entry.path), stat.S_ISREG, me)
+
+
+def _check_entry(path: Path, kind: Any, me: int) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise ServerError(f"{path} is a symbolic link: psctl never follows one in its folder; remove it")
+    if info.st_uid != me:
+        raise ServerError(f"{path} belongs to another user (uid {info.st_uid}): psctl will not use it; remove it")
+    if not kind(info.st_mode):
+        raise ServerError(f"{path} is not what psctl keeps there: move it away")
+
+
 def _socket_path(folder: Path) -> Path:
     sock = folder / SOCKET
     try:
@@ -155,27 +263,100 @@ def _socket_path(folder: Path) -> Path:
     return sock
 
 
+# -- the socket ------------------------------------------------------------------
+
+
+class _Probe:
+    """What the socket said: ``alive`` when a server answered, the ``pid`` of
+    the process listening, and ``problem`` when it answered that it cannot
+    save its data."""
+
+    __slots__ = ("alive", "pid", "problem")
+
+    def __init__(self, alive: bool = False, pid: int | None = None, problem: str | None = None) -> None:
+        self.alive, self.pid, self.problem = alive, pid, problem
+
+
+def _probe(sock: Path) -> _Probe:
+    """Asks the kernel who listens on ``sock`` and, when it is a process of
+    this user, sends it PING. ``ServerError`` when another user's process
+    listens there: it gets nothing at all."""
+    global _problem
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(PROBE_TIMEOUT)
+        try:
+            conn.connect(str(sock))
+        except OSError:
+            return _Probe()
+        pid, uid = _peer(conn, sock)
+        if uid != os.geteuid():
+            raise ServerError(
+                f"{sock} is served by a process of another user (uid {uid}, pid {pid}); psctl sent it "
+                "nothing. Stop that process or remove the socket"
+            )
+        try:
+            conn.sendall(b"PING\r\n")
+            answer = conn.recv(512)
+        except OSError:
+            return _Probe(pid=pid)
+    if answer.startswith((b"+PONG", b"-NOAUTH", b"-LOADING")):
+        _problem = None
+        return _Probe(True, pid)
+    if answer.startswith(b"-MISCONF"):  # alive, but it cannot write its data
+        reason = answer[1:].split(b"\r\n", 1)[0].decode("utf-8", "replace")
+        _problem = f"it cannot save its data to disk ({reason})"
+        return _Probe(True, pid, _problem)
+    return _Probe(pid=pid)
+
+
+def _peer(conn: socket.socket, sock: Path) -> tuple[int | None, int]:
+    """The pid and uid of the process listening on a connected unix socket."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux
+        pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        return pid, uid
+    return None, os.lstat(sock).st_uid  # elsewhere: who made the socket file
+
+
+# -- starting and stopping ----------------------------------------------------------
+
+
 def _start(folder: Path, sock: Path) -> None:
     """Starts the server; the caller holds the lock and found no server answering."""
     pid = _live_pid(folder)
     if pid is not None:  # alive but silent: shutting down, or hung
         deadline = time.monotonic() + BUSY_TIMEOUT
         while pid_running(pid) and time.monotonic() < deadline:
-            if ping_unix(sock):
+            if _probe(sock).alive:
                 return
             time.sleep(0.02)
         if pid_running(pid):
             raise ServerError(
-                f"the embedded server (pid {pid}) does not answer on {sock}: stop it with `psctl server stop`"
+                f"the embedded server (pid {pid}) runs but does not answer on {sock}; its log is {folder / LOG}"
             )
     _clean(folder)
     start_daemon(folder, unixsocket=sock, pidfile=folder / PIDFILE)
 
 
 def _live_pid(folder: Path) -> int | None:
-    """The pid in the pid file, when that process is still a running server."""
+    """The pid in the pid file, when that process is a running server of this
+    user working in this folder: the file's word alone is never enough."""
     pid = read_pid(folder / PIDFILE)
-    return pid if pid is not None and is_server_process(pid, folder) else None
+    if pid is None or not is_server_process(pid, folder) or _owner(pid) != os.geteuid():
+        return None
+    return pid
+
+
+def _owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        pass
+    if sys.platform.startswith("linux"):
+        return None
+    import subprocess
+
+    out = subprocess.run(["ps", "-p", str(pid), "-o", "uid="], capture_output=True, text=True).stdout.strip()
+    return int(out) if out.isdigit() else None
 
 
 def _clean(folder: Path) -> None:
@@ -189,7 +370,7 @@ def _clean(folder: Path) -> None:
 
 @contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    fd = os.open(folder / LOCKFILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(folder / LOCKFILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
@@ -209,9 +390,7 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _info(sock: Path) -> dict[str, Any] | None:
-    """INFO from the server on ``sock``, or None when nothing answers there."""
-    if not ping_unix(sock):
-        return None
+    """INFO from the server on ``sock`` (checked by ``_probe`` first), or None."""
     import redis
 
     try:

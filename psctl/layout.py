@@ -2,9 +2,24 @@
 
 On a standalone server a stream NAME lives in ``NAME:t``, ``NAME:s``,
 ``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. Beside
-them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls. In
-Redis Cluster a name without a hash tag is wrapped in one (``{NAME}:t``, ...),
-so that a stream's keys share a slot and each script runs on one node.
+them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls.
+
+In Redis Cluster every key of a stream must hash to one slot, and two names
+must never share a key:
+
+- a name without braces is wrapped: ``jobs`` -> ``{jobs}:t`` (SPEC §1);
+- a name with braces is prefixed with a tag of its own: its hash tag when it
+  has one, so that ``{tenant-7}:jobs`` -> ``{tenant-7}{tenant-7}:jobs:t``
+  still shares a node with every other ``{tenant-7}`` stream; else its text
+  without the braces (``}jobs`` -> ``{jobs}}jobs:t``), or ``_``.
+
+The prefix ends at its first ``}`` and the name follows whole, so the name can
+be read back from any of its keys (no two names share one), and a wrapped
+brace-free name (two braces) never equals a prefixed one (three or more).
+
+A name that is not UTF-8 (as psctl hands such names back: ``str`` with
+surrogate escapes) gets its keys as ``bytes``, so that they reach the server
+byte for byte.
 """
 
 from __future__ import annotations
@@ -14,34 +29,51 @@ from functools import lru_cache
 
 REGISTRY = ":ps:keys"
 
+Key = str | bytes
+
 
 @dataclass(frozen=True, slots=True)
 class StreamKeys:
     name: str
-    values: str  # hash: item key -> value
-    scores: str  # sorted set: item key -> score
-    gated: str  # set: keys refused until re-added
-    cooling: str  # sorted set: key -> unix time its cool-down ends
-    wake: str  # list: wake-up tokens for blocked pullers (an extra beside the four)
+    member: Key  # the name as the registry holds it
+    values: Key  # hash: item key -> value
+    scores: Key  # sorted set: item key -> score
+    gated: Key  # set: keys refused until re-added
+    cooling: Key  # sorted set: key -> unix time its cool-down ends
+    wake: Key  # list: wake-up tokens for blocked pullers (an extra beside the four)
 
     @property
-    def all(self) -> tuple[str, str, str, str]:
+    def all(self) -> tuple[Key, Key, Key, Key]:
         """The four keys of SPEC §1, in the order every 4-key script takes them."""
         return (self.values, self.scores, self.gated, self.cooling)
 
     @property
-    def all_and_wake(self) -> tuple[str, str, str, str, str]:
+    def all_and_wake(self) -> tuple[Key, Key, Key, Key, Key]:
         """``all`` and the wake-up list: the keys of the add scripts."""
         return (self.values, self.scores, self.gated, self.cooling, self.wake)
 
 
-def has_hash_tag(name: str) -> bool:
-    """True when Redis Cluster would hash only part of ``name`` (a non-empty ``{...}``)."""
+def hash_tag(name: str) -> str | None:
+    """What Redis Cluster hashes of ``name`` when that is only part of it: the
+    text between its first ``{`` and the first ``}`` after it, if not empty."""
     start = name.find("{")
     if start < 0:
-        return False
+        return None
     end = name.find("}", start + 1)
-    return end > start + 1
+    return name[start + 1 : end] if end > start + 1 else None
+
+
+def has_hash_tag(name: str) -> bool:
+    """True when Redis Cluster would hash only part of ``name`` (a non-empty ``{...}``)."""
+    return hash_tag(name) is not None
+
+
+def cluster_base(name: str) -> str:
+    """The prefix of a stream's keys in a cluster (see the module's docstring)."""
+    if "{" not in name and "}" not in name:
+        return f"{{{name}}}"
+    tag = hash_tag(name) or name.replace("{", "").replace("}", "") or "_"
+    return f"{{{tag}}}{name}"
 
 
 def stream_keys(name: str, *, cluster: bool = False) -> StreamKeys:
@@ -52,5 +84,11 @@ def stream_keys(name: str, *, cluster: bool = False) -> StreamKeys:
 
 @lru_cache(maxsize=1024)  # built for every call: a service uses a few names over and over
 def _stream_keys(name: str, cluster: bool) -> StreamKeys:
-    base = f"{{{name}}}" if cluster and not has_hash_tag(name) else name
-    return StreamKeys(name, f"{base}:t", f"{base}:s", f"{base}:exc", f"{base}:exp", f"{base}:wake")
+    base = cluster_base(name) if cluster else name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # not UTF-8: its bytes, as they were given
+        raw = base.encode("utf-8", "surrogateescape")
+        member = name.encode("utf-8", "surrogateescape")
+        return StreamKeys(name, member, raw + b":t", raw + b":s", raw + b":exc", raw + b":exp", raw + b":wake")
+    return StreamKeys(name, name, f"{base}:t", f"{base}:s", f"{base}:exc", f"{base}:exp", f"{base}:wake")

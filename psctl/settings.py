@@ -11,24 +11,66 @@ every ``repr``.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
+
+from psctl.errors import InvalidArgument
 
 _TRUE = {"1", "true", "yes", "on"}
 
 
+SCHEMES = ("redis", "rediss", "unix")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
+    """The URL with any password replaced by ``***``: whatever follows the
+    first ``:`` of the user information (up to the last ``@``), so that even a
+    password holding an unescaped ``#``, ``?`` or ``/`` is hidden whole, and a
+    ``password=`` query parameter."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        userinfo, at, host = rest.rpartition("@")
+        if at and ":" in userinfo:
+            rest = f"{userinfo.partition(':')[0]}:***@{host}"
+        url = f"{scheme}{sep}{rest}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def check_url(url: str) -> None:
+    """Refuses a URL redis-py would misread or fail on, with a message that
+    holds no part of it beyond its scheme (a password could be anywhere in a
+    malformed one)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        shown = f" starting with {scheme!r}" if sep and len(scheme) < 20 else ""
+        raise InvalidArgument(f"a server URL starts with redis://, rediss:// or unix://; got one{shown}")
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+    if scheme.lower() != "unix":
+        userinfo, at, _ = rest.rpartition("@")
+        if at and "@" not in parts.netloc or any(c in userinfo for c in "/?#"):
+            raise InvalidArgument(
+                "the URL's user name or password holds a character a URL reserves ('/', '?', '#' or '@'): "
+                "write them as %2F, %3F, %23 and %40, or give the password in REDIS_PASSWORD"
+            )
+        try:
+            parts.port
+        except ValueError:
+            raise InvalidArgument("the URL's port is not a number from 0 to 65535") from None
+    names = parse_qs(parts.query, keep_blank_values=True)
+    if not names:
+        return
+    from psctl._redispy import url_parameters  # (redis-py: only for a URL with parameters)
+
+    for name in names:
+        if name not in url_parameters():
+            hint = ": for TLS, use a rediss:// URL" if name.lower() in ("ssl", "tls") else ""
+            raise InvalidArgument(f"the URL parameter {name!r} is not one redis-py takes{hint}")
 
 
 @dataclass(frozen=True)
@@ -77,6 +119,8 @@ class Settings:
                 chosen["url"] = env["REDIS_URL"]
             else:
                 chosen.update(_from_env(env))
+        if "url" in chosen:
+            check_url(chosen["url"])
         return replace(cls(options=options), **chosen)
 
     def connection_kwargs(self) -> dict[str, Any]:
@@ -98,7 +142,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
         if env.get("REDIS_DB"):
             found["db"] = int(env["REDIS_DB"])
     except ValueError as exc:
-        raise ValueError(f"REDIS_PORT and REDIS_DB must be whole numbers ({exc})") from None
+        raise InvalidArgument(f"REDIS_PORT and REDIS_DB must be whole numbers ({exc})") from None
     if env.get("REDIS_USERNAME"):
         found["username"] = env["REDIS_USERNAME"]
     if env.get("REDIS_PASSWORD"):

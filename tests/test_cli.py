@@ -5,6 +5,7 @@ the library."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import threading
@@ -482,7 +483,8 @@ def fake_embedded(url: str) -> types.ModuleType:
         "running": True, "pid": 42, "socket": "/s/redis.sock", "data_dir": "/s", "binary": "/b/valkey-server",
         "version": "9.1.2", "memory": "1.00M",
     }  # fmt: skip
-    module.stop = lambda: {"stopped": True, "pid": 42}  # type: ignore[attr-defined]
+    module.stop = lambda force=False: {"stopped": True, "pid": 42}  # type: ignore[attr-defined]
+    module.problem = lambda: None  # type: ignore[attr-defined]
     return module
 
 
@@ -647,3 +649,81 @@ def test_cluster_mode_end_to_end(cluster: Any) -> None:
     finally:
         client.flushdb()
         client.close()
+
+
+# -- issue 11: passwords with characters a URL reserves (point 9) ---------------------
+
+
+@pytest.mark.parametrize("password", ["Zq7#Xw9k", "Zq7?Xw9k", "Zq7/Xw9k", "Zq7#Xw9k?Vb3/Np4", "Zq7@Xw9k:Vb3"])
+def test_no_fragment_of_a_password_is_ever_printed(cli: Cli, password: str) -> None:
+    url = f"redis://someone:{password}@127.0.0.1:{free_port()}/0"
+    fragments = [part for part in re.split(r"[#?/@:]", password) if part]
+    for args, env in (
+        (["--url", url, "len", "jobs"], {}),
+        (["--debug", "--url", url, "len", "jobs"], {}),
+        (["len", "jobs"], {"REDIS_URL": url}),
+        (["--debug", "len", "jobs"], {"REDIS_URL": url}),
+        (["--url", url, "server", "status"], {}),
+    ):
+        done = cli(*args, env=env)
+        assert done.exit_code in (ExitStatus.SERVER, ExitStatus.USAGE, 0), done.stderr
+        shown = done.stdout + done.stderr
+        for fragment in fragments:
+            assert fragment not in shown, (args, shown)
+
+
+def test_a_library_error_about_a_url_holds_no_password() -> None:
+    from psctl.settings import Settings
+
+    for url in ("redis://u:Zq7#Xw9k@host:6379/0", "redis://u:Zq7/Xw9k@host:6379/0", "redis://u:Zq7Xw9k@host:port/0"):
+        with pytest.raises(ValueError) as raised:
+            Settings.resolve({}, url=url)
+        assert "Zq7" not in str(raised.value) and "Xw9k" not in str(raised.value)
+
+
+# -- issue 11: small things (point 15) ---------------------------------------------------
+
+
+def test_a_url_parameter_redis_py_does_not_take_is_bad_usage(cli: Cli) -> None:
+    message = cli.fails(ExitStatus.USAGE, "--url", f"redis://127.0.0.1:{free_port()}/0?ssl=true", "len", "jobs")
+    assert "ssl" in message and "rediss://" in message
+
+
+def test_a_count_beyond_what_the_server_takes_is_bad_usage(cli: Cli, r: Any) -> None:
+    message = cli.fails(ExitStatus.USAGE, "pull", "jobs", "--count", "100000000000000")
+    assert "--count" in message or "count" in message
+    cli.fails(ExitStatus.USAGE, "keys", "jobs", "--limit", "100000000000000")
+
+
+def test_a_stream_name_that_is_not_utf8_works(cli: Cli, r: Any) -> None:
+    name = b"bin\xff".decode("utf-8", "surrogateescape")  # as Python hands over such an argument
+    assert cli.ok("add", name, "k", "v") == {"key": "k", "added": True, "score": 1.0}
+    assert cli.ok("len", name)["length"] == 1
+    assert r.hget(b"bin\xff:t", "k") == b"v"
+    assert cli.ok("pull", name) == [{"key": "k", "value": "v"}]
+
+
+# -- issue 11: JSON output is strict JSON (point 13) ------------------------------------
+
+
+def strict_json(text: str) -> Any:
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_an_add_that_would_overflow_is_refused(cli: Cli, r: Any) -> None:
+    assert cli.ok("add", "jobs", "big", "v", "--score", "1.7e308")["score"] == 1.7e308
+    message = cli.fails(ExitStatus.USAGE, "add", "jobs", "big", "v", "--score", "1.7e308")
+    assert "finite" in message or "overflow" in message
+    assert r.zscore("jobs:s", "big") == 1.7e308
+
+
+def test_infinite_scores_written_by_other_tools_still_give_strict_json(cli: Cli, r: Any) -> None:
+    r.hset("jobs:t", mapping={"up": "1", "down": "2"})
+    r.zadd("jobs:s", {"up": float("inf"), "down": float("-inf")})
+    done = cli("keys", "jobs", "--json")
+    found = strict_json(done.stdout)
+    assert [row["key"] for row in found] == ["up", "down"]
+    assert json.loads(done.stdout)[0]["score"] == float("inf")  # and read back as the infinity it is

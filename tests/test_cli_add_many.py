@@ -359,8 +359,10 @@ def test_no_progress_bar_unless_stderr_is_a_terminal(
 def test_a_server_failure_midway_says_how_far_it_got(
     cli: Cli, r: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The connection fails as the reply to the third script call is read: two
-    chunks are known to be written, the third ran but its reply was lost."""
+    """The connection fails as the reply to the third chunk's script call is
+    read: two chunks are known to be written, the third ran but its reply was
+    lost. (The first call of a new stream writes nothing and asks for the
+    name to be registered first: it is the fourth call.)"""
     from redis.connection import AbstractConnection
     from redis.exceptions import ConnectionError
 
@@ -378,7 +380,7 @@ def test_a_server_failure_midway_says_how_far_it_got(
 
     def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
         reply = read(self, *args, **kwargs)
-        if sent[-1] == "EVALSHA" and sent.count("EVALSHA") == 3:
+        if sent[-1] == "EVALSHA" and sent.count("EVALSHA") == 4:
             raise ConnectionError("Connection reset by peer")
         return reply
 
@@ -426,3 +428,24 @@ def test_the_spool_gives_back_what_was_added(tmp_path: Path, monkeypatch: pytest
         assert spool.count == len(items)
         assert list(spool.items()) == items
         assert list(spool.items()) == items  # read again from the start
+
+
+def test_a_pipe_given_as_a_file_is_read_without_seeking(cli: Cli, r: Any, tmp_path: Path) -> None:
+    """``psctl add-many jobs <(cmd)``: a FIFO, sniffed by peeking (issue 11, point 15)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "items"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "w") as pipe:
+            pipe.write(NDJSON)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        assert cli.ok("add-many", "jobs", str(fifo)) == {"added": 3, "refused": 0}
+    finally:
+        writer.join(10)
+    check_written(r)

@@ -71,5 +71,5 @@ def test_installed_psctl_with_redis_cluster_env(cluster, rc):
     done = subprocess.run([PSCTL, "add", "{tag}q", "a", "v"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"key": "a", "added": True, "score": 1.0}
-    assert rc.hget("{tag}q:t", "a") == b"v"  # a tagged name is used as it is
-    assert not rc.exists("{{tag}q}:t")
+    assert rc.hget("{tag}{tag}q:t", "a") == b"v"  # a name with braces: prefixed with its tag
+    assert not rc.exists("{tag}q:t")

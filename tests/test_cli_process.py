@@ -269,3 +269,30 @@ def test_completion_of_names_when_the_server_is_down(env: dict[str, str]) -> Non
     started = time.monotonic()
     assert complete("psctl len ", env | {"REDIS_URL": f"redis://127.0.0.1:{free_port()}"}) == []
     assert time.monotonic() - started < 5
+
+
+def add_many_peak_rss(rows: int, env: dict[str, str]) -> float:
+    """Peak RSS (MB) of ``psctl add-many`` fed ``rows`` NDJSON rows on stdin by another process."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nw = sys.stdout.write\n"
+         f"for i in range({rows}): w('{{\"key\": \"k%d\", \"value\": \"v\", \"score\": %d}}\\n' % (i, i % 7))"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    adder = subprocess.Popen([str(PSCTL), "add-many", f"mem{rows}"], stdin=writer.stdout, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env)  # fmt: skip
+    assert writer.stdout is not None
+    writer.stdout.close()
+    out = adder.stdout.read()  # type: ignore[union-attr]
+    adder.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(adder.pid, 0)
+    adder.returncode = os.waitstatus_to_exitcode(status)
+    writer.wait()
+    assert adder.returncode == 0 and json.loads(out) == {"added": rows, "refused": 0}
+    return usage.ru_maxrss / 1024
+
+
+def test_add_many_memory_does_not_grow_with_the_input(env: dict[str, str], r: Any) -> None:
+    """Issue 11, point 5: counts, not a score per row."""
+    small = add_many_peak_rss(50_000, env)
+    large = add_many_peak_rss(1_000_000, env)
+    assert large - small < 5, (small, large)

@@ -23,12 +23,13 @@ def node_of(client, key: str) -> str:
 @pytest.mark.parametrize(
     ("name", "values_key"),
     [
-        ("jobs", "{jobs}:t"),
+        ("jobs", "{jobs}:t"),  # no braces: wrapped (SPEC §1)
         ("a:b", "{a:b}:t"),
-        ("{user1}.jobs", "{user1}.jobs:t"),  # a non-empty tag is used as it is
-        ("pre{x}post", "pre{x}post:t"),
-        ("{}empty", "{{}empty}:t"),  # an empty tag is no tag: wrapped
-        ("half{open", "{half{open}:t"),
+        ("{user1}.jobs", "{user1}{user1}.jobs:t"),  # braces: prefixed with its own tag
+        ("pre{x}post", "{x}pre{x}post:t"),
+        ("{}empty", "{empty}{}empty:t"),  # no tag: the name without braces as one
+        ("half{open", "{halfopen}half{open:t"),
+        ("}", "{_}}:t"),
     ],
 )
 def test_cluster_key_layout(name, values_key):
@@ -72,8 +73,8 @@ def test_psexpire_across_nodes_in_one_batch(rc, monkeypatch):
     assert len({node_of(rc, stream_keys(n, cluster=True).values) for n in names}) == 3
 
     sent = []
-    original = SyncRunner._ps_send
-    monkeypatch.setattr(SyncRunner, "_ps_send", lambda self, raw, flight: sent.append(raw) or original(self, raw, flight))
+    original = SyncRunner._ps_step
+    monkeypatch.setattr(SyncRunner, "_ps_step", lambda self, step, line: sent.append(step) or original(self, step, line))
     assert rc.psexpire() == dict.fromkeys(names, 1)
     # SMEMBERS, then one batch with every stream's script (a pipeline: one request per node)
     assert len(sent) == 2 and len(sent[1]) == 30
@@ -179,3 +180,35 @@ def test_providers_give_cluster_clients(cluster, monkeypatch, rc):
     import asyncio
 
     assert asyncio.run(async_one()) == {"a": b"v"}
+
+
+# -- issue 11: names with braces (points 10 and 11) ------------------------------------
+
+BRACED = ["jobs", "{jobs}", "}jobs", "}", "{", "{}", "{}jobs", "jobs}", "{a}b}", "a}b", "{tenant-7}:jobs", "{{x}}", "x{y}z"]
+
+
+def test_different_names_never_share_a_key():
+    seen: dict[str, str] = {}
+    for name in BRACED:
+        for key in stream_keys(name, cluster=True).all_and_wake:
+            assert key not in seen, (name, seen.get(key))
+            seen[key] = name
+
+
+def test_every_name_keeps_its_keys_in_one_slot_and_works(rc):
+    from redis.crc import key_slot
+
+    for name in BRACED:
+        keys = stream_keys(name, cluster=True)
+        assert len({key_slot(key.encode()) for key in keys.all_and_wake}) == 1, name
+        assert rc.psadd(name, "k", name, 1) == 1.0
+    for name in BRACED:
+        assert rc.psget(name, "k") == name.encode(), name
+        assert rc.pspull(name) == {"k": name.encode()}
+    assert rc.psnames() == sorted(BRACED)
+
+
+def test_a_tagged_name_still_shares_a_node_with_its_tag(rc):
+    assert node_of(rc, stream_keys("{tenant-7}:jobs", cluster=True).values) == node_of(
+        rc, stream_keys("{tenant-7}:mail", cluster=True).values
+    )

@@ -5,6 +5,8 @@ and pullers conserve every item."""
 from __future__ import annotations
 
 import multiprocessing
+import time
+from datetime import timedelta
 from collections import Counter
 
 from psctl import Redis
@@ -87,3 +89,16 @@ def test_keep_then_remove_is_at_least_once(r):
     assert set(again) == {"job", "other"}
     assert r.psremove("q", list(again)) == 2
     assert r.pslen("q") == 0
+
+
+def test_an_unacknowledged_kept_item_is_deleted_when_its_cool_down_ends(r):
+    """What keep-mode guarantees, exactly (issue 11, point 14): a kept item stays
+    in the stream, below every waiting item, until it is acknowledged or until its
+    cool-down ends; then psexpire deletes it like any cooled-down key. Leases are
+    the at-least-once answer for a worker that may die."""
+    r.psadd("q", "a", "v", 5)
+    r.pspull("q", purge=False, expire_at=timedelta(seconds=1))
+    assert r.pskeys("q") == ["a"]  # still there, for the next puller
+    time.sleep(2.1)
+    assert r.psexpire() == {"q": 1}
+    assert r.pskeys("q") == [] and r.psget("q", "a") is None

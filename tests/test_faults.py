@@ -62,7 +62,7 @@ def test_the_proxy_would_catch_a_resend(proxy, r):
     """Control: redis-py's default retries do resend, and the proxy test sees it."""
     plain = redis.Redis(host="127.0.0.1", port=proxy.port)
     add = script("add")
-    args = (add.sha, add.numkeys, "q:t", "q:s", "q:exc", "q:exp", "q:wake", "0", "a", "v", "5")
+    args = (add.sha, add.numkeys, "q:t", "q:s", "q:exc", "q:exp", "q:wake", "0", "1", "a", "v", "5")
     plain.script_load(add.source)
     proxy.cut_next_reply.set()
     plain.evalsha(*args)
@@ -174,3 +174,84 @@ def test_an_unreachable_server_fails_fast():
     with pytest.raises(redis.ConnectionError):
         client.psadd("q", "a", "v")
     assert time.monotonic() - started < 1
+
+
+# -- a stream that holds data is registered, whatever connection fails when (issue 11, point 3)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 4])
+@pytest.mark.parametrize("many", [False, True], ids=["psadd", "psaddmany"])
+def test_a_stream_with_data_is_registered_whichever_reply_is_lost(proxy, r, cut, many):
+    """The n-th reply of a first add is swallowed and its connection cut: if the
+    stream now holds data, its name is in the registry (else psexpire would
+    never see it, and its cool-downs would never end)."""
+    client = Redis(host="127.0.0.1", port=proxy.port)
+    client.pslen("warm")  # a connection exists
+    client.psadd("other", "x", "v")  # the scripts are loaded
+    proxy.cut_reply(cut)
+    try:
+        if many:
+            client.psaddmany("fresh", [("a", "v", 1), ("b", "v", 2)])
+        else:
+            client.psadd("fresh", "a", "v")
+    except redis.ConnectionError:
+        pass
+    proxy.cut_reply(10**9)  # no more cuts
+    if r.exists("fresh:t", "fresh:s"):
+        assert r.sismember(":ps:keys", "fresh")
+
+
+# -- nothing unsafe to repeat is resent, whatever the retry settings (issue 11, point 4)
+
+
+@pytest.mark.parametrize("kind", ["pool", "single-connection"])
+def test_an_increment_whose_reply_is_lost_is_not_resent(proxy, r, kind):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = Redis(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 3),
+                   single_connection_client=kind == "single-connection")  # fmt: skip
+    client.psadd("q", "a", "v", 1)
+    client.psincrement("q", "a", 1)  # (a script, if it is one, is loaded)
+    proxy.cut_next_reply.set()
+    with pytest.raises(redis.ConnectionError):
+        client.psincrement("q", "a", 5)
+    assert r.zscore("q:s", "a") == 7.0  # 1 + 1 + 5: applied once
+    assert client.psincrement("q", "a", 1) == 8.0  # and the client works on
+
+
+@pytest.fixture
+def cluster_proxies(cluster):
+    """A cutting proxy in front of each node of the cluster, and the address
+    remap that sends a cluster client through them."""
+    proxies = {node.port: CuttingProxy(("127.0.0.1", node.port)) for node in cluster.nodes}
+
+    def remap(address):
+        host, port = address
+        return ("127.0.0.1", proxies[port].port) if port in proxies else address
+
+    yield proxies, remap
+    for p in proxies.values():
+        p.close()
+
+
+@pytest.mark.parametrize("operation", ["psincrement", "psadd"])
+def test_a_cluster_client_with_retries_sends_a_script_once(cluster, rc, cluster_proxies, operation):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from psctl import RedisCluster
+    from psctl.layout import stream_keys
+
+    proxies, remap = cluster_proxies
+    client = RedisCluster.from_url(cluster.url, retry=Retry(NoBackoff(), 3), address_remap=remap)
+    client.psadd("q", "a", "v", 1)
+    client.psincrement("q", "a", 1)
+    scores = stream_keys("q", cluster=True).scores
+    node = client.get_node_from_key(scores)
+    proxies[int(node.port) if int(node.port) in proxies else next(
+        p for p, proxy in proxies.items() if proxy.port == int(node.port))].cut_next_reply.set()
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+        getattr(client, operation)("q", "a", *(("v", 5) if operation == "psadd" else (5,)))
+    assert rc.zscore(scores, "a") == 7.0  # applied once
+    client.close()

@@ -203,12 +203,17 @@ def test_pull_gate_refuses_later_adds(ps, r, k):
     assert ps.psadd("q", "a", "v", readd=True) == 1.0
 
 
-def test_pull_keep_rescores_min_score_minus_one(ps, r, k):
+def test_pull_keep_rescores_below_the_lowest_score(ps, r, k):
+    """SPEC §2: min(lowest score in the stream, 0) - 1, and for the n-th item of
+    one pull - n, so that the kept items keep their order below the rest."""
     ps.psaddmany("q", [("pos", "p", 7), ("zero", "z", 0), ("neg", "n", -4), ("rest", "r", -100)])
     pulled = ps.pspull("q", count=3, purge=False, expire_at=None)
     assert list(pulled) == ["pos", "zero", "neg"]
-    assert dict(ps.pskeys("q", withscores=True)) == {"pos": -1.0, "zero": -1.0, "neg": -5.0, "rest": -100.0}
+    assert dict(ps.pskeys("q", withscores=True)) == {"pos": -101.0, "zero": -102.0, "neg": -103.0, "rest": -100.0}
     assert r.hlen(k("q").values) == 4
+    ps.psaddmany("p", [("a", "", 3)])
+    ps.pspull("p", purge=False, expire_at=None)
+    assert ps.pskeys("p", withscores=True) == [("a", -1.0)]  # alone: min(3, 0) - 1
 
 
 def test_pull_keep_never_returns_an_item_twice(ps):
@@ -496,3 +501,93 @@ def test_expire_measures_server_clock_not_client_clock(ps, r, monkeypatch, k):
     ps.psadd("q", "a", "v")
     ps.pspull("q", expire_at=timedelta(seconds=30))
     assert abs(r.zscore(k("q").cooling, "a") - (server_time(r) + 30)) <= 2
+
+
+# -- issue 11: one bad stream does not stop psexpire for the others (point 6)
+
+
+def test_psexpire_processes_every_good_stream_fully_and_names_the_bad_ones(ps, r, k):
+    many = 2500  # more than one script call's worth per stream
+    for name in ("a", "bad", "c"):
+        ps.psaddmany(name, [(f"k{i}", "v", 1) for i in range(many)])
+        ps.pspull(name, count=many, expire_at=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    r.delete(k("bad").values)
+    r.set(k("bad").values, "not a hash")
+    with pytest.raises(Exception) as raised:
+        ps.psexpire()
+    assert str(k("bad").values) in str(raised.value) and "'bad'" in str(raised.value)
+    assert r.zcard(k("a").cooling) == r.zcard(k("c").cooling) == 0  # both fully expired
+    assert r.zcard(k("bad").cooling) == many  # nothing changed there
+    assert getattr(raised.value, "done", None) == {"a": many, "c": many}
+
+
+def test_psexpire_handles_a_registry_entry_that_is_not_utf8(ps, r, k):
+    """Another tool registered a stream whose name is not UTF-8: psexpire still
+    runs every stream, that one included."""
+    name = b"bin\xff\xfe".decode("utf-8", "surrogateescape")  # how psctl hands such a name back
+
+    def raw(key: str) -> bytes:
+        return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
+
+    r.hset(raw(k(name).values), "a", "v")
+    r.zadd(raw(k(name).cooling), {"a": 1})
+    r.sadd(REGISTRY, b"bin\xff\xfe")
+    ps.psadd("good", "a", "v")
+    ps.pspull("good", expire_at=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert ps.psnames() == ["bin\udcff\udcfe", "good"]
+    assert ps.psexpire() == {name: 1, "good": 1}
+    assert r.exists(raw(k(name).values), raw(k(name).cooling)) == 0
+
+
+# -- issue 11: a kept item goes below every waiting item (point 12)
+
+
+def test_pull_keep_puts_items_below_every_waiting_item(ps, r, k):
+    ps.psaddmany("q", [("low", "l", -5), ("a", "a", 10), ("b", "b", 9), ("c", "c", 8), ("d", "d", 7)])
+    order = [next(iter(ps.pspull("q", purge=False, expire_at=None))) for _ in range(5)]
+    assert order == ["a", "b", "c", "d", "low"]  # each kept item went below the -5 one
+    scores = dict(ps.pskeys("q", withscores=True))
+    assert scores["a"] < -5
+
+
+def test_pull_keep_of_many_keeps_their_order_below_the_rest(ps, r, k):
+    ps.psaddmany("q", [("w1", "", -3), ("w2", "", -8), ("a", "", 5), ("b", "", 4), ("c", "", 3)])
+    assert list(ps.pspull("q", count=3, purge=False, expire_at=None)) == ["a", "b", "c"]
+    assert ps.pskeys("q") == ["w1", "w2", "a", "b", "c"]
+    assert max(score for key, score in ps.pskeys("q", withscores=True) if key in "abc") < -8
+
+
+def test_pull_keep_below_huge_negative_scores_stays_strictly_below(ps, r, k):
+    ps.psaddmany("q", [("w", "", -1e300), ("a", "", 2), ("b", "", 1)])
+    assert list(ps.pspull("q", count=2, purge=False, expire_at=None)) == ["a", "b"]
+    assert ps.pskeys("q") == ["w", "a", "b"]
+
+
+# -- issue 11: no score becomes infinite (point 13)
+
+
+@pytest.mark.parametrize(
+    "overflow",
+    [
+        lambda ps: ps.psadd("q", "big", "v", 1.7e308),
+        lambda ps: ps.psaddmany("q", [("x", "v", 1), ("big", "v", 1.7e308)]),
+        lambda ps: ps.psincrement("q", "big", 1.7e308),
+        lambda ps: ps.psdecrement_all("q", -1.7e308),
+    ],
+    ids=["psadd", "psaddmany", "psincrement", "psdecrement_all"],
+)
+def test_an_add_that_would_make_a_score_infinite_is_refused(ps, r, k, overflow):
+    ps.psadd("q", "big", "v", 1.7e308)
+    ps.psadd("q", "small", "v", 1)
+    before = r.zrange(k("q").scores, 0, -1, withscores=True)
+    with pytest.raises(ValueError, match="finite|overflow"):
+        overflow(ps)
+    assert r.zrange(k("q").scores, 0, -1, withscores=True) == before
+    assert r.hget(k("q").values, "x") is None
+
+
+def test_counts_beyond_what_the_server_takes_are_refused_before_sending(ps, r):
+    with pytest.raises(ValueError, match="count"):
+        ps.pspull("q", count=10**14)
+    with pytest.raises(ValueError, match="limit"):
+        ps.pskeys("q", limit=10**14)

@@ -14,9 +14,7 @@ not evaluate them from text at every start.
 
 import math
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -305,30 +303,30 @@ def add_many(
         raise BadUsage(f"--format must be one of {', '.join(inputs.FORMATS)}, got {format!r}")
     if file in (None, "-") and terminal.stdin_is_terminal():
         sys.stderr.write("psctl: reading items from the terminal; end with Ctrl-D\n")
-    fp, label = inputs.open_input(file)
+    fp, head, label = inputs.open_input(file)
     with fp:
-        chosen = format.lower() if format else _input_format(fp, file, label)
+        chosen = format.lower() if format else _input_format(head, file, label)
         try:
             spool = inputs.spool_rows(fp, chosen)
         except inputs.InputError as bad:
             raise BadUsage(f"{label}: {bad}") from None
     with spool:
         total = spool.count
-        scores: list[float | None] = []
+        counts = {"added": 0, "refused": 0}
         if total:
             client = _session(ctx).client()
             with _progress(total) as advance:
+                # counts, not a score per row: memory stays flat whatever the input's size
                 # (a failure carries the library's note of how many items were written)
-                scores = client.psaddmany(name, _Feed(spool.items(), advance), readd=readd)
-    added = sum(score is not None for score in scores)
-    out.show({"added": added, "refused": len(scores) - added})
+                counts = client.psaddmany(name, _Feed(spool.items(), advance), readd=readd, summary=True)
+    out.show(counts)
 
 
-def _input_format(fp: Any, file: str | None, label: str) -> str:
+def _input_format(head: bytes, file: str | None, label: str) -> str:
     from psctl.cli import inputs
 
     found = inputs.format_from_name(file) if file not in (None, "-") else None
-    found = found or inputs.sniff(fp)
+    found = found or inputs.sniff(head)
     if found is None:
         raise BadUsage(f"cannot tell the format of {label}: give --format csv, json or ndjson")
     return found
@@ -419,56 +417,23 @@ def pull(
         raise BadUsage("--expire-in and --no-expire cannot be used together")
     expire_at = None if no_expire else expire_in if expire_in is not None else DEFAULT_COOL_DOWN
     session = _session(ctx)
-    options = {"count": count, "purge": not keep, "gate": gate, "expire_at": expire_at}
-    if wait is None:
-        pulled = session.client().pspull(name, **options)
-    else:
-        pulled = _pull_waiting(session.client(waiting=True), name, wait.total_seconds(), options)
-    out.show([item(key, value) for key, value in pulled.items()])
+    client = session.client(waiting=wait is not None)
+    from psctl.cli import signals
+    from psctl.operations import StopWaiting
 
-
-def _pull_waiting(client: Any, name: str, seconds: float, options: dict[str, Any]) -> Any:
-    """``pspull(block=seconds)``, which Ctrl-C ends (exit status 130, quietly).
-
-    An interrupt that lands anywhere but in the BLOCKing wait (while the pull
-    script runs, say) is held until the pull's reply is read, so that items
-    taken are printed, not lost; the wait then ends instead of going on. In
-    the wait, or at a second Ctrl-C, it interrupts at once, so that however
-    the library sends its commands, Ctrl-C always works."""
-    if threading.current_thread() is not threading.main_thread():  # no signal handlers here
-        return client.pspull(name, block=seconds, **options)
-    state = {"waiting": False, "interrupted": False}
-    send = client.execute_command
-
-    def execute_command(*args: Any, **kwargs: Any) -> Any:
-        # the library's script calls do not come through here; its waits do
-        if state["interrupted"]:  # held during a pull that found nothing: stop before waiting
-            raise KeyboardInterrupt
-        state["waiting"] = args[0] in ("BLPOP", b"BLPOP")
+    stop = StopWaiting()
+    block = None if wait is None else wait.total_seconds()
+    # An interrupt never cuts between the pull and the output: the items taken
+    # are printed (exit status 0). Only a wait, which holds nothing, is cut short.
+    with signals.held(stop) as caught:
         try:
-            return send(*args, **kwargs)
-        finally:
-            state["waiting"] = False
-
-    def on_interrupt(signum: int, frame: Any) -> None:
-        if not state["waiting"] and not state["interrupted"]:
-            state["interrupted"] = True
-            return
-        raise KeyboardInterrupt
-
-    # the client is this command's own: wrapping its method touches nothing else
-    client.execute_command = execute_command
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        pulled = client.pspull(name, block=seconds, **options)
-    except KeyboardInterrupt:
-        raise typer.Exit(INTERRUPTED) from None
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        del client.execute_command
-    if state["interrupted"] and not pulled:
-        raise typer.Exit(INTERRUPTED)
-    return pulled
+            pulled = client.pspull(name, count=count, purge=not keep, gate=gate, expire_at=expire_at,
+                                   block=block, stop=stop)  # fmt: skip
+        except KeyboardInterrupt:
+            raise typer.Exit(caught.status) from None
+        if not pulled and caught.signal is not None:
+            raise typer.Exit(caught.status)
+        out.show([item(key, value) for key, value in pulled.items()])
 
 
 @commands.command()
@@ -692,13 +657,23 @@ def server_status(ctx: typer.Context, as_json: AsJson = False, as_table: AsTable
 
 
 @server_app.command("stop")
-def server_stop(ctx: typer.Context, as_json: AsJson = False, as_table: AsTable = False) -> None:
+def server_stop(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Stop it even when it cannot save its data (what it holds is lost).")
+    ] = False,
+    as_json: AsJson = False,
+    as_table: AsTable = False,
+) -> None:
     """Stop the embedded server cleanly and wait until it has exited; fine when none runs.
+
+    A server that cannot save its data to disk (a full disk) is not stopped: stopping it would lose the
+    changes it holds only in memory. Free disk space and it resumes by itself; --force stops it anyway.
 
     Example: psctl server stop
     """
     out = Output.choose(as_json, as_table)
-    out.show(_embedded_only(ctx).stop())
+    out.show(_embedded_only(ctx).stop(force=force))
 
 
 def main() -> None:

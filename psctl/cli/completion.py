@@ -82,10 +82,7 @@ def complete_names(ctx: Any, incomplete: str) -> list[str]:
 
 
 def _client(ctx: Any) -> Any:
-    from urllib.parse import quote
-
     from psctl.cli import connection
-    from psctl.launcher import ping_unix
     from psctl.settings import Settings
 
     root = ctx.find_root()
@@ -93,11 +90,10 @@ def _client(ctx: Any) -> Any:
     if connection.explicit(url, os.environ):
         target = connection.resolve(url, cluster, tls_ca=root.params.get("tls_ca"))
     else:  # the embedded server, only when it already runs
-        embedded = connection.embedded_module()
-        sock = embedded.state_dir() / embedded.SOCKET
-        if not ping_unix(sock, timeout=NAMES_TIMEOUT):
+        running = connection.embedded_module().running_url()
+        if running is None:
             return None
-        target = connection.Target(Settings.resolve(url=f"unix://{quote(str(sock))}"), embedded=True)
+        target = connection.Target(Settings.resolve(url=running), embedded=True)
     return connection.connect(target, timeout=NAMES_TIMEOUT)
 
 

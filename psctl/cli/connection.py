@@ -66,10 +66,13 @@ def secrets(url: str | None, env: Mapping[str, str] | None = None) -> tuple[str,
     found = [env.get("REDIS_PASSWORD")]
     for candidate in (url, env.get("REDIS_URL")):
         if candidate:
+            # read leniently (up to the last "@"): a password may hold an unescaped "#", "?" or "/"
+            userinfo, at, _ = candidate.partition("://")[2].rpartition("@")
+            if at and ":" in userinfo:
+                password = userinfo.partition(":")[2]
+                found += [password, unquote(password)]  # as typed, and as sent
             try:
-                parts = urlsplit(candidate)
-                found += [parts.password, unquote(parts.password or "")]  # as typed, and as sent
-                found.extend(parse_qs(parts.query).get("password", []))  # unix://…?password=
+                found.extend(parse_qs(urlsplit(candidate).query).get("password", []))  # unix://…?password=
             except ValueError:
                 pass
     return tuple(sorted({s for s in found if s}, key=len, reverse=True))
@@ -121,7 +124,13 @@ def resolve(
     found = Target(Settings.resolve(env, url=embedded.ensure_server()), embedded=True)
     if not terminal.stdout_is_terminal():
         sys.stderr.write(f"psctl: using the embedded server at {found.where}; set REDIS_URL to use another\n")
-        sys.stderr.flush()
+    problem = embedded.problem()
+    if problem is not None:  # reads still work; every change is refused until it can save again
+        sys.stderr.write(
+            f"psctl: the embedded server runs but {problem}: it refuses every change until it can. "
+            f"Free disk space in {embedded.state_dir()}; it resumes by itself\n"
+        )
+    sys.stderr.flush()
     return found
 
 

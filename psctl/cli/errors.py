@@ -61,39 +61,67 @@ def describe(
     (``psctl add``), ``user`` and the ``keys`` it needs name what an ACL denied."""
     if isinstance(exc, CliError):
         return exc.status, str(exc)
+    # imported here, on the way out: psctl --help must not import redis-py
+    import redis.exceptions as redis_errors
+
+    from psctl import errors
+
     at = f" at {where}" if where else ""
-    # redis-py is imported only by commands that talk to a server: when it is
-    # not loaded, no exception can be one of its own
-    redis_errors = sys.modules.get("redis.exceptions")
-    if redis_errors is not None and isinstance(exc, redis_errors.RedisError):
-        if isinstance(exc, redis_errors.AuthenticationError):
-            if "invalid" not in str(exc).lower():  # NOAUTH: no password was given
-                needs = "needs a password: give one in the URL or REDIS_PASSWORD"
-                return ExitStatus.SERVER, f"the server{at} {needs} ({exc})"
-            of = f" of user {user!r}" if user else ""
-            return ExitStatus.SERVER, f"the server{at} refused the credentials{of}: {exc}"
-        if isinstance(exc, redis_errors.NoPermissionError) or _ACL_IN_SCRIPT.search(str(exc)):
-            return ExitStatus.SERVER, _denied(exc, at, command, user, keys)
-        if isinstance(exc, redis_errors.ConnectionError):
-            hint = ""
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                hint = "; give the CA that signed the server's certificate with --tls-ca FILE or REDIS_SSL_CA_CERTS"
-            return ExitStatus.SERVER, f"cannot reach the server{at}: {_joined(exc, hint)}"
-        if isinstance(exc, redis_errors.TimeoutError):
-            return ExitStatus.SERVER, f"the server{at} did not answer in time ({exc}); see --timeout"
-        if isinstance(exc, redis_errors.ResponseError):
-            return ExitStatus.SERVER, f"the server{at} refused the command: {exc}"
-        return ExitStatus.SERVER, f"the server{at} failed: {exc}"
-    if redis_errors is not None and isinstance(exc, redis_errors.RedisClusterException):
-        return ExitStatus.SERVER, f"the cluster{at} failed: {exc}"
-    launcher = sys.modules.get("psctl.launcher")
-    if launcher is not None and isinstance(exc, launcher.ServerError):
-        return ExitStatus.SERVER, f"the embedded server: {exc}"
-    if isinstance(exc, ValueError):  # the library's argument checks
+    if isinstance(exc, errors.InvalidArgument):
         return ExitStatus.USAGE, str(exc)
+    if isinstance(exc, errors.ServerError):
+        return ExitStatus.SERVER, f"the embedded server: {exc}"
+    if isinstance(exc, errors.WrongType):
+        return ExitStatus.SERVER, (
+            f"the server{at} holds a key psctl cannot use: {exc}. Another tool wrote it; "
+            "move or delete that key to use the stream"
+        )
+    if isinstance(exc, errors.StreamsFailed):
+        failures = []
+        for name, error in exc.failed.items():
+            _, message = describe(error, where, command=command, user=user, keys=_stream_keys(name))
+            failures.append(f"stream {name!r}: {message}")
+        done = "; every other stream was done" if exc.done else ""
+        return ExitStatus.SERVER, "; ".join(failures) + done
+    if isinstance(exc, redis_errors.AuthenticationError):
+        if "invalid" not in str(exc).lower():  # NOAUTH: no password was given
+            needs = "needs a password: give one in the URL or REDIS_PASSWORD"
+            return ExitStatus.SERVER, f"the server{at} {needs} ({exc})"
+        of = f" of user {user!r}" if user else ""
+        return ExitStatus.SERVER, f"the server{at} refused the credentials{of}: {exc}"
+    if isinstance(exc, redis_errors.NoPermissionError) or _ACL_IN_SCRIPT.search(str(exc)):
+        return ExitStatus.SERVER, _denied(exc, at, command, user, keys)
+    if isinstance(exc, redis_errors.ConnectionError):
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            hint = "; give the CA that signed the server's certificate with --tls-ca FILE or REDIS_SSL_CA_CERTS"
+        return ExitStatus.SERVER, f"cannot reach the server{at}: {_joined(exc, hint)}"
+    if isinstance(exc, redis_errors.TimeoutError):
+        return ExitStatus.SERVER, f"the server{at} did not answer in time ({exc}); see --timeout"
+    if isinstance(exc, redis_errors.ResponseError):
+        if str(exc).startswith("MISCONF"):
+            reason = str(exc).split(" script: ")[0]  # (inside a script: which line says nothing here)
+            return ExitStatus.SERVER, (
+                f"the server{at} cannot save its data to disk, so it refuses every change ({reason}). "
+                "Free disk space where it keeps its data (or mend the disk): it resumes by itself. "
+                "Keep it running meanwhile: it holds changes that are not on disk yet"
+            )
+        return ExitStatus.SERVER, f"the server{at} refused the command: {exc}"
+    if isinstance(exc, redis_errors.RedisClusterException):
+        return ExitStatus.SERVER, f"the cluster{at} failed: {exc}"
+    if isinstance(exc, redis_errors.RedisError):
+        return ExitStatus.SERVER, f"the server{at} failed: {exc}"
     if isinstance(exc, OSError):
         return ExitStatus.SERVER, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return ExitStatus.SERVER, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+def _stream_keys(name: str) -> str:
+    """A stream's keys, for a message about permissions."""
+    from psctl.layout import REGISTRY, stream_keys
+
+    keys = stream_keys(name)
+    return ", ".join(str(key) for key in (*keys.all_and_wake, REGISTRY))
 
 
 def _joined(exc: BaseException, hint: str) -> str:

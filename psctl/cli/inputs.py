@@ -8,9 +8,10 @@ CSV header is line 1) at the first thing wrong. It holds one item at a time.
 it, already encoded as the library sends it, to an ``ItemSpool`` (a temporary
 file of length-prefixed records), so that the whole input is checked before
 anything is written; the spool is then read back as one stream of items for
-one ``psaddmany`` call. Memory stays constant whatever the size of the input;
-standard input is first copied to a temporary file (``spool``) so that its
-format can be sniffed.
+one ``psaddmany`` call. Memory stays constant whatever the size of the input.
+The input is read once, from its start: to tell its format, the first line is
+peeked at and then read again from memory (``open_input``), so that standard
+input, a pipe or ``<(cmd)`` work as well as a file.
 
 Every format carries the same fields: ``key`` (required, not empty), ``value``
 (required: text, or a number in JSON), and ``score`` (optional, default 1; a
@@ -30,7 +31,6 @@ import json
 import json.scanner
 import math
 import re
-import shutil
 import struct
 import sys
 import tempfile
@@ -47,7 +47,7 @@ FIELDS = ("key", "value", "score")
 JSON_FIELDS = frozenset({"key", "value", "value_base64", "score"})
 
 READ_SIZE = 1 << 16  # bytes read at a time from the file
-SNIFF_SIZE = 1 << 16  # bytes looked at to tell the format of standard input
+SNIFF_SIZE = 1 << 16  # bytes looked at, at most, to tell an input's format
 # CSV's default limit of 128 KiB per field would refuse large values
 CSV_FIELD_LIMIT = (1 << 31) - 1
 TOO_MANY_DIGITS = f"invalid JSON: a number with more than {sys.get_int_max_str_digits()} digits"
@@ -81,13 +81,11 @@ def format_from_name(path: str | Path) -> str | None:
     return EXTENSIONS.get(Path(path).suffix.lower())
 
 
-def sniff(fp: IO[bytes]) -> str | None:
-    """The format of a seekable file, when its start makes it unambiguous: a JSON
-    array starts with ``[``, NDJSON with ``{``, CSV with a header naming ``key``
-    and ``value``. An empty file reads as no items in any format."""
-    start = fp.tell()
-    head = fp.read(SNIFF_SIZE)
-    fp.seek(start)
+def sniff(head: bytes) -> str | None:
+    """The format of an input starting with ``head``, when that makes it
+    unambiguous: a JSON array starts with ``[``, NDJSON with ``{``, CSV with a
+    header naming ``key`` and ``value``. An empty input reads as no items in
+    any format."""
     text = head.decode("utf-8", "surrogateescape").lstrip("\ufeff \t\r\n")
     if not text:
         return "ndjson"
@@ -105,13 +103,46 @@ def sniff(fp: IO[bytes]) -> str | None:
     return None
 
 
-def spool(source: IO[bytes]) -> IO[bytes]:
-    """A temporary file holding all of ``source`` (standard input), copied in
-    chunks, rewound: its start can be sniffed, and it never sits in memory whole."""
-    copy = tempfile.TemporaryFile(prefix="psctl-add-many-")
-    shutil.copyfileobj(source, copy, READ_SIZE)
-    copy.seek(0)
-    return copy
+class _Peeked(io.RawIOBase):
+    """An input read once from its start: the ``head`` already read (to tell
+    its format), then the rest of ``source``. Nothing is seeked, so a pipe works."""
+
+    def __init__(self, head: bytes, source: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        chunk = self._source.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
+
+def _head(source: IO[bytes]) -> bytes:
+    """The start of ``source``: enough to hold its first line with something on
+    it (at most ``SNIFF_SIZE`` bytes, or all of a shorter input)."""
+    read = getattr(source, "read1", source.read)  # what is there: a pipe may hold less
+    head = b""
+    while len(head) < SNIFF_SIZE:
+        chunk = read(SNIFF_SIZE - len(head))
+        if not chunk:
+            break
+        head += chunk
+        content = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if content[:1] in (b"[", b"{") or b"\n" in content:
+            break
+    return head
 
 
 # -- the checked items, spooled ------------------------------------------------
@@ -183,7 +214,7 @@ class ItemSpool:
 def spool_rows(fp: IO[bytes], format: str) -> ItemSpool:
     """Every row of ``fp`` checked and encoded into a new ``ItemSpool``;
     ``InputError`` at the first bad row (the spool is then closed)."""
-    from psctl.operations import encode_value  # the library's own encoding
+    from psctl.encoding import encode_value  # the library's own encoding
 
     spool = ItemSpool()
     try:
@@ -517,12 +548,20 @@ def _shown(text: Any, limit: int = 40) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def open_input(path: str | None) -> tuple[IO[bytes], str]:
-    """The binary file to read and its name for messages: a path, or standard
-    input (``-`` or no path) spooled to a temporary file."""
+def open_input(path: str | None) -> tuple[IO[bytes], bytes, str]:
+    """The binary input to read (a path, or standard input for ``-`` or no
+    path), its first bytes (for ``sniff``; they are read again from the
+    input), and its name for messages."""
     if path is None or path == "-":
-        return spool(sys.stdin.buffer), "standard input"
+        source, label = sys.stdin.buffer, "standard input"
+    else:
+        try:
+            source, label = open(path, "rb", buffering=0), path
+        except OSError as exc:
+            raise BadUsage(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        return open(path, "rb"), path
+        head = _head(source)
     except OSError as exc:
-        raise BadUsage(f"cannot read {path}: {exc.strerror or exc}") from None
+        source.close()
+        raise BadUsage(f"cannot read {label}: {exc.strerror or exc}") from None
+    return io.BufferedReader(_Peeked(head, source), READ_SIZE), head, label

@@ -56,14 +56,44 @@ def scored(key: str, score: float) -> dict[str, Any]:
 
 
 def json_text(data: Any) -> str:
+    try:
+        return _dumps(data, allow_nan=False)
+    except ValueError:  # an infinite score, written by another tool: strict JSON has no Infinity
+        return _with_infinities(data)
+
+
+def _dumps(data: Any, **options: Any) -> str:
     import json
 
-    text = json.dumps(data, ensure_ascii=False)
+    text = json.dumps(data, ensure_ascii=False, **options)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a name holding undecodable bytes: escape, stay valid JSON
-        text = json.dumps(data)
+        text = json.dumps(data, **options)
     return text
+
+
+def _with_infinities(data: Any) -> str:
+    """JSON with each infinite number written ``1e999`` (or ``-1e999``): valid
+    JSON that parsers read as the largest number they have (Python's as
+    infinity), where ``Infinity`` is not JSON at all. NaN, which no score can
+    be, is ``null``."""
+    import math
+    import secrets
+
+    marker = f"psctl-{secrets.token_hex(16)}"  # a string no data holds
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None if math.isnan(value) else f"{marker}{'+' if value > 0 else '-'}"
+        if isinstance(value, dict):
+            return {key: swap(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [swap(item) for item in value]
+        return value
+
+    text = _dumps(swap(data))
+    return text.replace(f'"{marker}+"', "1e999").replace(f'"{marker}-"', "-1e999")
 
 
 class Output:
@@ -211,5 +241,7 @@ def _write(text: str) -> None:
         stream.flush()
         return
     stream.flush()
-    buffer.write(text.encode("utf-8", "surrogateescape"))
+    data = memoryview(text.encode("utf-8", "surrogateescape"))
+    while data:  # a signal handled mid-write (Ctrl-C while a pull prints) leaves a partial write
+        data = data[buffer.write(data) :]
     buffer.flush()

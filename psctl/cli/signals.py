@@ -1,0 +1,53 @@
+"""Ctrl-C and SIGTERM around a command that takes items from a stream.
+
+Once a pull has taken an item, an interrupt must not cut between the pull and
+the output, or the item is gone: it left the stream and nobody saw it. Inside
+``held(stop)``, SIGINT and SIGTERM are noted instead of raised, and ``stop``
+(the pull's ``psctl.StopWaiting``) is set, so that a waiting pull stops before
+its next wait; only while the pull is blocked in a wait, which holds nothing,
+do they interrupt at once (``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+# the shells' 128 + signal number
+STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Caught:
+    """The first signal that arrived inside ``held``, if any."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    @property
+    def status(self) -> int:
+        return STATUS.get(self.signal, 130)  # type: ignore[arg-type]
+
+
+@contextmanager
+def held(stop: Any) -> Iterator[Caught]:
+    caught = Caught()
+    if threading.current_thread() is not threading.main_thread():  # no signal handlers here
+        yield caught
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if caught.signal is None:
+            caught.signal = signum
+        stop.set()
+        if stop.waiting:
+            raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, on_signal) for number in STATUS}
+    try:
+        yield caught
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

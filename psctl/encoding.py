@@ -1,0 +1,181 @@
+"""Arguments as the scripts take them, checked before anything is sent, and
+replies read back: the plans' (``operations.py``) and the CLI's readers' shared
+encoding. No I/O, and no import of redis-py, so that ``psctl add-many`` checks
+its whole input before it loads anything to talk to a server.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from itertools import islice
+from typing import Any
+
+from psctl.errors import InvalidArgument
+
+# The largest count or limit: Lua's numbers print as whole numbers up to 1e14,
+# and no call needs more than this.
+MAX_COUNT = 2**31 - 1
+
+
+def encode_score(score: Any) -> bytes:
+    """A finite number as the exact decimal text Redis and Lua read back to the same double."""
+    if isinstance(score, bool) or not isinstance(score, numbers.Real):
+        raise InvalidArgument(f"a score must be a finite number, got {score!r}")
+    try:
+        value = float(score)
+    except OverflowError:
+        raise InvalidArgument(f"a score must be a finite number, got {score!r}") from None
+    if not math.isfinite(value):
+        raise InvalidArgument(f"a score must be a finite number, got {score!r}")
+    return repr(value).encode()
+
+
+def encode_key(key: Any) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape")
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key).encode()
+    raise TypeError(f"an item key must be str or bytes, got {type(key).__name__}")
+
+
+def encode_value(value: Any) -> bytes | str:
+    """A value as redis-py would send it (numbers as their text), so that every
+    script argument is bytes or str."""
+    if isinstance(value, (bytes, str)):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a value must be bytes, str, int or float, got bool")
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, float):
+        return repr(value).encode()
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"a value must be bytes, str, int or float, got {type(value).__name__}")
+
+
+def decode_key(key: bytes | str) -> str:
+    return key if isinstance(key, str) else key.decode("utf-8", "surrogateescape")
+
+
+def decode_keys(keys: Sequence[bytes | str]) -> list[str]:
+    """``decode_key`` of each, in one decode where it can: a thousand small
+    decodes cost more than the server's work of a pull."""
+    if keys and type(keys[0]) is bytes:
+        try:
+            joined = b"\n".join(keys)  # type: ignore[arg-type]
+        except TypeError:  # not all bytes
+            pass
+        else:
+            if joined.count(b"\n") == len(keys) - 1:  # no key holds the separator
+                # (UTF-8 resynchronises at "\n", so each key decodes as it would alone)
+                return joined.decode("utf-8", "surrogateescape").split("\n")
+    return [decode_key(key) for key in keys]
+
+
+def check_count(count: Any, what: str = "count") -> int:
+    if type(count) is int and 0 <= count <= MAX_COUNT:  # the common case, in every pull
+        return count
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
+        raise InvalidArgument(f"{what} must be a whole number from 0 to {MAX_COUNT}, got {count!r}")
+    return count
+
+
+def flag(value: bool) -> bytes:
+    return b"1" if value else b"0"
+
+
+def expiry(expire_at: Any) -> tuple[bytes, bytes]:
+    if expire_at is None:
+        return b"none", b"0"
+    if isinstance(expire_at, timedelta):
+        return _cool_down_in(expire_at)
+    if isinstance(expire_at, datetime):
+        if expire_at.tzinfo is None:
+            expire_at = expire_at.replace(tzinfo=timezone.utc)
+        return b"at", repr(expire_at.timestamp()).encode()
+    raise TypeError(f"expire_at must be a timedelta, a datetime or None, got {type(expire_at).__name__}")
+
+
+@lru_cache(maxsize=64)  # pspull's default (a day), or a service's own, over and over
+def _cool_down_in(delta: timedelta) -> tuple[bytes, bytes]:
+    return b"in", repr(delta.total_seconds()).encode()
+
+
+def item_fields(item: Any) -> tuple[Any, Any, Any]:
+    try:
+        if len(item) == 3:
+            key, value, score = item
+        elif len(item) == 2:
+            (key, value), score = item, 1
+        else:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"an item must be (key, value, score) or (key, value), got {item!r}") from None
+    return key, value, score
+
+
+_EXACT = 2**53  # ints up to this size are exact doubles
+
+
+def encode_items(chunk: Sequence[Any], prefix: tuple[bytes, ...]) -> tuple[tuple[Any, ...], list[float | None]]:
+    """The add script's arguments for ``chunk`` after ``prefix``, and each
+    item's increment as a float (its new score when the key is new).
+
+    This runs for every item added, so the common types take a fast path of
+    exact type checks; anything else goes through the general checks above.
+    """
+    args: list[Any] = list(prefix)
+    extend = args.extend
+    increments: list[float | None] = []
+    append = increments.append
+    for item in chunk:
+        if type(item) is tuple and len(item) == 3:
+            key, value, score = item
+        else:
+            key, value, score = item_fields(item)
+        kind = type(key)
+        if kind is str:
+            key = key.encode("utf-8", "surrogateescape")
+        elif kind is not bytes:
+            key = encode_key(key)
+        kind = type(value)
+        if kind is not bytes and kind is not str:
+            value = encode_value(value)
+        kind = type(score)
+        if kind is int and -_EXACT <= score <= _EXACT:
+            number = float(score)
+            text = b"%d" % score
+        elif kind is float and score - score == 0.0:  # finite
+            number = score + 0.0  # -0.0 becomes 0.0, as ZINCRBY from 0 would make it
+            text = repr(number).encode()
+        else:
+            text = encode_score(score)
+            number = float(text)
+        extend((key, value, text))
+        append(number)
+    return tuple(args), increments
+
+
+def in_chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(iterable)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def pairs(reply: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    """(key, value) pairs from a flat [k1, v1, k2, v2, ...] or a RESP3 nested reply."""
+    if reply and isinstance(reply[0], (list, tuple)):
+        yield from ((pair[0], pair[1]) for pair in reply)
+    else:
+        yield from zip(reply[::2], reply[1::2])
+
+
+def as_float(reply: Any) -> float | None:
+    return None if reply is None else float(reply)

@@ -1,0 +1,93 @@
+"""What psctl raises, besides redis-py's own errors.
+
+    PsctlError
+    ├── InvalidArgument (also a ValueError): bad input, refused before anything is sent
+    ├── WrongType (also a redis ResponseError): a stream's key holds another type; nothing was changed
+    ├── StreamsFailed: an operation over many streams failed on some of them
+    └── ServerError (also a RuntimeError): the embedded or a test server did not start or stop
+
+The command line maps these types to its exit statuses (``psctl/cli/errors.py``).
+``WrongType`` is made on first use, with redis-py's ``ResponseError`` as a
+base: the embedded server's warm path and ``psctl --help`` import this module
+and must not import redis-py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis.exceptions import ResponseError
+
+
+class PsctlError(Exception):
+    """Every error psctl raises itself."""
+
+
+class InvalidArgument(PsctlError, ValueError):
+    """An argument psctl refuses before sending anything (``except ValueError`` catches it too)."""
+
+
+class ServerError(PsctlError, RuntimeError):
+    """The server binary is missing, or the server did not start or stop."""
+
+
+# the scripts' own message: "WRONGTYPE KEYS[4] (jobs:exp) holds a string, not a zset" (lua/includes/keycheck.lua)
+_WRONG_TYPE = re.compile(r"WRONGTYPE KEYS\[(\d+)\] \((.*)\) holds an? (\w+), not an? (\w+)", re.DOTALL)
+_KIND = {"hash": "hash", "zset": "sorted set", "set": "set", "list": "list", "string": "string"}
+
+
+def _wrong_type_class() -> type:
+    from redis.exceptions import ResponseError
+
+    class WrongType(PsctlError, ResponseError):
+        """A key of the stream holds a type psctl does not keep there (written by
+        another tool, say). The script failed before its first write: nothing was
+        changed, and trying again fails the same way until the key is fixed."""
+
+        def __init__(self, key: Any, found: str, expected: str) -> None:
+            self.key, self.found, self.expected = key, found, expected
+            shown = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+            super().__init__(
+                f"WRONGTYPE {shown} holds a {_KIND.get(found, found)} where psctl keeps a "
+                f"{_KIND.get(expected, expected)}; nothing was changed"
+            )
+
+        def __reduce__(self) -> Any:
+            return (type(self), (self.key, self.found, self.expected))
+
+    WrongType.__module__, WrongType.__qualname__ = __name__, "WrongType"
+    return WrongType
+
+
+def wrong_type(error: ResponseError, keys: tuple[Any, ...]) -> Exception | None:
+    """The scripts' WRONGTYPE error as a ``WrongType`` naming the key, or None
+    for any other error."""
+    found = _WRONG_TYPE.match(str(error))
+    if found is None:
+        return None
+    index = int(found[1]) - 1
+    key = keys[index] if 0 <= index < len(keys) else found[2]
+    return __getattr__("WrongType")(key, found[3], found[4])  # type: ignore[no-any-return]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WrongType":
+        made = globals().get("WrongType")
+        if made is None:
+            made = globals()["WrongType"] = _wrong_type_class()
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class StreamsFailed(PsctlError):
+    """Some streams of an operation over many streams failed; the others were
+    done. ``done`` holds the result for those, ``failed`` each failed stream's
+    error."""
+
+    def __init__(self, operation: str, done: dict[str, Any], failed: dict[str, BaseException]) -> None:
+        self.done, self.failed = done, failed
+        listed = "; ".join(f"{name!r}: {error}" for name, error in failed.items())
+        count = f"{len(failed)} stream" + ("s" if len(failed) != 1 else "")
+        super().__init__(f"{operation} failed on {count} ({listed}); every other stream was done")

@@ -1,0 +1,207 @@
+"""The requests a plan makes, and how each becomes commands on the wire: the
+one place that reads the protocol, with no I/O of its own.
+
+A plan (``operations.py``) yields requests and receives their replies:
+
+- ``Call``: a Lua script, by ``EVALSHA``;
+- ``Command``: a plain Redis command;
+- ``Batch``: requests sent together in one round trip (a non-transactional
+  pipeline), all of them safe to repeat;
+- ``Send`` then ``Receive``: a call written now and its reply read later, so
+  that the plan can prepare its next call while the server runs this one.
+
+``exchange(request)`` turns one request into *steps* for a runner
+(``runner.py``) to carry out, and returns its reply. It reloads a script the
+server does not have (``NOSCRIPT`` means nothing ran, so calling again cannot
+apply it twice) and turns the scripts' own errors into ``psctl.errors`` types.
+
+Every request is safe to repeat or not. What is not (every script call, unless
+marked, and a ``Command`` marked ``safe=False``) goes out as a ``Direct`` step,
+which a runner sends once, never through a path that could resend it whatever
+the client's retry settings; what is goes out as ``Plain`` through the
+client's ``execute_command``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from psctl.errors import InvalidArgument, wrong_type
+from psctl.scripts import LuaScript
+
+# -- requests (made by the plans) ------------------------------------------------
+
+
+class Call:
+    """A call of a Lua script; ``safe``: a repeat changes nothing (reads, acks)."""
+
+    __slots__ = ("script", "keys", "args", "safe")
+
+    def __init__(self, script: LuaScript, keys: tuple[Any, ...], args: tuple[Any, ...], safe: bool = False) -> None:
+        self.script, self.keys, self.args, self.safe = script, keys, args, safe
+
+
+class Command:
+    """A plain Redis command; ``safe=False`` for one a repeat could apply twice."""
+
+    __slots__ = ("args", "safe")
+
+    def __init__(self, args: tuple[Any, ...], safe: bool = True) -> None:
+        self.args, self.safe = args, safe
+
+
+class Batch:
+    """Requests sent together in one round trip, each safe to repeat (a cluster
+    pipeline resends what failed). Its reply lists theirs in order; with
+    ``errors="return"`` a request's error takes the place of its reply instead
+    of being raised."""
+
+    __slots__ = ("requests", "errors")
+
+    def __init__(self, requests: tuple[Call | Command, ...], errors: str = "raise") -> None:
+        unsafe = [r for r in requests if not r.safe]
+        if unsafe:
+            raise ValueError(f"a Batch holds only requests that are safe to repeat, not {unsafe[0]!r}")
+        self.requests, self.errors = requests, errors
+
+
+class Send:
+    """Writes a call without waiting for its reply; the next request must be its
+    ``Receive``: one call at most is in flight."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+
+class Receive:
+    """The reply of ``call``, written by the last ``Send``."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+
+# (Plain slotted classes, not dataclasses: a request is made for every call,
+# and a frozen dataclass's __init__ costs several times as much.)
+Request = Call | Command | Batch | Send | Receive
+Plan = Generator[Request, Any, Any]
+
+# -- steps (carried out by the runners) --------------------------------------------
+
+
+class Direct(tuple):  # type: ignore[type-arg]
+    """A command sent once and its raw reply read, on a path that never resends
+    (see ``runner.py``)."""
+
+
+class Plain(tuple):  # type: ignore[type-arg]
+    """A command through the client's ``execute_command`` (response callbacks
+    apply; the client's own retries may resend it: safe requests only)."""
+
+
+class Pipelined(list):  # type: ignore[type-arg]
+    """Commands in one non-transactional pipeline; errors come back in place."""
+
+
+class Write(tuple):  # type: ignore[type-arg]
+    """A command written on the never-resending path, its reply not read yet."""
+
+
+class Read:
+    """The reply of the last ``Write``."""
+
+    __slots__ = ()
+
+
+READ = Read()
+Step = Direct | Plain | Pipelined | Write | Read
+
+
+def evalsha(call: Call) -> tuple[Any, ...]:
+    return ("EVALSHA", call.script.sha, call.script.numkeys, *call.keys, *call.args)
+
+
+def _load(call: Call) -> Plain:
+    # its own command: a cluster client sends SCRIPT LOAD to every primary
+    return Plain(("SCRIPT LOAD", call.script.source))
+
+
+def exchange(request: Request) -> Generator[Step, Any, Any]:
+    """The steps of one request; returns its reply."""
+    kind = type(request)
+    if kind is Call:
+        return (yield from _call(request))  # type: ignore[arg-type]
+    if kind is Command:
+        return (yield (Plain if request.safe else Direct)(request.args))  # type: ignore[union-attr]
+    if kind is Send:
+        return (yield Write(evalsha(request.call)))  # type: ignore[union-attr]
+    if kind is Receive:
+        return (yield from _receive(request.call))  # type: ignore[union-attr]
+    if kind is Batch:
+        return (yield from _batch(request))  # type: ignore[arg-type]
+    raise TypeError(f"not a request: {request!r}")
+
+
+def _call(call: Call) -> Generator[Step, Any, Any]:
+    try:
+        step = Direct(evalsha(call))
+        try:
+            return (yield step)
+        except NoScriptError:
+            yield _load(call)
+            return (yield step)
+    except ResponseError as error:
+        raise script_error(error, call) from None
+
+
+def _receive(call: Call) -> Generator[Step, Any, Any]:
+    try:
+        try:
+            return (yield READ)
+        except NoScriptError:  # nothing else is in flight: calling again keeps the order
+            yield _load(call)
+            return (yield Direct(evalsha(call)))
+    except ResponseError as error:
+        raise script_error(error, call) from None
+
+
+def _batch(batch: Batch) -> Generator[Step, Any, list[Any]]:
+    requests = batch.requests
+    steps = [evalsha(r) if type(r) is Call else r.args for r in requests]
+    replies = yield Pipelined(steps)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        loaded: set[str] = set()
+        for i in missing:
+            call = requests[i]
+            if isinstance(call, Call) and call.script.sha not in loaded:
+                loaded.add(call.script.sha)
+                yield _load(call)
+        for i, reply in zip(missing, (yield Pipelined([steps[i] for i in missing]))):
+            replies[i] = reply
+    for i, reply in enumerate(replies):
+        if isinstance(reply, ResponseError) and type(requests[i]) is Call:
+            replies[i] = script_error(reply, requests[i])  # type: ignore[arg-type]
+    if batch.errors == "raise":
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return list(replies)
+
+
+def script_error(error: ResponseError, call: Call) -> Exception:
+    """A script's error as psctl's own type where it has one: a key of the
+    wrong type (``WrongType``), a score that would not be finite
+    (``InvalidArgument``); else the error as it is."""
+    text = str(error)
+    if text.startswith("WRONGTYPE KEYS["):
+        return wrong_type(error, call.keys) or error
+    if text.startswith("NOTFINITE "):
+        return InvalidArgument(text.removeprefix("NOTFINITE ").split(" script: ")[0])
+    return error

@@ -1,0 +1,99 @@
+"""A script that fails changes nothing (issue 11, point 2).
+
+Redis keeps the writes a script made before one of its commands failed, so
+every psctl script reads each key it will touch before its first write. Here
+each key of a stream in turn holds a value of the wrong type (a string), and
+every operation that touches it must fail naming that key, with every key of
+the stream exactly as it was. Standalone and the 3-master cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from psctl.layout import REGISTRY
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request):
+    return request.getfixturevalue(f"{request.param}_backend")
+
+
+def snapshot(r: Any, keys: Any) -> dict[str, Any]:
+    """Every key of the stream (and the registry), as DUMP gives it."""
+    names = [*keys.all_and_wake, REGISTRY]
+    return {str(name): r.dump(name) for name in names}
+
+
+def stream_with_everything(ps: Any, r: Any, k: Any) -> None:
+    """A stream whose four keys and wake list all exist: items waiting, one
+    gated, one cooling down."""
+    ps.psaddmany("q", [("a", "1", 5), ("b", "2", 4), ("c", "3", 3), ("d", "4", 2), ("e", "5", 1)])
+    ps.pspull("q", gate=True, expire_at=None)  # a: gated
+    ps.pspull("q")  # b: cooling down
+    r.rpush(k("q").wake, "1")
+
+
+# operation, and the keys it touches (by StreamKeys field)
+OPERATIONS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
+    "psadd": (lambda ps: ps.psadd("q", "new", "v", 3), ("values", "scores", "gated", "cooling", "wake")),
+    "psadd existing": (lambda ps: ps.psadd("q", "c", "v", 3), ("values", "scores", "gated", "cooling", "wake")),
+    "psadd refused": (lambda ps: ps.psadd("q", "a", "v", 3), ("gated",)),  # (refused before :exp is read)
+    "psadd readd": (lambda ps: ps.psadd("q", "a", "v", 3, readd=True), ("values", "scores", "gated", "cooling", "wake")),
+    "psaddmany": (
+        lambda ps: ps.psaddmany("q", [("x", "v", 1), ("c", "v", 2), ("a", "v", 1)]),
+        ("values", "scores", "gated", "cooling", "wake"),
+    ),
+    "psaddmany readd": (
+        lambda ps: ps.psaddmany("q", [("x", "v", 1), ("a", "v", 1)], readd=True),
+        ("values", "scores", "gated", "cooling", "wake"),
+    ),
+    "pspull one": (lambda ps: ps.pspull("q", gate=True), ("values", "scores", "gated", "cooling")),
+    "pspull many": (lambda ps: ps.pspull("q", count=2, gate=True), ("values", "scores", "gated", "cooling")),
+    "pspull keep": (
+        lambda ps: ps.pspull("q", count=2, purge=False, gate=True),
+        ("values", "scores", "gated", "cooling"),
+    ),
+    "psincrement": (lambda ps: ps.psincrement("q", "c", 2), ("scores",)),
+    "psdeletebelowthreshold": (
+        lambda ps: ps.psdeletebelowthreshold("q", 4, gate=True),
+        ("values", "scores", "gated"),
+    ),
+    "psdecrement_all": (lambda ps: ps.psdecrement_all("q", 1), ("scores",)),
+    "psremove": (lambda ps: ps.psremove("q", ["c", "d"], gate=True), ("values", "scores", "gated")),
+    "psvalues": (lambda ps: ps.psvalues("q"), ("values", "scores")),
+}
+
+CASES = [(op, field) for op, (_, fields) in OPERATIONS.items() for field in fields]
+
+
+@pytest.mark.parametrize(("operation", "field"), CASES, ids=[f"{op}-{field}" for op, field in CASES])
+def test_a_wrong_type_fails_naming_the_key_and_changes_nothing(ps, r, k, operation, field):
+    stream_with_everything(ps, r, k)
+    keys = k("q")
+    bad = getattr(keys, field)
+    r.delete(bad)
+    r.set(bad, "not what psctl keeps here")
+    before = snapshot(r, keys)
+    run, _ = OPERATIONS[operation]
+    with pytest.raises(redis.ResponseError) as raised:
+        run(ps)
+    assert "WRONGTYPE" in str(raised.value) and str(bad) in str(raised.value)
+    assert snapshot(r, keys) == before
+
+
+def test_expire_with_a_wrong_type_changes_nothing_in_that_stream(ps, r, k):
+    ps.psaddmany("q", [("a", "1", 5), ("b", "2", 4)])
+    ps.pspull("q", count=2, expire_at=None)
+    r.zadd(k("q").cooling, {"a": 1, "b": 1})  # due long ago
+    r.delete(k("q").values)
+    r.set(k("q").values, "not a hash")
+    before = snapshot(r, k("q"))
+    with pytest.raises(Exception) as raised:
+        ps.psexpire()
+    assert str(k("q").values) in str(raised.value)
+    assert snapshot(r, k("q")) == before
