@@ -255,3 +255,17 @@ def test_a_cluster_client_with_retries_sends_a_script_once(cluster, rc, cluster_
         getattr(client, operation)("q", "a", *(("v", 5) if operation == "psadd" else (5,)))
     assert rc.zscore(scores, "a") == 7.0  # applied once
     client.close()
+
+
+async def test_an_async_client_with_retries_sends_an_increment_once(proxy, r):
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    client = AsyncRedis(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 3))
+    await client.psadd("q", "a", "v", 1)
+    await client.psincrement("q", "a", 1)
+    proxy.cut_next_reply.set()
+    with pytest.raises(redis.ConnectionError):
+        await client.psincrement("q", "a", 5)
+    assert r.zscore("q:s", "a") == 7.0
+    await client.aclose()
