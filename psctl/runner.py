@@ -46,10 +46,13 @@ class _PoolLine:
         self.connection: Any = None
         self.pending = False
 
-    def write(self, command: tuple[Any, ...]) -> None:
+    def _take(self) -> None:
         if self.connection is None:
             self.connection = take_connection(self.pool)
             self.pack = _packer(self.connection, list_of=True)
+
+    def write(self, command: tuple[Any, ...]) -> None:
+        self._take()
         self.pending = True
         try:
             self.connection.send_packed_command(self.pack(command))
@@ -91,18 +94,12 @@ class _SingleLine(_PoolLine):
         self.lock = single_connection_lock(client)
         self.locked = False
 
-    def write(self, command: tuple[Any, ...]) -> None:
+    def _take(self) -> None:
         if not self.locked:
             self.lock.acquire()
             self.locked = True
         self.connection = self.client.connection
         self.pack = _packer(self.connection, list_of=True)
-        self.pending = True
-        try:
-            self.connection.send_packed_command(self.pack(command))
-        except BaseException:
-            self.close()
-            raise
 
     def read(self) -> Any:
         try:
@@ -236,10 +233,13 @@ class _AsyncPoolLine:
         self.connection: Any = None
         self.pending = False
 
-    async def write(self, command: tuple[Any, ...]) -> None:
+    async def _take(self) -> None:
         if self.connection is None:
             self.connection = await take_async_connection(self.pool)
             self.pack = _packer(self.connection)
+
+    async def write(self, command: tuple[Any, ...]) -> None:
+        await self._take()
         self.pending = True
         try:
             await self.connection.send_packed_command(self.pack(command))
@@ -278,7 +278,7 @@ class _AsyncSingleLine(_AsyncPoolLine):
         self.lock = single_connection_lock(client)
         self.locked = False
 
-    async def write(self, command: tuple[Any, ...]) -> None:
+    async def _take(self) -> None:
         if self.client.connection is None:  # redis.asyncio makes it on first use
             await self.client.initialize()
         if not self.locked:
@@ -286,12 +286,6 @@ class _AsyncSingleLine(_AsyncPoolLine):
             self.locked = True
         self.connection = self.client.connection
         self.pack = _packer(self.connection)
-        self.pending = True
-        try:
-            await self.connection.send_packed_command(self.pack(command))
-        except BaseException:
-            await self.close()
-            raise
 
     async def read(self) -> Any:
         try:
