@@ -21,7 +21,7 @@ from psctl.layout import REGISTRY, stream_keys
 if TYPE_CHECKING:
     import redis.cluster
 
-    from psctl._cluster_launch import ClusterProcess
+    from tests.servers import ClusterProcess
     from psctl.cluster import RedisCluster
 
 Item = tuple[str, bytes, int]
@@ -89,7 +89,7 @@ class Bench:
     @cached_property
     def cluster(self) -> ClusterProcess:
         """Three masters on loopback TCP (the standalone server is on a unix socket)."""
-        from psctl._cluster_launch import start_cluster
+        from tests.servers import start_cluster
         from psctl.launcher import find_binary
 
         return start_cluster(self.tmp / "cluster", binary=self.binary or find_binary())

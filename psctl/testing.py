@@ -26,10 +26,15 @@ def _fakeredis() -> Any:
     return fakeredis
 
 
+def _sync_connection_class(fakeredis: Any) -> Any:
+    # (the name changed over fakeredis's versions; getattr's default would be looked up either way)
+    return getattr(fakeredis, "FakeRedisConnection", None) or fakeredis.FakeConnection
+
+
 def _async_connection_class(fakeredis: Any) -> Any:
     import fakeredis.aioredis
 
-    return getattr(fakeredis.aioredis, "FakeAsyncRedisConnection", fakeredis.aioredis.FakeConnection)
+    return getattr(fakeredis.aioredis, "FakeAsyncRedisConnection", None) or fakeredis.aioredis.FakeConnection
 
 
 def fake_redis(*, server: Any = None, decode_responses: bool = False) -> Redis:
@@ -40,7 +45,7 @@ def fake_redis(*, server: Any = None, decode_responses: bool = False) -> Redis:
 
     fakeredis = _fakeredis()
     pool = redis.ConnectionPool(
-        connection_class=getattr(fakeredis, "FakeRedisConnection", fakeredis.FakeConnection),
+        connection_class=_sync_connection_class(fakeredis),
         server=server or fakeredis.FakeServer(),
         decode_responses=decode_responses,
     )

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import shutil
+import signal
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +23,13 @@ from typing import Any
 
 import pytest
 
-from psctl.launcher import ServerProcess, find_binary, start_server
+from psctl import embedded, launcher
+from psctl.errors import ServerError
+from psctl.launcher import find_binary, pid_running
 from psctl.layout import StreamKeys, stream_keys
+
+from .helpers import Home
+from .servers import ServerProcess, start_cluster, start_server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,8 +79,6 @@ def redis_url(server: ServerProcess | None) -> str:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A 3-master Redis Cluster on loopback, from the same binary as ``server``."""
-    from psctl._cluster_launch import start_cluster
-
     process = start_cluster(tmp_path_factory.mktemp("cluster"), binary=find_binary(os.environ.get("PSCTL_TEST_SERVER") or None))
     try:
         yield process
@@ -113,10 +119,16 @@ def cluster_backend(cluster: Any) -> Backend:
     return Backend(cluster.url, cluster=True)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_backends"):
+        metafunc.parametrize("backend", ["standalone", "cluster"], indirect=True)
+
+
 @pytest.fixture
-def backend(standalone_backend: Backend) -> Backend:
-    """Standalone here; test modules that run on the cluster too override it."""
-    return standalone_backend
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The server kind a test runs on: standalone, and the cluster too where
+    the test or its module is marked ``both_backends``."""
+    return request.getfixturevalue(f"{getattr(request, 'param', 'standalone')}_backend")
 
 
 @contextmanager
@@ -198,3 +210,39 @@ def ps_decoded(request: pytest.FixtureRequest, backend: Backend, r: Any) -> Iter
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    """A fresh HOME and XDG_STATE_HOME, and no REDIS_* variables: the embedded
+    server's own home. The finalizer stops the embedded server and fails the
+    test if any server process is left running in its state folder."""
+    if choice := os.environ.get("PSCTL_TEST_SERVER"):
+        # in-process tests run the session's binary (CI: Valkey, then Redis);
+        # the CLI in a subprocess finds its own, by the documented order
+        binary = launcher.find_binary(choice)
+        monkeypatch.setattr(launcher, "find_binary", lambda choice=None: binary)
+        monkeypatch.setattr(embedded, "find_binary", lambda choice=None: binary)
+    # a short folder: the socket path must fit in 107 bytes
+    root = Path(tempfile.mkdtemp(prefix="psctl-"))
+    for name in [n for n in os.environ if n.startswith("REDIS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(root))
+    monkeypatch.setenv("XDG_STATE_HOME", str(root / "state"))
+    found = Home(root, root / "state" / "psctl", dict(os.environ))
+    try:
+        yield found
+    finally:
+        before = found.servers()
+        try:
+            result = embedded.stop()
+        except ServerError:  # a test left the folder in a state psctl refuses
+            result = {"stopped": False, "pid": None}
+        left = found.servers()
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"server processes left behind: {left}"
+        if result["pid"] is not None:
+            assert not pid_running(result["pid"])
+        assert result["stopped"] == bool(before)

@@ -11,9 +11,7 @@ import time
 import pytest
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def backend(request):
-    return request.getfixturevalue(f"{request.param}_backend")
+pytestmark = pytest.mark.both_backends
 
 
 def add_later(client, delay: float, *args) -> threading.Thread:

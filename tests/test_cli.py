@@ -15,45 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from psctl import __version__
 from psctl.cli import app as cli_app
 from psctl.cli import connection, terminal
-from psctl.cli.app import app
 from psctl.cli.durations import parse_duration
 from psctl.cli.errors import ExitStatus
-from psctl.launcher import free_port
 
-DEAD = "unix:///nonexistent/psctl-test.sock"  # commands that reach for the server fail with 1
-
-
-class Cli:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, input: str | bytes | None = None, env: dict[str, str | None] | None = None) -> Any:
-        environ = {"REDIS_URL": self.url, "REDIS_HOST": None, "REDIS_CLUSTER": None, "PSCTL_TIMEOUT": None}
-        return self.runner.invoke(app, list(args), input=input, env=environ | (env or {}))
-
-    def ok(self, *args: str, **kwargs: Any) -> Any:
-        """The parsed JSON of a command that must succeed."""
-        done = self(*args, **kwargs)
-        assert done.exit_code == 0, (done.exit_code, done.stderr)
-        assert done.stderr == ""
-        return json.loads(done.stdout)
-
-    def fails(self, status: ExitStatus, *args: str, **kwargs: Any) -> str:
-        """The one-line message of a command that must fail with ``status``."""
-        done = self(*args, **kwargs)
-        assert done.exit_code == status, (done.exit_code, done.stdout, done.stderr)
-        assert done.stdout == ""
-        assert "Traceback" not in done.stderr
-        lines = done.stderr.splitlines()
-        assert len(lines) == 1, done.stderr
-        return lines[0]
-
+from .helpers import DEAD, Cli, command_paths, fake_embedded
+from .servers import free_port
 
 @pytest.fixture
 def cli(redis_url: str, r: Any) -> Cli:
@@ -470,24 +440,6 @@ def test_url_beats_redis_url(cli: Cli, redis_url: str, r: Any) -> None:
     assert cli.ok("--url", redis_url, "len", "jobs", env={"REDIS_URL": DEAD}) == {"name": "jobs", "length": 1}
 
 
-def fake_embedded(url: str) -> types.ModuleType:
-    module = types.ModuleType("psctl.embedded")
-    module.started = 0  # type: ignore[attr-defined]
-
-    def ensure_server() -> str:
-        module.started += 1  # type: ignore[attr-defined]
-        return url
-
-    module.ensure_server = ensure_server  # type: ignore[attr-defined]
-    module.status = lambda: {  # type: ignore[attr-defined]
-        "running": True, "pid": 42, "socket": "/s/redis.sock", "data_dir": "/s", "binary": "/b/valkey-server",
-        "version": "9.1.2", "memory": "1.00M",
-    }  # fmt: skip
-    module.stop = lambda force=False: {"stopped": True, "pid": 42}  # type: ignore[attr-defined]
-    module.problem = lambda: None  # type: ignore[attr-defined]
-    return module
-
-
 @pytest.fixture
 def embedded(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = fake_embedded(redis_url)
@@ -592,23 +544,6 @@ def test_every_command_has_a_summary_and_an_example(cli: Cli) -> None:
         assert done.exit_code == 0, path
         text = " ".join(done.stdout.split())
         assert f"Example: psctl {' '.join(path)}" in text, path
-
-
-def command_paths() -> list[tuple[str, ...]]:
-    """Every command, as the words that run it: ("add",), ("server", "status"), ..."""
-    from typer.main import get_command
-
-    found: list[tuple[str, ...]] = []
-
-    def walk(group: Any, prefix: tuple[str, ...]) -> None:
-        for name, command in group.commands.items():
-            if hasattr(command, "commands"):
-                walk(command, (*prefix, name))
-            else:
-                found.append((*prefix, name))
-
-    walk(get_command(app), ())
-    return found
 
 
 def test_the_command_list_is_complete() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from psctl.cli import inputs, terminal
 from psctl.cli.errors import ExitStatus
-from tests.test_cli import DEAD, Cli
+from .helpers import DEAD, Cli
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from psctl.cli.errors import ExitStatus
 from psctl.layout import stream_keys
 
-from .test_cli import Cli
+from .helpers import Cli
 
 PSCTL = str(Path(sys.executable).with_name("psctl"))
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from psctl.cli.errors import ExitStatus
-from tests.test_cli import DEAD, Cli, command_paths, fake_embedded
+from .helpers import DEAD, Cli, command_paths, fake_embedded
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -17,13 +17,10 @@ import json
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +32,7 @@ from psctl.cli.errors import ExitStatus
 from psctl.cli.inputs import InputError, rows_from_file
 from psctl.operations import POLL
 
-from .faults import SilentServer
-from .test_cli import Cli
+from .helpers import Cli, Misbehaving, SilentServer, hangs_up, stops_halfway, talks_nonsense
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -206,48 +202,6 @@ def test_any_bytes_through_the_cli_add_all_or_exit_2_writing_nothing(
 
 
 # -- servers that misbehave --------------------------------------------------------
-
-
-class Misbehaving:
-    """A TCP server whose every connection is handed to ``handle``."""
-
-    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.handle = handle
-        self.open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        with suppress(OSError):
-            while True:
-                conn, _ = self.listener.accept()
-                self.open.append(conn)
-                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with suppress(OSError):
-            self.handle(conn)
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.open:
-            conn.close()
-
-
-def hangs_up(conn: socket.socket) -> None:
-    conn.close()
-
-
-def talks_nonsense(conn: socket.socket) -> None:
-    while conn.recv(65536):
-        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-
-
-def stops_halfway(conn: socket.socket) -> None:
-    conn.recv(65536)
-    conn.sendall(b"$10\r\nabc")  # a reply that never ends
-    time.sleep(60)
 
 
 SERVERS: dict[str, Callable[[], Any]] = {

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from psctl.cli import completion
-from psctl.launcher import free_port
+from .servers import free_port
 
 PSCTL = Path(sys.executable).with_name("psctl")
 ROOT = Path(__file__).resolve().parent.parent

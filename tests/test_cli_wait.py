@@ -24,7 +24,7 @@ from psctl.cli import connection
 from psctl.cli.errors import INTERRUPTED, ExitStatus
 from psctl.operations import POLL
 
-from .test_cli import DEAD, Cli
+from .helpers import DEAD, Cli, retries
 
 PSCTL = Path(sys.executable).with_name("psctl")
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -155,7 +155,7 @@ def test_the_reply_timeout_of_a_waiting_pull_stays_above_the_blocking_time(redis
         assert plain["socket_timeout"] == timeout
         assert waiting["socket_timeout"] >= POLL + max(timeout, POLL)  # a BLPOP of POLL s, and a margin
         for kwargs in (plain, waiting):
-            assert kwargs["retry"].get_retries() == 0  # psctl.connections' policy: nothing is re-sent
+            assert retries(kwargs["retry"]) == 0  # psctl.connections' policy: nothing is re-sent
             assert kwargs["socket_connect_timeout"] == min(connection.CONNECT_TIMEOUT, timeout)
 
 
@@ -291,7 +291,7 @@ def test_the_cluster_client_has_the_same_policy(cluster: Any) -> None:
     client = connection.connect(target, 0.3, waiting=True)
     try:
         pool = client.get_default_node().redis_connection.connection_pool.connection_kwargs
-        assert client.retry.get_retries() == 0 and pool["retry"].get_retries() == 0
+        assert retries(client.retry) == 0 and retries(pool["retry"]) == 0
         assert (pool["socket_timeout"], pool["socket_connect_timeout"]) == (POLL + POLL, 0.3)
     finally:
         client.close()

@@ -10,128 +10,21 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
-import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from psctl import AsyncRedis, Redis, embedded, launcher
-from psctl.launcher import ServerError, free_port, pid_running, start_server
+from psctl import AsyncRedis, Redis, embedded
+from psctl.errors import ServerError
+from psctl.launcher import pid_running
 
-PSCTL = Path(sys.executable).with_name("psctl")
-
-
-@dataclass
-class Home:
-    root: Path
-    state: Path  # $XDG_STATE_HOME/psctl
-    env: dict[str, str]  # for subprocesses
-
-    @property
-    def socket(self) -> Path:
-        return self.state / "redis.sock"
-
-    def servers(self) -> list[int]:
-        return servers_in(self.state)
-
-    def psctl(self, *args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(PSCTL), *args], env=env or self.env, capture_output=True, text=True, timeout=60, **kwargs
-        )  # type: ignore[call-overload]
-
-
-@pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
-    if choice := os.environ.get("PSCTL_TEST_SERVER"):
-        # in-process tests run the session's binary (CI: Valkey, then Redis);
-        # the CLI in a subprocess finds its own, by the documented order
-        binary = launcher.find_binary(choice)
-        monkeypatch.setattr(launcher, "find_binary", lambda choice=None: binary)
-        monkeypatch.setattr(embedded, "find_binary", lambda choice=None: binary)
-    # a short folder: the socket path must fit in 107 bytes
-    root = Path(tempfile.mkdtemp(prefix="psctl-"))
-    for name in [n for n in os.environ if n.startswith("REDIS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(root))
-    monkeypatch.setenv("XDG_STATE_HOME", str(root / "state"))
-    found = Home(root, root / "state" / "psctl", dict(os.environ))
-    try:
-        yield found
-    finally:
-        before = found.servers()
-        try:
-            result = embedded.stop()
-        except ServerError:  # a test left the folder in a state psctl refuses
-            result = {"stopped": False, "pid": None}
-        left = found.servers()
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(root, ignore_errors=True)
-        assert not left, f"server processes left behind: {left}"
-        if result["pid"] is not None:
-            assert not pid_running(result["pid"])
-        assert result["stopped"] == bool(before)
-
-
-def servers_in(folder: Path) -> list[int]:
-    """Live server processes working in ``folder``."""
-    if not Path("/proc/self/cwd").exists():  # no /proc: match the command line
-        out = subprocess.run(["ps", "-eo", "pid=,stat=,args="], capture_output=True, text=True).stdout
-        rows = [line.split(None, 2) for line in out.splitlines()]
-        return [int(r[0]) for r in rows if len(r) == 3 and "Z" not in r[1] and str(folder) in r[2] and "-server" in r[2]]
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "cwd") == os.path.realpath(folder) and b"-server" in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return [pid for pid in found if pid_running(pid)]
-
-
-def tcp_listeners(pid: int) -> list[str]:
-    """The process's listening TCP sockets, from /proc/net/tcp{,6}."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    listening = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                listening.append(fields[1])
-    return listening
-
-
-def server_pid() -> int:
-    pid = embedded.status()["pid"]
-    assert isinstance(pid, int)
-    return pid
-
-
-def kill9(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while pid_running(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not pid_running(pid)
+from .helpers import PSCTL, Home, kill9, server_pid, tcp_listeners
+from .servers import free_port, start_server
 
 
 # -- the library -------------------------------------------------------------
@@ -254,7 +147,7 @@ def test_a_stale_pid_file_naming_another_server_leaves_it_alone(home: Home) -> N
         embedded.ensure_server()
         assert server_pid() != other.pid
         assert embedded.stop()["stopped"] is True
-        assert other.alive()
+        assert other.process.poll() is None
     finally:
         other.stop()
 

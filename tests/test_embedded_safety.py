@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 
 from psctl import Redis, embedded, launcher
-from psctl.launcher import pid_running, start_server
+from psctl.launcher import pid_running
 
-from .test_embedded import Home, home  # noqa: F401  (the fixture)
+from .servers import start_server
+
+from .helpers import Home
 
 pytestmark = pytest.mark.root
 

@@ -10,10 +10,11 @@ import redis
 import redis.asyncio
 
 from psctl import AsyncRedis, Redis
-from psctl.launcher import start_server
+from psctl._redispy import take_connection
+from .servers import start_server
 from psctl.scripts import script
 
-from .faults import CuttingProxy, SilentServer
+from .helpers import CuttingProxy, SilentServer
 
 
 @pytest.fixture
@@ -59,8 +60,13 @@ async def test_async_lost_reply_is_not_resent(proxy, r):
 
 
 def test_the_proxy_would_catch_a_resend(proxy, r):
-    """Control: redis-py's default retries do resend, and the proxy test sees it."""
-    plain = redis.Redis(host="127.0.0.1", port=proxy.port)
+    """Control: a plain redis-py client with retries (the default since redis-py 6)
+    does resend, and the proxy test sees it."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    plain = redis.Redis(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 3),
+                        retry_on_error=[redis.ConnectionError])  # fmt: skip
     add = script("add")
     args = (add.sha, add.numkeys, "q:t", "q:s", "q:exc", "q:exp", "q:wake", "0", "1", "a", "v", "5")
     plain.script_load(add.source)
@@ -116,7 +122,7 @@ def test_waits_are_bounded_by_the_kernel_on_blocking_sockets(server, r):
 
     client = Redis.from_url(server.url, socket_timeout=2.5)
     assert client.psadd("q", "a", "v") == 1.0
-    connection = client.connection_pool.get_connection()
+    connection = take_connection(client.connection_pool)
     try:
         assert connection._sock.gettimeout() is None  # blocking: Python adds no poll()
         for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
@@ -167,7 +173,7 @@ def test_a_server_that_stops_reading_is_a_write_timeout(server, r):
 
 
 def test_an_unreachable_server_fails_fast():
-    from psctl.launcher import free_port
+    from .servers import free_port
 
     client = Redis(host="127.0.0.1", port=free_port())
     started = time.monotonic()

@@ -26,9 +26,7 @@ ODD_KEYS = [
 ]
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def backend(request):
-    return request.getfixturevalue(f"{request.param}_backend")
+pytestmark = pytest.mark.both_backends
 
 
 def server_time(r) -> float:

@@ -8,13 +8,12 @@ import pytest
 import redis
 
 from psctl import operations
+from psctl._redispy import take_connection
 
-from .faults import CuttingProxy
+from .helpers import CuttingProxy
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def backend(request):
-    return request.getfixturevalue(f"{request.param}_backend")
+pytestmark = pytest.mark.both_backends
 
 
 def chunked_items(count: int, on_item=None):
@@ -158,7 +157,7 @@ def test_script_calls_hand_their_connection_back(standalone_backend):
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         client.psadd("bad", "a", "v")
     assert in_use() == 0
-    connection = pool.get_connection()
+    connection = take_connection(pool)
     connection.disconnect()  # the next script call finds a closed socket and reconnects
     pool.release(connection)
     assert client.psadd("q", "b", "v") == 1.0

@@ -18,9 +18,7 @@ import redis
 from psctl.layout import REGISTRY
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def backend(request):
-    return request.getfixturevalue(f"{request.param}_backend")
+pytestmark = pytest.mark.both_backends
 
 
 def snapshot(r: Any, keys: Any) -> dict[str, Any]:

@@ -31,11 +31,14 @@ import redis
 
 from psctl import Redis
 from psctl.cli.errors import ExitStatus
-from psctl.launcher import ServerError, ServerProcess, find_binary, free_port, start_server
+from psctl.errors import ServerError
+from psctl.launcher import find_binary
+
+from .servers import ServerProcess, free_port, start_server
 from psctl.settings import Settings, sync_pool
 
 from .conftest import flushed
-from .test_cli import Cli, fake_embedded
+from .helpers import Cli, fake_embedded
 
 OPT_OUT = "pytest -m 'not tls'"
 # every setting that could point a command elsewhere, cleared unless a test sets it
@@ -422,7 +425,7 @@ def test_a_command_across_streams_is_named_too(acl: AclServer) -> None:
     acl.admin.psadd("other", "a", "x")
     message = one_line(run(acl, "REDIS_URL", "worker", PASSWORD, "expire"), ExitStatus.SERVER)
     needs = "(other:t, other:s, other:exc, other:exp, other:wake, :ps:keys)"
-    assert f"stream 'other': the server at" in message  # each stream is named: the others are done
+    assert "stream 'other': the server at" in message  # each stream is named: the others are done
     assert f"denied psctl expire: user 'worker' may not access the keys it needs {needs}" in message
 
 
