@@ -6,8 +6,7 @@
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
-  KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (BLPOP); at most
-           WAKE_TOKENS, gone within a minute of the first
+  KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (includes/wake.lua)
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
   ARGV[2]  "1": the caller has registered the stream's name in :ps:keys. A
@@ -26,11 +25,11 @@
   increments add up. A score that would not be finite fails the whole call
   before anything is written.
 ]]
-local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local WAKE_TOKENS = 16
+local values, scores, gated, cooling, wakes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 -- @include batch
 -- @include keycheck
 -- @include score
+-- @include wake
 
 local readd = ARGV[1] == "1"
 local count = (#ARGV - 2) / 3
@@ -98,20 +97,12 @@ for i = 1, count do
 end
 
 if readd and not born then  -- (with readd nothing is refused: n > 0)
-  call_in_slices("SREM", gated, keys)
-  call_in_slices("ZREM", cooling, keys)
+  count_in_slices("SREM", gated, keys)
+  count_in_slices("ZREM", cooling, keys)
 end
 if n > 0 then
-  call_in_slices("HSET", values, hash_pairs)
-  call_in_slices("ZADD", scores, zset_pairs)
-  -- a token per item, up to WAKE_TOKENS queued, so that as many waiting
-  -- pullers wake. A full list is left alone (no write): a puller that blocks
-  -- later finds a token at once and pulls again.
-  local tokens = {}
-  for i = 1, math.min(n / 2, WAKE_TOKENS - queued) do tokens[i] = "1" end
-  if #tokens > 0 then
-    redis.call("LPUSH", wake, unpack(tokens))
-    if queued == 0 then redis.call("EXPIRE", wake, 60) end  -- a new list
-  end
+  count_in_slices("HSET", values, hash_pairs)
+  count_in_slices("ZADD", scores, zset_pairs)
+  wake(wakes, n / 2, queued)
 end
 return reply

@@ -5,7 +5,7 @@
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
-  KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (see add-5.lua)
+  KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (includes/wake.lua)
 
   ARGV[1]  "1": re-add, clearing the key's gate and cool-down first
   ARGV[2]  "1": the caller has registered the stream's name (see add-5.lua)
@@ -18,10 +18,10 @@
   not exist and ARGV[2] is not "1". score is the new score (exact text), or
   false when the key is gated or cooling down.
 ]]
-local values, scores, gated, cooling, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local WAKE_TOKENS = 16
+local values, scores, gated, cooling, wakes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 -- @include keycheck
 -- @include score
+-- @include wake
 local readd, key = ARGV[1] == "1", ARGV[3]
 
 -- One EXISTS answers two questions: a key named n times counts n times, so
@@ -53,8 +53,5 @@ if readd and present >= 3 then
 end
 redis.call("HSET", values, key, ARGV[4])
 redis.call("ZADD", scores, score, key)
-if queued < WAKE_TOKENS then
-  redis.call("LPUSH", wake, "1")
-  if queued == 0 then redis.call("EXPIRE", wake, 60) end  -- a new list
-end
+wake(wakes, 1, queued)
 return {present == 0 and 1 or 0, score}

@@ -20,5 +20,5 @@ for i = 1, #all, 2 do
   rescored[i] = finite_score(tonumber(all[i + 1]) - by, all[i])
   rescored[i + 1] = all[i]
 end
-if #rescored > 0 then call_in_slices("ZADD", scores, rescored) end
+count_in_slices("ZADD", scores, rescored)
 return #all / 2

@@ -23,9 +23,9 @@ local due = checked(4, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, limit)
 if #due > 0 then
   expect(1, "hash")
   expect(2, "zset")
-  call_in_slices("ZREM", cooling, due)
-  call_in_slices("HDEL", values, due)
-  call_in_slices("ZREM", scores, due)
+  count_in_slices("ZREM", cooling, due)
+  count_in_slices("HDEL", values, due)
+  count_in_slices("ZREM", scores, due)
 end
 local alive = redis.call("EXISTS", values, scores, gated, cooling) > 0
 return {#due, #due == limit and 1 or 0, alive and 1 or 0}

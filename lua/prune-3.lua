@@ -19,6 +19,6 @@ if #removed == 0 then return removed end
 expect(1, "hash")
 if ARGV[2] == "1" then expect(3, "set") end
 redis.call("ZREMRANGEBYSCORE", scores, "-inf", ARGV[1])
-call_in_slices("HDEL", values, removed)
-if ARGV[2] == "1" then call_in_slices("SADD", gated, removed) end
+count_in_slices("HDEL", values, removed)
+if ARGV[2] == "1" then count_in_slices("SADD", gated, removed) end
 return removed

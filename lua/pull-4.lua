@@ -70,7 +70,7 @@ if purge then
     if #members == 0 then break end
     redis.call("ZREMRANGEBYRANK", scores, -#members, -1)
     local got = call_in_slices("HMGET", values, members)
-    call_in_slices("HDEL", values, members)
+    count_in_slices("HDEL", values, members)
     take(members, got)  -- orphans were removed with the rest
     if #members < want then break end  -- the sorted set is empty
   end
@@ -91,13 +91,13 @@ else
     rescored[2 * i - 1] = finite_score(below(base, i), pulled[i])
     rescored[2 * i] = pulled[i]
   end
-  if #orphans > 0 then call_in_slices("ZREM", scores, orphans) end
-  if #rescored > 0 then call_in_slices("ZADD", scores, rescored) end
+  if #orphans > 0 then count_in_slices("ZREM", scores, orphans) end
+  if #rescored > 0 then count_in_slices("ZADD", scores, rescored) end
 end
 
 if #pulled == 0 then return {} end
 
-if gate then call_in_slices("SADD", gated, pulled) end
+if gate then count_in_slices("SADD", gated, pulled) end
 
 if at then
   local entries = {}
@@ -105,6 +105,6 @@ if at then
     entries[2 * i - 1] = at
     entries[2 * i] = pulled[i]
   end
-  call_in_slices("ZADD", cooling, entries)
+  count_in_slices("ZADD", cooling, entries)
 end
 return {pulled, found}

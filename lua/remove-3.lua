@@ -21,7 +21,7 @@ if #keys == 0 then return 0 end
 expect(1, "hash")
 expect(2, "zset")
 if gate then expect(3, "set") end
-local removed = call_in_slices("ZREM", scores, keys)
-call_in_slices("HDEL", values, keys)
-if gate then call_in_slices("SADD", gated, keys) end
+local removed = count_in_slices("ZREM", scores, keys)
+count_in_slices("HDEL", values, keys)
+if gate then count_in_slices("SADD", gated, keys) end
 return removed

@@ -25,6 +25,7 @@ from typing import Any
 from redis.backoff import NoBackoff
 
 from psctl._redispy import TIMED, TimedConnection, TimedUnixDomainSocketConnection
+from psctl.urls import check_url
 
 # seconds; a blocked pull waits at most operations.POLL per command, well below
 SOCKET_TIMEOUT = 30.0
@@ -59,8 +60,6 @@ class SafeConnections:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Any:
-        from psctl.settings import check_url
-
         check_url(url)  # before redis-py, whose messages could show part of a password
         scheme = url.partition("://")[0] if cls._ps_timed else None
         return super().from_url(url, **safe_kwargs(kwargs, cls._ps_retry_class, scheme))  # type: ignore[misc]

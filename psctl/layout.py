@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from psctl.errors import InvalidArgument
+
 REGISTRY = ":ps:keys"
 
 Key = str | bytes
@@ -78,7 +80,7 @@ def cluster_base(name: str) -> str:
 
 def stream_keys(name: str, *, cluster: bool = False) -> StreamKeys:
     if not isinstance(name, str) or not name:
-        raise ValueError(f"a stream name must be a non-empty string, got {name!r}")
+        raise InvalidArgument(f"a stream name must be a non-empty string, got {name!r}")
     return _stream_keys(name, cluster)
 
 

@@ -86,10 +86,16 @@ def _add_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
     would never see it."""
     reply = yield Call(add_script, keys.all_and_wake, args)
     if reply[0] == UNREGISTERED:
+        reply = yield from _registered_call(keys, add_script, args)
+    return reply
+
+
+def _registered_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
+    """The name registered, then the add script's call saying so."""
+    yield from _register(keys)
+    reply = yield Call(add_script, keys.all_and_wake, (args[0], b"1", *args[2:]))
+    if reply[0] == BORN:  # an unregistering psdelete/psexpire may have run between the two
         yield from _register(keys)
-        reply = yield Call(add_script, keys.all_and_wake, (args[0], b"1", *args[2:]))
-        if reply[0] == BORN:  # an unregistering psdelete/psexpire may have run between the two
-            yield from _register(keys)
     return reply
 
 
@@ -139,7 +145,7 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = Fal
             following = next(chunks, None)
             reply = yield Receive(call)
             if reply[0] == UNREGISTERED:  # the stream was deleted meanwhile
-                reply = yield from _add_call(keys, add_script, current[0])
+                reply = yield from _registered_call(keys, add_script, current[0])
             unknown = 0
             merge(reply, current[1])
             current = following

@@ -95,21 +95,21 @@ Plan = Generator[Request, Any, Any]
 # -- steps (carried out by the runners) --------------------------------------------
 
 
-class Direct(tuple):  # type: ignore[type-arg]
+class Direct(tuple[Any, ...]):
     """A command sent once and its raw reply read, on a path that never resends
     (see ``runner.py``)."""
 
 
-class Plain(tuple):  # type: ignore[type-arg]
+class Plain(tuple[Any, ...]):
     """A command through the client's ``execute_command`` (response callbacks
     apply; the client's own retries may resend it: safe requests only)."""
 
 
-class Pipelined(list):  # type: ignore[type-arg]
+class Pipelined(list[tuple[Any, ...]]):
     """Commands in one non-transactional pipeline; errors come back in place."""
 
 
-class Write(tuple):  # type: ignore[type-arg]
+class Write(tuple[Any, ...]):
     """A command written on the never-resending path, its reply not read yet."""
 
 
@@ -134,17 +134,16 @@ def _load(call: Call) -> Plain:
 
 def exchange(request: Request) -> Generator[Step, Any, Any]:
     """The steps of one request; returns its reply."""
-    kind = type(request)
-    if kind is Call:
-        return (yield from _call(request))  # type: ignore[arg-type]
-    if kind is Command:
-        return (yield (Plain if request.safe else Direct)(request.args))  # type: ignore[union-attr]
-    if kind is Send:
-        return (yield Write(evalsha(request.call)))  # type: ignore[union-attr]
-    if kind is Receive:
-        return (yield from _receive(request.call))  # type: ignore[union-attr]
-    if kind is Batch:
-        return (yield from _batch(request))  # type: ignore[arg-type]
+    if type(request) is Call:
+        return (yield from _call(request))
+    if type(request) is Command:
+        return (yield (Plain if request.safe else Direct)(request.args))
+    if type(request) is Send:
+        return (yield Write(evalsha(request.call)))
+    if type(request) is Receive:
+        return (yield from _receive(request.call))
+    if type(request) is Batch:
+        return (yield from _batch(request))
     raise TypeError(f"not a request: {request!r}")
 
 
@@ -185,9 +184,9 @@ def _batch(batch: Batch) -> Generator[Step, Any, list[Any]]:
                 yield _load(call)
         for i, reply in zip(missing, (yield Pipelined([steps[i] for i in missing]))):
             replies[i] = reply
-    for i, reply in enumerate(replies):
-        if isinstance(reply, ResponseError) and type(requests[i]) is Call:
-            replies[i] = script_error(reply, requests[i])  # type: ignore[arg-type]
+    for i, (reply, request) in enumerate(zip(replies, requests)):
+        if isinstance(reply, ResponseError) and type(request) is Call:
+            replies[i] = script_error(reply, request)
     if batch.errors == "raise":
         for reply in replies:
             if isinstance(reply, Exception):

@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from psctl._redispy import single_connection_lock, take_async_connection, take_connection
-from psctl.protocol import Direct, Plain, Plan, Read, Step, Write, exchange
+from psctl.protocol import Direct, Pipelined, Plain, Plan, Read, Step, Write, exchange
 
 
 def _routing_key(command: tuple[Any, ...]) -> Any:
@@ -180,22 +180,37 @@ class SyncRunner:
             return _ClusterLine(self)
         if getattr(self, "connection", None) is not None:
             return _SingleLine(self)
-        return _PoolLine(self.connection_pool)  # type: ignore[attr-defined]
+        return _PoolLine(getattr(self, "connection_pool"))
+
+    execute_command: Any  # redis-py's, of the client this is mixed into
+    pipeline: Any
 
     def _ps_step(self, step: Step, line: Any) -> Any:
-        kind = type(step)
-        if kind is Direct:
+        if type(step) is Direct:
             return line.call(step)
-        if kind is Plain:
-            return self.execute_command(*step)  # type: ignore[attr-defined]
-        if kind is Write:
+        if type(step) is Plain:
+            return self.execute_command(*step)
+        if type(step) is Write:
             return line.write(step)
-        if kind is Read:
+        if type(step) is Read:
             return line.read()
-        pipe = self.pipeline(transaction=False)  # type: ignore[attr-defined]
-        for command in step:  # type: ignore[union-attr]
+        return _pipeline(self, step).execute(raise_on_error=False)
+
+
+def _pipeline(client: Any, step: Step) -> Any:
+    """A pipeline of the step's commands, not yet executed. A sync cluster
+    client's pipeline is told each command's node: redis-py 8 would otherwise
+    ask a server (COMMAND GETKEYS), one round trip per script call, to route
+    what the EVALSHA's own arguments say."""
+    assert type(step) is Pipelined
+    pipe = client.pipeline(transaction=False)
+    routed = isinstance(client, SyncRunner) and getattr(client, "nodes_manager", None) is not None
+    for command in step:
+        if routed:
+            pipe.execute_command(*command, target_nodes=client.get_node_from_key(_routing_key(command)))
+        else:
             pipe.execute_command(*command)
-        return pipe.execute(raise_on_error=False)
+    return pipe
 
 
 def _packer(connection: Any, list_of: bool = False) -> Any:
@@ -215,9 +230,10 @@ def _utf8_strict(encoding: str, errors: str) -> bool:
 
 
 def _pack_in_list(command: tuple[Any, ...]) -> list[bytes]:
-    return [_hiredis_pack(command)]  # type: ignore[misc]
+    return [_hiredis_pack(command)]
 
 
+_hiredis_pack: Any
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # the hiredis extra is not installed
@@ -305,22 +321,31 @@ class _AsyncSingleLine(_AsyncPoolLine):
             self.lock.release()
 
 
-class _AsyncClusterLine(_ClusterLine):
-    async def call(self, command: tuple[Any, ...]) -> Any:  # type: ignore[override]
+class _AsyncClusterLine:
+    """``_ClusterLine``, awaited."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.outcome: tuple[bool, Any] = (True, None)
+
+    async def call(self, command: tuple[Any, ...]) -> Any:
         await self.client.initialize()  # (a no-op once done) the slots table, before the first command
         node = self.client.get_node_from_key(_routing_key(command))
         return await self.client.execute_command(*command, target_nodes=node)
 
-    async def write(self, command: tuple[Any, ...]) -> None:  # type: ignore[override]
+    async def write(self, command: tuple[Any, ...]) -> None:
         try:
             self.outcome = (True, await self.call(command))
         except Exception as exc:
             self.outcome = (False, exc)
 
-    async def read(self) -> Any:  # type: ignore[override]
-        return super().read()
+    async def read(self) -> Any:
+        ok, value = self.outcome
+        if not ok:
+            raise value
+        return value
 
-    async def close(self) -> None:  # type: ignore[override]
+    async def close(self) -> None:
         pass
 
 
@@ -356,19 +381,18 @@ class AsyncRunner:
             return _AsyncClusterLine(self)
         if getattr(self, "single_connection_client", False):
             return _AsyncSingleLine(self)
-        return _AsyncPoolLine(self.connection_pool)  # type: ignore[attr-defined]
+        return _AsyncPoolLine(getattr(self, "connection_pool"))
+
+    execute_command: Any  # redis-py's, of the client this is mixed into
+    pipeline: Any
 
     async def _ps_step(self, step: Step, line: Any) -> Any:
-        kind = type(step)
-        if kind is Direct:
+        if type(step) is Direct:
             return await line.call(step)
-        if kind is Plain:
-            return await self.execute_command(*step)  # type: ignore[attr-defined]
-        if kind is Write:
+        if type(step) is Plain:
+            return await self.execute_command(*step)
+        if type(step) is Write:
             return await line.write(step)
-        if kind is Read:
+        if type(step) is Read:
             return await line.read()
-        pipe = self.pipeline(transaction=False)  # type: ignore[attr-defined]
-        for command in step:  # type: ignore[union-attr]
-            pipe.execute_command(*command)
-        return await pipe.execute(raise_on_error=False)
+        return await _pipeline(self, step).execute(raise_on_error=False)

@@ -25,10 +25,6 @@ class LuaScript:
     source: str
     sha: str
 
-    def check_keys(self, keys: tuple[str, ...]) -> None:
-        if len(keys) != self.numkeys:
-            raise ValueError(f"script {self.name} takes {self.numkeys} keys, got {len(keys)}")
-
 
 def lua_dir() -> Path:
     """``psctl/lua`` inside an installed wheel, else ``lua/`` of a checkout."""

@@ -11,66 +11,17 @@ every ``repr``.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from psctl.errors import InvalidArgument
+from psctl.urls import check_url, redact_url
 
 _TRUE = {"1", "true", "yes", "on"}
-
-
-SCHEMES = ("redis", "rediss", "unix")
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: whatever follows the
-    first ``:`` of the user information (up to the last ``@``), so that even a
-    password holding an unescaped ``#``, ``?`` or ``/`` is hidden whole, and a
-    ``password=`` query parameter."""
-    scheme, sep, rest = url.partition("://")
-    if sep:
-        userinfo, at, host = rest.rpartition("@")
-        if at and ":" in userinfo:
-            rest = f"{userinfo.partition(':')[0]}:***@{host}"
-        url = f"{scheme}{sep}{rest}"
-    return _QUERY_PASSWORD.sub(r"\1***", url)
-
-
-def check_url(url: str) -> None:
-    """Refuses a URL redis-py would misread or fail on, with a message that
-    holds no part of it beyond its scheme (a password could be anywhere in a
-    malformed one)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in SCHEMES:
-        shown = f" starting with {scheme!r}" if sep and len(scheme) < 20 else ""
-        raise InvalidArgument(f"a server URL starts with redis://, rediss:// or unix://; got one{shown}")
-    parts = urlsplit(url)
-    if scheme.lower() != "unix":
-        userinfo, at, _ = rest.rpartition("@")
-        if at and "@" not in parts.netloc or any(c in userinfo for c in "/?#"):
-            raise InvalidArgument(
-                "the URL's user name or password holds a character a URL reserves ('/', '?', '#' or '@'): "
-                "write them as %2F, %3F, %23 and %40, or give the password in REDIS_PASSWORD"
-            )
-        try:
-            parts.port
-        except ValueError:
-            raise InvalidArgument("the URL's port is not a number from 0 to 65535") from None
-    names = parse_qs(parts.query, keep_blank_values=True)
-    if not names:
-        return
-    from psctl._redispy import url_parameters  # (redis-py: only for a URL with parameters)
-
-    for name in names:
-        if name not in url_parameters():
-            hint = ": for TLS, use a rediss:// URL" if name.lower() in ("ssl", "tls") else ""
-            raise InvalidArgument(f"the URL parameter {name!r} is not one redis-py takes{hint}")
 
 
 @dataclass(frozen=True)
@@ -185,29 +136,45 @@ def _shared_in_loop(
 def sync_pool(settings: Settings) -> Any:
     import redis
 
-    return _shared(_sync_pools, settings, lambda: _make_pool(settings, redis))
+    return _shared(_sync_pools, settings, lambda: make_pool(settings, redis))
 
 
 def async_pool(settings: Settings) -> Any:
     import redis.asyncio
 
-    return _shared_in_loop(_async_pools, settings, lambda: _make_pool(settings, redis.asyncio))
+    return _shared_in_loop(_async_pools, settings, lambda: make_pool(settings, redis.asyncio))
 
 
 def sync_cluster(settings: Settings) -> Any:
     """One ``psctl.RedisCluster`` per settings: it keeps a pool per node itself."""
     from psctl.cluster import RedisCluster
 
-    return _shared(_sync_clusters, settings, lambda: _make_cluster(settings, RedisCluster))
+    return _shared(_sync_clusters, settings, lambda: make_cluster(settings, RedisCluster))
 
 
 def async_cluster(settings: Settings) -> Any:
     from psctl.cluster import AsyncRedisCluster
 
-    return _shared_in_loop(_async_clusters, settings, lambda: _make_cluster(settings, AsyncRedisCluster))
+    return _shared_in_loop(_async_clusters, settings, lambda: make_cluster(settings, AsyncRedisCluster))
 
 
-def _make_cluster(settings: Settings, cls: Any) -> Any:
+def new_client(settings: Settings) -> Any:
+    """A sync psctl client for ``settings`` with a pool (or, for a cluster,
+    pools) of its own, shared with no one: the CLI's, whose settings carry
+    one command's timeouts."""
+    if settings.cluster:
+        from psctl.cluster import RedisCluster
+
+        return make_cluster(settings, RedisCluster)
+    import redis
+
+    from psctl.client import Redis
+
+    return Redis(connection_pool=make_pool(settings, redis))
+
+
+def make_cluster(settings: Settings, cls: Any) -> Any:
+    """A cluster client of class ``cls`` (sync or async) for ``settings``."""
     kwargs = settings.connection_kwargs()
     kwargs.pop("db", None)  # a cluster has only database 0
     if settings.url:
@@ -215,7 +182,9 @@ def _make_cluster(settings: Settings, cls: Any) -> Any:
     return cls(ssl=settings.ssl, **kwargs)
 
 
-def _make_pool(settings: Settings, module: Any) -> Any:
+def make_pool(settings: Settings, module: Any) -> Any:
+    """A connection pool of ``module`` (``redis`` or ``redis.asyncio``) for
+    ``settings``, with psctl's safe defaults for whatever they leave unset."""
     from psctl.connections import safe_kwargs
 
     scheme = urlsplit(settings.url).scheme if settings.url else "rediss" if settings.ssl else "redis"

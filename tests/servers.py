@@ -65,13 +65,15 @@ def start_server(
     extra: dict[str, str] | None = None,
     timeout: float = 10,
     ready: Callable[[], bool] | None = None,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Starts a server with its data and log in ``dir`` and waits until it answers.
 
     ``port=0`` with a ``unixsocket`` means no TCP listener at all. ``ready``
     replaces the PING on the socket or port as the test that the server is up:
     for a listener PING cannot reach, such as a TLS-only port
-    (``extra={"tls-port": ...}``).
+    (``extra={"tls-port": ...}``). ``env``: the server's environment (the
+    caller's when None).
     """
     binary = binary or find_binary()
     dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +81,7 @@ def start_server(
     args = server_args(binary, dir, log, unixsocket=unixsocket, port=port, appendonly=appendonly, extra=extra)
     process = subprocess.Popen(
         [*args, "--daemonize", "no"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        close_fds=True,
+        close_fds=True, env=env,
     )  # fmt: skip
     server = ServerProcess(process, binary, dir, unixsocket, port, log)
     deadline = time.monotonic() + timeout

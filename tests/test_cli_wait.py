@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 import psctl.client
-from psctl import runner
 from psctl.cli import connection
 from psctl.cli.errors import INTERRUPTED, ExitStatus
 from psctl.operations import POLL
@@ -182,29 +181,24 @@ def test_ctrl_c_while_waiting_exits_130_quietly_and_takes_nothing(env: dict[str,
 
 
 def interrupt_during(monkeypatch: pytest.MonkeyPatch, command: str, times: int = 1) -> list[str]:
-    """Sends this process SIGINT whenever the CLI's client sends ``command``
-    (EVALSHA: the pull script; BLPOP: the wait), as a Ctrl-C landing then would."""
-    sent: list[str] = []
-    original = psctl.client.Redis.execute_command
-    original_call = runner._PoolLine.call  # script calls go straight to a held connection
+    """Sends this process SIGINT whenever a connection writes ``command``
+    (EVALSHA: the pull script; BLPOP: the wait) on the wire, as a Ctrl-C
+    landing then would."""
+    from redis.connection import AbstractConnection
 
-    def interrupt(args: tuple[Any, ...]) -> None:
-        name = str(args[0]).upper()
+    sent: list[str] = []
+    original = AbstractConnection.send_packed_command
+
+    def send_packed_command(self: Any, packed: Any, *args: Any, **kwargs: Any) -> Any:
+        data = packed if isinstance(packed, bytes) else b"".join(packed)
+        name = data.split(b"\r\n")[2].decode().upper()
         sent.append(name)
         if name == command:
             for _ in range(times):
                 signal.raise_signal(signal.SIGINT)
+        return original(self, packed, *args, **kwargs)
 
-    def execute_command(self: Any, *args: Any, **kwargs: Any) -> Any:
-        interrupt(args)
-        return original(self, *args, **kwargs)
-
-    def call(self: Any, args: tuple[Any, ...]) -> Any:
-        interrupt(args)
-        return original_call(self, args)
-
-    monkeypatch.setattr(psctl.client.Redis, "execute_command", execute_command)
-    monkeypatch.setattr(runner._PoolLine, "call", call)
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
     return sent
 
 

@@ -13,7 +13,6 @@ from fast_depends import inject
 
 from psctl import AsyncRedisCluster, AsyncRedisProvider, RedisCluster, RedisProvider
 from psctl.layout import REGISTRY, has_hash_tag, stream_keys
-from psctl.runner import SyncRunner
 
 
 def node_of(client, key: str) -> str:
@@ -72,12 +71,23 @@ def test_psexpire_across_nodes_in_one_batch(rc, monkeypatch):
         rc.pspull(name, count=1, expire_at=timedelta(hours=1))  # "later"
     assert len({node_of(rc, stream_keys(n, cluster=True).values) for n in names}) == 3
 
-    sent = []
-    original = SyncRunner._ps_step
-    monkeypatch.setattr(SyncRunner, "_ps_step", lambda self, step, line: sent.append(step) or original(self, step, line))
+    from redis.connection import AbstractConnection
+
+    writes: list[bytes] = []  # what goes on the wire, one write at a time
+    original = AbstractConnection.send_packed_command
+
+    def send_packed_command(self, packed, *args, **kwargs):
+        writes.append(packed if isinstance(packed, bytes) else b"".join(packed))
+        return original(self, packed, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
     assert rc.psexpire() == dict.fromkeys(names, 1)
-    # SMEMBERS, then one batch with every stream's script (a pipeline: one request per node)
-    assert len(sent) == 2 and len(sent[1]) == 30
+    # SMEMBERS, then one pipeline with every stream's script: one write per node
+    assert [w.count(b"\r\nSMEMBERS\r\n") for w in writes] == [1, 0, 0, 0]
+    assert sorted(w.count(b"\r\nEVALSHA\r\n") for w in writes[1:]) == sorted(
+        sum(node_of(rc, stream_keys(n, cluster=True).values) == node for n in names)
+        for node in {node_of(rc, stream_keys(n, cluster=True).values) for n in names}
+    )
     for name in names:
         assert rc.zrange(stream_keys(name, cluster=True).cooling, 0, -1) == [b"later"]
 

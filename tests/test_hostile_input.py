@@ -56,8 +56,16 @@ def test_any_item_shape_works_or_raises_with_nothing_written(r, item):
         r.psaddmany("q", [("first", "v", 1), item])
     except (ValueError, TypeError):
         assert r.dbsize() == 0
+        return
+    # it worked: the item is stored as given, the way redis-py would send it
+    key, value, score = (*item, 1) if len(item) == 2 else item
+    raw_key = key if isinstance(key, bytes) else str(key).encode()
+    if isinstance(value, float):
+        raw_value = repr(value).encode()
     else:
-        assert r.pslen("q") >= 1
+        raw_value = value if isinstance(value, bytes) else str(value).encode()
+    assert r.hget("q:t", raw_key) == raw_value
+    assert r.zscore("q:s", raw_key) == float(score) + (1 if raw_key == b"first" else 0)
 
 
 @SETTINGS

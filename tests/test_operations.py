@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -493,12 +495,45 @@ def test_registry_entry_written_even_if_the_stream_was_emptied(ps, r):
     assert ps.psnames() == ["q"]
 
 
-def test_expire_measures_server_clock_not_client_clock(ps, r, monkeypatch, k):
-    # the client's clock is off by a day; cool-downs still count from the server's
-    monkeypatch.setattr(time, "time", lambda: 0.0)
-    ps.psadd("q", "a", "v")
-    ps.pspull("q", expire_at=timedelta(seconds=30))
-    assert abs(r.zscore(k("q").cooling, "a") - (server_time(r) + 30)) <= 2
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")  # Debian's faketime package
+
+
+@pytest.fixture(scope="module")
+def two_days_ahead(tmp_path_factory) -> Iterator[str]:
+    """A server whose clock runs two days ahead of this process's (libfaketime)."""
+    import os
+
+    from .servers import start_server
+
+    found = [p for p in (FAKETIME, Path("/usr/lib/faketime/libfaketime.so.1")) if p.exists()]
+    if not found:
+        pytest.fail("the server-clock test runs a server under libfaketime: apt-get install faketime")
+    folder = tmp_path_factory.mktemp("ahead")
+    env = dict(os.environ, LD_PRELOAD=str(found[0]), FAKETIME="+2d", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    server = start_server(folder, unixsocket=folder / "redis.sock", env=env)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_cool_downs_count_from_the_servers_clock_not_the_clients(two_days_ahead):
+    """The server's clock is two days ahead of the client's: a cool-down counted
+    from the client's clock would be two days off, and psexpire reading the
+    client's clock would see nothing due."""
+    from psctl import Redis
+
+    ahead = Redis.from_url(two_days_ahead)
+    ahead.flushdb()
+    ahead.psaddmany("q", [("a", "v", 2), ("b", "v", 1)])
+    ahead.pspull("q", expire_at=timedelta(seconds=30))
+    assert abs(ahead.zscore("q:exp", "a") - (server_time(ahead) + 30)) <= 2
+    assert ahead.zscore("q:exp", "a") - time.time() > 86400  # not the client's clock
+    # due by the server's clock (a day ago there), not yet by the client's (in a day)
+    ahead.pspull("q", expire_at=datetime.now(timezone.utc) + timedelta(days=1))
+    assert ahead.psexpire() == {"q": 1}
+    assert ahead.zscore("q:exp", "b") is None and ahead.zscore("q:exp", "a") is not None
+    ahead.close()
 
 
 # -- issue 11: one bad stream does not stop psexpire for the others (point 6)

@@ -9,7 +9,9 @@ import redis
 from fast_depends import inject
 
 from psctl import AsyncRedis, AsyncRedisProvider, Redis, RedisProvider, Settings
-from psctl.settings import redact_url, sync_pool
+from psctl.connections import TimedConnection, TimedUnixDomainSocketConnection
+from psctl.settings import sync_pool
+from psctl.urls import redact_url
 
 REDIS_ENV = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_SSL"]
 
@@ -104,9 +106,9 @@ def test_passwords_never_shown():
 def test_unix_and_tls_urls_make_the_right_pools():
     unix = sync_pool(Settings(url="unix:///tmp/psctl-test.sock"))
     tls = sync_pool(Settings(url="rediss://localhost:6390/0"))
+    assert unix.connection_class is TimedUnixDomainSocketConnection  # kernel-bounded waits
     assert issubclass(unix.connection_class, redis.UnixDomainSocketConnection)
-    assert unix.connection_class.__name__ == "TimedUnixDomainSocketConnection"  # kernel-bounded waits
     assert tls.connection_class is redis.SSLConnection  # TLS keeps redis-py's own timeouts
-    assert sync_pool(Settings(url="redis://localhost:6390/0")).connection_class.__name__ == "TimedConnection"
-    assert sync_pool(Settings(host="localhost", port=6391)).connection_class.__name__ == "TimedConnection"
+    assert sync_pool(Settings(url="redis://localhost:6390/0")).connection_class is TimedConnection
+    assert sync_pool(Settings(host="localhost", port=6391)).connection_class is TimedConnection
     assert sync_pool(Settings(url="unix:///tmp/psctl-test.sock")) is unix

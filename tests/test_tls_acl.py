@@ -13,6 +13,7 @@ session's kind of server. A password never shows in stdout, stderr, a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -24,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,9 +35,9 @@ from psctl import Redis
 from psctl.cli.errors import ExitStatus
 from psctl.errors import ServerError
 from psctl.launcher import find_binary
+from psctl.settings import Settings, sync_pool
 
 from .servers import ServerProcess, free_port, start_server
-from psctl.settings import Settings, sync_pool
 
 from .conftest import flushed
 from .helpers import Cli, fake_embedded
@@ -423,7 +425,9 @@ def test_a_command_refused_inside_a_script_is_named(acl: AclServer) -> None:
 
 def test_a_command_across_streams_is_named_too(acl: AclServer) -> None:
     acl.admin.psadd("other", "a", "x")
-    message = one_line(run(acl, "REDIS_URL", "worker", PASSWORD, "expire"), ExitStatus.SERVER)
+    done = run(acl, "REDIS_URL", "worker", PASSWORD, "expire")
+    assert json.loads(done.stdout) == {"expired": {}, "total": 0}  # what was done, for the log
+    message = one_line(SimpleNamespace(exit_code=done.exit_code, stdout="", stderr=done.stderr), ExitStatus.SERVER)
     needs = "(other:t, other:s, other:exc, other:exp, other:wake, :ps:keys)"
     assert "stream 'other': the server at" in message  # each stream is named: the others are done
     assert f"denied psctl expire: user 'worker' may not access the keys it needs {needs}" in message

@@ -47,7 +47,7 @@ def _exit(status: int) -> None:
     try:
         sys.stdout.flush()
     except (OSError, ValueError):  # the reader went away: as errors._quiet_broken_pipe
-        from psctl.cli.errors import ExitStatus
+        from psctl.cli.status import ExitStatus
 
         status = status or ExitStatus.SERVER
     try:

@@ -24,8 +24,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from psctl.cli import terminal
-from psctl.cli.errors import BadUsage, ServerUnavailable
-from psctl.settings import Settings, redact_url
+from psctl.cli.status import BadUsage, ServerUnavailable
+from psctl.settings import Settings
+from psctl.urls import redact_url
 
 CONNECT_TIMEOUT = 2.0  # seconds to establish a connection
 DEFAULT_TIMEOUT = 10.0  # seconds to wait for any reply (--timeout)
@@ -171,27 +172,13 @@ def connect(target: Target, timeout: float = DEFAULT_TIMEOUT, *, waiting: bool =
     pull) adds the ``POLL`` seconds the server holds each blocked reply, and
     keeps a margin of at least ``POLL`` beyond it."""
     from psctl.operations import POLL
+    from psctl.settings import new_client
 
     per_reply = POLL + max(timeout, POLL) if waiting else timeout
     options = dict(target.settings.options)
     options.update(socket_connect_timeout=min(CONNECT_TIMEOUT, timeout), socket_timeout=per_reply)
-    settings = replace(target.settings, options=tuple(sorted(options.items())))
-    driver = driver_info()
-    if settings.cluster:  # a client of its own (the library's shared one would be closed with the command)
-        from psctl.cluster import RedisCluster
-
-        kwargs = settings.connection_kwargs()
-        kwargs.pop("db", None)  # a cluster has only database 0
-        kwargs.setdefault(*driver)
-        if settings.url:
-            return RedisCluster.from_url(settings.url, **kwargs)
-        return RedisCluster(ssl=settings.ssl, **kwargs)
-    from psctl.client import Redis
-    from psctl.settings import sync_pool
-
-    pool = sync_pool(settings)  # this command's own: its settings hold the command's timeouts
-    pool.connection_kwargs.setdefault(*driver)
-    return Redis(connection_pool=pool)
+    options.setdefault(*driver_info())
+    return new_client(replace(target.settings, options=tuple(sorted(options.items()))))
 
 
 def driver_info() -> tuple[str, Any]:

@@ -13,40 +13,14 @@ import re
 import sys
 import traceback
 from collections.abc import Iterable
-from enum import IntEnum
 from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
+from psctl.cli.status import INTERRUPTED, BadUsage, CliError, ExitStatus, NotFound, ServerUnavailable
 
-class ExitStatus(IntEnum):
-    OK = 0
-    SERVER = 1  # the server failed or could not be reached
-    USAGE = 2  # bad usage or bad input
-    NOT_FOUND = 3  # the named item does not exist
-
-
-# Ctrl-C: the shells' 128 + SIGINT, outside ExitStatus as it is no outcome of a command
-INTERRUPTED = 130
-
-
-class CliError(Exception):
-    """An error with a message fit for the user and its exit status."""
-
-    status = ExitStatus.SERVER
-
-
-class BadUsage(CliError):
-    status = ExitStatus.USAGE
-
-
-class NotFound(CliError):
-    status = ExitStatus.NOT_FOUND
-
-
-class ServerUnavailable(CliError):
-    status = ExitStatus.SERVER
+__all__ = ["INTERRUPTED", "BadUsage", "CatchingGroup", "CliError", "ExitStatus", "NotFound", "ServerUnavailable", "describe", "fail"]
 
 
 def describe(
@@ -184,9 +158,6 @@ def fail(
     raise typer.Exit(status)
 
 
-def _session_of(ctx: Any) -> Any:
-    """The global options, when they were parsed (see ``app.Session``)."""
-    return getattr(ctx, "obj", None)
 
 
 class CatchingGroup(TyperGroup):
@@ -211,15 +182,19 @@ class CatchingGroup(TyperGroup):
             sys.stderr.write("psctl: interrupted\n")
             raise typer.Exit(INTERRUPTED) from None
         except Exception as exc:
-            session = _session_of(ctx)
+            from psctl.cli.session import Session
+
+            session = ctx.find_root().obj
+            if not isinstance(session, Session):  # the root callback never ran
+                session = Session()
             fail(
                 exc,
-                debug=bool(getattr(session, "debug", False)),
-                where=getattr(session, "where", None),
-                secrets=getattr(session, "secrets", ()),
-                command=getattr(session, "command", None),
-                user=getattr(session, "user", None),
-                keys=session.needed_keys() if hasattr(session, "needed_keys") else None,
+                debug=session.debug,
+                where=session.where,
+                secrets=session.secrets,
+                command=session.command,
+                user=session.user,
+                keys=session.needed_keys(),
             )
 
 

@@ -44,35 +44,37 @@ class LazyCommands(MutableMapping[str, Any]):
         return len(self._builders)
 
 
-def lazy_group(commands: typer.Typer, groups: Sequence[typer.Typer] = ()) -> type[CatchingGroup]:
+def lazy_group(command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer] = ()) -> type[CatchingGroup]:
     """A group class for the root ``typer.Typer(cls=...)``: its commands are the
-    commands of ``commands`` and the ``groups`` (each with a name and
-    ``add_completion=False``), in that order, each built on first use."""
+    commands registered on each of ``command_apps`` and the ``groups`` (each
+    with a name and ``add_completion=False``), in that order, each built on
+    first use."""
 
     class LazyGroup(CatchingGroup):
         def __init__(self, **options: Any) -> None:
             super().__init__(**options)
-            self.commands = LazyCommands(_builders(commands, groups, options.get("rich_markup_mode")))
+            self.commands = LazyCommands(_builders(command_apps, groups, options.get("rich_markup_mode")))
 
     return LazyGroup
 
 
 def _builders(
-    commands: typer.Typer, groups: Sequence[typer.Typer], markup: Any
+    command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer], markup: Any
 ) -> dict[str, Callable[[], Any]]:
     # get_command_from_info is what Typer itself calls for each command of a
     # group (the same signature in the Typer versions pyproject.toml allows)
     from typer.main import get_command, get_command_from_info
 
     found: dict[str, Callable[[], Any]] = {}
-    for info in commands.registered_commands:
-        name = info.name or info.callback.__name__.lower().replace("_", "-")  # type: ignore[union-attr]
-        found[name] = partial(
-            get_command_from_info,
-            info,
-            pretty_exceptions_short=commands.pretty_exceptions_short,
-            rich_markup_mode=markup,
-        )
+    for commands in command_apps:
+        for info in commands.registered_commands:
+            name = info.name or info.callback.__name__.lower().replace("_", "-")  # type: ignore[union-attr]
+            found[name] = partial(
+                get_command_from_info,
+                info,
+                pretty_exceptions_short=commands.pretty_exceptions_short,
+                rich_markup_mode=markup,
+            )
     for group in groups:
         found[group.info.name] = partial(get_command, group)  # type: ignore[index]
     return found

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from psctl.cli.errors import BadUsage
+from psctl.cli.status import BadUsage
 
 FORMATS = ("csv", "json", "ndjson")
 EXTENSIONS = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}

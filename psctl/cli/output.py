@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psctl.cli import terminal
-from psctl.cli.errors import BadUsage
+from psctl.cli.status import BadUsage
 
 # Rows that ``keys`` and ``values`` show on a terminal unless --limit says otherwise.
 TERMINAL_ROWS = 20

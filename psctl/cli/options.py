@@ -1,0 +1,155 @@
+"""Arguments and options that many commands share, declared once.
+
+``output_options`` is sqlite-utils' idea: the options that choose the output
+are added to a command by one decorator, which decides the output once,
+before the command runs, and leaves it in the session (``session.out``); a
+command's body never decides its format itself.
+
+The annotations are plain objects (no ``from __future__ import annotations``),
+so that Typer need not evaluate them from text at every start.
+"""
+
+import functools
+import inspect
+import math
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from psctl.cli.durations import duration_parameter
+from psctl.cli.status import BadUsage
+from psctl.cli.output import TERMINAL_ROWS, Output
+from psctl.cli.session import Session
+
+DEFAULT_COOL_DOWN = timedelta(days=1)
+
+
+def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Stream names starting with ``incomplete``, from the server the command
+    would use: at most half a second, and never starting the embedded server."""
+    try:
+        client = _completion_client(ctx)
+        if client is None:
+            return []
+        try:
+            names = client.psnames()
+        finally:
+            client.close()
+    except Exception:  # a TAB must never print an error into the command line
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+NAMES_TIMEOUT = 0.5  # seconds a TAB may wait for the server
+
+
+def _completion_client(ctx: typer.Context) -> Any:
+    from psctl.cli import connection
+    from psctl.settings import Settings
+
+    root = ctx.find_root()
+    url, cluster = root.params.get("url"), root.params.get("cluster")
+    if connection.explicit(url, os.environ):
+        target = connection.resolve(url, cluster, tls_ca=root.params.get("tls_ca"))
+    else:  # the embedded server, only when it already runs
+        running = connection.embedded_module().running_url()
+        if running is None:
+            return None
+        target = connection.Target(Settings.resolve(url=running), embedded=True)
+    return connection.connect(target, timeout=NAMES_TIMEOUT)
+
+
+def _stream_name(name: str) -> str:
+    if not name:
+        raise typer.BadParameter("a stream name must not be empty")
+    return name
+
+
+Name = Annotated[
+    str,
+    typer.Argument(
+        metavar="NAME", help="The stream's name.", callback=_stream_name, autocompletion=complete_names,
+        show_default=False,
+    ),
+]  # fmt: skip
+Key = Annotated[str, typer.Argument(metavar="KEY", help="The item's key.", show_default=False)]
+Limit = Annotated[
+    int | None,
+    typer.Option(
+        "--limit", "-n", metavar="N", min=0, show_default=False,
+        help=f"At most N items, highest score first (on a terminal {TERMINAL_ROWS} unless given; JSON: all).",
+    ),
+]  # fmt: skip
+Gate = Annotated[bool, typer.Option("--gate", help="Gate the keys: refused by add until --readd.")]
+ExpireIn = Annotated[
+    timedelta | None,
+    typer.Option(
+        "--expire-in", metavar="DURATION", parser=duration_parameter, show_default=False,
+        help="Cool-down before the keys may be added again: 90, 90s, 15m, 2h, 1d (default 1d).",
+    ),
+]  # fmt: skip
+NoExpire = Annotated[bool, typer.Option("--no-expire", help="No cool-down.")]
+
+# Commands taking a number as an argument let "-5" through as one (not an option)
+NUMBER_ARGUMENTS = {"ignore_unknown_options": True}
+
+
+def cool_down(expire_in: timedelta | None, no_expire: bool) -> timedelta | None:
+    """The cool-down that --expire-in / --no-expire ask for (default a day)."""
+    if expire_in is not None and no_expire:
+        raise BadUsage("--expire-in and --no-expire cannot be used together")
+    return None if no_expire else expire_in if expire_in is not None else DEFAULT_COOL_DOWN
+
+
+def finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise BadUsage(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def argv_bytes(text: str) -> bytes:
+    """A command-line argument as the bytes the shell passed (not UTF-8 ones too)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+# -- the output options -------------------------------------------------------------
+
+AsJson = Annotated[
+    bool,
+    typer.Option("--json", help="Print JSON (the default when stdout is not a terminal).", rich_help_panel="Output"),
+]
+AsTable = Annotated[
+    bool, typer.Option("--table", help="Print a table (the default on a terminal).", rich_help_panel="Output")
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_options(command: F) -> F:
+    """Adds --json and --table to ``command`` (which takes ``ctx`` first),
+    decides the output from them once, before the command runs (bad usage
+    before any I/O), and leaves it in the session: ``Session.of(ctx).out``."""
+    signature = inspect.signature(command)
+    added = [
+        inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsJson),
+        inspect.Parameter("as_table", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsTable),
+    ]
+
+    @functools.wraps(command)
+    def decided(ctx: typer.Context, *args: Any, as_json: bool = False, as_table: bool = False, **kwargs: Any) -> Any:
+        Session.of(ctx).out = Output.choose(as_json, as_table)
+        return command(ctx, *args, **kwargs)
+
+    decided.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *added])  # type: ignore[attr-defined]
+    decided.__annotations__ = {**command.__annotations__, "as_json": AsJson, "as_table": AsTable}
+    return decided  # type: ignore[return-value]
+
+
+def out(ctx: typer.Context) -> Output:
+    """The output ``output_options`` decided for this command."""
+    found = Session.of(ctx).out
+    assert found is not None, "the command lacks @output_options"
+    return found
