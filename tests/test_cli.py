@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
-import threading
 import time
 import types
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from psctl.cli import connection, terminal
 from psctl.cli.durations import parse_duration
 from psctl.cli.errors import ExitStatus
 
-from .helpers import DEAD, Cli, command_paths, fake_embedded
+from .helpers import DEAD, Cli, SilentServer, command_paths, fake_embedded
 from .servers import free_port
 
 @pytest.fixture
@@ -384,29 +382,15 @@ def test_a_traceback_only_with_debug(cli: Cli) -> None:
 
 
 @pytest.fixture
-def listener() -> Iterator[tuple[int, list[socket.socket]]]:
+def silent() -> Iterator[SilentServer]:
     """A TCP server that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            accepted.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted
+    server = SilentServer()
+    yield server
     server.close()
-    for conn in accepted:
-        conn.close()
 
 
-def test_a_server_that_never_answers_times_out(cli: Cli, listener: tuple[int, list[socket.socket]]) -> None:
-    port, accepted = listener
+def test_a_server_that_never_answers_times_out(cli: Cli, silent: SilentServer) -> None:
+    port, accepted = silent.port, silent.held
     started = time.monotonic()
     message = cli.fails(ExitStatus.SERVER, "--timeout", "0.5", "--url", f"redis://127.0.0.1:{port}", "len", "jobs")
     assert time.monotonic() - started < 3
@@ -414,8 +398,8 @@ def test_a_server_that_never_answers_times_out(cli: Cli, listener: tuple[int, li
     assert len(accepted) == 1  # one attempt: nothing is re-sent
 
 
-def test_the_timeout_comes_from_the_environment_too(cli: Cli, listener: tuple[int, list[socket.socket]]) -> None:
-    port, _ = listener
+def test_the_timeout_comes_from_the_environment_too(cli: Cli, silent: SilentServer) -> None:
+    port = silent.port
     started = time.monotonic()
     cli.fails(ExitStatus.SERVER, "--url", f"redis://127.0.0.1:{port}", "len", "jobs", env={"PSCTL_TIMEOUT": "0.3"})
     assert time.monotonic() - started < 3
