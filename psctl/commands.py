@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from psctl import leases
 from psctl import operations as op
 from psctl.layout import StreamKeys, stream_keys
 
@@ -96,3 +97,67 @@ class PrioritizedStreamCommands:
     def psnames(self) -> Any:
         """Registered stream names, sorted."""
         return self._ps_run(op.names())
+
+    # -- leases (SPEC §6) ----------------------------------------------------------
+
+    def pslease(
+        self,
+        name: str,
+        count: int = 1,
+        lease: timedelta | float = leases.DEFAULT_LEASE,
+        max_deliveries: int | None = None,
+        block: float | None = None,
+        stop: Any = None,
+    ) -> Any:
+        """Takes up to ``count`` (at most 1000) of the highest-scored items and
+        holds them under a new token until ``lease`` has passed (server clock):
+        a ``psctl.leases.Lease``, empty when nothing was waiting. ``block`` and
+        ``stop`` wait as ``pspull``'s do; an item leased ``max_deliveries``
+        times goes to the dead set when its lease runs out or is released."""
+        return self._ps_run(leases.lease(self._ps_keys(name), self, count, lease, max_deliveries, block, stop))
+
+    def psack(
+        self, name: str, token: str, keys: Iterable[Any] | None = None, gate: bool = False, expire_at: Any = DAY
+    ) -> Any:
+        """Finishes held items of ``token`` (all it holds when ``keys`` is None):
+        they leave the stream, gated and cooled down as a pull's would be. Keys it
+        no longer holds are skipped; returns how many were acknowledged."""
+        return self._ps_run(leases.ack(self._ps_keys(name), token, keys, gate, expire_at))
+
+    def psrelease(
+        self, name: str, token: str, keys: Iterable[Any] | None = None, score: float | None = None, delay: Any = None
+    ) -> Any:
+        """Gives held items of ``token`` back (all it holds when ``keys`` is
+        None): at once, or once ``delay`` (a timedelta or seconds) has passed,
+        with their remembered score or ``score``; returns how many."""
+        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay))
+
+    def psextend(self, name: str, token: str, lease: timedelta | float) -> Any:
+        """Moves the deadline of what ``token`` still holds to ``lease`` from now:
+        the new deadline (UTC), or None when it holds nothing any more."""
+        return self._ps_run(leases.extend(self._ps_keys(name), token, lease))
+
+    def psleased(
+        self,
+        name: str,
+        count: int = 1,
+        lease: timedelta | float = leases.DEFAULT_LEASE,
+        max_deliveries: int | None = None,
+        block: float | None = None,
+        stop: Any = None,
+    ) -> leases.Leased:
+        """``with`` (or ``async with``) ``psleased(...) as lease``: a ``pslease``
+        whose items are acknowledged on a normal exit and given back on an
+        exception."""
+        options = {"count": count, "lease": lease, "max_deliveries": max_deliveries, "block": block, "stop": stop}
+        return leases.Leased(self, name, options)
+
+    def psdead(self, name: str, limit: int | None = None) -> Any:
+        """``{key: value}`` of the items that ran out of deliveries, oldest death
+        first (``.deliveries`` holds their counts)."""
+        return self._ps_run(leases.dead(self._ps_keys(name), limit))
+
+    def psrequeue(self, name: str, keys: Iterable[Any] | None = None, score: float | None = None) -> Any:
+        """Puts dead items back (all when ``keys`` is None), deliveries reset,
+        with their last score or ``score``; returns how many."""
+        return self._ps_run(leases.requeue(self._ps_keys(name), keys, score))

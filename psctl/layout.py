@@ -2,7 +2,8 @@
 
 On a standalone server a stream NAME lives in ``NAME:t``, ``NAME:s``,
 ``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. Beside
-them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls.
+them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls, and
+six keys hold leases (``SUFFIXES``).
 
 In Redis Cluster every key of a stream must hash to one slot, and two names
 must never share a key:
@@ -34,25 +35,70 @@ REGISTRY = ":ps:keys"
 Key = str | bytes
 
 
+# Each key of a stream is NAME plus one of these. No suffix ends another one, so
+# that two names can never make the same key.
+SUFFIXES = {
+    "values": ":t",  # hash: item key -> value
+    "scores": ":s",  # sorted set: item key -> score (waiting items)
+    "gated": ":exc",  # set: keys refused until re-added
+    "cooling": ":exp",  # sorted set: key -> unix time its cool-down ends
+    # beside the four of SPEC §1:
+    "wake": ":wake",  # list: wake-up tokens for blocked pullers
+    "held": ":held",  # hash: held item key -> the token of the lease holding it
+    "leases": ":leases",  # sorted set: token -> lease deadline (unix ms, server clock)
+    "lease": ":lease",  # hash: token -> msgpack {max_deliveries, key, ...}
+    "parked": ":parked",  # hash: item key -> its score while it is not waiting (held, dead)
+    "deliveries": ":dlv",  # hash: item key -> how many leases it has had
+    "dead": ":dead",  # sorted set: dead item key -> unix ms it died
+}
+
+
 @dataclass(frozen=True, slots=True)
 class StreamKeys:
     name: str
     member: Key  # the name as the registry holds it
-    values: Key  # hash: item key -> value
-    scores: Key  # sorted set: item key -> score
-    gated: Key  # set: keys refused until re-added
-    cooling: Key  # sorted set: key -> unix time its cool-down ends
-    wake: Key  # list: wake-up tokens for blocked pullers (an extra beside the four)
+    values: Key
+    scores: Key
+    gated: Key
+    cooling: Key
+    wake: Key
+    held: Key
+    leases: Key
+    lease: Key
+    parked: Key
+    deliveries: Key
+    dead: Key
 
     @property
     def all(self) -> tuple[Key, Key, Key, Key]:
-        """The four keys of SPEC §1, in the order every 4-key script takes them."""
+        """The four keys of SPEC §1."""
         return (self.values, self.scores, self.gated, self.cooling)
 
     @property
-    def all_and_wake(self) -> tuple[Key, Key, Key, Key, Key]:
-        """``all`` and the wake-up list: the keys of the add scripts."""
-        return (self.values, self.scores, self.gated, self.cooling, self.wake)
+    def adding(self) -> tuple[Key, ...]:
+        """The keys of the add scripts, in their order."""
+        return (self.values, self.scores, self.gated, self.cooling, self.wake, self.parked)
+
+    @property
+    def leasing(self) -> tuple[Key, ...]:
+        """The keys of leases, in the order every script that takes them names them."""
+        return (self.held, self.leases, self.lease, self.parked, self.deliveries, self.dead)
+
+    @property
+    def pulling(self) -> tuple[Key, ...]:
+        """The keys of the pull and expire scripts: the four, then ``leasing``."""
+        return (*self.all, *self.leasing)
+
+    @property
+    def holding_data(self) -> tuple[Key, ...]:
+        """The keys that hold the stream's data: while any exists, the stream
+        stays registered (the wake-up list is gone within a minute anyway)."""
+        return (*self.all, *self.leasing)
+
+    @property
+    def every(self) -> tuple[Key, ...]:
+        """Every key the stream may have (what ``psdelete`` deletes)."""
+        return (*self.all, self.wake, *self.leasing)
 
 
 def hash_tag(name: str) -> str | None:
@@ -92,5 +138,5 @@ def _stream_keys(name: str, cluster: bool) -> StreamKeys:
     except UnicodeEncodeError:  # not UTF-8: its bytes, as they were given
         raw = base.encode("utf-8", "surrogateescape")
         member = name.encode("utf-8", "surrogateescape")
-        return StreamKeys(name, member, raw + b":t", raw + b":s", raw + b":exc", raw + b":exp", raw + b":wake")
-    return StreamKeys(name, name, f"{base}:t", f"{base}:s", f"{base}:exc", f"{base}:exp", f"{base}:wake")
+        return StreamKeys(name, member, **{field: raw + suffix.encode() for field, suffix in SUFFIXES.items()})
+    return StreamKeys(name, name, **{field: base + suffix for field, suffix in SUFFIXES.items()})

@@ -84,7 +84,7 @@ def _add_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
     registered and the call made again, saying so. A lost connection can then
     never leave a stream that holds data out of the registry, where psexpire
     would never see it."""
-    reply = yield Call(add_script, keys.all_and_wake, args)
+    reply = yield Call(add_script, keys.adding, args)
     if reply[0] == UNREGISTERED:
         reply = yield from _registered_call(keys, add_script, args)
     return reply
@@ -93,7 +93,7 @@ def _add_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
 def _registered_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
     """The name registered, then the add script's call saying so."""
     yield from _register(keys)
-    reply = yield Call(add_script, keys.all_and_wake, (args[0], b"1", *args[2:]))
+    reply = yield Call(add_script, keys.adding, (args[0], b"1", *args[2:]))
     if reply[0] == BORN:  # an unregistering psdelete/psexpire may have run between the two
         yield from _register(keys)
     return reply
@@ -139,7 +139,7 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = Fal
             current = next(chunks, None)
         # then each chunk is encoded while the server runs the one before
         while current is not None:
-            call = Call(add_script, keys.all_and_wake, current[0])
+            call = Call(add_script, keys.adding, current[0])
             yield Send(call)
             unknown = len(current[1])
             following = next(chunks, None)
@@ -171,34 +171,42 @@ def pull(
     block: float | None = None,
     stop: Any = None,
 ) -> Plan:
-    """One atomic pull; with ``block``, pulls again each time an add wakes it
-    (or every ``POLL`` seconds, for items written with plain commands) until
-    something comes, ``block`` seconds pass (0: no limit) or ``stop`` is set."""
+    """One atomic pull; with ``block``, waits for items (``waiting``)."""
     count = check_count(count)
     mode, seconds = expiry(expire_at)
-    deadline = _deadline(block)
-    if stop is not None and not callable(getattr(stop, "is_set", None)):
-        raise InvalidArgument(f"stop must have an is_set() method (a psctl.StopWaiting, say), got {stop!r}")
     if count == 0:
+        _deadline(block)
         return {}
     one = count == 1 and purge  # the most common pull, with a script of its own
     if one:
-        call = Call(script("pullone"), keys.all, (flag(gate), mode, seconds))
+        call = Call(script("pullone"), keys.pulling, (flag(gate), mode, seconds))
     else:
-        call = Call(script("pull"), keys.all, (count, flag(purge), flag(gate), mode, seconds))
+        call = Call(script("pull"), keys.pulling, (count, flag(purge), flag(gate), mode, seconds))
+    reply = yield from waiting(call, keys, block, stop)
+    if reply and one:  # {key, value}
+        return {decode_key(reply[0]): reply[1]}
+    if reply:  # {keys, values}
+        pulled, found = reply
+        return dict(zip(decode_keys(pulled), found))
+    return {}
+
+
+def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any) -> Plan:
+    """``call`` (a pull or a lease), made again each time an add wakes it (or
+    every ``POLL`` seconds, for items written with plain commands) until it
+    takes something, ``block`` seconds pass (0: no limit; None: no wait) or
+    ``stop`` is set. Returns its last reply."""
+    deadline = _deadline(block)
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise InvalidArgument(f"stop must have an is_set() method (a psctl.StopWaiting, say), got {stop!r}")
     marks = isinstance(stop, StopWaiting)
     while True:
         reply = yield call
-        if reply and one:  # {key, value}
-            return {decode_key(reply[0]): reply[1]}
-        if reply:  # {keys, values}
-            pulled, found = reply
-            return dict(zip(decode_keys(pulled), found))
-        if deadline is None or (stop is not None and stop.is_set()):
-            return {}
+        if reply or deadline is None or (stop is not None and stop.is_set()):
+            return reply
         wait = POLL if deadline == math.inf else min(POLL, deadline - time.monotonic())
         if wait <= 0:
-            return {}
+            return reply
         if marks:
             stop.waiting = True  # a wait holds nothing: it may be cut short at any moment
         try:
@@ -207,7 +215,7 @@ def pull(
             if marks:
                 stop.waiting = False
         if stop is not None and stop.is_set():
-            return {}
+            return None
 
 
 def _deadline(block: Any) -> float | None:
@@ -281,7 +289,7 @@ def _unregister(names: Sequence[str], layout: Layout) -> Plan:
         return 0
     streams = [layout(name) for name in names]
     removed = yield Batch(tuple(Command(("SREM", REGISTRY, keys.member)) for keys in streams))
-    alive = yield Batch(tuple(Command(("EXISTS", *keys.all)) for keys in streams))
+    alive = yield Batch(tuple(Command(("EXISTS", *keys.holding_data)) for keys in streams))
     revived = [keys.member for keys, exists in zip(streams, alive) if exists]
     if revived:
         yield Command(("SADD", REGISTRY, *revived))
@@ -290,7 +298,7 @@ def _unregister(names: Sequence[str], layout: Layout) -> Plan:
 
 def delete(keys: StreamKeys, layout: Layout) -> Plan:
     # not safe to repeat: a resent DEL could delete items added since the first
-    deleted = yield Command(("DEL", *keys.all_and_wake), safe=False)
+    deleted = yield Command(("DEL", *keys.every), safe=False)
     unregistered = yield from _unregister([keys.name], layout)
     return bool(deleted or unregistered)
 
@@ -310,14 +318,14 @@ def expire(layout: Layout) -> Plan:
     dead: list[str] = []
     expire_script = script("expire")
     while pending:
-        calls = tuple(Call(expire_script, layout(name).all, (EXPIRE_CHUNK,), safe=True) for name in pending)
+        calls = tuple(Call(expire_script, layout(name).pulling, (EXPIRE_CHUNK,), safe=True) for name in pending)
         replies = yield Batch(calls, errors="return")
         again = []
         for name, reply in zip(pending, replies):
             if isinstance(reply, Exception):
                 failed[name] = reply
                 continue
-            count, more, alive = reply
+            count, more, alive = reply[:3]
             expired[name] += count
             if more:
                 again.append(name)

@@ -13,7 +13,9 @@ A plan (``operations.py``) yields requests and receives their replies:
 ``exchange(request)`` turns one request into *steps* for a runner
 (``runner.py``) to carry out, and returns its reply. It reloads a script the
 server does not have (``NOSCRIPT`` means nothing ran, so calling again cannot
-apply it twice) and turns the scripts' own errors into ``psctl.errors`` types.
+apply it twice), turns the scripts' own errors into ``psctl.errors`` types,
+and sends a request that is safe to repeat again after a lost connection or a
+timeout, a few times, with a pause between (``RETRY_PAUSES``).
 
 Every request is safe to repeat or not. What is not (every script call, unless
 marked, and a ``Command`` marked ``safe=False``) goes out as a ``Direct`` step,
@@ -27,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import AuthenticationError, ConnectionError, NoScriptError, ResponseError, TimeoutError
 
 from psctl.errors import InvalidArgument, wrong_type
 from psctl.scripts import LuaScript
@@ -120,7 +122,16 @@ class Read:
 
 
 READ = Read()
-Step = Direct | Plain | Pipelined | Write | Read
+
+
+class Pause(float):
+    """Wait this many seconds (before sending a safe request again)."""
+
+
+Step = Direct | Plain | Pipelined | Write | Read | Pause
+
+# seconds between the attempts of a request that is safe to repeat: 3 more tries
+RETRY_PAUSES = (0.1, 0.2, 0.4)
 
 
 def evalsha(call: Call) -> tuple[Any, ...]:
@@ -132,8 +143,28 @@ def _load(call: Call) -> Plain:
     return Plain(("SCRIPT LOAD", call.script.source))
 
 
-def exchange(request: Request) -> Generator[Step, Any, Any]:
-    """The steps of one request; returns its reply."""
+def exchange(request: Request, retries: int = 0) -> Generator[Step, Any, Any]:
+    """The steps of one request; returns its reply. A request that is safe to
+    repeat is sent again, up to ``retries`` times, after a lost connection or
+    a timeout (not a refused password: that does not mend itself)."""
+    tries = 0
+    while True:
+        try:
+            return (yield from _steps(request))
+        except (ConnectionError, TimeoutError) as error:
+            if isinstance(error, AuthenticationError) or tries >= retries or not _safe(request):
+                raise
+            yield Pause(RETRY_PAUSES[min(tries, len(RETRY_PAUSES) - 1)])
+            tries += 1
+
+
+def _safe(request: Request) -> bool:
+    if type(request) is Call or type(request) is Command:
+        return request.safe
+    return type(request) is Batch  # (it holds safe requests only; Send and Receive never are)
+
+
+def _steps(request: Request) -> Generator[Step, Any, Any]:
     if type(request) is Call:
         return (yield from _call(request))
     if type(request) is Command:

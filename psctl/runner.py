@@ -16,17 +16,21 @@ command not safe to repeat) go over a *line* that no retry setting reaches:
 
 Everything else (``Plain`` and ``Pipelined``) goes through the client's
 ``execute_command`` and pipelines, retries and response callbacks included.
+A request safe to repeat is sent again by psctl itself after a lost
+connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from functools import cache
 from typing import Any
 
 from redis.exceptions import ResponseError
 
 from psctl._redispy import single_connection_lock, take_async_connection, take_connection
-from psctl.protocol import Direct, Pipelined, Plain, Plan, Read, Step, Write, exchange
+from psctl.protocol import RETRY_PAUSES, Direct, Pause, Pipelined, Plain, Plan, Read, Step, Write, exchange
 
 
 def _routing_key(command: tuple[Any, ...]) -> Any:
@@ -151,12 +155,14 @@ class _ClusterLine:
 class SyncRunner:
     """Mixed into ``redis.Redis`` subclasses: runs a plan to its result."""
 
+    ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
+
     def _ps_run(self, plan: Plan) -> Any:
         line = self._ps_line()
         try:
             request = plan.send(None)
             while True:
-                steps = exchange(request)
+                steps = exchange(request, self.ps_retries)
                 try:
                     step = steps.send(None)
                     while True:
@@ -194,6 +200,9 @@ class SyncRunner:
             return line.write(step)
         if type(step) is Read:
             return line.read()
+        if type(step) is Pause:
+            time.sleep(step)
+            return None
         return _pipeline(self, step).execute(raise_on_error=False)
 
 
@@ -352,12 +361,14 @@ class _AsyncClusterLine:
 class AsyncRunner:
     """Mixed into ``redis.asyncio.Redis`` subclasses: awaits a plan to its result."""
 
+    ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
+
     async def _ps_run(self, plan: Plan) -> Any:
         line = self._ps_line()
         try:
             request = plan.send(None)  # as SyncRunner._ps_run
             while True:
-                steps = exchange(request)
+                steps = exchange(request, self.ps_retries)
                 try:
                     step = steps.send(None)
                     while True:
@@ -395,4 +406,7 @@ class AsyncRunner:
             return await line.write(step)
         if type(step) is Read:
             return await line.read()
+        if type(step) is Pause:
+            await asyncio.sleep(step)
+            return None
         return await _pipeline(self, step).execute(raise_on_error=False)

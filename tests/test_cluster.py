@@ -200,7 +200,7 @@ BRACED = ["jobs", "{jobs}", "}jobs", "}", "{", "{}", "{}jobs", "jobs}", "{a}b}",
 def test_different_names_never_share_a_key():
     seen: dict[str, str] = {}
     for name in BRACED:
-        for key in stream_keys(name, cluster=True).all_and_wake:
+        for key in stream_keys(name, cluster=True).adding:
             assert key not in seen, (name, seen.get(key))
             seen[key] = name
 
@@ -210,7 +210,7 @@ def test_every_name_keeps_its_keys_in_one_slot_and_works(rc):
 
     for name in BRACED:
         keys = stream_keys(name, cluster=True)
-        assert len({key_slot(key.encode()) for key in keys.all_and_wake}) == 1, name
+        assert len({key_slot(key.encode()) for key in keys.adding}) == 1, name
         assert rc.psadd(name, "k", name, 1) == 1.0
     for name in BRACED:
         assert rc.psget(name, "k") == name.encode(), name

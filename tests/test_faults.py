@@ -12,6 +12,7 @@ import redis.asyncio
 from psctl import AsyncRedis, Redis
 from psctl._redispy import take_connection
 from .servers import start_server
+from psctl.layout import stream_keys
 from psctl.scripts import script
 
 from .helpers import CuttingProxy, SilentServer
@@ -68,7 +69,7 @@ def test_the_proxy_would_catch_a_resend(proxy, r):
     plain = redis.Redis(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 3),
                         retry_on_error=[redis.ConnectionError])  # fmt: skip
     add = script("add")
-    args = (add.sha, add.numkeys, "q:t", "q:s", "q:exc", "q:exp", "q:wake", "0", "1", "a", "v", "5")
+    args = (add.sha, add.numkeys, *stream_keys("q").adding, "0", "1", "a", "v", "5")
     plain.script_load(add.source)
     proxy.cut_next_reply.set()
     plain.evalsha(*args)
@@ -105,6 +106,7 @@ def test_a_server_that_never_answers_times_out():
     silent = SilentServer()
     try:
         client = Redis(host="127.0.0.1", port=silent.port, socket_timeout=0.5)
+        client.ps_retries = 0  # (one wait, not four: see the retry tests)
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
             client.pslen("q")
@@ -141,6 +143,7 @@ def test_a_silent_server_times_out_through_a_url_client(call, parser):
     try:
         options = {"parser_class": _RESP2Parser} if parser == "python" else {}
         client = Redis.from_url(f"redis://127.0.0.1:{silent.port}/0", socket_timeout=0.4, **options)
+        client.ps_retries = 0
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError, match="Timeout reading from"):
             client.psadd("q", "a", "v") if call == "script" else client.pslen("q")

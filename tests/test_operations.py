@@ -6,8 +6,6 @@ the raw keys, ``k(name)`` a stream's key names there."""
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
@@ -497,43 +495,43 @@ def test_registry_entry_written_even_if_the_stream_was_emptied(ps, r):
 
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")  # Debian's faketime package
 
+BEHIND = """
+import json, sys, time
+from datetime import datetime, timedelta, timezone
+from psctl import Redis
+client = Redis.from_url(sys.argv[1])
+client.pspull("q", expire_at=timedelta(seconds=30))  # a: 30 s from now
+client.pspull("q", expire_at=datetime.now(timezone.utc) + timedelta(days=1))  # b: "tomorrow", by this clock
+print(json.dumps({"expired": client.psexpire(), "clock": time.time()}))
+"""
 
-@pytest.fixture(scope="module")
-def two_days_ahead(tmp_path_factory) -> Iterator[str]:
-    """A server whose clock runs two days ahead of this process's (libfaketime)."""
+
+def test_cool_downs_count_from_the_servers_clock_not_the_clients(redis_url, standalone_backend):
+    """The client runs two days behind the server (libfaketime): a cool-down
+    counted from the client's clock would be two days off, and psexpire
+    reading the client's clock would see nothing due."""
+    import json
     import os
+    import subprocess
+    import sys
 
-    from .servers import start_server
-
-    found = [p for p in (FAKETIME, Path("/usr/lib/faketime/libfaketime.so.1")) if p.exists()]
-    if not found:
-        pytest.fail("the server-clock test runs a server under libfaketime: apt-get install faketime")
-    folder = tmp_path_factory.mktemp("ahead")
-    env = dict(os.environ, LD_PRELOAD=str(found[0]), FAKETIME="+2d", FAKETIME_DONT_FAKE_MONOTONIC="1")
-    server = start_server(folder, unixsocket=folder / "redis.sock", env=env)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-def test_cool_downs_count_from_the_servers_clock_not_the_clients(two_days_ahead):
-    """The server's clock is two days ahead of the client's: a cool-down counted
-    from the client's clock would be two days off, and psexpire reading the
-    client's clock would see nothing due."""
-    from psctl import Redis
-
-    ahead = Redis.from_url(two_days_ahead)
-    ahead.flushdb()
-    ahead.psaddmany("q", [("a", "v", 2), ("b", "v", 1)])
-    ahead.pspull("q", expire_at=timedelta(seconds=30))
-    assert abs(ahead.zscore("q:exp", "a") - (server_time(ahead) + 30)) <= 2
-    assert ahead.zscore("q:exp", "a") - time.time() > 86400  # not the client's clock
-    # due by the server's clock (a day ago there), not yet by the client's (in a day)
-    ahead.pspull("q", expire_at=datetime.now(timezone.utc) + timedelta(days=1))
-    assert ahead.psexpire() == {"q": 1}
-    assert ahead.zscore("q:exp", "b") is None and ahead.zscore("q:exp", "a") is not None
-    ahead.close()
+    library = next((p for p in (FAKETIME, Path("/usr/lib/faketime/libfaketime.so.1")) if p.exists()), None)
+    if library is None:
+        pytest.fail("the server-clock test runs its client under libfaketime: apt-get install faketime")
+    r = standalone_backend.sync()
+    r.flushdb()
+    r.psaddmany("q", [("a", "v", 2), ("b", "v", 1)])
+    env = dict(os.environ, LD_PRELOAD=str(library), FAKETIME="-2d", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    done = subprocess.run([sys.executable, "-c", BEHIND, redis_url], env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert server_time(r) - found["clock"] > 86400  # the client's clock really was behind
+    assert abs(r.zscore("q:exp", "a") - (server_time(r) + 30)) <= 3  # counted from the server's clock
+    # "tomorrow" by the client's clock was yesterday by the server's: due at once
+    assert found["expired"] == {"q": 1} and r.zscore("q:exp", "b") is None
+    r.flushdb()
+    r.close()
 
 
 # -- issue 11: one bad stream does not stop psexpire for the others (point 6)

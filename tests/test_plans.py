@@ -219,9 +219,9 @@ def test_expire_pages_only_the_streams_with_more_due():
         [("call", "expire", (op.EXPIRE_CHUNK,)), ("call", "expire", (op.EXPIRE_CHUNK,))],
         [("call", "expire", (op.EXPIRE_CHUNK,))],
         [("SREM", REGISTRY, "a")],
-        [("EXISTS", "a:t", "a:s", "a:exc", "a:exp")],
+        [("EXISTS", *layout("a").holding_data)],
     ]
-    assert requests[2].requests[0].keys == layout("a").all
+    assert requests[2].requests[0].keys == layout("a").pulling
     assert expired == {"a": 1010, "b": 3}
 
 
@@ -237,7 +237,7 @@ def test_unregistering_removes_first_then_puts_back_what_exists_again():
     requests, removed = drive(op._unregister(["x", "y"], layout), [[1, 1], [0, 2], 1])
     assert [describe(r) for r in requests] == [
         [("SREM", REGISTRY, "x"), ("SREM", REGISTRY, "y")],
-        [("EXISTS", *layout("x").all), ("EXISTS", *layout("y").all)],
+        [("EXISTS", *layout("x").holding_data), ("EXISTS", *layout("y").holding_data)],
         ("SADD", REGISTRY, "y"),  # re-created meanwhile: it stays registered
     ]
     assert removed == 2
@@ -258,7 +258,7 @@ def steps(request: Any, replies: list[Any]) -> tuple[list[Any], Any]:
 
 
 def test_a_missing_script_is_loaded_and_the_call_sent_again():
-    call = Call(op.script("addone"), KEYS.all_and_wake, (b"0", b"0", b"k", b"v", b"1"))
+    call = Call(op.script("addone"), KEYS.adding, (b"0", b"0", b"k", b"v", b"1"))
     sent, reply = steps(call, [NoScriptError("NOSCRIPT"), "sha", [0, b"1"]])
     assert [type(s) for s in sent] == [Direct, Plain, Direct]
     assert sent[1] == ("SCRIPT LOAD", call.script.source) and sent[0] == sent[2]
@@ -266,8 +266,8 @@ def test_a_missing_script_is_loaded_and_the_call_sent_again():
 
 
 def test_a_missing_script_in_flight_is_loaded_and_called_again_in_order():
-    call = Call(op.script("add"), KEYS.all_and_wake, (b"0", b"0"))
-    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, 5, *KEYS.all_and_wake, b"0", b"0"))]
+    call = Call(op.script("add"), KEYS.adding, (b"0", b"0"))
+    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, 6, *KEYS.adding, b"0", b"0"))]
     sent, reply = steps(Receive(call), [NoScriptError("NOSCRIPT"), "sha", [0]])
     assert sent[0] is READ and type(sent[1]) is Plain and type(sent[2]) is Direct
     assert reply == [0]
@@ -275,7 +275,7 @@ def test_a_missing_script_in_flight_is_loaded_and_called_again_in_order():
 
 def test_a_batch_loads_each_missing_script_once_and_sends_only_those_again():
     expire = op.script("expire")
-    calls = tuple(Call(expire, layout(n).all, (5,), safe=True) for n in "abc")
+    calls = tuple(Call(expire, layout(n).pulling, (5,), safe=True) for n in "abc")
     first = [NoScriptError("NOSCRIPT"), [1, 0, 1], NoScriptError("NOSCRIPT")]
     sent, replies = steps(Batch(calls), [first, "sha", [[2, 0, 1], [3, 0, 1]]])
     assert type(sent[0]) is Pipelined and len(sent[0]) == 3

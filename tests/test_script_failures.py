@@ -23,7 +23,7 @@ pytestmark = pytest.mark.both_backends
 
 def snapshot(r: Any, keys: Any) -> dict[str, Any]:
     """Every key of the stream (and the registry), as DUMP gives it."""
-    names = [*keys.all_and_wake, REGISTRY]
+    names = [*keys.every, REGISTRY]
     return {str(name): r.dump(name) for name in names}
 
 

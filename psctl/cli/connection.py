@@ -178,7 +178,11 @@ def connect(target: Target, timeout: float = DEFAULT_TIMEOUT, *, waiting: bool =
     options = dict(target.settings.options)
     options.update(socket_connect_timeout=min(CONNECT_TIMEOUT, timeout), socket_timeout=per_reply)
     options.setdefault(*driver_info())
-    return new_client(replace(target.settings, options=tuple(sorted(options.items()))))
+    client = new_client(replace(target.settings, options=tuple(sorted(options.items()))))
+    # one attempt, always: a command fails fast and says so, and running it
+    # again is the retry (safe for reads, ack, release and extend)
+    client.ps_retries = 0
+    return client
 
 
 def driver_info() -> tuple[str, Any]:

@@ -95,7 +95,7 @@ def _stream_keys(name: str) -> str:
     from psctl.layout import REGISTRY, stream_keys
 
     keys = stream_keys(name)
-    return ", ".join(str(key) for key in (*keys.all_and_wake, REGISTRY))
+    return ", ".join(str(key) for key in (*keys.every, REGISTRY))
 
 
 def _joined(exc: BaseException, hint: str) -> str:

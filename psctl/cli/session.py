@@ -67,7 +67,7 @@ class Session:
         except ValueError:  # REDIS_PORT=abc: reported already
             cluster = bool(self.cluster)
         keys = stream_keys(self.stream, cluster=cluster)
-        return ", ".join(str(key) for key in (*keys.all_and_wake, REGISTRY))
+        return ", ".join(str(key) for key in (*keys.every, REGISTRY))
 
     def close(self) -> None:
         if self._client is not None:

@@ -6,6 +6,7 @@
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
   KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (includes/wake.lua)
+  KEYS[6]  NAME:parked hash: item key -> its score while held by a lease or dead
 
   ARGV[1]  "1": re-add, clearing the key's gate and cool-down first
   ARGV[2]  "1": the caller has registered the stream's name (see add-5.lua)
@@ -16,21 +17,29 @@
   Returns {state, score}: state 1 when none of the stream's keys existed
   before this call, else 0; or 2, with nothing written, when the stream does
   not exist and ARGV[2] is not "1". score is the new score (exact text), or
-  false when the key is gated or cooling down.
+  false when the key is gated, cooling down, held by a lease or dead (readd
+  lifts a gate and a cool-down, never a lease).
 ]]
-local values, scores, gated, cooling, wakes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local values, scores, gated, cooling, wakes, parked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 -- @include keycheck
 -- @include score
 -- @include wake
 local readd, key = ARGV[1] == "1", ARGV[3]
 
--- One EXISTS answers two questions: a key named n times counts n times, so
--- with NAME:exc and NAME:exp named three times each, present = items + 3 * gates,
--- where items (0-2) counts NAME:t and NAME:s, and gates (0-2) the other two.
-local present = redis.call("EXISTS", values, scores, gated, gated, gated, cooling, cooling, cooling)
-if present == 0 and ARGV[2] ~= "1" then return {2, false} end
+-- One EXISTS answers three questions: a key named n times counts n times, so
+-- with NAME:exc and NAME:exp named three times each and NAME:parked nine,
+-- present = items + 3 * gates + 9 * parked, where items (0-2) counts NAME:t and
+-- NAME:s, gates (0-2) the next two, and parked (0-1) whether any item is held.
+local present = redis.call("EXISTS", values, scores, gated, gated, gated, cooling, cooling, cooling,
+  parked, parked, parked, parked, parked, parked, parked, parked, parked)
+local born = present == 0
+if born and ARGV[2] ~= "1" then return {2, false} end
 
 -- every key is read before the first write
+if present >= 9 then
+  if checked(6, "hash", "HEXISTS", key) == 1 then return {0, false} end  -- held or dead
+  present = present - 9
+end
 if present >= 3 then
   if readd then
     expect(3, "set")
@@ -54,4 +63,4 @@ end
 redis.call("HSET", values, key, ARGV[4])
 redis.call("ZADD", scores, score, key)
 wake(wakes, 1, queued)
-return {present == 0 and 1 or 0, score}
+return {born and 1 or 0, score}

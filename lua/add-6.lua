@@ -7,6 +7,7 @@
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
   KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (includes/wake.lua)
+  KEYS[6]  NAME:parked hash: item key -> its score while held by a lease or dead
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
   ARGV[2]  "1": the caller has registered the stream's name in :ps:keys. A
@@ -20,12 +21,13 @@
   call, else 0; or 2, and nothing else, when the stream does not exist and
   ARGV[2] is not "1": nothing was written. Then only the exceptions, as pairs:
   the item's index (from 1) and its new score ("%.17g" text, exact) or false
-  when refused. An item not listed was a new key: its new score is its
+  when refused (gated, cooling down, held by a lease or dead; readd lifts a
+  gate and a cool-down, never a lease). An item not listed was a new key: its new score is its
   increment. Duplicated keys are applied in order: values overwrite,
   increments add up. A score that would not be finite fails the whole call
   before anything is written.
 ]]
-local values, scores, gated, cooling, wakes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local values, scores, gated, cooling, wakes, parked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 -- @include batch
 -- @include keycheck
 -- @include score
@@ -66,6 +68,13 @@ if not born then
       end
     end
   end
+  if redis.call("EXISTS", parked) == 1 then
+    expect(6, "hash")
+    local is_parked = call_in_slices("HMGET", parked, keys)
+    for i = 1, count do
+      if is_parked[i] then refused[i] = true end
+    end
+  end
   expect(2, "zset")
   current = call_in_slices("ZMSCORE", scores, keys)
 end
@@ -96,9 +105,13 @@ for i = 1, count do
   end
 end
 
-if readd and not born then  -- (with readd nothing is refused: n > 0)
-  count_in_slices("SREM", gated, keys)
-  count_in_slices("ZREM", cooling, keys)
+if readd and not born then  -- the gates and cool-downs of the keys not refused
+  local lifted = {}
+  for i = 1, count do
+    if not refused[i] then lifted[#lifted + 1] = keys[i] end
+  end
+  count_in_slices("SREM", gated, lifted)
+  count_in_slices("ZREM", cooling, lifted)
 end
 if n > 0 then
   count_in_slices("HSET", values, hash_pairs)

@@ -6,24 +6,43 @@
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
+  KEYS[5]  NAME:held    hash: held item key -> token
+  KEYS[6]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
+  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
+  KEYS[8]  NAME:parked  hash: item key -> its score while not waiting
+  KEYS[9]  NAME:dlv     hash: item key -> deliveries so far
+  KEYS[10] NAME:dead    sorted set: dead item key -> unix ms it died
 
   ARGV[1]  "1": gate the pulled key (add it to NAME:exc)
   ARGV[2]  cool-down: "none"; "in" (ARGV[3] seconds from the server's clock);
            "at" (ARGV[3] is a unix time). Stored rounded up to whole seconds.
   ARGV[3]  seconds (see ARGV[2])
 
-  Returns {key, value}; {} when nothing was pulled.
+  Returns {key, value}; {} when nothing was pulled. Leases that ran out give
+  their items back first (includes/reclaim.lua).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local held, leases, lease, parked, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- @include batch
 -- @include keycheck
 -- @include cooldown
+-- @include clock
+-- @include reclaim
 
--- every key is read before the first write (ZPOPMAX)
+-- every key is read before the first write
 expect(1, "hash")
+expect(2, "zset")
 local gate = ARGV[1] == "1"
 if gate then expect(3, "set") end
 local at = cool_down_end(ARGV[2], ARGV[3])
 if at then expect(4, "zset") end
+expect(5, "hash")
+expect(6, "zset")
+expect(7, "hash")
+expect(8, "hash")
+expect(9, "hash")
+expect(10, "zset")
+if redis.call("EXISTS", leases) == 1 then reclaim(now_ms()) end
 
 local key, value
 repeat

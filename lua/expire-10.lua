@@ -1,0 +1,51 @@
+--[[
+  Ends the cool-downs that are due by the server's clock: each due key leaves
+  NAME:exp, NAME:t and NAME:s. At most ARGV[1] keys per call, so that one call
+  stays short; the caller calls again while the reply says there is more.
+  Leases that ran out give their items back too (includes/reclaim.lua).
+
+  KEYS[1]  NAME:t    hash: item key -> value
+  KEYS[2]  NAME:s    sorted set: item key -> score
+  KEYS[3]  NAME:exc  set: gated keys
+  KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
+  KEYS[5]  NAME:held    hash: held item key -> token
+  KEYS[6]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
+  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
+  KEYS[8]  NAME:parked  hash: item key -> its score while not waiting
+  KEYS[9]  NAME:dlv     hash: item key -> deliveries so far
+  KEYS[10] NAME:dead    sorted set: dead item key -> unix ms it died
+
+  ARGV[1]  the most keys to expire in this call
+
+  Returns {expired, more, alive, returned, died}: how many keys expired; 1 when
+  a limit was reached (more may be due); 1 when any of the stream's keys still
+  exists; how many items of expired leases came back, and went to NAME:dead.
+]]
+local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local held, leases, lease, parked, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- @include batch
+-- @include keycheck
+-- @include clock
+-- @include reclaim
+
+local limit = tonumber(ARGV[1])
+local now = redis.call("TIME")[1]
+local due = checked(4, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, limit)
+expect(1, "hash")
+expect(2, "zset")
+expect(5, "hash")
+expect(6, "zset")
+expect(7, "hash")
+expect(8, "hash")
+expect(9, "hash")
+expect(10, "zset")
+local leased = {0, 0, 0}
+if redis.call("EXISTS", leases) == 1 then leased = reclaim(now_ms()) end
+if #due > 0 then
+  count_in_slices("ZREM", cooling, due)
+  count_in_slices("HDEL", values, due)
+  count_in_slices("ZREM", scores, due)
+end
+local alive = redis.call("EXISTS", values, scores, gated, cooling, held, leases, lease, parked, deliveries, dead) > 0
+local more = (#due == limit or leased[3] == 1) and 1 or 0
+return {#due, more, alive and 1 or 0, leased[1], leased[2]}

@@ -1,0 +1,32 @@
+--[[
+  Moves the deadline of everything a lease still holds.
+
+  KEYS[1]  NAME:held    hash: held item key -> token
+  KEYS[2]  NAME:leases  sorted set: token -> deadline (unix ms)
+  KEYS[3]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
+
+  ARGV[1]  the token
+  ARGV[2]  the new lease's length in ms, from now
+
+  Returns the new deadline (unix ms), or false when the token holds nothing
+  (its lease ran out, or it gave back or acknowledged every item).
+]]
+local held, leases, lease = KEYS[1], KEYS[2], KEYS[3]
+-- @include batch
+-- @include keycheck
+-- @include clock
+-- @include holding
+
+expect(1, "hash")
+expect(2, "zset")
+expect(3, "hash")
+local now = now_ms()
+local mine = holding(ARGV[1], nil, now)
+if not mine then return false end
+if #mine == 0 then
+  forget(ARGV[1])
+  return false
+end
+local deadline = now + tonumber(ARGV[2])
+redis.call("ZADD", leases, "XX", deadline, ARGV[1])
+return deadline

@@ -1,0 +1,263 @@
+"""Leases (SPEC §6): at-least-once work that survives a dead worker.
+
+``pslease`` takes items like a pull but *holds* them under a new random token
+until a deadline, by the server's clock; ``psack`` finishes them, ``psrelease``
+gives them back, ``psextend`` moves the deadline. A lease that runs out gives
+its items back by itself, inside every pull and lease on the stream and in
+``psexpire`` (``lua/includes/reclaim.lua``); an item leased too often goes to
+the dead set instead. A token acts only on what it still holds, so
+``psack``, ``psrelease`` and ``psextend`` are safe to repeat after a lost reply.
+
+The plans here are the lease family's, beside ``operations.py``'s; the Lua
+scripts are ``lua/lease-8.lua``, ``ack-8``, ``release-7``, ``extend-3``,
+``dead-3`` and ``requeue-4``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from psctl.encoding import check_count, decode_keys, encode_key, encode_score, expiry, flag, in_chunks
+from psctl.errors import InvalidArgument
+from psctl.layout import StreamKeys
+from psctl.operations import ADD_CHUNK, waiting
+from psctl.protocol import Call, Plan
+from psctl.scripts import script
+
+MAX_LEASE = 1000  # items per lease: a lease that runs out comes back in one short call
+DEFAULT_LEASE = timedelta(minutes=5)
+
+
+class Lease:
+    """Items held under ``token`` until ``deadline`` (UTC, by the server's
+    clock): ``items`` (key → value, in pull order), each one's ``scores`` (what
+    it had when it was leased) and ``deliveries`` (1 on its first lease). Empty
+    (false) when nothing was waiting. ``ack``, ``release`` and ``extend`` act
+    on it early; with an async client they are awaitable."""
+
+    __slots__ = ("_client", "name", "token", "deadline", "items", "scores", "deliveries")
+
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        token: str,
+        deadline: datetime | None = None,
+        items: dict[str, Any] | None = None,
+        scores: dict[str, float] | None = None,
+        deliveries: dict[str, int] | None = None,
+    ) -> None:
+        self._client, self.name, self.token, self.deadline = client, name, token, deadline
+        self.items = items or {}
+        self.scores = scores or {}
+        self.deliveries = deliveries or {}
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"Lease({self.name!r}, token={self.token!r}, deadline={self.deadline!r}, items={list(self.items)!r})"
+
+    def ack(self, keys: Iterable[Any] | None = None, gate: bool = False, expire_at: Any = timedelta(days=1)) -> Any:
+        """``psack`` of this lease's items (all it still holds when ``keys`` is None)."""
+        return self._client.psack(self.name, self.token, keys, gate=gate, expire_at=expire_at)
+
+    def release(self, keys: Iterable[Any] | None = None, score: float | None = None, delay: Any = None) -> Any:
+        """``psrelease`` of this lease's items (all it still holds when ``keys`` is None)."""
+        return self._client.psrelease(self.name, self.token, keys, score=score, delay=delay)
+
+    def extend(self, lease: Any = DEFAULT_LEASE) -> Any:
+        """``psextend``: the new deadline, or None when it holds nothing any more."""
+        return self._client.psextend(self.name, self.token, lease)
+
+
+class Leased:
+    """``psleased``: a context manager (``with`` or ``async with``) yielding a
+    ``Lease``. A normal exit acknowledges what the lease still holds; an
+    exception gives it back, at once, and goes on."""
+
+    def __init__(self, client: Any, name: str, options: dict[str, Any]) -> None:
+        self._client, self._name, self._options = client, name, options
+        self.lease: Lease | None = None
+
+    def __enter__(self) -> Lease:
+        self.lease = self._client.pslease(self._name, **self._options)
+        return self.lease
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if self.lease:
+            if kind is None:
+                self.lease.ack()
+            else:
+                self.lease.release()
+
+    async def __aenter__(self) -> Lease:
+        self.lease = await self._client.pslease(self._name, **self._options)
+        return self.lease
+
+    async def __aexit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if self.lease:
+            if kind is None:
+                await self.lease.ack()
+            else:
+                await self.lease.release()
+
+
+class DeadItems(dict):  # type: ignore[type-arg]
+    """``psdead``'s reply: key → value of the dead items, oldest death first,
+    and ``deliveries``: how many leases each had."""
+
+    def __init__(self, items: dict[str, Any], deliveries: dict[str, int]) -> None:
+        super().__init__(items)
+        self.deliveries = deliveries
+
+
+# -- checks ------------------------------------------------------------------------
+
+
+def milliseconds(value: Any, what: str, *, zero: bool = False) -> int:
+    """A duration (``timedelta`` or seconds) as whole milliseconds, rounded up."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidArgument(f"{what} must be a timedelta or a number of seconds, got {value!r}")
+    if not (seconds > 0 or (zero and seconds == 0)) or seconds > 10**9:
+        raise InvalidArgument(f"{what} must be {'at least 0' if zero else 'more than 0'} seconds, got {value!r}")
+    return max(int(-(-seconds * 1000 // 1)), 0 if zero else 1)
+
+
+def _max_deliveries(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
+        raise InvalidArgument(f"max_deliveries must be a whole number from 1, or None, got {value!r}")
+    return value
+
+
+def _which(keys: Iterable[Any] | None) -> list[list[bytes]] | None:
+    """The keys asked for, in chunks of one script call each; None for "all"."""
+    if keys is None:
+        return None
+    if isinstance(keys, (str, bytes)):
+        keys = [keys]
+    return list(in_chunks([encode_key(key) for key in keys], ADD_CHUNK))
+
+
+def _deadline(ms: Any) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, timezone.utc)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(12)
+
+
+# -- plans -------------------------------------------------------------------------
+
+
+def lease(
+    keys: StreamKeys,
+    client: Any,
+    count: int,
+    length: Any,
+    max_deliveries: Any,
+    block: float | None = None,
+    stop: Any = None,
+) -> Plan:
+    count = check_count(count)
+    if count > MAX_LEASE:
+        raise InvalidArgument(f"a lease holds at most {MAX_LEASE} items, got count={count}")
+    ms = milliseconds(length, "lease")
+    most = _max_deliveries(max_deliveries)
+    token = new_token()
+    if count == 0:
+        return Lease(client, keys.name, token)
+    call = Call(script("lease"), (keys.values, keys.scores, *keys.leasing), (count, token, ms, most))
+    reply = yield from waiting(call, keys, block, stop)
+    if not reply:
+        return Lease(client, keys.name, token)
+    deadline, taken, found, scores, counts = reply
+    names = decode_keys(taken)
+    return Lease(
+        client,
+        keys.name,
+        token,
+        _deadline(deadline),
+        dict(zip(names, found)),
+        {key: float(score) for key, score in zip(names, scores)},
+        {key: int(n) for key, n in zip(names, counts)},
+    )
+
+
+def _token(token: Any) -> bytes:
+    if not isinstance(token, (str, bytes)) or not token:
+        raise InvalidArgument(f"a lease's token must be a non-empty string, got {token!r}")
+    return encode_key(token)
+
+
+def ack(keys: StreamKeys, token: Any, items: Iterable[Any] | None, gate: bool, expire_at: Any) -> Plan:
+    token_bytes = _token(token)
+    mode, seconds = expiry(expire_at)
+    chunks = _which(items)
+    ack_keys = (keys.values, keys.gated, keys.cooling, *keys.leasing[:5])
+    head = (token_bytes, flag(gate), mode, seconds)
+    if chunks is None:
+        return int((yield Call(script("ack"), ack_keys, (*head, b"all"), safe=True)))
+    acked = 0
+    for chunk in chunks:
+        acked += int((yield Call(script("ack"), ack_keys, (*head, b"keys", *chunk), safe=True)))
+    return acked
+
+
+def release(keys: StreamKeys, token: Any, items: Iterable[Any] | None, score: Any, delay: Any) -> Plan:
+    token_bytes = _token(token)
+    score_text = b"" if score is None else encode_score(score)
+    delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
+    chunks = _which(items)
+    release_keys = (keys.scores, *keys.leasing)
+    head = (token_bytes, score_text, delay_ms, new_token().encode())
+    if chunks is None:
+        released, _ = yield Call(script("release"), release_keys, (*head, b"all"), safe=True)
+        return int(released)
+    total = 0
+    for chunk in chunks:
+        released, _ = yield Call(script("release"), release_keys, (*head, b"keys", *chunk), safe=True)
+        total += int(released)
+    return total
+
+
+def extend(keys: StreamKeys, token: Any, length: Any) -> Plan:
+    token_bytes = _token(token)
+    ms = milliseconds(length, "lease")
+    reply = yield Call(script("extend"), keys.leasing[:3], (token_bytes, ms), safe=True)
+    return None if reply is None else _deadline(reply)
+
+
+def dead(keys: StreamKeys, limit: int | None) -> Plan:
+    stop = -1 if limit is None else check_count(limit, "limit") - 1
+    if stop == -1 and limit == 0:
+        return DeadItems({}, {})
+    taken, found, counts = yield Call(script("dead"), (keys.dead, keys.values, keys.deliveries), (stop,), safe=True)
+    names = decode_keys(taken)
+    return DeadItems(dict(zip(names, found)), {key: int(n) for key, n in zip(names, counts)})
+
+
+def requeue(keys: StreamKeys, items: Iterable[Any] | None, score: Any) -> Plan:
+    score_text = b"" if score is None else encode_score(score)
+    chunks = _which(items)
+    requeue_keys = (keys.scores, keys.parked, keys.deliveries, keys.dead)
+    if chunks is None:
+        return int((yield Call(script("requeue"), requeue_keys, (score_text, b"all"), safe=True)))
+    total = 0
+    for chunk in chunks:
+        total += int((yield Call(script("requeue"), requeue_keys, (score_text, b"keys", *chunk), safe=True)))
+    return total
+
+
