@@ -156,7 +156,8 @@ def _deadline(ms: Any) -> datetime:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(12)
+    """96 random bits, in hex: never a leading "-" that a command line would read as an option."""
+    return secrets.token_hex(12)
 
 
 # -- plans -------------------------------------------------------------------------

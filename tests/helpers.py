@@ -35,6 +35,19 @@ def retries(retry: Any) -> int:
     return get() if get is not None else retry._retries
 
 
+def blocked_clients(r: Any) -> int:
+    return sum("b" in client["flags"] for client in r.client_list())
+
+
+def wait_until_blocked(r: Any, process: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
+    """Returns once some client waits in BLPOP (a psctl pull --wait)."""
+    deadline = time.monotonic() + timeout
+    while blocked_clients(r) == 0:
+        assert process is None or process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no client ever blocked"
+        time.sleep(0.02)
+
+
 # -- the command line, in-process ------------------------------------------------------
 
 DEAD = "unix:///nonexistent/psctl-test.sock"  # commands that reach for the server fail with 1

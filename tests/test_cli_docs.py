@@ -19,8 +19,10 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def section() -> str:
+    """The README's sections on the command line: "Leases" (its commands) and
+    "The command line"."""
     text = README.read_text()
-    return text.split("\n## The command line\n", 1)[1].split("\n## ", 1)[0]
+    return "".join(text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0] for title in ("Leases", "The command line"))
 
 
 def test_every_command_is_documented_with_an_example_and_its_json() -> None:
@@ -97,6 +99,10 @@ def test_each_example_prints_the_json_its_command_documents(redis_url: str, r: A
         r.pspull("other", expire_at=None)
         r.psadd("done", "old", "v")
         r.pspull("done", expire_at=timedelta(seconds=-1))
+        r.psadd("jobs", "job-7", "x", 100)
+        r.psrelease("jobs", r.pslease("jobs", max_deliveries=1).token)  # job-7: dead
+        held = r.pslease("jobs", count=2)  # job-2 and job-1, for the examples that name a TOKEN
+        args = [held.token if arg == "TOKEN" else arg for arg in args]
         done = cli(*args, "--json")
         assert done.exit_code == 0, (args, done.stderr)
         printed = json.loads(done.stdout)

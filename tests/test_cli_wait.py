@@ -23,7 +23,7 @@ from psctl.cli import connection
 from psctl.cli.errors import INTERRUPTED, ExitStatus
 from psctl.operations import POLL
 
-from .helpers import DEAD, Cli, retries
+from .helpers import DEAD, Cli, blocked_clients, retries, wait_until_blocked
 
 PSCTL = Path(sys.executable).with_name("psctl")
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -45,19 +45,6 @@ def later(delay: float, action: Callable[[], Any]) -> threading.Timer:
     timer = threading.Timer(delay, action)
     timer.start()
     return timer
-
-
-def blocked_clients(r: Any) -> int:
-    return sum("b" in client["flags"] for client in r.client_list())
-
-
-def wait_until_blocked(r: Any, process: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
-    """Returns once some client waits in BLPOP (a psctl pull --wait)."""
-    deadline = time.monotonic() + timeout
-    while blocked_clients(r) == 0:
-        assert process is None or process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no client ever blocked"
-        time.sleep(0.02)
 
 
 # -- waking, timing out, plain writes --------------------------------------------
@@ -133,7 +120,6 @@ def test_items_already_there_come_at_once_and_durations_work(cli: Cli, r: Any) -
         (["--wait", "nan"], "is not a duration"),
         (["--wait", ""], "is not a duration"),
         (["--wait", "5w"], "is not a duration"),
-        (["--wait"], "--wait"),
         (["--wait", "5", "--expire-in", "1h", "--no-expire"], "--expire-in and --no-expire"),
         (["--wait", "5", "--count", "0"], "--count"),
         (["--wait", "5", "--json", "--table"], "--json and --table"),

@@ -278,3 +278,53 @@ async def test_an_async_client_with_retries_sends_an_increment_once(proxy, r):
         await client.psincrement("q", "a", 5)
     assert r.zscore("q:s", "a") == 7.0
     await client.aclose()
+
+
+# -- safe requests are sent again, the others never (issue 13) --------------------------
+
+
+@pytest.mark.parametrize("operation", ["psack", "psrelease", "psextend", "pslen", "psdead"])
+def test_a_lost_reply_to_a_safe_call_is_sent_again_and_succeeds(proxy, r, operation):
+    client = Redis(host="127.0.0.1", port=proxy.port)
+    client.psaddmany("q", [("a", "v", 2), ("b", "v", 1)])
+    lease = client.pslease("q")
+    args = {"psack": ("q", lease.token), "psrelease": ("q", lease.token), "psextend": ("q", lease.token, 60),
+            "pslen": ("q",), "psdead": ("q",)}[operation]  # fmt: skip
+    harmless = (args[0], "no-such-token", *args[2:]) if len(args) > 1 else args
+    getattr(client, operation)(*harmless)  # the script is loaded: the cut reply is the call's own
+    proxy.cut_next_reply.set()
+    getattr(client, operation)(*args)  # no error: the reply was lost, the call made again
+    assert proxy.replies_swallowed == 1
+    if operation == "psack":
+        assert r.hget("q:t", "a") is None and r.zscore("q:exp", "a") is not None  # finished, once
+        assert r.hlen("q:held") == 0
+    if operation == "psrelease":
+        assert r.pskeys("q") == ["a", "b"] and r.hlen("q:held") == 0
+
+
+def test_a_lost_reply_to_a_lease_is_not_sent_again_and_loses_nothing(proxy, r):
+    client = Redis(host="127.0.0.1", port=proxy.port)
+    client.psaddmany("q", [("a", "v", 2), ("b", "v", 1)])
+    client.pslease("q", lease=0.3)  # the script is loaded
+    client.psexpire()
+    time.sleep(0.35)
+    client.psexpire()  # "a" is back
+    proxy.cut_next_reply.set()
+    with pytest.raises(redis.ConnectionError):
+        client.pslease("q", lease=0.3)
+    assert r.pslen("q") == 1  # one lease taken, not two
+    time.sleep(0.35)
+    assert client.pslease("q", count=2).items.keys() == {"a", "b"}  # the lost lease's item came back
+
+
+def test_a_safe_call_gives_up_after_its_retries(r):
+    silent = SilentServer()
+    try:
+        client = Redis(host="127.0.0.1", port=silent.port, socket_timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            client.pslen("q")
+        # sent 1 + 3 times, with pauses of 0.1, 0.2 and 0.4 s between
+        assert len(silent.held) == 4 and 1.4 <= time.monotonic() - started < 4
+    finally:
+        silent.close()

@@ -65,3 +65,19 @@ def test_async_and_injection_examples_run(redis_url, r, monkeypatch):
     r.psaddmany("task_queue", [("task_2", "x", 3), ("keep", "y", 20)], readd=True)
     asyncio.run(di["boost"]())
     assert r.pskeys("task_queue", withscores=True) == [("keep", 18.0)]
+
+
+def test_the_leases_example_runs(redis_url, r, monkeypatch):
+    """The Python block of the README's "Leases" section, with a handle() of
+    the test's own: what it says happens, happens."""
+    text = README.read_text()
+    section = text.split("\n## Leases\n", 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    code = re.sub(r"redis://localhost:6379/0", redis_url, code)
+    handled = []
+    namespace = {"handle": lambda key, value: handled.append((key, value))}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert handled == [("job-2", b"send mail")]
+    assert r.psadd("jobs", "job-2", "again") is None  # acknowledged: cooling down
+    assert r.hget("jobs:held", "job-1") is None and r.psadd("jobs", "job-1", "x") is None  # acked with 2 h
+    assert r.zscore("jobs:exp", "job-1") is not None

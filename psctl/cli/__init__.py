@@ -20,13 +20,15 @@ def main() -> None:
     a sixth of a short command's time, for nothing a user could see. Every
     file and temporary file the command opened is closed by then.
     """
-    from psctl.cli.app import main as run
-
     try:
+        from psctl.cli.app import main as run
+
         run()
         status = 0
     except SystemExit as exit:
         status = _status(exit.code)
+    except KeyboardInterrupt:  # before the app could catch it (while starting): quietly
+        status = 130
     _exit(status)
 
 

@@ -1,7 +1,7 @@
 """The ``psctl`` app: the global options and the commands, assembled.
 
 The commands live in modules named for what they serve (``items.py``: a
-stream's items; ``server.py``: the embedded server); this module imports them
+stream's items; ``leases.py``: leases; ``server.py``: the embedded server); this module imports them
 and registers them, and none of them imports it. Each command is built from
 its function only when it runs (``group.py``), and modules that talk to a
 server are imported by the commands that need them, so that ``--help``,
@@ -20,12 +20,13 @@ from psctl.cli import connection
 from psctl.cli.status import INTERRUPTED
 from psctl.cli.group import lazy_group
 from psctl.cli.items import commands as item_commands
+from psctl.cli.leases import commands as lease_commands
 from psctl.cli.server import server_app
 from psctl.cli.session import Session
 
 app = typer.Typer(
     name="psctl",
-    cls=lazy_group([item_commands], [server_app]),
+    cls=lazy_group([item_commands, lease_commands], [server_app]),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
         "Output is a table on a terminal and JSON otherwise (--json / --table on any command force one). "

@@ -20,6 +20,7 @@ from psctl.cli.durations import duration_parameter
 from psctl.cli.status import BadUsage, NotFound
 from psctl.cli.options import (
     NUMBER_ARGUMENTS,
+    BareWait,
     ExpireIn,
     Gate,
     Key,
@@ -162,7 +163,7 @@ def _progress(total: int) -> Iterator[Callable[[int], None]]:
         yield lambda steps: bar.advance(task, steps)
 
 
-@commands.command()
+@commands.command(cls=BareWait)
 @output_options
 def pull(
     ctx: typer.Context,
@@ -177,9 +178,9 @@ def pull(
     wait: Annotated[
         timedelta | None,
         typer.Option(
-            "--wait", "-w", metavar="SECONDS", parser=duration_parameter, show_default=False,
-            help="When the stream is empty, wait up to SECONDS (or a DURATION: 90s, 15m, 2h) for an item; "
-            "0 waits for ever.",
+            "--wait", "-w", metavar="[DURATION]", parser=duration_parameter, show_default=False,
+            help="When the stream is empty, wait up to DURATION (90, 90s, 15m, 2h) for an item; alone (or 0), "
+            "for ever.",
         ),
     ] = None,
 ) -> None:  # fmt: skip

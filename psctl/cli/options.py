@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand
 
 from psctl.cli.durations import duration_parameter
 from psctl.cli.status import BadUsage
@@ -113,6 +114,27 @@ def finite(value: float, what: str) -> float:
 def argv_bytes(text: str) -> bytes:
     """A command-line argument as the bytes the shell passed (not UTF-8 ones too)."""
     return text.encode("utf-8", "surrogateescape")
+
+
+def _is_option(arg: str) -> bool:
+    """An option's name, not a value: "-5" is a (bad) value, "--count" a name."""
+    return arg.startswith("-") and not arg[1:2].isdigit() and arg != "-"
+
+
+class BareWait(TyperCommand):
+    """A command whose ``--wait`` may stand alone, waiting for ever (``--wait 0``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                fixed.extend(args[i:])
+                break
+            fixed.append(arg)
+            following = args[i + 1] if i + 1 < len(args) else None
+            if arg in ("--wait", "-w") and (following is None or _is_option(following)):
+                fixed.append("0")
+        return super().parse_args(ctx, fixed)  # type: ignore[no-any-return]
 
 
 # -- the output options -------------------------------------------------------------

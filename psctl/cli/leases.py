@@ -1,0 +1,209 @@
+"""The commands of leases (SPEC §6): lease items, then acknowledge, release or
+extend them by the lease's token; see and requeue the dead ones."""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from psctl.cli.durations import duration_parameter
+from psctl.cli.options import BareWait, ExpireIn, Gate, Name, NoExpire, cool_down, finite, out, output_options
+from psctl.cli.output import text_field
+from psctl.cli.session import Session
+from psctl.cli.status import NotFound
+
+commands = typer.Typer()
+
+Token = Annotated[str, typer.Argument(metavar="TOKEN", help="The lease's token.", show_default=False)]
+Keys = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="[KEY...]", help="Some of its items (default: all it holds).", show_default=False),
+]
+For = Annotated[
+    timedelta,
+    typer.Option(
+        "--for", metavar="DURATION", parser=duration_parameter,
+        help="How long the lease holds the items: 90s, 15m, 2h, 1h30m (by the server's clock).",
+    ),
+]  # fmt: skip
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+@commands.command(cls=BareWait)
+@output_options
+def lease(
+    ctx: typer.Context,
+    name: Name,
+    count: Annotated[
+        int, typer.Option("--count", "-n", metavar="N", min=1, max=1000, help="Lease up to N items (at most 1000).")
+    ] = 1,
+    length: Annotated[
+        timedelta | None,
+        typer.Option(
+            "--for", metavar="DURATION", parser=duration_parameter, show_default=False,
+            help="How long the lease holds them: 90s, 15m, 2h (default 5m, by the server's clock).",
+        ),
+    ] = None,
+    max_deliveries: Annotated[
+        int | None,
+        typer.Option(
+            "--max-deliveries", metavar="N", min=1, show_default=False,
+            help="An item leased N times goes to the dead items when this lease runs out or is released.",
+        ),
+    ] = None,
+    wait: Annotated[
+        timedelta | None,
+        typer.Option(
+            "--wait", "-w", metavar="[DURATION]", parser=duration_parameter, show_default=False,
+            help="When the stream is empty, wait up to DURATION for an item; alone (or 0), for ever.",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
+    """Lease the highest-scored items: hold them under a token until the lease runs out.
+
+    A held item is in no one's pull; acknowledge it with ack (it leaves the stream), give it back with
+    release, or extend the lease. An item not acknowledged in time comes back by itself, with its score.
+    Prints the token, the deadline (UTC) and the items; an empty items list when nothing was waiting.
+
+    Example: psctl lease jobs --count 10 --for 15m
+    Example: psctl lease jobs --wait --max-deliveries 5   (a worker: waits until there is work)
+    """
+    client = Session.of(ctx).client(waiting=wait is not None)
+    from psctl.cli import signals
+    from psctl.leases import DEFAULT_LEASE
+    from psctl.operations import StopWaiting
+
+    stop = StopWaiting()
+    block = None if wait is None else wait.total_seconds()
+    with signals.held(stop) as caught:
+        try:
+            held = client.pslease(name, count=count, lease=DEFAULT_LEASE if length is None else length, max_deliveries=max_deliveries,
+                                  block=block, stop=stop)  # fmt: skip
+        except KeyboardInterrupt:
+            raise typer.Exit(caught.status) from None
+        if not held and caught.signal is not None:
+            raise typer.Exit(caught.status)
+        items = [
+            text_field("key", key) | text_field("value", value)
+            | {"score": held.scores[key], "deliveries": held.deliveries[key]}
+            for key, value in held.items.items()
+        ]  # fmt: skip
+        token = held.token if held else None
+        caption = f"token {token}, held until {_iso(held.deadline)}" if held else "nothing to lease"
+        out(ctx).show({"token": token, "deadline": _iso(held.deadline), "items": items}, table=items, caption=caption)
+
+
+@commands.command()
+@output_options
+def ack(
+    ctx: typer.Context,
+    name: Name,
+    token: Token,
+    keys: Keys = None,
+    gate: Gate = False,
+    expire_in: ExpireIn = None,
+    no_expire: NoExpire = False,
+) -> None:
+    """Acknowledge leased items: they leave the stream, gated and cooled down as a pull's would be.
+
+    Items the token no longer holds (its lease ran out, or they were acknowledged) are skipped: running it
+    twice is harmless. Prints how many were acknowledged.
+
+    Example: psctl ack jobs TOKEN
+    Example: psctl ack jobs TOKEN job-1 job-2 --expire-in 2h
+    """
+    expire_at = cool_down(expire_in, no_expire)
+    acked = Session.of(ctx).client().psack(name, token, keys or None, gate=gate, expire_at=expire_at)
+    out(ctx).show({"acked": acked})
+
+
+@commands.command()
+@output_options
+def release(
+    ctx: typer.Context,
+    name: Name,
+    token: Token,
+    keys: Keys = None,
+    score: Annotated[
+        float | None,
+        typer.Option("--score", "-s", metavar="S", help="Come back with score S (default: the one they had).",
+                     show_default=False),
+    ] = None,
+    delay: Annotated[
+        timedelta | None,
+        typer.Option("--delay", metavar="DURATION", parser=duration_parameter, show_default=False,
+                     help="Come back only once DURATION has passed."),
+    ] = None,
+) -> None:  # fmt: skip
+    """Give leased items back to the stream, at once or after a delay.
+
+    An item that has had its lease's --max-deliveries goes to the dead items instead. Prints how many the
+    token gave back.
+
+    Example: psctl release jobs TOKEN
+    Example: psctl release jobs TOKEN job-1 --delay 10m
+    """
+    if score is not None:
+        finite(score, "--score")
+    released = Session.of(ctx).client().psrelease(name, token, keys or None, score=score, delay=delay)
+    out(ctx).show({"released": released})
+
+
+@commands.command()
+@output_options
+def extend(ctx: typer.Context, name: Name, token: Token, length: For) -> None:
+    """Move a lease's deadline to DURATION from now; exit status 3 when it holds nothing any more.
+
+    Example: psctl extend jobs TOKEN --for 10m
+    """
+    deadline = Session.of(ctx).client().psextend(name, token, length)
+    if deadline is None:
+        raise NotFound(f"lease {token!r} of stream {name!r} holds nothing (it ran out, or its items are done)")
+    out(ctx).show({"deadline": _iso(deadline)})
+
+
+@commands.command()
+@output_options
+def dead(
+    ctx: typer.Context,
+    name: Name,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", metavar="N", min=0, help="At most N items, oldest first.", show_default=False),
+    ] = None,
+) -> None:
+    """List the dead items: those leased --max-deliveries times without being acknowledged.
+
+    Example: psctl dead jobs
+    """
+    found = Session.of(ctx).client().psdead(name, limit=limit)
+    rows = [text_field("key", key) | text_field("value", value) | {"deliveries": found.deliveries[key]}
+            for key, value in found.items()]  # fmt: skip
+    out(ctx).show(rows)
+
+
+@commands.command()
+@output_options
+def requeue(
+    ctx: typer.Context,
+    name: Name,
+    keys: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[KEY...]", help="Some dead items (default: all).", show_default=False),
+    ] = None,
+    score: Annotated[
+        float | None,
+        typer.Option("--score", "-s", metavar="S", help="Come back with score S (default: the last they had).",
+                     show_default=False),
+    ] = None,
+) -> None:  # fmt: skip
+    """Put dead items back in the stream, their deliveries reset.
+
+    Example: psctl requeue jobs
+    """
+    if score is not None:
+        finite(score, "--score")
+    out(ctx).show({"requeued": Session.of(ctx).client().psrequeue(name, keys or None, score=score)})
