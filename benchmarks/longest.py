@@ -3,7 +3,7 @@
 A script call blocks every other client while it runs, so a batch must stay
 short. With ``slowlog-log-slower-than 0`` the server logs every command with
 its execution time (network excluded); each side of the add, pull and expire
-cases runs again and its entries are read back: every command of the
+cases runs again (its setup unlogged) and its entries are read back: every command of the
 baseline, every ``EVALSHA`` of psctl. Each side runs ``RUNS`` times and the
 run whose longest command is the shortest is kept: on a busy machine a run's
 longest command is often one during which the server was descheduled, which
@@ -15,7 +15,7 @@ from __future__ import annotations
 from benchmarks.bench import Bench
 from benchmarks.harness import Case, Measure, Row, Stats, Target, Unit
 
-CASES = ("add", "pull", "expire")
+CASES = ("add", "pull", "expire", "expired leases")
 TARGET = Target("<=", 10, absolute=True)  # ms; well under that is the aim
 SETTINGS = ("slowlog-log-slower-than", "slowlog-max-len")
 
@@ -27,7 +27,6 @@ def longest_calls(b: Bench, cases: list[Case], runs: int = 3) -> list[Row]:
     try:
         before = {name: b.plain.config_get(name)[name] for name in SETTINGS}
         b.plain.config_set("slowlog-max-len", 1_000_000)
-        b.plain.config_set("slowlog-log-slower-than", 0)
     except Exception as exc:
         return [Row("longest call", case.name, Unit.MILLISECONDS, verdict=f"skipped: {exc}") for case in chosen]
     try:
@@ -56,8 +55,14 @@ def _best(b: Bench, measure: Measure, scripts_only: bool, runs: int) -> Stats:
 
 def _durations(b: Bench, measure: Measure, scripts_only: bool) -> list[float]:
     """Milliseconds each command of one run of ``measure`` took in the server."""
-    state = measure.setup()
+    # The last run's log is freed, and the setup is not logged, before the run:
+    # a big log (a setup of 100,000 script calls logs each command inside them
+    # too) freed just before the run slows its first commands, which then
+    # measure the server's memory allocator rather than psctl.
+    b.plain.config_set("slowlog-log-slower-than", -1)
     b.plain.slowlog_reset()
+    state = measure.setup()
+    b.plain.config_set("slowlog-log-slower-than", 0)
     measure.run(state)
     entries = b.plain.slowlog_get(-1)
     durations = []

@@ -1,11 +1,12 @@
 --[[
-  Reads the dead items: those that ran out of deliveries, oldest death first.
+  Reads the dead items (those that ran out of deliveries), highest last score
+  first: the order requeue would give them back in.
 
-  KEYS[1]  NAME:dead    sorted set: dead item key -> unix ms it died
+  KEYS[1]  NAME:dead    sorted set: dead item key -> its last score
   KEYS[2]  NAME:t       hash: item key -> value
   KEYS[3]  NAME:dlv     hash: item key -> deliveries so far
 
-  ARGV[1]  the last rank to read (0 is the oldest); -1 for all
+  ARGV[1]  the last rank to read (0 is the first); -1 for all
 
   Returns {keys, values, deliveries}: three arrays in that order.
 ]]
@@ -13,7 +14,7 @@ local dead, values, deliveries = KEYS[1], KEYS[2], KEYS[3]
 -- @include batch
 -- @include keycheck
 
-local keys = checked(1, "zset", "ZRANGE", 0, ARGV[1])
+local keys = checked(1, "zset", "ZREVRANGE", 0, ARGV[1])
 if #keys == 0 then return {{}, {}, {}} end
 expect(2, "hash")
 expect(3, "hash")

@@ -1,9 +1,9 @@
 --[[
   Moves the deadline of everything a lease still holds.
 
-  KEYS[1]  NAME:held    hash: held item key -> token
+  KEYS[1]  NAME:held    hash: held item key -> the token holding it
   KEYS[2]  NAME:leases  sorted set: token -> deadline (unix ms)
-  KEYS[3]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
+  KEYS[3]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
 
   ARGV[1]  the token
   ARGV[2]  the new lease's length in ms, from now
@@ -12,15 +12,13 @@
   (its lease ran out, or it gave back or acknowledged every item).
 ]]
 local held, leases, lease = KEYS[1], KEYS[2], KEYS[3]
+local HELD, LEASES, LEASE = 1, 2, 3
 -- @include batch
 -- @include keycheck
 -- @include clock
 -- @include holding
 
-expect(1, "hash")
-expect(2, "zset")
-expect(3, "hash")
-local now = now_ms()
+local now = now_ms()  -- (holding() reads, and so checks, all three keys before a write)
 local mine = holding(ARGV[1], nil, now)
 if not mine then return false end
 if #mine == 0 then

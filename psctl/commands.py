@@ -153,8 +153,9 @@ class PrioritizedStreamCommands:
         return leases.Leased(self, name, options)
 
     def psdead(self, name: str, limit: int | None = None) -> Any:
-        """``{key: value}`` of the items that ran out of deliveries, oldest death
-        first (``.deliveries`` holds their counts)."""
+        """``{key: value}`` of the items that ran out of deliveries, highest last
+        score first, as ``psrequeue`` gives them back (``.deliveries`` holds
+        their counts)."""
         return self._ps_run(leases.dead(self._ps_keys(name), limit))
 
     def psrequeue(self, name: str, keys: Iterable[Any] | None = None, score: float | None = None) -> Any:

@@ -3,7 +3,7 @@
 On a standalone server a stream NAME lives in ``NAME:t``, ``NAME:s``,
 ``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. Beside
 them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls, and
-six keys hold leases (``SUFFIXES``).
+five keys hold leases (``SUFFIXES``).
 
 In Redis Cluster every key of a stream must hash to one slot, and two names
 must never share a key:
@@ -44,12 +44,11 @@ SUFFIXES = {
     "cooling": ":exp",  # sorted set: key -> unix time its cool-down ends
     # beside the four of SPEC §1:
     "wake": ":wake",  # list: wake-up tokens for blocked pullers
-    "held": ":held",  # hash: held item key -> the token of the lease holding it
+    "held": ":held",  # hash: held item key -> "token:score" (its lease, the score it had)
     "leases": ":leases",  # sorted set: token -> lease deadline (unix ms, server clock)
     "lease": ":lease",  # hash: token -> msgpack {max_deliveries, key, ...}
-    "parked": ":parked",  # hash: item key -> its score while it is not waiting (held, dead)
     "deliveries": ":dlv",  # hash: item key -> how many leases it has had
-    "dead": ":dead",  # sorted set: dead item key -> unix ms it died
+    "dead": ":dead",  # sorted set: dead item key -> its last score
 }
 
 
@@ -65,7 +64,6 @@ class StreamKeys:
     held: Key
     leases: Key
     lease: Key
-    parked: Key
     deliveries: Key
     dead: Key
 
@@ -77,12 +75,12 @@ class StreamKeys:
     @property
     def adding(self) -> tuple[Key, ...]:
         """The keys of the add scripts, in their order."""
-        return (self.values, self.scores, self.gated, self.cooling, self.wake, self.parked)
+        return (self.values, self.scores, self.gated, self.cooling, self.wake, self.held, self.dead)
 
     @property
     def leasing(self) -> tuple[Key, ...]:
         """The keys of leases, in the order every script that takes them names them."""
-        return (self.held, self.leases, self.lease, self.parked, self.deliveries, self.dead)
+        return (self.held, self.leases, self.lease, self.deliveries, self.dead)
 
     @property
     def pulling(self) -> tuple[Key, ...]:

@@ -9,18 +9,18 @@ the dead set instead. A token acts only on what it still holds, so
 ``psack``, ``psrelease`` and ``psextend`` are safe to repeat after a lost reply.
 
 The plans here are the lease family's, beside ``operations.py``'s; the Lua
-scripts are ``lua/lease-8.lua``, ``ack-8``, ``release-7``, ``extend-3``,
-``dead-3`` and ``requeue-4``.
+scripts are ``lua/lease-7.lua`` (``leaseone-7`` for one item), ``ack-7``,
+``release-6``, ``extend-3``, ``dead-3`` and ``requeue-3``.
 """
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from psctl.encoding import check_count, decode_keys, encode_key, encode_score, expiry, flag, in_chunks
+from psctl.encoding import check_count, decode_key, decode_keys, encode_key, encode_score, expiry, flag, in_chunks
 from psctl.errors import InvalidArgument
 from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, waiting
@@ -38,7 +38,7 @@ class Lease:
     (false) when nothing was waiting. ``ack``, ``release`` and ``extend`` act
     on it early; with an async client they are awaitable."""
 
-    __slots__ = ("_client", "name", "token", "deadline", "items", "scores", "deliveries")
+    __slots__ = ("_client", "name", "token", "deadline", "items", "_scores", "_deliveries")
 
     def __init__(
         self,
@@ -47,13 +47,28 @@ class Lease:
         token: str,
         deadline: datetime | None = None,
         items: dict[str, Any] | None = None,
-        scores: dict[str, float] | None = None,
-        deliveries: dict[str, int] | None = None,
+        scores: dict[str, float] | list[Any] | None = None,
+        deliveries: dict[str, int] | list[int] | None = None,
     ) -> None:
         self._client, self.name, self.token, self.deadline = client, name, token, deadline
         self.items = items or {}
-        self.scores = scores or {}
-        self.deliveries = deliveries or {}
+        # (a lease of a thousand items may come with its scores and deliveries
+        # as the server's lists, in the order of ``items``: read when first asked for)
+        self._scores = {} if scores is None else scores
+        self._deliveries = {} if deliveries is None else deliveries
+
+    @property
+    def scores(self) -> dict[str, float]:
+        if type(self._scores) is list:
+            self._scores = dict(zip(self.items, map(float, self._scores)))
+        return self._scores  # type: ignore[return-value]
+
+    @property
+    def deliveries(self) -> dict[str, int]:
+        if type(self._deliveries) is list:
+            counts = self._deliveries
+            self._deliveries = dict(zip(self.items, counts)) if counts else dict.fromkeys(self.items, 1)
+        return self._deliveries  # type: ignore[return-value]
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -110,8 +125,9 @@ class Leased:
 
 
 class DeadItems(dict):  # type: ignore[type-arg]
-    """``psdead``'s reply: key → value of the dead items, oldest death first,
-    and ``deliveries``: how many leases each had."""
+    """``psdead``'s reply: key → value of the dead items, highest last score
+    first (the order ``psrequeue`` gives them back in), and ``deliveries``:
+    how many leases each had."""
 
     def __init__(self, items: dict[str, Any], deliveries: dict[str, int]) -> None:
         super().__init__(items)
@@ -157,7 +173,7 @@ def _deadline(ms: Any) -> datetime:
 
 def new_token() -> str:
     """96 random bits, in hex: never a leading "-" that a command line would read as an option."""
-    return secrets.token_hex(12)
+    return os.urandom(12).hex()
 
 
 # -- plans -------------------------------------------------------------------------
@@ -180,21 +196,23 @@ def lease(
     token = new_token()
     if count == 0:
         return Lease(client, keys.name, token)
-    call = Call(script("lease"), (keys.values, keys.scores, *keys.leasing), (count, token, ms, most))
+    lease_keys = (keys.values, keys.scores, *keys.leasing)
+    if count == 1:  # the most common lease, in its own shorter script
+        call = Call(script("leaseone"), lease_keys, (token, ms, most))
+        reply = (yield call) if block is None else (yield from waiting(call, keys, block, stop))
+        if not reply:
+            return Lease(client, keys.name, token)
+        deadline, key, value, score, delivered = reply
+        name = decode_key(key)
+        return Lease(client, keys.name, token, _deadline(deadline), {name: value}, {name: float(score)}, {name: delivered})
+    call = Call(script("lease"), lease_keys, (count, token, ms, most))
     reply = yield from waiting(call, keys, block, stop)
     if not reply:
         return Lease(client, keys.name, token)
     deadline, taken, found, scores, counts = reply
     names = decode_keys(taken)
-    return Lease(
-        client,
-        keys.name,
-        token,
-        _deadline(deadline),
-        dict(zip(names, found)),
-        {key: float(score) for key, score in zip(names, scores)},
-        {key: int(n) for key, n in zip(names, counts)},
-    )
+    # (no deliveries listed: every item is on its first)
+    return Lease(client, keys.name, token, _deadline(deadline), dict(zip(names, found)), scores, counts or [])
 
 
 def _token(token: Any) -> bytes:
@@ -207,7 +225,7 @@ def ack(keys: StreamKeys, token: Any, items: Iterable[Any] | None, gate: bool, e
     token_bytes = _token(token)
     mode, seconds = expiry(expire_at)
     chunks = _which(items)
-    ack_keys = (keys.values, keys.gated, keys.cooling, *keys.leasing[:5])
+    ack_keys = (keys.values, keys.gated, keys.cooling, *keys.leasing[:3])
     head = (token_bytes, flag(gate), mode, seconds)
     if chunks is None:
         return int((yield Call(script("ack"), ack_keys, (*head, b"all"), safe=True)))
@@ -253,12 +271,12 @@ def dead(keys: StreamKeys, limit: int | None) -> Plan:
 def requeue(keys: StreamKeys, items: Iterable[Any] | None, score: Any) -> Plan:
     score_text = b"" if score is None else encode_score(score)
     chunks = _which(items)
-    requeue_keys = (keys.scores, keys.parked, keys.deliveries, keys.dead)
+    requeue_keys = (keys.scores, keys.deliveries, keys.dead)
     if chunks is None:
-        return int((yield Call(script("requeue"), requeue_keys, (score_text, b"all"), safe=True)))
+        return int((yield Call(script("requeue"), requeue_keys, (score_text, b"all"))))
     total = 0
     for chunk in chunks:
-        total += int((yield Call(script("requeue"), requeue_keys, (score_text, b"keys", *chunk), safe=True)))
+        total += int((yield Call(script("requeue"), requeue_keys, (score_text, b"keys", *chunk))))
     return total
 
 

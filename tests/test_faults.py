@@ -317,6 +317,19 @@ def test_a_lost_reply_to_a_lease_is_not_sent_again_and_loses_nothing(proxy, r):
     assert client.pslease("q", count=2).items.keys() == {"a", "b"}  # the lost lease's item came back
 
 
+def test_a_lost_reply_to_a_requeue_is_not_sent_again(proxy, r):
+    """SPEC §6 names the safe operations; psrequeue is not one of them (a
+    requeued item may be leased and die again before a resend arrives)."""
+    client = Redis(host="127.0.0.1", port=proxy.port)
+    client.psadd("q", "a", "v", 1)
+    client.psrelease("q", client.pslease("q", max_deliveries=1).token)  # a: dead
+    client.psrequeue("q", ["no-such-key"])  # the script is loaded: the cut reply is the call's own
+    proxy.cut_next_reply.set()
+    with pytest.raises(redis.ConnectionError):
+        client.psrequeue("q")
+    assert proxy.replies_swallowed == 1 and r.pskeys("q") == ["a"]  # it ran, once
+
+
 def test_a_safe_call_gives_up_after_its_retries(r):
     silent = SilentServer()
     try:

@@ -90,7 +90,7 @@ def test_ack_finishes_the_items_with_a_pulls_gate_and_cool_down(ps, r, k):
     for key in ("k0", "k1", "k2"):
         assert r.hget(k("q").values, key) is None
         assert ps.psadd("q", key, "again") is None  # gated or cooling, as after a pull
-    for key in k("q").leasing[:5]:  # nothing left of the lease
+    for key in k("q").leasing[:4]:  # nothing left of the lease
         assert not r.exists(key), key
 
 
@@ -153,10 +153,11 @@ def test_psexpire_brings_back_every_streams_expired_leases(ps, r):
     assert sorted(ps.pskeys("a")) == sorted(ps.pskeys("b")) == ["x", "y"]
 
 
-def test_deliveries_count_the_leases_and_max_deliveries_sends_to_dead(ps, r, k):
+@pytest.mark.parametrize("count", [1, 2])  # one item's script, and the many items' one
+def test_deliveries_count_the_leases_and_max_deliveries_sends_to_dead(ps, r, k, count):
     ps.psadd("q", "a", "v", 7)
     for n in (1, 2, 3):
-        lease = ps.pslease("q", lease=SHORT, max_deliveries=3)
+        lease = ps.pslease("q", count=count, lease=SHORT, max_deliveries=3)
         assert lease.deliveries == {"a": n} and lease.scores == {"a": 7.0}
         run_out(ps, r)
         ps.psexpire()
@@ -164,6 +165,24 @@ def test_deliveries_count_the_leases_and_max_deliveries_sends_to_dead(ps, r, k):
     dead = ps.psdead("q")
     assert dead == {"a": b"v"} and dead.deliveries == {"a": 3}
     assert ps.psadd("q", "a", "v") is None and ps.psadd("q", "a", "v", readd=True) is None  # dead: refused
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_pull_that_takes_an_item_for_good_forgets_its_deliveries(ps, r, k, count):
+    stream(ps)
+    for _ in range(2):
+        ps.psrelease("q", ps.pslease("q", count=3).token)  # delivered twice, back
+    assert ps.pspull("q", count=count, expire_at=None)
+    ps.psaddmany("q", [("k0", "v", 3), ("k1", "v", 2), ("k2", "v", 1)])
+    delivered = ps.pslease("q", count=3).deliveries
+    assert delivered == ({"k0": 1, "k1": 3, "k2": 3} if count == 1 else {"k0": 1, "k1": 1, "k2": 1})
+
+
+def test_a_pull_that_keeps_its_items_keeps_their_deliveries(ps, r):
+    ps.psadd("q", "a", "v", 1)
+    ps.psrelease("q", ps.pslease("q").token)
+    assert ps.pspull("q", purge=False, expire_at=None) == {"a": b"v"}
+    assert ps.pslease("q").deliveries == {"a": 2}
 
 
 def test_release_gives_items_back_at_once_with_their_score_or_a_new_one(ps, r):
@@ -183,7 +202,8 @@ def test_release_with_a_delay_holds_them_until_it_has_passed(ps, r):
     assert ps.psrelease("q", lease.token, delay=timedelta(milliseconds=300)) == 1
     assert ps.pspull("q") == {} and ps.psadd("q", "a", "v") is None  # not back yet
     time.sleep(0.35)
-    assert ps.pslease("q").items == {"a": b"v"}  # back, its deliveries kept
+    again = ps.pslease("q")
+    assert again.items == {"a": b"v"} and again.deliveries == {"a": 2}  # back, its deliveries kept
     assert ps.psrelease("q", lease.token) == 0
 
 

@@ -267,7 +267,7 @@ def test_a_missing_script_is_loaded_and_the_call_sent_again():
 
 def test_a_missing_script_in_flight_is_loaded_and_called_again_in_order():
     call = Call(op.script("add"), KEYS.adding, (b"0", b"0"))
-    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, 6, *KEYS.adding, b"0", b"0"))]
+    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, 7, *KEYS.adding, b"0", b"0"))]
     sent, reply = steps(Receive(call), [NoScriptError("NOSCRIPT"), "sha", [0]])
     assert sent[0] is READ and type(sent[1]) is Plain and type(sent[2]) is Direct
     assert reply == [0]

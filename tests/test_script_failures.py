@@ -95,3 +95,107 @@ def test_expire_with_a_wrong_type_changes_nothing_in_that_stream(ps, r, k):
         ps.psexpire()
     assert str(k("q").values) in str(raised.value)
     assert snapshot(r, k("q")) == before
+
+
+# -- with leases --------------------------------------------------------------------
+
+
+class Tokens:
+    held: str = ""  # a lease that holds d and e
+    expired: str = ""  # a lease whose deadline has passed: f comes back in the next pull or lease
+
+
+def stream_with_leases(ps: Any, r: Any, k: Any) -> Tokens:
+    """Every key a stream may have: items waiting (g with deliveries from an
+    earlier lease), gated, cooling down, held by a lease, held by a lease that
+    ran out, and dead; the wake list."""
+    keys = k("q")
+    ps.psaddmany("q", [(key, key.upper(), 10 - i) for i, key in enumerate("abcdefgh")])
+    ps.pspull("q", gate=True, expire_at=None)  # a: gated
+    ps.pspull("q")  # b: cooling down
+    ps.psrelease("q", ps.pslease("q").token)  # c: back, delivered once
+    ps.psrelease("q", ps.pslease("q", max_deliveries=1).token)  # c: dead
+    tokens = Tokens()
+    tokens.held = ps.pslease("q", count=2).token  # d, e
+    tokens.expired = ps.pslease("q").token  # f
+    ps.psrelease("q", ps.pslease("q").token)  # g: back, delivered once
+    r.zadd(keys.leases, {tokens.expired: 1})  # f's deadline long gone (after the last lease: none took it back)
+    r.rpush(keys.wake, "1")
+    assert r.exists(*keys.every) == len(keys.every)
+    return tokens
+
+
+EVERY_LEASE_KEY = ("held", "leases", "lease", "deliveries", "dead")
+PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY)
+LEASED = ("values", "scores", *EVERY_LEASE_KEY)
+ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "dead")
+
+# operation (given the client and the setup's tokens), and the keys it touches
+WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
+    "psadd": (lambda ps, t: ps.psadd("q", "new", "v", 3), ADDED),
+    "psadd held": (lambda ps, t: ps.psadd("q", "d", "v", 3), ("held",)),  # refused: held
+    "psadd dead": (lambda ps, t: ps.psadd("q", "c", "v", 3), ("held", "dead")),  # refused: dead
+    "psaddmany": (lambda ps, t: ps.psaddmany("q", [("x", "v", 1), ("d", "v", 1), ("c", "v", 1)]), ADDED),
+    "pspull one": (lambda ps, t: ps.pspull("q", gate=True), PULLED),
+    "pspull many": (lambda ps, t: ps.pspull("q", count=3, gate=True), PULLED),
+    "pspull keep": (
+        lambda ps, t: ps.pspull("q", count=3, purge=False, gate=True),
+        ("values", "scores", "gated", "cooling", "held", "leases", "lease", "dead"),
+    ),
+    "pslease one": (lambda ps, t: ps.pslease("q"), LEASED),
+    "pslease many": (lambda ps, t: ps.pslease("q", count=3), LEASED),
+    "psack": (
+        lambda ps, t: ps.psack("q", t.held, gate=True),
+        ("values", "gated", "cooling", "held", "leases", "lease"),
+    ),
+    "psack keys": (
+        lambda ps, t: ps.psack("q", t.held, ["d"], gate=True),
+        ("values", "gated", "cooling", "held", "leases", "lease"),
+    ),
+    "psrelease": (lambda ps, t: ps.psrelease("q", t.held), ("scores", *EVERY_LEASE_KEY)),
+    "psrelease delayed": (lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5), ("scores", *EVERY_LEASE_KEY)),
+    "psextend": (lambda ps, t: ps.psextend("q", t.held, 60), ("held", "leases", "lease")),
+    "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries")),
+    "psrequeue": (lambda ps, t: ps.psrequeue("q"), ("scores", "deliveries", "dead")),
+    "psrequeue keys": (lambda ps, t: ps.psrequeue("q", ["c"], score=1), ("scores", "deliveries", "dead")),
+}
+
+LEASE_CASES = [(op, field) for op, (_, fields) in WITH_LEASES.items() for field in fields]
+
+
+@pytest.mark.parametrize(("operation", "field"), LEASE_CASES, ids=[f"{op}-{field}" for op, field in LEASE_CASES])
+def test_a_wrong_type_beside_leases_fails_naming_the_key_and_changes_nothing(ps, r, k, operation, field):
+    tokens = stream_with_leases(ps, r, k)
+    keys = k("q")
+    bad = getattr(keys, field)
+    r.delete(bad)
+    r.set(bad, "not what psctl keeps here")
+    before = snapshot(r, keys)
+    run, _ = WITH_LEASES[operation]
+    with pytest.raises(redis.ResponseError) as raised:
+        run(ps, tokens)
+    assert "WRONGTYPE" in str(raised.value) and str(bad) in str(raised.value)
+    assert snapshot(r, keys) == before
+
+
+@pytest.mark.parametrize("field", ("values", "scores", "cooling", *EVERY_LEASE_KEY))
+def test_expire_beside_leases_with_a_wrong_type_changes_nothing_in_that_stream(ps, r, k, field):
+    stream_with_leases(ps, r, k)
+    r.zadd(k("q").cooling, {"b": 1})  # due long ago
+    bad = getattr(k("q"), field)
+    r.delete(bad)
+    r.set(bad, "not what psctl keeps here")
+    before = snapshot(r, k("q"))
+    with pytest.raises(Exception) as raised:
+        ps.psexpire()
+    assert str(bad) in str(raised.value)
+    assert snapshot(r, k("q")) == before
+
+
+def test_the_setup_with_leases_works_with_every_key_right(ps, r, k):
+    """The cases above fail for the wrong key, not for a setup that is wrong."""
+    tokens = stream_with_leases(ps, r, k)
+    assert ps.psdead("q") == {"c": b"C"}
+    lease = ps.pslease("q", count=3)
+    assert lease.items == {"f": b"F", "g": b"G", "h": b"H"} and lease.deliveries == {"f": 2, "g": 2, "h": 1}
+    assert ps.psack("q", tokens.held) == 2

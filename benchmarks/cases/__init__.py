@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.bench import Bench
-from benchmarks.cases import cli, cluster, library
+from benchmarks.cases import cli, cluster, leases, library
 from benchmarks.harness import Case
 
 GROUPS: dict[str, Callable[[Bench], list[Case]]] = {
     "library": library.cases,
+    "leases": leases.cases,
     "cli": cli.cases,
     "cluster": cluster.cases,  # last: its three servers run until its cases are done
 }

@@ -1,43 +1,51 @@
--- What a token still holds. A token acts only on what it still holds: after
--- its lease ran out (by the server's clock, even before the items came back)
--- it holds nothing, and an item it gave back, or that another token now holds,
--- is not its own. Needs the locals held, leases, lease and the batch include.
--- Returns the keys, of `wanted` (a table) or of the whole lease when `wanted`
--- is nil, that `token` holds at `now`, and the lease's max_deliveries; or nil
--- when the token holds nothing (its lease ran out or is gone). A third value
--- says whether the token holds anything outside those keys.
+-- What a token still holds. NAME:held maps a held item's key to the token of
+-- the lease holding it; NAME:lease maps the token to its record, a MessagePack
+-- array {max_deliveries, key, score, deliveries, key, score, deliveries, ...}:
+-- each key with the score it had when it was leased and how many leases it
+-- has had, this one included. A record is never rewritten, so it may name
+-- keys its token gave back: what the token holds is what NAME:held says. A
+-- token acts only on what it still holds: after its lease ran out (by the
+-- server's clock, even before the items came back) it holds nothing, and an
+-- item it gave back, or that another token now holds, is not its own.
+-- Needs the locals HELD, LEASES and LEASE (the indexes of those keys in KEYS)
+-- and the keycheck include: its reads check their keys' types, so a script
+-- that calls it before its first write need not check those again.
+
+-- holding(token, wanted, now): the keys, of `wanted` (a table) or of the whole
+-- lease when `wanted` is nil, that `token` holds at `now` (each once); the
+-- record and a table key -> the key's index in it (its score follows it, then
+-- its deliveries). nil when the token holds nothing (its lease ran out or is
+-- gone). A fourth value says whether the token holds anything outside those
+-- keys.
 local function holding(token, wanted, now)
-  local deadline = redis.call("ZSCORE", leases, token)
-  if not deadline or tonumber(deadline) <= now then return nil, 0, false end
-  local record = redis.call("HGET", lease, token)
-  if not record then return nil, 0, false end
-  local entry = cmsgpack.unpack(record)
+  local deadline = checked(LEASES, "zset", "ZSCORE", token)
+  if not deadline or tonumber(deadline) <= now then return nil end
+  local packed = checked(LEASE, "hash", "HGET", token)
+  if not packed then return nil end
+  local record = cmsgpack.unpack(packed)
   local all = {}
-  for i = 2, #entry do all[#all + 1] = entry[i] end
-  local keys = wanted or all
-  local owners = call_in_slices("HMGET", held, keys)
-  local mine, asked = {}, {}
-  for i = 1, #keys do
-    if owners[i] == token and not asked[keys[i]] then
-      mine[#mine + 1] = keys[i]
-      asked[keys[i]] = true
+  for i = 2, #record, 3 do all[#all + 1] = record[i] end
+  local holders = checked(HELD, "hash", "HMGET", unpack(all))  -- (1000 keys at most)
+  local owned, held_count = {}, 0
+  for i, key in ipairs(all) do
+    if holders[i] == token then  -- (Lua's strings are interned: a pointer comparison)
+      owned[key] = 3 * i - 1
+      held_count = held_count + 1
     end
   end
-  local others = false
-  if wanted then
-    local everyone = call_in_slices("HMGET", held, all)
-    for i = 1, #all do
-      if everyone[i] == token and not asked[all[i]] then
-        others = true
-        break
-      end
+  local mine, where = {}, {}
+  for _, key in ipairs(wanted or all) do
+    local index = owned[key]
+    if index and not where[key] then
+      mine[#mine + 1] = key
+      where[key] = index
     end
   end
-  return mine, entry[1], others
+  return mine, record, where, held_count > #mine
 end
 
 -- Forgets a lease that holds nothing more.
 local function forget(token)
-  redis.call("ZREM", leases, token)
-  redis.call("HDEL", lease, token)
+  redis.call("ZREM", KEYS[LEASES], token)
+  redis.call("HDEL", KEYS[LEASE], token)
 end

@@ -17,7 +17,9 @@ local function checked(index, kind, command, ...)
   return reply
 end
 
-local CARDINALITY = {hash = "HLEN", zset = "ZCARD", set = "SCARD", list = "LLEN"}
+-- (an if-chain, not a table: a script allocates as little as it can, since
+-- the server collects a script's garbage in later calls)
 local function expect(index, kind)
-  return checked(index, kind, CARDINALITY[kind])
+  local cardinality = kind == "hash" and "HLEN" or kind == "zset" and "ZCARD" or kind == "set" and "SCARD" or "LLEN"
+  return checked(index, kind, cardinality)
 end

@@ -172,7 +172,7 @@ def dead(
     name: Name,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", metavar="N", min=0, help="At most N items, oldest first.", show_default=False),
+        typer.Option("--limit", "-n", metavar="N", min=0, help="At most N items, highest last score first.", show_default=False),
     ] = None,
 ) -> None:
     """List the dead items: those leased --max-deliveries times without being acknowledged.

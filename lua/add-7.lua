@@ -1,13 +1,14 @@
 --[[
   Adds items to a stream, or adds to the scores of items already there, unless
-  the key is gated or cooling down. (addone-5.lua does the same for one item.)
+  the key is gated or cooling down. (addone-7.lua does the same for one item.)
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
   KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (includes/wake.lua)
-  KEYS[6]  NAME:parked hash: item key -> its score while held by a lease or dead
+  KEYS[6]  NAME:held hash: held item key -> the token holding it
+  KEYS[7]  NAME:dead sorted set: dead item key -> its last score
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
   ARGV[2]  "1": the caller has registered the stream's name in :ps:keys. A
@@ -27,7 +28,7 @@
   increments add up. A score that would not be finite fails the whole call
   before anything is written.
 ]]
-local values, scores, gated, cooling, wakes, parked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local values, scores, gated, cooling, wakes, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 -- @include batch
 -- @include keycheck
 -- @include score
@@ -68,11 +69,18 @@ if not born then
       end
     end
   end
-  if redis.call("EXISTS", parked) == 1 then
+  if redis.call("EXISTS", held) == 1 then
     expect(6, "hash")
-    local is_parked = call_in_slices("HMGET", parked, keys)
+    local is_held = call_in_slices("HMGET", held, keys)
     for i = 1, count do
-      if is_parked[i] then refused[i] = true end
+      if is_held[i] then refused[i] = true end
+    end
+  end
+  if redis.call("EXISTS", dead) == 1 then
+    expect(7, "zset")
+    local is_dead = call_in_slices("ZMSCORE", dead, keys)
+    for i = 1, count do
+      if is_dead[i] then refused[i] = true end
     end
   end
   expect(2, "zset")

@@ -1,17 +1,16 @@
 --[[
-  pspull of one item, purged: the rules of pull-4.lua with the fewest server
+  pspull of one item, purged: the rules of pull-9.lua with the fewest server
   calls (the single pull is the most common call of all).
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
-  KEYS[5]  NAME:held    hash: held item key -> token
+  KEYS[5]  NAME:held    hash: held item key -> the token holding it
   KEYS[6]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
-  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
-  KEYS[8]  NAME:parked  hash: item key -> its score while not waiting
-  KEYS[9]  NAME:dlv     hash: item key -> deliveries so far
-  KEYS[10] NAME:dead    sorted set: dead item key -> unix ms it died
+  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+  KEYS[8]  NAME:dlv     hash: item key -> deliveries so far, while not held
+  KEYS[9]  NAME:dead    sorted set: dead item key -> its last score
 
   ARGV[1]  "1": gate the pulled key (add it to NAME:exc)
   ARGV[2]  cool-down: "none"; "in" (ARGV[3] seconds from the server's clock);
@@ -22,7 +21,7 @@
   their items back first (includes/reclaim.lua).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local held, leases, lease, parked, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 -- @include batch
 -- @include keycheck
 -- @include cooldown
@@ -36,13 +35,15 @@ local gate = ARGV[1] == "1"
 if gate then expect(3, "set") end
 local at = cool_down_end(ARGV[2], ARGV[3])
 if at then expect(4, "zset") end
-expect(5, "hash")
-expect(6, "zset")
-expect(7, "hash")
-expect(8, "hash")
-expect(9, "hash")
-expect(10, "zset")
-if redis.call("EXISTS", leases) == 1 then reclaim(now_ms()) end
+-- leases that ran out come back first: the lease keys are read (and checked)
+-- only when one has
+local now = now_ms()
+if #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0 then
+  for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
+  reclaim(now)
+end
+local counted = redis.call("EXISTS", deliveries) == 1
+if counted then expect(8, "hash") end
 
 local key, value
 repeat
@@ -52,6 +53,7 @@ repeat
   value = redis.call("HGET", values, key)
 until value  -- an orphan (no value) is dropped and not counted
 redis.call("HDEL", values, key)
+if counted then redis.call("HDEL", deliveries, key) end  -- gone for good, as acknowledged
 if gate then redis.call("SADD", gated, key) end
 if at then redis.call("ZADD", cooling, at, key) end
 return {key, value}

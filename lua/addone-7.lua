@@ -1,15 +1,16 @@
 --[[
-  psadd of one item: the rules of add-5.lua with the fewest server calls.
+  psadd of one item: the rules of add-7.lua with the fewest server calls.
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
   KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (includes/wake.lua)
-  KEYS[6]  NAME:parked hash: item key -> its score while held by a lease or dead
+  KEYS[6]  NAME:held hash: held item key -> the token holding it
+  KEYS[7]  NAME:dead sorted set: dead item key -> its last score
 
   ARGV[1]  "1": re-add, clearing the key's gate and cool-down first
-  ARGV[2]  "1": the caller has registered the stream's name (see add-5.lua)
+  ARGV[2]  "1": the caller has registered the stream's name (see add-7.lua)
   ARGV[3]  item key
   ARGV[4]  value
   ARGV[5]  score increment
@@ -20,25 +21,28 @@
   false when the key is gated, cooling down, held by a lease or dead (readd
   lifts a gate and a cool-down, never a lease).
 ]]
-local values, scores, gated, cooling, wakes, parked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local values, scores, gated, cooling, wakes, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 -- @include keycheck
 -- @include score
 -- @include wake
 local readd, key = ARGV[1] == "1", ARGV[3]
 
 -- One EXISTS answers three questions: a key named n times counts n times, so
--- with NAME:exc and NAME:exp named three times each and NAME:parked nine,
--- present = items + 3 * gates + 9 * parked, where items (0-2) counts NAME:t and
--- NAME:s, gates (0-2) the next two, and parked (0-1) whether any item is held.
+-- with NAME:exc and NAME:exp named three times each and NAME:held and
+-- NAME:dead nine, present = items + 3 * gates + 9 * leased, where items (0-2)
+-- counts NAME:t and NAME:s, gates (0-2) the next two, and leased (0-2) the
+-- lease keys: whether any item is held or dead.
 local present = redis.call("EXISTS", values, scores, gated, gated, gated, cooling, cooling, cooling,
-  parked, parked, parked, parked, parked, parked, parked, parked, parked)
+  held, held, held, held, held, held, held, held, held, dead, dead, dead, dead, dead, dead, dead, dead, dead)
 local born = present == 0
 if born and ARGV[2] ~= "1" then return {2, false} end
 
 -- every key is read before the first write
 if present >= 9 then
-  if checked(6, "hash", "HEXISTS", key) == 1 then return {0, false} end  -- held or dead
-  present = present - 9
+  if checked(6, "hash", "HEXISTS", key) == 1 or checked(7, "zset", "ZSCORE", key) then
+    return {0, false}  -- held or dead
+  end
+  present = present % 9
 end
 if present >= 3 then
   if readd then

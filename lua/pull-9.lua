@@ -7,12 +7,11 @@
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
-  KEYS[5]  NAME:held    hash: held item key -> token
+  KEYS[5]  NAME:held    hash: held item key -> the token holding it
   KEYS[6]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
-  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
-  KEYS[8]  NAME:parked  hash: item key -> its score while not waiting
-  KEYS[9]  NAME:dlv     hash: item key -> deliveries so far
-  KEYS[10] NAME:dead    sorted set: dead item key -> unix ms it died
+  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+  KEYS[8]  NAME:dlv     hash: item key -> deliveries so far, while not held
+  KEYS[9]  NAME:dead    sorted set: dead item key -> its last score
 
   ARGV[1]  count, >= 1
   ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, below
@@ -25,10 +24,11 @@
   ARGV[5]  seconds (see ARGV[4])
 
   Returns {keys, values}: two arrays in pull order; {} when nothing was pulled.
+  A purged item's deliveries (of leases it had before) are forgotten.
   Leases that ran out give their items back first (includes/reclaim.lua).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local held, leases, lease, parked, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 -- @include batch
 -- @include keycheck
 -- @include cooldown
@@ -47,13 +47,16 @@ expect(2, "zset")
 if gate then expect(3, "set") end
 local at = cool_down_end(ARGV[4], ARGV[5])
 if at then expect(4, "zset") end
-expect(5, "hash")
-expect(6, "zset")
-expect(7, "hash")
-expect(8, "hash")
-expect(9, "hash")
-expect(10, "zset")
-if redis.call("EXISTS", leases) == 1 then reclaim(now_ms()) end
+-- leases that ran out come back first: the lease keys are read (and checked)
+-- only when one has
+local now = now_ms()
+if #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0 then
+  for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
+  reclaim(now)
+end
+-- an item pulled for good leaves its deliveries behind (as an acknowledged one)
+local counted = purge and redis.call("EXISTS", deliveries) == 1
+if counted then expect(8, "hash") end
 
 -- appends a page's members that have a value; returns those that have none
 local n = 0
@@ -114,6 +117,7 @@ end
 
 if #pulled == 0 then return {} end
 
+if counted then count_in_slices("HDEL", deliveries, pulled) end
 if gate then count_in_slices("SADD", gated, pulled) end
 
 if at then

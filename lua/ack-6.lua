@@ -1,16 +1,15 @@
 --[[
   Finishes held items of a lease: they leave the stream, and gating and the
   cool-down apply now, as a pull's would. Keys the token no longer holds are
-  skipped, so acknowledging twice is harmless (includes/holding.lua).
+  skipped, so acknowledging twice is harmless (includes/holding.lua). Their
+  deliveries are forgotten with them (a held item's are in NAME:held).
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:exc     set: gated keys
   KEYS[3]  NAME:exp     sorted set: cooling-down key -> unix time
-  KEYS[4]  NAME:held    hash: held item key -> token
+  KEYS[4]  NAME:held    hash: held item key -> the token holding it
   KEYS[5]  NAME:leases  sorted set: token -> deadline (unix ms)
-  KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
-  KEYS[7]  NAME:parked  hash: item key -> its score while not waiting
-  KEYS[8]  NAME:dlv     hash: item key -> deliveries so far
+  KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
 
   ARGV[1]  the token
   ARGV[2]  "1": gate the keys (add them to NAME:exc)
@@ -20,11 +19,10 @@
 
   Returns the number of items acknowledged.
 ]]
-local values, gated, cooling, held, leases, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local parked, deliveries = KEYS[7], KEYS[8]
+local values, gated, cooling, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local HELD, LEASES, LEASE = 4, 5, 6
 -- @include batch
 -- @include keycheck
--- @include clock
 -- @include cooldown
 -- @include holding
 
@@ -35,27 +33,27 @@ if ARGV[5] == "keys" then
   for i = 6, #ARGV do wanted[#wanted + 1] = ARGV[i] end
   if #wanted == 0 then return 0 end
 end
-for i = 4, 8 do expect(i, i == 5 and "zset" or "hash") end
-local gate = ARGV[2] == "1"
-local at = cool_down_end(ARGV[3], ARGV[4])
-expect(1, "hash")
-if gate then expect(2, "set") end
-if at then expect(3, "zset") end
+local time = redis.call("TIME")  -- (includes/clock.lua, inline: one TIME for the lease and the cool-down)
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
-local mine, _, others = holding(token, wanted, now_ms())
+-- every key is read before the first write: NAME:leases, NAME:lease and
+-- NAME:held by holding(), the others here; NAME:t's is the first write
+local mine, _, _, others = holding(token, wanted, now)
 if not mine then return 0 end  -- the lease ran out: what it held comes back, or already did
 if #mine > 0 then
-  count_in_slices("HDEL", held, mine)
-  count_in_slices("HDEL", parked, mine)
-  count_in_slices("HDEL", deliveries, mine)
-  count_in_slices("HDEL", values, mine)
-  if gate then count_in_slices("SADD", gated, mine) end
+  local gate = ARGV[2] == "1"
+  if gate then expect(2, "set") end
+  local at = cool_down_end(ARGV[3], ARGV[4], time)
+  if at then expect(3, "zset") end
+  checked(1, "hash", "HDEL", unpack(mine))  -- (a lease holds at most 1000 keys)
+  redis.call("HDEL", held, unpack(mine))
+  if gate then redis.call("SADD", gated, unpack(mine)) end
   if at then
     local entries = {}
     for i, key in ipairs(mine) do
       entries[2 * i - 1], entries[2 * i] = at, key
     end
-    count_in_slices("ZADD", cooling, entries)
+    redis.call("ZADD", cooling, unpack(entries))  -- (2000 arguments at most: within unpack's limit)
   end
 end
 if not others then forget(token) end

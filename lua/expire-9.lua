@@ -8,12 +8,11 @@
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
   KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
-  KEYS[5]  NAME:held    hash: held item key -> token
+  KEYS[5]  NAME:held    hash: held item key -> the token holding it
   KEYS[6]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
-  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, ...}
-  KEYS[8]  NAME:parked  hash: item key -> its score while not waiting
-  KEYS[9]  NAME:dlv     hash: item key -> deliveries so far
-  KEYS[10] NAME:dead    sorted set: dead item key -> unix ms it died
+  KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+  KEYS[8]  NAME:dlv     hash: item key -> deliveries so far, while not held
+  KEYS[9]  NAME:dead    sorted set: dead item key -> its last score
 
   ARGV[1]  the most keys to expire in this call
 
@@ -22,7 +21,7 @@
   exists; how many items of expired leases came back, and went to NAME:dead.
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local held, leases, lease, parked, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 -- @include batch
 -- @include keycheck
 -- @include clock
@@ -33,19 +32,15 @@ local now = redis.call("TIME")[1]
 local due = checked(4, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, limit)
 expect(1, "hash")
 expect(2, "zset")
-expect(5, "hash")
-expect(6, "zset")
-expect(7, "hash")
-expect(8, "hash")
-expect(9, "hash")
-expect(10, "zset")
+for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
 local leased = {0, 0, 0}
 if redis.call("EXISTS", leases) == 1 then leased = reclaim(now_ms()) end
 if #due > 0 then
   count_in_slices("ZREM", cooling, due)
   count_in_slices("HDEL", values, due)
   count_in_slices("ZREM", scores, due)
+  count_in_slices("HDEL", deliveries, due)
 end
-local alive = redis.call("EXISTS", values, scores, gated, cooling, held, leases, lease, parked, deliveries, dead) > 0
+local alive = redis.call("EXISTS", values, scores, gated, cooling, held, leases, lease, deliveries, dead) > 0
 local more = (#due == limit or leased[3] == 1) and 1 or 0
 return {#due, more, alive and 1 or 0, leased[1], leased[2]}
