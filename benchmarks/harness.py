@@ -83,7 +83,7 @@ class Extra:
     key: str
     label: str
     unit: Unit
-    target: Target
+    target: Target | None
 
 
 @dataclass
@@ -99,6 +99,8 @@ class Case:
     extras: list[Extra] = field(default_factory=list)
     unavailable: Callable[[], str | None] = lambda: None  # a reason to skip the case
     note: str = ""
+    rounds: int | None = None  # instead of the run's rounds (a case too long to repeat)
+    warm_up: bool = True  # one untimed run of every side first
 
 
 @dataclass
@@ -138,7 +140,7 @@ class Row:
         cls, case: str, measure: str, unit: Unit, baseline: Stats | None, psctl: Stats, target: Target | None
     ) -> Row:
         if target is None:
-            ratio = psctl.median / baseline.median  # type: ignore[union-attr]
+            ratio = None if baseline is None else psctl.median / baseline.median
             return cls(case, measure, unit, baseline, psctl, ratio, None, "(for comparison)")
         if target.absolute:
             ratio, figure = None, psctl.max if target.op == "<=" else psctl.min
@@ -172,8 +174,9 @@ def run_case(case: Case, rounds: int, progress: Callable[[str], None]) -> list[R
         return [Row(case.name, measure.label, case.unit, verdict=f"skipped: {reason}") for measure, _ in case.contenders]
     sides = [case.baseline, *(measure for measure, _ in case.contenders)]
     samples: dict[str, list[Sample]] = {side.label: [] for side in sides}
+    rounds = case.rounds or rounds
     try:
-        for side in sides:  # warm-up: connections, script loading, imports
+        for side in sides if case.warm_up else ():  # warm-up: connections, script loading, imports
             timed(side)
         for round_ in range(rounds):
             shift = round_ % len(sides)

@@ -17,7 +17,10 @@
   ARGV[2]  the score to come back with ("" for the remembered one; exact text)
   ARGV[3]  the delay in ms (0: at once)
   ARGV[4]  the delayed release's own token (random hex, made by the caller)
-  ARGV[5]  "all": every key the token holds; "keys": the keys in ARGV[6..]
+  ARGV[5]  "1": the items were worked on; "0": they were not (a worker that
+           stops gives back what it had not started): their delivery is not
+           counted (deliveries go back by one) and they never go to NAME:dead
+  ARGV[6]  "all": every key the token holds; "keys": the keys in ARGV[7..]
 
   Returns {released, died}: how many items the token gave back, of which how
   many went to NAME:dead.
@@ -30,10 +33,11 @@ local HELD, LEASES, LEASE = 2, 3, 4
 -- @include holding
 
 local token, score, delay, later = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local attempted = ARGV[5] == "1"
 local wanted = nil
-if ARGV[5] == "keys" then
+if ARGV[6] == "keys" then
   wanted = {}
-  for i = 6, #ARGV do wanted[#wanted + 1] = ARGV[i] end
+  for i = 7, #ARGV do wanted[#wanted + 1] = ARGV[i] end
   if #wanted == 0 then return {0, 0} end
 end
 
@@ -52,8 +56,9 @@ local back, buried, gone, counted, moved, kept = {}, {}, {}, {}, {}, {0}
 for _, key in ipairs(mine) do
   local index = where[key]
   local last, count = record[index + 1], record[index + 2]
+  if not attempted then count = count - 1 end
   local remembered = score ~= "" and score or last
-  if max > 0 and count >= max then
+  if attempted and max > 0 and count >= max then
     buried[#buried + 1] = last
     buried[#buried + 1] = key
   elseif delay > 0 then
@@ -65,10 +70,12 @@ for _, key in ipairs(mine) do
     back[#back + 1] = remembered
     back[#back + 1] = key
   end
-  if max > 0 and count >= max or delay == 0 then
+  if attempted and max > 0 and count >= max or delay == 0 then
     gone[#gone + 1] = key
-    counted[#counted + 1] = key
-    counted[#counted + 1] = count
+    if count > 0 then
+      counted[#counted + 1] = key
+      counted[#counted + 1] = count
+    end
   end
 end
 count_in_slices("HDEL", held, gone)

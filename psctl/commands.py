@@ -125,12 +125,21 @@ class PrioritizedStreamCommands:
         return self._ps_run(leases.ack(self._ps_keys(name), token, keys, gate, expire_at))
 
     def psrelease(
-        self, name: str, token: str, keys: Iterable[Any] | None = None, score: float | None = None, delay: Any = None
+        self,
+        name: str,
+        token: str,
+        keys: Iterable[Any] | None = None,
+        score: float | None = None,
+        delay: Any = None,
+        attempted: bool = True,
     ) -> Any:
         """Gives held items of ``token`` back (all it holds when ``keys`` is
         None): at once, or once ``delay`` (a timedelta or seconds) has passed,
-        with their remembered score or ``score``; returns how many."""
-        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay))
+        with their remembered score or ``score``; returns how many.
+        ``attempted=False`` gives back items that were not worked on (a worker
+        that stops): their delivery is not counted, and they never go to the
+        dead items."""
+        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted))
 
     def psextend(self, name: str, token: str, lease: timedelta | float) -> Any:
         """Moves the deadline of what ``token`` still holds to ``lease`` from now:

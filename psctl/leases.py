@@ -83,9 +83,11 @@ class Lease:
         """``psack`` of this lease's items (all it still holds when ``keys`` is None)."""
         return self._client.psack(self.name, self.token, keys, gate=gate, expire_at=expire_at)
 
-    def release(self, keys: Iterable[Any] | None = None, score: float | None = None, delay: Any = None) -> Any:
+    def release(
+        self, keys: Iterable[Any] | None = None, score: float | None = None, delay: Any = None, attempted: bool = True
+    ) -> Any:
         """``psrelease`` of this lease's items (all it still holds when ``keys`` is None)."""
-        return self._client.psrelease(self.name, self.token, keys, score=score, delay=delay)
+        return self._client.psrelease(self.name, self.token, keys, score=score, delay=delay, attempted=attempted)
 
     def extend(self, lease: Any = DEFAULT_LEASE) -> Any:
         """``psextend``: the new deadline, or None when it holds nothing any more."""
@@ -235,13 +237,15 @@ def ack(keys: StreamKeys, token: Any, items: Iterable[Any] | None, gate: bool, e
     return acked
 
 
-def release(keys: StreamKeys, token: Any, items: Iterable[Any] | None, score: Any, delay: Any) -> Plan:
+def release(
+    keys: StreamKeys, token: Any, items: Iterable[Any] | None, score: Any, delay: Any, attempted: bool = True
+) -> Plan:
     token_bytes = _token(token)
     score_text = b"" if score is None else encode_score(score)
     delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
     chunks = _which(items)
     release_keys = (keys.scores, *keys.leasing)
-    head = (token_bytes, score_text, delay_ms, new_token().encode())
+    head = (token_bytes, score_text, delay_ms, new_token().encode(), flag(attempted))
     if chunks is None:
         released, _ = yield Call(script("release"), release_keys, (*head, b"all"), safe=True)
         return int(released)

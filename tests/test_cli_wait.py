@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -223,45 +222,6 @@ def test_ctrl_c_during_the_wait_in_process(cli: Cli, r: Any, monkeypatch: pytest
     assert (done.exit_code, done.stdout, done.stderr) == (INTERRUPTED, "", "")
     assert sent.count("BLPOP") == 1 and time.monotonic() - started < POLL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
-
-
-# -- the README's worker loop ----------------------------------------------------------
-
-
-def readme_worker_loop() -> str:
-    section = README.read_text().split("\n## The command line\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
-    [loop] = [block for block in blocks if block.startswith("while ") and "--wait 0" in block]
-    return loop
-
-
-def test_the_readme_worker_loop_works_as_written(env: dict[str, str], r: Any, tmp_path: Path) -> None:
-    """Runs the loop with bash and jq; each item is handled once, in priority order,
-    then Ctrl-C (SIGINT to the whole job, as a terminal sends it) ends it."""
-    jq = subprocess.run(["sh", "-c", "command -v jq"], capture_output=True, text=True).stdout.strip()
-    assert jq, "the README's worker loop uses jq: install it (apt-get install jq)"
-    worker = tmp_path / "process-one"
-    worker.write_text('#!/bin/sh\nprintf "%s=%s\\n" "$1" "$(cat)" >> handled.txt\n')
-    worker.chmod(0o755)
-    r.psaddmany("jobs", [("job-1", "resize photo.jpg", 5), ("job-2", "send mail", 8), ("job-3", "é [b]x[/b]", 1)])
-    shell = subprocess.Popen(["bash", "-c", readme_worker_loop()], cwd=tmp_path, start_new_session=True,
-                             env=env | {"PATH": f"{PSCTL.parent}:{env['PATH']}"}, stderr=subprocess.PIPE,
-                             text=True)  # fmt: skip
-    handled = tmp_path / "handled.txt"
-    try:
-        deadline = time.monotonic() + 30
-        while not (handled.exists() and len(handled.read_text().splitlines()) == 3) or not blocked_clients(r):
-            assert shell.poll() is None, shell.communicate()
-            assert time.monotonic() < deadline, "the loop did not handle the three items"
-            time.sleep(0.05)
-        os.killpg(shell.pid, signal.SIGINT)
-        _, err = shell.communicate(timeout=10)
-    finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
-    assert handled.read_text().splitlines() == ["job-2=send mail", "job-1=resize photo.jpg", "job-3=é [b]x[/b]"]
-    assert "Traceback" not in err
-    assert r.pslen("jobs") == 0
 
 
 def test_the_cluster_client_has_the_same_policy(cluster: Any) -> None:

@@ -214,6 +214,21 @@ def test_a_release_at_max_deliveries_sends_to_dead(ps, r):
     assert ps.pslen("q") == 0 and ps.psdead("q") == {"a": b"v"}
 
 
+@pytest.mark.parametrize("delay", [None, 0.3])
+def test_a_release_of_items_not_worked_on_does_not_count_their_delivery(ps, r, delay):
+    """What a stopping worker gives back unstarted: never dead, its delivery uncounted."""
+    ps.psaddmany("q", [("a", "1", 5), ("b", "2", 3)])
+    ps.psrelease("q", ps.pslease("q", count=2).token)  # delivered once, back
+    lease = ps.pslease("q", count=2, max_deliveries=2)
+    assert lease.deliveries == {"a": 2, "b": 2}  # a release now would kill them
+    assert ps.psrelease("q", lease.token, delay=delay, attempted=False) == 2
+    if delay:
+        time.sleep(delay + 0.05)
+    assert ps.psdead("q") == {}
+    again = ps.pslease("q", count=2, max_deliveries=2)
+    assert again.items.keys() == {"a", "b"} and again.deliveries == {"a": 2, "b": 2}
+
+
 def test_requeue_puts_dead_items_back_with_deliveries_reset(ps, r):
     ps.psaddmany("q", [("a", "1", 5), ("b", "2", 3)])
     lease = ps.pslease("q", count=2, max_deliveries=1)

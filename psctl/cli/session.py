@@ -36,6 +36,8 @@ class Session:
         self.stream: str | None = None  # the stream it works on, if one
         self.out: Output | None = None  # set by output_options
         self._client: Any = None
+        self._others: list[Any] = []
+        self._target: Any = None
 
     @classmethod
     def of(cls, ctx: typer.Context) -> Session:
@@ -51,10 +53,21 @@ class Session:
     def client(self, *, waiting: bool = False) -> Any:
         """The client; ``waiting`` for a pull that blocks (longer reply timeouts)."""
         if self._client is None:
-            target = connection.resolve(self.url, self.cluster, tls_ca=self.tls_ca)
-            self.where = target.where
-            self._client = connection.connect(target, self.timeout, waiting=waiting)
+            self._client = connection.connect(self._target_server(), self.timeout, waiting=waiting)
         return self._client
+
+    def another_client(self, *, waiting: bool = False) -> Any:
+        """A second client of the same server (``psctl work`` waits for work on
+        one while it acknowledges on the other), closed with the session."""
+        client = connection.connect(self._target_server(), self.timeout, waiting=waiting)
+        self._others.append(client)
+        return client
+
+    def _target_server(self) -> Any:
+        if self._target is None:
+            self._target = connection.resolve(self.url, self.cluster, tls_ca=self.tls_ca)
+            self.where = self._target.where
+        return self._target
 
     def needed_keys(self) -> str:
         """The keys the command touches, for a message about permissions."""
@@ -70,5 +83,6 @@ class Session:
         return ", ".join(str(key) for key in (*keys.every, REGISTRY))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        for client in (self._client, *self._others):
+            if client is not None:
+                client.close()

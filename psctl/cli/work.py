@@ -1,0 +1,276 @@
+"""``psctl work``: runs a command for every item of a stream (SPEC §7), on
+leases; the engine is ``psctl.worker``. Here: the options, the signals, the
+status line, the summary and the exit status."""
+
+import os
+import shutil
+import signal
+import sys
+import time
+from collections import deque
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from psctl.cli import terminal
+from psctl.cli.durations import duration_parameter
+from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down
+from psctl.cli.session import Session
+from psctl.cli.signals import STATUS
+from psctl.cli.status import BadUsage, ExitStatus
+
+commands = typer.Typer()
+
+REDRAW = 0.25  # seconds between two draws of the status line
+RATE_WINDOW = 5.0  # seconds the status line's items/s is measured over
+
+
+def _duration(name: str, default: str | None, help: str) -> Any:
+    return typer.Option(
+        name, metavar="DURATION", parser=duration_parameter, show_default=default or False, help=help
+    )
+
+
+@commands.command()
+def work(
+    ctx: typer.Context,
+    name: Name,
+    command: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="-- CMD [ARG...]", show_default=False,
+            help="The command to run for each item (no shell: give one, sh -c '...', if you need it).",
+        ),
+    ],
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", metavar="N", min=1, max=1000, help="Run up to N commands at once.")
+    ] = 1,
+    lease: Annotated[
+        timedelta | None,
+        _duration("--lease", "5m", "How long a lease holds its items; extended while their commands run."),
+    ] = None,
+    timeout: Annotated[
+        timedelta | None,
+        _duration("--timeout", None, "Stop a command that runs longer (a failure: its item is given back)."),
+    ] = None,
+    max_deliveries: Annotated[
+        int,
+        typer.Option(
+            "--max-deliveries", metavar="N", min=1,
+            help="An item whose command failed on each of N deliveries goes to the dead items (see psctl dead).",
+        ),
+    ] = 5,
+    retry_delay: Annotated[
+        timedelta | None,
+        _duration("--retry-delay", "10s", "A failed item comes back after this, doubled per delivery (at most 1h)."),
+    ] = None,
+    gate: Gate = False,
+    expire_in: ExpireIn = None,
+    no_expire: NoExpire = False,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", metavar="N", min=1, show_default=False, help="Stop after N items."),
+    ] = None,
+    idle_exit: Annotated[
+        timedelta | None,
+        _duration("--idle-exit", None, "Stop after this long with nothing to do (0: as soon as the stream is empty)."),
+    ] = None,
+    grace: Annotated[
+        timedelta | None,
+        _duration("--grace", "30s", "On Ctrl-C or SIGTERM, let running commands finish this long, then stop them."),
+    ] = None,
+    patience: Annotated[
+        timedelta | None,
+        _duration("--patience", "60s", "How long to keep trying a server that stopped answering, then exit 1."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout (instead of a line on stderr).")
+    ] = False,
+) -> None:  # fmt: skip
+    """Run a command for every item, most urgent first: the value on stdin, the item in PSCTL_* variables.
+
+    Exit 0 acknowledges the item (gated and cooled down as a pull's would be); any other exit, a signal or
+    --timeout gives it back for another try, later each time; after --max-deliveries it is dead. Items are
+    leased, so a worker that dies loses nothing: its items come back when the lease runs out. Waits for work
+    when the stream is empty (--idle-exit to stop instead). Ctrl-C stops taking items and lets running
+    commands finish (--grace); a second Ctrl-C stops them at once. Their output passes through.
+
+    Variables: PSCTL_STREAM, PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte), PSCTL_SCORE,
+    PSCTL_DELIVERY (1 on the first). Exit status: 0 done, 1 the server was lost, 2 bad usage, 130/143 a
+    signal stopped running commands.
+
+    Example: psctl work jobs -j 4 -- ./process-one
+    Example: psctl work jobs --idle-exit 0 --timeout 5m -- sh -c 'curl -fsS -d @- https://example.com/hook'
+    Example: psctl work mail --limit 100 --max-deliveries 3 -- python send.py   (from cron)
+    """
+    from psctl.worker import WorkOptions
+
+    seconds = {
+        "--lease": _seconds(lease, timedelta(minutes=5)),
+        "--timeout": None if timeout is None else timeout.total_seconds(),
+        "--retry-delay": _seconds(retry_delay, timedelta(seconds=10)),
+        "--grace": _seconds(grace, timedelta(seconds=30)),
+        "--patience": _seconds(patience, timedelta(seconds=60)),
+    }
+    if seconds["--lease"] < 1:  # type: ignore[operator]
+        raise BadUsage("--lease must be at least 1s: it is extended every third of it while a command runs")
+    for option in ("--timeout", "--patience"):
+        if seconds[option] is not None and seconds[option] <= 0:  # type: ignore[operator]
+            raise BadUsage(f"{option} must be more than 0")
+    options = WorkOptions(
+        name=name,
+        command=(_executable(command), *command[1:]),
+        jobs=jobs,
+        lease=seconds["--lease"],  # type: ignore[arg-type]
+        timeout=seconds["--timeout"],
+        max_deliveries=max_deliveries,
+        retry_delay=seconds["--retry-delay"],  # type: ignore[arg-type]
+        gate=gate,
+        expire_at=cool_down(expire_in, no_expire),
+        limit=limit,
+        idle_exit=None if idle_exit is None else idle_exit.total_seconds(),
+        grace=seconds["--grace"],  # type: ignore[arg-type]
+        patience=seconds["--patience"],  # type: ignore[arg-type]
+    )
+    session = Session.of(ctx)
+    client = session.client()
+    client.ping()  # a server that cannot be reached at the start is an error at once (exit 1), not a wait
+    feeder = session.another_client(waiting=True)
+    status = _run(client, feeder, options, as_json)
+    raise typer.Exit(status)
+
+
+def _seconds(value: timedelta | None, default: timedelta) -> float:
+    return (default if value is None else value).total_seconds()
+
+
+def _executable(command: list[str]) -> str:
+    """The command's program, checked before anything is leased (exit 2 when it cannot run)."""
+    if not command:
+        raise BadUsage("give the command to run after --, e.g. psctl work jobs -- ./process-one")
+    program = command[0]
+    found = program if os.sep in program else shutil.which(program)
+    if found is None:
+        raise BadUsage(f"cannot run {program!r}: no such command on PATH")
+    if not os.path.isfile(found) or not os.access(found, os.X_OK):
+        raise BadUsage(f"cannot run {program!r}: not an executable file")
+    return program
+
+
+def _run(client: Any, feeder: Any, options: Any, as_json: bool) -> int:
+    from psctl.worker import Worker
+
+    line = StatusLine(options.name) if terminal.stderr_is_terminal() else None
+
+    def warn(message: str) -> None:
+        if line is not None:
+            line.clear()
+        sys.stderr.write(f"psctl work: {message}\n")
+        sys.stderr.flush()
+
+    worker = Worker(client, feeder, options, warn=warn)
+    told_stop = False
+
+    def on_tick(tally: Any) -> None:
+        nonlocal told_stop
+        if worker.signal is not None and not told_stop:
+            told_stop = True
+            if tally.running:
+                warn(
+                    f"stopping: {tally.running} running command(s) may finish within {options.grace:g} s "
+                    "(Ctrl-C again to stop them now)"
+                )
+        if line is not None:
+            line.draw(tally)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        worker.request_stop(signum)
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    previous = {number: signal.signal(number, on_signal) for number in STATUS}
+    try:
+        outcome = worker.run(on_tick)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if line is not None:
+            line.clear()
+    if worker.error is not None:
+        raise worker.error
+    tally = worker.snapshot()
+    _summarize(options.name, tally, outcome, worker.signal, as_json=as_json)
+    if outcome == "lost":
+        sys.stderr.write(
+            f"psctl work: the server did not answer for {options.patience:g} s: stopped; "
+            "the leases give back what it held\n"
+        )
+        return ExitStatus.SERVER
+    if outcome == "forced":
+        return STATUS.get(signal.Signals(worker.signal or signal.SIGINT), 130)
+    return ExitStatus.OK
+
+
+def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_json: bool) -> None:
+    seconds = tally.seconds
+    if as_json:
+        import json
+
+        sys.stdout.write(
+            json.dumps({"done": tally.done, "failed": tally.failed, "dead": tally.dead, "seconds": round(seconds, 3)})
+            + "\n"
+        )
+        sys.stdout.flush()
+        return
+    why = {
+        "limit": "the limit was reached",
+        "idle": "nothing left to do",
+        "stopped": f"stopped by {_signal_name(signum)}",
+        "forced": f"stopped by {_signal_name(signum)}, running commands ended",
+        "lost": "the server was lost",
+    }.get(outcome, outcome)
+    rate = tally.done / seconds if seconds > 0 else 0.0
+    sys.stderr.write(
+        f"psctl work {name}: {tally.done} done, {tally.failed} failed, {tally.dead} dead "
+        f"in {seconds:.1f} s ({rate:.1f} items/s; {why})\n"
+    )
+    sys.stderr.flush()
+
+
+def _signal_name(signum: int | None) -> str:
+    return signal.Signals(signum).name if signum else "a signal"
+
+
+class StatusLine:
+    """One line on stderr (a terminal), drawn over and over: running, done,
+    failed, dead, items/s over the last few seconds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.drawn_at = 0.0
+        self.shown = False
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def draw(self, tally: Any) -> None:
+        now = time.monotonic()
+        self.samples.append((now, tally.done))
+        while self.samples and now - self.samples[0][0] > RATE_WINDOW:
+            self.samples.popleft()
+        if now - self.drawn_at < REDRAW:
+            return
+        self.drawn_at = now
+        first_at, first_done = self.samples[0]
+        rate = (tally.done - first_done) / (now - first_at) if now > first_at else 0.0
+        sys.stderr.write(
+            f"\r\x1b[2Kpsctl work {self.name}: {tally.running} running, {tally.done} done, "
+            f"{tally.failed} failed, {tally.dead} dead, {rate:.1f} items/s"
+        )
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+            self.shown = False
