@@ -25,16 +25,22 @@ class PrioritizedStreamCommands:
     def _ps_keys(self, name: str) -> StreamKeys:
         return stream_keys(name, cluster=self._ps_cluster)
 
-    def psadd(self, name: str, key: str, value: Any, score: float = 1, readd: bool = False) -> Any:
-        """Adds an item, or adds ``score`` to its score; ``None`` when its key is gated or cooling down."""
-        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd))
+    def psadd(
+        self, name: str, key: str, value: Any, score: float = 1, readd: bool = False, *, explain: bool = False
+    ) -> Any:
+        """Adds an item, or adds ``score`` to its score: the new score, or
+        ``None`` when its key is refused (gated, cooling down, held by a lease
+        or dead). With ``explain``, a ``psctl.operations.Added`` instead:
+        ``(score, reason, until)``, saying why a key was refused."""
+        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain))
 
     def psaddmany(self, name: str, items: Iterable[Any], readd: bool = False, *, summary: bool = False) -> Any:
         """``psadd`` for many ``(key, value, score)`` items, about a thousand per script call.
 
         Returns each item's new score (``None`` when refused); with ``summary``,
-        only ``{"added": n, "refused": m}``, in memory that does not grow with
-        the input."""
+        only ``{"added": n, "refused": m, "refused_by": {"held": …, "dead": …,
+        "gated": …, "cooling": …}}``, in memory that does not grow with the
+        input."""
         return self._ps_run(op.add(self._ps_keys(name), items, readd, summary))
 
     def pspull(

@@ -2,8 +2,8 @@
 
 On a standalone server a stream NAME lives in ``NAME:t``, ``NAME:s``,
 ``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. Beside
-them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls, and
-five keys hold leases (``SUFFIXES``).
+them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls, five
+keys hold leases and ``NAME:stats`` the counters (``SUFFIXES``).
 
 In Redis Cluster every key of a stream must hash to one slot, and two names
 must never share a key:
@@ -49,6 +49,7 @@ SUFFIXES = {
     "lease": ":lease",  # hash: token -> msgpack {max_deliveries, key, ...}
     "deliveries": ":dlv",  # hash: item key -> how many leases it has had
     "dead": ":dead",  # sorted set: dead item key -> its last score
+    "stats": ":stats",  # hash: counter -> what the scripts did, cumulative (SPEC §8)
 }
 
 
@@ -66,6 +67,7 @@ class StreamKeys:
     lease: Key
     deliveries: Key
     dead: Key
+    stats: Key
 
     @property
     def all(self) -> tuple[Key, Key, Key, Key]:
@@ -75,7 +77,7 @@ class StreamKeys:
     @property
     def adding(self) -> tuple[Key, ...]:
         """The keys of the add scripts, in their order."""
-        return (self.values, self.scores, self.gated, self.cooling, self.wake, self.held, self.dead)
+        return (self.values, self.scores, self.gated, self.cooling, self.wake, self.held, self.dead, self.stats)
 
     @property
     def leasing(self) -> tuple[Key, ...]:
@@ -84,19 +86,20 @@ class StreamKeys:
 
     @property
     def pulling(self) -> tuple[Key, ...]:
-        """The keys of the pull and expire scripts: the four, then ``leasing``."""
-        return (*self.all, *self.leasing)
+        """The keys of the pull and expire scripts: the four, ``leasing``, the counters."""
+        return (*self.all, *self.leasing, self.stats)
 
     @property
     def holding_data(self) -> tuple[Key, ...]:
         """The keys that hold the stream's data: while any exists, the stream
-        stays registered (the wake-up list is gone within a minute anyway)."""
+        stays registered (the wake-up list is gone within a minute anyway; the
+        counters outlive the data, so that they only ever grow)."""
         return (*self.all, *self.leasing)
 
     @property
     def every(self) -> tuple[Key, ...]:
         """Every key the stream may have (what ``psdelete`` deletes)."""
-        return (*self.all, self.wake, *self.leasing)
+        return (*self.all, self.wake, *self.leasing, self.stats)
 
 
 def hash_tag(name: str) -> str | None:

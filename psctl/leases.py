@@ -9,8 +9,8 @@ the dead set instead. A token acts only on what it still holds, so
 ``psack``, ``psrelease`` and ``psextend`` are safe to repeat after a lost reply.
 
 The plans here are the lease family's, beside ``operations.py``'s; the Lua
-scripts are ``lua/lease-7.lua`` (``leaseone-7`` for one item), ``ack-7``,
-``release-6``, ``extend-3``, ``dead-3`` and ``requeue-3``.
+scripts are ``lua/lease-8.lua`` (``leaseone-8`` for one item), ``ack-7``,
+``release-7``, ``extend-3``, ``dead-3`` and ``requeue-3``.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def lease(
     token = new_token()
     if count == 0:
         return Lease(client, keys.name, token)
-    lease_keys = (keys.values, keys.scores, *keys.leasing)
+    lease_keys = (keys.values, keys.scores, *keys.leasing, keys.stats)
     if count == 1:  # the most common lease, in its own shorter script
         call = Call(script("leaseone"), lease_keys, (token, ms, most))
         reply = (yield call) if block is None else (yield from waiting(call, keys, block, stop))
@@ -227,7 +227,7 @@ def ack(keys: StreamKeys, token: Any, items: Iterable[Any] | None, gate: bool, e
     token_bytes = _token(token)
     mode, seconds = expiry(expire_at)
     chunks = _which(items)
-    ack_keys = (keys.values, keys.gated, keys.cooling, *keys.leasing[:3])
+    ack_keys = (keys.values, keys.gated, keys.cooling, *keys.leasing[:3], keys.stats)
     head = (token_bytes, flag(gate), mode, seconds)
     if chunks is None:
         return int((yield Call(script("ack"), ack_keys, (*head, b"all"), safe=True)))
@@ -244,7 +244,7 @@ def release(
     score_text = b"" if score is None else encode_score(score)
     delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
     chunks = _which(items)
-    release_keys = (keys.scores, *keys.leasing)
+    release_keys = (keys.scores, *keys.leasing, keys.stats)
     head = (token_bytes, score_text, delay_ms, new_token().encode(), flag(attempted))
     if chunks is None:
         released, _ = yield Call(script("release"), release_keys, (*head, b"all"), safe=True)

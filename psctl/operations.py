@@ -13,7 +13,8 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
 
 from psctl.encoding import (
     as_float,
@@ -112,20 +113,27 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = Fal
         chunks = (encode_items(chunk, prefix) for chunk in in_chunks(items, ADD_CHUNK))
     add_script = script("add")
     scores: list[float | None] = []
-    counts = {"added": 0, "refused": 0}
+    refused_by = dict.fromkeys(REFUSALS, 0)
+    counts: dict[str, Any] = {"added": 0, "refused": 0, "refused_by": refused_by}
     written = 0
 
     def merge(reply: list[Any], increments: list[float | None]) -> None:
-        # the script lists only the items whose new score is not their increment
+        # the script lists only the items whose new score is not their increment,
+        # or why they were refused
         nonlocal written
         written += len(increments)
         if summary:
-            refused = sum(reply[i + 1] is None for i in range(1, len(reply), 2))
+            refused = 0
+            for i in range(2, len(reply), 2):
+                reason = _refusal(reply[i])
+                if reason is not None:
+                    refused_by[reason] += 1
+                    refused += 1
             counts["added"] += len(increments) - refused
             counts["refused"] += refused
             return
         for i in range(1, len(reply), 2):
-            increments[int(reply[i]) - 1] = as_float(reply[i + 1])
+            increments[int(reply[i]) - 1] = None if _refusal(reply[i + 1]) else float(reply[i + 1])
         scores.extend(increments)
 
     unknown = 0  # items of a call whose reply was not read: written or not, no one knows
@@ -156,10 +164,38 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = Fal
     return counts if summary else scores
 
 
-def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool) -> Plan:
+# why an add refused a key (the add scripts' words), most telling first
+REFUSALS = ("held", "dead", "gated", "cooling")
+_REFUSALS = {reason.encode(): reason for reason in REFUSALS}
+
+
+def _refusal(reply: Any) -> str | None:
+    """The reason an add script gave for refusing an item; None for a score."""
+    if isinstance(reply, str):  # (a client that decodes replies)
+        reply = reply.encode()
+    return _REFUSALS.get(reply) if isinstance(reply, bytes) else None
+
+
+class Added(NamedTuple):
+    """``psadd(..., explain=True)``: the new score, or why the key was refused
+    (``reason``: held, dead, gated, cooling) and, when cooling, ``until``
+    (UTC) the cool-down ends."""
+
+    score: float | None
+    reason: str | None = None
+    until: datetime | None = None
+
+
+def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool, explain: bool = False) -> Plan:
     args, _ = encode_items(((key, value, score),), (flag(readd), b"0"))
     reply = yield from _add_call(keys, script("addone"), args)
-    return as_float(reply[1])
+    new = as_float(reply[1])
+    if not explain:
+        return new
+    if new is not None:
+        return Added(new)
+    until = reply[3] if len(reply) > 3 else None
+    return Added(None, _refusal(reply[2]), None if not until else datetime.fromtimestamp(int(until), timezone.utc))
 
 
 def pull(
@@ -260,7 +296,7 @@ def increment(keys: StreamKeys, key: Any, score: Any) -> Plan:
 
 def delete_below(keys: StreamKeys, threshold: Any, gate: bool) -> Plan:
     bound = b"(" + encode_score(threshold)
-    reply = yield Call(script("prune"), (keys.values, keys.scores, keys.gated), (bound, flag(gate)))
+    reply = yield Call(script("prune"), (keys.values, keys.scores, keys.gated, keys.stats), (bound, flag(gate)))
     return decode_keys(reply)
 
 
@@ -275,7 +311,7 @@ def remove(keys: StreamKeys, item_keys: Any, gate: bool) -> Plan:
     encoded = [encode_key(key) for key in item_keys]
     removed = 0
     for chunk in in_chunks(encoded, ADD_CHUNK):
-        removed += yield Call(script("remove"), (keys.values, keys.scores, keys.gated), (flag(gate), *chunk))
+        removed += yield Call(script("remove"), (keys.values, keys.scores, keys.gated, keys.stats), (flag(gate), *chunk))
     return removed
 
 

@@ -48,6 +48,13 @@ def wait_until_blocked(r: Any, process: subprocess.Popen[Any] | None = None, tim
         time.sleep(0.02)
 
 
+def counts(added: int, **refused_by: int) -> dict[str, Any]:
+    """What ``add-many`` (and ``psaddmany(summary=True)``) reports: ``added``
+    items, and the refused ones by reason (held, dead, gated, cooling)."""
+    by = {"held": 0, "dead": 0, "gated": 0, "cooling": 0} | refused_by
+    return {"added": added, "refused": sum(by.values()), "refused_by": by}
+
+
 # -- the command line, in-process ------------------------------------------------------
 
 DEAD = "unix:///nonexistent/psctl-test.sock"  # commands that reach for the server fail with 1

@@ -10,6 +10,7 @@ import sys
 import time
 import types
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from psctl.cli import connection, terminal
 from psctl.cli.durations import parse_duration
 from psctl.cli.errors import ExitStatus
 
-from .helpers import DEAD, Cli, SilentServer, command_paths, fake_embedded
+from .helpers import DEAD, Cli, SilentServer, command_paths, counts, fake_embedded
 from .servers import free_port
+
 
 @pytest.fixture
 def cli(redis_url: str, r: Any) -> Cli:
@@ -46,9 +48,24 @@ def test_add_prints_the_new_score_and_accumulates(cli: Cli, r: Any) -> None:
 
 def test_add_refused_while_cooling_down_and_readd(cli: Cli, r: Any) -> None:
     r.psadd("jobs", "job-1", "v")
-    r.pspull("jobs")
-    assert cli.ok("add", "jobs", "job-1", "v") == {"key": "job-1", "added": False}
+    r.pspull("jobs", expire_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert cli.ok("add", "jobs", "job-1", "v") == {
+        "key": "job-1", "added": False, "reason": "cooling", "until": "2030-01-02T03:04:05Z",
+    }  # fmt: skip
     assert cli.ok("add", "jobs", "job-1", "v", "--readd", "-s", "3") == {"key": "job-1", "added": True, "score": 3.0}
+
+
+def test_a_refused_add_says_why(cli: Cli, r: Any) -> None:
+    """SPEC §8: held, dead, gated (a key refused for several reasons gives the first of these)."""
+    r.psaddmany("jobs", [("held", "v", 3), ("dead", "v", 2), ("gated", "v", 1)])
+    r.pslease("jobs")
+    r.psrelease("jobs", r.pslease("jobs", max_deliveries=1).token)
+    r.pspull("jobs", gate=True)  # gated, and cooling down for a day
+    for key in ("held", "dead", "gated"):
+        assert cli.ok("add", "jobs", key, "v") == {"key": key, "added": False, "reason": key}
+    assert cli.ok("add-many", "jobs", "--format", "csv", input="key,value\nheld,v\ndead,v\ngated,v\nnew,v\n") == {
+        "added": 1, "refused": 3, "refused_by": {"held": 1, "dead": 1, "gated": 1, "cooling": 0},
+    }  # fmt: skip
 
 
 def test_add_negative_score(cli: Cli, r: Any) -> None:
@@ -558,9 +575,7 @@ def test_cluster_mode_end_to_end(cluster: Any) -> None:
     try:
         cli = Cli(cluster.url)
         assert cli.ok("--cluster", "add", "jobs", "a", "x", "-s", "2") == {"key": "a", "added": True, "score": 2.0}
-        assert cli.ok("add-many", "mail", "--format", "csv", input="key,value\nm,y\n", env={"REDIS_CLUSTER": "1"}) == {
-            "added": 1, "refused": 0,
-        }  # fmt: skip
+        assert cli.ok("add-many", "mail", "--format", "csv", input="key,value\nm,y\n", env={"REDIS_CLUSTER": "1"}) == counts(1)
         assert client.hget("{jobs}:t", "a") == b"x"  # the cluster layout
         assert cli.ok("--cluster", "names") == ["jobs", "mail"]
         assert cli.ok("--cluster", "pull", "jobs", "--no-expire") == [{"key": "a", "value": "x"}]

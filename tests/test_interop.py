@@ -33,10 +33,12 @@ def test_plain_commands_read_a_stream_written_by_psctl(r):
     r.psadd("raw", "k", b"\x00\x01 json? {}", 2.5)
     assert r.hget("raw:t", "k") == b"\x00\x01 json? {}"
     assert r.zscore("raw:s", "k") == 2.5
-    # beside the layout, only the short-lived wake-up lists of blocked pulls
+    # beside the layout, only the short-lived wake-up lists of blocked pulls and the counters
     assert sorted(k.decode() for k in r.keys("*")) == sorted(
-        [":ps:keys", "jobs:t", "jobs:s", "jobs:exc", "jobs:exp", "jobs:wake", "raw:t", "raw:s", "raw:wake"]
-    )
+        [":ps:keys", "jobs:t", "jobs:s", "jobs:exc", "jobs:exp", "jobs:wake", "jobs:stats", "raw:t", "raw:s",
+         "raw:wake", "raw:stats"]
+    )  # fmt: skip
+    assert r.hgetall("jobs:stats") == {b"added": b"2", b"pulled": b"1"}
     assert 0 < r.ttl("raw:wake") <= 60
 
 

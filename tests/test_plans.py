@@ -30,6 +30,8 @@ from psctl.protocol import (
     exchange,
 )
 
+from .helpers import counts
+
 
 def drive(plan: Generator[Any, Any, Any], replies: list[Any]) -> tuple[list[Any], Any]:
     """Runs ``plan``, answering its n-th request with ``replies[n]`` (thrown in
@@ -117,20 +119,20 @@ def test_add_notes_nothing_unknown_when_the_input_is_bad():
 
 def test_add_sends_each_chunk_while_encoding_the_next_and_counts():
     plan = op.add(KEYS, items(2 * op.ADD_CHUNK + 1), False, summary=True)
-    refused_second = [0, 1, None]  # the first item of the second chunk refused
-    requests, counts = drive(plan, [[0], None, refused_second, None, [0]])
+    refused_second = [0, 1, b"gated"]  # the first item of the second chunk refused
+    requests, found = drive(plan, [[0], None, refused_second, None, [0]])
     assert [describe(r)[0] for r in requests] == ["call", "send", "receive", "send", "receive"]
-    assert counts == {"added": 2 * op.ADD_CHUNK, "refused": 1}
+    assert found == counts(2 * op.ADD_CHUNK, gated=1)
 
 
 def test_a_chunk_whose_stream_was_deleted_meanwhile_registers_it_again():
     plan = op.add(KEYS, items(op.ADD_CHUNK + 1), False, summary=True)
-    requests, counts = drive(plan, [[0], None, [2], 1, [1], 1])
+    requests, found = drive(plan, [[0], None, [2], 1, [1], 1])
     assert [describe(r) if isinstance(r, Command) else describe(r)[0] for r in requests] == [
         "call", "send", "receive", ("SADD", REGISTRY, "q"), "call", ("SADD", REGISTRY, "q"),
     ]  # fmt: skip
     assert requests[4].args[:2] == (b"0", b"1")  # the chunk again, saying it registered the name
-    assert counts == {"added": op.ADD_CHUNK + 1, "refused": 0}
+    assert found == counts(op.ADD_CHUNK + 1)
 
 
 # -- pull: waiting, with a clock of the test's own ----------------------------------------
@@ -267,7 +269,7 @@ def test_a_missing_script_is_loaded_and_the_call_sent_again():
 
 def test_a_missing_script_in_flight_is_loaded_and_called_again_in_order():
     call = Call(op.script("add"), KEYS.adding, (b"0", b"0"))
-    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, 7, *KEYS.adding, b"0", b"0"))]
+    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, len(KEYS.adding), *KEYS.adding, b"0", b"0"))]
     sent, reply = steps(Receive(call), [NoScriptError("NOSCRIPT"), "sha", [0]])
     assert sent[0] is READ and type(sent[1]) is Plain and type(sent[2]) is Direct
     assert reply == [0]

@@ -40,7 +40,7 @@ from psctl.settings import Settings, sync_pool
 from .servers import ServerProcess, free_port, start_server
 
 from .conftest import flushed
-from .helpers import Cli, fake_embedded
+from .helpers import Cli, counts, fake_embedded
 
 OPT_OUT = "pytest -m 'not tls'"
 # every setting that could point a command elsewhere, cleared unless a test sets it
@@ -200,9 +200,7 @@ def test_the_cli_over_tls_with_tls_ca(tls: TlsServer) -> None:
     }  # fmt: skip
     assert cli.ok("--url", tls.url, "--tls-ca", ca, "len", "jobs", env=CLEAN) == {"name": "jobs", "length": 1}
     by_env = CLEAN | {"REDIS_URL": tls.url, "REDIS_SSL_CA_CERTS": ca}
-    assert cli.ok("add-many", "jobs", "--format", "csv", input="key,value\nb,y\n", env=by_env) == {
-        "added": 1, "refused": 0,
-    }  # fmt: skip
+    assert cli.ok("add-many", "jobs", "--format", "csv", input="key,value\nb,y\n", env=by_env) == counts(1)
     by_host = {"REDIS_HOST": "localhost", "REDIS_PORT": str(tls.port), "REDIS_SSL": "1", "REDIS_SSL_CA_CERTS": ca}
     assert cli.ok("pull", "jobs", "-n", "5", env=CLEAN | by_host) == [
         {"key": "a", "value": "x"}, {"key": "b", "value": "y"}
@@ -408,7 +406,7 @@ def test_a_command_the_user_may_not_run_is_named(acl: AclServer, carrier: str) -
 def test_keys_the_user_may_not_touch_are_named(acl: AclServer, carrier: str) -> None:
     message = one_line(run(acl, carrier, "worker", PASSWORD, "add", "other", "a", "x"), ExitStatus.SERVER)
     assert "denied psctl add: user 'worker' may not access the keys it needs" in message
-    assert "other:t, other:s, other:exc, other:exp, other:wake, other:held, other:leases, other:lease, other:dlv, other:dead, :ps:keys" in message
+    assert "other:t, other:s, other:exc, other:exp, other:wake, other:held, other:leases, other:lease, other:dlv, other:dead, other:stats, :ps:keys" in message
     never_shows_a_password(message)
     assert acl.admin.dbsize() == 0  # nothing ran: the keys are checked before the script
 
@@ -429,7 +427,7 @@ def test_a_command_across_streams_is_named_too(acl: AclServer) -> None:
     assert json.loads(done.stdout) == {"expired": {}, "total": 0}  # what was done, for the log
     message = one_line(SimpleNamespace(exit_code=done.exit_code, stdout="", stderr=done.stderr), ExitStatus.SERVER)
     needs = ("(other:t, other:s, other:exc, other:exp, other:wake, other:held, other:leases, other:lease, "
-             "other:dlv, other:dead, :ps:keys)")
+             "other:dlv, other:dead, other:stats, :ps:keys)")
     assert "stream 'other': the server at" in message  # each stream is named: the others are done
     assert f"denied psctl expire: user 'worker' may not access the keys it needs {needs}" in message
 

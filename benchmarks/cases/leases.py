@@ -108,7 +108,7 @@ def expired_leases(b: Bench) -> Case:
     def run_out() -> None:
         waiting()
         b.plain.script_load(lease_script.source)
-        lease_keys = (keys.values, keys.scores, *keys.leasing)
+        lease_keys = (keys.values, keys.scores, *keys.leasing, keys.stats)
         for start in range(0, total, chunk):  # a lease of one item each, made in pipelines
             pipe = b.plain.pipeline(transaction=False)
             for i in range(start, min(start + chunk, total)):

@@ -55,13 +55,19 @@ def add(
 ) -> None:
     """Add an item, or add S to the score of the item already there.
 
-    Refused ("added": false) while KEY is gated or cooling down after a pull; --readd lifts both.
+    Refused ("added": false, with the "reason") while KEY is gated or cooling down after a pull (--readd
+    lifts both), held by a lease, or dead; "until" says when a cool-down ends.
 
     Example: psctl add jobs job-1 'resize photo.jpg' --score 5
     """
     finite(score, "--score")
-    new = Session.of(ctx).client().psadd(name, key, argv_bytes(value), score=score, readd=readd)
-    added = {"added": True, "score": new} if new is not None else {"added": False}
+    done = Session.of(ctx).client().psadd(name, key, argv_bytes(value), score=score, readd=readd, explain=True)
+    if done.score is not None:
+        added: dict[str, Any] = {"added": True, "score": done.score}
+    else:
+        added = {"added": False, "reason": done.reason}
+        if done.until is not None:
+            added["until"] = done.until.isoformat().replace("+00:00", "Z")
     out(ctx).show(text_field("key", key) | added)
 
 
@@ -108,7 +114,7 @@ def add_many(
             raise BadUsage(f"{label}: {bad}") from None
     with spool:
         total = spool.count
-        counts = {"added": 0, "refused": 0}
+        counts: dict[str, Any] = {"added": 0, "refused": 0, "refused_by": {"held": 0, "dead": 0, "gated": 0, "cooling": 0}}
         if total:
             client = Session.of(ctx).client()
             with _progress(total) as advance:

@@ -1,5 +1,5 @@
 --[[
-  pspull of one item, purged: the rules of pull-9.lua with the fewest server
+  pspull of one item, purged: the rules of pull-10.lua with the fewest server
   calls (the single pull is the most common call of all).
 
   KEYS[1]  NAME:t    hash: item key -> value
@@ -11,6 +11,7 @@
   KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[8]  NAME:dlv     hash: item key -> deliveries so far, while not held
   KEYS[9]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[10] NAME:stats   hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  "1": gate the pulled key (add it to NAME:exc)
   ARGV[2]  cool-down: "none"; "in" (ARGV[3] seconds from the server's clock);
@@ -18,15 +19,17 @@
   ARGV[3]  seconds (see ARGV[2])
 
   Returns {key, value}; {} when nothing was pulled. Leases that ran out give
-  their items back first (includes/reclaim.lua).
+  their items back first (includes/reclaim.lua). Counts what it did.
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local STATS = 10
 -- @include batch
 -- @include keycheck
 -- @include cooldown
 -- @include clock
 -- @include reclaim
+-- @include counters
 
 -- every key is read before the first write
 expect(1, "hash")
@@ -37,10 +40,13 @@ local at = cool_down_end(ARGV[2], ARGV[3])
 if at then expect(4, "zset") end
 -- leases that ran out come back first: the lease keys are read (and checked)
 -- only when one has
+expect(STATS, "hash")
 local now = now_ms()
+local reclaimed = nil
 if #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0 then
   for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
-  reclaim(now)
+  reclaimed = reclaim(now)
+  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2])
 end
 local counted = redis.call("EXISTS", deliveries) == 1
 if counted then expect(8, "hash") end
@@ -56,4 +62,5 @@ redis.call("HDEL", values, key)
 if counted then redis.call("HDEL", deliveries, key) end  -- gone for good, as acknowledged
 if gate then redis.call("SADD", gated, key) end
 if at then redis.call("ZADD", cooling, at, key) end
+redis.call("HINCRBY", KEYS[STATS], "pulled", 1)
 return {key, value}

@@ -1,10 +1,10 @@
 --[[
-  Takes up to ARGV[1] of the highest-scored items, like pull-9.lua, but holds
+  Takes up to ARGV[1] of the highest-scored items, like pull-10.lua, but holds
   them under a token until a deadline instead of removing them: a held item is
   in no one else's pull, its value stays in NAME:t, and NAME:held remembers
   which token holds it, and the lease's record (NAME:lease) the score it had
   and its deliveries (includes/holding.lua). Leases that ran out give their
-  items back first (includes/reclaim.lua). (leaseone-7.lua does the same for
+  items back first (includes/reclaim.lua). (leaseone-8.lua does the same for
   one item.)
 
   KEYS[1]  NAME:t       hash: item key -> value
@@ -14,6 +14,7 @@
   KEYS[5]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[6]  NAME:dlv     hash: item key -> deliveries (leases) so far, while not held
   KEYS[7]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[8]  NAME:stats   hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  count, 1 to 1000
   ARGV[2]  the lease's token (random hex, made by the caller)
@@ -26,15 +27,18 @@
 ]]
 local values, scores, held, leases, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local deliveries, dead = KEYS[6], KEYS[7]
+local STATS = 8
 -- @include batch
 -- @include keycheck
 -- @include clock
 -- @include reclaim
+-- @include counters
 
 local count, token = tonumber(ARGV[1]), ARGV[2]
-for i, kind in ipairs({"hash", "zset", "hash", "zset", "hash", "hash", "zset"}) do expect(i, kind) end
+for i, kind in ipairs({"hash", "zset", "hash", "zset", "hash", "hash", "zset", "hash"}) do expect(i, kind) end
 local now = now_ms()
-reclaim(now)
+local reclaimed = reclaim(now)
+tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2])
 
 local taken, found, remembered = {}, {}, {}
 while #taken < count do
@@ -76,4 +80,5 @@ redis.call("HSET", held, unpack(owned))  -- (2000 arguments at most: within unpa
 local deadline = now + tonumber(ARGV[3])
 redis.call("ZADD", leases, deadline, token)
 redis.call("HSET", lease, token, cmsgpack.pack(record))
+redis.call("HINCRBY", KEYS[STATS], "leased", #taken)
 return {deadline, taken, found, remembered, counts or {}}

@@ -10,6 +10,7 @@
   KEYS[4]  NAME:held    hash: held item key -> the token holding it
   KEYS[5]  NAME:leases  sorted set: token -> deadline (unix ms)
   KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+  KEYS[7]  NAME:stats   hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  the token
   ARGV[2]  "1": gate the keys (add them to NAME:exc)
@@ -20,7 +21,7 @@
   Returns the number of items acknowledged.
 ]]
 local values, gated, cooling, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local HELD, LEASES, LEASE = 4, 5, 6
+local HELD, LEASES, LEASE, STATS = 4, 5, 6, 7
 -- @include batch
 -- @include keycheck
 -- @include cooldown
@@ -45,6 +46,7 @@ if #mine > 0 then
   if gate then expect(2, "set") end
   local at = cool_down_end(ARGV[3], ARGV[4], time)
   if at then expect(3, "zset") end
+  expect(STATS, "hash")
   checked(1, "hash", "HDEL", unpack(mine))  -- (a lease holds at most 1000 keys)
   redis.call("HDEL", held, unpack(mine))
   if gate then redis.call("SADD", gated, unpack(mine)) end
@@ -55,6 +57,7 @@ if #mine > 0 then
     end
     redis.call("ZADD", cooling, unpack(entries))  -- (2000 arguments at most: within unpack's limit)
   end
+  redis.call("HINCRBY", KEYS[STATS], "acked", #mine)
 end
 if not others then forget(token) end
 return #mine

@@ -4,6 +4,7 @@
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
+  KEYS[4]  NAME:stats hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  the exclusive bound, "(" followed by the threshold
   ARGV[2]  "1": gate the removed keys (add them to NAME:exc)
@@ -18,7 +19,9 @@ local removed = checked(2, "zset", "ZRANGEBYSCORE", "-inf", ARGV[1])
 if #removed == 0 then return removed end
 expect(1, "hash")
 if ARGV[2] == "1" then expect(3, "set") end
+expect(4, "hash")
 redis.call("ZREMRANGEBYSCORE", scores, "-inf", ARGV[1])
 count_in_slices("HDEL", values, removed)
 if ARGV[2] == "1" then count_in_slices("SADD", gated, removed) end
+redis.call("HINCRBY", KEYS[4], "removed", #removed)
 return removed

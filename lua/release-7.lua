@@ -12,6 +12,7 @@
   KEYS[4]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[5]  NAME:dlv     hash: item key -> deliveries so far
   KEYS[6]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[7]  NAME:stats   hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  the token
   ARGV[2]  the score to come back with ("" for the remembered one; exact text)
@@ -23,10 +24,10 @@
   ARGV[6]  "all": every key the token holds; "keys": the keys in ARGV[7..]
 
   Returns {released, died}: how many items the token gave back, of which how
-  many went to NAME:dead.
+  many went to NAME:dead; counts both.
 ]]
 local scores, held, leases, lease, deliveries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local HELD, LEASES, LEASE = 2, 3, 4
+local HELD, LEASES, LEASE, STATS = 2, 3, 4, 7
 -- @include batch
 -- @include keycheck
 -- @include clock
@@ -50,6 +51,7 @@ if #mine > 0 then
   expect(1, "zset")
   expect(5, "hash")
   expect(6, "zset")
+  expect(STATS, "hash")
 end
 local max = record[1]
 local back, buried, gone, counted, moved, kept = {}, {}, {}, {}, {}, {0}
@@ -88,4 +90,8 @@ if #moved > 0 then  -- held by the release's token until the delay has passed (n
   redis.call("HSET", lease, later, cmsgpack.pack(kept))
 end
 if not others then forget(token) end
+if #mine > 0 then
+  redis.call("HINCRBY", KEYS[STATS], "released", #mine)
+  if #buried > 0 then redis.call("HINCRBY", KEYS[STATS], "dead", #buried / 2) end
+end
 return {#mine, #buried / 2}

@@ -13,26 +13,30 @@
   KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[8]  NAME:dlv     hash: item key -> deliveries so far, while not held
   KEYS[9]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[10] NAME:stats   hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  the most keys to expire in this call
 
   Returns {expired, more, alive, returned, died}: how many keys expired; 1 when
   a limit was reached (more may be due); 1 when any of the stream's keys still
   exists; how many items of expired leases came back, and went to NAME:dead.
+  Counts them (NAME:stats, which alone does not keep a stream alive).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local STATS = 10
 -- @include batch
 -- @include keycheck
 -- @include clock
 -- @include reclaim
+-- @include counters
 
 local limit = tonumber(ARGV[1])
 local now = redis.call("TIME")[1]
 local due = checked(4, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, limit)
 expect(1, "hash")
 expect(2, "zset")
-for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
+for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset", "hash"}) do expect(i + 4, kind) end
 local leased = {0, 0, 0}
 if redis.call("EXISTS", leases) == 1 then leased = reclaim(now_ms()) end
 if #due > 0 then
@@ -41,6 +45,7 @@ if #due > 0 then
   count_in_slices("ZREM", scores, due)
   count_in_slices("HDEL", deliveries, due)
 end
+tally(STATS, "expired", #due, "redelivered", leased[1], "dead", leased[2])
 local alive = redis.call("EXISTS", values, scores, gated, cooling, held, leases, lease, deliveries, dead) > 0
 local more = (#due == limit or leased[3] == 1) and 1 or 0
 return {#due, more, alive and 1 or 0, leased[1], leased[2]}

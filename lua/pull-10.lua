@@ -12,6 +12,7 @@
   KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[8]  NAME:dlv     hash: item key -> deliveries so far, while not held
   KEYS[9]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[10] NAME:stats   hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  count, >= 1
   ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, below
@@ -24,17 +25,20 @@
   ARGV[5]  seconds (see ARGV[4])
 
   Returns {keys, values}: two arrays in pull order; {} when nothing was pulled.
-  A purged item's deliveries (of leases it had before) are forgotten.
+  A purged item's deliveries (of leases it had before) are forgotten. Counts
+  the items pulled, and those that expired leases brought back.
   Leases that ran out give their items back first (includes/reclaim.lua).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local STATS = 10
 -- @include batch
 -- @include keycheck
 -- @include cooldown
 -- @include score
 -- @include clock
 -- @include reclaim
+-- @include counters
 
 local count = tonumber(ARGV[1])
 local purge = ARGV[2] == "1"
@@ -49,10 +53,13 @@ local at = cool_down_end(ARGV[4], ARGV[5])
 if at then expect(4, "zset") end
 -- leases that ran out come back first: the lease keys are read (and checked)
 -- only when one has
+expect(STATS, "hash")
 local now = now_ms()
+local reclaimed = nil
 if #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0 then
   for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
-  reclaim(now)
+  reclaimed = reclaim(now)
+  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2])
 end
 -- an item pulled for good leaves its deliveries behind (as an acknowledged one)
 local counted = purge and redis.call("EXISTS", deliveries) == 1
@@ -116,6 +123,7 @@ else
 end
 
 if #pulled == 0 then return {} end
+tally(STATS, "pulled", #pulled)
 
 if counted then count_in_slices("HDEL", deliveries, pulled) end
 if gate then count_in_slices("SADD", gated, pulled) end

@@ -1,6 +1,6 @@
 --[[
   Adds items to a stream, or adds to the scores of items already there, unless
-  the key is gated or cooling down. (addone-7.lua does the same for one item.)
+  the key is gated or cooling down. (addone-8.lua does the same for one item.)
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
@@ -9,6 +9,7 @@
   KEYS[5]  NAME:wake list: wake-up tokens for blocked pullers (includes/wake.lua)
   KEYS[6]  NAME:held hash: held item key -> the token holding it
   KEYS[7]  NAME:dead sorted set: dead item key -> its last score
+  KEYS[8]  NAME:stats hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
   ARGV[2]  "1": the caller has registered the stream's name in :ps:keys. A
@@ -21,18 +22,21 @@
   Returns an array: [1] 1 when none of the stream's keys existed before this
   call, else 0; or 2, and nothing else, when the stream does not exist and
   ARGV[2] is not "1": nothing was written. Then only the exceptions, as pairs:
-  the item's index (from 1) and its new score ("%.17g" text, exact) or false
-  when refused (gated, cooling down, held by a lease or dead; readd lifts a
-  gate and a cool-down, never a lease). An item not listed was a new key: its new score is its
-  increment. Duplicated keys are applied in order: values overwrite,
+  the item's index (from 1) and its new score ("%.17g" text, exact), or why
+  it was refused: "held" (by a lease), "dead", "gated" or "cooling" (readd
+  lifts a gate and a cool-down, never a lease; a key refused for several
+  reasons gives the first of these). An item not listed was a new key: its
+  new score is its increment. Counts added, updated and refused items. Duplicated keys are applied in order: values overwrite,
   increments add up. A score that would not be finite fails the whole call
   before anything is written.
 ]]
 local values, scores, gated, cooling, wakes, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local STATS = 8
 -- @include batch
 -- @include keycheck
 -- @include score
 -- @include wake
+-- @include counters
 
 local readd = ARGV[1] == "1"
 local count = (#ARGV - 2) / 3
@@ -58,14 +62,14 @@ if not born then
       expect(3, "set")
       local is_gated = call_in_slices("SMISMEMBER", gated, keys)
       for i = 1, count do
-        if is_gated[i] == 1 then refused[i] = true end
+        if is_gated[i] == 1 then refused[i] = "gated" end
       end
     end
     if has_cool_downs then
       expect(4, "zset")
       local cooldown = call_in_slices("ZMSCORE", cooling, keys)
       for i = 1, count do
-        if cooldown[i] then refused[i] = true end
+        if cooldown[i] and not refused[i] then refused[i] = "cooling" end
       end
     end
   end
@@ -73,14 +77,14 @@ if not born then
     expect(6, "hash")
     local is_held = call_in_slices("HMGET", held, keys)
     for i = 1, count do
-      if is_held[i] then refused[i] = true end
+      if is_held[i] then refused[i] = "held" end
     end
   end
   if redis.call("EXISTS", dead) == 1 then
     expect(7, "zset")
     local is_dead = call_in_slices("ZMSCORE", dead, keys)
     for i = 1, count do
-      if is_dead[i] then refused[i] = true end
+      if is_dead[i] and refused[i] ~= "held" then refused[i] = "dead" end
     end
   end
   expect(2, "zset")
@@ -92,10 +96,12 @@ local queued = checked(5, "list", "LLEN")
 -- occurrence of a key carries its running score and the last is the total
 local running = {}  -- item key -> its score so far in this call, as text
 local hash_pairs, zset_pairs, n = {}, {}, 0
+local updated, refusals = 0, 0
 for i = 1, count do
   if refused[i] then
     reply[#reply + 1] = i
-    reply[#reply + 1] = false
+    reply[#reply + 1] = refused[i]
+    refusals = refusals + 1
   else
     local key = keys[i]
     local increment = ARGV[3 * i + 2]
@@ -105,6 +111,7 @@ for i = 1, count do
       score = finite_score(tonumber(base) + tonumber(increment), key)
       reply[#reply + 1] = i
       reply[#reply + 1] = score
+      updated = updated + 1
     end
     running[key] = score
     hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[3 * i + 1]
@@ -113,6 +120,8 @@ for i = 1, count do
   end
 end
 
+-- the first write: the counters
+tally(STATS, "added", n / 2 - updated, "updated", updated, "refused", refusals)
 if readd and not born then  -- the gates and cool-downs of the keys not refused
   local lifted = {}
   for i = 1, count do
