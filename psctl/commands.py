@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from psctl import leases
+from psctl import leases, observing
 from psctl import operations as op
 from psctl.layout import StreamKeys, stream_keys
 
@@ -103,6 +103,32 @@ class PrioritizedStreamCommands:
     def psnames(self) -> Any:
         """Registered stream names, sorted."""
         return self._ps_run(op.names())
+
+    # -- observing (SPEC §8) --------------------------------------------------------
+
+    def psstats(self, name: str) -> Any:
+        """A stream's state and counters, in one round trip: ``{"name", "waiting",
+        "held", "overdue", "overdue_capped", "gated", "cooling",
+        "next_cool_down_end", "dead", "top_score", "bottom_score", "counters",
+        "server_time"}``."""
+        return self._ps_run(observing.stats(self._ps_keys(name)))
+
+    def psstatsmany(self, names: Iterable[str] | None = None) -> Any:
+        """``psstats`` of each of ``names`` (every registered stream when None),
+        in one round trip per server: a list, in the order of ``names`` (sorted
+        when None)."""
+        return self._ps_run(observing.stats_many(self._ps_keys, names))
+
+    def psitem(self, name: str, key: str) -> Any:
+        """Where an item stands: ``{"state": "held"|"dead"|"waiting"|"cooling"|
+        "gated"|"absent"}`` with what applies: ``score``, ``until`` (the lease's
+        deadline, or the cool-down's end), ``deliveries``, ``gated``."""
+        return self._ps_run(observing.item(self._ps_keys(name), key))
+
+    def pslift(self, name: str, keys: Iterable[Any]) -> Any:
+        """Ends the gates and cool-downs of ``keys`` without adding them: how
+        many had one."""
+        return self._ps_run(observing.lift(self._ps_keys(name), keys))
 
     # -- leases (SPEC §6) ----------------------------------------------------------
 

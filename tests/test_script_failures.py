@@ -38,31 +38,38 @@ def stream_with_everything(ps: Any, r: Any, k: Any) -> None:
 
 # operation, and the keys it touches (by StreamKeys field)
 OPERATIONS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
-    "psadd": (lambda ps: ps.psadd("q", "new", "v", 3), ("values", "scores", "gated", "cooling", "wake")),
-    "psadd existing": (lambda ps: ps.psadd("q", "c", "v", 3), ("values", "scores", "gated", "cooling", "wake")),
-    "psadd refused": (lambda ps: ps.psadd("q", "a", "v", 3), ("gated",)),  # (refused before :exp is read)
-    "psadd readd": (lambda ps: ps.psadd("q", "a", "v", 3, readd=True), ("values", "scores", "gated", "cooling", "wake")),
+    "psadd": (lambda ps: ps.psadd("q", "new", "v", 3), ("values", "scores", "gated", "cooling", "wake", "stats")),
+    "psadd existing": (
+        lambda ps: ps.psadd("q", "c", "v", 3), ("values", "scores", "gated", "cooling", "wake", "stats")
+    ),
+    "psadd refused": (lambda ps: ps.psadd("q", "a", "v", 3), ("gated", "stats")),  # (refused before :exp is read)
+    "psadd readd": (
+        lambda ps: ps.psadd("q", "a", "v", 3, readd=True), ("values", "scores", "gated", "cooling", "wake", "stats")
+    ),
     "psaddmany": (
         lambda ps: ps.psaddmany("q", [("x", "v", 1), ("c", "v", 2), ("a", "v", 1)]),
-        ("values", "scores", "gated", "cooling", "wake"),
+        ("values", "scores", "gated", "cooling", "wake", "stats"),
     ),
     "psaddmany readd": (
         lambda ps: ps.psaddmany("q", [("x", "v", 1), ("a", "v", 1)], readd=True),
-        ("values", "scores", "gated", "cooling", "wake"),
+        ("values", "scores", "gated", "cooling", "wake", "stats"),
     ),
-    "pspull one": (lambda ps: ps.pspull("q", gate=True), ("values", "scores", "gated", "cooling")),
-    "pspull many": (lambda ps: ps.pspull("q", count=2, gate=True), ("values", "scores", "gated", "cooling")),
+    "pspull one": (lambda ps: ps.pspull("q", gate=True), ("values", "scores", "gated", "cooling", "stats")),
+    "pspull many": (
+        lambda ps: ps.pspull("q", count=2, gate=True), ("values", "scores", "gated", "cooling", "stats")
+    ),
     "pspull keep": (
         lambda ps: ps.pspull("q", count=2, purge=False, gate=True),
-        ("values", "scores", "gated", "cooling"),
+        ("values", "scores", "gated", "cooling", "stats"),
     ),
     "psincrement": (lambda ps: ps.psincrement("q", "c", 2), ("scores",)),
     "psdeletebelowthreshold": (
         lambda ps: ps.psdeletebelowthreshold("q", 4, gate=True),
-        ("values", "scores", "gated"),
+        ("values", "scores", "gated", "stats"),
     ),
     "psdecrement_all": (lambda ps: ps.psdecrement_all("q", 1), ("scores",)),
-    "psremove": (lambda ps: ps.psremove("q", ["c", "d"], gate=True), ("values", "scores", "gated")),
+    "psremove": (lambda ps: ps.psremove("q", ["c", "d"], gate=True), ("values", "scores", "gated", "stats")),
+    "pslift": (lambda ps: ps.pslift("q", ["a", "b"]), ("gated", "cooling")),
     "psvalues": (lambda ps: ps.psvalues("q"), ("values", "scores")),
 }
 
@@ -126,34 +133,36 @@ def stream_with_leases(ps: Any, r: Any, k: Any) -> Tokens:
 
 
 EVERY_LEASE_KEY = ("held", "leases", "lease", "deliveries", "dead")
-PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY)
-LEASED = ("values", "scores", *EVERY_LEASE_KEY)
-ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "dead")
+PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats")
+LEASED = ("values", "scores", *EVERY_LEASE_KEY, "stats")
+ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "dead", "stats")
 
 # operation (given the client and the setup's tokens), and the keys it touches
 WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
     "psadd": (lambda ps, t: ps.psadd("q", "new", "v", 3), ADDED),
-    "psadd held": (lambda ps, t: ps.psadd("q", "d", "v", 3), ("held",)),  # refused: held
-    "psadd dead": (lambda ps, t: ps.psadd("q", "c", "v", 3), ("held", "dead")),  # refused: dead
+    "psadd held": (lambda ps, t: ps.psadd("q", "d", "v", 3), ("held", "stats")),  # refused: held
+    "psadd dead": (lambda ps, t: ps.psadd("q", "c", "v", 3), ("held", "dead", "stats")),  # refused: dead
     "psaddmany": (lambda ps, t: ps.psaddmany("q", [("x", "v", 1), ("d", "v", 1), ("c", "v", 1)]), ADDED),
     "pspull one": (lambda ps, t: ps.pspull("q", gate=True), PULLED),
     "pspull many": (lambda ps, t: ps.pspull("q", count=3, gate=True), PULLED),
     "pspull keep": (
         lambda ps, t: ps.pspull("q", count=3, purge=False, gate=True),
-        ("values", "scores", "gated", "cooling", "held", "leases", "lease", "dead"),
+        ("values", "scores", "gated", "cooling", "held", "leases", "lease", "dead", "stats"),
     ),
     "pslease one": (lambda ps, t: ps.pslease("q"), LEASED),
     "pslease many": (lambda ps, t: ps.pslease("q", count=3), LEASED),
     "psack": (
         lambda ps, t: ps.psack("q", t.held, gate=True),
-        ("values", "gated", "cooling", "held", "leases", "lease"),
+        ("values", "gated", "cooling", "held", "leases", "lease", "stats"),
     ),
     "psack keys": (
         lambda ps, t: ps.psack("q", t.held, ["d"], gate=True),
-        ("values", "gated", "cooling", "held", "leases", "lease"),
+        ("values", "gated", "cooling", "held", "leases", "lease", "stats"),
     ),
-    "psrelease": (lambda ps, t: ps.psrelease("q", t.held), ("scores", *EVERY_LEASE_KEY)),
-    "psrelease delayed": (lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5), ("scores", *EVERY_LEASE_KEY)),
+    "psrelease": (lambda ps, t: ps.psrelease("q", t.held), ("scores", *EVERY_LEASE_KEY, "stats")),
+    "psrelease delayed": (
+        lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5), ("scores", *EVERY_LEASE_KEY, "stats")
+    ),
     "psextend": (lambda ps, t: ps.psextend("q", t.held, 60), ("held", "leases", "lease")),
     "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries")),
     "psrequeue": (lambda ps, t: ps.psrequeue("q"), ("scores", "deliveries", "dead")),
@@ -178,7 +187,7 @@ def test_a_wrong_type_beside_leases_fails_naming_the_key_and_changes_nothing(ps,
     assert snapshot(r, keys) == before
 
 
-@pytest.mark.parametrize("field", ("values", "scores", "cooling", *EVERY_LEASE_KEY))
+@pytest.mark.parametrize("field", ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats"))
 def test_expire_beside_leases_with_a_wrong_type_changes_nothing_in_that_stream(ps, r, k, field):
     stream_with_leases(ps, r, k)
     r.zadd(k("q").cooling, {"b": 1})  # due long ago

@@ -21,13 +21,14 @@ from psctl.cli.status import INTERRUPTED
 from psctl.cli.group import lazy_group
 from psctl.cli.items import commands as item_commands
 from psctl.cli.leases import commands as lease_commands
+from psctl.cli.observe import commands as observe_commands
 from psctl.cli.server import server_app
 from psctl.cli.work import commands as work_commands
 from psctl.cli.session import Session
 
 app = typer.Typer(
     name="psctl",
-    cls=lazy_group([item_commands, lease_commands, work_commands], [server_app]),
+    cls=lazy_group([item_commands, lease_commands, work_commands, observe_commands], [server_app]),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
         "Output is a table on a terminal and JSON otherwise (--json / --table on any command force one). "

@@ -1,0 +1,31 @@
+--[[
+  Ends the gates and cool-downs of the given keys, without adding anything:
+  each may be added again at once.
+
+  KEYS[1]  NAME:exc  set: gated keys
+  KEYS[2]  NAME:exp  sorted set: cooling-down key -> unix time
+
+  ARGV[1..] item keys
+
+  Returns how many of the keys were gated or cooling down (or both).
+]]
+-- @include keycheck
+
+local keys = {}
+local seen = {}
+for i = 1, #ARGV do
+  if not seen[ARGV[i]] then
+    keys[#keys + 1] = ARGV[i]
+    seen[ARGV[i]] = true
+  end
+end
+if #keys == 0 then return 0 end
+local is_gated = checked(1, "set", "SMISMEMBER", unpack(keys))  -- (a call holds at most ADD_CHUNK keys)
+local ends = checked(2, "zset", "ZMSCORE", unpack(keys))
+local lifted = 0
+for i = 1, #keys do
+  if is_gated[i] == 1 or ends[i] then lifted = lifted + 1 end
+end
+redis.call("SREM", KEYS[1], unpack(keys))
+redis.call("ZREM", KEYS[2], unpack(keys))
+return lifted

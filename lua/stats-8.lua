@@ -1,0 +1,78 @@
+--[[
+  A stream's state and counters, read in one call (SPEC §8). Writes nothing.
+
+  KEYS[1]  NAME:s       sorted set: item key -> score (waiting items)
+  KEYS[2]  NAME:exc     set: gated keys
+  KEYS[3]  NAME:exp     sorted set: cooling-down key -> unix time
+  KEYS[4]  NAME:held    hash: held item key -> the token holding it
+  KEYS[5]  NAME:leases  sorted set: token -> deadline (unix ms)
+  KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+  KEYS[7]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[8]  NAME:stats   hash: counter -> count (includes/counters.lua)
+
+  ARGV[1]  the most held items (and leases) to look at for "overdue": a bound
+           on this call's time
+
+  Returns {waiting, held, overdue, overdue_capped, gated, cooling,
+  next_cool_down_end, dead, top_score, bottom_score, counters, time}: counts;
+  overdue the held items whose lease has run out but that have not come back
+  yet, a lower bound when overdue_capped is 1 (ARGV[1] items were looked at);
+  next_cool_down_end (unix seconds), top_score and bottom_score (exact text),
+  or false; counters as HGETALL gives them; time as TIME gives it.
+]]
+-- @include batch
+-- @include keycheck
+
+local time = redis.call("TIME")
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local budget = tonumber(ARGV[1])
+
+-- overdue: the leases that ran out (at most `budget` of them), their records
+-- and the holders of their keys, each read in one bulk command
+local overdue, capped = 0, 0
+local tokens = checked(5, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, budget + 1)
+if #tokens > budget then
+  capped = 1
+  tokens[#tokens] = nil
+end
+if #tokens > 0 then
+  local records = call_in_slices("HMGET", KEYS[6], tokens)
+  local keys, owners = {}, {}
+  for i, token in ipairs(tokens) do
+    if records[i] then
+      local record = cmsgpack.unpack(records[i])
+      if #keys + (#record - 1) / 3 > budget then
+        capped = 1
+        break
+      end
+      for j = 2, #record, 3 do
+        keys[#keys + 1] = record[j]
+        owners[#keys] = token
+      end
+    end
+  end
+  local holders = call_in_slices("HMGET", KEYS[4], keys)
+  for i = 1, #keys do
+    if holders[i] == owners[i] then overdue = overdue + 1 end
+  end
+end
+
+local function score_at(index, rank)
+  local found = checked(index, "zset", "ZRANGE", rank, rank, "WITHSCORES")
+  return found[2] or false
+end
+
+return {
+  checked(1, "zset", "ZCARD"),
+  checked(4, "hash", "HLEN"),
+  overdue,
+  capped,
+  checked(2, "set", "SCARD"),
+  checked(3, "zset", "ZCARD"),
+  score_at(3, 0),
+  checked(7, "zset", "ZCARD"),
+  score_at(1, -1),
+  score_at(1, 0),
+  checked(8, "hash", "HGETALL"),
+  time,
+}

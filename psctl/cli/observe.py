@@ -1,0 +1,335 @@
+"""The commands that observe streams (SPEC §8): ``stats`` (and ``stats
+--watch``), ``metrics`` (stdout, ``--textfile``, ``--serve``), ``item`` and
+``lift``."""
+
+import signal
+import sys
+import time
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from psctl.cli.durations import duration_parameter
+from psctl.cli.options import Key, Name, out, output_options
+from psctl.cli.output import text_field
+from psctl.cli.session import Session
+from psctl.cli.status import BadUsage, CliError, NotFound
+
+commands = typer.Typer()
+
+Names = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="[NAME...]", help="Streams (default: every registered stream).", show_default=False),
+]
+WATCH_INTERVAL = timedelta(seconds=2)
+# the counters the live table shows as rates, and their headings
+RATES = {"added": "added/s", "pulled": "pulled/s", "leased": "leased/s", "acked": "acked/s",
+         "released": "released/s", "redelivered": "redelivered/s", "dead": "dead/s"}  # fmt: skip
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def stats_json(stats: dict[str, Any]) -> dict[str, Any]:
+    """A stream's stats as ``stats`` prints them: times in ISO 8601 (UTC)."""
+    shown = text_field("name", stats["name"])
+    for field, value in stats.items():
+        if field != "name":
+            shown[field] = _iso(value) if isinstance(value, datetime) else value
+    return shown
+
+
+def _row(stats: dict[str, Any]) -> dict[str, Any]:
+    next_end = stats["next_cool_down_end"]
+    return text_field("stream", stats["name"]) | {
+        "waiting": stats["waiting"], "held": stats["held"], "overdue": stats["overdue"], "gated": stats["gated"],
+        "cooling": stats["cooling"], "dead": stats["dead"], "top": stats["top_score"],
+        "next end": None if next_end is None else _after(next_end - stats["server_time"]),
+    }  # fmt: skip
+
+
+def _after(left: timedelta) -> str:
+    """A wait as a person reads it: ``23h 59m``; ``due`` when it is over."""
+    seconds = int(left.total_seconds())
+    if seconds <= 0:
+        return "due"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
+    return " ".join(shown)
+
+
+def _read(client: Any, names: list[str] | None) -> tuple[list[dict[str, Any]], Any]:
+    """The stats, and the ``StreamsFailed`` of the streams that could not be read (or None)."""
+    from psctl.errors import StreamsFailed
+
+    try:
+        return client.psstatsmany(names), None
+    except StreamsFailed as partial:  # the others are shown, then the failed ones named
+        return list(partial.done.values()), partial
+
+
+@commands.command()
+@output_options
+def stats(
+    ctx: typer.Context,
+    names: Names = None,
+    watch: Annotated[
+        timedelta | None,
+        typer.Option(
+            "--watch", "-w", metavar="[INTERVAL]", parser=duration_parameter, show_default=False,
+            help="Keep watching: a live table with rates per second (JSON lines when piped), every INTERVAL "
+            "(default 2s), until Ctrl-C.",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
+    """Show each stream's state: waiting, held (and overdue), gated, cooling down, dead; the scores; what happened.
+
+    One row per stream (every registered stream when no NAME is given), read in one round trip per server.
+    JSON gives every field and the counters of SPEC §8. --watch keeps a live table with rates per second
+    computed from the counters, or writes one JSON line per stream per interval when stdout is not a
+    terminal.
+
+    Example: psctl stats
+    Example: psctl stats jobs mail --json
+    Example: psctl stats --watch 5s
+    """
+    client = Session.of(ctx).client()
+    chosen = names or None
+    if watch is None:
+        found, failed = _read(client, chosen)
+        out(ctx).show([stats_json(s) for s in found], table=[_row(s) for s in found], caption=None if found else
+                      "no streams")  # fmt: skip
+        if failed is not None:
+            raise failed  # (exit 1, naming each stream that failed)
+        return
+    interval = watch.total_seconds() or WATCH_INTERVAL.total_seconds()
+    if interval < 0.1:
+        raise BadUsage("--watch: the interval must be at least 0.1s")
+    _watch(client, chosen, interval, live=out(ctx).table)
+
+
+def _rates(before: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, float] | None:
+    if before is None:
+        return None
+    seconds = (now["server_time"] - before["server_time"]).total_seconds()
+    if seconds <= 0:
+        return None
+    return {
+        counter: max(now["counters"][counter] - before["counters"][counter], 0) / seconds
+        for counter in now["counters"]
+    }
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _watch(client: Any, names: list[str] | None, interval: float, *, live: bool) -> None:
+    """Reads the stats every ``interval`` seconds until SIGINT or SIGTERM (exit 0)."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stopped()
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    last: dict[str, dict[str, Any]] = {}
+    try:
+        if live:
+            from rich.console import Console
+            from rich.live import Live
+
+            console = Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
+            with Live(console=console, auto_refresh=False) as screen:
+                while True:
+                    found, failed = _read(client, names)
+                    _complain(failed)
+                    screen.update(_live_table(found, last, interval), refresh=True)
+                    last = {s["name"]: s for s in found}
+                    time.sleep(interval)
+        else:
+            while True:
+                started = time.monotonic()
+                found, failed = _read(client, names)
+                _complain(failed)
+                from psctl.cli.output import json_text
+
+                lines = [
+                    json_text(stats_json(s) | {"rates": _rates(last.get(s["name"]), s)}) for s in found
+                ]
+                if lines:
+                    _write_lines(lines)
+                last = {s["name"]: s for s in found}
+                time.sleep(max(interval - (time.monotonic() - started), 0))
+    except _Stopped:
+        return
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _complain(failed: Any) -> None:
+    """While watching: a line on stderr for each stream that could not be read, and on."""
+    if failed is not None:
+        for name, error in failed.failed.items():
+            sys.stderr.write(f"psctl: stream {name!r}: {error}\n")
+        sys.stderr.flush()
+
+
+def _write_lines(lines: list[str]) -> None:
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], interval: float) -> Any:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from psctl.cli.output import number, visible
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  caption=f"every {interval:g} s · {_iso(found[0]['server_time']) if found else ''} · Ctrl-C to stop")  # fmt: skip
+    for heading in ("stream", "waiting", "held", "overdue", "gated", "cooling", "dead", "top", *RATES.values()):
+        table.add_column(heading, justify="left" if heading == "stream" else "right", overflow="fold")
+    for s in found:
+        rates = _rates(last.get(s["name"]), s)
+        top = s["top_score"]
+        cells = [visible(s["name"]), *(str(s[f]) for f in ("waiting", "held", "overdue", "gated", "cooling", "dead")),
+                 "-" if top is None else number(top)]  # fmt: skip
+        cells += ["-" if rates is None else f"{rates[counter]:.1f}" for counter in RATES]
+        table.add_row(*(Text(cell) for cell in cells))
+    if not found:
+        table.add_row(Text("(no streams)", style="dim"))
+    return table
+
+
+@commands.command()
+def metrics(
+    ctx: typer.Context,
+    names: Names = None,
+    textfile: Annotated[
+        str | None,
+        typer.Option(
+            "--textfile", metavar="PATH", show_default=False,
+            help="Write the metrics to PATH (for node_exporter's textfile collector: end it in .prom), "
+            "atomically, instead of printing them.",
+        ),
+    ] = None,
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            "--serve", metavar="[HOST:]PORT", show_default=False,
+            help="Serve /metrics over HTTP on HOST (default 127.0.0.1) and PORT until Ctrl-C or SIGTERM; each "
+            "scrape reads the streams afresh.",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
+    """Print the streams' metrics in the Prometheus text format (gauges by state, counters by event).
+
+    psctl_up, psctl_stream_items{stream,state}, psctl_items_total{stream,event}, psctl_top_score,
+    psctl_bottom_score, psctl_next_cool_down_end_timestamp_seconds, psctl_stream_failed. Exit status 1
+    when the server cannot be reached (--textfile still writes psctl_up 0).
+
+    Example: psctl metrics
+    Example: psctl metrics --textfile /var/lib/prometheus/node-exporter/psctl.prom   (from cron)
+    Example: psctl metrics --serve 127.0.0.1:9808
+    """
+    if textfile and serve:
+        raise BadUsage("--textfile and --serve cannot be used together")
+    address = _address(serve) if serve else None
+    from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+
+    from psctl.metrics import StreamsCollector
+
+    collector = StreamsCollector(Session.of(ctx).client(), names or None)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    if address is not None:
+        _serve(registry, address)
+        return
+    if textfile:
+        try:
+            write_to_textfile(textfile, registry)
+        except OSError as exc:
+            raise CliError(f"cannot write {textfile}: {exc.strerror or exc}") from None
+    else:
+        text = generate_latest(registry)
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    if collector.error is not None:
+        raise collector.error
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadUsage(f"--serve {text!r}: give [HOST:]PORT, e.g. 127.0.0.1:9808")
+    return host, int(port)
+
+
+def _serve(registry: Any, address: tuple[str, int]) -> None:
+    from prometheus_client import start_http_server
+
+    host, port = address
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise CliError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    shown = f"[{host}]" if ":" in host else host
+    sys.stderr.write(f"psctl: serving metrics on http://{shown}:{port}/metrics; Ctrl-C to stop\n")
+    sys.stderr.flush()
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stopped()
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while thread.is_alive():
+            time.sleep(1)
+    except _Stopped:
+        pass
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        server.shutdown()
+        server.server_close()
+
+
+@commands.command()
+@output_options
+def item(ctx: typer.Context, name: Name, key: Key) -> None:
+    """Show where an item stands: waiting, held (by a lease), dead, cooling down, gated; exit 3 when absent.
+
+    With what applies: its score, until (the lease's deadline, or the cool-down's end), its deliveries, and
+    whether it is gated too.
+
+    Example: psctl item jobs job-1
+    """
+    found = Session.of(ctx).client().psitem(name, key)
+    if found["state"] == "absent":
+        raise NotFound(f"no item {key!r} in stream {name!r}: not waiting, held, dead, gated or cooling down")
+    shown = text_field("key", key) | {
+        field: _iso(value) if isinstance(value, datetime) else value for field, value in found.items()
+    }
+    out(ctx).show(shown, vertical=True)
+
+
+@commands.command()
+@output_options
+def lift(
+    ctx: typer.Context,
+    name: Name,
+    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="The keys.", show_default=False)],
+) -> None:
+    """End the gates and cool-downs of keys, without adding anything: add takes them again at once.
+
+    Prints how many of the keys had a gate or a cool-down.
+
+    Example: psctl lift jobs job-1 job-2
+    """
+    out(ctx).show({"lifted": Session.of(ctx).client().pslift(name, keys)})

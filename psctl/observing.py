@@ -1,0 +1,134 @@
+"""Observing streams (SPEC §8): the plans of ``psstats``, ``psitem`` and
+``pslift``, beside ``operations.py``'s.
+
+The scripts keep the counters themselves (``lua/includes/counters.lua``, in
+``NAME:stats``); ``lua/stats-8.lua`` reads a stream's state and counters in one
+call, and the stats of many streams go in one round trip per server (a
+pipeline; in a cluster, one per node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from psctl.encoding import decode_key, encode_key, in_chunks
+from psctl.errors import InvalidArgument, StreamsFailed
+from psctl.layout import StreamKeys
+from psctl.operations import ADD_CHUNK, Layout, names
+from psctl.protocol import Batch, Call, Plan
+from psctl.scripts import script
+
+# every counter the scripts keep, in SPEC §8's order
+COUNTERS = (
+    "added", "updated", "refused", "pulled", "leased", "acked", "released", "redelivered", "dead", "expired",
+    "removed",
+)  # fmt: skip
+# the states of psitem, in the order the first that applies is taken
+STATES = ("held", "dead", "waiting", "cooling", "gated", "absent")
+OVERDUE_BUDGET = 1_000  # held items a stats call looks at, at most, to count the overdue ones
+
+
+def _stats_keys(keys: StreamKeys) -> tuple[Any, ...]:
+    return (keys.scores, keys.gated, keys.cooling, keys.held, keys.leases, keys.lease, keys.dead, keys.stats)
+
+
+def _stats_call(keys: StreamKeys) -> Call:
+    return Call(script("stats"), _stats_keys(keys), (OVERDUE_BUDGET,), safe=True)
+
+
+def _score(text: Any) -> float | None:
+    return None if text is None else float(text)  # (a false of Lua arrives as None)
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def _stats(name: str, reply: Sequence[Any]) -> dict[str, Any]:
+    waiting, held, overdue, capped, gated, cooling, next_end, dead, top, bottom, counted, time = reply
+    counters = dict.fromkeys(COUNTERS, 0)
+    for i in range(0, len(counted), 2):
+        field = decode_key(counted[i])
+        try:
+            counters[field] = int(counted[i + 1])
+        except ValueError:  # not a number: written by another tool
+            continue
+    return {
+        "name": name,
+        "waiting": int(waiting),
+        "held": int(held),
+        "overdue": int(overdue),
+        "overdue_capped": bool(capped),
+        "gated": int(gated),
+        "cooling": int(cooling),
+        "next_cool_down_end": None if next_end is None else _moment(float(next_end)),
+        "dead": int(dead),
+        "top_score": _score(top),
+        "bottom_score": _score(bottom),
+        "counters": counters,
+        "server_time": _moment(int(time[0]) + int(time[1]) / 1e6),
+    }
+
+
+def stats(keys: StreamKeys) -> Plan:
+    """``psstats``: one stream's state and counters, in one round trip."""
+    reply = yield _stats_call(keys)
+    return _stats(keys.name, reply)
+
+
+def stats_many(layout: Layout, wanted: Iterable[str] | None) -> Plan:
+    """``psstatsmany``: the stats of ``wanted`` streams (every registered one
+    when None), in one round trip per server. A stream that fails (a key of
+    the wrong type) is named in ``StreamsFailed``, once the others are read."""
+    chosen = list((yield from names()) if wanted is None else wanted)
+    if not chosen:
+        return []
+    for name in chosen:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"a stream name must be a non-empty string, got {name!r}")
+    replies = yield Batch(tuple(_stats_call(layout(name)) for name in chosen), errors="return")
+    found, failed = [], {}
+    for name, reply in zip(chosen, replies):
+        if isinstance(reply, Exception):
+            failed[name] = reply
+        else:
+            found.append(_stats(name, reply))
+    if failed:
+        raise StreamsFailed("psstatsmany", {s["name"]: s for s in found}, failed)
+    return found
+
+
+def item(keys: StreamKeys, key: Any) -> Plan:
+    """``psitem``: where one item stands; only the fields that apply."""
+    state, score, deliveries, deadline, ends, gated = yield Call(
+        script("item"),
+        (keys.scores, keys.gated, keys.cooling, keys.held, keys.leases, keys.lease, keys.deliveries, keys.dead),
+        (encode_key(key),),
+        safe=True,
+    )
+    state = decode_key(state)
+    found: dict[str, Any] = {"state": state}
+    # (a false of Lua arrives as None)
+    if score is not None:
+        found["score"] = float(score)
+    if state == "held" and deadline is not None:
+        found["until"] = _moment(int(deadline) / 1000)  # the lease's deadline
+    elif ends is not None:
+        found["until"] = _moment(float(ends))  # the cool-down's end
+    if deliveries is not None:
+        found["deliveries"] = int(deliveries)
+    if gated and state != "gated":
+        found["gated"] = True
+    return found
+
+
+def lift(keys: StreamKeys, items: Iterable[Any]) -> Plan:
+    """``pslift``: ends the gates and cool-downs of ``items``; how many had one."""
+    if isinstance(items, (str, bytes)):
+        items = [items]
+    lifted = 0
+    for chunk in in_chunks([encode_key(key) for key in items], ADD_CHUNK):
+        lifted += int((yield Call(script("lift"), (keys.gated, keys.cooling), tuple(chunk))))
+    return lifted
