@@ -27,34 +27,41 @@ local STATS = 10
 -- @include batch
 -- @include keycheck
 -- @include cooldown
--- @include clock
 -- @include reclaim
--- @include counters
+
+local time = redis.call("TIME")  -- one TIME for the leases and the cool-down (includes/clock.lua, inline)
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 -- every key is read before the first write
 expect(1, "hash")
-expect(2, "zset")
+local waiting = expect(2, "zset")
 local gate = ARGV[1] == "1"
 if gate then expect(3, "set") end
-local at = cool_down_end(ARGV[2], ARGV[3])
+local at = cool_down_end(ARGV[2], ARGV[3], time)
 if at then expect(4, "zset") end
 -- leases that ran out come back first: the lease keys are read (and checked)
 -- only when one has
-expect(STATS, "hash")
-local now = now_ms()
-local reclaimed = nil
 if #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0 then
-  for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
-  reclaimed = reclaim(now)
-  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2])
+  for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset", "hash"}) do expect(i + 4, kind) end
+  local reclaimed = reclaim(now)
+  if reclaimed[1] > 0 then redis.call("HINCRBY", KEYS[STATS], "redelivered", reclaimed[1]) end
+  if reclaimed[2] > 0 then redis.call("HINCRBY", KEYS[STATS], "dead", reclaimed[2]) end
+  waiting = redis.call("ZCARD", scores)
 end
+if waiting == 0 then return {} end
 local counted = redis.call("EXISTS", deliveries) == 1
 if counted then expect(8, "hash") end
 
+-- the first write: the count (checked; taken back in the rare case that only
+-- orphans were left)
+checked(STATS, "hash", "HINCRBY", "pulled", 1)
 local key, value
 repeat
-  local popped = checked(2, "zset", "ZPOPMAX")
-  if #popped == 0 then return {} end
+  local popped = redis.call("ZPOPMAX", scores)
+  if #popped == 0 then
+    redis.call("HINCRBY", KEYS[STATS], "pulled", -1)
+    return {}
+  end
   key = popped[1]
   value = redis.call("HGET", values, key)
 until value  -- an orphan (no value) is dropped and not counted
@@ -62,5 +69,4 @@ redis.call("HDEL", values, key)
 if counted then redis.call("HDEL", deliveries, key) end  -- gone for good, as acknowledged
 if gate then redis.call("SADD", gated, key) end
 if at then redis.call("ZADD", cooling, at, key) end
-redis.call("HINCRBY", KEYS[STATS], "pulled", 1)
 return {key, value}

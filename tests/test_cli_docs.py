@@ -52,10 +52,10 @@ def documented_shapes() -> dict[str, list[Any]]:
 
 def shape(data: Any) -> Any:
     """A documented JSON value as a shape: an object's keys with their shapes
-    (the README's ``{"NAME": n}`` for an object of any keys), a list's first
-    element's shape, "bool" or "scalar"."""
+    (the README's ``{"NAME": n}`` or ``{"COUNTER": n}`` for an object of any
+    keys), a list's first element's shape, "bool" or "scalar"."""
     if isinstance(data, dict):
-        if list(data) == ["NAME"]:
+        if len(data) == 1 and next(iter(data)).isupper():
             return "object of scalars"
         return {key: shape(value) for key, value in data.items()}
     if isinstance(data, list):
@@ -92,8 +92,8 @@ def test_each_example_prints_the_json_its_command_documents(redis_url: str, r: A
     checked = set()
     for args in example_commands():
         command = " ".join(args[:2]) if args[0] == "server" else args[0]
-        if command.startswith("server") or command == "work" or "--wait" in args or "--table" in args:
-            continue  # the embedded server's, and waits: their own tests run them for real (work waits for work)
+        if command.startswith("server") or command in ("work", "metrics") or {"--wait", "--watch", "--table"} & set(args):
+            continue  # the embedded server's, waits, and no JSON: their own tests run them for real
         r.flushdb()
         r.psaddmany("jobs", [("job-1", "resize", 5), ("job-2", "mail", 8), ("job-3", "report", -1)])
         r.pspull("other", expire_at=None)
@@ -108,7 +108,9 @@ def test_each_example_prints_the_json_its_command_documents(redis_url: str, r: A
         printed = json.loads(done.stdout)
         assert any(fits(printed, documented) for documented in shapes[command]), (args, printed, shapes[command])
         checked.add(command)
-    assert checked == set(shapes) - {"server status", "server stop", "work"}, "a command without a runnable example"
+    assert checked == set(shapes) - {"server status", "server stop", "work", "metrics"}, (
+        "a command without a runnable example"
+    )
 
 
 def test_exit_statuses_and_the_rest_are_documented() -> None:

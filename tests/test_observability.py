@@ -179,3 +179,29 @@ def test_a_counters_key_of_the_wrong_type_fails_an_add_with_nothing_written(ps, 
     with pytest.raises(Exception, match="WRONGTYPE") as raised:
         ps.psadd("q", "b", "v")
     assert str(k("q").stats) in str(raised.value) and ps.pskeys("q") == ["a"]
+
+
+def test_stats_of_a_thousand_streams_take_one_round_trip_per_node(backend, monkeypatch):
+    """Counted on the wire: the registry's SMEMBERS, then one pipeline per node."""
+    from redis.connection import AbstractConnection
+
+    client = backend.sync()
+    client.flushdb() if not backend.cluster else client.flushdb(target_nodes=client.PRIMARIES)
+    for start in range(0, 1000, 100):
+        for i in range(start, start + 100):
+            client.psadd(f"s{i}", "k", "v")
+    client.psstatsmany()  # the scripts are loaded on every node
+    sends = []
+    send_packed = AbstractConnection.send_packed_command
+
+    def counting_send(self, command, *args, **kwargs):
+        sends.append(self)
+        return send_packed(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    found = client.psstatsmany()
+    monkeypatch.undo()
+    nodes = 3 if backend.cluster else 1
+    assert len(found) == 1000 and all(s["waiting"] == 1 for s in found)
+    assert 2 <= len(sends) <= 1 + nodes, len(sends)  # (the wire is really watched: at least two sends)
+    client.close()

@@ -23,9 +23,9 @@ Names = Annotated[
     typer.Argument(metavar="[NAME...]", help="Streams (default: every registered stream).", show_default=False),
 ]
 WATCH_INTERVAL = timedelta(seconds=2)
-# the counters the live table shows as rates, and their headings
-RATES = {"added": "added/s", "pulled": "pulled/s", "leased": "leased/s", "acked": "acked/s",
-         "released": "released/s", "redelivered": "redelivered/s", "dead": "dead/s"}  # fmt: skip
+# the counters the live table shows as rates (the first four on a narrow terminal)
+RATES = ("added", "pulled", "leased", "acked", "released", "dead")
+WIDE = 120  # columns a terminal needs for every column of the live table
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -147,7 +147,7 @@ def _watch(client: Any, names: list[str] | None, interval: float, *, live: bool)
                 while True:
                     found, failed = _read(client, names)
                     _complain(failed)
-                    screen.update(_live_table(found, last, interval), refresh=True)
+                    screen.update(_live_table(found, last, interval, console.width), refresh=True)
                     last = {s["name"]: s for s in found}
                     time.sleep(interval)
         else:
@@ -184,27 +184,36 @@ def _write_lines(lines: list[str]) -> None:
     sys.stdout.flush()
 
 
-def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], interval: float) -> Any:
+def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], interval: float, width: int) -> Any:
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     from psctl.cli.output import number, visible
 
+    wide = width >= WIDE
+    states = ("waiting", "held", "overdue", "cooling", "dead") if wide else ("waiting", "held", "dead")
+    rates = RATES if wide else RATES[:4]
+    moment = _iso(found[0]["server_time"]) if found else ""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  caption=f"every {interval:g} s · {_iso(found[0]['server_time']) if found else ''} · Ctrl-C to stop")  # fmt: skip
-    for heading in ("stream", "waiting", "held", "overdue", "gated", "cooling", "dead", "top", *RATES.values()):
-        table.add_column(heading, justify="left" if heading == "stream" else "right", overflow="fold")
+                  caption=f"every {interval:g} s · {moment} · Ctrl-C to stop")  # fmt: skip
+    longest = max((len(s["name"]) for s in found), default=6)
+    table.add_column("stream", overflow="fold", min_width=min(max(longest, 6), 24))
+    for heading in (*states, "top", *(f"{counter}/s" for counter in rates)):
+        table.add_column(heading, justify="right", no_wrap=True)
     for s in found:
-        rates = _rates(last.get(s["name"]), s)
+        per_second = _rates(last.get(s["name"]), s)
         top = s["top_score"]
-        cells = [visible(s["name"]), *(str(s[f]) for f in ("waiting", "held", "overdue", "gated", "cooling", "dead")),
-                 "-" if top is None else number(top)]  # fmt: skip
-        cells += ["-" if rates is None else f"{rates[counter]:.1f}" for counter in RATES]
+        cells = [visible(s["name"]), *(str(s[state]) for state in states), "-" if top is None else number(top)]
+        cells += ["-" if per_second is None else _rate(per_second[counter]) for counter in rates]
         table.add_row(*(Text(cell) for cell in cells))
     if not found:
         table.add_row(Text("(no streams)", style="dim"))
     return table
+
+
+def _rate(per_second: float) -> str:
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.1f}"
 
 
 @commands.command()
