@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.bench import Bench
-from benchmarks.cases import cli, cluster, leases, library, work
+from benchmarks.cases import cli, cluster, leases, library, observe, work
 from benchmarks.harness import Case
 
 GROUPS: dict[str, Callable[[Bench], list[Case]]] = {
     "library": library.cases,
     "leases": leases.cases,
+    "observe": observe.cases,
     "cli": cli.cases,
     "work": work.cases,
     "cluster": cluster.cases,  # last: its three servers run until its cases are done
