@@ -550,7 +550,8 @@ def test_every_command_has_a_summary_and_an_example(cli: Cli) -> None:
 def test_the_command_list_is_complete() -> None:
     assert {" ".join(p) for p in command_paths()} == {
         "add", "add-many", "pull", "keys", "values", "get", "len", "names", "incr", "prune", "decr-all",
-        "remove", "expire", "delete", "lease", "ack", "release", "extend", "dead", "requeue", "work", "server status",
+        "remove", "expire", "delete", "lease", "ack", "release", "extend", "dead", "requeue", "work", "stats", "metrics",
+        "item", "lift", "server status",
         "server stop",
     }  # fmt: skip
 
