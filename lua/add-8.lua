@@ -16,8 +16,9 @@
            stream is only ever created after its name was registered, so that
            a lost connection can never leave a stream that holds data out of
            the registry (and out of psexpire).
-  ARGV[3..] triples: item key, value, score increment (the exact decimal text
-           of a finite double, never "-0.0")
+  ARGV[3]  "1": replace: each score is set to the one given, not added to
+  ARGV[4..] triples: item key, value, score increment (the exact decimal text
+           of a finite double, never "-0.0"); with ARGV[3], the score itself
 
   Returns an array: [1] 1 when none of the stream's keys existed before this
   call, else 0; or 2, and nothing else, when the stream does not exist and
@@ -26,8 +27,10 @@
   it was refused: "held" (by a lease), "dead", "gated" or "cooling" (readd
   lifts a gate and a cool-down, never a lease; a key refused for several
   reasons gives the first of these). An item not listed was a new key: its
-  new score is its increment. Counts added, updated and refused items. Duplicated keys are applied in order: values overwrite,
-  increments add up. A score that would not be finite fails the whole call
+  new score is its increment (with ARGV[3], no item is listed but the
+  refused ones). Counts added, updated and refused items. Duplicated keys are
+  applied in order: values overwrite, increments add up (with ARGV[3], the
+  last score wins). A score that would not be finite fails the whole call
   before anything is written.
 ]]
 local values, scores, gated, cooling, wakes, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -39,14 +42,15 @@ local STATS = 8
 -- @include counters
 
 local readd = ARGV[1] == "1"
-local count = (#ARGV - 2) / 3
+local replace = ARGV[3] == "1"
+local count = (#ARGV - 3) / 3
 local born = redis.call("EXISTS", values, scores, gated, cooling) == 0
 if born and ARGV[2] ~= "1" then return {2} end
 local reply = {born and 1 or 0}
 if count == 0 then return reply end
 
 local keys = {}
-for i = 1, count do keys[i] = ARGV[3 * i] end
+for i = 1, count do keys[i] = ARGV[3 * i + 1] end
 
 -- every key is read before the first write
 local refused, current = {}, {}
@@ -104,17 +108,19 @@ for i = 1, count do
     refusals = refusals + 1
   else
     local key = keys[i]
-    local increment = ARGV[3 * i + 2]
+    local increment = ARGV[3 * i + 3]
     local base = running[key] or current[i]
     local score = increment
     if base then
-      score = finite_score(tonumber(base) + tonumber(increment), key)
-      reply[#reply + 1] = i
-      reply[#reply + 1] = score
+      if not replace then
+        score = finite_score(tonumber(base) + tonumber(increment), key)
+        reply[#reply + 1] = i
+        reply[#reply + 1] = score
+      end
       updated = updated + 1
     end
     running[key] = score
-    hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[3 * i + 1]
+    hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[3 * i + 2]
     zset_pairs[n + 1], zset_pairs[n + 2] = score, key
     n = n + 2
   end

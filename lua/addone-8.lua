@@ -12,9 +12,10 @@
 
   ARGV[1]  "1": re-add, clearing the key's gate and cool-down first
   ARGV[2]  "1": the caller has registered the stream's name (see add-8.lua)
-  ARGV[3]  item key
-  ARGV[4]  value
-  ARGV[5]  score increment
+  ARGV[3]  "1": replace: the score is set to ARGV[6], not added to
+  ARGV[4]  item key
+  ARGV[5]  value
+  ARGV[6]  score increment (with ARGV[3], the score)
 
   Returns {state, score, reason, until}: state 1 when none of the stream's
   keys existed before this call, else 0; or 2, with nothing written, when the
@@ -29,7 +30,7 @@ local STATS = 8
 -- @include score
 -- @include wake
 -- @include counters
-local readd, key = ARGV[1] == "1", ARGV[3]
+local readd, replace, key = ARGV[1] == "1", ARGV[3] == "1", ARGV[4]
 
 -- One EXISTS answers three questions: a key named n times counts n times, so
 -- with NAME:exc and NAME:exp named three times each and NAME:held and
@@ -61,12 +62,12 @@ if present >= 3 then
     if ends then return refuse("cooling", ends) end
   end
 end
-local score = ARGV[5]
+local score = ARGV[6]
 local current = nil
 if present > 0 then
   expect(1, "hash")
   current = checked(2, "zset", "ZSCORE", key)
-  if current then score = finite_score(tonumber(current) + tonumber(score), key) end
+  if current and not replace then score = finite_score(tonumber(current) + tonumber(score), key) end
 end
 local queued = checked(5, "list", "LLEN")
 
@@ -75,7 +76,7 @@ if readd and present >= 3 then
   redis.call("SREM", gated, key)
   redis.call("ZREM", cooling, key)
 end
-redis.call("HSET", values, key, ARGV[4])
+redis.call("HSET", values, key, ARGV[5])
 redis.call("ZADD", scores, score, key)
 wake(wakes, 1, queued)
 return {born and 1 or 0, score}

@@ -7,7 +7,7 @@ redis-py's command mixins return ``self.execute_command(...)``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,22 +26,45 @@ class PrioritizedStreamCommands:
         return stream_keys(name, cluster=self._ps_cluster)
 
     def psadd(
-        self, name: str, key: str, value: Any, score: float = 1, readd: bool = False, *, explain: bool = False
+        self,
+        name: str,
+        key: str,
+        value: Any,
+        score: float = 1,
+        readd: bool = False,
+        *,
+        replace: bool = False,
+        explain: bool = False,
     ) -> Any:
-        """Adds an item, or adds ``score`` to its score: the new score, or
-        ``None`` when its key is refused (gated, cooling down, held by a lease
-        or dead). With ``explain``, a ``psctl.operations.Added`` instead:
-        ``(score, reason, until)``, saying why a key was refused."""
-        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain))
+        """Adds an item, or adds ``score`` to its score (``replace``: sets it to
+        ``score``): the new score, or ``None`` when its key is refused (gated,
+        cooling down, held by a lease or dead). With ``explain``, a
+        ``psctl.operations.Added`` instead: ``(score, reason, until)``, saying
+        why a key was refused."""
+        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace))
 
-    def psaddmany(self, name: str, items: Iterable[Any], readd: bool = False, *, summary: bool = False) -> Any:
+    def psaddmany(
+        self,
+        name: str,
+        items: Iterable[Any],
+        readd: bool = False,
+        *,
+        summary: bool = False,
+        replace: bool = False,
+        stop: Any = None,
+    ) -> Any:
         """``psadd`` for many ``(key, value, score)`` items, about a thousand per script call.
 
         Returns each item's new score (``None`` when refused); with ``summary``,
         only ``{"added": n, "refused": m, "refused_by": {"held": …, "dead": …,
         "gated": …, "cooling": …}}``, in memory that does not grow with the
-        input."""
-        return self._ps_run(op.add(self._ps_keys(name), items, readd, summary))
+        input. ``replace``: each score is set to the one given instead of added
+        to, so that adding the same items again changes nothing (what makes an
+        interrupted ingest safe to run again). ``stop`` (a ``psctl.StopWaiting``
+        or a ``threading.Event``), once set, ends the add before its next chunk:
+        the call returns the scores (or counts) of the items written until then,
+        a whole number of chunks from the start."""
+        return self._ps_run(op.add(self._ps_keys(name), items, readd, summary, replace, stop))
 
     def pspull(
         self,
@@ -60,13 +83,35 @@ class PrioritizedStreamCommands:
         (a ``psctl.StopWaiting`` or a ``threading.Event``) ends the wait early."""
         return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at, block, stop))
 
-    def pskeys(self, name: str, withscores: bool = False, limit: int | None = None) -> Any:
-        """Item keys, highest score first; ``(key, score)`` pairs with ``withscores``."""
-        return self._ps_run(op.keys_(self._ps_keys(name), withscores, limit))
+    def pskeys(
+        self, name: str, withscores: bool = False, limit: int | None = None, start: int = 0, below: float | None = None
+    ) -> Any:
+        """Item keys, highest score first; ``(key, score)`` pairs with ``withscores``.
+        ``start``: from that rank (0, the highest, by default), for reading page
+        by page; ``below``: only the keys scored strictly below it."""
+        return self._ps_run(op.keys_(self._ps_keys(name), withscores, limit, start, below))
 
-    def psvalues(self, name: str, limit: int | None = None) -> Any:
-        """``{key: value}`` of every item (or the ``limit`` highest-scored), in pull order."""
-        return self._ps_run(op.values(self._ps_keys(name), limit))
+    def psvalues(self, name: str, limit: int | None = None, start: int = 0, withscores: bool = False) -> Any:
+        """``{key: value}`` of every item (or the ``limit`` highest-scored), in
+        pull order; ``{key: (value, score)}`` with ``withscores``. ``start``: from
+        that rank, for reading page by page (pages are not a snapshot: items
+        added or taken in between shift the ranks)."""
+        return self._ps_run(op.values(self._ps_keys(name), limit, start, withscores))
+
+    def psvaluespage(self, name: str, start: int = 0, count: int = 1000, withscores: bool = False) -> Any:
+        """One page of ``psvalues``, to read a stream of any size in bounded
+        memory: ``(items, following)``, ``following`` the rank to ask for next,
+        None after the last page. Pages are not a snapshot: items added or taken
+        between two calls shift the ranks."""
+        return self._ps_run(op.values_next(self._ps_keys(name), start, count, withscores))
+
+    def psscores(self, name: str, keys: Sequence[str]) -> Any:
+        """The score of each of ``keys``, ``None`` for a key that is not waiting in the stream."""
+        return self._ps_run(op.scores(self._ps_keys(name), list(keys)))
+
+    def psexists(self, name: str) -> Any:
+        """Whether the stream holds anything: items, gates, cool-downs, leases, dead items, counters."""
+        return self._ps_run(op.exists(self._ps_keys(name)))
 
     def psget(self, name: str, key: str) -> Any:
         """An item's value, or ``None``."""

@@ -95,16 +95,22 @@ def state_dir() -> Path:
 
 def ensure_server() -> str:
     """The URL of the embedded server, started first if it is not running."""
+    return start_server()[0]
+
+
+def start_server() -> tuple[str, bool]:
+    """The URL of the embedded server, and whether this call started it (False:
+    it was running already)."""
     sock = _socket_path(_state_path())  # a path too long fails before anything is created
     folder = state_dir()
     url = f"unix://{quote(str(sock))}"
     if _probe(sock).alive:
-        return url
+        return url, False
     with _locked(folder):
         if _probe(sock).alive:  # started by another command while we waited for the lock
-            return url
+            return url, False
         _start(folder, sock)
-    return url
+    return url, True
 
 
 def running_url() -> str | None:
@@ -147,7 +153,7 @@ def status() -> dict[str, Any]:
             found.update(
                 binary=info.get("executable") or None,
                 version=str(info.get("valkey_version") or info.get("redis_version") or "") or None,
-                memory=info.get("used_memory_human"),
+                memory=_bytes(info.get("used_memory")),
             )
         elif not probe.alive:
             found["pid"] = _live_pid(folder)  # a server that does not answer (yet), if any
@@ -162,6 +168,13 @@ def status() -> dict[str, Any]:
         except (OSError, ValueError):
             pass
     return found
+
+
+def _bytes(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def stop(force: bool = False) -> dict[str, Any]:

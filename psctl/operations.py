@@ -100,12 +100,18 @@ def _registered_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -
     return reply
 
 
-def add(keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = False) -> Plan:
+def add(
+    keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = False, replace: bool = False, stop: Any = None
+) -> Plan:
     """``psaddmany``: the new score of each item, or with ``summary`` only how
-    many were added and refused (constant memory, whatever the input's size)."""
+    many were added and refused (constant memory, whatever the input's size).
+    ``replace``: each score is set to the one given instead of added to.
+    ``stop`` (anything with ``is_set()``) is looked at before each chunk is
+    sent: once set, no further chunk goes out (not even one already encoded),
+    and the result covers the items written so far."""
     # A list is checked whole before anything is sent; an iterator chunk by
     # chunk, so that it is never held in memory whole.
-    prefix = (flag(readd), b"0")
+    prefix = (flag(readd), b"0", flag(replace))
     chunks: Iterator[tuple[tuple[Any, ...], list[float | None]]]
     if isinstance(items, Sequence):
         chunks = iter([encode_items(list(items[i : i + ADD_CHUNK]), prefix) for i in range(0, len(items), ADD_CHUNK)])
@@ -138,15 +144,16 @@ def add(keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = Fal
 
     unknown = 0  # items of a call whose reply was not read: written or not, no one knows
     try:
+        stopped = (lambda: False) if stop is None else stop.is_set
         current = next(chunks, None)
-        if current is not None:
+        if current is not None and not stopped():
             # the first chunk alone, as a plain call: it loads the script if needed
             unknown = len(current[1])
             merge((yield from _add_call(keys, add_script, current[0])), current[1])
             unknown = 0
             current = next(chunks, None)
         # then each chunk is encoded while the server runs the one before
-        while current is not None:
+        while current is not None and not stopped():
             call = Call(add_script, keys.adding, current[0])
             yield Send(call)
             unknown = len(current[1])
@@ -186,8 +193,10 @@ class Added(NamedTuple):
     until: datetime | None = None
 
 
-def add_one(keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool, explain: bool = False) -> Plan:
-    args, _ = encode_items(((key, value, score),), (flag(readd), b"0"))
+def add_one(
+    keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool, explain: bool = False, replace: bool = False
+) -> Plan:
+    args, _ = encode_items(((key, value, score),), (flag(readd), b"0", flag(replace)))
     reply = yield from _add_call(keys, script("addone"), args)
     new = as_float(reply[1])
     if not explain:
@@ -262,23 +271,71 @@ def _deadline(block: Any) -> float | None:
     return math.inf if block == 0 else time.monotonic() + float(block)
 
 
-def keys_(keys: StreamKeys, withscores: bool, limit: int | None) -> Plan:
-    stop = -1 if limit is None else check_count(limit, "limit") - 1
-    if stop == -1 and limit == 0:
+def _ranks(limit: int | None, start: int) -> tuple[int, int] | None:
+    """The ZREVRANGE ranks of ``limit`` items from rank ``start``; None for none."""
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise InvalidArgument(f"start must be a whole number from 0, got {start!r}")
+    if limit is None:
+        return start, -1
+    count = check_count(limit, "limit")
+    return None if count == 0 else (start, start + count - 1)
+
+
+def keys_(keys: StreamKeys, withscores: bool, limit: int | None, start: int = 0, below: Any = None) -> Plan:
+    """``pskeys``: from rank ``start``; with ``below``, only the keys scored strictly below it."""
+    ranks = _ranks(limit, start)
+    if ranks is None:
         return []
+    command: list[Any]
+    if below is None:
+        command = ["ZREVRANGE", keys.scores, *ranks]
+    else:
+        command = ["ZREVRANGEBYSCORE", keys.scores, b"(" + encode_score(below), "-inf"]
     if withscores:
-        reply = yield Command(("ZREVRANGE", keys.scores, 0, stop, "WITHSCORES"))
+        command.append("WITHSCORES")
+    if below is not None and ranks != (0, -1):
+        command += ["LIMIT", ranks[0], -1 if ranks[1] == -1 else ranks[1] - ranks[0] + 1]
+    reply = yield Command(tuple(command))
+    if withscores:
         return [(decode_key(key), float(score)) for key, score in pairs(reply)]
-    reply = yield Command(("ZREVRANGE", keys.scores, 0, stop))
     return decode_keys(reply)
 
 
-def values(keys: StreamKeys, limit: int | None) -> Plan:
-    stop = -1 if limit is None else check_count(limit, "limit") - 1
-    if stop == -1 and limit == 0:
-        return {}
-    reply = yield Call(script("values"), (keys.scores, keys.values), (stop,), safe=True)
-    return {decode_key(key): value for key, value in pairs(reply)}
+def values(keys: StreamKeys, limit: int | None, start: int = 0, withscores: bool = False) -> Plan:
+    """``psvalues``; with ``withscores``, each value with its score: ``{key: (value, score)}``."""
+    page = yield from values_page(keys, limit, start, withscores)
+    return page[0]
+
+
+def values_page(keys: StreamKeys, limit: int | None, start: int = 0, withscores: bool = False) -> Plan:
+    """``values``, and how many ranks it read (orphans included): where the next page starts."""
+    ranks = _ranks(limit, start)
+    if ranks is None:
+        return {}, 0
+    reply = yield Call(script("values"), (keys.scores, keys.values), (*ranks, flag(withscores)), safe=True)
+    read = int(reply[-1])
+    if withscores:
+        return {decode_key(reply[i]): (reply[i + 1], float(reply[i + 2])) for i in range(0, len(reply) - 1, 3)}, read
+    return {decode_key(key): value for key, value in pairs(reply[:-1])}, read
+
+
+def values_next(keys: StreamKeys, start: int, count: int, withscores: bool) -> Plan:
+    """``psvaluespage``: a page, and the rank where the next one starts (None after the last)."""
+    found, read = yield from values_page(keys, count, start, withscores)
+    return found, (start + read if read >= count else None)
+
+
+def scores(keys: StreamKeys, item_keys: Sequence[Any]) -> Plan:
+    """``psscores``: each key's score, None for a key that is not waiting."""
+    if not item_keys:
+        return []
+    reply = yield Command(("ZMSCORE", keys.scores, *(encode_key(key) for key in item_keys)))
+    return [as_float(score) for score in reply]
+
+
+def exists(keys: StreamKeys) -> Plan:
+    """``psexists``: whether any of the stream's keys exists."""
+    return bool((yield Command(("EXISTS", *keys.every))))
 
 
 def get(keys: StreamKeys, key: Any) -> Plan:

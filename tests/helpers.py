@@ -91,15 +91,20 @@ class Cli:
 def fake_embedded(url: str) -> types.ModuleType:
     module = types.ModuleType("psctl.embedded")
     module.started = 0  # type: ignore[attr-defined]
+    module.fresh = False  # type: ignore[attr-defined]  # whether start_server says it started the server
 
     def ensure_server() -> str:
         module.started += 1  # type: ignore[attr-defined]
         return url
 
+    def start_server() -> tuple[str, bool]:
+        return ensure_server(), module.fresh  # type: ignore[attr-defined]
+
     module.ensure_server = ensure_server  # type: ignore[attr-defined]
+    module.start_server = start_server  # type: ignore[attr-defined]
     module.status = lambda: {  # type: ignore[attr-defined]
         "running": True, "pid": 42, "socket": "/s/redis.sock", "data_dir": "/s", "binary": "/b/valkey-server",
-        "version": "9.1.2", "memory": "1.00M",
+        "version": "9.1.2", "memory": 1048576,
     }  # fmt: skip
     module.stop = lambda force=False: {"stopped": True, "pid": 42}  # type: ignore[attr-defined]
     module.problem = lambda: None  # type: ignore[attr-defined]

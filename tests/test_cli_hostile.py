@@ -102,8 +102,8 @@ def mostly_good(draw: st.DrawFn, good: st.SearchStrategy[Any], bad: st.SearchStr
 @st.composite
 def csv_files(draw: st.DrawFn) -> bytes:
     good = [["key", "value", "score"], ["key", "value"], ["value", "key"], ["score", "key", "value"],
-            [" key ", " value "]]  # fmt: skip
-    bad = [["key"], ["key", "value", "other"], ["key", "key", "value"], ["Key", "Value"]]
+            [" key ", " value "], ["Key", "Value"], ["KEY", "Value", "Score"]]  # fmt: skip
+    bad = [["key"], ["key", "value", "other"], ["key", "key", "value"], ["Key", "KEY", "value"]]
     columns = draw(st.sampled_from(good) if draw(st.integers(0, 4)) else st.sampled_from(bad))
     cells = {"key": st.text(min_size=1, max_size=8), "value": text, "score": st.one_of(numbers_as_text,
              finite.map(repr))}  # fmt: skip

@@ -118,10 +118,11 @@ def test_items_already_there_come_at_once_and_durations_work(cli: Cli, r: Any) -
         (["--wait", "inf"], "is not a duration"),
         (["--wait", "nan"], "is not a duration"),
         (["--wait", ""], "is not a duration"),
-        (["--wait", "5w"], "is not a duration"),
+        (["--wait", "5x"], "is not a duration"),
+        (["--wait", "1h1h"], "each unit at most once"),
         (["--wait", "5", "--expire-in", "1h", "--no-expire"], "--expire-in and --no-expire"),
         (["--wait", "5", "--count", "0"], "--count"),
-        (["--wait", "5", "--json", "--table"], "--json and --table"),
+        (["--wait", "5", "--json", "--table"], "ask for different outputs"),
     ],
 )
 def test_bad_waits_and_conflicting_flags_exit_2_before_any_io(cli: Cli, args: list[str], expected: str) -> None:

@@ -165,7 +165,7 @@ def test_status_and_stop(home: Home) -> None:
     assert running["running"] is True
     assert running["pid"] == home.servers()[0]
     assert Path(running["binary"]).name.endswith("-server")
-    assert running["version"] and running["memory"]
+    assert running["version"] and isinstance(running["memory"], int) and running["memory"] > 0
 
     assert embedded.stop() == {"stopped": True, "pid": running["pid"]}
     assert not pid_running(running["pid"])
@@ -212,23 +212,46 @@ def test_cli_first_command_starts_the_server(home: Home) -> None:
     assert json.loads(pulled.stdout) == [{"key": "job-1", "value": "hello"}]
 
 
-def test_cli_notice_on_stderr_only_when_stdout_is_not_a_terminal(home: Home) -> None:
-    piped = home.psctl("add", "demo", "job-1", "hello")
-    assert piped.returncode == 0, piped.stderr
-    lines = piped.stderr.strip().splitlines()
-    assert len(lines) == 1 and "embedded" in lines[0].lower()
-
+def _stderr_on_a_terminal(home: Home, *args: str) -> str:
+    """What psctl writes to stderr when stderr is a terminal (a pty), stdout a pipe."""
     main, terminal = os.openpty()
     try:
         done = subprocess.run(
-            [str(PSCTL), "add", "demo", "job-2", "hello"],
-            env=home.env, stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=60,
+            [str(PSCTL), *args], env=home.env, stdout=subprocess.PIPE, stderr=terminal, timeout=60,
         )  # fmt: skip
-    finally:
         os.close(terminal)
+        terminal = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the pty's other end is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if terminal != -1:
+            os.close(terminal)
         os.close(main)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
+    assert done.returncode == 0
+    return b"".join(chunks).decode()
+
+
+def test_cli_notice_follows_spec_9(home: Home) -> None:
+    """On a terminal, the notice shows only when psctl starts the server; off a
+    terminal (cron's mail, a log) always; with --quiet never."""
+    started = _stderr_on_a_terminal(home, "add", "demo", "job-1", "hello")
+    assert started.startswith("psctl: started the embedded server at unix://"), started
+    assert _stderr_on_a_terminal(home, "add", "demo", "job-2", "hello") == ""  # running already: quiet
+
+    piped = home.psctl("add", "demo", "job-3", "hello")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr.startswith("psctl: using the embedded server at unix://"), piped.stderr
+    assert len(piped.stderr.splitlines()) == 1
+
+    quiet = home.psctl("-q", "add", "demo", "job-4", "hello")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
 def test_cli_concurrent_first_commands_start_exactly_one_server(home: Home) -> None:
@@ -259,7 +282,7 @@ def test_cli_after_sigkill_the_next_command_has_the_data(home: Home) -> None:
 
 def test_cli_server_status_and_stop(home: Home) -> None:
     before = home.psctl("server", "status")
-    assert before.returncode == 0, before.stderr
+    assert before.returncode == 3, before.stderr  # not running: exit 3, the status printed all the same
     assert json.loads(before.stdout)["running"] is False
     assert home.psctl("server", "stop").returncode == 0  # nothing to stop is fine
     assert not home.servers()
@@ -274,6 +297,17 @@ def test_cli_server_status_and_stop(home: Home) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert not pid_running(pid) and not home.servers()
     assert json.loads(home.psctl("server", "status").stdout)["running"] is False
+
+    started = home.psctl("server", "start")
+    assert started.returncode == 0, started.stderr
+    [pid] = home.servers()
+    assert json.loads(started.stdout) == {"started": True, "pid": pid, "socket": str(home.socket)}
+    again = home.psctl("server", "start")
+    assert json.loads(again.stdout) == {"started": False, "pid": pid, "socket": str(home.socket)}
+    assert home.psctl("server", "status", "-q").returncode == 0
+    raw = home.psctl("server", "status", "-o", "raw")
+    assert (raw.returncode, raw.stdout) == (0, "running\n")
+    assert home.psctl("server", "stop").returncode == 0
 
 
 @pytest.mark.parametrize(

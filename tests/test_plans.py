@@ -77,9 +77,9 @@ KEYS = stream_keys("q")
 def test_a_new_stream_is_registered_before_it_is_written():
     requests, score = drive(op.add_one(KEYS, "k", "v", 5, False), [[2, None], 1, [1, b"5"], 0])
     assert [describe(r) for r in requests] == [
-        ("call", "addone", (b"0", b"0", b"k", "v", b"5")),  # "registered": no
+        ("call", "addone", (b"0", b"0", b"0", b"k", "v", b"5")),  # "registered": no
         ("SADD", REGISTRY, "q"),
-        ("call", "addone", (b"0", b"1", b"k", "v", b"5")),  # now yes: it may create the stream
+        ("call", "addone", (b"0", b"1", b"0", b"k", "v", b"5")),  # now yes: it may create the stream
         ("SADD", REGISTRY, "q"),  # it did: again, in case an unregister ran in between
     ]
     assert score == 5.0
@@ -87,7 +87,7 @@ def test_a_new_stream_is_registered_before_it_is_written():
 
 def test_an_existing_stream_takes_one_call():
     requests, score = drive(op.add_one(KEYS, "k", "v", 5, True), [[0, b"7.5"]])
-    assert [describe(r) for r in requests] == [("call", "addone", (b"1", b"0", b"k", "v", b"5"))]
+    assert [describe(r) for r in requests] == [("call", "addone", (b"1", b"0", b"0", b"k", "v", b"5"))]
     assert score == 7.5
 
 

@@ -48,10 +48,8 @@ def _exit(status: int) -> None:
 
     try:
         sys.stdout.flush()
-    except (OSError, ValueError):  # the reader went away: as errors._quiet_broken_pipe
-        from psctl.cli.status import ExitStatus
-
-        status = status or ExitStatus.SERVER
+    except (OSError, ValueError):  # the reader went away: quietly, as errors._quiet_broken_pipe
+        pass
     try:
         sys.stderr.flush()
     except (OSError, ValueError):

@@ -11,14 +11,18 @@ not evaluate them from text at every start.
 """
 
 import sys
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 
 from psctl import __version__
 from psctl.cli import connection
-from psctl.cli.status import INTERRUPTED
+from psctl.cli.durations import duration_parameter
+from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
+from psctl.cli.status import INTERRUPTED, BadUsage
 from psctl.cli.group import lazy_group
+from psctl.cli.ingest import commands as ingest_commands
 from psctl.cli.items import commands as item_commands
 from psctl.cli.leases import commands as lease_commands
 from psctl.cli.observe import commands as observe_commands
@@ -28,13 +32,16 @@ from psctl.cli.session import Session
 
 app = typer.Typer(
     name="psctl",
-    cls=lazy_group([item_commands, lease_commands, work_commands, observe_commands], [server_app]),
+    cls=lazy_group([item_commands, ingest_commands, lease_commands, work_commands, observe_commands], [server_app]),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
-        "Output is a table on a terminal and JSON otherwise (--json / --table on any command force one). "
-        "Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no such item, "
-        "130 interrupted.\n\n"
-        "Example: psctl add jobs job-1 'resize photo.jpg' --score 5 && psctl pull jobs"
+        "Output is a table on a terminal and JSON otherwise; -o table|json|ndjson|csv|raw on any command chooses "
+        "(--json and --table too), -q prints nothing on success. Global options may come before or after the "
+        "command. Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no "
+        "such item or stream, 130 interrupted.\n\n"
+        "Example: psctl add jobs job-1 'resize photo.jpg' --score 5 && psctl pull jobs\n"
+        "Example: psctl len jobs -o raw\n"
+        "Example: psctl --url redis://db:6379/0 values jobs -o ndjson | head"
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -71,21 +78,50 @@ def root(
         ),
     ] = None,
     timeout: Annotated[
-        float,
+        timedelta | None,
         typer.Option(
-            "--timeout", metavar="SECONDS", min=0.01, envvar="PSCTL_TIMEOUT",
-            help="Longest wait for any reply from the server (pull --wait allows a second more).",
+            "--timeout", metavar="DURATION", envvar="PSCTL_TIMEOUT", parser=duration_parameter, show_default=False,
+            help="Longest wait for any reply from the server: 2, 2s, 0.5, 1m (default 10s; pull --wait "
+            "allows a second more).",
         ),
-    ] = connection.DEFAULT_TIMEOUT,
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+    output_format: OutputFormat = None,
+    as_json: AsJson = False,
+    as_table: AsTable = False,
+    quiet: Quiet = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:  # fmt: skip
-    session = Session(url=url, cluster=cluster or None, timeout=timeout, debug=debug, tls_ca=tls_ca)
+    seconds = connection.DEFAULT_TIMEOUT if timeout is None else timeout.total_seconds()
+    if seconds < 0.01:
+        raise BadUsage(f"--timeout must be at least 0.01 seconds, got {seconds:g}")
+    session = Session(
+        url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
+        format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
+        quiet=quiet,
+    )  # fmt: skip
     ctx.obj = session
     ctx.call_on_close(session.close)
+    _check_output_options(ctx, session)
+
+
+def _check_output_options(ctx: typer.Context, session: Session) -> None:
+    """An output option given for a command that has none is bad usage (``psctl
+    -o csv work …``), said before anything runs."""
+    asked = [option for option, on in (("-o", session.format is not None), ("--json", session.as_json),
+                                       ("--table", session.as_table)) if on]  # fmt: skip
+    if not asked or ctx.invoked_subcommand is None:
+        return
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)  # type: ignore[attr-defined]
+    if command is None or hasattr(command, "commands"):  # (a group: each of its commands has them)
+        return
+    own = {name for param in command.params for name in getattr(param, "opts", ())}
+    for option in asked:
+        if option not in own:
+            raise BadUsage(f"psctl {ctx.invoked_subcommand} takes no {option}: it has no output format to choose")
 
 
 def main() -> None:

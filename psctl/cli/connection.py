@@ -106,9 +106,18 @@ def where(url: str | None, env: Mapping[str, str] | None = None) -> str:
 
 
 def resolve(
-    url: str | None, cluster: bool | None, env: Mapping[str, str] | None = None, tls_ca: str | None = None
+    url: str | None,
+    cluster: bool | None,
+    env: Mapping[str, str] | None = None,
+    tls_ca: str | None = None,
+    quiet: bool = False,
 ) -> Target:
-    """The server for this command; starts the embedded one when no other is named."""
+    """The server for this command; starts the embedded one when no other is named.
+
+    Using the embedded server is said on stderr (never with ``quiet``): always
+    when stderr is not a terminal (a cron mail or a log, where a job that lost
+    its REDIS_URL must be noticed), on a terminal only when this command
+    started the server."""
     env = os.environ if env is None else env
     try:
         settings = Settings.resolve(env, url=url or None, cluster=cluster or None, ssl_ca_certs=tls_ca or None)
@@ -122,9 +131,11 @@ def resolve(
     if settings.cluster:
         raise BadUsage("cluster mode needs a cluster to talk to: give --url or set REDIS_URL")
     embedded = embedded_module()
-    found = Target(Settings.resolve(env, url=embedded.ensure_server()), embedded=True)
-    if not terminal.stdout_is_terminal():
-        sys.stderr.write(f"psctl: using the embedded server at {found.where}; set REDIS_URL to use another\n")
+    running, started = embedded.start_server()
+    found = Target(Settings.resolve(env, url=running), embedded=True)
+    if not quiet and (started or not terminal.stderr_is_terminal()):
+        done = "started" if started else "using"
+        sys.stderr.write(f"psctl: {done} the embedded server at {found.where}; set REDIS_URL to use another\n")
     problem = embedded.problem()
     if problem is not None:  # reads still work; every change is refused until it can save again
         sys.stderr.write(

@@ -1,4 +1,5 @@
-"""DURATION arguments: ``90``, ``90s``, ``15m``, ``2h``, ``1d`` (seconds when no unit)."""
+"""DURATION arguments: ``90``, ``90s``, ``15m``, ``2h``, ``1d``, ``1w``, and
+compound ones, ``1h30m``, ``2d12h``, ``1.5h`` (seconds when there is no unit)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,29 @@ import math
 import re
 from datetime import timedelta
 
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*", re.IGNORECASE | re.ASCII)
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_PLAIN = re.compile(rf"\s*({_NUMBER})\s*", re.ASCII)
+_COMPOUND = re.compile(rf"\s*(?:{_NUMBER}\s*[smhdw]\s*)+", re.IGNORECASE | re.ASCII)
+_PART = re.compile(rf"({_NUMBER})\s*([smhdw])", re.IGNORECASE | re.ASCII)
 
 
 def parse_duration(text: str) -> timedelta:
     """A DURATION as a ``timedelta``; ``ValueError`` naming the accepted forms otherwise."""
-    found = _DURATION.fullmatch(text)
-    if found is None:
+    plain = _PLAIN.fullmatch(text)
+    if plain is not None:
+        seconds = float(plain[1])
+    elif _COMPOUND.fullmatch(text) is not None:
+        parts = _PART.findall(text)
+        units = [unit.lower() for _, unit in parts]
+        if len(set(units)) != len(units):
+            raise ValueError(f"{text!r} is not a duration: each unit at most once (1h30m, not 1h1h)")
+        seconds = sum(float(number) * UNITS[unit.lower()] for number, unit in parts)
+    else:
         raise ValueError(
-            f"{text!r} is not a duration: use seconds or a number with s, m, h or d (90, 90s, 15m, 2h, 1d)"
+            f"{text!r} is not a duration: use seconds or numbers with s, m, h, d or w "
+            "(90, 90s, 15m, 2h, 1d, 1w, 1h30m)"
         )
-    seconds = float(found[1]) * UNITS[found[2].lower() or "s"]
     if not math.isfinite(seconds) or seconds > timedelta.max.total_seconds():
         raise ValueError(f"{text!r} is too long a duration")
     return timedelta(seconds=seconds)

@@ -215,7 +215,8 @@ def _usage_error(exc: typer.TyperException) -> NoReturn:
 
 
 def _quiet_broken_pipe() -> NoReturn:
-    """The reader of our output went away (``psctl values q | head``): stop quietly."""
+    """The reader of our output went away (``psctl values q | head``): stop
+    quietly, exit status 0 (what it read was right; a table and JSON alike)."""
     import os
 
     try:
@@ -223,4 +224,4 @@ def _quiet_broken_pipe() -> NoReturn:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):  # not a real file (CliRunner)
         pass
-    raise typer.Exit(ExitStatus.SERVER)
+    raise typer.Exit(ExitStatus.OK)

@@ -14,7 +14,47 @@ from typing import Any
 
 import typer
 
+from typer.core import TyperCommand
+
 from psctl.cli.errors import CatchingGroup
+
+
+class PsctlCommand(TyperCommand):
+    """Typer's command, with a plain usage line: ``psctl add [OPTIONS] NAME KEY
+    VALUE``, where Typer writes required arguments as ``{NAME}``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [_unbraced(piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+def _unbraced(piece: str) -> str:
+    return piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+
+
+def rewrapped(doc: str) -> str:
+    """A docstring as help: each paragraph's lines joined into one (the help
+    wraps them to the terminal's width), except ``Example:`` lines, one each."""
+    paragraphs = []
+    for paragraph in doc.strip().split("\n\n"):
+        lines = [line.strip() for line in paragraph.splitlines()]
+        if any(line.startswith("Example:") for line in lines):
+            paragraphs.append("\n".join(lines))
+        else:
+            paragraphs.append(" ".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def _plain_arguments(command: Any) -> Any:
+    """``command`` without the ``<str>`` type Typer shows beside every text
+    argument in the help (the metavar says what it is)."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "param_type_name", "") == "argument" and getattr(param.type, "name", "") in ("text", "str"):
+            base = type(param.type)
+            plain = type("PlainText", (base,), {"get_metavar": lambda self, *args, **kwargs: ""})
+            param.type = plain()
+    for sub in getattr(command, "commands", {}).values():
+        _plain_arguments(sub)
+    return command
 
 
 class LazyCommands(MutableMapping[str, Any]):
@@ -55,7 +95,89 @@ def lazy_group(command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer
             super().__init__(**options)
             self.commands = LazyCommands(_builders(command_apps, groups, options.get("rich_markup_mode")))
 
+        def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+            return super().parse_args(ctx, hoisted(self, ctx, args))  # type: ignore[no-any-return]
+
     return LazyGroup
+
+
+# The root's options, which may also follow the command (SPEC §9): those that
+# take a value, and flags. A command's own option of the same name wins
+# (``work --timeout`` is the longest a command may run).
+GLOBAL_VALUES = frozenset({"--url", "--tls-ca", "--timeout", "--output", "-o"})
+GLOBAL_FLAGS = frozenset({"--cluster", "--debug", "--json", "--table", "--quiet", "-q"})
+
+
+def hoisted(group: Any, ctx: Any, args: list[str]) -> list[str]:
+    """``args`` with the root's options that follow the command moved before
+    it, so that ``psctl len jobs --url …`` means ``psctl --url … len jobs``.
+    Nothing after ``--`` moves, nor an option the command has itself."""
+    start = _command_index(args)
+    if start is None:
+        return args
+    command = group.get_command(ctx, args[start])
+    if command is None:
+        return args
+    end = start + 1
+    own = _options_of(command)
+    subcommands = getattr(command, "commands", None)
+    if subcommands is not None and end < len(args) and not args[end].startswith("-"):
+        sub = command.get_command(ctx, args[end])
+        if sub is not None:
+            own |= _options_of(sub)
+            end += 1
+    moved, kept = [], []
+    rest = args[end:]
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--":
+            kept += rest[i:]
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if name in own:
+            takes = own[name]
+            kept += rest[i : i + (2 if takes and "=" not in arg else 1)]
+            i += 2 if takes and "=" not in arg else 1
+        elif name in GLOBAL_VALUES:
+            step = 1 if "=" in arg else 2
+            moved += rest[i : i + step]
+            i += step
+        elif arg in GLOBAL_FLAGS:
+            moved.append(arg)
+            i += 1
+        else:
+            kept.append(arg)
+            i += 1
+    return [*args[:start], *moved, *args[start:end], *kept]
+
+
+def _command_index(args: list[str]) -> int | None:
+    """Where the command's name is: the first argument that is no root option or its value."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return None
+        if arg in GLOBAL_VALUES:
+            i += 2
+        elif arg.startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
+def _options_of(command: Any) -> dict[str, bool]:
+    """Each option name of ``command``, and whether it takes a value."""
+    found: dict[str, bool] = {}
+    for param in getattr(command, "params", ()):
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        takes = not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+        for name in (*param.opts, *param.secondary_opts):
+            found[name] = takes
+    return found
 
 
 def _builders(
@@ -69,12 +191,28 @@ def _builders(
     for commands in command_apps:
         for info in commands.registered_commands:
             name = info.name or info.callback.__name__.lower().replace("_", "-")  # type: ignore[union-attr]
-            found[name] = partial(
-                get_command_from_info,
-                info,
-                pretty_exceptions_short=commands.pretty_exceptions_short,
-                rich_markup_mode=markup,
-            )
+            found[name] = partial(_built, get_command_from_info, info, commands.pretty_exceptions_short, markup)
     for group in groups:
-        found[group.info.name] = partial(get_command, group)  # type: ignore[index]
+        found[group.info.name] = partial(_built_group, get_command, group)  # type: ignore[index]
     return found
+
+
+def _built(build: Any, info: Any, short: bool, markup: Any) -> Any:
+    _polish(info)
+    return _plain_arguments(build(info, pretty_exceptions_short=short, rich_markup_mode=markup))
+
+
+def _built_group(build: Any, group: typer.Typer) -> Any:
+    for info in group.registered_commands:
+        _polish(info)
+    return _plain_arguments(build(group))
+
+
+def _polish(info: Any) -> None:
+    """The command's help rewrapped, and its class ours unless it has its own."""
+    import inspect
+
+    if info.help is None and info.callback is not None and info.callback.__doc__:
+        info.help = rewrapped(inspect.getdoc(info.callback) or "")
+    if info.cls in (None, TyperCommand):  # (Typer's default)
+        info.cls = PsctlCommand

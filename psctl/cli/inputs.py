@@ -3,6 +3,9 @@
 ``rows_from_file(fp, format)`` yields one ``Row`` per item from a binary file
 and raises ``InputError`` naming the line (physical lines, counted from 1; a
 CSV header is line 1) at the first thing wrong. It holds one item at a time.
+CSV is read as its ``CsvLayout`` says: the delimiter (by default told from the
+header: comma, tab, semicolon or pipe) and the columns (by default named by the
+header, in any order and case).
 
 ``add-many`` reads its input once: ``spool_rows`` checks every row and writes
 it, already encoded as the library sends it, to an ``ItemSpool`` (a temporary
@@ -15,9 +18,10 @@ input, a pipe or ``<(cmd)`` work as well as a file.
 
 Every format carries the same fields: ``key`` (required, not empty), ``value``
 (required: text, or a number in JSON), and ``score`` (optional, default 1; a
-finite number). JSON items may give ``value_base64`` instead of ``value``, so
-that the output of ``psctl values`` and ``psctl pull`` can be fed back in.
-Text that is not UTF-8 passes through byte for byte.
+finite number). JSON items may give ``key_base64`` instead of ``key`` and
+``value_base64`` instead of ``value``, so that the output of ``psctl dump``,
+``psctl values`` and ``psctl pull`` can be fed back in, keys and values that
+are not UTF-8 included. Text that is not UTF-8 passes through byte for byte.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ import binascii
 import codecs
 import csv
 import io
+import itertools
 import json
-import json.scanner
 import math
+import os
 import re
+import stat
 import struct
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -42,9 +48,12 @@ from typing import IO, Any
 from psctl.cli.status import BadUsage
 
 FORMATS = ("csv", "json", "ndjson")
-EXTENSIONS = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 FIELDS = ("key", "value", "score")
-JSON_FIELDS = frozenset({"key", "value", "value_base64", "score"})
+JSON_FIELDS = frozenset({"key", "key_base64", "value", "value_base64", "score"})
+# the CSV delimiters told from a header, in the order tried
+DELIMITERS = (",", "\t", ";", "|")
+DELIMITER_NAMES = {"\\t": "\t", "tab": "\t"}
 
 READ_SIZE = 1 << 16  # bytes read at a time from the file
 SNIFF_SIZE = 1 << 16  # bytes looked at, at most, to tell an input's format
@@ -74,6 +83,42 @@ class Row:
         return self.key, self.value, self.score
 
 
+@dataclass(frozen=True, slots=True)
+class CsvLayout:
+    """How a CSV input is laid out. ``delimiter``: None to tell it from the
+    header (``DELIMITERS``; a comma when none fits). ``columns``: the fields of
+    each record, in order, for an input without a header line; None when its
+    first line is a header naming them."""
+
+    delimiter: str | None = None
+    columns: tuple[str, ...] | None = None
+
+
+def delimiter_option(text: str) -> str:
+    """``--delimiter``'s value as the character it means: ``\\t`` and ``tab`` are
+    a tab; anything else must be one character, not a quote or a line end."""
+    found = DELIMITER_NAMES.get(text.lower(), text)
+    if len(found) != 1 or found in '"\r\n':
+        raise ValueError(f"--delimiter must be one character (or \\t or tab for a tab), got {text!r}")
+    return found
+
+
+def columns_option(text: str) -> tuple[str, ...]:
+    """``--columns``' value (``key,value,score`` in any order; ``score`` may be
+    left out) as the column names, in order."""
+    names = tuple(name.strip().lower() for name in text.split(","))
+    if _header_names(names) is None:
+        raise ValueError(
+            f"--columns must name key and value, and optionally score, each once (e.g. key,value,score), got {text!r}"
+        )
+    return names
+
+
+def delimiter_for(path: str | Path | None) -> str | None:
+    """The delimiter a file's name implies: a tab for ``.tsv``."""
+    return "\t" if path is not None and Path(path).suffix.lower() == ".tsv" else None
+
+
 # -- choosing the format -----------------------------------------------------
 
 
@@ -84,8 +129,8 @@ def format_from_name(path: str | Path) -> str | None:
 def sniff(head: bytes) -> str | None:
     """The format of an input starting with ``head``, when that makes it
     unambiguous: a JSON array starts with ``[``, NDJSON with ``{``, CSV with a
-    header naming ``key`` and ``value``. An empty input reads as no items in
-    any format."""
+    header naming ``key`` and ``value`` (separated by one of ``DELIMITERS``).
+    An empty input reads as no items in any format."""
     text = head.decode("utf-8", "surrogateescape").lstrip("\ufeff \t\r\n")
     if not text:
         return "ndjson"
@@ -93,13 +138,27 @@ def sniff(head: bytes) -> str | None:
         return "json"
     if text[0] == "{":
         return "ndjson"
-    first_line = text.splitlines()[0]
-    try:
-        header = next(csv.reader([first_line]))
-    except (csv.Error, StopIteration):
-        return None
-    if {"key", "value"} <= {name.strip() for name in header}:
-        return "csv"
+    return "csv" if header_delimiter(text.splitlines()[0]) is not None else None
+
+
+def header_delimiter(line: str) -> str | None:
+    """The one of ``DELIMITERS`` that makes ``line`` a CSV header, if any."""
+    for delimiter in DELIMITERS:
+        try:
+            record = next(csv.reader([line], delimiter=delimiter, strict=True))
+        except (csv.Error, StopIteration):
+            continue
+        if _header_names(record) is not None:
+            return delimiter
+    return None
+
+
+def _header_names(record: list[str] | tuple[str, ...]) -> list[str] | None:
+    """The column names of a header (any case, spaces around ignored), or None
+    unless it names key and value, and maybe score, each once."""
+    names = [name.strip().lower() for name in record]
+    if set(names) <= set(FIELDS) and len(set(names)) == len(names) and {"key", "value"} <= set(names):
+        return names
     return None
 
 
@@ -110,6 +169,7 @@ class _Peeked(io.RawIOBase):
     def __init__(self, head: bytes, source: IO[bytes]) -> None:
         self._head = memoryview(head)
         self._source = source
+        self.consumed = 0  # bytes given out so far, for a progress bar
 
     def readable(self) -> bool:
         return True
@@ -119,9 +179,11 @@ class _Peeked(io.RawIOBase):
             size = min(len(buffer), len(self._head))
             buffer[:size] = self._head[:size]
             self._head = self._head[size:]
+            self.consumed += size
             return size
         chunk = self._source.read(len(buffer))
         buffer[: len(chunk)] = chunk
+        self.consumed += len(chunk)
         return len(chunk)
 
     def close(self) -> None:
@@ -211,15 +273,24 @@ class ItemSpool:
             pos = 0
 
 
-def spool_rows(fp: IO[bytes], format: str) -> ItemSpool:
+PROGRESS_ROWS = 1000  # rows between two calls of spool_rows' ``progress``
+
+
+def spool_rows(
+    fp: IO[bytes], format: str, layout: CsvLayout | None = None, progress: Callable[[int], None] | None = None
+) -> ItemSpool:
     """Every row of ``fp`` checked and encoded into a new ``ItemSpool``;
-    ``InputError`` at the first bad row (the spool is then closed)."""
+    ``InputError`` at the first bad row (the spool is then closed).
+    ``progress(rows)`` is called every ``PROGRESS_ROWS`` rows and at the end."""
     from psctl.encoding import encode_value  # the library's own encoding
 
     spool = ItemSpool()
     try:
         add = spool.add
-        for row in rows_from_file(fp, format):
+        rows = rows_from_file(fp, format, layout)
+        if progress is not None:
+            rows = _reported(rows, progress)
+        for row in rows:
             value = row.value
             add(row.key, value if type(value) is bytes else encode_value(value), row.score)  # type: ignore[arg-type]
     except BaseException:
@@ -228,13 +299,23 @@ def spool_rows(fp: IO[bytes], format: str) -> ItemSpool:
     return spool
 
 
+def _reported(rows: Iterator[Row], progress: Callable[[int], None]) -> Iterator[Row]:
+    count = 0
+    for count, row in enumerate(rows, 1):
+        yield row
+        if count % PROGRESS_ROWS == 0:
+            progress(count)
+    progress(count)
+
+
 # -- reading -----------------------------------------------------------------
 
 
-def rows_from_file(fp: IO[bytes], format: str) -> Iterator[Row]:
-    """The rows of ``fp`` (binary) in ``format``; ``InputError`` at the first bad one."""
+def rows_from_file(fp: IO[bytes], format: str, layout: CsvLayout | None = None) -> Iterator[Row]:
+    """The rows of ``fp`` (binary) in ``format``; ``InputError`` at the first bad
+    one. ``layout``: how a CSV input is laid out (by default, as its header says)."""
     if format == "csv":
-        return _csv_rows(fp)
+        return _csv_rows(fp, layout or CsvLayout())
     if format == "json":
         return _json_array_rows(fp)
     if format == "ndjson":
@@ -242,81 +323,94 @@ def rows_from_file(fp: IO[bytes], format: str) -> Iterator[Row]:
     raise ValueError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
 
 
-def _csv_rows(fp: IO[bytes]) -> Iterator[Row]:
+def _csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
     text = io.TextIOWrapper(fp, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        reader = csv.reader(text, strict=True)
-        header: list[str] | None = None
-        next_line = 1  # the line the next record starts on
+        # the first line with something on it: the header, which tells the delimiter
+        skipped = 0
+        first = text.readline()
+        while first and not first.strip():
+            skipped, first = skipped + 1, text.readline()
+        delimiter = layout.delimiter
+        if delimiter is None:
+            delimiter = (header_delimiter(first) if layout.columns is None else None) or ","
+        reader = csv.reader(itertools.chain([first], text), delimiter=delimiter, strict=True)
+        columns: list[str] | tuple[str, ...] | None = layout.columns
+        if columns is not None:
+            key_at, value_at, score_at = _places(columns)
+        next_line = skipped + 1  # the line the next record starts on
         while True:
             try:
                 record = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise InputError(reader.line_num, f"malformed CSV: {exc}") from None
-            line, next_line = next_line, reader.line_num + 1
+                raise InputError(skipped + reader.line_num, f"malformed CSV: {exc}") from None
+            line, next_line = next_line, skipped + reader.line_num + 1
             if not record or (len(record) == 1 and not record[0].strip()):
                 continue  # a blank line
-            if header is None:
-                header = _csv_header(line, record)
+            if columns is None:
+                columns = _csv_header(line, record, delimiter)
+                key_at, value_at, score_at = _places(columns)
                 continue
-            if len(record) != len(header):
-                raise InputError(
-                    line, f"expected {len(header)} fields ({','.join(header)}), got {len(record)}"
-                )
-            fields = dict(zip(header, record))
+            if len(record) != len(columns):
+                raise InputError(line, f"expected {len(columns)} fields ({','.join(columns)}), got {len(record)}")
             yield Row(
                 line,
-                _key(line, fields["key"]),
-                _text_value(line, fields["value"]),
-                _score(line, fields.get("score", "")),
+                _key(line, record[key_at]),
+                _text_value(line, record[value_at]),
+                _score(line, "" if score_at is None else record[score_at]),
             )
     finally:
         text.detach()  # leave ``fp`` open: it is read again
 
 
-def _csv_header(line: int, record: list[str]) -> list[str]:
-    names = [name.strip() for name in record]
-    unknown = [name for name in names if name not in FIELDS]
-    if unknown or len(set(names)) != len(names) or not {"key", "value"} <= set(names):
+def _places(columns: list[str] | tuple[str, ...]) -> tuple[int, int, int | None]:
+    """Where the key, the value and the score (None: no score) are in a record."""
+    return columns.index("key"), columns.index("value"), columns.index("score") if "score" in columns else None
+
+
+def _csv_header(line: int, record: list[str], delimiter: str) -> list[str]:
+    names = _header_names(record)
+    if names is None:
         raise InputError(
-            line, f"the CSV header must name the columns key,value and optionally score; got {','.join(record)!r}"
+            line,
+            f"the CSV header must name the columns key,value and optionally score; got {delimiter.join(record)!r}"
+            " (no header? give --no-header or --columns)",
         )
     return names
 
 
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
 def _ndjson_rows(fp: IO[bytes]) -> Iterator[Row]:
-    # json.loads less its per-call Python layers: the scanner it runs, on a line
-    # that holds one value; anything else goes through json.loads itself
-    scan = json.scanner.make_scanner(json.JSONDecoder())
+    decode = json.JSONDecoder().raw_decode
+    space = _JSON_SPACE.match
     for number, raw in enumerate(fp, start=1):
-        text = raw.decode("utf-8", "surrogateescape")
+        # without its line end, so that an error at the end of the line is in its last column
+        text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
         if number == 1:
             text = text.removeprefix("\ufeff")
         if not text.strip():
             continue
+        start = space(text).end()  # type: ignore[union-attr]
+        body = text[start:] if start else text
         try:
-            found, end = scan(text, 0)
-            if end != len(text) and text[end:].strip(" \t\n\r"):
-                raise ValueError("extra data")
-        except (StopIteration, ValueError, RecursionError):  # leading space, or not valid JSON
-            found = _json_line(number, text)
+            found, end = decode(body)
+        except json.JSONDecodeError as exc:
+            reason = "a byte order mark (BOM) inside the input" if body[0] == "\ufeff" else exc.msg
+            raise InputError(number, f"invalid JSON: {reason} (column {start + exc.pos + 1})") from None
+        except RecursionError:
+            raise InputError(number, "invalid JSON: nested too deeply") from None
+        except ValueError:  # Python's limit on the digits of an integer
+            raise InputError(number, TOO_MANY_DIGITS) from None
+        end = space(body, end).end()  # type: ignore[union-attr]
+        if end != len(body):
+            raise InputError(number, f"invalid JSON: Extra data (column {start + end + 1})")
         yield _json_row(number, found)
-
-
-def _json_line(number: int, text: str) -> Any:
-    """``json.loads(text)``, or ``InputError`` saying why not."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(number, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
-    except RecursionError:
-        raise InputError(number, "invalid JSON: nested too deeply") from None
-    except ValueError:  # Python's limit on the digits of an integer
-        raise InputError(number, TOO_MANY_DIGITS) from None
 
 
 def _json_array_rows(fp: IO[bytes]) -> Iterator[Row]:
@@ -332,7 +426,7 @@ class _JsonArray:
     hold it), so memory follows the largest element, not the file.
     """
 
-    _SPACE = re.compile(r"[ \t\n\r]*")
+    _SPACE = _JSON_SPACE
     # a parse error this close to the window's end may just mean "read more"
     _MARGIN = 64
 
@@ -465,26 +559,36 @@ def _json_row(line: int, found: Any) -> Row:
         raise InputError(line, f"expected an object with key, value and score, got {_kind(found)}")
     if not found.keys() <= JSON_FIELDS:
         unknown = sorted(set(found) - JSON_FIELDS)[0]
-        raise InputError(line, f"unknown field {unknown!r} (the fields are key, value and score)")
-    if "key" not in found:
+        raise InputError(
+            line, f"unknown field {unknown!r} (the fields are key or key_base64, value or value_base64, and score)"
+        )
+    if "key" in found and "key_base64" in found:
+        raise InputError(line, "give either key or key_base64, not both")
+    if "key" in found:
+        key = found["key"]
+        if isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)
+        if not isinstance(key, str):
+            raise InputError(line, f"key must be a string, got {_kind(key)}")
+        key_bytes = _key(line, key)
+    elif "key_base64" in found:
+        key_bytes = _base64_field(line, "key_base64", found["key_base64"])
+        if not key_bytes:
+            raise InputError(line, "key is empty")
+    else:
         raise InputError(line, "missing field 'key'")
-    key = found["key"]
-    if isinstance(key, int) and not isinstance(key, bool):
-        key = str(key)
-    if not isinstance(key, str):
-        raise InputError(line, f"key must be a string, got {_kind(key)}")
     if "value" in found and "value_base64" in found:
         raise InputError(line, "give either value or value_base64, not both")
     if "value" in found:
         value = _json_value(line, found["value"])
     elif "value_base64" in found:
-        value = _base64_value(line, found["value_base64"])
+        value = _base64_field(line, "value_base64", found["value_base64"])
     else:
         raise InputError(line, "missing field 'value'")
     score = found.get("score")
     if isinstance(score, bool) or not isinstance(score, (int, float, str, type(None))):
         raise InputError(line, f"score must be a number, got {_kind(score)}")
-    return Row(line, _key(line, key), value, _score(line, score))
+    return Row(line, key_bytes, value, _score(line, score))
 
 
 def _key(line: int, key: str) -> bytes:
@@ -515,13 +619,14 @@ def _json_value(line: int, value: Any) -> bytes | int | float:
     raise InputError(line, f"value must be a string or a number, got {_kind(value)} (encode it as text first)")
 
 
-def _base64_value(line: int, value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise InputError(line, f"value_base64 must be a string, got {_kind(value)}")
+def _base64_field(line: int, field: str, text: Any) -> bytes:
+    """The bytes of ``key_base64`` or ``value_base64``: standard base64, padded."""
+    if not isinstance(text, str):
+        raise InputError(line, f"{field} must be a string, got {_kind(text)}")
     try:
-        return base64.b64decode(value, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise InputError(line, "value_base64 is not valid base64") from None
+        raise InputError(line, f"{field} is not valid base64") from None
 
 
 def _score(line: int, score: Any) -> float:
@@ -548,10 +653,32 @@ def _shown(text: Any, limit: int = 40) -> str:
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
-def open_input(path: str | None) -> tuple[IO[bytes], bytes, str]:
-    """The binary input to read (a path, or standard input for ``-`` or no
-    path), its first bytes (for ``sniff``; they are read again from the
-    input), and its name for messages."""
+@dataclass
+class Input:
+    """An input opened by ``open_input``: ``fp`` reads it from its start (its
+    ``head`` included), once; ``label`` names it in messages; ``size`` is its
+    size in bytes when known (a regular file), for a progress bar."""
+
+    fp: IO[bytes]
+    head: bytes
+    label: str
+    size: int | None
+    _peeked: _Peeked
+
+    @property
+    def consumed(self) -> int:
+        """Bytes read so far (a buffer's worth ahead of the rows read)."""
+        return self._peeked.consumed
+
+    def __enter__(self) -> Input:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fp.close()
+
+
+def open_input(path: str | None) -> Input:
+    """The input to read: a path, or standard input for ``-`` or no path."""
     if path is None or path == "-":
         source, label = sys.stdin.buffer, "standard input"
     else:
@@ -560,8 +687,22 @@ def open_input(path: str | None) -> tuple[IO[bytes], bytes, str]:
         except OSError as exc:
             raise BadUsage(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
+        size = _size(source)
         head = _head(source)
     except OSError as exc:
         source.close()
         raise BadUsage(f"cannot read {label}: {exc.strerror or exc}") from None
-    return io.BufferedReader(_Peeked(head, source), READ_SIZE), head, label
+    peeked = _Peeked(head, source)
+    return Input(io.BufferedReader(peeked, READ_SIZE), head, label, size, peeked)
+
+
+def _size(source: IO[bytes]) -> int | None:
+    """The bytes left to read in ``source``, when it is a regular file."""
+    try:
+        fd = source.fileno()
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode):
+            return None
+        return max(found.st_size - os.lseek(fd, 0, os.SEEK_CUR), 0)
+    except (OSError, ValueError, io.UnsupportedOperation):  # no file descriptor (a test's stdin)
+        return None

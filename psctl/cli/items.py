@@ -8,8 +8,7 @@ imported by the commands that need them.
 """
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -17,7 +16,6 @@ import typer
 
 from psctl.cli import terminal
 from psctl.cli.durations import duration_parameter
-from psctl.cli.status import BadUsage, NotFound
 from psctl.cli.options import (
     NUMBER_ARGUMENTS,
     BareWait,
@@ -27,14 +25,20 @@ from psctl.cli.options import (
     Limit,
     Name,
     NoExpire,
+    DryRun,
+    Yes,
     argv_bytes,
+    ask,
+    confirmed,
     cool_down,
     finite,
     out,
     output_options,
 )
-from psctl.cli.output import TERMINAL_ROWS, item, scored, text_field
+from psctl.cli.hints import hint_unknown_stream
+from psctl.cli.output import TERMINAL_ROWS, item, number, scored, text_field
 from psctl.cli.session import Session
+from psctl.cli.status import BadUsage, NotFound
 
 commands = typer.Typer()
 
@@ -46,127 +50,46 @@ def add(
     name: Name,
     key: Key,
     value: Annotated[
-        str, typer.Argument(metavar="VALUE", help="The item's value, stored as given.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="VALUE", help="The item's value, stored as given; - reads it from stdin, bytes as they are.",
+            show_default=False,
+        ),
     ],
     score: Annotated[
         float, typer.Option("--score", "-s", metavar="S", help="Added to the item's score (a new item starts at 0).")
     ] = 1.0,
     readd: Annotated[bool, typer.Option("--readd", help="Lift a gate or cool-down on KEY first.")] = False,
-) -> None:
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Set the score to S instead of adding S to it (safe to run twice).")
+    ] = False,
+) -> None:  # fmt: skip
     """Add an item, or add S to the score of the item already there.
 
     Refused ("added": false, with the "reason") while KEY is gated or cooling down after a pull (--readd
-    lifts both), held by a lease, or dead; "until" says when a cool-down ends.
+    lifts both), held by a lease, or dead; "until" says when a cool-down ends. -o raw prints the new score
+    (nothing when refused).
 
     Example: psctl add jobs job-1 'resize photo.jpg' --score 5
+    Example: psctl add jobs job-2 - < payload.bin   (the value from stdin, bytes as they are)
+    Example: psctl add jobs job-1 'resize photo.jpg' --score 9 --replace   (the score becomes 9)
     """
     finite(score, "--score")
-    done = Session.of(ctx).client().psadd(name, key, argv_bytes(value), score=score, readd=readd, explain=True)
+    if value == "-":
+        if terminal.stdin_is_terminal():
+            sys.stderr.write("psctl: reading the value from the terminal; end with Ctrl-D\n")
+        data = sys.stdin.buffer.read()
+    else:
+        data = argv_bytes(value)
+    client = Session.of(ctx).client()
+    done = client.psadd(name, key, data, score=score, readd=readd, replace=replace, explain=True)
     if done.score is not None:
         added: dict[str, Any] = {"added": True, "score": done.score}
     else:
         added = {"added": False, "reason": done.reason}
         if done.until is not None:
             added["until"] = done.until.isoformat().replace("+00:00", "Z")
-    out(ctx).show(text_field("key", key) | added)
-
-
-@commands.command("add-many")
-@output_options
-def add_many(
-    ctx: typer.Context,
-    name: Name,
-    file: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="[FILE|-]", help="CSV, JSON or NDJSON file; - or nothing reads stdin.", show_default=False
-        ),
-    ] = None,
-    format: Annotated[
-        str | None,
-        typer.Option(
-            "--format", "-f", metavar="csv|json|ndjson", show_default=False,
-            help="The input's format (default: from the file's extension; on stdin, from its content).",
-        ),
-    ] = None,
-    readd: Annotated[bool, typer.Option("--readd", help="Lift gates and cool-downs on the keys first.")] = False,
-) -> None:  # fmt: skip
-    """Add many items from a file or stdin: all of them or, on bad input, none.
-
-    CSV has the header key,value,score (score optional, default 1); JSON is an array of objects with key,
-    value and score; NDJSON one such object per line. The whole input is checked before anything is
-    written: a bad line exits 2 naming it. Prints how many items were added and how many were refused.
-
-    Example: psctl add-many jobs jobs.csv
-    """
-    from psctl.cli import inputs
-
-    if format is not None and format.lower() not in inputs.FORMATS:
-        raise BadUsage(f"--format must be one of {', '.join(inputs.FORMATS)}, got {format!r}")
-    if file in (None, "-") and terminal.stdin_is_terminal():
-        sys.stderr.write("psctl: reading items from the terminal; end with Ctrl-D\n")
-    fp, head, label = inputs.open_input(file)
-    with fp:
-        chosen = format.lower() if format else _input_format(head, file, label)
-        try:
-            spool = inputs.spool_rows(fp, chosen)
-        except inputs.InputError as bad:
-            raise BadUsage(f"{label}: {bad}") from None
-    with spool:
-        total = spool.count
-        counts: dict[str, Any] = {"added": 0, "refused": 0, "refused_by": {"held": 0, "dead": 0, "gated": 0, "cooling": 0}}
-        if total:
-            client = Session.of(ctx).client()
-            with _progress(total) as advance:
-                # counts, not a score per row: memory stays flat whatever the input's size
-                # (a failure carries the library's note of how many items were written)
-                counts = client.psaddmany(name, _Feed(spool.items(), advance), readd=readd, summary=True)
-    out(ctx).show(counts)
-
-
-def _input_format(head: bytes, file: str | None, label: str) -> str:
-    from psctl.cli import inputs
-
-    found = inputs.format_from_name(file) if file not in (None, "-") else None
-    found = found or inputs.sniff(head)
-    if found is None:
-        raise BadUsage(f"cannot tell the format of {label}: give --format csv, json or ndjson")
-    return found
-
-
-class _Feed:
-    """The items for ``psaddmany``, counted as it takes them for the progress
-    bar: a step per ``PROGRESS_STEP`` items."""
-
-    PROGRESS_STEP = 1000
-
-    def __init__(self, items: Iterable[Any], advance: Callable[[int], None]) -> None:
-        self._items = items
-        self._advance = advance
-        self.taken = 0
-
-    def __iter__(self) -> Iterator[Any]:
-        step, advance = self.PROGRESS_STEP, self._advance
-        for self.taken, row in enumerate(self._items, 1):
-            yield row
-            if self.taken % step == 0:
-                advance(step)
-        if self.taken % step:
-            advance(self.taken % step)
-
-
-@contextmanager
-def _progress(total: int) -> Iterator[Callable[[int], None]]:
-    """A Rich progress bar on stderr when a person watches it; nothing otherwise."""
-    if not terminal.stderr_is_terminal():
-        yield lambda steps: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("adding", total=total)
-        yield lambda steps: bar.advance(task, steps)
+    out(ctx).show(text_field("key", key) | added, raw=done.score)
 
 
 @commands.command(cls=BareWait)
@@ -217,54 +140,145 @@ def pull(
             raise typer.Exit(caught.status) from None
         if not pulled and caught.signal is not None:
             raise typer.Exit(caught.status)
-        out(ctx).show([item(key, value) for key, value in pulled.items()])
+        if not pulled:
+            hint_unknown_stream(client, name, Session.of(ctx).quiet)
+        out(ctx).show([item(key, value) for key, value in pulled.items()], raw=list(pulled.values()))
 
 
-def _listing(ctx: typer.Context, name: str, limit: int | None, rows: Callable[[Any, int | None], list[Any]]) -> None:
-    """Shows ``rows(client, limit)`` of a stream (``keys``, ``values``): every
-    one to a program, a screenful to a person unless ``--limit`` says, with a
-    caption counting the ones left out."""
+# Items read from the server at a time by a listing that is not a table: memory
+# stays bounded whatever the stream's size, and the first lines come at once.
+PAGE = 1000
+
+Scores = Annotated[bool, typer.Option("--scores", help="With each item's score.")]
+
+
+def _listing(
+    ctx: typer.Context,
+    name: str,
+    limit: int | None,
+    page: Callable[[Any, int, int], tuple[list[dict[str, Any]], int | None]],
+    raw: Callable[[dict[str, Any]], Any],
+) -> None:
+    """Shows a stream's items (``keys``, ``values``) from ``page(client, start,
+    count)`` (rows, and the rank of the next page or None). A table shows a
+    screenful unless ``--limit`` says, with a caption counting the ones left
+    out; the other formats stream every item (or ``--limit``), a page at a time."""
     output = out(ctx)
-    shown = limit if limit is not None or not output.table else TERMINAL_ROWS
-    client = Session.of(ctx).client()
-    found = rows(client, shown)
-    caption = _more(client, name, len(found)) if output.table and len(found) == shown else None
-    output.show(found, caption=caption)
+    session = Session.of(ctx)
+    client = session.client()
+    if output.table:
+        shown = limit if limit is not None else TERMINAL_ROWS
+        found = page(client, 0, shown)[0] if shown else []
+        if not found:
+            hint_unknown_stream(client, name, session.quiet)
+        caption = _more(client, name, len(found)) if len(found) == shown else None
+        output.show(found, caption=caption)
+        return
+    count = output.stream(_pages(client, page, limit), raw=raw)
+    if not count:
+        hint_unknown_stream(client, name, session.quiet)
+
+
+def _pages(
+    client: Any, page: Callable[[Any, int, int], tuple[list[dict[str, Any]], int | None]], limit: int | None
+) -> Iterator[dict[str, Any]]:
+    start: int | None = 0
+    left = limit
+    while start is not None and (left is None or left > 0):
+        count = PAGE if left is None else min(PAGE, left)
+        rows, start = page(client, start, count)
+        yield from rows
+        if left is not None:
+            left -= len(rows)
 
 
 def _more(client: Any, name: str, shown: int) -> str | None:
     more = client.pslen(name) - shown
     if more <= 0:
         return None
-    return f"… and {more} more (--limit N to see more, --json for all)"
+    return f"… and {more} more (--limit N to see more, -o ndjson for all)"
 
 
 @commands.command()
 @output_options
-def keys(ctx: typer.Context, name: Name, limit: Limit = None) -> None:
+def keys(ctx: typer.Context, name: Name, limit: Limit = None, scores: Scores = False) -> None:
     """List item keys with their scores, highest first (the order pull takes them).
 
+    Other than a table, every key is streamed as it is read, a page at a time: -o ndjson for a stream of any
+    size. -o raw prints a key per line (with --scores, the key, a tab and the score).
+
     Example: psctl keys jobs --limit 10
+    Example: psctl keys jobs -o raw | grep '^crawl-'
+    Example: psctl keys jobs -o csv > keys.csv
     """
 
-    def rows(client: Any, shown: int | None) -> list[Any]:
-        return [scored(key, score) for key, score in client.pskeys(name, withscores=True, limit=shown)]
+    def page(client: Any, start: int, count: int) -> tuple[list[dict[str, Any]], int | None]:
+        found = client.pskeys(name, withscores=True, limit=count, start=start)
+        return [scored(key, score) for key, score in found], (start + count if len(found) == count else None)
 
-    _listing(ctx, name, limit, rows)
+    def raw(row: dict[str, Any]) -> Any:
+        key = row["key"] if "key" in row else _unbase64(row["key_base64"])
+        if not scores:
+            return key
+        return (key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key) + b"\t" + number(
+            row["score"]
+        ).encode()
+
+    _listing(ctx, name, limit, page, raw)
 
 
 @commands.command()
 @output_options
-def values(ctx: typer.Context, name: Name, limit: Limit = None) -> None:
+def values(ctx: typer.Context, name: Name, limit: Limit = None, scores: Scores = False) -> None:
     """List items with their values, highest score first; nothing is taken.
 
-    Example: psctl values jobs --json | jq -r '.[].value'
+    Other than a table, every item is streamed as it is read, a page at a time: -o ndjson for a stream of any
+    size. -o raw prints each value as it is (bytes), one per line. To copy a stream exactly, use dump.
+
+    Example: psctl values jobs --limit 5
+    Example: psctl values jobs -o ndjson | head -3
+    Example: psctl values jobs -o raw --limit 1
     """
 
-    def rows(client: Any, shown: int | None) -> list[Any]:
-        return [item(key, value) for key, value in client.psvalues(name, limit=shown).items()]
+    def page(client: Any, start: int, count: int) -> tuple[list[dict[str, Any]], int | None]:
+        found, following = client.psvaluespage(name, start, count, withscores=scores)
+        if scores:
+            return [item(key, value) | {"score": score} for key, (value, score) in found.items()], following
+        return [item(key, value) for key, value in found.items()], following
 
-    _listing(ctx, name, limit, rows)
+    def raw(row: dict[str, Any]) -> Any:
+        return row["value"] if "value" in row else _unbase64(row["value_base64"])
+
+    _listing(ctx, name, limit, page, raw)
+
+
+@commands.command()
+def dump(ctx: typer.Context, name: Name) -> None:
+    """Write every waiting item as NDJSON (key, value, score), streamed: what add-many --replace reads back.
+
+    Keys and values that are not UTF-8 come as key_base64 / value_base64, so that a copy is exact. Items
+    taken or added while it runs may be missed or shown twice: dump a stream nobody changes for an exact
+    copy. Gates, cool-downs, leases, dead items and counters are not dumped.
+
+    Example: psctl dump jobs > jobs.ndjson
+    Example: psctl dump jobs | psctl add-many jobs-copy --replace
+    """
+    from psctl.cli.output import Output
+
+    client = Session.of(ctx).client()
+
+    def page(client: Any, start: int, count: int) -> tuple[list[dict[str, Any]], int | None]:
+        found, following = client.psvaluespage(name, start, count, withscores=True)
+        return [item(key, value) | {"score": score} for key, (value, score) in found.items()], following
+
+    if not Output("ndjson", quiet=Session.of(ctx).quiet).stream(_pages(client, page, None)):
+        hint_unknown_stream(client, name, Session.of(ctx).quiet)
+
+
+def _unbase64(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text)
 
 
 @commands.command()
@@ -272,22 +286,39 @@ def values(ctx: typer.Context, name: Name, limit: Limit = None) -> None:
 def get(ctx: typer.Context, name: Name, key: Key) -> None:
     """Print one item's value; exit status 3 when there is no such item.
 
+    -o raw writes the value's bytes exactly as stored (no newline added).
+
     Example: psctl get jobs job-1
+    Example: psctl get jobs job-1 -o raw > job-1.bin
     """
-    value = Session.of(ctx).client().psget(name, key)
+    client = Session.of(ctx).client()
+    value = client.psget(name, key)
     if value is None:
-        raise NotFound(f"no item {key!r} in stream {name!r}")
-    out(ctx).show(item(key, value))
+        raise NotFound(f"no item {key!r} in stream {name!r}{_guess(client, name)}")
+    out(ctx).show(item(key, value), raw=value)
+
+
+def _guess(client: Any, name: str) -> str:
+    """``; did you mean 'jobs'?`` when ``name`` is no stream and others are like it."""
+    from psctl.cli.hints import similar_streams
+
+    close = similar_streams(client, name)
+    return f"; did you mean {' or '.join(repr(other) for other in close)}?" if close else ""
 
 
 @commands.command("len")
 @output_options
 def length(ctx: typer.Context, name: Name) -> None:
-    """Print how many items the stream holds.
+    """Print how many items the stream holds (waiting to be pulled).
 
     Example: psctl len jobs
+    Example: psctl len jobs -o raw   (the bare number, for a shell variable)
     """
-    out(ctx).show({"name": name, "length": Session.of(ctx).client().pslen(name)})
+    client = Session.of(ctx).client()
+    count = client.pslen(name)
+    if not count:
+        hint_unknown_stream(client, name, Session.of(ctx).quiet)
+    out(ctx).show({"name": name, "length": count}, raw=count)
 
 
 @commands.command()
@@ -296,8 +327,10 @@ def names(ctx: typer.Context) -> None:
     """List the names of all streams, sorted.
 
     Example: psctl names
+    Example: psctl names -o raw | xargs -n 1 psctl len
     """
-    out(ctx).show(Session.of(ctx).client().psnames(), column="name")
+    found = Session.of(ctx).client().psnames()
+    out(ctx).show(found, column="name", raw=found)
 
 
 @commands.command(context_settings=NUMBER_ARGUMENTS)
@@ -311,12 +344,13 @@ def incr(
     """Add BY to an item's score; exit status 3 when there is no such item (none is made).
 
     Example: psctl incr jobs job-1 10
+    Example: psctl incr jobs job-1 -2.5
     """
     finite(by, "BY")
     new = Session.of(ctx).client().psincrement(name, key, by)
     if new is None:
         raise NotFound(f"no item {key!r} in stream {name!r}")
-    out(ctx).show(text_field("key", key) | {"score": new})
+    out(ctx).show(text_field("key", key) | {"score": new}, raw=new)
 
 
 @commands.command()
@@ -329,14 +363,32 @@ def prune(
         typer.Option("--below", metavar="T", help="Remove the items scored strictly below T.", show_default=False),
     ],
     gate: Annotated[bool, typer.Option("--gate", help="Gate the removed keys: refused by add until --readd.")] = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
 ) -> None:
     """Remove the items scored below a threshold.
 
-    Example: psctl prune jobs --below 0 --gate
+    On a terminal it asks first (unless --yes); from cron or a pipe it does not ask.
+
+    Example: psctl prune jobs --below 0 --dry-run
+    Example: psctl prune jobs --below 0 --gate --yes
     """
     finite(below, "--below")
-    removed = Session.of(ctx).client().psdeletebelowthreshold(name, below, gate=gate)
-    out(ctx).show({"removed": removed}, table=removed, column="removed", caption=f"{len(removed)} removed")
+    client = Session.of(ctx).client()
+    if dry_run:
+        removed = client.pskeys(name, below=below)
+    else:
+        count = len(client.pskeys(name, below=below)) if terminal.stdin_is_terminal() and not yes else 0
+        if count and not confirmed(f"Remove {count} items scored below {number(below)} from {name!r}?", yes):
+            raise BadUsage(f"not pruned: {name!r} is unchanged")
+        removed = client.psdeletebelowthreshold(name, below, gate=gate)
+    verb = "would be removed" if dry_run else "removed"
+    out(ctx).show({"removed": removed} | _dry(dry_run), table=removed, column="removed",
+                  caption=f"{len(removed)} {verb}", raw=removed)  # fmt: skip
+
+
+def _dry(dry_run: bool) -> dict[str, bool]:
+    return {"dry_run": True} if dry_run else {}
 
 
 @commands.command("decr-all", context_settings=NUMBER_ARGUMENTS)
@@ -345,13 +397,17 @@ def decr_all(
     ctx: typer.Context,
     name: Name,
     by: Annotated[float, typer.Argument(metavar="BY", help="Subtracted from every score.")],
+    dry_run: DryRun = False,
 ) -> None:
     """Subtract BY from every item's score (ageing a stream, say).
 
     Example: psctl decr-all jobs 1
+    Example: psctl decr-all jobs 0.5 --dry-run
     """
     finite(by, "BY")
-    out(ctx).show({"updated": Session.of(ctx).client().psdecrement_all(name, by)})
+    client = Session.of(ctx).client()
+    updated = client.pslen(name) if dry_run else client.psdecrement_all(name, by)
+    out(ctx).show({"updated": updated} | _dry(dry_run), raw=updated)
 
 
 @commands.command()
@@ -361,12 +417,24 @@ def remove(
     name: Name,
     keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="The items' keys.", show_default=False)],
     gate: Gate = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
 ) -> None:
     """Remove items by key: how a worker acknowledges items pulled with --keep.
 
+    On a terminal it asks first (unless --yes); from cron or a pipe it does not ask.
+
     Example: psctl remove jobs job-1 job-2
+    Example: psctl remove jobs job-1 --gate --yes
     """
-    out(ctx).show({"removed": Session.of(ctx).client().psremove(name, keys, gate=gate)})
+    client = Session.of(ctx).client()
+    if dry_run:
+        removed = sum(score is not None for score in client.psscores(name, keys))
+    else:
+        if not confirmed(f"Remove {len(keys)} item{'s' if len(keys) > 1 else ''} from {name!r}?", yes):
+            raise BadUsage(f"not removed: {name!r} is unchanged")
+        removed = client.psremove(name, keys, gate=gate)
+    out(ctx).show({"removed": removed} | _dry(dry_run), raw=removed)
 
 
 @commands.command()
@@ -374,9 +442,10 @@ def remove(
 def expire(ctx: typer.Context) -> None:
     """End every due cool-down in every stream; safe to run from cron as often as you like.
 
-    Prints what it removed per stream; exit status 0 when nothing was due.
+    Prints what it removed per stream; exit status 0 when nothing was due. -q prints nothing (for cron).
 
-    Example: psctl expire   (a crontab line: */5 * * * * psctl expire >> /var/log/psctl-expire.log)
+    Example: psctl expire
+    Example: psctl expire -q   (a crontab line: */5 * * * * /path/to/venv/bin/psctl expire -q)
     """
     from psctl.errors import StreamsFailed
 
@@ -394,6 +463,7 @@ def _show_expired(ctx: typer.Context, expired: dict[str, int]) -> None:
         {"expired": expired, "total": total},
         table=[{"name": stream, "expired": count} for stream, count in expired.items()],
         caption=f"{total} expired" if total else "nothing was due",
+        raw=total,
     )
 
 
@@ -403,22 +473,25 @@ def delete(
     ctx: typer.Context,
     name: Name,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")] = False,
+    dry_run: DryRun = False,
 ) -> None:
-    """Delete a stream: all its items, gates and cool-downs.
+    """Delete a stream: all its items, gates, cool-downs, leases, dead items and counters.
 
-    Asks first on a terminal; elsewhere refuses (exit status 2) unless --yes is given.
+    Asks first on a terminal; elsewhere refuses (exit status 2) unless --yes is given. Exit status 3 when
+    there is no such stream.
 
+    Example: psctl delete jobs --dry-run
     Example: psctl delete jobs --yes
     """
-    if not yes and not terminal.stdin_is_terminal():
+    if not yes and not dry_run and not terminal.stdin_is_terminal():
         raise BadUsage(f"not deleting {name!r}: stdin is not a terminal to confirm on; add --yes")
     client = Session.of(ctx).client()
-    if not yes:
-        count = client.pslen(name)
-        try:
-            confirmed = typer.confirm(f"Delete stream {name!r} and its {count} items?", default=False, err=True)
-        except typer.Abort:
-            confirmed = False
-        if not confirmed:
-            raise BadUsage(f"not deleted: {name!r} is unchanged")
-    out(ctx).show({"deleted": bool(client.psdelete(name))})
+    if not client.psexists(name):
+        raise NotFound(f"no stream {name!r}{_guess(client, name)}")
+    if dry_run:
+        out(ctx).show({"deleted": True, "items": client.pslen(name), "dry_run": True}, raw=True)
+        return
+    if not yes and not ask(f"Delete stream {name!r} and its {client.pslen(name)} items?"):
+        raise BadUsage(f"not deleted: {name!r} is unchanged")
+    deleted = bool(client.psdelete(name))
+    out(ctx).show({"deleted": deleted}, raw=deleted)

@@ -7,7 +7,18 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli.durations import duration_parameter
-from psctl.cli.options import BareWait, ExpireIn, Gate, Name, NoExpire, cool_down, finite, out, output_options
+from psctl.cli.options import (
+    BareWait,
+    DryRun,
+    ExpireIn,
+    Gate,
+    Name,
+    NoExpire,
+    cool_down,
+    finite,
+    out,
+    output_options,
+)
 from psctl.cli.output import text_field
 from psctl.cli.session import Session
 from psctl.cli.status import NotFound
@@ -117,7 +128,7 @@ def ack(
     """
     expire_at = cool_down(expire_in, no_expire)
     acked = Session.of(ctx).client().psack(name, token, keys or None, gate=gate, expire_at=expire_at)
-    out(ctx).show({"acked": acked})
+    out(ctx).show({"acked": acked}, raw=acked)
 
 
 @commands.command()
@@ -149,7 +160,7 @@ def release(
     if score is not None:
         finite(score, "--score")
     released = Session.of(ctx).client().psrelease(name, token, keys or None, score=score, delay=delay)
-    out(ctx).show({"released": released})
+    out(ctx).show({"released": released}, raw=released)
 
 
 @commands.command()
@@ -158,11 +169,12 @@ def extend(ctx: typer.Context, name: Name, token: Token, length: For) -> None:
     """Move a lease's deadline to DURATION from now; exit status 3 when it holds nothing any more.
 
     Example: psctl extend jobs TOKEN --for 10m
+    Example: psctl extend jobs "$token" --for 1h -q || echo 'the lease ran out'
     """
     deadline = Session.of(ctx).client().psextend(name, token, length)
     if deadline is None:
         raise NotFound(f"lease {token!r} of stream {name!r} holds nothing (it ran out, or its items are done)")
-    out(ctx).show({"deadline": _iso(deadline)})
+    out(ctx).show({"deadline": _iso(deadline)}, raw=_iso(deadline))
 
 
 @commands.command()
@@ -178,11 +190,12 @@ def dead(
     """List the dead items: those leased --max-deliveries times without being acknowledged.
 
     Example: psctl dead jobs
+    Example: psctl dead jobs -o raw --limit 1   (the value of the most urgent dead item)
     """
     found = Session.of(ctx).client().psdead(name, limit=limit)
     rows = [text_field("key", key) | text_field("value", value) | {"deliveries": found.deliveries[key]}
             for key, value in found.items()]  # fmt: skip
-    out(ctx).show(rows)
+    out(ctx).show(rows, raw=list(found.values()))
 
 
 @commands.command()
@@ -199,11 +212,21 @@ def requeue(
         typer.Option("--score", "-s", metavar="S", help="Come back with score S (default: the last they had).",
                      show_default=False),
     ] = None,
+    dry_run: DryRun = False,
 ) -> None:  # fmt: skip
     """Put dead items back in the stream, their deliveries reset.
 
+    Example: psctl requeue jobs --dry-run
     Example: psctl requeue jobs
+    Example: psctl requeue jobs job-7 --score 100
     """
     if score is not None:
         finite(score, "--score")
-    out(ctx).show({"requeued": Session.of(ctx).client().psrequeue(name, keys or None, score=score)})
+    client = Session.of(ctx).client()
+    if dry_run:
+        dead = client.psdead(name)
+        count = len(dead) if not keys else sum(key in dead for key in dict.fromkeys(keys))
+        out(ctx).show({"requeued": count, "dry_run": True}, raw=count)
+        return
+    requeued = client.psrequeue(name, keys or None, score=score)
+    out(ctx).show({"requeued": requeued}, raw=requeued)

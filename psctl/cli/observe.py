@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli.durations import duration_parameter
-from psctl.cli.options import Key, Name, out, output_options
+from psctl.cli.options import DryRun, Key, Name, out, output_options
 from psctl.cli.output import text_field
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, CliError, NotFound
@@ -102,8 +102,9 @@ def stats(
     chosen = names or None
     if watch is None:
         found, failed = _read(client, chosen)
-        out(ctx).show([stats_json(s) for s in found], table=[_row(s) for s in found], caption=None if found else
-                      "no streams")  # fmt: skip
+        data = [stats_json(s) for s in found]
+        out(ctx).show(data, table=[_row(s) for s in found], caption=None if found else "no streams",
+                      csv=data)  # fmt: skip
         if failed is not None:
             raise failed  # (exit 1, naming each stream that failed)
         return
@@ -265,7 +266,7 @@ def metrics(
             write_to_textfile(textfile, registry)
         except OSError as exc:
             raise CliError(f"cannot write {textfile}: {exc.strerror or exc}") from None
-    else:
+    elif not Session.of(ctx).quiet:
         text = generate_latest(registry)
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
@@ -318,6 +319,7 @@ def item(ctx: typer.Context, name: Name, key: Key) -> None:
     whether it is gated too.
 
     Example: psctl item jobs job-1
+    Example: psctl item jobs job-1 -o raw   (just the state: waiting, held, dead, cooling or gated)
     """
     found = Session.of(ctx).client().psitem(name, key)
     if found["state"] == "absent":
@@ -325,7 +327,7 @@ def item(ctx: typer.Context, name: Name, key: Key) -> None:
     shown = text_field("key", key) | {
         field: _iso(value) if isinstance(value, datetime) else value for field, value in found.items()
     }
-    out(ctx).show(shown, vertical=True)
+    out(ctx).show(shown, vertical=True, raw=found["state"])
 
 
 @commands.command()
@@ -334,11 +336,24 @@ def lift(
     ctx: typer.Context,
     name: Name,
     keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="The keys.", show_default=False)],
+    dry_run: DryRun = False,
 ) -> None:
     """End the gates and cool-downs of keys, without adding anything: add takes them again at once.
 
     Prints how many of the keys had a gate or a cool-down.
 
     Example: psctl lift jobs job-1 job-2
+    Example: psctl lift jobs job-1 --dry-run
     """
-    out(ctx).show({"lifted": Session.of(ctx).client().pslift(name, keys)})
+    client = Session.of(ctx).client()
+    if dry_run:
+        lifted = sum(_held_back(client.psitem(name, key)) for key in dict.fromkeys(keys))
+        out(ctx).show({"lifted": lifted, "dry_run": True}, raw=lifted)
+        return
+    lifted = client.pslift(name, keys)
+    out(ctx).show({"lifted": lifted}, raw=lifted)
+
+
+def _held_back(found: dict[str, Any]) -> bool:
+    """Whether an item has a gate or a cool-down for lift to end."""
+    return found["state"] in ("gated", "cooling") or bool(found.get("gated"))

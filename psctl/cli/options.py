@@ -18,11 +18,11 @@ from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperCommand
+from psctl.cli.group import PsctlCommand
 
 from psctl.cli.durations import duration_parameter
 from psctl.cli.status import BadUsage
-from psctl.cli.output import TERMINAL_ROWS, Output
+from psctl.cli.output import TERMINAL_ROWS, Format, Output
 from psctl.cli.session import Session
 
 DEFAULT_COOL_DOWN = timedelta(days=1)
@@ -121,7 +121,7 @@ def _is_option(arg: str) -> bool:
     return arg.startswith("-") and not arg[1:2].isdigit() and arg != "-"
 
 
-class BareWait(TyperCommand):
+class BareWait(PsctlCommand):
     """A command whose ``--wait`` may stand alone, waiting for ever (``--wait 0``)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -139,6 +139,7 @@ class BareWait(TyperCommand):
 
 # -- the output options -------------------------------------------------------------
 
+FORMAT_HELP = "Output format: table, json, ndjson, csv or raw (default: a table on a terminal, else JSON)."
 AsJson = Annotated[
     bool,
     typer.Option("--json", help="Print JSON (the default when stdout is not a terminal).", rich_help_panel="Output"),
@@ -146,27 +147,49 @@ AsJson = Annotated[
 AsTable = Annotated[
     bool, typer.Option("--table", help="Print a table (the default on a terminal).", rich_help_panel="Output")
 ]
+OutputFormat = Annotated[
+    Format | None,
+    typer.Option("--output", "-o", help=FORMAT_HELP, rich_help_panel="Output", show_default=False),
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing when it succeeds (errors still go to stderr).",
+                       rich_help_panel="Output"),
+]  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def output_options(command: F) -> F:
-    """Adds --json and --table to ``command`` (which takes ``ctx`` first),
-    decides the output from them once, before the command runs (bad usage
-    before any I/O), and leaves it in the session: ``Session.of(ctx).out``."""
+    """Adds --json, --table, -o/--output and -q/--quiet to ``command`` (which
+    takes ``ctx`` first), decides the output from them (or else from the same
+    options given before the command) once, before the command runs (bad
+    usage before any I/O), and leaves it in the session: ``Session.of(ctx).out``."""
     signature = inspect.signature(command)
     added = [
         inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsJson),
         inspect.Parameter("as_table", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsTable),
+        inspect.Parameter("output_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputFormat),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet),
     ]
 
     @functools.wraps(command)
-    def decided(ctx: typer.Context, *args: Any, as_json: bool = False, as_table: bool = False, **kwargs: Any) -> Any:
-        Session.of(ctx).out = Output.choose(as_json, as_table)
+    def decided(ctx: typer.Context, *args: Any, as_json: bool = False, as_table: bool = False,
+                output_format: Format | None = None, quiet: bool = False, **kwargs: Any) -> Any:  # fmt: skip
+        session = Session.of(ctx)
+        session.prints_data = True
+        session.quiet = quiet or session.quiet  # (before the client is made: no notice either)
+        given = as_json or as_table or output_format is not None
+        session.out = Output.choose(
+            as_json if given else session.as_json,
+            as_table if given else session.as_table,
+            output_format if given else session.format,
+            session.quiet,
+        )
         return command(ctx, *args, **kwargs)
 
     decided.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *added])  # type: ignore[attr-defined]
-    decided.__annotations__ = {**command.__annotations__, "as_json": AsJson, "as_table": AsTable}
+    decided.__annotations__ = {**command.__annotations__, "as_json": AsJson, "as_table": AsTable,
+                               "output_format": OutputFormat, "quiet": Quiet}  # fmt: skip
     return decided  # type: ignore[return-value]
 
 
@@ -175,3 +198,38 @@ def out(ctx: typer.Context) -> Output:
     found = Session.of(ctx).out
     assert found is not None, "the command lacks @output_options"
     return found
+
+
+# -- safety: --dry-run and --yes ------------------------------------------------------
+
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would change (with \"dry_run\": true) and change nothing.")
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first (on a terminal it asks).")]
+
+
+def confirmed(question: str, yes: bool) -> bool:
+    """Whether to go on: ``yes``, or stdin not a terminal (cron, a pipe: nobody to
+    ask, and a prompt there would hang), or the person at the terminal said so."""
+    from psctl.cli import terminal
+
+    if yes or not terminal.stdin_is_terminal():
+        return True
+    return ask(question)
+
+
+def ask(question: str) -> bool:
+    """Asks ``question [y/N]`` on stderr and reads the answer from stdin (stdout
+    stays clean for the output); no, unless the answer starts with y."""
+    import sys
+
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:  # Ctrl-C at the prompt: no
+        sys.stderr.write("\n")
+        return False
+    if not answer:  # Ctrl-D
+        sys.stderr.write("\n")
+    return answer.strip().lower() in ("y", "yes")

@@ -11,9 +11,11 @@ characters are escaped on a terminal, and bytes that are not UTF-8 travel as
 
 from __future__ import annotations
 
+import enum
+import math
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from psctl.cli import terminal
@@ -96,17 +98,52 @@ def _with_infinities(data: Any) -> str:
     return text.replace(f'"{marker}+"', "1e999").replace(f'"{marker}-"', "-1e999")
 
 
-class Output:
-    """Where a command's result goes: ``table`` True for a Rich table, False for JSON."""
+FORMATS = ("table", "json", "ndjson", "csv", "raw")
 
-    def __init__(self, table: bool) -> None:
-        self.table = table
+
+class Format(str, enum.Enum):
+    """The output formats, as a choice Typer lists and completes."""
+
+    table = "table"
+    json = "json"
+    ndjson = "ndjson"
+    csv = "csv"
+    raw = "raw"
+
+
+class _NoRaw:
+    """``Output.show``'s default ``raw``: the command has no bare form."""
+
+
+NO_RAW = _NoRaw()
+
+
+class Output:
+    """Where a command's result goes, and in which ``format``: a Rich table for
+    a person; JSON (one document), NDJSON (an object per line), CSV or raw
+    (bare values, a value's bytes as they are) for programs. ``quiet``:
+    nothing at all (a command that succeeds prints nothing)."""
+
+    def __init__(self, format: str = "json", quiet: bool = False) -> None:
+        self.format, self.quiet = format, quiet
+
+    @property
+    def table(self) -> bool:
+        return self.format == "table"
 
     @classmethod
-    def choose(cls, as_json: bool, as_table: bool) -> Output:
-        if as_json and as_table:
-            raise BadUsage("--json and --table cannot be used together")
-        return cls(as_table or (not as_json and terminal.stdout_is_terminal()))
+    def choose(cls, as_json: bool = False, as_table: bool = False, output: str | None = None,
+               quiet: bool = False) -> Output:  # fmt: skip
+        chosen = {name for name, on in (("json", as_json), ("table", as_table)) if on}
+        if output is not None:
+            output = getattr(output, "value", output)
+            if output not in FORMATS:
+                raise BadUsage(f"-o {output!r}: choose one of {', '.join(FORMATS)}")
+            chosen.add(output)
+        if len(chosen) > 1:
+            raise BadUsage(f"--json, --table and -o ask for different outputs ({', '.join(sorted(chosen))}): give one")
+        format = chosen.pop() if chosen else ("table" if terminal.stdout_is_terminal() else "json")
+        return cls(format, quiet)
 
     def show(
         self,
@@ -116,21 +153,159 @@ class Output:
         caption: str | None = None,
         column: str = "name",
         vertical: bool = False,
+        raw: Any = NO_RAW,
+        csv: Any = None,
     ) -> None:
-        """Prints ``data``: as JSON, or as a table of ``table`` (``data`` when None).
-
-        A list of objects is a table with a column per field; a list of
-        strings one column named ``column``; one object a one-row table (a
-        field/value table when ``vertical``). An empty result prints ``[]``.
-        """
-        if not self.table:
+        """Prints ``data`` in the chosen format. A table shows ``table``
+        (``data`` when None): a list of objects is a table with a column per
+        field; a list of strings one column named ``column``; one object a
+        one-row table (a field/value table when ``vertical``); an empty result
+        prints ``[]`` or ``caption``. NDJSON writes each element of a list (or
+        the object) on a line; CSV the rows of ``csv`` (else of ``table``, else
+        ``data``) under a header; raw writes ``raw``: bytes as they are, text
+        and numbers on a line, a list one element per line."""
+        if self.quiet:
+            return
+        if self.format == "json":
             _write(json_text(data) + "\n")
-            return
-        view = data if table is None else table
-        if view is None or (isinstance(view, (list, tuple, dict)) and not view):
-            _write((caption if caption is not None else "[]") + "\n")
-            return
-        _print_table(view, caption=caption, column=column, vertical=vertical)
+        elif self.format == "ndjson":
+            rows = data if isinstance(data, list) else [data]
+            _write("".join(json_text(row) + "\n" for row in rows))
+        elif self.format == "csv":
+            rows = csv if csv is not None else (table if table is not None else data)
+            _write(csv_text(rows if isinstance(rows, list) else [rows], column))
+        elif self.format == "raw":
+            if raw is NO_RAW:
+                raise BadUsage("this command has no raw output: use -o json, ndjson, csv or table")
+            write_raw(raw)
+        else:
+            view = data if table is None else table
+            if view is None or (isinstance(view, (list, tuple, dict)) and not view):
+                _write((caption if caption is not None else "[]") + "\n")
+                return
+            _print_table(view, caption=caption, column=column, vertical=vertical)
+
+    def stream(self, rows: Iterable[dict[str, Any]], *, raw: Any = None) -> int:
+        """Writes ``rows`` as they come (bounded memory whatever their number),
+        for the formats that stream: JSON (an array), NDJSON, CSV (the first
+        row's fields as header) and raw (``raw(row)`` of each). Output is
+        written about 64 KiB at a time, and at the end. Returns how many rows."""
+        if self.quiet:
+            return sum(1 for _ in rows)
+        if self.format == "raw" and raw is None:
+            raise BadUsage("this command has no raw output: use -o json, ndjson, csv or table")
+        if self.format == "table":
+            raise ValueError("a table is not streamed")
+        pending: list[bytes] = []
+        size = count = 0
+        header: list[str] | None = None
+        if self.format == "json":
+            pending.append(b"[")
+        for row in rows:
+            if self.format == "json":
+                piece = ((", " if count else "") + json_text(row)).encode("utf-8", "surrogateescape")
+            elif self.format == "ndjson":
+                piece = (json_text(row) + "\n").encode("utf-8", "surrogateescape")
+            elif self.format == "csv":
+                flat = _flat(row)
+                if header is None:
+                    header = list(flat)
+                    pending.append(_csv_line(header).encode("utf-8", "surrogateescape"))
+                piece = _csv_line([_csv_cell(flat.get(name)) for name in header]).encode("utf-8", "surrogateescape")
+            else:
+                piece = _raw_bytes(raw(row))
+            pending.append(piece)
+            size += len(piece)
+            count += 1
+            if size >= STREAM_BUFFER:
+                _write_bytes(b"".join(pending))
+                pending.clear()
+                size = 0
+        if self.format == "json":
+            pending.append(b"]\n")
+        if pending:
+            _write_bytes(b"".join(pending))
+        return count
+
+
+# bytes a streamed listing gathers before it writes them
+STREAM_BUFFER = 1 << 16
+
+
+# -- CSV and raw -------------------------------------------------------------
+
+
+def _flat(row: Any, prefix: str = "") -> dict[str, Any]:
+    """An object's fields, nested objects' as ``outer.inner``."""
+    if not isinstance(row, Mapping):
+        return {prefix or "value": row}
+    flat: dict[str, Any] = {}
+    for field, value in row.items():
+        name = f"{prefix}.{field}" if prefix else field
+        if isinstance(value, Mapping) and value:
+            flat.update(_flat(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, Mapping)):
+        return json_text(value)
+    if isinstance(value, float):  # 5 rather than 5.0; 1e999 for an infinite score, as in JSON
+        return number(value) if math.isfinite(value) else json_text(value)
+    return str(value)
+
+
+def _csv_line(cells: list[str]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+def csv_text(rows: list[Any], column: str = "name") -> str:
+    """Rows (objects, or scalars in one column named ``column``) as CSV with a header."""
+    if not rows:
+        return ""
+    flats = [_flat(row, "" if isinstance(row, Mapping) else column) for row in rows]
+    header: dict[str, None] = {}
+    for flat in flats:
+        header.update(dict.fromkeys(flat))
+    names = list(header)
+    return _csv_line(names) + "".join(_csv_line([_csv_cell(flat.get(name)) for name in names]) for flat in flats)
+
+
+def write_raw(value: Any) -> None:
+    """Bytes as they are; text and numbers, then a newline; a list, each of its
+    elements the same way, bytes then followed by a newline too."""
+    if isinstance(value, (bytes, bytearray)):
+        _write_bytes(bytes(value))
+    elif isinstance(value, list):
+        _write_bytes(b"".join(_raw_bytes(element) for element in value))
+    elif value is not None:
+        _write(_raw_text(value) + "\n")
+
+
+def _raw_bytes(value: Any) -> bytes:
+    """One element of a raw list: bytes as they are, text or a number, then a newline."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value) + b"\n"
+    return (_raw_text(value) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _raw_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return number(value) if value == value and abs(value) != float("inf") else json_text(value)
+    return str(value)
 
 
 # -- tables ------------------------------------------------------------------
@@ -160,7 +335,11 @@ def _print_table(view: Any, *, caption: str | None, column: str, vertical: bool)
             table.add_column(column, overflow="fold")
             for value in rows:
                 table.add_row(_cell(column, value))
-    console = Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # Rich's exits 1: ours is quiet, 0, as for JSON (errors.py)
+            raise BrokenPipeError
+
+    console = _Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
     console.print(table)
     if caption:
         console.print(Text(caption, style="dim"))
@@ -240,8 +419,18 @@ def _write(text: str) -> None:
         stream.write(text)
         stream.flush()
         return
+    _write_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+def _write_bytes(data: bytes) -> None:
+    stream = sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:  # (a test's stdout of text only)
+        stream.write(data.decode("utf-8", "surrogateescape"))
+        stream.flush()
+        return
     stream.flush()
-    data = memoryview(text.encode("utf-8", "surrogateescape"))
-    while data:  # a signal handled mid-write (Ctrl-C while a pull prints) leaves a partial write
-        data = data[buffer.write(data) :]
+    view = memoryview(data)
+    while view:  # a signal handled mid-write (Ctrl-C while a pull prints) leaves a partial write
+        view = view[buffer.write(view) :]
     buffer.flush()

@@ -11,7 +11,7 @@ from psctl.cli import connection
 from psctl.cli.errors import CatchingGroup
 from psctl.cli.options import out, output_options
 from psctl.cli.session import Session
-from psctl.cli.status import BadUsage
+from psctl.cli.status import BadUsage, ExitStatus
 
 server_app = typer.Typer(
     name="server",
@@ -33,14 +33,36 @@ def _embedded(ctx: typer.Context) -> Any:
 def status(ctx: typer.Context) -> None:
     """Show whether the embedded server runs, where, and what it is; starts nothing.
 
+    Exit status 0 when it runs, 3 when it does not (the status is printed either way). memory is in bytes.
+
     Example: psctl server status
+    Example: psctl server status -q || psctl server start   (start it unless it runs)
     """
     output = out(ctx)
-    output.show(_embedded(ctx).status(), vertical=True)
+    found = _embedded(ctx).status()
+    output.show(found, vertical=True, raw="running" if found["running"] else "stopped")
     session = Session.of(ctx)
     if output.table and connection.explicit(session.url, os.environ):
         named = "--url, REDIS_URL or REDIS_HOST"
         sys.stderr.write(f"psctl: other commands use {session.where} ({named}), not this server\n")
+    if not found["running"]:
+        raise typer.Exit(ExitStatus.NOT_FOUND)
+
+
+@server_app.command("start")
+@output_options
+def start(ctx: typer.Context) -> None:
+    """Start the embedded server unless it runs, and wait until it answers; fine when it runs already.
+
+    Commands start it when they need it; start it yourself to see a problem (a port, a disk) at once, or
+    to have it ready before a burst of commands.
+
+    Example: psctl server start
+    """
+    embedded = _embedded(ctx)
+    started = embedded.start_server()[1]
+    found = embedded.status()
+    out(ctx).show({"started": started, "pid": found["pid"], "socket": found["socket"]}, vertical=True, raw=started)
 
 
 @server_app.command("stop")
@@ -58,4 +80,5 @@ def stop(
 
     Example: psctl server stop
     """
-    out(ctx).show(_embedded(ctx).stop(force=force))
+    stopped = _embedded(ctx).stop(force=force)
+    out(ctx).show(stopped, raw=stopped["stopped"])

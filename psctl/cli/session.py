@@ -26,8 +26,16 @@ class Session:
         timeout: float = connection.DEFAULT_TIMEOUT,
         debug: bool = False,
         tls_ca: str | None = None,
+        *,
+        format: str | None = None,
+        as_json: bool = False,
+        as_table: bool = False,
+        quiet: bool = False,
     ) -> None:
         self.url, self.cluster, self.timeout, self.debug, self.tls_ca = url, cluster, timeout, debug, tls_ca
+        # the output options given before the command (a command's own win)
+        self.format, self.as_json, self.as_table, self.quiet = format, as_json, as_table, quiet
+        self.prints_data = False  # set by output_options: the command has an output to choose
         # what messages may say, worked out without I/O: never a password
         self.where = connection.where(url)
         self.secrets: tuple[str, ...] = connection.secrets(url)
@@ -65,7 +73,7 @@ class Session:
 
     def _target_server(self) -> Any:
         if self._target is None:
-            self._target = connection.resolve(self.url, self.cluster, tls_ca=self.tls_ca)
+            self._target = connection.resolve(self.url, self.cluster, tls_ca=self.tls_ca, quiet=self.quiet)
             self.where = self._target.where
         return self._target
 

@@ -102,7 +102,7 @@ def work(
 
     Example: psctl work jobs -j 4 -- ./process-one
     Example: psctl work jobs --idle-exit 0 --timeout 5m -- sh -c 'curl -fsS -d @- https://example.com/hook'
-    Example: psctl work mail --limit 100 --max-deliveries 3 -- python send.py   (from cron)
+    Example: psctl work mail --limit 100 --idle-exit 0 -q -- python send.py   (from cron: silent unless it fails)
     """
     from psctl.worker import WorkOptions
 
@@ -137,7 +137,7 @@ def work(
     client = session.client()
     client.ping()  # a server that cannot be reached at the start is an error at once (exit 1), not a wait
     feeder = session.another_client(waiting=True)
-    status = _run(client, feeder, options, as_json)
+    status = _run(client, feeder, options, as_json or session.as_json, quiet=session.quiet)
     raise typer.Exit(status)
 
 
@@ -158,10 +158,10 @@ def _executable(command: list[str]) -> str:
     return program
 
 
-def _run(client: Any, feeder: Any, options: Any, as_json: bool) -> int:
+def _run(client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = False) -> int:
     from psctl.worker import Worker
 
-    line = StatusLine(options.name) if terminal.stderr_is_terminal() else None
+    line = StatusLine(options.name) if terminal.stderr_is_terminal() and not quiet else None
 
     def warn(message: str) -> None:
         if line is not None:
@@ -200,7 +200,8 @@ def _run(client: Any, feeder: Any, options: Any, as_json: bool) -> int:
     if worker.error is not None:
         raise worker.error
     tally = worker.snapshot()
-    _summarize(options.name, tally, outcome, worker.signal, as_json=as_json)
+    if not (quiet and outcome in ("limit", "idle")):  # -q: nothing when it ends as asked
+        _summarize(options.name, tally, outcome, worker.signal, as_json=as_json)
     if outcome == "lost":
         sys.stderr.write(
             f"psctl work: the server did not answer for {options.patience:g} s: stopped; "
