@@ -23,7 +23,7 @@ import pytest
 
 from psctl import StopWaiting
 from psctl import operations as op
-from psctl.cli import ingest, inputs, terminal
+from psctl.cli import ingest, inputs, signals, terminal
 from psctl.cli.errors import ExitStatus
 
 from .helpers import DEAD, Cli, counts
@@ -131,7 +131,7 @@ def test_a_second_signal_interrupts_at_once() -> None:
     stop = StopWaiting()
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        with ingest._stopping(stop) as caught:
+        with signals.held(stop, twice=True) as caught:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)
             assert stop.is_set() and caught.signal == signal.SIGINT and caught.status == 130

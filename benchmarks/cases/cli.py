@@ -40,7 +40,9 @@ def byte_compiled() -> None:
     compileall.compile_dir(Path(psctl.__file__).parent, quiet=1)
 
 
-def run_child(argv: list[str], watch_memory: bool = False) -> tuple[int, str, str, float | None]:
+def run_child(
+    argv: list[str], watch_memory: bool = False, env: dict[str, str] | None = None
+) -> tuple[int, str, str, float | None]:
     """Runs ``argv`` to its end: (exit status, stdout, stderr, peak RSS in MB or None).
 
     The peak RSS is read from ``/proc/PID/status`` (``VmHWM``, a high-water
@@ -49,7 +51,7 @@ def run_child(argv: list[str], watch_memory: bool = False) -> tuple[int, str, st
     this (large) process, which the child shared between fork and exec.
     """
     with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err)
+        process = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err, env=env)
         peak = None
         if watch_memory:
             while not _exited(process):

@@ -9,9 +9,7 @@ running the same command again finish the job without adding a score twice).
 
 import dataclasses
 import enum
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -174,10 +172,13 @@ def _write(ctx: typer.Context, name: str, spool: Any, readd: bool, replace: bool
     """Writes the spooled items: their counts, and the signal caught meanwhile
     (a ``signals.Caught``), which stopped the writes after the chunk in flight.
     (An interrupt after the last chunk went out stopped nothing.)"""
+    from psctl.cli.signals import held
     from psctl.operations import StopWaiting
 
     stop = StopWaiting()
-    with _stopping(stop) as caught:
+    # the first SIGINT or SIGTERM only sets stop: the writes end after the chunk
+    # in flight; a second one interrupts at once
+    with held(stop, twice=True) as caught:
         try:
             client = Session.of(ctx).client()
             with _progress(spool.count) as advance:
@@ -190,33 +191,6 @@ def _write(ctx: typer.Context, name: str, spool: Any, readd: bool, replace: bool
             sys.stderr.write(f"psctl: interrupted again: stopped at once, some rows may have been written; {RERUN}\n")
             raise typer.Exit(caught.status) from None
     return counts, caught
-
-
-@contextmanager
-def _stopping(stop: Any) -> Iterator[Any]:
-    """Inside, the first SIGINT or SIGTERM only sets ``stop`` (the writes end
-    after the chunk in flight); a second one interrupts at once
-    (``KeyboardInterrupt``). (``signals.held`` is the same for a pull, which
-    must not be cut between taking and printing.)"""
-    from psctl.cli.signals import STATUS, Caught
-
-    caught = Caught()
-    if threading.current_thread() is not threading.main_thread():  # no signal handlers here
-        yield caught
-        return
-
-    def on_signal(signum: int, frame: Any) -> None:
-        if caught.signal is not None:
-            raise KeyboardInterrupt
-        caught.signal = signum
-        stop.set()
-
-    previous = {number: signal.signal(number, on_signal) for number in STATUS}
-    try:
-        yield caught
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 class _Feed:

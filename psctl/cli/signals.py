@@ -32,17 +32,21 @@ class Caught:
 
 
 @contextmanager
-def held(stop: Any) -> Iterator[Caught]:
+def held(stop: Any, *, twice: bool = False) -> Iterator[Caught]:
+    """Notes the first signal and sets ``stop``; interrupts at once
+    (``KeyboardInterrupt``) while ``stop.waiting`` or, with ``twice``, at a
+    second signal (``add-many``: the first lets the chunk in flight end)."""
     caught = Caught()
     if threading.current_thread() is not threading.main_thread():  # no signal handlers here
         yield caught
         return
 
     def on_signal(signum: int, frame: Any) -> None:
-        if caught.signal is None:
+        again = caught.signal is not None
+        if not again:
             caught.signal = signum
         stop.set()
-        if stop.waiting:
+        if stop.waiting or (twice and again):
             raise KeyboardInterrupt
 
     previous = {number: signal.signal(number, on_signal) for number in STATUS}
