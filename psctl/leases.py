@@ -148,7 +148,7 @@ def milliseconds(value: Any, what: str, *, zero: bool = False) -> int:
     else:
         raise InvalidArgument(f"{what} must be a timedelta or a number of seconds, got {value!r}")
     if not (seconds > 0 or (zero and seconds == 0)) or seconds > 10**9:
-        raise InvalidArgument(f"{what} must be {'at least 0' if zero else 'more than 0'} seconds, got {value!r}")
+        raise InvalidArgument(f"{what} must be {'at least 0' if zero else 'more than 0'} seconds, got {seconds:g}")
     return max(int(-(-seconds * 1000 // 1)), 0 if zero else 1)
 
 

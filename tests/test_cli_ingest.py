@@ -492,3 +492,14 @@ def test_the_size_of_an_input_is_known_only_for_a_file(tmp_path: Path) -> None:
         patch.setattr(sys, "stdin", io.TextIOWrapper(pipe))
         with inputs.open_input("-") as source:
             assert source.size is None and source.fp.read() == b"key,value\na,b\n"
+
+
+def test_a_csv_reader_closed_after_its_input_is_quiet() -> None:
+    """Ctrl-C while reading closes the input first; the reader, collected
+    after, must not print "Exception ignored in: <generator _csv_rows>" with
+    a traceback (ValueError from detaching a closed file)."""
+    fp = io.BytesIO(b"key,value\na,1\nb,2\n")
+    rows = inputs.rows_from_file(fp, "csv")
+    assert next(rows).key == b"a"
+    fp.close()
+    rows.close()  # raised ValueError: I/O operation on closed file

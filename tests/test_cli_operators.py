@@ -12,6 +12,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -236,9 +237,12 @@ def test_dry_run_changes_nothing(env: dict[str, str], r: Any) -> None:
         assert json.loads(ok(*args, env=env).stdout) == {k: v for k, v in expected.items() if k != "dry_run"}, args
 
 
-def run_with_a_terminal(args: list[str], env: dict[str, str], answer: bytes | None) -> tuple[int, bytes, bytes]:
-    """psctl with stdin and stderr on a pseudo-terminal (typing ``answer`` once
-    it asks), stdout a pipe: its status, stdout, and what the terminal showed."""
+def run_with_a_terminal(
+    args: list[str], env: dict[str, str], answer: bytes | None, interrupt: bool = False
+) -> tuple[int, bytes, bytes]:
+    """psctl with stdin and stderr on a pseudo-terminal (typing ``answer``, or
+    with ``interrupt`` sending SIGINT, once it asks), stdout a pipe: its
+    status, stdout, and what the terminal showed."""
     main, terminal = pty.openpty()
     try:
         process = subprocess.Popen([str(PSCTL), *args], env=env, stdin=terminal, stderr=terminal,
@@ -259,6 +263,9 @@ def run_with_a_terminal(args: list[str], env: dict[str, str], answer: bytes | No
                 if answer is not None and b"[y/N]" in shown:
                     os.write(main, answer)
                     answer = None
+                if interrupt and b"[y/N]" in shown:
+                    process.send_signal(signal.SIGINT)
+                    interrupt = False
             elif process.poll() is not None:
                 break
         assert process.stdout is not None
@@ -274,10 +281,15 @@ def test_prune_and_remove_ask_on_a_terminal_and_never_in_a_pipe(env: dict[str, s
     status, out, shown = run_with_a_terminal(["prune", "jobs", "--below", "0"], env, b"n\n")
     assert status == 2 and b"Remove 2 items scored below 0 from 'jobs'?" in shown and out == b""
     assert r.pslen("jobs") == 3
-    status, out, shown = run_with_a_terminal(["remove", "jobs", "a"], env, b"n\n")
-    assert status == 2 and b"Remove 1 item from 'jobs'?" in shown and r.pslen("jobs") == 3
+    status, out, shown = run_with_a_terminal(["remove", "jobs", "a", "nosuch", "a"], env, b"n\n")
+    assert status == 2 and b"Remove 1 item from 'jobs'?" in shown and r.pslen("jobs") == 3  # the items there
+    status, out, shown = run_with_a_terminal(["remove", "jobs", "nosuch"], env, b"n\n")
+    assert status == 0 and b"[y/N]" not in shown and json.loads(out) == {"removed": 0}  # nothing to ask about
+    status, out, shown = run_with_a_terminal(["prune", "jobs", "--below", "0"], env, None, interrupt=True)
+    assert status == 130 and b"interrupted: nothing changed" in shown and out == b"" and r.pslen("jobs") == 3
+    dry = json.loads(ok("prune", "jobs", "--below", "0", "--dry-run", env=env).stdout)["removed"]
     status, out, shown = run_with_a_terminal(["prune", "jobs", "--below", "0"], env, b"y\n")
-    assert status == 0 and sorted(json.loads(out)["removed"]) == ["b", "c"]
+    assert status == 0 and json.loads(out)["removed"] == dry == ["c", "b"]  # the same, in the same order
     status, out, shown = run_with_a_terminal(["remove", "jobs", "a", "--yes"], env, None)
     assert status == 0 and b"[y/N]" not in shown and json.loads(out) == {"removed": 1}
     # stdin not a terminal (cron, a pipe): nobody to ask, it acts
@@ -330,3 +342,28 @@ def test_help_reads_well(env: dict[str, str]) -> None:
     assert text.count("Example: psctl add ") >= 2
     choices = ok("add-many", "--help", env=env | {"COLUMNS": "200"}).stdout.decode()
     assert "csv|json|ndjson" in choices.replace(" ", "")
+
+
+def test_csv_rows_share_their_columns_whatever_the_bytes(env: dict[str, str], r: Any) -> None:
+    """A value (or key) that is not UTF-8 is its bytes in the same column: the
+    header of a streamed CSV, taken from the first row, fits every row."""
+    r.psadd("jobs", "text", "plain", 1)
+    r.psadd("jobs", b"bin\xff", b"\xff\x00bytes", 2)
+    out = ok("values", "jobs", "-o", "csv", "--scores", env=env).stdout
+    assert out == b'key,value,score\nbin\xff,\xff\x00bytes,2\ntext,plain,1\n'
+    assert ok("keys", "jobs", "-o", "csv", env=env).stdout == b"key,score\nbin\xff,2\ntext,1\n"
+
+
+def test_bad_output_choices_fail_before_anything_changes(env: dict[str, str], r: Any) -> None:
+    r.psadd("jobs", "a", "1")
+    for args in (["lease", "jobs", "-o", "raw"], ["-o", "raw", "lease", "jobs"], ["--table", "lease", "jobs", "--json"],
+                 ["--json", "add-many", "jobs", "-o", "raw"], ["-o", "csv", "pull", "jobs", "-o", "raw"]):  # fmt: skip
+        done = psctl(*args, env=env, input=b"key,value\nz,v\n")
+        assert (done.returncode, done.stdout) == (2, b""), (args, done.stderr)
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert r.pslen("jobs") == 1 and not r.exists("jobs:held") and r.psget("jobs", "z") is None
+    assert json.loads(ok("add-many", "jobs", "-o", "raw", env=env, input=b"key,value\nz,v\n").stdout) == 1
+    watch = psctl("stats", "--watch", "1", "-q", env=env)
+    assert watch.returncode == 2 and b"--watch and -q" in watch.stderr
+    empty = psctl("add", "jobs", "", "v", env=env)
+    assert empty.returncode == 2 and b"must not be empty" in empty.stderr

@@ -48,7 +48,7 @@ def _plain_arguments(command: Any) -> Any:
     """``command`` without the ``<str>`` type Typer shows beside every text
     argument in the help (the metavar says what it is)."""
     for param in getattr(command, "params", ()):
-        if getattr(param, "param_type_name", "") == "argument" and getattr(param.type, "name", "") in ("text", "str"):
+        if getattr(param, "param_type_name", "") == "argument" and param.metavar:
             base = type(param.type)
             plain = type("PlainText", (base,), {"get_metavar": lambda self, *args, **kwargs: ""})
             param.type = plain()

@@ -111,8 +111,12 @@ def add_many(
         counts: dict[str, Any] = {"added": 0, "refused": 0, "refused_by": {"held": 0, "dead": 0, "gated": 0, "cooling": 0}}
         caught = None
         if total:
-            counts, caught = _write(ctx, name, spool, readd, replace)
-    out(ctx).show(counts)
+            try:
+                counts, caught = _write(ctx, name, spool, readd, replace)
+            except KeyboardInterrupt:  # before the writes' own handler was in place
+                sys.stderr.write("psctl: interrupted before writing: nothing was written\n")
+                raise typer.Exit(INTERRUPTED) from None
+    out(ctx).show(counts, raw=counts["added"])
     written = counts["added"] + counts["refused"]
     if caught is not None and caught.signal is not None and written < total:
         done = f"wrote {written} of {total} rows; {RERUN}" if written else f"wrote 0 of {total} rows: nothing was written"

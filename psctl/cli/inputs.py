@@ -364,7 +364,10 @@ def _csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
                 _score(line, "" if score_at is None else record[score_at]),
             )
     finally:
-        text.detach()  # leave ``fp`` open: it is read again
+        try:
+            text.detach()  # leave ``fp`` open: it is read again
+        except ValueError:  # closed already (Ctrl-C while reading closed the input first)
+            pass
 
 
 def _places(columns: list[str] | tuple[str, ...]) -> tuple[int, int, int | None]:

@@ -376,7 +376,7 @@ def prune(
     finite(below, "--below")
     client = Session.of(ctx).client()
     if dry_run:
-        removed = client.pskeys(name, below=below)
+        removed = client.pskeys(name, below=below)[::-1]  # lowest first, as prune reports them
     else:
         count = len(client.pskeys(name, below=below)) if terminal.stdin_is_terminal() and not yes else 0
         if count and not confirmed(f"Remove {count} items scored below {number(below)} from {name!r}?", yes):
@@ -431,8 +431,10 @@ def remove(
     if dry_run:
         removed = sum(score is not None for score in client.psscores(name, keys))
     else:
-        if not confirmed(f"Remove {len(keys)} item{'s' if len(keys) > 1 else ''} from {name!r}?", yes):
-            raise BadUsage(f"not removed: {name!r} is unchanged")
+        if not yes and terminal.stdin_is_terminal():
+            there = sum(score is not None for score in client.psscores(name, list(dict.fromkeys(keys))))
+            if there and not ask(f"Remove {there} item{'s' if there > 1 else ''} from {name!r}?"):
+                raise BadUsage(f"not removed: {name!r} is unchanged")
         removed = client.psremove(name, keys, gate=gate)
     out(ctx).show({"removed": removed} | _dry(dry_run), raw=removed)
 

@@ -44,7 +44,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 @commands.command(cls=BareWait)
-@output_options
+@output_options(raw=False)
 def lease(
     ctx: typer.Context,
     name: Name,

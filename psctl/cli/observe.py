@@ -74,7 +74,7 @@ def _read(client: Any, names: list[str] | None) -> tuple[list[dict[str, Any]], A
 
 
 @commands.command()
-@output_options
+@output_options(raw=False)
 def stats(
     ctx: typer.Context,
     names: Names = None,
@@ -98,6 +98,8 @@ def stats(
     Example: psctl stats jobs mail --json
     Example: psctl stats --watch 5s
     """
+    if watch is not None and Session.of(ctx).quiet:
+        raise BadUsage("--watch and -q cannot be used together: watching is printing")
     client = Session.of(ctx).client()
     chosen = names or None
     if watch is None:

@@ -76,7 +76,15 @@ Name = Annotated[
         show_default=False,
     ),
 ]  # fmt: skip
-Key = Annotated[str, typer.Argument(metavar="KEY", help="The item's key.", show_default=False)]
+def _item_key(key: str) -> str:
+    if not key:  # (as add-many refuses one: a key is never empty on the command line)
+        raise typer.BadParameter("an item key must not be empty")
+    return key
+
+
+Key = Annotated[
+    str, typer.Argument(metavar="KEY", help="The item's key.", callback=_item_key, show_default=False)
+]
 Limit = Annotated[
     int | None,
     typer.Option(
@@ -159,11 +167,15 @@ Quiet = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def output_options(command: F) -> F:
+def output_options(command: F | None = None, *, raw: bool = True) -> Any:
     """Adds --json, --table, -o/--output and -q/--quiet to ``command`` (which
-    takes ``ctx`` first), decides the output from them (or else from the same
-    options given before the command) once, before the command runs (bad
-    usage before any I/O), and leaves it in the session: ``Session.of(ctx).out``."""
+    takes ``ctx`` first), decides the output from them and the same options
+    given before the command (two that disagree are bad usage) once, before
+    the command runs (bad usage before any I/O), and leaves it in the session:
+    ``Session.of(ctx).out``. ``raw=False`` (``@output_options(raw=False)``):
+    the command has no raw form, and ``-o raw`` is refused before it runs."""
+    if command is None:
+        return functools.partial(output_options, raw=raw)
     signature = inspect.signature(command)
     added = [
         inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsJson),
@@ -178,19 +190,20 @@ def output_options(command: F) -> F:
         session = Session.of(ctx)
         session.prints_data = True
         session.quiet = quiet or session.quiet  # (before the client is made: no notice either)
-        given = as_json or as_table or output_format is not None
+        formats = {getattr(f, "value", f) for f in (output_format, session.format) if f is not None}
+        if len(formats) > 1:
+            raise BadUsage(f"-o given twice, for different outputs ({', '.join(sorted(formats))}): give one")
         session.out = Output.choose(
-            as_json if given else session.as_json,
-            as_table if given else session.as_table,
-            output_format if given else session.format,
-            session.quiet,
+            as_json or session.as_json, as_table or session.as_table, next(iter(formats), None), session.quiet
         )
+        if not raw and session.out.format == "raw":
+            raise BadUsage(f"psctl {ctx.info_name} has no raw output: use -o json, ndjson, csv or table")
         return command(ctx, *args, **kwargs)
 
     decided.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *added])  # type: ignore[attr-defined]
     decided.__annotations__ = {**command.__annotations__, "as_json": AsJson, "as_table": AsTable,
                                "output_format": OutputFormat, "quiet": Quiet}  # fmt: skip
-    return decided  # type: ignore[return-value]
+    return decided
 
 
 def out(ctx: typer.Context) -> Output:
@@ -227,9 +240,11 @@ def ask(question: str) -> bool:
     sys.stderr.flush()
     try:
         answer = sys.stdin.readline()
-    except KeyboardInterrupt:  # Ctrl-C at the prompt: no
-        sys.stderr.write("\n")
-        return False
+    except KeyboardInterrupt:  # Ctrl-C at the prompt: nothing changed, exit status 130
+        from psctl.cli.status import INTERRUPTED
+
+        sys.stderr.write("\npsctl: interrupted: nothing changed\n")
+        raise typer.Exit(INTERRUPTED) from None
     if not answer:  # Ctrl-D
         sys.stderr.write("\n")
     return answer.strip().lower() in ("y", "yes")

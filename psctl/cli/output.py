@@ -236,11 +236,17 @@ STREAM_BUFFER = 1 << 16
 
 
 def _flat(row: Any, prefix: str = "") -> dict[str, Any]:
-    """An object's fields, nested objects' as ``outer.inner``."""
+    """An object's fields, nested objects' as ``outer.inner``. A CSV cell holds
+    bytes as they are: ``value_base64`` is the ``value`` column, decoded (so
+    that every row of a listing has the same columns, whatever its bytes)."""
     if not isinstance(row, Mapping):
         return {prefix or "value": row}
     flat: dict[str, Any] = {}
     for field, value in row.items():
+        if field.endswith(_BASE64) and isinstance(value, str):
+            import base64
+
+            field, value = field.removesuffix(_BASE64), base64.b64decode(value).decode("utf-8", "surrogateescape")
         name = f"{prefix}.{field}" if prefix else field
         if isinstance(value, Mapping) and value:
             flat.update(_flat(value, name))
