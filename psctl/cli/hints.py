@@ -26,11 +26,17 @@ def similar_streams(client: Any, name: str) -> list[str] | None:
     return difflib.get_close_matches(name, names, n=3, cutoff=0.6)
 
 
+def did_you_mean(client: Any, name: str) -> str:
+    """``; did you mean 'jobs'?`` when ``name`` is no stream and others are like
+    it (for a message about ``name``); else nothing."""
+    close = similar_streams(client, name)
+    return f"; did you mean {' or '.join(repr(other) for other in close)}?" if close else ""
+
+
 def hint_unknown_stream(client: Any, name: str, quiet: bool = False) -> None:
     """Says on stderr that ``name`` is no stream, when similar names exist."""
     if quiet:
         return
-    close = similar_streams(client, name)
-    if close:
-        guesses = " or ".join(repr(other) for other in close)
-        sys.stderr.write(f"psctl: no stream {name!r}; did you mean {guesses}?\n")
+    guess = did_you_mean(client, name)
+    if guess:
+        sys.stderr.write(f"psctl: no stream {name!r}{guess}\n")

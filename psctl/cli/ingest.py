@@ -206,17 +206,16 @@ class _Feed:
     def __init__(self, items: Iterable[Any], advance: Callable[[int], None]) -> None:
         self._items = items
         self._advance = advance
-        self.taken = 0
 
     def __iter__(self) -> Iterator[Any]:
         step, advance = self.PROGRESS_STEP, self._advance
+        taken = 0
         for taken, row in enumerate(self._items, 1):
-            self.taken = taken
             yield row
             if taken % step == 0:
                 advance(step)
-        if self.taken % step:
-            advance(self.taken % step)
+        if taken % step:
+            advance(taken % step)
 
 
 @contextmanager

@@ -29,13 +29,12 @@ from psctl.cli.options import (
     Yes,
     argv_bytes,
     ask,
-    confirmed,
     cool_down,
     finite,
     out,
     output_options,
 )
-from psctl.cli.hints import hint_unknown_stream
+from psctl.cli.hints import did_you_mean, hint_unknown_stream
 from psctl.cli.output import TERMINAL_ROWS, item, number, scored, text_field
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, NotFound
@@ -240,16 +239,22 @@ def values(ctx: typer.Context, name: Name, limit: Limit = None, scores: Scores =
     Example: psctl values jobs -o raw --limit 1
     """
 
+    def raw(row: dict[str, Any]) -> Any:
+        return row["value"] if "value" in row else _unbase64(row["value_base64"])
+
+    _listing(ctx, name, limit, _value_pages(name, scores), raw)
+
+
+def _value_pages(name: str, scores: bool) -> Callable[[Any, int, int], tuple[list[dict[str, Any]], int | None]]:
+    """The ``page`` of ``_listing`` for items with their values (and scores)."""
+
     def page(client: Any, start: int, count: int) -> tuple[list[dict[str, Any]], int | None]:
         found, following = client.psvaluespage(name, start, count, withscores=scores)
         if scores:
             return [item(key, value) | {"score": score} for key, (value, score) in found.items()], following
         return [item(key, value) for key, value in found.items()], following
 
-    def raw(row: dict[str, Any]) -> Any:
-        return row["value"] if "value" in row else _unbase64(row["value_base64"])
-
-    _listing(ctx, name, limit, page, raw)
+    return page
 
 
 @commands.command()
@@ -265,14 +270,10 @@ def dump(ctx: typer.Context, name: Name) -> None:
     """
     from psctl.cli.output import Output
 
-    client = Session.of(ctx).client()
-
-    def page(client: Any, start: int, count: int) -> tuple[list[dict[str, Any]], int | None]:
-        found, following = client.psvaluespage(name, start, count, withscores=True)
-        return [item(key, value) | {"score": score} for key, (value, score) in found.items()], following
-
-    if not Output("ndjson", quiet=Session.of(ctx).quiet).stream(_pages(client, page, None)):
-        hint_unknown_stream(client, name, Session.of(ctx).quiet)
+    session = Session.of(ctx)
+    client = session.client()
+    if not Output("ndjson", quiet=session.quiet).stream(_pages(client, _value_pages(name, True), None)):
+        hint_unknown_stream(client, name, session.quiet)
 
 
 def _unbase64(text: str) -> bytes:
@@ -294,16 +295,8 @@ def get(ctx: typer.Context, name: Name, key: Key) -> None:
     client = Session.of(ctx).client()
     value = client.psget(name, key)
     if value is None:
-        raise NotFound(f"no item {key!r} in stream {name!r}{_guess(client, name)}")
+        raise NotFound(f"no item {key!r} in stream {name!r}{did_you_mean(client, name)}")
     out(ctx).show(item(key, value), raw=value)
-
-
-def _guess(client: Any, name: str) -> str:
-    """``; did you mean 'jobs'?`` when ``name`` is no stream and others are like it."""
-    from psctl.cli.hints import similar_streams
-
-    close = similar_streams(client, name)
-    return f"; did you mean {' or '.join(repr(other) for other in close)}?" if close else ""
 
 
 @commands.command("len")
@@ -378,9 +371,10 @@ def prune(
     if dry_run:
         removed = client.pskeys(name, below=below)[::-1]  # lowest first, as prune reports them
     else:
-        count = len(client.pskeys(name, below=below)) if terminal.stdin_is_terminal() and not yes else 0
-        if count and not confirmed(f"Remove {count} items scored below {number(below)} from {name!r}?", yes):
-            raise BadUsage(f"not pruned: {name!r} is unchanged")
+        if not yes and terminal.stdin_is_terminal():  # (nobody to ask in cron or a pipe)
+            count = len(client.pskeys(name, below=below))
+            if count and not ask(f"Remove {count} items scored below {number(below)} from {name!r}?"):
+                raise BadUsage(f"not pruned: {name!r} is unchanged")
         removed = client.psdeletebelowthreshold(name, below, gate=gate)
     verb = "would be removed" if dry_run else "removed"
     out(ctx).show({"removed": removed} | _dry(dry_run), table=removed, column="removed",
@@ -489,7 +483,7 @@ def delete(
         raise BadUsage(f"not deleting {name!r}: stdin is not a terminal to confirm on; add --yes")
     client = Session.of(ctx).client()
     if not client.psexists(name):
-        raise NotFound(f"no stream {name!r}{_guess(client, name)}")
+        raise NotFound(f"no stream {name!r}{did_you_mean(client, name)}")
     if dry_run:
         out(ctx).show({"deleted": True, "items": client.pslen(name), "dry_run": True}, raw=True)
         return

@@ -188,7 +188,6 @@ def output_options(command: F | None = None, *, raw: bool = True) -> Any:
     def decided(ctx: typer.Context, *args: Any, as_json: bool = False, as_table: bool = False,
                 output_format: Format | None = None, quiet: bool = False, **kwargs: Any) -> Any:  # fmt: skip
         session = Session.of(ctx)
-        session.prints_data = True
         session.quiet = quiet or session.quiet  # (before the client is made: no notice either)
         formats = {getattr(f, "value", f) for f in (output_format, session.format) if f is not None}
         if len(formats) > 1:
@@ -219,16 +218,6 @@ DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Print what would change (with \"dry_run\": true) and change nothing.")
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first (on a terminal it asks).")]
-
-
-def confirmed(question: str, yes: bool) -> bool:
-    """Whether to go on: ``yes``, or stdin not a terminal (cron, a pipe: nobody to
-    ask, and a prompt there would hang), or the person at the terminal said so."""
-    from psctl.cli import terminal
-
-    if yes or not terminal.stdin_is_terminal():
-        return True
-    return ask(question)
 
 
 def ask(question: str) -> bool:

@@ -35,7 +35,6 @@ class Session:
         self.url, self.cluster, self.timeout, self.debug, self.tls_ca = url, cluster, timeout, debug, tls_ca
         # the output options given before the command (a command's own win)
         self.format, self.as_json, self.as_table, self.quiet = format, as_json, as_table, quiet
-        self.prints_data = False  # set by output_options: the command has an output to choose
         # what messages may say, worked out without I/O: never a password
         self.where = connection.where(url)
         self.secrets: tuple[str, ...] = connection.secrets(url)
