@@ -367,3 +367,11 @@ def test_bad_output_choices_fail_before_anything_changes(env: dict[str, str], r:
     assert watch.returncode == 2 and b"--watch and -q" in watch.stderr
     empty = psctl("add", "jobs", "", "v", env=env)
     assert empty.returncode == 2 and b"must not be empty" in empty.stderr
+
+
+def test_messages_and_help_show_no_python_reprs(env: dict[str, str], r: Any) -> None:
+    zero = psctl("lease", "jobs", "--for", "0", env=env)
+    assert zero.returncode == 2 and b"got 0" in zero.stderr and b"timedelta" not in zero.stderr
+    for command in ("incr", "decr-all"):
+        text = ok(command, "--help", env=env | {"COLUMNS": "200"}).stdout.decode()
+        assert "<float>" not in text and "BY" in text, command
