@@ -1,6 +1,6 @@
 --[[
   Ends the cool-downs that are due by the server's clock: each due key leaves
-  NAME:exp, NAME:t and NAME:s. At most ARGV[1] keys per call, so that one call
+  NAME:exp, NAME:t and NAME:s (a held or dead item only leaves NAME:exp). At most ARGV[1] keys per call, so that one call
   stays short; the caller calls again while the reply says there is more.
   Leases that ran out give their items back too (includes/reclaim.lua).
 
@@ -17,10 +17,15 @@
 
   ARGV[1]  the most keys to expire in this call
 
-  Returns {expired, more, alive, returned, died}: how many keys expired; 1 when
-  a limit was reached (more may be due); 1 when any of the stream's keys still
-  exists; how many items of expired leases came back, and went to NAME:dead.
-  Counts them (NAME:stats, which alone does not keep a stream alive).
+  A due key's deliveries leave with it; so do delivery counts that no item
+  can own any more (no value, no score, no dead item left: what older
+  versions left behind), which would otherwise keep the stream registered.
+
+  Returns {expired, more, alive, redelivered, died}: how many keys expired; 1
+  when a limit was reached (more may be due); 1 when any of the stream's keys
+  still exists; how many items of leases that ran out came back, and went to
+  NAME:dead. Counts them (NAME:stats, which alone does not keep a stream
+  alive).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -41,11 +46,25 @@ local leased = {0, 0, 0}
 if redis.call("EXISTS", leases) == 1 then leased = reclaim(now_ms()) end
 if #due > 0 then
   count_in_slices("ZREM", cooling, due)
-  count_in_slices("HDEL", values, due)
-  count_in_slices("ZREM", scores, due)
-  count_in_slices("HDEL", deliveries, due)
+  -- a due cool-down takes a kept item with it (the pull that kept it was never
+  -- acknowledged), but not one that a lease has taken since, nor a dead one:
+  -- their value is still needed
+  local gone = due
+  if redis.call("EXISTS", held, dead) > 0 then
+    local holders = call_in_slices("HMGET", held, due)
+    local died = call_in_slices("ZMSCORE", dead, due)
+    gone = {}
+    for i, key in ipairs(due) do
+      if not holders[i] and not died[i] then gone[#gone + 1] = key end
+    end
+  end
+  count_in_slices("HDEL", values, gone)
+  count_in_slices("ZREM", scores, gone)
+  count_in_slices("HDEL", deliveries, gone)
 end
 tally(STATS, "expired", #due, "redelivered", leased[1], "dead", leased[2])
-local alive = redis.call("EXISTS", values, scores, gated, cooling, held, leases, lease, deliveries, dead) > 0
+local items = redis.call("EXISTS", values, scores, dead) > 0
+if not items then redis.call("DEL", deliveries) end
+local alive = items or redis.call("EXISTS", gated, cooling, held, leases, lease) > 0
 local more = (#due == limit or leased[3] == 1) and 1 or 0
 return {#due, more, alive and 1 or 0, leased[1], leased[2]}

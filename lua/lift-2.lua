@@ -5,7 +5,8 @@
   KEYS[1]  NAME:exc  set: gated keys
   KEYS[2]  NAME:exp  sorted set: cooling-down key -> unix time
 
-  ARGV[1..] item keys
+  ARGV[1]  "1": a dry run: count what would be lifted, write nothing
+  ARGV[2..] item keys
 
   Returns how many of the keys were gated or cooling down (or both).
 ]]
@@ -13,7 +14,7 @@
 
 local keys = {}
 local seen = {}
-for i = 1, #ARGV do
+for i = 2, #ARGV do
   if not seen[ARGV[i]] then
     keys[#keys + 1] = ARGV[i]
     seen[ARGV[i]] = true
@@ -26,6 +27,7 @@ local lifted = 0
 for i = 1, #keys do
   if is_gated[i] == 1 or ends[i] then lifted = lifted + 1 end
 end
+if ARGV[1] == "1" then return lifted end
 redis.call("SREM", KEYS[1], unpack(keys))
 redis.call("ZREM", KEYS[2], unpack(keys))
 return lifted

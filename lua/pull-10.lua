@@ -1,7 +1,7 @@
 --[[
   Takes up to ARGV[1] of the highest-scored items (ties in ZPOPMAX order).
   A sorted-set entry with no value in NAME:t is an orphan: it is dropped and
-  not counted. (pullone-4.lua does the same for one item, purged.)
+  not counted. (pullone-10.lua does the same for one item, purged.)
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
@@ -26,7 +26,7 @@
 
   Returns {keys, values}: two arrays in pull order; {} when nothing was pulled.
   A purged item's deliveries (of leases it had before) are forgotten. Counts
-  the items pulled, and those that expired leases brought back.
+  the items pulled, and those of leases that ran out that came back.
   Leases that ran out give their items back first (includes/reclaim.lua).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -62,8 +62,8 @@ if #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0 then
   tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2])
 end
 -- an item pulled for good leaves its deliveries behind (as an acknowledged one)
-local counted = purge and redis.call("EXISTS", deliveries) == 1
-if counted then expect(8, "hash") end
+-- (HLEN both checks the key and says whether there is anything to forget)
+local counted = purge and expect(8, "hash") > 0
 
 -- appends a page's members that have a value; returns those that have none
 local n = 0

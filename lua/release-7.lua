@@ -2,7 +2,8 @@
   Gives held items of a lease back: to the stream at once with their
   remembered score (or ARGV[2]), or, with a delay, held under a token of the
   release's own until the delay has passed (then includes/reclaim.lua brings
-  them back). An item whose deliveries have reached the lease's
+  them back, not counted redelivered: its record's max_deliveries is
+  RELEASED). An item whose deliveries have reached the lease's
   max_deliveries goes to NAME:dead instead. The token loses them at once; keys
   it no longer holds are skipped (includes/holding.lua).
 
@@ -17,7 +18,9 @@
   ARGV[1]  the token
   ARGV[2]  the score to come back with ("" for the remembered one; exact text)
   ARGV[3]  the delay in ms (0: at once)
-  ARGV[4]  the delayed release's own token (random hex, made by the caller)
+  ARGV[4]  the delayed release's own token (random hex, made by the caller; a
+           new one for each call, since its record names what this call gave
+           back, and only that)
   ARGV[5]  "1": the items were worked on; "0": they were not (a worker that
            stops gives back what it had not started): their delivery is not
            counted (deliveries go back by one) and they never go to NAME:dead
@@ -33,6 +36,7 @@ local HELD, LEASES, LEASE, STATS = 2, 3, 4, 7
 -- @include clock
 -- @include holding
 
+local RELEASED = -1  -- (includes/reclaim.lua: back when the delay has passed, never redelivered nor dead)
 local token, score, delay, later = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local attempted = ARGV[5] == "1"
 local wanted = nil
@@ -54,7 +58,7 @@ if #mine > 0 then
   expect(STATS, "hash")
 end
 local max = record[1]
-local back, buried, gone, counted, moved, kept = {}, {}, {}, {}, {}, {0}
+local back, buried, gone, counted, moved, kept = {}, {}, {}, {}, {}, {RELEASED}
 for _, key in ipairs(mine) do
   local index = where[key]
   local last, count = record[index + 1], record[index + 2]

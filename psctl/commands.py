@@ -133,9 +133,11 @@ class PrioritizedStreamCommands:
         """Subtracts ``decrement`` from every score; returns how many items changed."""
         return self._ps_run(op.decrement_all(self._ps_keys(name), decrement))
 
-    def psremove(self, name: str, keys: Iterable[str], gate: bool = False) -> Any:
-        """Removes the given items (acknowledging a ``purge=False`` pull); returns how many there were."""
-        return self._ps_run(op.remove(self._ps_keys(name), keys, gate))
+    def psremove(self, name: str, keys: Iterable[str], gate: bool = False, *, dry_run: bool = False) -> Any:
+        """Removes the given items whole, waiting, held or dead (acknowledging a
+        ``purge=False`` pull, say); returns how many there were, each once.
+        ``dry_run``: only counts them."""
+        return self._ps_run(op.remove(self._ps_keys(name), keys, gate, dry_run))
 
     def psdelete(self, name: str) -> Any:
         """Deletes the stream's keys and its registry entry; ``True`` when there was anything."""
@@ -170,10 +172,10 @@ class PrioritizedStreamCommands:
         deadline, or the cool-down's end), ``deliveries``, ``gated``."""
         return self._ps_run(observing.item(self._ps_keys(name), key))
 
-    def pslift(self, name: str, keys: Iterable[Any]) -> Any:
+    def pslift(self, name: str, keys: Iterable[Any], *, dry_run: bool = False) -> Any:
         """Ends the gates and cool-downs of ``keys`` without adding them: how
-        many had one."""
-        return self._ps_run(observing.lift(self._ps_keys(name), keys))
+        many had one. ``dry_run``: only counts them."""
+        return self._ps_run(observing.lift(self._ps_keys(name), keys, dry_run))
 
     # -- leases (SPEC §6) ----------------------------------------------------------
 

@@ -90,6 +90,16 @@ class StreamKeys:
         return (*self.all, *self.leasing, self.stats)
 
     @property
+    def removing(self) -> tuple[Key, ...]:
+        """The keys of the remove script: every key an item may be in, in any state."""
+        return (self.values, self.scores, self.gated, self.held, self.deliveries, self.dead, self.stats)
+
+    @property
+    def pruning(self) -> tuple[Key, ...]:
+        """The keys of the prune script."""
+        return (self.values, self.scores, self.gated, self.deliveries, self.stats)
+
+    @property
     def holding_data(self) -> tuple[Key, ...]:
         """The keys that hold the stream's data: while any exists, the stream
         stays registered (the wake-up list is gone within a minute anyway; the

@@ -245,13 +245,19 @@ def release(
     delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
     chunks = _which(items)
     release_keys = (keys.scores, *keys.leasing, keys.stats)
-    head = (token_bytes, score_text, delay_ms, new_token().encode(), flag(attempted))
+
+    def head() -> tuple[Any, ...]:
+        # each call's delayed items are held under a token of their own: one
+        # shared by two calls would keep only the second call's record, and
+        # what the first gave back would stay held for ever
+        return token_bytes, score_text, delay_ms, new_token().encode(), flag(attempted)
+
     if chunks is None:
-        released, _ = yield Call(script("release"), release_keys, (*head, b"all"), safe=True)
+        released, _ = yield Call(script("release"), release_keys, (*head(), b"all"), safe=True)
         return int(released)
     total = 0
     for chunk in chunks:
-        released, _ = yield Call(script("release"), release_keys, (*head, b"keys", *chunk), safe=True)
+        released, _ = yield Call(script("release"), release_keys, (*head(), b"keys", *chunk), safe=True)
         total += int(released)
     return total
 

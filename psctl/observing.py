@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from psctl.encoding import decode_key, encode_key, in_chunks
+from psctl.encoding import decode_key, encode_key, flag, in_chunks
 from psctl.errors import InvalidArgument, StreamsFailed
 from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, Layout, names
@@ -124,11 +124,13 @@ def item(keys: StreamKeys, key: Any) -> Plan:
     return found
 
 
-def lift(keys: StreamKeys, items: Iterable[Any]) -> Plan:
-    """``pslift``: ends the gates and cool-downs of ``items``; how many had one."""
+def lift(keys: StreamKeys, items: Iterable[Any], dry_run: bool = False) -> Plan:
+    """``pslift``: ends the gates and cool-downs of ``items``; how many had one.
+    ``dry_run`` counts them and changes nothing."""
     if isinstance(items, (str, bytes)):
         items = [items]
     lifted = 0
-    for chunk in in_chunks([encode_key(key) for key in items], ADD_CHUNK):
-        lifted += int((yield Call(script("lift"), (keys.gated, keys.cooling), tuple(chunk))))
+    # each key once, so that one named twice counts once even across chunks
+    for chunk in in_chunks(list(dict.fromkeys(encode_key(key) for key in items)), ADD_CHUNK):
+        lifted += int((yield Call(script("lift"), (keys.gated, keys.cooling), (flag(dry_run), *chunk), safe=dry_run)))
     return lifted

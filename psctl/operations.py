@@ -353,7 +353,7 @@ def increment(keys: StreamKeys, key: Any, score: Any) -> Plan:
 
 def delete_below(keys: StreamKeys, threshold: Any, gate: bool) -> Plan:
     bound = b"(" + encode_score(threshold)
-    reply = yield Call(script("prune"), (keys.values, keys.scores, keys.gated, keys.stats), (bound, flag(gate)))
+    reply = yield Call(script("prune"), keys.pruning, (bound, flag(gate)))
     return decode_keys(reply)
 
 
@@ -362,13 +362,16 @@ def decrement_all(keys: StreamKeys, decrement: Any) -> Plan:
     return int((yield Call(script("decrement"), (keys.scores,), (by,))))
 
 
-def remove(keys: StreamKeys, item_keys: Any, gate: bool) -> Plan:
+def remove(keys: StreamKeys, item_keys: Any, gate: bool, dry_run: bool = False) -> Plan:
+    """``psremove``: each item whole, in whatever state (waiting, held, dead);
+    ``dry_run`` counts what would go and changes nothing."""
     if isinstance(item_keys, (str, bytes)):
         item_keys = [item_keys]
-    encoded = [encode_key(key) for key in item_keys]
+    # each key once, so that one named twice counts once even across chunks (a dry run's too)
+    encoded = list(dict.fromkeys(encode_key(key) for key in item_keys))
     removed = 0
     for chunk in in_chunks(encoded, ADD_CHUNK):
-        removed += yield Call(script("remove"), (keys.values, keys.scores, keys.gated, keys.stats), (flag(gate), *chunk))
+        removed += yield Call(script("remove"), keys.removing, (flag(gate), flag(dry_run), *chunk), safe=dry_run)
     return removed
 
 

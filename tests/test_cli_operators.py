@@ -224,7 +224,7 @@ def test_dry_run_changes_nothing(env: dict[str, str], r: Any) -> None:
         (["prune", "jobs", "--below", "0", "--dry-run"], {"removed": ["c"], "dry_run": True}),
         (["decr-all", "jobs", "1", "--dry-run"], {"updated": 1, "dry_run": True}),
         (["remove", "jobs", "c", "nope", "--dry-run"], {"removed": 1, "dry_run": True}),
-        (["delete", "jobs", "--dry-run"], {"deleted": True, "items": 1, "dry_run": True}),
+        (["delete", "jobs", "--dry-run"], {"deleted": True, "items": 2, "dry_run": True}),  # c waiting, b dead
         (["requeue", "jobs", "--dry-run"], {"requeued": 1, "dry_run": True}),
         (["lift", "jobs", "a", "c", "--dry-run"], {"lifted": 1, "dry_run": True}),
     ]

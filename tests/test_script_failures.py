@@ -65,11 +65,16 @@ OPERATIONS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "psincrement": (lambda ps: ps.psincrement("q", "c", 2), ("scores",)),
     "psdeletebelowthreshold": (
         lambda ps: ps.psdeletebelowthreshold("q", 4, gate=True),
-        ("values", "scores", "gated", "stats"),
+        ("values", "scores", "gated", "deliveries", "stats"),
     ),
     "psdecrement_all": (lambda ps: ps.psdecrement_all("q", 1), ("scores",)),
-    "psremove": (lambda ps: ps.psremove("q", ["c", "d"], gate=True), ("values", "scores", "gated", "stats")),
+    "psremove": (
+        lambda ps: ps.psremove("q", ["c", "d"], gate=True),
+        ("values", "scores", "gated", "held", "deliveries", "dead", "stats"),
+    ),
+    "psremove dry run": (lambda ps: ps.psremove("q", ["c", "d"], dry_run=True), ("scores", "held", "dead")),
     "pslift": (lambda ps: ps.pslift("q", ["a", "b"]), ("gated", "cooling")),
+    "pslift dry run": (lambda ps: ps.pslift("q", ["a", "b"], dry_run=True), ("gated", "cooling")),
     "psvalues": (lambda ps: ps.psvalues("q"), ("values", "scores")),
 }
 
@@ -167,6 +172,13 @@ WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
     "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries")),
     "psrequeue": (lambda ps, t: ps.psrequeue("q"), ("scores", "deliveries", "dead")),
     "psrequeue keys": (lambda ps, t: ps.psrequeue("q", ["c"], score=1), ("scores", "deliveries", "dead")),
+    "psremove": (  # c dead, d held, g waiting with deliveries
+        lambda ps, t: ps.psremove("q", ["c", "d", "g"], gate=True),
+        ("values", "scores", "gated", "held", "deliveries", "dead", "stats"),
+    ),
+    "psdeletebelowthreshold": (  # g, with deliveries, and h
+        lambda ps, t: ps.psdeletebelowthreshold("q", 5, gate=True), ("values", "scores", "gated", "deliveries", "stats")
+    ),
 }
 
 LEASE_CASES = [(op, field) for op, (_, fields) in WITH_LEASES.items() for field in fields]

@@ -414,19 +414,24 @@ def remove(
     dry_run: DryRun = False,
     yes: Yes = False,
 ) -> None:
-    """Remove items by key: how a worker acknowledges items pulled with --keep.
+    """Remove items by key, whole, whether waiting, held by a lease or dead: how a worker acknowledges items
+    pulled with --keep.
 
-    On a terminal it asks first (unless --yes); from cron or a pipe it does not ask.
+    Each item goes with its value, score and deliveries; a held one leaves its lease (the lease's token
+    skips it from then on; it never comes back), a dead one the dead items. Prints how many items there
+    were, each counted once however often named; a key that is only gated or cooling down is no item and
+    not counted. --gate gates every KEY. On a terminal it asks first (unless --yes); from cron or a pipe
+    it does not ask.
 
     Example: psctl remove jobs job-1 job-2
     Example: psctl remove jobs job-1 --gate --yes
     """
     client = Session.of(ctx).client()
     if dry_run:
-        removed = sum(score is not None for score in client.psscores(name, keys))
+        removed = client.psremove(name, keys, gate=gate, dry_run=True)
     else:
         if not yes and terminal.stdin_is_terminal():
-            there = sum(score is not None for score in client.psscores(name, list(dict.fromkeys(keys))))
+            there = client.psremove(name, keys, dry_run=True)
             if there and not ask(f"Remove {there} item{'s' if there > 1 else ''} from {name!r}?"):
                 raise BadUsage(f"not removed: {name!r} is unchanged")
         removed = client.psremove(name, keys, gate=gate)
@@ -473,8 +478,9 @@ def delete(
 ) -> None:
     """Delete a stream: all its items, gates, cool-downs, leases, dead items and counters.
 
-    Asks first on a terminal; elsewhere refuses (exit status 2) unless --yes is given. Exit status 3 when
-    there is no such stream.
+    Asks first on a terminal, naming how many items go (waiting, held and dead); elsewhere refuses (exit
+    status 2) unless --yes is given. --dry-run prints that count as "items". Exit status 3 when there is no
+    such stream.
 
     Example: psctl delete jobs --dry-run
     Example: psctl delete jobs --yes
@@ -485,9 +491,15 @@ def delete(
     if not client.psexists(name):
         raise NotFound(f"no stream {name!r}{did_you_mean(client, name)}")
     if dry_run:
-        out(ctx).show({"deleted": True, "items": client.pslen(name), "dry_run": True}, raw=True)
+        out(ctx).show({"deleted": True, "items": _every_item(client, name), "dry_run": True}, raw=True)
         return
-    if not yes and not ask(f"Delete stream {name!r} and its {client.pslen(name)} items?"):
+    if not yes and not ask(f"Delete stream {name!r} and its {_every_item(client, name)} items?"):
         raise BadUsage(f"not deleted: {name!r} is unchanged")
     deleted = bool(client.psdelete(name))
     out(ctx).show({"deleted": deleted}, raw=deleted)
+
+
+def _every_item(client: Any, name: str) -> int:
+    """How many items a stream holds in every state: what delete takes."""
+    stats = client.psstats(name)
+    return stats["waiting"] + stats["held"] + stats["dead"]

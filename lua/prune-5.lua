@@ -1,17 +1,19 @@
 --[[
-  Removes the items scored strictly below a threshold.
+  Removes the items scored strictly below a threshold, with their deliveries.
 
   KEYS[1]  NAME:t    hash: item key -> value
   KEYS[2]  NAME:s    sorted set: item key -> score
   KEYS[3]  NAME:exc  set: gated keys
-  KEYS[4]  NAME:stats hash: the stream's counters (includes/counters.lua)
+  KEYS[4]  NAME:dlv  hash: item key -> deliveries so far, while not held
+  KEYS[5]  NAME:stats hash: the stream's counters (includes/counters.lua)
 
   ARGV[1]  the exclusive bound, "(" followed by the threshold
   ARGV[2]  "1": gate the removed keys (add them to NAME:exc)
 
   Returns the removed keys, lowest score first.
 ]]
-local values, scores, gated = KEYS[1], KEYS[2], KEYS[3]
+local values, scores, gated, deliveries = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local STATS = 5
 -- @include batch
 -- @include keycheck
 
@@ -19,9 +21,11 @@ local removed = checked(2, "zset", "ZRANGEBYSCORE", "-inf", ARGV[1])
 if #removed == 0 then return removed end
 expect(1, "hash")
 if ARGV[2] == "1" then expect(3, "set") end
-expect(4, "hash")
+local counted = expect(4, "hash") > 0
+expect(STATS, "hash")
 redis.call("ZREMRANGEBYSCORE", scores, "-inf", ARGV[1])
 count_in_slices("HDEL", values, removed)
+if counted then count_in_slices("HDEL", deliveries, removed) end
 if ARGV[2] == "1" then count_in_slices("SADD", gated, removed) end
-redis.call("HINCRBY", KEYS[4], "removed", #removed)
+redis.call("HINCRBY", KEYS[STATS], "removed", #removed)
 return removed
