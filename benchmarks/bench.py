@@ -39,11 +39,14 @@ class Sizes:
     cold_runs: int = 8  # cold starts of each side per round (a start's time varies by ±30% here)
     work_items: int = 5_000  # items of a psctl work run (and lines of its xargs baseline)
     work_memory_items: int = 100_000  # items of the psctl work run whose peak memory is reported
+    wake_items: int = 200  # delayed items a blocked pull receives one by one (each 50-300 ms after the last)
     rounds: int = 5
 
 
 FULL = Sizes()
-QUICK = Sizes(items=5_000, calls=300, cli_rows=5_000, cold_runs=1, work_items=500, work_memory_items=1_000, rounds=2)
+QUICK = Sizes(
+    items=5_000, calls=300, cli_rows=5_000, cold_runs=1, work_items=500, work_memory_items=1_000, wake_items=20, rounds=2
+)
 
 
 def make_items(count: int, value_size: int, seed: int, prefix: str = "item") -> list[Item]:

@@ -27,6 +27,7 @@ class Unit(enum.Enum):
     DURATION = "ms/run"  # seconds per run, lower is better
     MEGABYTES = "MB"  # a figure a run reports itself (``Result.extra``)
     MILLISECONDS = "ms"  # likewise
+    FIELDS = "fields"  # likewise: entries left in hashes and sorted sets
 
     def figure(self, items: int, seconds: float) -> float:
         if self is Unit.RATE:
@@ -49,7 +50,10 @@ class Target:
         return x >= self.value if self.op == ">=" else x <= self.value
 
     def miss(self, x: float) -> str:
-        """How far ``x`` is from the target, as a percentage of the target."""
+        """How far ``x`` is from the target, as a percentage of the target
+        (of a target of 0: the difference itself)."""
+        if self.value == 0:
+            return f"{abs(x):g}"
         return f"{abs(x - self.value) / self.value:.0%}"
 
     def __str__(self) -> str:

@@ -2,8 +2,8 @@
 
 A script call blocks every other client while it runs, so a batch must stay
 short. With ``slowlog-log-slower-than 0`` the server logs every command with
-its execution time (network excluded); each side of the add, pull and expire
-cases runs again (its setup unlogged) and its entries are read back: every command of the
+its execution time (network excluded); each side of the cases in ``CASES``
+runs again (its setup unlogged) and its entries are read back: every command of the
 baseline, every ``EVALSHA`` of psctl. Each side runs ``RUNS`` times and the
 run whose longest command is the shortest is kept: on a busy machine a run's
 longest command is often one during which the server was descheduled, which
@@ -15,7 +15,7 @@ from __future__ import annotations
 from benchmarks.bench import Bench
 from benchmarks.harness import Case, Measure, Row, Stats, Target, Unit
 
-CASES = ("add", "pull", "expire", "expired leases")
+CASES = ("add", "pull", "expire", "expired leases", "due backlog")
 TARGET = Target("<=", 10, absolute=True)  # ms; well under that is the aim
 SETTINGS = ("slowlog-log-slower-than", "slowlog-max-len")
 

@@ -82,7 +82,8 @@ def machine(b: Bench, server: ServerProcess | None) -> str:
             f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
             f"Python {platform.python_version()}, redis-py {redis.__version__} ({parser}); server: {where}",
             f"Sizes: {s.items:,} items of {s.value_size} bytes, {s.chunk} per call, {s.streams} streams for expire, "
-            f"{s.calls:,} single calls per round (runs of {min(s.run_calls, s.calls)}), {s.cli_rows:,} CLI rows; {s.rounds} interleaved rounds"
+            f"{s.calls:,} single calls per round (runs of {min(s.run_calls, s.calls)}), {s.cli_rows:,} CLI rows, "
+            f"{s.wake_items} delayed items to wake for; {s.rounds} interleaved rounds"
             + (f", {s.cold_runs} cold starts per round" if s.cold_runs > 1 else ""),
         ]
     )

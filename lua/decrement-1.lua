@@ -2,6 +2,7 @@
   Subtracts the same amount from every score of a stream.
 
   KEYS[1]  NAME:s    sorted set: item key -> score
+-- @keys scores
 
   ARGV[1]  the amount to subtract
 

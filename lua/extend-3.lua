@@ -4,6 +4,7 @@
   KEYS[1]  NAME:held    hash: held item key -> the token holding it
   KEYS[2]  NAME:leases  sorted set: token -> deadline (unix ms)
   KEYS[3]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+-- @keys held leases lease
 
   ARGV[1]  the token
   ARGV[2]  the new lease's length in ms, from now

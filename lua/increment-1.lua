@@ -2,6 +2,7 @@
   Adds to the score of an item already in the stream; never creates one.
 
   KEYS[1]  NAME:s    sorted set: item key -> score
+-- @keys scores
 
   ARGV[1]  the amount to add (exact decimal text of a finite double)
   ARGV[2]  item key

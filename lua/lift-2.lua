@@ -4,6 +4,7 @@
 
   KEYS[1]  NAME:exc  set: gated keys
   KEYS[2]  NAME:exp  sorted set: cooling-down key -> unix time
+-- @keys gated cooling
 
   ARGV[1]  "1": a dry run: count what would be lifted, write nothing
   ARGV[2..] item keys

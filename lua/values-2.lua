@@ -6,6 +6,7 @@
 
   KEYS[1]  NAME:s    sorted set: item key -> score
   KEYS[2]  NAME:t    hash: item key -> value
+-- @keys scores values
 
   ARGV[1]  the first rank to read (0 is the highest-scored entry)
   ARGV[2]  the last rank to read; -1 for all

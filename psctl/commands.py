@@ -35,13 +35,17 @@ class PrioritizedStreamCommands:
         *,
         replace: bool = False,
         explain: bool = False,
+        delay: timedelta | datetime | None = None,
     ) -> Any:
         """Adds an item, or adds ``score`` to its score (``replace``: sets it to
         ``score``): the new score, or ``None`` when its key is refused (gated,
-        cooling down, held by a lease or dead). With ``explain``, a
+        cooling down, held by a lease or dead). ``delay``: the item is kept now
+        but waits (is pulled, leased, listed) only from then: a ``timedelta``
+        from the server's clock, or a ``datetime`` (naive means UTC); an add to
+        a delayed key without one keeps its time. With ``explain``, a
         ``psctl.operations.Added`` instead: ``(score, reason, until)``, saying
-        why a key was refused."""
-        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace))
+        why a key was refused, or until when it is delayed."""
+        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace, delay))
 
     def psaddmany(
         self,
@@ -52,8 +56,11 @@ class PrioritizedStreamCommands:
         summary: bool = False,
         replace: bool = False,
         stop: Any = None,
+        delay: timedelta | datetime | None = None,
     ) -> Any:
         """``psadd`` for many ``(key, value, score)`` items, about a thousand per script call.
+        An item may give its own delay as a 4th field (``(key, value, score,
+        delay)``); ``delay`` applies to those that give none.
 
         Returns each item's new score (``None`` when refused); with ``summary``,
         only ``{"added": n, "refused": m, "refused_by": {"held": …, "dead": …,
@@ -64,7 +71,7 @@ class PrioritizedStreamCommands:
         or a ``threading.Event``), once set, ends the add before its next chunk:
         the call returns the scores (or counts) of the items written until then,
         a whole number of chunks from the start."""
-        return self._ps_run(op.add(self._ps_keys(name), items, readd, summary, replace, stop))
+        return self._ps_run(op.add(self._ps_keys(name), items, readd, summary, replace, stop, delay))
 
     def pspull(
         self,
@@ -84,12 +91,33 @@ class PrioritizedStreamCommands:
         return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at, block, stop))
 
     def pskeys(
-        self, name: str, withscores: bool = False, limit: int | None = None, start: int = 0, below: float | None = None
+        self,
+        name: str,
+        withscores: bool = False,
+        limit: int | None = None,
+        start: int = 0,
+        below: float | None = None,
+        *,
+        state: str | None = None,
     ) -> Any:
         """Item keys, highest score first; ``(key, score)`` pairs with ``withscores``.
         ``start``: from that rank (0, the highest, by default), for reading page
-        by page; ``below``: only the keys scored strictly below it."""
+        by page; ``below``: only the keys scored strictly below it.
+
+        ``state`` ("waiting", "delayed", "held", "cooling", "gated", "dead"):
+        the keys in that state instead, as dicts with what applies to each:
+        ``until`` (delayed, cooling), ``token`` and ``deadline`` (held),
+        ``score``, ``deliveries``, ``reason`` and ``failed_at`` (dead); at most
+        ``limit``. ``pskeyspage`` reads them a page at a time."""
+        if state is not None:
+            return self._ps_run(observing.in_state(self._ps_keys(name), state, limit))
         return self._ps_run(op.keys_(self._ps_keys(name), withscores, limit, start, below))
+
+    def pskeyspage(self, name: str, state: str, start: Any = 0, count: int = 1000) -> Any:
+        """One page of ``pskeys(name, state=...)``, to list a state of any size
+        in bounded memory: ``(rows, following)``, ``following`` where the next
+        page starts, None after the last. Pages are not a snapshot."""
+        return self._ps_run(observing.state_page(self._ps_keys(name), state, start, count))
 
     def psvalues(self, name: str, limit: int | None = None, start: int = 0, withscores: bool = False) -> Any:
         """``{key: value}`` of every item (or the ``limit`` highest-scored), in
@@ -134,9 +162,10 @@ class PrioritizedStreamCommands:
         return self._ps_run(op.decrement_all(self._ps_keys(name), decrement))
 
     def psremove(self, name: str, keys: Iterable[str], gate: bool = False, *, dry_run: bool = False) -> Any:
-        """Removes the given items whole, waiting, held or dead (acknowledging a
-        ``purge=False`` pull, say); returns how many there were, each once.
-        ``dry_run``: only counts them."""
+        """Removes the given items whole, waiting, delayed, held or dead
+        (acknowledging a ``purge=False`` pull, say), with every record they
+        have; returns how many there were, each once. ``dry_run``: only counts
+        them."""
         return self._ps_run(op.remove(self._ps_keys(name), keys, gate, dry_run))
 
     def psdelete(self, name: str) -> Any:
@@ -144,7 +173,10 @@ class PrioritizedStreamCommands:
         return self._ps_run(op.delete(self._ps_keys(name), self._ps_keys))
 
     def psexpire(self) -> Any:
-        """Ends every due cool-down of every registered stream: ``{name: removed}`` for streams with any."""
+        """Ends what is due in every registered stream, by the server's clock:
+        cool-downs (``{name: ended}`` for streams with any), leases that ran
+        out, delayed items. Pulls and leases do the same for their stream as
+        they go; this frees the memory of streams nobody touches."""
         return self._ps_run(op.expire(self._ps_keys))
 
     def psnames(self) -> Any:
@@ -154,10 +186,12 @@ class PrioritizedStreamCommands:
     # -- observing (SPEC §8) --------------------------------------------------------
 
     def psstats(self, name: str) -> Any:
-        """A stream's state and counters, in one round trip: ``{"name", "waiting",
-        "held", "overdue", "overdue_capped", "gated", "cooling",
-        "next_cool_down_end", "dead", "top_score", "bottom_score", "counters",
-        "server_time"}``."""
+        """A stream's state and counters, in one round trip, by the server's
+        clock: ``{"name", "waiting", "delayed", "next_delayed_due", "held",
+        "overdue", "overdue_capped", "gated", "cooling", "next_cool_down_end",
+        "dead", "top_score", "bottom_score", "counters", "server_time"}``
+        (``cooling``: cool-downs still to end; ``overdue``: held items whose
+        lease ran out, not yet returned)."""
         return self._ps_run(observing.stats(self._ps_keys(name)))
 
     def psstatsmany(self, names: Iterable[str] | None = None) -> Any:
@@ -167,9 +201,11 @@ class PrioritizedStreamCommands:
         return self._ps_run(observing.stats_many(self._ps_keys, names))
 
     def psitem(self, name: str, key: str) -> Any:
-        """Where an item stands: ``{"state": "held"|"dead"|"waiting"|"cooling"|
-        "gated"|"absent"}`` with what applies: ``score``, ``until`` (the lease's
-        deadline, or the cool-down's end), ``deliveries``, ``gated``."""
+        """Where an item stands, by the server's clock: ``{"state": "held"|"dead"|
+        "delayed"|"waiting"|"cooling"|"gated"|"absent"}`` with what applies:
+        ``score``, ``until`` (the lease's deadline, when a delayed item starts
+        waiting, or the cool-down's end), ``deliveries``, ``gated``,
+        ``last_failure`` (``{"reason", "at", "delivery"}``)."""
         return self._ps_run(observing.item(self._ps_keys(name), key))
 
     def pslift(self, name: str, keys: Iterable[Any], *, dry_run: bool = False) -> Any:
@@ -211,14 +247,17 @@ class PrioritizedStreamCommands:
         score: float | None = None,
         delay: Any = None,
         attempted: bool = True,
+        reason: Any = None,
     ) -> Any:
         """Gives held items of ``token`` back (all it holds when ``keys`` is
-        None): at once, or once ``delay`` (a timedelta or seconds) has passed,
-        with their remembered score or ``score``; returns how many.
-        ``attempted=False`` gives back items that were not worked on (a worker
-        that stops): their delivery is not counted, and they never go to the
-        dead items."""
-        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted))
+        None): at once, or delayed until ``delay`` (a timedelta or seconds) has
+        passed, with their remembered score or ``score``; returns how many.
+        ``reason`` (text, or an exception; kept up to 2 KiB) is kept as each
+        item's last failure, with the time and the delivery (``psdead``,
+        ``psitem``). ``attempted=False`` gives back items that were not worked
+        on (a worker that stops): their delivery is not counted, no failure is
+        kept, and they never go to the dead items."""
+        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason))
 
     def psextend(self, name: str, token: str, lease: timedelta | float) -> Any:
         """Moves the deadline of what ``token`` still holds to ``lease`` from now:
@@ -242,11 +281,12 @@ class PrioritizedStreamCommands:
 
     def psdead(self, name: str, limit: int | None = None) -> Any:
         """``{key: value}`` of the items that ran out of deliveries, highest last
-        score first, as ``psrequeue`` gives them back (``.deliveries`` holds
-        their counts)."""
+        score first, as ``psrequeue`` gives them back: a ``DeadItems``, whose
+        ``.deliveries``, ``.reasons`` and ``.failed_at`` say how many leases
+        each had and why and when its last delivery failed."""
         return self._ps_run(leases.dead(self._ps_keys(name), limit))
 
     def psrequeue(self, name: str, keys: Iterable[Any] | None = None, score: float | None = None) -> Any:
-        """Puts dead items back (all when ``keys`` is None), deliveries reset,
-        with their last score or ``score``; returns how many."""
+        """Puts dead items back (all when ``keys`` is None), deliveries and last
+        failure forgotten, with their last score or ``score``; returns how many."""
         return self._ps_run(leases.requeue(self._ps_keys(name), keys, score))

@@ -101,6 +101,9 @@ def ensure_server() -> str:
 def start_server() -> tuple[str, bool]:
     """The URL of the embedded server, and whether this call started it (False:
     it was running already)."""
+    missing = missing_home()
+    if missing is not None:
+        raise ServerError(f"no place for the embedded server: {missing} (set HOME or XDG_STATE_HOME to a folder of yours)")
     sock = _socket_path(_state_path())  # a path too long fails before anything is created
     folder = state_dir()
     url = f"unix://{quote(str(sock))}"
@@ -215,6 +218,38 @@ def _state_path() -> Path:
         except RuntimeError:
             raise ServerError("no home folder to keep the embedded server in: set HOME or XDG_STATE_HOME") from None
     return Path(base) / "psctl"
+
+
+def missing_home() -> str | None:
+    """Why the embedded server must not be started here, or None: the folder
+    its state folder would be made in is not an existing folder of this
+    user's own. That folder is HOME, or with XDG_STATE_HOME set, that folder
+    (or, while it does not exist yet, the one it would be made in). A service
+    or a cron job with HOME=/nonexistent (or another user's HOME) that lost
+    its REDIS_URL must not create folders there and write into a fresh
+    private server."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    name = "XDG_STATE_HOME"
+    if os.path.isabs(base):
+        if not os.path.lexists(base):
+            base = os.path.dirname(base.rstrip("/")) or "/"
+            name = "the folder of XDG_STATE_HOME"
+    else:
+        name, base = "HOME", os.environ.get("HOME", "")
+        if not base:
+            try:
+                base = str(Path.home())
+            except RuntimeError:
+                return "HOME is not set"
+    try:
+        info = os.stat(base)
+    except OSError:
+        return f"{name} ({base}) does not exist"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{name} ({base}) is not a folder"
+    if info.st_uid != os.geteuid():
+        return f"{name} ({base}) belongs to another user"
+    return None
 
 
 def _check_folder(folder: Path) -> None:

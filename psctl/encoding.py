@@ -108,38 +108,64 @@ def _cool_down_in(delta: timedelta) -> tuple[bytes, bytes]:
     return b"in", repr(delta.total_seconds()).encode()
 
 
-def item_fields(item: Any) -> tuple[Any, Any, Any]:
+def item_fields(item: Any) -> tuple[Any, Any, Any, Any]:
+    """An item's key, value, score and time (None when it gives none)."""
     try:
         if len(item) == 3:
-            key, value, score = item
+            (key, value, score), when = item, None
+        elif len(item) == 4:
+            key, value, score, when = item
         elif len(item) == 2:
-            (key, value), score = item, 1
+            (key, value), score, when = item, 1, None
         else:
             raise ValueError
     except (TypeError, ValueError):
-        raise InvalidArgument(f"an item must be (key, value, score) or (key, value), got {item!r}") from None
-    return key, value, score
+        raise InvalidArgument(
+            f"an item must be (key, value, score, delay), (key, value, score) or (key, value), got {item!r}"
+        ) from None
+    return key, value, score, when
+
+
+def encode_time(when: Any) -> bytes:
+    """When a delayed item starts waiting, as the add scripts take it: b"" for
+    now (None), ``+N`` for N ms from the server's clock (a ``timedelta``,
+    rounded up: an item never starts early), or unix ms (a ``datetime``; naive
+    means UTC). A time that has come means now."""
+    if when is None:
+        return b""
+    if isinstance(when, timedelta):
+        return b"+%d" % max(0, math.ceil(when.total_seconds() * 1000))
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return b"%d" % math.ceil(when.timestamp() * 1000)
+    raise InvalidArgument(f"a delay must be a timedelta, a datetime or None, got {when!r}")
 
 
 _EXACT = 2**53  # ints up to this size are exact doubles
 
 
 def encode_items(chunk: Sequence[Any], prefix: tuple[bytes, ...]) -> tuple[tuple[Any, ...], list[float | None]]:
-    """The add script's arguments for ``chunk`` after ``prefix``, and each
-    item's increment as a float (its new score when the key is new).
+    """The add script's arguments for ``chunk`` after ``prefix``: how many
+    fields each item has (3, or 4 when any item of the chunk gives its own
+    time), then the items; and each item's increment as a float (its new score
+    when the key is new).
 
     This runs for every item added, so the common types take a fast path of
     exact type checks; anything else goes through the general checks above.
     """
-    args: list[Any] = list(prefix)
+    args: list[Any] = [*prefix, b"3"]
     extend = args.extend
     increments: list[float | None] = []
     append = increments.append
+    times: dict[int, bytes] = {}  # item index -> its own time, for the few that give one
     for item in chunk:
         if type(item) is tuple and len(item) == 3:
             key, value, score = item
         else:
-            key, value, score = item_fields(item)
+            key, value, score, when = item_fields(item)
+            if when is not None:
+                times[len(increments)] = encode_time(when)
         kind = type(key)
         if kind is str:
             key = key.encode("utf-8", "surrogateescape")
@@ -160,6 +186,12 @@ def encode_items(chunk: Sequence[Any], prefix: tuple[bytes, ...]) -> tuple[tuple
             number = float(text)
         extend((key, value, text))
         append(number)
+    if times:
+        first = len(prefix) + 1
+        wide: list[Any] = [*prefix, b"4"]
+        for i in range(len(increments)):
+            wide.extend((*args[first + 3 * i : first + 3 * i + 3], times.get(i, b"")))
+        args = wide
     return tuple(args), increments
 
 

@@ -91,3 +91,35 @@ class StreamsFailed(PsctlError):
         listed = "; ".join(f"{name!r}: {error}" for name, error in failed.items())
         count = f"{len(failed)} stream" + ("s" if len(failed) != 1 else "")
         super().__init__(f"{operation} failed on {count} ({listed}); every other stream was done")
+
+
+# Replies that say the server did not carry a command out, for now: the same
+# command may succeed later. Its disk is full (MISCONF); it is a replica
+# (READONLY) or lost its master (MASTERDOWN); it is out of memory (OOM), still
+# loading its data (LOADING), running a long script (BUSY) or short of replicas
+# (NOREPLICAS); a cluster is moving slots or down (TRYAGAIN, CLUSTERDOWN).
+_REFUSED_FOR_NOW = (
+    "MISCONF", "READONLY", "MASTERDOWN", "OOM", "LOADING", "BUSY", "NOREPLICAS", "TRYAGAIN", "CLUSTERDOWN"
+)  # fmt: skip
+# redis-py's classes for some of them, whose messages it gives without the code
+_REFUSAL_CLASSES = {
+    "MasterDownError": "MASTERDOWN", "ReadOnlyError": "READONLY", "OutOfMemoryError": "OOM",
+    "BusyLoadingError": "LOADING", "TryAgainError": "TRYAGAIN", "ClusterDownError": "CLUSTERDOWN",
+}  # fmt: skip
+
+
+def refused_for_now(error: BaseException) -> str | None:
+    """The server's reply, code first (``MISCONF Errors writing to the AOF
+    file: No space left on device``), when ``error`` is a refusal that may
+    pass (see ``_REFUSED_FOR_NOW``): nothing was done. None for any other
+    error."""
+    import redis.exceptions
+
+    message = str(error).split(" script: ")[0]  # (inside a script: which line says nothing here)
+    for name, code in _REFUSAL_CLASSES.items():
+        cls = getattr(redis.exceptions, name, None)
+        if cls is not None and isinstance(error, cls):
+            return message if message.startswith(code) else f"{code} {message}"
+    if isinstance(error, redis.exceptions.ResponseError) and message.split(" ", 1)[0] in _REFUSED_FOR_NOW:
+        return message
+    return None

@@ -3,7 +3,9 @@
 On a standalone server a stream NAME lives in ``NAME:t``, ``NAME:s``,
 ``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. Beside
 them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls, five
-keys hold leases and ``NAME:stats`` the counters (``SUFFIXES``).
+keys hold leases, two the delayed items, one the items' last failures and
+``NAME:stats`` the counters (``SUFFIXES``). Each script names the keys it
+takes, by the names of ``SUFFIXES``, in its ``-- @keys`` line (``scripts.py``).
 
 In Redis Cluster every key of a stream must hash to one slot, and two names
 must never share a key:
@@ -50,6 +52,9 @@ SUFFIXES = {
     "deliveries": ":dlv",  # hash: item key -> how many leases it has had
     "dead": ":dead",  # sorted set: dead item key -> its last score
     "stats": ":stats",  # hash: counter -> what the scripts did, cumulative (SPEC §8)
+    "delayed": ":delayed",  # sorted set: delayed item key -> unix ms it becomes waiting
+    "delayed_scores": ":dscores",  # sorted set: delayed item key -> the score it will wait with
+    "failures": ":fail",  # hash: item key -> msgpack {reason, unix ms, delivery}: its last failure
 }
 
 
@@ -68,6 +73,9 @@ class StreamKeys:
     deliveries: Key
     dead: Key
     stats: Key
+    delayed: Key
+    delayed_scores: Key
+    failures: Key
 
     @property
     def all(self) -> tuple[Key, Key, Key, Key]:
@@ -75,41 +83,21 @@ class StreamKeys:
         return (self.values, self.scores, self.gated, self.cooling)
 
     @property
-    def adding(self) -> tuple[Key, ...]:
-        """The keys of the add scripts, in their order."""
-        return (self.values, self.scores, self.gated, self.cooling, self.wake, self.held, self.dead, self.stats)
-
-    @property
     def leasing(self) -> tuple[Key, ...]:
-        """The keys of leases, in the order every script that takes them names them."""
+        """The keys of leases."""
         return (self.held, self.leases, self.lease, self.deliveries, self.dead)
-
-    @property
-    def pulling(self) -> tuple[Key, ...]:
-        """The keys of the pull and expire scripts: the four, ``leasing``, the counters."""
-        return (*self.all, *self.leasing, self.stats)
-
-    @property
-    def removing(self) -> tuple[Key, ...]:
-        """The keys of the remove script: every key an item may be in, in any state."""
-        return (self.values, self.scores, self.gated, self.held, self.deliveries, self.dead, self.stats)
-
-    @property
-    def pruning(self) -> tuple[Key, ...]:
-        """The keys of the prune script."""
-        return (self.values, self.scores, self.gated, self.deliveries, self.stats)
 
     @property
     def holding_data(self) -> tuple[Key, ...]:
         """The keys that hold the stream's data: while any exists, the stream
         stays registered (the wake-up list is gone within a minute anyway; the
         counters outlive the data, so that they only ever grow)."""
-        return (*self.all, *self.leasing)
+        return (*self.all, *self.leasing, self.delayed, self.delayed_scores, self.failures)
 
     @property
     def every(self) -> tuple[Key, ...]:
         """Every key the stream may have (what ``psdelete`` deletes)."""
-        return (*self.all, self.wake, *self.leasing, self.stats)
+        return (*self.all, self.wake, *self.leasing, self.stats, self.delayed, self.delayed_scores, self.failures)
 
 
 def hash_tag(name: str) -> str | None:

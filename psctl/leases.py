@@ -9,8 +9,8 @@ the dead set instead. A token acts only on what it still holds, so
 ``psack``, ``psrelease`` and ``psextend`` are safe to repeat after a lost reply.
 
 The plans here are the lease family's, beside ``operations.py``'s; the Lua
-scripts are ``lua/lease-8.lua`` (``leaseone-8`` for one item), ``ack-7``,
-``release-7``, ``extend-3``, ``dead-3`` and ``requeue-3``.
+scripts are ``lua/lease-12.lua`` (``leaseone-12`` for one item), ``ack-8``,
+``release-11``, ``extend-3``, ``dead-4`` and ``requeue-4``.
 """
 
 from __future__ import annotations
@@ -84,10 +84,17 @@ class Lease:
         return self._client.psack(self.name, self.token, keys, gate=gate, expire_at=expire_at)
 
     def release(
-        self, keys: Iterable[Any] | None = None, score: float | None = None, delay: Any = None, attempted: bool = True
+        self,
+        keys: Iterable[Any] | None = None,
+        score: float | None = None,
+        delay: Any = None,
+        attempted: bool = True,
+        reason: Any = None,
     ) -> Any:
         """``psrelease`` of this lease's items (all it still holds when ``keys`` is None)."""
-        return self._client.psrelease(self.name, self.token, keys, score=score, delay=delay, attempted=attempted)
+        return self._client.psrelease(
+            self.name, self.token, keys, score=score, delay=delay, attempted=attempted, reason=reason
+        )
 
     def extend(self, lease: Any = DEFAULT_LEASE) -> Any:
         """``psextend``: the new deadline, or None when it holds nothing any more."""
@@ -97,7 +104,8 @@ class Lease:
 class Leased:
     """``psleased``: a context manager (``with`` or ``async with``) yielding a
     ``Lease``. A normal exit acknowledges what the lease still holds; an
-    exception gives it back, at once, and goes on."""
+    exception gives it back, at once, with the exception as its reason, and
+    goes on."""
 
     def __init__(self, client: Any, name: str, options: dict[str, Any]) -> None:
         self._client, self._name, self._options = client, name, options
@@ -112,7 +120,7 @@ class Leased:
             if kind is None:
                 self.lease.ack()
             else:
-                self.lease.release()
+                self.lease.release(reason=_failure(error))
 
     async def __aenter__(self) -> Lease:
         self.lease = await self._client.pslease(self._name, **self._options)
@@ -123,17 +131,27 @@ class Leased:
             if kind is None:
                 await self.lease.ack()
             else:
-                await self.lease.release()
+                await self.lease.release(reason=_failure(error))
 
 
 class DeadItems(dict):  # type: ignore[type-arg]
     """``psdead``'s reply: key → value of the dead items, highest last score
-    first (the order ``psrequeue`` gives them back in), and ``deliveries``:
-    how many leases each had."""
+    first (the order ``psrequeue`` gives them back in), and for each:
+    ``deliveries`` (how many leases it had), ``reasons`` (why its last
+    delivery failed: the reason given to ``psrelease``, ``"lease expired"``,
+    or None) and ``failed_at`` (when, UTC; None where no failure is kept)."""
 
-    def __init__(self, items: dict[str, Any], deliveries: dict[str, int]) -> None:
+    def __init__(
+        self,
+        items: dict[str, Any],
+        deliveries: dict[str, int],
+        reasons: dict[str, str | None] | None = None,
+        failed_at: dict[str, datetime | None] | None = None,
+    ) -> None:
         super().__init__(items)
         self.deliveries = deliveries
+        self.reasons = reasons if reasons is not None else dict.fromkeys(items)
+        self.failed_at = failed_at if failed_at is not None else dict.fromkeys(items)
 
 
 # -- checks ------------------------------------------------------------------------
@@ -198,18 +216,19 @@ def lease(
     token = new_token()
     if count == 0:
         return Lease(client, keys.name, token)
-    lease_keys = (keys.values, keys.scores, *keys.leasing, keys.stats)
     if count == 1:  # the most common lease, in its own shorter script
-        call = Call(script("leaseone"), lease_keys, (token, ms, most))
+        one = script("leaseone")
+        call = Call(one, one.keys_of(keys), (token, ms, most))
         reply = (yield call) if block is None else (yield from waiting(call, keys, block, stop))
-        if not reply:
+        if len(reply) < 2:  # nothing taken
             return Lease(client, keys.name, token)
         deadline, key, value, score, delivered = reply
         name = decode_key(key)
         return Lease(client, keys.name, token, _deadline(deadline), {name: value}, {name: float(score)}, {name: delivered})
-    call = Call(script("lease"), lease_keys, (count, token, ms, most))
+    many = script("lease")
+    call = Call(many, many.keys_of(keys), (count, token, ms, most))
     reply = yield from waiting(call, keys, block, stop)
-    if not reply:
+    if len(reply) < 2:  # nothing taken
         return Lease(client, keys.name, token)
     deadline, taken, found, scores, counts = reply
     names = decode_keys(taken)
@@ -227,37 +246,61 @@ def ack(keys: StreamKeys, token: Any, items: Iterable[Any] | None, gate: bool, e
     token_bytes = _token(token)
     mode, seconds = expiry(expire_at)
     chunks = _which(items)
-    ack_keys = (keys.values, keys.gated, keys.cooling, *keys.leasing[:3], keys.stats)
+    ack_script = script("ack")
+    ack_keys = ack_script.keys_of(keys)
     head = (token_bytes, flag(gate), mode, seconds)
     if chunks is None:
-        return int((yield Call(script("ack"), ack_keys, (*head, b"all"), safe=True)))
+        return int((yield Call(ack_script, ack_keys, (*head, b"all"), safe=True)))
     acked = 0
     for chunk in chunks:
-        acked += int((yield Call(script("ack"), ack_keys, (*head, b"keys", *chunk), safe=True)))
+        acked += int((yield Call(ack_script, ack_keys, (*head, b"keys", *chunk), safe=True)))
     return acked
 
 
+REASON_BYTES = 2048  # a failure's reason is kept up to this size
+
+
+def reason_text(reason: Any) -> bytes:
+    """A failure's reason as it is kept: text (or bytes, or an exception: its
+    type and message), cut to ``REASON_BYTES`` at a character boundary."""
+    if isinstance(reason, BaseException):
+        reason = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+    if not isinstance(reason, (str, bytes)):
+        raise InvalidArgument(f"a reason must be text, got {type(reason).__name__}")
+    raw = reason.encode("utf-8", "surrogateescape") if isinstance(reason, str) else reason
+    if len(raw) <= REASON_BYTES:
+        return raw
+    return raw[:REASON_BYTES].decode("utf-8", "ignore").encode("utf-8")
+
+
+def _failure(error: BaseException | None) -> str | None:
+    """What an exception that ended a ``psleased`` block says, as a reason."""
+    return None if error is None else reason_text(error).decode("utf-8", "replace")
+
+
 def release(
-    keys: StreamKeys, token: Any, items: Iterable[Any] | None, score: Any, delay: Any, attempted: bool = True
+    keys: StreamKeys,
+    token: Any,
+    items: Iterable[Any] | None,
+    score: Any,
+    delay: Any,
+    attempted: bool = True,
+    reason: Any = None,
 ) -> Plan:
     token_bytes = _token(token)
     score_text = b"" if score is None else encode_score(score)
     delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
+    why = (b"0", b"") if reason is None else (b"1", reason_text(reason))
     chunks = _which(items)
-    release_keys = (keys.scores, *keys.leasing, keys.stats)
-
-    def head() -> tuple[Any, ...]:
-        # each call's delayed items are held under a token of their own: one
-        # shared by two calls would keep only the second call's record, and
-        # what the first gave back would stay held for ever
-        return token_bytes, score_text, delay_ms, new_token().encode(), flag(attempted)
-
+    release_script = script("release")
+    release_keys = release_script.keys_of(keys)
+    head = (token_bytes, score_text, delay_ms, flag(attempted), *why)
     if chunks is None:
-        released, _ = yield Call(script("release"), release_keys, (*head(), b"all"), safe=True)
+        released, _ = yield Call(release_script, release_keys, (*head, b"all"), safe=True)
         return int(released)
     total = 0
     for chunk in chunks:
-        released, _ = yield Call(script("release"), release_keys, (*head(), b"keys", *chunk), safe=True)
+        released, _ = yield Call(release_script, release_keys, (*head, b"keys", *chunk), safe=True)
         total += int(released)
     return total
 
@@ -265,7 +308,8 @@ def release(
 def extend(keys: StreamKeys, token: Any, length: Any) -> Plan:
     token_bytes = _token(token)
     ms = milliseconds(length, "lease")
-    reply = yield Call(script("extend"), keys.leasing[:3], (token_bytes, ms), safe=True)
+    extend_script = script("extend")
+    reply = yield Call(extend_script, extend_script.keys_of(keys), (token_bytes, ms), safe=True)
     return None if reply is None else _deadline(reply)
 
 
@@ -273,20 +317,30 @@ def dead(keys: StreamKeys, limit: int | None) -> Plan:
     stop = -1 if limit is None else check_count(limit, "limit") - 1
     if stop == -1 and limit == 0:
         return DeadItems({}, {})
-    taken, found, counts = yield Call(script("dead"), (keys.dead, keys.values, keys.deliveries), (stop,), safe=True)
+    return (yield from dead_page(keys, 0, stop))
+
+
+def dead_page(keys: StreamKeys, start: int, stop: int) -> Plan:
+    """The dead items from rank ``start`` to ``stop`` (-1: the last)."""
+    dead_script = script("dead")
+    taken, found, counts, reasons, times = yield Call(dead_script, dead_script.keys_of(keys), (start, stop), safe=True)
     names = decode_keys(taken)
-    return DeadItems(dict(zip(names, found)), {key: int(n) for key, n in zip(names, counts)})
+    return DeadItems(
+        dict(zip(names, found)),
+        {key: int(n) for key, n in zip(names, counts)},
+        {key: None if why is None else decode_key(why) for key, why in zip(names, reasons)},
+        {key: None if at is None else _deadline(at) for key, at in zip(names, times)},
+    )
 
 
 def requeue(keys: StreamKeys, items: Iterable[Any] | None, score: Any) -> Plan:
     score_text = b"" if score is None else encode_score(score)
     chunks = _which(items)
-    requeue_keys = (keys.scores, keys.deliveries, keys.dead)
+    requeue_script = script("requeue")
+    requeue_keys = requeue_script.keys_of(keys)
     if chunks is None:
-        return int((yield Call(script("requeue"), requeue_keys, (score_text, b"all"))))
+        return int((yield Call(requeue_script, requeue_keys, (score_text, b"all"))))
     total = 0
     for chunk in chunks:
-        total += int((yield Call(script("requeue"), requeue_keys, (score_text, b"keys", *chunk))))
+        total += int((yield Call(requeue_script, requeue_keys, (score_text, b"keys", *chunk))))
     return total
-
-

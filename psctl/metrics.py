@@ -22,10 +22,14 @@ The metrics (each labelled with its ``stream``):
   ends (absent when none);
 - ``psctl_stream_failed``: 1 for a stream whose keys could not be read (a key
   of the wrong type, an ACL), whose other metrics are then absent.
+
+``MetricsServer`` serves a registry at ``/metrics`` (``psctl metrics
+--serve``), in a way fit to face a network: stalled clients cost no thread.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -36,18 +40,20 @@ from redis.exceptions import RedisError
 from psctl.errors import PsctlError, StreamsFailed
 from psctl.observing import COUNTERS
 
-STATES = ("waiting", "held", "overdue", "gated", "cooling", "dead")
+STATES = ("waiting", "delayed", "held", "overdue", "gated", "cooling", "dead")
 
 
 class StreamsCollector(Collector):
     """Collects the stats of ``names`` (every registered stream when None)
     through ``client`` (a sync psctl client), one round trip per server per
-    collection. ``error`` keeps the last collection's failure, if any."""
+    collection. ``error`` keeps the last collection's failure, if any, and
+    ``found`` the stats it read (``psstatsmany``'s)."""
 
     def __init__(self, client: Any, names: Iterable[str] | None = None) -> None:
         self.client = client
         self.names = None if names is None else list(names)
         self.error: BaseException | None = None
+        self.found: list[dict[str, Any]] = []
 
     def describe(self) -> list[Metric]:
         return []  # (nothing to collect when registered: the server is asked only when scraped)
@@ -63,10 +69,11 @@ class StreamsCollector(Collector):
             failed_streams = partial.failed
             self.error = partial
         except (RedisError, PsctlError, OSError) as exc:
-            self.error = exc
+            self.error, self.found = exc, []
             up.add_metric([], 0)
             yield up
             return
+        self.found = found
         up.add_metric([], 1)
         yield up
         yield from _families(found, failed_streams)
@@ -84,6 +91,10 @@ def _families(found: list[dict[str, Any]], failed: dict[str, BaseException]) -> 
         "psctl_next_cool_down_end_timestamp_seconds", "When the next cool-down of the stream ends (unix time).",
         labels=["stream"],
     )  # fmt: skip
+    next_due = GaugeMetricFamily(
+        "psctl_next_delayed_due_timestamp_seconds", "When the next delayed item of the stream starts waiting (unix time).",
+        labels=["stream"],
+    )  # fmt: skip
     broken = GaugeMetricFamily(
         "psctl_stream_failed", "1 for a stream whose keys could not be read.", labels=["stream"]
     )
@@ -98,11 +109,181 @@ def _families(found: list[dict[str, Any]], failed: dict[str, BaseException]) -> 
             bottom.add_metric([stream], stats["bottom_score"])
         if stats["next_cool_down_end"] is not None:
             next_end.add_metric([stream], stats["next_cool_down_end"].timestamp())
+        if stats["next_delayed_due"] is not None:
+            next_due.add_metric([stream], stats["next_delayed_due"].timestamp())
     for name in failed:
         broken.add_metric([_label(name)], 1)
-    yield from (items, events, top, bottom, next_end, broken)
+    yield from (items, events, top, bottom, next_end, next_due, broken)
 
 
 def _label(name: str) -> str:
-    """A stream name as a label value: its bytes as UTF-8, undecodable ones escaped."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A stream name as a label value: its bytes as UTF-8, undecodable ones and
+    what a terminal would act on escaped (``\\xff``, ``\\x1b``) as psctl shows
+    them everywhere: the text format is read on terminals too (``curl``)."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return re.sub(_CONTROL, _escape, text)
+
+
+# what psctl.cli.terminal.visible escapes (the library does not import the CLI;
+# tests/test_cli_terminal_safety.py checks that the two agree)
+_CONTROL = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class MetricsServer:
+    """Serves a registry's metrics at ``GET /metrics`` (and ``HEAD``) over
+    HTTP, through ``prometheus_client``'s exposition (content negotiation,
+    gzip); any other path is 404, any other method 405.
+
+    It is made to face a network: every connection is served by one thread
+    with asyncio, so clients that connect and then say nothing cost a socket,
+    not a thread; a client must send its request within ``timeout`` seconds
+    and read the answer within as long again, or it is cut off; past
+    ``max_connections`` open at once, the oldest still waiting for its request
+    is closed for the newcomer. Collections run one at a time in one more
+    thread, so that a slow server delays scrapes but never the others' I/O.
+
+    The socket is bound when made (an address in use raises ``OSError`` at
+    once); ``run()`` serves until ``stop()``, which is safe from a signal
+    handler or another thread.
+    """
+
+    def __init__(self, registry: Any, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 5.0,
+                 max_connections: int = 128) -> None:  # fmt: skip
+        import socket
+
+        from prometheus_client import make_wsgi_app
+
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        self._socket = socket.create_server((host, port), family=family, backlog=128)
+        self.address: tuple[str, int] = self._socket.getsockname()[:2]
+        self.timeout, self.max_connections = timeout, max_connections
+        self._app = make_wsgi_app(registry)
+        self._loop: Any = None
+        self._stopped: Any = None
+        self._stop_asked = False
+
+    def run(self) -> None:
+        import asyncio
+
+        asyncio.run(self._serve())
+
+    def stop(self) -> None:
+        self._stop_asked = True
+        loop, stopped = self._loop, self._stopped
+        if loop is not None and stopped is not None:
+            try:
+                loop.call_soon_threadsafe(stopped.set)
+            except RuntimeError:  # the loop is closed: it stopped already
+                pass
+
+    async def _serve(self) -> None:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._loop, self._stopped = asyncio.get_running_loop(), asyncio.Event()
+        if self._stop_asked:  # (asked before the loop ran)
+            self._stopped.set()
+        waiting: dict[Any, None] = {}  # connections still waiting for their request, oldest first
+        open_now: set[Any] = set()
+        collector = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psctl-metrics")
+
+        async def connected(reader: Any, writer: Any) -> None:
+            if len(open_now) >= self.max_connections:
+                oldest = next(iter(waiting), None)
+                if oldest is None:  # (every one is being answered: the newcomer waits no turn)
+                    writer.transport.abort()
+                    return
+                del waiting[oldest]
+                oldest.transport.abort()
+            open_now.add(writer)
+            waiting[writer] = None
+            try:
+                await self._answer(reader, writer, waiting, collector)
+            except asyncio.CancelledError:  # (the server stops: so does each connection, quietly)
+                pass
+            finally:
+                waiting.pop(writer, None)
+                open_now.discard(writer)
+                writer.transport.abort()  # (nothing, once closed; else a client too slow to answer)
+
+        server = await asyncio.start_server(connected, sock=self._socket, limit=_HEAD_LIMIT)
+        try:
+            await self._stopped.wait()
+        finally:
+            server.close()
+            for writer in list(open_now):
+                writer.transport.abort()
+            collector.shutdown(wait=False, cancel_futures=True)
+
+    async def _answer(self, reader: Any, writer: Any, waiting: dict[Any, None], collector: Any) -> None:
+        import asyncio
+
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
+        except asyncio.LimitOverrunError:
+            head = None
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return  # (said nothing in time, or went away)
+        waiting.pop(writer, None)
+        if head is None:
+            status, headers, body, method = "431 Request Header Fields Too Large", [], b"", "GET"
+        else:
+            method, status, headers, body = self._route(head)
+            if status is None:
+                try:
+                    status, headers, body = await asyncio.get_running_loop().run_in_executor(
+                        collector, self._collect, head
+                    )
+                except Exception as exc:  # (a collector of the application's that failed: said, not raised)
+                    status, headers = "500 Internal Server Error", [("Content-Type", "text/plain")]
+                    body = f"collecting the metrics failed: {type(exc).__name__}\n".encode()
+        lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers),
+                 f"Content-Length: {len(body)}", "Connection: close", "", ""]  # fmt: skip
+        writer.write("\r\n".join(lines).encode("latin-1") + (b"" if method == "HEAD" else body))
+        writer.close()  # (once all is sent)
+        try:
+            await asyncio.wait_for(writer.wait_closed(), self.timeout * 2)
+        except (asyncio.TimeoutError, ConnectionError):
+            return  # (it does not read: cut off)
+
+    def _route(self, head: bytes) -> tuple[str, str | None, list[tuple[str, str]], bytes]:
+        """The method, and the answer unless the metrics are the answer (status None)."""
+        from urllib.parse import urlsplit
+
+        words = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(words) != 3 or not words[2].startswith(b"HTTP/1."):
+            return "GET", "400 Bad Request", [("Content-Type", "text/plain")], b"a bad HTTP request\n"
+        method, target = words[0].decode("latin-1"), words[1].decode("latin-1")
+        text = [("Content-Type", "text/plain")]
+        if urlsplit(target).path != "/metrics":
+            return method, "404 Not Found", text, b"not found: the metrics are at /metrics\n"
+        if method not in ("GET", "HEAD"):
+            return method, "405 Method Not Allowed", [("Allow", "GET, HEAD"), *text], b"use GET or HEAD\n"
+        return method, None, [], b""
+
+    def _collect(self, head: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The metrics, in the format and encoding the request accepts (prometheus_client decides)."""
+        from urllib.parse import urlsplit
+
+        request, *fields = head.decode("latin-1").split("\r\n")
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics",
+                   "QUERY_STRING": urlsplit(request.split(" ")[1]).query}  # fmt: skip
+        for field in fields:
+            name, _, value = field.partition(":")
+            if name.strip().lower() in ("accept", "accept-encoding"):
+                environ["HTTP_" + name.strip().upper().replace("-", "_")] = value.strip()
+        answer: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            answer["status"], answer["headers"] = status, headers
+
+        body = b"".join(self._app(environ, start_response))
+        return answer["status"], answer["headers"], body
+
+
+_HEAD_LIMIT = 1 << 16  # bytes of a request's line and headers, at most

@@ -2,7 +2,7 @@
 ``pslift``, beside ``operations.py``'s.
 
 The scripts keep the counters themselves (``lua/includes/counters.lua``, in
-``NAME:stats``); ``lua/stats-8.lua`` reads a stream's state and counters in one
+``NAME:stats``); ``lua/stats-9.lua`` reads a stream's state and counters in one
 call, and the stats of many streams go in one round trip per server (a
 pipeline; in a cluster, one per node).
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from psctl.encoding import decode_key, encode_key, flag, in_chunks
+from psctl.encoding import check_count, decode_key, encode_key, flag, in_chunks
 from psctl.errors import InvalidArgument, StreamsFailed
 from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, Layout, names
@@ -26,16 +26,13 @@ COUNTERS = (
     "removed",
 )  # fmt: skip
 # the states of psitem, in the order the first that applies is taken
-STATES = ("held", "dead", "waiting", "cooling", "gated", "absent")
+STATES = ("held", "dead", "delayed", "waiting", "cooling", "gated", "absent")
 OVERDUE_BUDGET = 1_000  # held items a stats call looks at, at most, to count the overdue ones
 
 
-def _stats_keys(keys: StreamKeys) -> tuple[Any, ...]:
-    return (keys.scores, keys.gated, keys.cooling, keys.held, keys.leases, keys.lease, keys.dead, keys.stats)
-
-
 def _stats_call(keys: StreamKeys) -> Call:
-    return Call(script("stats"), _stats_keys(keys), (OVERDUE_BUDGET,), safe=True)
+    stats_script = script("stats")
+    return Call(stats_script, stats_script.keys_of(keys), (OVERDUE_BUDGET,), safe=True)
 
 
 def _score(text: Any) -> float | None:
@@ -47,7 +44,7 @@ def _moment(seconds: float) -> datetime:
 
 
 def _stats(name: str, reply: Sequence[Any]) -> dict[str, Any]:
-    waiting, held, overdue, capped, gated, cooling, next_end, dead, top, bottom, counted, time = reply
+    waiting, held, overdue, capped, gated, cooling, next_end, dead, top, bottom, counted, time, delayed, due = reply
     counters = dict.fromkeys(COUNTERS, 0)
     for i in range(0, len(counted), 2):
         field = decode_key(counted[i])
@@ -58,6 +55,8 @@ def _stats(name: str, reply: Sequence[Any]) -> dict[str, Any]:
     return {
         "name": name,
         "waiting": int(waiting),
+        "delayed": int(delayed),
+        "next_delayed_due": None if due is None else _moment(int(float(due)) / 1000),
         "held": int(held),
         "overdue": int(overdue),
         "overdue_capped": bool(capped),
@@ -101,12 +100,10 @@ def stats_many(layout: Layout, wanted: Iterable[str] | None) -> Plan:
 
 
 def item(keys: StreamKeys, key: Any) -> Plan:
-    """``psitem``: where one item stands; only the fields that apply."""
-    state, score, deliveries, deadline, ends, gated = yield Call(
-        script("item"),
-        (keys.scores, keys.gated, keys.cooling, keys.held, keys.leases, keys.lease, keys.deliveries, keys.dead),
-        (encode_key(key),),
-        safe=True,
+    """``psitem``: where one item stands, by the server's clock; only the fields that apply."""
+    item_script = script("item")
+    state, score, deliveries, deadline, ends, gated, later, failure = yield Call(
+        item_script, item_script.keys_of(keys), (encode_key(key),), safe=True
     )
     state = decode_key(state)
     found: dict[str, Any] = {"state": state}
@@ -115,13 +112,27 @@ def item(keys: StreamKeys, key: Any) -> Plan:
         found["score"] = float(score)
     if state == "held" and deadline is not None:
         found["until"] = _moment(int(deadline) / 1000)  # the lease's deadline
+    elif state == "delayed" and later is not None:
+        found["until"] = _moment(int(later) / 1000)  # when it starts waiting
     elif ends is not None:
         found["until"] = _moment(float(ends))  # the cool-down's end
     if deliveries is not None:
         found["deliveries"] = int(deliveries)
     if gated and state != "gated":
         found["gated"] = True
+    if failure:
+        found["last_failure"] = failure_of(failure)
     return found
+
+
+def failure_of(failure: Sequence[Any]) -> dict[str, Any]:
+    """An item's last failure, as the scripts keep it ({reason, unix ms, delivery})."""
+    reason, at, delivery = (list(failure) + [None, None, None])[:3]
+    return {
+        "reason": None if reason is None else decode_key(reason),
+        "at": None if at is None else _moment(int(at) / 1000),
+        "delivery": None if delivery is None else int(delivery),
+    }
 
 
 def lift(keys: StreamKeys, items: Iterable[Any], dry_run: bool = False) -> Plan:
@@ -132,5 +143,65 @@ def lift(keys: StreamKeys, items: Iterable[Any], dry_run: bool = False) -> Plan:
     lifted = 0
     # each key once, so that one named twice counts once even across chunks
     for chunk in in_chunks(list(dict.fromkeys(encode_key(key) for key in items)), ADD_CHUNK):
-        lifted += int((yield Call(script("lift"), (keys.gated, keys.cooling), (flag(dry_run), *chunk), safe=dry_run)))
+        lift_script = script("lift")
+        lifted += int((yield Call(lift_script, lift_script.keys_of(keys), (flag(dry_run), *chunk), safe=dry_run)))
     return lifted
+
+
+# the states ``pskeys(state=...)`` lists, and each row's fields after the key
+LISTED = {
+    "waiting": ("score", "deliveries"),
+    "delayed": ("until", "score", "deliveries"),
+    "held": ("token", "deadline", "score", "deliveries"),
+    "cooling": ("until",),
+    "gated": (),
+    "dead": ("score", "deliveries", "reason", "failed_at"),
+}
+PAGE = 1000  # keys per page of a listing
+
+
+def state_page(keys: StreamKeys, state: str, start: Any = 0, count: int = PAGE) -> Plan:
+    """One page of the keys in ``state``, each a dict of what applies (see
+    ``LISTED``): ``(rows, following)``, ``following`` where the next page
+    starts (None after the last). Pages are not a snapshot."""
+    if state not in LISTED:
+        raise InvalidArgument(f"state must be one of {', '.join(LISTED)}, got {state!r}")
+    state_script = script("state")
+    following, flat = yield Call(
+        state_script, state_script.keys_of(keys), (state, start, count), safe=True
+    )
+    fields = LISTED[state]
+    width = 1 + len(fields)
+    rows = []
+    for i in range(0, len(flat), width):
+        row: dict[str, Any] = {"key": decode_key(flat[i])}
+        for name, value in zip(fields, flat[i + 1 : i + width]):
+            row[name] = _field(name, value)
+        rows.append(row)
+    return rows, None if following is None else decode_key(following)
+
+
+def _field(name: str, value: Any) -> Any:
+    if value is None:  # (a false of Lua)
+        return None
+    if name == "score":
+        return float(value)
+    if name == "deliveries":
+        return int(value)
+    if name in ("until", "deadline", "failed_at"):
+        return _moment(int(float(value)) / 1000)  # unix ms
+    return decode_key(value)
+
+
+def in_state(keys: StreamKeys, state: str, limit: int | None = None) -> Plan:
+    """``pskeys(name, state=...)``: the keys in ``state``, page by page, at most ``limit``."""
+    if limit is not None:
+        limit = check_count(limit, "limit")
+    found: list[dict[str, Any]] = []
+    start: Any = 0
+    while limit is None or len(found) < limit:
+        rows, start = yield from state_page(keys, state, start)
+        found.extend(rows)
+        if start is None:
+            break
+    return found if limit is None else found[:limit]

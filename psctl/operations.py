@@ -20,6 +20,7 @@ from psctl.encoding import (
     as_float,
     in_chunks,
     encode_items,
+    encode_time,
     expiry,
     flag,
     pairs,
@@ -31,17 +32,23 @@ from psctl.encoding import (
 )
 from psctl.errors import InvalidArgument, StreamsFailed
 from psctl.layout import REGISTRY, StreamKeys
-from psctl.protocol import Batch, Call, Command, Plan, Receive, Send
+from psctl.protocol import Batch, Call, Command, Pause, Plan, Receive, Send
 from psctl.scripts import script
 
 # Items per script call of psaddmany and psremove: big enough to amortise the
 # round trip, small enough that one call stays around a millisecond.
 ADD_CHUNK = 1000
-# Cool-downs ended per stream per psexpire script call.
+# Cool-downs (and delayed items) ended per stream per psexpire script call.
 EXPIRE_CHUNK = 1000
 # A blocked pull looks again at least this often (seconds), so that items
 # written by other tools, which write no wake-up token, are seen too.
 POLL = 1.0
+# The shortest wait for a delayed item (seconds): BLPOP's timeout is in whole
+# milliseconds, and one due sooner is taken by calling again at once.
+MIN_WAIT = 0.001
+# How late a server may end a blocked wait (seconds): it checks their timeouts
+# on its timer, 10 times a second by default (hz 10)
+SERVER_TICK = 0.1
 Layout = Callable[[str], StreamKeys]
 
 
@@ -85,7 +92,7 @@ def _add_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
     registered and the call made again, saying so. A lost connection can then
     never leave a stream that holds data out of the registry, where psexpire
     would never see it."""
-    reply = yield Call(add_script, keys.adding, args)
+    reply = yield Call(add_script, add_script.keys_of(keys), args)
     if reply[0] == UNREGISTERED:
         reply = yield from _registered_call(keys, add_script, args)
     return reply
@@ -94,24 +101,32 @@ def _add_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
 def _registered_call(keys: StreamKeys, add_script: Any, args: tuple[Any, ...]) -> Plan:
     """The name registered, then the add script's call saying so."""
     yield from _register(keys)
-    reply = yield Call(add_script, keys.adding, (args[0], b"1", *args[2:]))
+    reply = yield Call(add_script, add_script.keys_of(keys), (args[0], b"1", *args[2:]))
     if reply[0] == BORN:  # an unregistering psdelete/psexpire may have run between the two
         yield from _register(keys)
     return reply
 
 
 def add(
-    keys: StreamKeys, items: Iterable[Any], readd: bool, summary: bool = False, replace: bool = False, stop: Any = None
+    keys: StreamKeys,
+    items: Iterable[Any],
+    readd: bool,
+    summary: bool = False,
+    replace: bool = False,
+    stop: Any = None,
+    delay: Any = None,
 ) -> Plan:
     """``psaddmany``: the new score of each item, or with ``summary`` only how
     many were added and refused (constant memory, whatever the input's size).
     ``replace``: each score is set to the one given instead of added to.
+    ``delay`` (a ``timedelta`` or a ``datetime``): when the items that give
+    no time of their own (a 4th field) start waiting.
     ``stop`` (anything with ``is_set()``) is looked at before each chunk is
     sent: once set, no further chunk goes out (not even one already encoded),
     and the result covers the items written so far."""
     # A list is checked whole before anything is sent; an iterator chunk by
     # chunk, so that it is never held in memory whole.
-    prefix = (flag(readd), b"0", flag(replace))
+    prefix = (flag(readd), b"0", flag(replace), encode_time(delay))
     chunks: Iterator[tuple[tuple[Any, ...], list[float | None]]]
     if isinstance(items, Sequence):
         chunks = iter([encode_items(list(items[i : i + ADD_CHUNK]), prefix) for i in range(0, len(items), ADD_CHUNK)])
@@ -154,7 +169,7 @@ def add(
             current = next(chunks, None)
         # then each chunk is encoded while the server runs the one before
         while current is not None and not stopped():
-            call = Call(add_script, keys.adding, current[0])
+            call = Call(add_script, add_script.keys_of(keys), current[0])
             yield Send(call)
             unknown = len(current[1])
             following = next(chunks, None)
@@ -185,8 +200,9 @@ def _refusal(reply: Any) -> str | None:
 
 class Added(NamedTuple):
     """``psadd(..., explain=True)``: the new score, or why the key was refused
-    (``reason``: held, dead, gated, cooling) and, when cooling, ``until``
-    (UTC) the cool-down ends."""
+    (``reason``: held, dead, gated, cooling); ``until`` (UTC): when cooling,
+    when the cool-down ends; when the item was added delayed, when it starts
+    waiting."""
 
     score: float | None
     reason: str | None = None
@@ -194,15 +210,24 @@ class Added(NamedTuple):
 
 
 def add_one(
-    keys: StreamKeys, key: Any, value: Any, score: Any, readd: bool, explain: bool = False, replace: bool = False
+    keys: StreamKeys,
+    key: Any,
+    value: Any,
+    score: Any,
+    readd: bool,
+    explain: bool = False,
+    replace: bool = False,
+    delay: Any = None,
 ) -> Plan:
     args, _ = encode_items(((key, value, score),), (flag(readd), b"0", flag(replace)))
-    reply = yield from _add_call(keys, script("addone"), args)
+    # (addone takes the item's own fields, then its time: not add's layout)
+    reply = yield from _add_call(keys, script("addone"), (*args[:3], *args[4:], encode_time(delay)))
     new = as_float(reply[1])
     if not explain:
         return new
     if new is not None:
-        return Added(new)
+        later = reply[4] if len(reply) > 4 else None
+        return Added(new, None, None if not later else datetime.fromtimestamp(int(later) / 1000, timezone.utc))
     until = reply[3] if len(reply) > 3 else None
     return Added(None, _refusal(reply[2]), None if not until else datetime.fromtimestamp(int(until), timezone.utc))
 
@@ -224,32 +249,47 @@ def pull(
         return {}
     one = count == 1 and purge  # the most common pull, with a script of its own
     if one:
-        call = Call(script("pullone"), keys.pulling, (flag(gate), mode, seconds))
+        pull_script = script("pullone")
+        call = Call(pull_script, pull_script.keys_of(keys), (flag(gate), mode, seconds))
     else:
-        call = Call(script("pull"), keys.pulling, (count, flag(purge), flag(gate), mode, seconds))
+        pull_script = script("pull")
+        call = Call(pull_script, pull_script.keys_of(keys), (count, flag(purge), flag(gate), mode, seconds))
     reply = yield from waiting(call, keys, block, stop)
-    if reply and one:  # {key, value}
+    if len(reply) < 2:  # nothing taken
+        return {}
+    if one:  # {key, value}
         return {decode_key(reply[0]): reply[1]}
-    if reply:  # {keys, values}
-        pulled, found = reply
-        return dict(zip(decode_keys(pulled), found))
-    return {}
+    pulled, found = reply  # {keys, values}
+    return dict(zip(decode_keys(pulled), found))
 
 
 def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any) -> Plan:
-    """``call`` (a pull or a lease), made again each time an add wakes it (or
-    every ``POLL`` seconds, for items written with plain commands) until it
-    takes something, ``block`` seconds pass (0: no limit; None: no wait) or
-    ``stop`` is set. Returns its last reply."""
+    """``call`` (a pull or a lease), made again each time an add wakes it, a
+    delayed item is due (the call says when the next is, by the server's
+    clock) or ``POLL`` seconds pass (for items written with plain commands),
+    until it takes something, ``block`` seconds pass (0: no limit; None: no
+    wait) or ``stop`` is set. Returns its last reply: a reply of fewer than
+    two fields took nothing (``{}``, or ``{ms}`` until the next delayed item)."""
     deadline = _deadline(block)
     if stop is not None and not callable(getattr(stop, "is_set", None)):
         raise InvalidArgument(f"stop must have an is_set() method (a psctl.StopWaiting, say), got {stop!r}")
     marks = isinstance(stop, StopWaiting)
     while True:
         reply = yield call
-        if reply or deadline is None or (stop is not None and stop.is_set()):
+        if len(reply) > 1 or deadline is None or (stop is not None and stop.is_set()):
             return reply
         wait = POLL if deadline == math.inf else min(POLL, deadline - time.monotonic())
+        if reply:  # the next delayed item is due in reply[0] ms
+            soon = int(reply[0]) / 1000
+            if soon < wait:
+                if soon < MIN_WAIT:
+                    continue  # due now (a call hands out a bounded number at a time)
+                if soon <= SERVER_TICK:
+                    # the server ends a blocked wait only on its timer's tick (every 100 ms
+                    # at its default hz 10): the last stretch is waited out here, to the ms
+                    yield Pause(soon)
+                    continue
+                wait = soon - SERVER_TICK  # (ends by its time however late the tick)
         if wait <= 0:
             return reply
         if marks:
@@ -260,7 +300,7 @@ def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any) -> Pla
             if marks:
                 stop.waiting = False
         if stop is not None and stop.is_set():
-            return None
+            return []
 
 
 def _deadline(block: Any) -> float | None:
@@ -312,7 +352,8 @@ def values_page(keys: StreamKeys, limit: int | None, start: int = 0, withscores:
     ranks = _ranks(limit, start)
     if ranks is None:
         return {}, 0
-    reply = yield Call(script("values"), (keys.scores, keys.values), (*ranks, flag(withscores)), safe=True)
+    values_script = script("values")
+    reply = yield Call(values_script, values_script.keys_of(keys), (*ranks, flag(withscores)), safe=True)
     read = int(reply[-1])
     if withscores:
         return {decode_key(reply[i]): (reply[i + 1], float(reply[i + 2])) for i in range(0, len(reply) - 1, 3)}, read
@@ -353,7 +394,8 @@ def increment(keys: StreamKeys, key: Any, score: Any) -> Plan:
 
 def delete_below(keys: StreamKeys, threshold: Any, gate: bool) -> Plan:
     bound = b"(" + encode_score(threshold)
-    reply = yield Call(script("prune"), keys.pruning, (bound, flag(gate)))
+    prune_script = script("prune")
+    reply = yield Call(prune_script, prune_script.keys_of(keys), (bound, flag(gate)))
     return decode_keys(reply)
 
 
@@ -370,8 +412,10 @@ def remove(keys: StreamKeys, item_keys: Any, gate: bool, dry_run: bool = False) 
     # each key once, so that one named twice counts once even across chunks (a dry run's too)
     encoded = list(dict.fromkeys(encode_key(key) for key in item_keys))
     removed = 0
+    remove_script = script("remove")
+    remove_keys = remove_script.keys_of(keys)
     for chunk in in_chunks(encoded, ADD_CHUNK):
-        removed += yield Call(script("remove"), keys.removing, (flag(gate), flag(dry_run), *chunk), safe=dry_run)
+        removed += yield Call(remove_script, remove_keys, (flag(gate), flag(dry_run), *chunk), safe=dry_run)
     return removed
 
 
@@ -414,7 +458,9 @@ def expire(layout: Layout) -> Plan:
     dead: list[str] = []
     expire_script = script("expire")
     while pending:
-        calls = tuple(Call(expire_script, layout(name).pulling, (EXPIRE_CHUNK,), safe=True) for name in pending)
+        calls = tuple(
+            Call(expire_script, expire_script.keys_of(layout(name)), (EXPIRE_CHUNK,), safe=True) for name in pending
+        )
         replies = yield Batch(calls, errors="return")
         again = []
         for name, reply in zip(pending, replies):

@@ -91,7 +91,7 @@ class Receive:
 
 # (Plain slotted classes, not dataclasses: a request is made for every call,
 # and a frozen dataclass's __init__ costs several times as much.)
-Request = Call | Command | Batch | Send | Receive
+Request = Call | Command | Batch | Send | Receive  # and a Pause (below): a plan may wait too
 Plan = Generator[Request, Any, Any]
 
 # -- steps (carried out by the runners) --------------------------------------------
@@ -125,7 +125,8 @@ READ = Read()
 
 
 class Pause(float):
-    """Wait this many seconds (before sending a safe request again)."""
+    """Wait this many seconds (before sending a safe request again; a plan's
+    wait for a delayed item)."""
 
 
 Step = Direct | Plain | Pipelined | Write | Read | Pause
@@ -175,6 +176,8 @@ def _steps(request: Request) -> Generator[Step, Any, Any]:
         return (yield from _receive(request.call))
     if type(request) is Batch:
         return (yield from _batch(request))
+    if type(request) is Pause:
+        return (yield request)
     raise TypeError(f"not a request: {request!r}")
 
 

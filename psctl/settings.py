@@ -4,8 +4,9 @@ connection pool per distinct settings.
 First match wins: explicit keyword arguments, ``REDIS_URL``, then
 ``REDIS_HOST`` / ``REDIS_PORT`` / ``REDIS_DB`` / ``REDIS_USERNAME`` /
 ``REDIS_PASSWORD`` / ``REDIS_SSL``; ``REDIS_SSL_CA_CERTS`` names a CA file and
-``REDIS_CLUSTER=1`` asks for the cluster clients. A password is kept out of
-every ``repr``.
+``REDIS_CLUSTER=1`` asks for the cluster clients. ``REDIS_USERNAME`` and
+``REDIS_PASSWORD`` also apply to a URL that carries no user name or password.
+A password is kept out of every ``repr``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from psctl.errors import InvalidArgument
 from psctl.urls import check_url, redact_url
@@ -72,6 +73,7 @@ class Settings:
                 chosen.update(_from_env(env))
         if "url" in chosen:
             check_url(chosen["url"])
+            chosen.update(_credentials_for(chosen["url"], chosen, env))
         return replace(cls(options=options), **chosen)
 
     def connection_kwargs(self) -> dict[str, Any]:
@@ -80,7 +82,24 @@ class Settings:
             kwargs["ssl_ca_certs"] = self.ssl_ca_certs
         if not self.url:
             kwargs.update(host=self.host, port=self.port, db=self.db, username=self.username, password=self.password)
+        else:  # a URL's own user name and password win (redis-py reads them over these)
+            kwargs.update({k: v for k, v in (("username", self.username), ("password", self.password)) if v})
         return kwargs
+
+
+def _credentials_for(url: str, chosen: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """``REDIS_USERNAME`` / ``REDIS_PASSWORD`` for a URL that carries no user
+    name or password of its own (``redis://host:6379/0``): a password kept out
+    of the URL, where ``ps`` and shell histories would show it, is still used.
+    A URL's own credentials, and explicit keyword arguments, win."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    found: dict[str, str] = {}
+    if "username" not in chosen and env.get("REDIS_USERNAME") and not (parts.username or "username" in query):
+        found["username"] = env["REDIS_USERNAME"]
+    if "password" not in chosen and env.get("REDIS_PASSWORD") and not (parts.password or "password" in query):
+        found["password"] = env["REDIS_PASSWORD"]
+    return found
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:

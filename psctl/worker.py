@@ -7,37 +7,53 @@ Threads, each with one job:
   wait in the queue (up to ``PREFETCH`` per job), waiting for work with the
   blocking lease's wake-up;
 - ``jobs`` *runners* each take the next queued item, run the command with the
-  value on stdin and wait for it;
-- the *acknowledger* reports what the commands did, a few at a time (one
-  ``psack`` per lease for all its items that succeeded; a failed one given
-  back with a delay that doubles per delivery, or to the dead items by the
-  lease's ``max_deliveries``);
-- the caller's thread (``run``) is the *supervisor*: every ``TICK`` it
-  extends the leases of what is queued or running, stops commands that ran
-  past ``--timeout``, carries out a stop that was asked for, and reports.
+  value on stdin, wait for it and for what it left in its process group;
+- the *acknowledger* does all the talking to the server about what is held:
+  it reports what the commands did, a few at a time (one ``psack`` per lease
+  for all its items that succeeded; a failed one given back with a delay that
+  doubles per delivery, or to the dead items by the lease's
+  ``max_deliveries``), extends the leases of what is queued or running every
+  third of their length, and gives back what a stop left unstarted;
+- the caller's thread (``run``) is the *supervisor*: every ``TICK`` it stops
+  commands that ran past ``--timeout``, carries out a stop that was asked
+  for, sends the SIGKILLs that are due, and reports. It never waits for the
+  server, so that it can tell when the server has been lost.
 
 The threads share one lock, with a condition per kind of waiter. Spawning is
 the bound (``true`` costs psctl about what it costs ``xargs -P``): the rest is
 kept off the runners and batched.
 
-A command runs in a process group of its own: the terminal's Ctrl-C reaches
-psctl only, which decides what the commands get (SPEC §7: a grace, then
-SIGTERM, then SIGKILL; at once on a second Ctrl-C), and a stop reaches the
-command's own children too. Nothing here touches signals: ``request_stop``
-only sets flags, so that a signal handler may call it at any moment.
+A command runs in a session of its own: a process group of its own, so that
+the terminal's Ctrl-C reaches psctl only, which decides what the commands get
+(SPEC §7: a grace, then SIGTERM, then SIGKILL; at once on a second Ctrl-C),
+and a stop reaches the command's children too; and no controlling terminal,
+so that a command that asks a question on the terminal fails at once instead
+of being stopped for ever by SIGTTIN. Its stdin holds the whole value before
+it starts, and the ``psctl.lifeline`` watcher kills its process group should
+psctl die: a command never outlives its worker, nor reads a cut value as a
+whole one. A command is over when nothing is left of its process group: what
+a stop's SIGTERM (or the command's own exit) leaves running gets SIGKILL
+``KILL_AFTER`` seconds later, whether or not the command itself is gone.
+Nothing here touches signal handlers: ``request_stop`` only sets flags, so
+that a signal handler may call it at any moment.
 
 A lost server does not stop the work at once: running commands go on, and
 acknowledgements, releases and leases are tried again with backoff until the
-server has been unreachable for ``patience`` seconds; then the worker stops
-its commands and ends ("lost"), and the leases give back what it held.
+server has owed an answer for ``patience`` seconds, wall-clock, counted from
+the first request it did not answer (a server that refuses writes for now,
+its disk full, say, counts as not answering); then the worker stops its
+commands and ends ("lost"), and the leases give back what it held.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import os
+import select
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -47,18 +63,29 @@ from datetime import timedelta
 from typing import Any
 
 from redis.exceptions import ConnectionError as LostConnection
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as NoReply
 
+from psctl.errors import refused_for_now
 from psctl.leases import MAX_LEASE
+from psctl.lifeline import VARIABLE as WORKER_VARIABLE
+from psctl.lifeline import Lifeline
 from psctl.operations import StopWaiting
+from psctl.stderr_tail import StderrTail, Watched
 
 TICK = 0.1  # seconds between the supervisor's rounds
 KILL_AFTER = 5.0  # seconds from SIGTERM to SIGKILL for a command being stopped
+LINGER = 1.0  # seconds a process group SIGKILL did not empty may take before its item is reported
 MAX_RETRY_DELAY = 3600.0  # a failed item's delay before its next delivery grows up to this
 BUSY_WAIT = 0.25  # seconds a lease waits for work while commands run (with --idle-exit)
 PREFETCH = 3  # items queued per job at most (leased, waiting for a runner)
 _WAITID = hasattr(os, "waitid")  # Linux; not every Unix
 GATHER = 0.005  # seconds the acknowledger waits for more commands to end, to acknowledge them together
+# the longest key given in PSCTL_KEY (or PSCTL_KEY_BASE64): the kernel refuses an
+# environment string over 128 KiB, and all of them together over a quarter of the
+# stack limit; a longer key comes in a file named by PSCTL_KEY_FILE
+KEY_IN_ENVIRONMENT = 32 * 1024
+_FAILED_TO_START = "not started"  # a Job's reason when its command could not be started
 
 
 @dataclass(frozen=True)
@@ -108,21 +135,31 @@ class Item:
 
 
 class Job:
-    """A command running for an item. ``lock`` orders ending it against its
-    exit: once ``exited`` is set (the process exited, still unreaped) no
-    signal is sent, so that a signal never reaches a process group whose
-    number the system gave to another."""
+    """A command running for an item, and its process group.
 
-    __slots__ = ("deadline", "exited", "item", "kill_at", "lock", "process", "reason")
+    ``lock`` orders the signals sent to the group against the runner's looks
+    at it, so that a signal never reaches a group whose number the system gave
+    to another: until the command's own process is reaped, its number is in
+    use; after, signals go only until the runner finds the group empty
+    (``gone``). A number freed between two looks is not handed out again so
+    soon: the kernel hands process numbers out in turn, all the others first."""
+
+    __slots__ = (
+        "deadline", "exited", "gone", "item", "kill_at", "killed", "lingering", "lock", "process", "reason", "stderr",
+    )  # fmt: skip
 
     def __init__(self, item: Item) -> None:
         self.item = item
         self.process: subprocess.Popen[bytes] | None = None
         self.lock = threading.Lock()
-        self.exited = False
+        self.exited = False  # the command's own process exited: its exit status is its outcome
+        self.gone = False  # nothing is left of its process group
+        self.killed = False  # SIGKILL was sent to its process group
+        self.lingering = False  # SIGKILL did not empty its process group in time
         self.deadline = float("inf")  # --timeout
         self.kill_at = float("inf")  # SIGKILL after a SIGTERM that was not enough
-        self.reason: str | None = None  # why psctl ends it: "timeout", "stopped", "lost"
+        self.reason: str | None = None  # why psctl ends it: "timeout", "stopped", "lost", or _FAILED_TO_START
+        self.stderr: Watched | None = None  # what it writes to stderr: its last line says why it failed
 
 
 class Holding:
@@ -135,14 +172,15 @@ class Holding:
 
 
 class ServerLost(Exception):
-    """The server has been unreachable for ``patience`` seconds."""
+    """The server has owed an answer for ``patience`` seconds."""
 
 
 class Worker:
     """Runs ``options.command`` for items of ``options.name``: ``run()`` until
-    a limit, idleness, a stop or a lost server ends it.
+    a limit, idleness, a stop, a command that cannot be started or a lost
+    server ends it.
 
-    ``client`` acknowledges, releases and extends (from any thread);
+    ``client`` acknowledges, releases and extends (from the acknowledger);
     ``feeder`` takes the leases, which may wait for work (give it longer reply
     timeouts). ``warn`` gets one-line messages for the user."""
 
@@ -151,20 +189,24 @@ class Worker:
     ) -> None:
         self.options = options
         self.tally = Tally()
-        self.outcome: str | None = None  # why it ended: limit, idle, stopped, forced, lost
+        self.outcome: str | None = None  # why it ended: limit, idle, stopped, forced, unstartable, lost
         self.signal: int | None = None  # the signal that asked it to stop, if one did
         self.error: BaseException | None = None  # an unexpected failure that ended it
+        self.unstartable: OSError | None = None  # why a command could not be started, if one could not
+        self.refusal: str | None = None  # the server's last refusal, while it refuses commands for now
         self._client, self._feeder, self._warn = client, feeder, warn or (lambda message: None)
         self._lock = threading.Lock()
         # one lock, a condition per kind of waiter (a notify_all for everyone would
         # wake every thread at every item, and hand the GIL round for nothing)
         self._work_ready = threading.Condition(self._lock)  # runners: an item queued, or the end
         self._room = threading.Condition(self._lock)  # the feeder: room in the queue, or the end
-        self._ended = threading.Condition(self._lock)  # the acknowledger: a command ended, or the end
+        self._ended = threading.Condition(self._lock)  # the acknowledger: a command ended, items back, or the end
         self._queue: deque[Item] = deque()
         self._jobs: set[Job] = set()
         self._finished: deque[tuple[Job, int | None]] = deque()  # ended, not yet reported
+        self._returning: list[Item] = []  # taken but never started: to give back
         self._runners = options.jobs  # runner threads still running
+        self._feeding = True  # the feeder runs (and may hand items back to give back)
         self._leases: dict[str, Holding] = {}
         self._taken = 0
         self._wait = StopWaiting()  # ends the feeder's wait for work
@@ -174,9 +216,17 @@ class Worker:
         self._stop_begun = False  # the supervisor carries out a stop request
         self._stop_at = float("inf")  # when the grace ends
         self._forced = False  # a running command was stopped because of a stop request
-        self._trouble_since: float | None = None  # when the server stopped answering
+        # since when the server owes the feeder, the acknowledger, an answer (from the
+        # first request it did not answer, or refused, to the first it answers)
+        self._owed: dict[str, float] = {}
+        self._asked_at: float | None = None  # when the acknowledger sent the request it awaits
+        self._lost = threading.Event()  # set once the server is lost: retries stop
         self._ending: str | None = None  # set once the work ends: limit, idle, lost, error
-        self._environment = _base_environment(options.name)
+        self._lifeline: Lifeline | None = None
+        self._stderr: StderrTail | None = None  # the commands' stderr, passed through, its last lines kept
+        self._environment: dict[bytes, bytes] = {}
+        self._key_folder: str | None = None  # for keys too long for the environment
+        self._key_files = itertools.count()
         self._threads: list[threading.Thread] = []
         self._thread_ended = threading.Event()  # wakes the supervisor when the work may be over
 
@@ -201,14 +251,19 @@ class Worker:
 
     def run(self, on_tick: Callable[[Tally], None] | None = None) -> str:
         """Works until the end; returns the outcome (also in ``outcome``)."""
-        self._threads = [threading.Thread(target=self._guarded, args=(self._feed,), name="psctl-feeder", daemon=True)]
-        self._threads += [
+        self._lifeline = Lifeline.start(self._warn)
+        self._stderr = StderrTail()
+        mark = self._lifeline.mark if self._lifeline is not None else None
+        self._environment = _base_environment(self.options.name, mark)
+        feeder = threading.Thread(target=self._guarded, args=(self._feed_then_tell,), name="psctl-feeder", daemon=True)
+        runners = [
             threading.Thread(target=self._guarded, args=(self._run_jobs,), name=f"psctl-runner-{i}", daemon=True)
             for i in range(self.options.jobs)
         ]
-        self._threads.append(
-            threading.Thread(target=self._guarded, args=(self._acknowledge,), name="psctl-acknowledger", daemon=True)
+        acknowledger = threading.Thread(
+            target=self._guarded, args=(self._acknowledge,), name="psctl-acknowledger", daemon=True
         )
+        self._threads = [feeder, *runners, acknowledger]
         for thread in self._threads:
             thread.start()
         try:
@@ -216,16 +271,20 @@ class Worker:
                 self._supervise(time.monotonic())
                 if on_tick is not None:
                     on_tick(self.snapshot())
-                if not any(thread.is_alive() for thread in self._threads):
+                if not any(thread.is_alive() for thread in runners) and (
+                    self._ending in ("lost", "error") or not (feeder.is_alive() or acknowledger.is_alive())
+                ):  # (a lost server may never answer the feeder or the acknowledger: no waiting for them)
                     break
                 self._thread_ended.wait(TICK)  # (a signal handler only sets flags: safe to wait here)
                 self._thread_ended.clear()
         finally:
-            self._stop_everything()
+            self._stop_everything(runners)
         if self.error is not None:
             self.outcome = "error"
         elif self._ending == "lost":
             self.outcome = "lost"
+        elif self.unstartable is not None:
+            self.outcome = "unstartable"
         elif self._forced:
             self.outcome = "forced"
         elif self._stop_asked:
@@ -237,15 +296,19 @@ class Worker:
     def _supervise(self, now: float) -> None:
         if self._stop_asked and not self._stop_begun:
             self._begin_stop(now + self.options.grace)
+        self._watch_the_server(now)
         ending = self._ending in ("lost", "error")
         with self._lock:
             jobs = list(self._jobs)
         for job in jobs:
-            if job.exited:
+            if job.gone or job.killed:
                 continue
-            if ending:
+            if job.exited:  # what it left in its group was asked to end when it exited
+                if ending or self._force_asked:
+                    job.kill_at = min(job.kill_at, now)
+            elif ending:
                 if job.reason != "lost":
-                    self._end(job, "lost", now, now + KILL_AFTER)
+                    self._end(job, "lost", now)
             elif self._force_asked:  # a second Ctrl-C: at once
                 if job.reason is None:
                     job.reason = "stopped"
@@ -254,13 +317,24 @@ class Worker:
             elif now >= self._stop_at:  # the grace is over
                 if job.reason is None:
                     self._forced = True
-                    self._end(job, "stopped", now, now + KILL_AFTER)
+                    self._end(job, "stopped", now)
             elif now >= job.deadline and job.reason is None:
-                self._end(job, "timeout", now, now + KILL_AFTER)
+                self._end(job, "timeout", now)
             if now >= job.kill_at:
                 self._send(job, signal.SIGKILL)
-        if not ending:
-            self._extend(now)
+
+    def _watch_the_server(self, now: float) -> None:
+        """Declares the server lost once it has owed an answer for ``patience``
+        seconds, whatever a request in flight is still waiting for."""
+        with self._lock:
+            owed = [*self._owed.values(), *([] if self._asked_at is None else [self._asked_at])]
+            if not owed or now - min(owed) < self.options.patience or self._ending == "lost":
+                return
+            self._ending = "lost"
+            self._stopping = True
+            self._wake_all()
+        self._lost.set()
+        self._wait.set()
 
     def _begin_stop(self, stop_at: float) -> None:
         """No more leases; what is queued goes back, unstarted."""
@@ -268,55 +342,36 @@ class Worker:
             self._stop_begun = True
             self._stopping = True
             self._stop_at = stop_at
-            unstarted = list(self._queue)
+            self._returning.extend(self._queue)
             self._queue.clear()
             self._wake_all()
         self._wait.set()
-        self._give_back(unstarted)
 
-    def _end(self, job: Job, reason: str, now: float, kill_at: float) -> None:
-        """Asks ``job``'s command to end (SIGTERM), and notes when to insist (SIGKILL)."""
+    def _end(self, job: Job, reason: str, now: float) -> None:
+        """Asks ``job``'s command to end, and notes when to insist (SIGKILL)."""
         job.reason = reason
-        job.kill_at = min(job.kill_at, kill_at)
+        job.kill_at = min(job.kill_at, now + KILL_AFTER)
+        self._terminate(job)
+
+    def _terminate(self, job: Job) -> None:
+        """SIGTERM to the command's process group, and SIGCONT, so that a
+        stopped process (state T) acts on it."""
         self._send(job, signal.SIGTERM)
+        self._send(job, signal.SIGCONT)
 
     @staticmethod
     def _send(job: Job, how: int) -> None:
         with job.lock:
-            if job.exited or job.process is None:
+            if job.gone or job.process is None:
                 return
             try:
                 os.killpg(job.process.pid, how)
-            except ProcessLookupError:  # (an exited process group leader keeps it until reaped)
+            except (ProcessLookupError, PermissionError):  # (empty since the runner's last look; not ours)
                 pass
+            if how == signal.SIGKILL:
+                job.killed = True
 
-    def _extend(self, now: float) -> None:
-        """Moves the deadline of each lease still held, every third of its length."""
-        every = self.options.lease / 3
-        with self._lock:
-            due = [token for token, holding in self._leases.items() if now - holding.extended >= every]
-        for token in due:
-            try:
-                deadline = self._client.psextend(self.options.name, token, self.options.lease)
-            except (LostConnection, NoReply) as exc:
-                if self._trouble(exc):
-                    return
-                continue  # tried again at the next tick
-            self._answered()
-            with self._lock:
-                holding = self._leases.get(token)
-                if holding is None:
-                    continue
-                holding.extended = now
-                if deadline is None:  # it ran out before it could be extended: its items are not ours
-                    del self._leases[token]
-                    lost_lease = True
-                else:
-                    lost_lease = False
-            if lost_lease:
-                self._warn(f"a lease ran out before it could be extended: its items may run again ({token})")
-
-    def _stop_everything(self) -> None:
+    def _stop_everything(self, runners: list[threading.Thread]) -> None:
         """After the work: nothing left running, even if the supervisor failed."""
         self._wait.set()
         with self._lock:
@@ -324,13 +379,32 @@ class Worker:
             self._wake_all()
             jobs = list(self._jobs)
         for job in jobs:
-            if job.reason is None:
+            if job.reason is None and not job.exited:
                 job.reason = "lost" if self._ending in ("lost", "error") else "stopped"
             self._send(job, signal.SIGKILL)
-        for thread in self._threads:
-            thread.join(timeout=KILL_AFTER)
+        waited = runners if self._ending in ("lost", "error") else self._threads
+        deadline = time.monotonic() + KILL_AFTER
+        for thread in waited:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._lifeline is not None:
+            self._lifeline.close()
+        if self._stderr is not None:
+            self._stderr.close()
+        if self._key_folder is not None:
+            import shutil
+
+            shutil.rmtree(self._key_folder, ignore_errors=True)
 
     # -- the feeder --------------------------------------------------------------
+
+    def _feed_then_tell(self) -> None:
+        try:
+            self._feed()
+        finally:
+            with self._lock:
+                self._feeding = False
+                self._owed.pop("feeder", None)  # (it asks nothing more)
+                self._ended.notify()
 
     def _feed(self) -> None:
         options = self.options
@@ -363,9 +437,8 @@ class Worker:
                     options.name, count=want, lease=options.lease, max_deliveries=options.max_deliveries,
                     block=self._block(busy, idle_since, now), stop=self._wait,
                 )  # fmt: skip
-            except (LostConnection, NoReply) as exc:  # a lease whose reply was lost comes back by itself
-                if self._trouble(exc):
-                    return
+            except (LostConnection, NoReply, ResponseError) as exc:  # a lease whose reply was lost comes back by itself
+                self._trouble(exc, time.monotonic(), "feeder")
                 self._pause(pause)
                 pause = min(pause * 2, 5.0)
                 continue
@@ -409,10 +482,8 @@ class Worker:
                 self._taken += len(items)
                 self._work_ready.notify_all()
                 return
-        self._leases_given_back(lease.token)  # a stop came while it leased: back at once, unstarted
-
-    def _leases_given_back(self, token: str) -> None:
-        self._call(self._client.psrelease, self.options.name, token, attempted=False)
+            self._returning.extend(items)  # a stop came while it leased: back at once, unstarted
+            self._ended.notify()
 
     def _wake_all(self) -> None:
         """Every waiting thread looks again (the work ends, or stops); the lock is held."""
@@ -453,64 +524,201 @@ class Worker:
                     self._ended.notify()
 
     def _execute(self, job: Job) -> int | None:
-        """Runs the command for ``job``'s item; its exit status (negative: a
-        signal), or None when it could not be started."""
+        """Runs the command for ``job``'s item until nothing is left of its
+        process group; its exit status (negative: a signal), or None when it
+        could not be started."""
         item = job.item
+        key_file = None
         try:
-            process = subprocess.Popen(
-                self.options.command, stdin=subprocess.PIPE, env=self._environment_for(item), process_group=0
-            )
-        except (OSError, ValueError) as exc:  # gone since the start, say
-            self._warn(f"cannot run {self.options.command[0]}: {exc}")
-            return None
-        with job.lock:
-            job.process = process
-        if self.options.timeout is not None:
-            job.deadline = time.monotonic() + self.options.timeout
-        if job.reason is not None:  # ended before it started
-            self._send(job, signal.SIGKILL)
-        stdin = process.stdin
-        assert stdin is not None
-        try:
-            stdin.write(item.value)
-        except BrokenPipeError:  # it exited, or closed its stdin, without reading it all
-            pass
-        finally:
             try:
-                stdin.close()
-            except BrokenPipeError:
-                pass
+                env, key_file = self._environment_for(item)
+                stdin = _stdin_holding(item.value)
+                item.value = b""  # (its stdin holds it now: no second copy while the command runs)
+                stderr = None
+                if self._stderr is not None:
+                    stderr, job.stderr = self._stderr.watch()
+                try:
+                    process = subprocess.Popen(
+                        self.options.command, stdin=stdin, stderr=stderr, env=env, start_new_session=True
+                    )
+                finally:
+                    os.close(stdin)
+                    if stderr is not None:
+                        os.close(stderr)
+            except OSError as exc:
+                self._cannot_start(job, exc)
+                return None
+            if self._lifeline is not None:
+                self._lifeline.started(process.pid)  # (a session leader leads its process group)
+            with job.lock:
+                job.process = process
+            if self.options.timeout is not None:
+                job.deadline = time.monotonic() + self.options.timeout
+            if job.reason is not None:  # ended before it started
+                self._send(job, signal.SIGKILL)
+            returncode = self._wait_for(job)
+            self._empty_group(job)
+            if self._lifeline is not None:
+                self._lifeline.ended(process.pid)
+            return returncode
+        finally:
+            if key_file is not None:
+                try:
+                    os.unlink(key_file)
+                except FileNotFoundError:  # (the command removed it)
+                    pass
+
+    @staticmethod
+    def _wait_for(job: Job) -> int:
+        """The exit status of the command's own process, reaped; then a first
+        look at its process group."""
+        process = job.process
+        assert process is not None
         if _WAITID:
             os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
             with job.lock:
+                returncode = process.wait()
                 job.exited = True
-            return process.wait()
-        returncode = process.wait()  # (no waitid here: a stop may signal a reaped process's number)
+                job.gone = not _group_alive(process.pid)
+            return returncode
+        returncode = process.wait()
         with job.lock:
             job.exited = True
+            job.gone = not _group_alive(process.pid)
         return returncode
+
+    def _empty_group(self, job: Job) -> None:
+        """Waits until nothing is left of the command's process group. What the
+        command left running there when it exited is asked to end then
+        (SIGTERM, SIGKILL ``KILL_AFTER`` seconds later), as a stop's would be,
+        so that it cannot go on working on an item that is given back, or
+        outlive the worker."""
+        if job.gone:
+            return
+        assert job.process is not None
+        group = job.process.pid
+        if job.reason is None and not job.killed:  # no stop reached it: it just left them behind
+            job.kill_at = min(job.kill_at, time.monotonic() + KILL_AFTER)
+            self._warn(
+                f"{_shown(job.item.key)}: the command left processes running in its process group: stopping them"
+            )
+            self._terminate(job)
+        killed_at: float | None = None
+        while True:
+            with job.lock:
+                _reap_group(group)
+                if not _group_alive(group):
+                    job.gone = True
+                    return
+                if job.killed and killed_at is None:
+                    killed_at = time.monotonic()
+            if killed_at is not None and time.monotonic() - killed_at >= LINGER:
+                job.lingering = True  # (unkillable: not ours, or stuck in the kernel)
+                return
+            time.sleep(0.02)
+
+    def _cannot_start(self, job: Job, error: OSError) -> None:
+        """A command that cannot be started is not the item's failure: the item
+        goes back uncounted, and the worker stops (running commands may finish
+        within the grace), as ``xargs`` does."""
+        job.reason = _FAILED_TO_START
+        job.gone = True
+        self._warn(
+            f"cannot start {self.options.command[0]} for item {_shown(job.item.key)}: {error.strerror or error}; "
+            "stopping (the item goes back, not counted as a delivery)"
+        )
+        with self._lock:
+            if self.unstartable is None:
+                self.unstartable = error
+        if not self._stop_asked:  # (not request_stop: a second one would stop the running commands at once)
+            self._stop_asked = True
+            self._wait.set()
+
+    def _environment_for(self, item: Item) -> tuple[dict[bytes, bytes], str | None]:
+        """The command's environment, and the file that holds its key when the
+        key is too long for the environment (to remove once it ends)."""
+        env = dict(self._environment)
+        raw = item.key.encode("utf-8", "surrogateescape")
+        key_file = None
+        if len(raw) > KEY_IN_ENVIRONMENT:
+            key_file = self._key_file(raw)
+            env[b"PSCTL_KEY_FILE"] = os.fsencode(key_file)
+        else:
+            env.update(_text_variable(b"PSCTL_KEY", item.key))
+        env[b"PSCTL_SCORE"] = repr(item.score).encode()
+        env[b"PSCTL_DELIVERY"] = str(item.delivery).encode()
+        return env, key_file
+
+    def _key_file(self, raw: bytes) -> str:
+        """A new private file holding ``raw``, in a folder of this worker's own."""
+        with self._lock:
+            if self._key_folder is None:
+                self._key_folder = tempfile.mkdtemp(prefix="psctl-work-")  # (only its owner may enter)
+                if self._lifeline is not None:
+                    self._lifeline.remove_later(self._key_folder)
+            path = os.path.join(self._key_folder, f"key-{next(self._key_files)}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            _write_all(fd, raw)
+        finally:
+            os.close(fd)
+        return path
 
     # -- the acknowledger ----------------------------------------------------------
 
     def _acknowledge(self) -> None:
         """Reports what the commands did, as they end: everything that ended
-        since the last round at once, one acknowledgement per lease."""
+        since the last round at once, one acknowledgement per lease; gives back
+        what a stop left unstarted, and extends the leases."""
         while True:
             with self._lock:
-                while not self._finished and self._runners:
-                    self._ended.wait()
-                if not self._finished:
+                while not self._finished and not self._returning and (self._runners or self._feeding):
+                    due = self._next_extension() - time.monotonic()
+                    if due <= 0:
+                        break
+                    self._ended.wait(due)
+                if not self._finished and not self._returning and not (self._runners or self._feeding):
                     return
-                few = len(self._finished) < self.options.jobs and self._runners
+                few = 0 < len(self._finished) < self.options.jobs and self._runners
             if few:  # more are likely to end soon: one acknowledgement for them all
                 time.sleep(GATHER)
             with self._lock:
                 finished = list(self._finished)
                 self._finished.clear()
+                returning, self._returning = self._returning, []
             try:
-                self._report(finished)
+                if returning:
+                    self._give_back(returning)
+                if finished:
+                    self._report(finished)
+                self._extend(time.monotonic())
             except ServerLost:
                 return
+
+    def _next_extension(self) -> float:
+        """When the next lease is due to be extended (the lock is held)."""
+        every = self.options.lease / 3
+        return min((holding.extended + every for holding in self._leases.values()), default=time.monotonic() + every)
+
+    def _extend(self, now: float) -> None:
+        """Moves the deadline of each lease still held, every third of its length."""
+        every = self.options.lease / 3
+        with self._lock:
+            due = [token for token, holding in self._leases.items() if now - holding.extended >= every]
+        for token in due:
+            deadline = self._call(self._client.psextend, self.options.name, token, self.options.lease)
+            with self._lock:
+                holding = self._leases.get(token)
+                if holding is None:
+                    continue
+                holding.extended = now
+                if deadline is None:  # it ran out before it could be extended: its items are not ours
+                    del self._leases[token]
+                    lost_lease = True
+                else:
+                    lost_lease = False
+            if lost_lease:
+                self._warn(f"a lease ran out before it could be extended: its items may run again ({token})")
 
     def _report(self, finished: list[tuple[Job, int | None]]) -> None:
         options = self.options
@@ -521,8 +729,8 @@ class Worker:
             item = job.item
             if job.reason == "lost":
                 self._done_with(item.token)  # nothing can reach the server: the lease gives the item back
-            elif job.reason == "stopped":  # a stop: back at once, not as a failure
-                unstarted.setdefault(item.token, []).append(item.key)
+            elif job.reason in ("stopped", _FAILED_TO_START) and not job.lingering:
+                unstarted.setdefault(item.token, []).append(item.key)  # a stop: back at once, not as a failure
             elif returncode == 0 and job.reason is None:
                 succeeded.setdefault(item.token, []).append(item.key)
             else:
@@ -539,19 +747,47 @@ class Worker:
         for token, keys in unstarted.items():
             self._call(self._client.psrelease, options.name, token, keys, attempted=False)
             self._done_with(token, len(keys))
-        for job, _ in failed:
+        for job, returncode in failed:
             item = job.item
             if job.reason == "timeout":
-                self._warn(f"{item.key!r}: the command ran longer than {options.timeout:g} s and was stopped")
+                self._warn(f"{_shown(item.key)}: the command ran longer than {options.timeout:g} s and was stopped")
+            elif job.lingering:
+                self._warn(
+                    f"{_shown(item.key)}: SIGKILL did not end every process of the command's group: "
+                    "its item goes back as a failed delivery"
+                )
+            reason = self._failure(job, returncode)
             self._call(
-                self._client.psrelease, options.name, item.token, [item.key], delay=options.retry_delay_for(item.delivery)
-            )
+                self._client.psrelease, options.name, item.token, [item.key],
+                delay=options.retry_delay_for(item.delivery), reason=reason,
+            )  # fmt: skip
+            dead = item.delivery >= options.max_deliveries
             with self._lock:
-                if item.delivery >= options.max_deliveries:
+                if dead:
                     self.tally.dead += 1
                 else:
                     self.tally.failed += 1
+            if dead:  # (said whatever -q says: an item is lost to the dead items)
+                self._warn(f"{_shown(item.key)} is dead after {item.delivery} deliveries: {reason}")
             self._done_with(item.token)
+
+    def _failure(self, job: Job, returncode: int | None) -> str:
+        """Why the command failed, as its item keeps it: ``exit status 3``,
+        ``killed by SIGKILL``, ``timed out after 5 s``, with the last line it
+        wrote to stderr."""
+        if job.reason == "timeout":
+            why = f"timed out after {self.options.timeout:g} s"
+        elif job.lingering:
+            why = "its process group outlived SIGKILL"
+        elif returncode is not None and returncode < 0:
+            try:
+                why = f"killed by {signal.Signals(-returncode).name}"
+            except ValueError:
+                why = f"killed by signal {-returncode}"
+        else:
+            why = f"exit status {returncode}"
+        said = job.stderr.last_line() if job.stderr is not None else None
+        return f"{why}: {said}" if said else why
 
     def _done_with(self, token: str, items: int = 1) -> None:
         with self._lock:
@@ -569,63 +805,52 @@ class Worker:
         for token, keys in by_token.items():
             try:
                 self._call(self._client.psrelease, self.options.name, token, keys, attempted=False)
-            except ServerLost:
-                return
             finally:
-                for _ in keys:
-                    self._done_with(token)
-
-    def _environment_for(self, item: Item) -> dict[bytes, bytes]:
-        env = dict(self._environment)
-        env.update(_text_variable(b"PSCTL_KEY", item.key))
-        env[b"PSCTL_SCORE"] = repr(item.score).encode()
-        env[b"PSCTL_DELIVERY"] = str(item.delivery).encode()
-        return env
+                self._done_with(token, len(keys))
 
     # -- the server's answers --------------------------------------------------------
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """A request safe to repeat (ack, release), tried again with backoff
-        while the server does not answer, for ``patience`` seconds."""
+        """A request safe to repeat (ack, release, extend), tried again with
+        backoff while the server does not answer or refuses it for now, until
+        the supervisor declares the server lost."""
         pause = 0.25
         while True:
+            self._asked_at = asked_at = time.monotonic()
             try:
                 result = method(*args, **kwargs)
-            except (LostConnection, NoReply) as exc:
-                if self._trouble(exc):
+            except (LostConnection, NoReply, ResponseError) as exc:
+                self._trouble(exc, asked_at, "acknowledger")
+                if self._lost.wait(pause):
                     raise ServerLost() from exc
-                time.sleep(pause)
                 pause = min(pause * 2, 5.0)
                 continue
+            finally:
+                self._asked_at = None
             self._answered()
             return result
 
-    def _trouble(self, error: BaseException) -> bool:
-        """Notes that the server did not answer; True once it has not for
-        ``patience`` seconds (the work then ends)."""
-        now = time.monotonic()
+    def _trouble(self, error: Exception, since: float, asker: str) -> None:
+        """Notes that the server did not answer ``asker``'s request sent at
+        ``since``, or refused it for now; any other error is raised again (it
+        ends the work)."""
+        refusal = refused_for_now(error)
+        if refusal is None and isinstance(error, ResponseError):
+            raise error
         with self._lock:
-            if self._trouble_since is None:
-                self._trouble_since = now
-                first = True
-            else:
-                first = False
-            lost = now - self._trouble_since >= self.options.patience
-            if lost and self._ending != "lost":
-                self._ending = "lost"
-                self._stopping = True
-                self._wake_all()
+            first = not self._owed
+            self._owed[asker] = min(self._owed.get(asker, since), since)
+            self.refusal = refusal
         if first:
-            self._warn(f"the server does not answer ({error}); trying again for {self.options.patience:g} s")
-        if lost:
-            self._wait.set()
-        return lost
+            why = f"refuses commands for now ({refusal})" if refusal is not None else f"does not answer ({error})"
+            self._warn(f"the server {why}; trying again for {self.options.patience:g} s")
 
     def _answered(self) -> None:
-        if self._trouble_since is not None:
+        if self._owed:
             with self._lock:
-                if self._trouble_since is not None and self._ending != "lost":
-                    self._trouble_since = None
+                if self._owed and self._ending != "lost":
+                    self._owed.clear()
+                    self.refusal = None
                     back = True
                 else:
                     back = False
@@ -633,6 +858,7 @@ class Worker:
                 self._warn("the server answers again")
 
     def _pause(self, seconds: float) -> None:
+        """Sleeps, unless the work stops meanwhile (a stop, idleness, a lost server)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end and not self._wait.is_set():
             time.sleep(min(0.05, end - time.monotonic()))
@@ -651,8 +877,92 @@ class Worker:
                 self._stopping = True
                 self._wake_all()
             self._wait.set()
+            self._lost.set()
         finally:
             self._thread_ended.set()
+
+
+def _stdin_holding(value: bytes) -> int:
+    """A file descriptor that holds the whole of ``value``, to read to its end:
+    a pipe filled and closed before the command starts when the value fits
+    its buffer, else an unlinked file. Whatever becomes of psctl, the command
+    never reads the start of a value and then an end of file."""
+    if len(value) <= select.PIPE_BUF:  # (any pipe holds that much: no wait for a reader)
+        read, write = os.pipe()
+        try:
+            if value:
+                os.write(write, value)
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        return read
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("psctl-value")
+    else:
+        fd, path = tempfile.mkstemp(prefix="psctl-value-")
+        os.unlink(path)
+    try:
+        _write_all(fd, value)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _group_alive(group: int) -> bool:
+    """True while process group ``group`` holds a process that is not a zombie
+    (zombies stay in their group until their parent, maybe a careless init,
+    reaps them)."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone's, alive
+        return True
+    return _live_member(group)
+
+
+def _live_member(group: int) -> bool:
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:  # no /proc here: as kill() said
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()  # (after the name, which may hold anything)
+        except OSError:
+            continue
+        if len(fields) > 2 and int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
+
+
+def _reap_group(group: int) -> None:
+    """Reaps the processes of ``group`` that psctl is the parent of once the
+    command's own process was reaped: what it left behind, when psctl is
+    their reaper (PID 1 of a container, say)."""
+    if not _WAITID:
+        return
+    try:
+        while os.waitid(os.P_PGID, group, os.WEXITED | os.WNOHANG):
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _shown(key: str) -> str:
+    """A key for a message: quoted, and cut when long."""
+    return repr(key) if len(key) <= 80 else repr(key[:80]) + f"… ({len(key)} characters)"
 
 
 def _text_variable(name: bytes, text: str) -> dict[bytes, bytes]:
@@ -664,9 +974,12 @@ def _text_variable(name: bytes, text: str) -> dict[bytes, bytes]:
     return {name: raw}
 
 
-def _base_environment(name: str) -> dict[bytes, bytes]:
+def _base_environment(name: str, mark: bytes | None) -> dict[bytes, bytes]:
     env = dict(os.environb)
-    for variable in (b"PSCTL_KEY", b"PSCTL_KEY_BASE64", b"PSCTL_STREAM", b"PSCTL_STREAM_BASE64"):
+    for variable in (b"PSCTL_KEY", b"PSCTL_KEY_BASE64", b"PSCTL_KEY_FILE", b"PSCTL_STREAM", b"PSCTL_STREAM_BASE64",
+                     WORKER_VARIABLE):  # fmt: skip
         env.pop(variable, None)  # (from a psctl work that runs this one)
     env.update(_text_variable(b"PSCTL_STREAM", name))
+    if mark is not None:
+        env[WORKER_VARIABLE] = mark
     return env

@@ -108,6 +108,7 @@ def fake_embedded(url: str) -> types.ModuleType:
     }  # fmt: skip
     module.stop = lambda force=False: {"stopped": True, "pid": 42}  # type: ignore[attr-defined]
     module.problem = lambda: None  # type: ignore[attr-defined]
+    module.missing_home = lambda: None  # type: ignore[attr-defined]
     return module
 
 

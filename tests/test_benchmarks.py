@@ -23,6 +23,7 @@ def test_quick_benchmark_prints_the_table(redis_url: str) -> None:
     cases = (
         "add", "pull", "pull + cool-down", "expire", "round trip", "async add", "async pull",
         "cluster add", "cluster pull", "add-many", "cold start", "longest call",
+        "records left", "due backlog", "delayed wake-up",
     )  # fmt: skip
     for case in cases:
         assert f"| {case} " in out, case

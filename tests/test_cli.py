@@ -478,10 +478,17 @@ def test_a_terminal_is_told_when_psctl_starts_the_server(
 
 
 def test_quiet_silences_the_notice_even_for_cron(cli: Cli, r: Any, embedded: types.ModuleType) -> None:
-    embedded.fresh = True  # type: ignore[attr-defined]
-    for args in (("-q", "len", "jobs"), ("len", "jobs", "--quiet"), ("expire", "-q")):
-        done = cli(*args, env=NO_SERVER_NAMED)
-        assert (done.exit_code, done.stdout, done.stderr) == (0, "", ""), args
+    """-q silences the notice of a server that runs already; one the command
+    starts is always said (a cron job that lost its REDIS_URL is noticed)."""
+    for fresh in (False, True):
+        embedded.fresh = fresh  # type: ignore[attr-defined]
+        for args in (("-q", "len", "jobs"), ("len", "jobs", "--quiet"), ("expire", "-q")):
+            done = cli(*args, env=NO_SERVER_NAMED)
+            assert (done.exit_code, done.stdout) == (0, ""), args
+            if fresh:
+                assert done.stderr.startswith("psctl: started the embedded server at "), args
+            else:
+                assert done.stderr == "", args
 
 
 def test_a_named_server_never_starts_the_embedded_one(cli: Cli, embedded: types.ModuleType) -> None:
@@ -523,6 +530,7 @@ def test_when_the_embedded_server_cannot_start(cli: Cli, monkeypatch: pytest.Mon
         raise ServerError("no Redis-compatible server binary")
 
     module.start_server = start_server  # type: ignore[attr-defined]
+    module.missing_home = lambda: None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "psctl.embedded", module)
     message = cli.fails(ExitStatus.SERVER, "len", "jobs", env=NO_SERVER_NAMED)
     assert "no Redis-compatible server binary" in message

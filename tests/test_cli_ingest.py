@@ -309,7 +309,8 @@ def test_no_header_reads_the_first_line_as_an_item(env: dict[str, str], r: Any, 
         ([], "key,value,score\na;b;3\n", "line 2: expected 3 fields (key,value,score), got 1"),
         (["-f", "csv"], "key,KEY,value\n", "line 1: the CSV header must name the columns key,value"),
         (["--format", "csv"], "a,b,3\n", ("line 1: the CSV header must name the columns key,value and optionally "
-                                          "score; got 'a,b,3' (no header? give --no-header or --columns)")),
+                                          "score and not_before; got 'a,b,3' (no header? give --no-header or "
+                                          "--columns)")),
     ],
 )
 def test_csv_option_errors(env: dict[str, str], r: Any, args: list[str], text: str, message: str) -> None:

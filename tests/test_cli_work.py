@@ -18,6 +18,7 @@ import pytest
 
 from psctl import Redis
 from psctl.cli.status import ExitStatus
+from psctl.launcher import pid_running
 from psctl.layout import stream_keys
 
 from .helpers import PSCTL, wait_until_blocked
@@ -93,9 +94,11 @@ def work(redis_url: str, r: Any, tmp_path: Path) -> Work:
 
 
 def summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert done.returncode == 0, (done.returncode, done.stderr)
+    """The --json summary of a work that ended as asked: exit 0 when every
+    command succeeded, 123 when any failed (SPEC §10, as xargs)."""
     found = json.loads(done.stdout.splitlines()[-1])
     assert set(found) == {"done", "failed", "dead", "seconds"}
+    assert done.returncode == (123 if found["failed"] + found["dead"] else 0), (done.returncode, done.stderr)
     return found
 
 
@@ -201,6 +204,8 @@ def test_failures_come_back_later_each_time_then_go_dead(work: Work, r: Any) -> 
     assert 0.3 <= gaps[0] < 0.6 + 1 and 0.6 <= gaps[1] < 1.2 + 1, gaps  # 0.3 s, then twice that
     dead = r.psdead("q")
     assert dead == {"bad": b"v"} and dead.deliveries == {"bad": 3}
+    assert dead.reasons == {"bad": "exit status 1"}
+    assert "psctl work: 'bad' is dead after 3 deliveries: exit status 1" in done.stderr.splitlines()
 
 
 def test_a_command_running_past_its_timeout_is_stopped_and_fails(work: Work, r: Any, slow: tuple[str, ...]) -> None:
@@ -213,7 +218,7 @@ def test_a_command_running_past_its_timeout_is_stopped_and_fails(work: Work, r: 
     assert "ran longer than 0.5 s" in done.stderr
     (pid,) = [json.loads(path.read_text())["pid"] for path in work.folder.glob("started-*")]
     assert not Path(f"/proc/{pid}").exists()  # ended, and reaped
-    assert r.psdead("q") == {"a": b"v"}
+    assert r.psdead("q") == {"a": b"v"} and r.psdead("q").reasons == {"a": "timed out after 0.5 s"}
 
 
 def test_a_command_that_cannot_start_is_bad_usage(work: Work, r: Any) -> None:
@@ -333,8 +338,10 @@ def test_a_killed_worker_s_items_come_back_to_another_after_the_lease(
         (run,) = started(work, process)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-        assert Path(f"/proc/{run['pid']}").exists()  # its command outlives it (in a group of its own)...
-        os.killpg(run["pid"], signal.SIGKILL)  # ...until killed here (it holds psctl's stdout and stderr)
+        deadline = time.monotonic() + 5
+        while pid_running(run["pid"]):  # its command dies with it (issue 20: the lifeline)
+            assert time.monotonic() < deadline, "the command outlived its worker"
+            time.sleep(0.02)
         process.communicate(timeout=10)
     finally:
         process.kill()

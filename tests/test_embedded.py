@@ -240,7 +240,8 @@ def _stderr_on_a_terminal(home: Home, *args: str) -> str:
 
 def test_cli_notice_follows_spec_9(home: Home) -> None:
     """On a terminal, the notice shows only when psctl starts the server; off a
-    terminal (cron's mail, a log) always; with --quiet never."""
+    terminal (cron's mail, a log) always; with --quiet only when it starts
+    the server (tests/test_settings_loud.py)."""
     started = _stderr_on_a_terminal(home, "add", "demo", "job-1", "hello")
     assert started.startswith("psctl: started the embedded server at unix://"), started
     assert _stderr_on_a_terminal(home, "add", "demo", "job-2", "hello") == ""  # running already: quiet

@@ -69,7 +69,7 @@ def test_the_proxy_would_catch_a_resend(proxy, r):
     plain = redis.Redis(host="127.0.0.1", port=proxy.port, retry=Retry(NoBackoff(), 3),
                         retry_on_error=[redis.ConnectionError])  # fmt: skip
     add = script("add")
-    args = (add.sha, add.numkeys, *stream_keys("q").adding, "0", "1", "0", "a", "v", "5")
+    args = (add.sha, add.numkeys, *add.keys_of(stream_keys("q")), "0", "1", "0", "", "3", "a", "v", "5")
     plain.script_load(add.source)
     proxy.cut_next_reply.set()
     plain.evalsha(*args)

@@ -56,7 +56,7 @@ def test_a_delayed_release_naming_each_key_twice_brings_all_1000_back(ps, r, k):
     lease = ps.pslease("q", count=1000)
     twice = [key for key in lease.items for _ in range(2)]
     assert ps.psrelease("q", lease.token, twice, delay=SHORT) == 1000
-    assert ps.psstats("q")["held"] == 1000  # held by the delay until it has passed
+    assert ps.psstats("q")["delayed"] == 1000  # delayed until it has passed
     back(ps, "q", 1000)
     stats = ps.psstats("q")
     assert (stats["held"], stats["overdue"]) == (0, 0) and not r.exists(k("q").held)
@@ -72,13 +72,13 @@ def test_a_delayed_release_of_600_held_among_700_others_brings_the_600_back(ps, 
     assert ps.psstats("q")["held"] == 0 and sorted(ps.pskeys("q")) == sorted(lease.items)
 
 
-def test_each_call_of_a_delayed_release_holds_its_items_under_a_token_of_its_own():
-    """(the plan alone, no server) Two calls sharing one would keep only the second call's record."""
+def test_a_delayed_release_sends_each_key_once_per_call():
+    """(the plan alone, no server) 2,500 keys in three calls, the reason in each."""
     named = [f"k{i}" for i in range(2500)]
-    plan = leases.release(stream_keys("q"), "t", named, None, SHORT)
+    plan = leases.release(stream_keys("q"), "t", named, None, SHORT, reason="boom")
     requests, released = drive(plan, [[1000, 0], [1000, 0], [500, 0]])
-    assert released == 2500 and [len(call.args) - 6 for call in requests] == [1000, 1000, 500]
-    assert len({call.args[3] for call in requests}) == 3
+    assert released == 2500 and [len(call.args) - 7 for call in requests] == [1000, 1000, 500]
+    assert all(call.args[4:7] == (b"1", b"boom", b"keys") for call in requests)
 
 
 # -- 2: remove takes an item whole, whatever its state -----------------------------

@@ -196,11 +196,12 @@ def test_release_gives_items_back_at_once_with_their_score_or_a_new_one(ps, r):
     assert ps.psextend("q", lease.token, 60) is None
 
 
-def test_release_with_a_delay_holds_them_until_it_has_passed(ps, r):
+def test_release_with_a_delay_keeps_them_delayed_until_it_has_passed(ps, r):
     ps.psadd("q", "a", "v", 2)
     lease = ps.pslease("q")
     assert ps.psrelease("q", lease.token, delay=timedelta(milliseconds=300)) == 1
-    assert ps.pspull("q") == {} and ps.psadd("q", "a", "v") is None  # not back yet
+    assert ps.pspull("q") == {}  # not back yet
+    assert ps.psitem("q", "a")["state"] == "delayed"
     time.sleep(0.35)
     again = ps.pslease("q")
     assert again.items == {"a": b"v"} and again.deliveries == {"a": 2}  # back, its deliveries kept

@@ -103,7 +103,7 @@ def test_psstats_reads_a_streams_state(ps, r):
     assert found == {
         "name": "q", "waiting": 1, "held": 2, "overdue": 1, "overdue_capped": False, "gated": 1, "cooling": 1,
         "next_cool_down_end": datetime(2031, 1, 1, tzinfo=timezone.utc), "dead": 1, "top_score": -2.5,
-        "bottom_score": -2.5,
+        "bottom_score": -2.5, "delayed": 0, "next_delayed_due": None,
     }  # fmt: skip
 
 
@@ -139,7 +139,7 @@ def test_psstatsmany_names_a_broken_stream_and_reads_the_others(ps, r, k):
     assert raised.value.done["good"]["waiting"] == 1
 
 
-STATE_CASES = ["waiting", "held", "dead", "cooling", "gated", "absent"]
+STATE_CASES = ["waiting", "delayed", "held", "dead", "cooling", "gated", "absent"]
 
 
 def test_psitem_tells_every_state(ps, r):
@@ -150,9 +150,14 @@ def test_psitem_tells_every_state(ps, r):
     ps.pspull("q", gate=True, expire_at=None)  # gated
     ps.pspull("q", expire_at=datetime(2031, 1, 1, tzinfo=timezone.utc))  # cooling
     ps.psrelease("q", ps.pslease("q").token)  # waiting, delivered once
-    assert ps.psitem("q", "waiting") == {"state": "waiting", "score": 5.0, "deliveries": 1}
+    failed = {"reason": None, "delivery": 1}  # released with no reason given: the time and the delivery are kept
+    waiting = ps.psitem("q", "waiting")
+    assert abs(waiting["last_failure"].pop("at") - datetime.now(timezone.utc)) < timedelta(seconds=30)
+    assert waiting == {"state": "waiting", "score": 5.0, "deliveries": 1, "last_failure": failed}
     assert ps.psitem("q", "held") == {"state": "held", "score": 9.0, "until": lease.deadline, "deliveries": 1}
-    assert ps.psitem("q", "dead") == {"state": "dead", "score": 8.0, "deliveries": 1}
+    dead = ps.psitem("q", "dead")
+    dead["last_failure"].pop("at")
+    assert dead == {"state": "dead", "score": 8.0, "deliveries": 1, "last_failure": failed}
     assert ps.psitem("q", "cooling") == {"state": "cooling", "until": datetime(2031, 1, 1, tzinfo=timezone.utc)}
     assert ps.psitem("q", "gated") == {"state": "gated"}
     assert ps.psitem("q", "nope") == {"state": "absent"}

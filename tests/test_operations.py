@@ -61,10 +61,23 @@ def test_psadd_refused_while_gated_changes_nothing(ps, r, k):
     assert r.zscore(k("q").scores, "a") == 3.0
 
 
-def test_psadd_refused_while_cooling_down_even_when_due(ps, r, k):
-    r.zadd(k("q").cooling, {"a": 1})  # long past: still refused until psexpire runs
-    assert ps.psadd("q", "a", "v") is None
-    assert r.exists(k("q").values, k("q").scores) == 0
+def test_psadd_ends_a_cool_down_whose_time_has_come(ps, r, k):
+    """A cool-down ends at its time, whether or not psexpire ran (SPEC §10)."""
+    r.zadd(k("q").cooling, {"a": 1, "b": 9999999999})  # a: long past
+    assert ps.psadd("q", "a", "v") == 1.0
+    assert ps.psadd("q", "b", "v") is None
+    assert r.zrange(k("q").cooling, 0, -1) == [b"b"]
+    assert ps.psstats("q")["counters"]["expired"] == 1
+
+
+def test_psadd_of_a_kept_item_whose_cool_down_is_over_adds_it_anew(ps, r, k):
+    """As psexpire would have: the kept item leaves with its cool-down, and the add makes a new one."""
+    ps.psadd("q", "a", "old", 5)
+    assert ps.pspull("q", purge=False) == {"a": b"old"}
+    r.zadd(k("q").cooling, {"a": 1})
+    assert ps.psadd("q", "a", "new", 2) == 2.0
+    assert ps.psvalues("q") == {"a": b"new"}
+    assert ps.psaddmany("q", [("a", "x", 1)]) == [3.0]  # (no cool-down any more: an update)
 
 
 def test_psadd_readd_clears_gate_and_cool_down(ps, r, k):
@@ -428,11 +441,15 @@ def test_psexpire_only_due_items_across_streams(ps, r, k):
     assert ps.psexpire() == {}
 
 
-def test_psexpire_allows_adding_again(ps):
+def test_psexpire_ends_only_cool_downs_whose_time_has_come(ps, r, k):
     ps.psadd("q", "a", "v")
-    ps.pspull("q", expire_at=timedelta(seconds=-1))
+    ps.pspull("q")  # a day
     assert ps.psadd("q", "a", "v") is None
+    assert ps.psexpire() == {}
+    assert ps.psadd("q", "a", "v") is None
+    r.zadd(k("q").cooling, {"a": 1})
     assert ps.psexpire() == {"q": 1}
+    assert r.exists(k("q").cooling) == 0
     assert ps.psadd("q", "a", "v") == 1.0
 
 

@@ -53,7 +53,7 @@ def test_wheel_ships_the_scripts_and_works_installed(tmp_path, redis_url, r):
     )
     (wheel,) = dist.glob("psctl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "psctl/lua/add-8.lua" in names and "psctl/lua/includes/batch.lua" in names
+    assert "psctl/lua/add-12.lua" in names and "psctl/lua/includes/batch.lua" in names
     # a fresh environment holding only the wheel's psctl (its dependencies come
     # from this one, found through PYTHONPATH after the wheel's own folder)
     target = tmp_path / "site"

@@ -77,9 +77,9 @@ KEYS = stream_keys("q")
 def test_a_new_stream_is_registered_before_it_is_written():
     requests, score = drive(op.add_one(KEYS, "k", "v", 5, False), [[2, None], 1, [1, b"5"], 0])
     assert [describe(r) for r in requests] == [
-        ("call", "addone", (b"0", b"0", b"0", b"k", "v", b"5")),  # "registered": no
+        ("call", "addone", (b"0", b"0", b"0", b"k", "v", b"5", b"")),  # "registered": no
         ("SADD", REGISTRY, "q"),
-        ("call", "addone", (b"0", b"1", b"0", b"k", "v", b"5")),  # now yes: it may create the stream
+        ("call", "addone", (b"0", b"1", b"0", b"k", "v", b"5", b"")),  # now yes: it may create the stream
         ("SADD", REGISTRY, "q"),  # it did: again, in case an unregister ran in between
     ]
     assert score == 5.0
@@ -87,7 +87,7 @@ def test_a_new_stream_is_registered_before_it_is_written():
 
 def test_an_existing_stream_takes_one_call():
     requests, score = drive(op.add_one(KEYS, "k", "v", 5, True), [[0, b"7.5"]])
-    assert [describe(r) for r in requests] == [("call", "addone", (b"1", b"0", b"0", b"k", "v", b"5"))]
+    assert [describe(r) for r in requests] == [("call", "addone", (b"1", b"0", b"0", b"k", "v", b"5", b""))]
     assert score == 7.5
 
 
@@ -223,7 +223,7 @@ def test_expire_pages_only_the_streams_with_more_due():
         [("SREM", REGISTRY, "a")],
         [("EXISTS", *layout("a").holding_data)],
     ]
-    assert requests[2].requests[0].keys == layout("a").pulling
+    assert requests[2].requests[0].keys == op.script("expire").keys_of(layout("a"))
     assert expired == {"a": 1010, "b": 3}
 
 
@@ -260,7 +260,7 @@ def steps(request: Any, replies: list[Any]) -> tuple[list[Any], Any]:
 
 
 def test_a_missing_script_is_loaded_and_the_call_sent_again():
-    call = Call(op.script("addone"), KEYS.adding, (b"0", b"0", b"k", b"v", b"1"))
+    call = Call(op.script("addone"), op.script("addone").keys_of(KEYS), (b"0", b"0", b"k", b"v", b"1"))
     sent, reply = steps(call, [NoScriptError("NOSCRIPT"), "sha", [0, b"1"]])
     assert [type(s) for s in sent] == [Direct, Plain, Direct]
     assert sent[1] == ("SCRIPT LOAD", call.script.source) and sent[0] == sent[2]
@@ -268,8 +268,9 @@ def test_a_missing_script_is_loaded_and_the_call_sent_again():
 
 
 def test_a_missing_script_in_flight_is_loaded_and_called_again_in_order():
-    call = Call(op.script("add"), KEYS.adding, (b"0", b"0"))
-    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, len(KEYS.adding), *KEYS.adding, b"0", b"0"))]
+    keys = op.script("add").keys_of(KEYS)
+    call = Call(op.script("add"), keys, (b"0", b"0"))
+    assert steps(Send(call), [None])[0] == [Write(("EVALSHA", call.script.sha, len(keys), *keys, b"0", b"0"))]
     sent, reply = steps(Receive(call), [NoScriptError("NOSCRIPT"), "sha", [0]])
     assert sent[0] is READ and type(sent[1]) is Plain and type(sent[2]) is Direct
     assert reply == [0]
@@ -277,7 +278,7 @@ def test_a_missing_script_in_flight_is_loaded_and_called_again_in_order():
 
 def test_a_batch_loads_each_missing_script_once_and_sends_only_those_again():
     expire = op.script("expire")
-    calls = tuple(Call(expire, layout(n).pulling, (5,), safe=True) for n in "abc")
+    calls = tuple(Call(expire, expire.keys_of(layout(n)), (5,), safe=True) for n in "abc")
     first = [NoScriptError("NOSCRIPT"), [1, 0, 1], NoScriptError("NOSCRIPT")]
     sent, replies = steps(Batch(calls), [first, "sha", [[2, 0, 1], [3, 0, 1]]])
     assert type(sent[0]) is Pipelined and len(sent[0]) == 3

@@ -1,13 +1,21 @@
-"""The README's library examples run as written (against the test server)."""
+"""The README's examples run as written (against the test server): its library
+examples, and its shell examples that hand item text to a command, with values
+no shell or ``xargs`` could carry."""
 
 from __future__ import annotations
 
 import ast
 import asyncio
 import io
+import os
 import re
+import signal
+import subprocess
+import time
 import tokenize
 from pathlib import Path
+
+from .helpers import PSCTL, blocked_clients
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -81,3 +89,115 @@ def test_the_leases_example_runs(redis_url, r, monkeypatch):
     assert r.psadd("jobs", "job-2", "again") is None  # acknowledged: cooling down
     assert r.hget("jobs:held", "job-1") is None and r.psadd("jobs", "job-1", "x") is None  # acked with 2 h
     assert r.zscore("jobs:exp", "job-1") is not None
+
+
+# -- the shell examples that hand item text to a command (issue 20) -----------------------
+
+# what a shell example must hand over exactly: quotes, runs of spaces, a
+# newline (a trailing one too), a backslash, a value that is not UTF-8, an empty one
+AWKWARD = {
+    "quoted": b"it's \"quoted\"  with  spaces\nand a second line\n",
+    "shell": b"$(touch pwned) `touch pwned` ; rm -rf * \\ %s",
+    "binary": b"\xff\x00\xfe bytes\n",
+    "empty": b"",
+}
+# records what it was given: its stdin, and its arguments (there should be none)
+PROCESS_ONE = '#!/bin/sh\nn=$(date +%s%N)$$\nprintf "%s" "$*" > "args.$n"\ncat > "part.$n"\nmv "part.$n" "got.$n"\n'
+
+# the README's "From cron" loop before issue 20: xargs splits the value into
+# words, and fails on a quote after the pull has taken the item
+OLD_CRON_LOOP = """while item=$(psctl pull jobs --json) && [ "$item" != "[]" ]; do
+    printf '%s\\n' "$item" | jq -r '.[0].value' | xargs -r ./process-one
+done
+"""
+
+
+def shell_blocks(heading: str) -> list[str]:
+    text = README.read_text()
+    section = re.split(r"\n##+ ", text.split(f"\n{heading}\n", 1)[1], maxsplit=1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+
+
+def shell_env(redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))}
+    return env | {"REDIS_URL": redis_url, "PATH": f"{PSCTL.parent}:{env['PATH']}"}
+
+
+def handed_over(folder: Path) -> list[tuple[bytes, str]]:
+    """What ./process-one was given, run by run: (stdin, arguments)."""
+    runs = sorted(path.name.split(".", 1)[1] for path in folder.glob("got.*"))
+    return [((folder / f"got.{n}").read_bytes(), (folder / f"args.{n}").read_text()) for n in runs]
+
+
+def add_awkward(r) -> None:
+    r.psaddmany("jobs", [(key, value, score) for score, (key, value) in enumerate(AWKWARD.items())])
+
+
+def check_handed_over_exactly(folder: Path) -> None:
+    assert sorted(handed_over(folder)) == sorted((value, "") for value in AWKWARD.values())
+    assert not (folder / "pwned").exists()
+
+
+def run_to_the_end(loop: str, redis_url: str, folder: Path) -> None:
+    (folder / "process-one").write_text(PROCESS_ONE)
+    (folder / "process-one").chmod(0o755)
+    subprocess.run(["bash", "-c", loop], cwd=folder, env=shell_env(redis_url), timeout=120, check=False,
+                   capture_output=True)  # fmt: skip
+
+
+def test_the_cron_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
+    """The "From cron" worker loop, run by bash with jq, over values with quotes,
+    spaces, newlines, shell syntax, bytes that are not UTF-8 and nothing at all:
+    ./process-one gets each value on stdin, byte for byte, and nothing else."""
+    [loop] = [block for block in shell_blocks("### From cron") if block.startswith("while ")]
+    add_awkward(r)
+    run_to_the_end(loop, redis_url, tmp_path)
+    check_handed_over_exactly(tmp_path)
+    assert r.pslen("jobs") == 0
+
+
+def test_the_old_cron_loop_fails_that_check(redis_url, r, tmp_path):
+    """The check above is no formality: the loop the README had lost items."""
+    add_awkward(r)
+    run_to_the_end(OLD_CRON_LOOP, redis_url, tmp_path)
+    assert r.pslen("jobs") == 0  # (every item was taken)
+    try:
+        check_handed_over_exactly(tmp_path)
+    except AssertionError:
+        return
+    raise AssertionError("the old loop passed the check")
+
+
+def test_the_cron_work_line_hands_any_value_over_exactly(redis_url, r, tmp_path):
+    """The crontab line of "From cron": psctl work, until the stream is empty."""
+    [line] = [line for block in shell_blocks("### From cron") for line in block.splitlines() if " work " in line]
+    command = line.split("  ", 1)[1]  # (the crontab's time fields off; then its folder, server and path)
+    command = re.sub(r"\S*/bin/psctl", "psctl", re.sub(r"cd \S+ && |REDIS_URL=\S+ ", "", command))
+    assert command == "psctl work jobs --idle-exit 0 -q -- ./process-one"
+    add_awkward(r)
+    run_to_the_end(command, redis_url, tmp_path)
+    check_handed_over_exactly(tmp_path)
+    assert r.pslen("jobs") == 0
+
+
+def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
+    """The shell loop of "Leases" (it waits for more work: stopped with Ctrl-C once done)."""
+    [loop] = [block for block in shell_blocks("## Leases") if block.startswith("while ")]
+    (tmp_path / "process-one").write_text(PROCESS_ONE)
+    (tmp_path / "process-one").chmod(0o755)
+    add_awkward(r)
+    shell = subprocess.Popen(["bash", "-c", loop], cwd=tmp_path, env=shell_env(redis_url), start_new_session=True,
+                             stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (len(handed_over(tmp_path)) >= len(AWKWARD) and r.pslen("jobs") == 0 and blocked_clients(r)):
+            assert shell.poll() is None, shell.communicate()
+            assert time.monotonic() < deadline, handed_over(tmp_path)
+            time.sleep(0.05)
+        os.killpg(shell.pid, signal.SIGINT)
+        shell.communicate(timeout=10)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+    check_handed_over_exactly(tmp_path)
+    assert r.psdead("jobs") == {} and r.hlen("jobs:held") == 0  # (each acknowledged)

@@ -10,12 +10,13 @@ the stream exactly as it was. Standalone and the 3-master cluster.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis
 
-from psctl.layout import REGISTRY
+from psctl.layout import REGISTRY, SUFFIXES
 
 
 pytestmark = pytest.mark.both_backends
@@ -36,43 +37,44 @@ def stream_with_everything(ps: Any, r: Any, k: Any) -> None:
     r.rpush(k("q").wake, "1")
 
 
-# operation, and the keys it touches (by StreamKeys field)
+# the keys of the add scripts, every one of which is read before a write
+ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "deliveries", "dead", "stats", "delayed",
+         "delayed_scores", "failures")  # fmt: skip
+# (a single add reads the records of a kept item only when its cool-down is over)
+ONE_ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "dead", "stats", "delayed")
+PRUNED = ("values", "scores", "gated", "deliveries", "stats", "failures")
+REMOVED = ("values", "scores", "gated", "held", "deliveries", "dead", "stats", "delayed", "delayed_scores", "failures")
+
+# operation, and the keys it must read (by StreamKeys field): with one of them
+# of the wrong type it fails; with any other key of the wrong type it either
+# works or fails, changing nothing either way
 OPERATIONS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
-    "psadd": (lambda ps: ps.psadd("q", "new", "v", 3), ("values", "scores", "gated", "cooling", "wake", "stats")),
-    "psadd existing": (
-        lambda ps: ps.psadd("q", "c", "v", 3), ("values", "scores", "gated", "cooling", "wake", "stats")
+    "psadd": (lambda ps: ps.psadd("q", "new", "v", 3), ONE_ADDED),
+    "psadd existing": (lambda ps: ps.psadd("q", "c", "v", 3), ONE_ADDED),
+    "psadd refused": (  # (refused before :exp is read)
+        lambda ps: ps.psadd("q", "a", "v", 3), ("gated", "held", "dead", "stats", "delayed")
     ),
-    "psadd refused": (lambda ps: ps.psadd("q", "a", "v", 3), ("gated", "stats")),  # (refused before :exp is read)
-    "psadd readd": (
-        lambda ps: ps.psadd("q", "a", "v", 3, readd=True), ("values", "scores", "gated", "cooling", "wake", "stats")
+    "psadd readd": (lambda ps: ps.psadd("q", "a", "v", 3, readd=True), ONE_ADDED),
+    "psadd delayed": (lambda ps: ps.psadd("q", "c", "v", 3, delay=timedelta(hours=1)), ONE_ADDED),
+    "psaddmany": (lambda ps: ps.psaddmany("q", [("x", "v", 1), ("c", "v", 2), ("a", "v", 1)]), ADDED),
+    "psaddmany readd": (lambda ps: ps.psaddmany("q", [("x", "v", 1), ("a", "v", 1)], readd=True), ADDED),
+    "pspull one": (
+        lambda ps: ps.pspull("q", gate=True),
+        ("values", "scores", "gated", "cooling", "leases", "deliveries", "stats", "delayed", "failures"),
     ),
-    "psaddmany": (
-        lambda ps: ps.psaddmany("q", [("x", "v", 1), ("c", "v", 2), ("a", "v", 1)]),
-        ("values", "scores", "gated", "cooling", "wake", "stats"),
-    ),
-    "psaddmany readd": (
-        lambda ps: ps.psaddmany("q", [("x", "v", 1), ("a", "v", 1)], readd=True),
-        ("values", "scores", "gated", "cooling", "wake", "stats"),
-    ),
-    "pspull one": (lambda ps: ps.pspull("q", gate=True), ("values", "scores", "gated", "cooling", "stats")),
     "pspull many": (
-        lambda ps: ps.pspull("q", count=2, gate=True), ("values", "scores", "gated", "cooling", "stats")
+        lambda ps: ps.pspull("q", count=2, gate=True),
+        ("values", "scores", "gated", "cooling", "leases", "deliveries", "stats", "delayed", "failures"),
     ),
     "pspull keep": (
         lambda ps: ps.pspull("q", count=2, purge=False, gate=True),
-        ("values", "scores", "gated", "cooling", "stats"),
+        ("values", "scores", "gated", "cooling", "leases", "stats", "delayed"),
     ),
     "psincrement": (lambda ps: ps.psincrement("q", "c", 2), ("scores",)),
-    "psdeletebelowthreshold": (
-        lambda ps: ps.psdeletebelowthreshold("q", 4, gate=True),
-        ("values", "scores", "gated", "deliveries", "stats"),
-    ),
+    "psdeletebelowthreshold": (lambda ps: ps.psdeletebelowthreshold("q", 4, gate=True), PRUNED),
     "psdecrement_all": (lambda ps: ps.psdecrement_all("q", 1), ("scores",)),
-    "psremove": (
-        lambda ps: ps.psremove("q", ["c", "d"], gate=True),
-        ("values", "scores", "gated", "held", "deliveries", "dead", "stats"),
-    ),
-    "psremove dry run": (lambda ps: ps.psremove("q", ["c", "d"], dry_run=True), ("scores", "held", "dead")),
+    "psremove": (lambda ps: ps.psremove("q", ["c", "d"], gate=True), REMOVED),
+    "psremove dry run": (lambda ps: ps.psremove("q", ["c", "d"], dry_run=True), ("scores", "held", "dead", "delayed")),
     "pslift": (lambda ps: ps.pslift("q", ["a", "b"]), ("gated", "cooling")),
     "pslift dry run": (lambda ps: ps.pslift("q", ["a", "b"], dry_run=True), ("gated", "cooling")),
     "psvalues": (lambda ps: ps.psvalues("q"), ("values", "scores")),
@@ -132,53 +134,46 @@ def stream_with_leases(ps: Any, r: Any, k: Any) -> Tokens:
     tokens.expired = ps.pslease("q").token  # f
     ps.psrelease("q", ps.pslease("q").token)  # g: back, delivered once
     r.zadd(keys.leases, {tokens.expired: 1})  # f's deadline long gone (after the last lease: none took it back)
+    ps.psadd("q", "i", "I", 1, delay=timedelta(hours=1))  # i: delayed
     r.rpush(keys.wake, "1")
     assert r.exists(*keys.every) == len(keys.every)
     return tokens
 
 
 EVERY_LEASE_KEY = ("held", "leases", "lease", "deliveries", "dead")
-PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats")
-LEASED = ("values", "scores", *EVERY_LEASE_KEY, "stats")
-ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "dead", "stats")
+DUE = ("delayed", "delayed_scores", "failures")  # read (with every key) when something is due
+PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE)
+LEASED = ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats", *DUE)
+RELEASED = ("scores", "wake", *EVERY_LEASE_KEY, "stats", *DUE)
+ACKED = ("values", "gated", "cooling", "held", "leases", "lease", "stats", "failures")
 
 # operation (given the client and the setup's tokens), and the keys it touches
 WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
-    "psadd": (lambda ps, t: ps.psadd("q", "new", "v", 3), ADDED),
+    "psadd": (lambda ps, t: ps.psadd("q", "new", "v", 3), ONE_ADDED),
+    "psadd delayed": (  # i stays delayed, its score and time in the delayed keys
+        lambda ps, t: ps.psadd("q", "i", "v", 3),
+        ("values", "gated", "cooling", "wake", "held", "dead", "stats", "delayed", "delayed_scores"),
+    ),
     "psadd held": (lambda ps, t: ps.psadd("q", "d", "v", 3), ("held", "stats")),  # refused: held
     "psadd dead": (lambda ps, t: ps.psadd("q", "c", "v", 3), ("held", "dead", "stats")),  # refused: dead
     "psaddmany": (lambda ps, t: ps.psaddmany("q", [("x", "v", 1), ("d", "v", 1), ("c", "v", 1)]), ADDED),
     "pspull one": (lambda ps, t: ps.pspull("q", gate=True), PULLED),
     "pspull many": (lambda ps, t: ps.pspull("q", count=3, gate=True), PULLED),
-    "pspull keep": (
-        lambda ps, t: ps.pspull("q", count=3, purge=False, gate=True),
-        ("values", "scores", "gated", "cooling", "held", "leases", "lease", "dead", "stats"),
-    ),
+    "pspull keep": (lambda ps, t: ps.pspull("q", count=3, purge=False, gate=True), PULLED),
     "pslease one": (lambda ps, t: ps.pslease("q"), LEASED),
     "pslease many": (lambda ps, t: ps.pslease("q", count=3), LEASED),
-    "psack": (
-        lambda ps, t: ps.psack("q", t.held, gate=True),
-        ("values", "gated", "cooling", "held", "leases", "lease", "stats"),
-    ),
-    "psack keys": (
-        lambda ps, t: ps.psack("q", t.held, ["d"], gate=True),
-        ("values", "gated", "cooling", "held", "leases", "lease", "stats"),
-    ),
-    "psrelease": (lambda ps, t: ps.psrelease("q", t.held), ("scores", *EVERY_LEASE_KEY, "stats")),
-    "psrelease delayed": (
-        lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5), ("scores", *EVERY_LEASE_KEY, "stats")
-    ),
+    "psack": (lambda ps, t: ps.psack("q", t.held, gate=True), ACKED),
+    "psack keys": (lambda ps, t: ps.psack("q", t.held, ["d"], gate=True), ACKED),
+    "psrelease": (lambda ps, t: ps.psrelease("q", t.held), RELEASED),
+    "psrelease delayed": (lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5, reason="x"), RELEASED),
     "psextend": (lambda ps, t: ps.psextend("q", t.held, 60), ("held", "leases", "lease")),
-    "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries")),
-    "psrequeue": (lambda ps, t: ps.psrequeue("q"), ("scores", "deliveries", "dead")),
-    "psrequeue keys": (lambda ps, t: ps.psrequeue("q", ["c"], score=1), ("scores", "deliveries", "dead")),
-    "psremove": (  # c dead, d held, g waiting with deliveries
-        lambda ps, t: ps.psremove("q", ["c", "d", "g"], gate=True),
-        ("values", "scores", "gated", "held", "deliveries", "dead", "stats"),
+    "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries", "failures")),
+    "psrequeue": (lambda ps, t: ps.psrequeue("q"), ("scores", "deliveries", "dead", "failures")),
+    "psrequeue keys": (lambda ps, t: ps.psrequeue("q", ["c"], score=1), ("scores", "deliveries", "dead", "failures")),
+    "psremove": (  # dead, held (its lease is read, to forget it once it holds nothing), waiting, delayed
+        lambda ps, t: ps.psremove("q", ["c", "d", "g", "i"], gate=True), (*REMOVED, "leases", "lease")
     ),
-    "psdeletebelowthreshold": (  # g, with deliveries, and h
-        lambda ps, t: ps.psdeletebelowthreshold("q", 5, gate=True), ("values", "scores", "gated", "deliveries", "stats")
-    ),
+    "psdeletebelowthreshold": (lambda ps, t: ps.psdeletebelowthreshold("q", 5, gate=True), PRUNED),  # g, h
 }
 
 LEASE_CASES = [(op, field) for op, (_, fields) in WITH_LEASES.items() for field in fields]
@@ -199,7 +194,7 @@ def test_a_wrong_type_beside_leases_fails_naming_the_key_and_changes_nothing(ps,
     assert snapshot(r, keys) == before
 
 
-@pytest.mark.parametrize("field", ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats"))
+@pytest.mark.parametrize("field", ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE))
 def test_expire_beside_leases_with_a_wrong_type_changes_nothing_in_that_stream(ps, r, k, field):
     stream_with_leases(ps, r, k)
     r.zadd(k("q").cooling, {"b": 1})  # due long ago
@@ -220,3 +215,35 @@ def test_the_setup_with_leases_works_with_every_key_right(ps, r, k):
     lease = ps.pslease("q", count=3)
     assert lease.items == {"f": b"F", "g": b"G", "h": b"H"} and lease.deliveries == {"f": 2, "g": 2, "h": 1}
     assert ps.psack("q", tokens.held) == 2
+
+
+def _fails_cleanly_or_works(ps: Any, r: Any, keys: Any, field: str, run: Callable[[], Any]) -> None:
+    bad = getattr(keys, field)
+    r.delete(bad)
+    r.set(bad, "not what psctl keeps here")
+    before = snapshot(r, keys)
+    try:
+        run()
+    except redis.ResponseError as exc:
+        assert "WRONGTYPE" in str(exc) and str(bad) in str(exc), (field, exc)
+        assert snapshot(r, keys) == before, field
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_any_other_key_of_the_wrong_type_fails_cleanly_or_not_at_all(ps, r, k, operation):
+    run, declared = OPERATIONS[operation]
+    for field in SUFFIXES:
+        if field not in declared:
+            r.flushdb()
+            stream_with_everything(ps, r, k)
+            _fails_cleanly_or_works(ps, r, k("q"), field, lambda: run(ps))
+
+
+@pytest.mark.parametrize("operation", list(WITH_LEASES))
+def test_any_other_key_beside_leases_of_the_wrong_type_fails_cleanly_or_not_at_all(ps, r, k, operation):
+    run, declared = WITH_LEASES[operation]
+    for field in SUFFIXES:
+        if field not in declared:
+            r.flushdb()
+            tokens = stream_with_leases(ps, r, k)
+            _fails_cleanly_or_works(ps, r, k("q"), field, lambda: run(ps, tokens))

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.bench import Bench
-from benchmarks.cases import cli, cluster, leases, library, observe, work
+from benchmarks.cases import cli, cluster, delays, leases, library, observe, work
 from benchmarks.harness import Case
 
 GROUPS: dict[str, Callable[[Bench], list[Case]]] = {
     "library": library.cases,
     "leases": leases.cases,
+    "delays": delays.cases,
     "observe": observe.cases,
     "cli": cli.cases,
     "work": work.cases,

@@ -1,15 +1,17 @@
 """The lease cases (issue 13): a lease and its acknowledgement against a pull,
-single leases and acks against a bare EVALSHA, and leases that ran out coming
-back, a bounded number per call (their longest call: ``longest.py``)."""
+single leases and acks against a bare EVALSHA, leases that ran out coming
+back, a bounded number per call (their longest call: ``longest.py``), and the
+records that failed and removed deliveries leave behind (SPEC §10: none)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
-from benchmarks.bench import Bench
+from benchmarks.bench import Bench, make_items
 from benchmarks.cases.library import NAME, expect
-from benchmarks.harness import Case, Measure, Target, Unit
+from benchmarks.harness import Case, Extra, Measure, Result, Target, Unit
 from psctl.layout import stream_keys
 from psctl.scripts import script
 
@@ -17,7 +19,7 @@ LONG = timedelta(minutes=10)
 
 
 def cases(b: Bench) -> list[Case]:
-    return [lease_and_ack(b), lease_round_trip(b), expired_leases(b)]
+    return [lease_and_ack(b), lease_round_trip(b), expired_leases(b), records_left(b)]
 
 
 def lease_and_ack(b: Bench) -> Case:
@@ -108,7 +110,7 @@ def expired_leases(b: Bench) -> Case:
     def run_out() -> None:
         waiting()
         b.plain.script_load(lease_script.source)
-        lease_keys = (keys.values, keys.scores, *keys.leasing, keys.stats)
+        lease_keys = lease_script.keys_of(keys)
         for start in range(0, total, chunk):  # a lease of one item each, made in pipelines
             pipe = b.plain.pipeline(transaction=False)
             for i in range(start, min(start + chunk, total)):
@@ -139,4 +141,65 @@ def expired_leases(b: Bench) -> Case:
         Unit.RATE,
         Measure(f"pspull({chunk}) of waiting items", pull, waiting),
         [(Measure(f"pslease({chunk}) of items whose leases ran out", lease_again, run_out), None)],
+    )
+
+
+def records_left(b: Bench) -> Case:
+    """Twice the items (200,000 in the full run): the first half leased,
+    released with a reason, leased again and acknowledged, the second half
+    leased and removed (``psremove``), against all of them leased and
+    acknowledged; then the fields left in the keys that hold items, leases
+    and per-item records (:t, :held, :lease, :dlv, :fail, :s, :leases,
+    :delayed, :dscores), which must all be empty (SPEC §10: nothing grows
+    with items that are gone)."""
+    chunk, total = b.sizes.chunk, len(b.items)
+    keys = stream_keys(NAME)
+    hashes = (keys.values, keys.held, keys.lease, keys.deliveries, keys.failures)
+    sorted_sets = (keys.scores, keys.leases, keys.delayed, keys.delayed_scores)
+
+    @cache
+    def removed() -> list[Any]:
+        """Items scored below every one of ``b.items``: leased only once those are done."""
+        return [(k, v, s - 3_000_000) for k, v, s in make_items(total, b.sizes.value_size, b.seed + 3, "gone")]
+
+    def setup() -> None:
+        b.flush()
+        b.fill(NAME, b.items)
+        b.fill(NAME, removed())
+
+    def records() -> int:
+        pipe = b.plain.pipeline(transaction=False)
+        for key in hashes:
+            pipe.hlen(key)
+        for key in sorted_sets:
+            pipe.zcard(key)
+        return sum(pipe.execute())
+
+    def lease_ack(_: Any) -> Result:
+        acked = 0
+        while lease := b.ps.pslease(NAME, count=chunk, lease=LONG):
+            acked += b.ps.psack(NAME, lease.token)
+        return Result(expect("pslease + psack", acked, 2 * total), {"records": records()})
+
+    def fail_or_remove(_: Any) -> Result:
+        done = 0
+        while done < total and (lease := b.ps.pslease(NAME, count=chunk, lease=LONG)):
+            b.ps.psrelease(NAME, lease.token, reason="failed on purpose")
+            done += b.ps.psack(NAME, b.ps.pslease(NAME, count=chunk, lease=LONG).token)
+        while lease := b.ps.pslease(NAME, count=chunk, lease=LONG):
+            done += b.ps.psremove(NAME, list(lease.items))
+        return Result(expect("pslease + psrelease / psremove", done, 2 * total), {"records": records()})
+
+    acked = f"pslease({chunk}), then psack ({2 * total:,} items)"
+    failed = f"half: pslease({chunk}), psrelease(reason=…), pslease, psack; half: pslease, psremove"
+    none_left = Target("<=", 0, absolute=True)
+    return Case(
+        "records left",
+        Unit.RATE,
+        Measure(acked, lease_ack, setup),
+        [(Measure(failed, fail_or_remove, setup), None)],
+        extras=[
+            Extra(acked, "records", "fields left", Unit.FIELDS, none_left),
+            Extra(failed, "records", "fields left", Unit.FIELDS, none_left),
+        ],
     )

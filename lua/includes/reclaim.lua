@@ -2,19 +2,20 @@
 -- still holds (includes/holding.lua) returns to NAME:s with the score it had
 -- when it was leased, or, when its deliveries have reached the max_deliveries
 -- it was leased with, goes to NAME:dead; either way its deliveries go to
--- NAME:dlv. The items of a delayed release (a record whose max_deliveries is
--- RELEASED, release-7.lua) come back the same way once the delay has passed,
--- but they were counted released when given back, not redelivered, and
--- never go to NAME:dead here (release-7.lua decided that). At most RECLAIM
--- leases, and about RECLAIM items (a lease holds at most 1000), are looked at
--- per call, in a handful of bulk commands, so that a pile of expired leases
--- never makes one call long; the rest come back in the next calls. Needs the
--- locals scores, held, leases, lease, deliveries and dead (the script's KEYS,
--- of the right types: checked before any write) and the batch include.
--- Returns {redelivered, died, more}: the items of leases that ran out that
--- came back, and those that went to NAME:dead.
+-- NAME:dlv. (Records whose max_deliveries is RELEASED hold the items of a
+-- delayed release made by psctl 0.2, before delayed items had a state of
+-- their own: they come back the same way, but were counted released, not
+-- redelivered, and never go to NAME:dead here.) At most RECLAIM leases, and
+-- about RECLAIM items (a lease holds at most 1000), are looked at per call,
+-- in a handful of bulk commands, so that a pile of expired leases never makes
+-- one call long; the rest come back in the next calls. Each item of a lease
+-- that ran out keeps "lease expired" as its last failure (NAME:fail). Needs
+-- the locals scores, held, leases, lease, deliveries, dead and failures (the
+-- script's KEYS, of the right types: checked before any write) and the batch
+-- include. Returns {redelivered, died, more}: the items of leases that ran
+-- out that came back, and those that went to NAME:dead.
 local RECLAIM = 500
-local RELEASED = -1  -- the max_deliveries of a delayed release's record
+local RELEASED = -1  -- the max_deliveries of a delayed release's record (psctl 0.2)
 local function reclaim(now)
   local tokens = redis.call("ZRANGEBYSCORE", leases, "-inf", now, "LIMIT", 0, RECLAIM)
   if #tokens == 0 then return {0, 0, 0} end
@@ -36,13 +37,17 @@ local function reclaim(now)
   local redelivered, died = 0, 0
   if #keys > 0 then
     local holders = call_in_slices("HMGET", held, keys)
-    local back, buried, gone, counted = {}, {}, {}, {}
+    local back, buried, gone, counted, failed = {}, {}, {}, {}, {}
     for i, key in ipairs(keys) do
       if holders[i] == owners[i] then
         gone[#gone + 1] = key
         if counts[i] > 0 then  -- (0: given back unstarted from its first lease)
           counted[#counted + 1] = key
           counted[#counted + 1] = counts[i]
+        end
+        if limits[i] ~= RELEASED then
+          failed[#failed + 1] = key
+          failed[#failed + 1] = cmsgpack.pack({"lease expired", now, counts[i]})
         end
         if limits[i] > 0 and counts[i] >= limits[i] then
           buried[#buried + 1] = lasts[i]
@@ -59,6 +64,7 @@ local function reclaim(now)
     count_in_slices("HSET", deliveries, counted)
     count_in_slices("ZADD", scores, back)
     count_in_slices("ZADD", dead, buried)
+    count_in_slices("HSET", failures, failed)
   end
   redis.call("ZREMRANGEBYRANK", leases, 0, done - 1)
   count_in_slices("HDEL", lease, {unpack(tokens, 1, done)})

@@ -85,6 +85,14 @@ def root(
             "allows a second more).",
         ),
     ] = None,
+    no_embedded: Annotated[
+        bool,
+        typer.Option(
+            "--no-embedded",
+            help="Never use the embedded server: no server named is an error (env PSCTL_NO_EMBEDDED=1; for cron "
+            "and services).",
+        ),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
     output_format: OutputFormat = None,
     as_json: AsJson = False,
@@ -101,7 +109,7 @@ def root(
     session = Session(
         url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
         format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
-        quiet=quiet,
+        quiet=quiet, no_embedded=no_embedded,
     )  # fmt: skip
     ctx.obj = session
     ctx.call_on_close(session.close)

@@ -30,6 +30,7 @@ from psctl.urls import redact_url
 
 CONNECT_TIMEOUT = 2.0  # seconds to establish a connection
 DEFAULT_TIMEOUT = 10.0  # seconds to wait for any reply (--timeout)
+TRUE = {"1", "true", "yes", "on"}  # PSCTL_NO_EMBEDDED
 
 
 class Target:
@@ -85,7 +86,7 @@ def user(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
     try:
         settings = Settings.resolve(env, url=url or None)
         if settings.url:
-            return unquote(urlsplit(settings.url).username or "") or None
+            return unquote(urlsplit(settings.url).username or "") or settings.username
     except ValueError:
         return None
     return settings.username
@@ -111,13 +112,18 @@ def resolve(
     env: Mapping[str, str] | None = None,
     tls_ca: str | None = None,
     quiet: bool = False,
+    no_embedded: bool = False,
 ) -> Target:
-    """The server for this command; starts the embedded one when no other is named.
+    """The server for this command; starts the embedded one when no other is
+    named, unless ``no_embedded`` (or ``PSCTL_NO_EMBEDDED``) forbids it or the
+    user's HOME (or XDG_STATE_HOME) is not a folder of their own: then no
+    server is an error (a service or a cron job that lost its REDIS_URL must
+    fail, not write into a fresh private server).
 
-    Using the embedded server is said on stderr (never with ``quiet``): always
-    when stderr is not a terminal (a cron mail or a log, where a job that lost
-    its REDIS_URL must be noticed), on a terminal only when this command
-    started the server."""
+    Using the embedded server is said on stderr: always when stderr is not a
+    terminal (a cron mail or a log, where a job that lost its REDIS_URL must
+    be noticed) unless ``quiet``; and whenever this command started the
+    server, ``quiet`` or not."""
     env = os.environ if env is None else env
     try:
         settings = Settings.resolve(env, url=url or None, cluster=cluster or None, ssl_ca_certs=tls_ca or None)
@@ -130,10 +136,20 @@ def resolve(
         return Target(settings, embedded=False)
     if settings.cluster:
         raise BadUsage("cluster mode needs a cluster to talk to: give --url or set REDIS_URL")
+    if no_embedded or env.get("PSCTL_NO_EMBEDDED", "").lower() in TRUE:
+        given = "--no-embedded" if no_embedded else "PSCTL_NO_EMBEDDED"
+        raise ServerUnavailable(f"no server named: set REDIS_URL or give --url (the embedded server is off: {given})")
     embedded = embedded_module()
+    missing = embedded.missing_home()
+    if missing is not None:
+        raise ServerUnavailable(
+            f"no server named, and {missing}, where the embedded server would keep its data: "
+            "set REDIS_URL or give --url (or set HOME or XDG_STATE_HOME to a folder of yours)"
+        )
     running, started = embedded.start_server()
-    found = Target(Settings.resolve(env, url=running), embedded=True)
-    if not quiet and (started or not terminal.stderr_is_terminal()):
+    # the embedded server has no password: REDIS_USERNAME/REDIS_PASSWORD are another server's
+    found = Target(Settings.resolve({}, url=running), embedded=True)
+    if started or (not quiet and not terminal.stderr_is_terminal()):
         done = "started" if started else "using"
         sys.stderr.write(f"psctl: {done} the embedded server at {found.where}; set REDIS_URL to use another\n")
     problem = embedded.problem()

@@ -1,11 +1,12 @@
 """DURATION arguments: ``90``, ``90s``, ``15m``, ``2h``, ``1d``, ``1w``, and
-compound ones, ``1h30m``, ``2d12h``, ``1.5h`` (seconds when there is no unit)."""
+compound ones, ``1h30m``, ``2d12h``, ``1.5h`` (seconds when there is no unit);
+and TIME arguments: ISO 8601 or Unix seconds."""
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
@@ -41,5 +42,41 @@ def duration_parameter(text: str) -> timedelta:
 
     try:
         return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+_UNIX = re.compile(rf"\s*({_NUMBER})\s*", re.ASCII)
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def parse_time(text: str) -> datetime:
+    """A TIME as an aware ``datetime``: ISO 8601 (``2026-12-24T03:00``,
+    ``2026-12-24 03:00:00+01:00``, ``...Z``; naive means UTC), or Unix
+    seconds (``1798081200``); ``ValueError`` naming the accepted forms otherwise."""
+    unix = _UNIX.fullmatch(text)
+    try:
+        if unix is not None:
+            moment = datetime.fromtimestamp(float(unix[1]), timezone.utc)
+        else:
+            moment = datetime.fromisoformat(text.strip())
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(
+            f"{text!r} is not a time: use ISO 8601 (2026-12-24T03:00, with Z or +01:00 for a zone; UTC when "
+            "none) or Unix seconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    if moment >= LATEST:
+        raise ValueError(f"{text!r} is too late a time")
+    return moment
+
+
+def time_parameter(text: str) -> datetime:
+    """``parse_time`` as a Typer ``parser``."""
+    import typer
+
+    try:
+        return parse_time(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from psctl.cli.status import INTERRUPTED, BadUsage, CliError, ExitStatus, NotFound, ServerUnavailable
+from psctl.cli.terminal import one_line, visible
 
 __all__ = ["INTERRUPTED", "BadUsage", "CatchingGroup", "CliError", "ExitStatus", "NotFound", "ServerUnavailable", "describe", "fail"]
 
@@ -149,11 +150,13 @@ def fail(
     status, message = describe(exc, where, **running)
     for note in getattr(exc, "__notes__", ()):
         message += f" ({note})"
+    # a message may quote the store (a stream name, a key, in the server's words):
+    # what a terminal would act on is shown escaped, after the secrets are gone
     if debug:
         shown = "".join(traceback.format_exception(exc))
-        sys.stderr.write(redact(shown, secrets))
-    first_line = " ".join(message.split()) or type(exc).__name__
-    sys.stderr.write(f"psctl: {redact(first_line, secrets)}\n")
+        sys.stderr.write(visible(redact(shown, secrets)))
+    first_line = one_line(redact(message, secrets)) or type(exc).__name__
+    sys.stderr.write(f"psctl: {first_line}\n")
     sys.stderr.flush()
     raise typer.Exit(status)
 
@@ -209,7 +212,7 @@ def _usage_error(exc: typer.TyperException) -> NoReturn:
     hint = f" (see '{command} --help')" if ctx is not None else ""
     # Typer 0.29+ (not allowed by pyproject.toml) validates through pydantic, which
     # prefixes our ValueErrors' messages with "Value error, "
-    message = " ".join(exc.format_message().replace("Value error, ", "").split())
+    message = one_line(exc.format_message().replace("Value error, ", ""))
     sys.stderr.write(f"{command}: {message}{hint}\n")
     raise typer.Exit(exc.exit_code)
 

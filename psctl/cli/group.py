@@ -105,7 +105,7 @@ def lazy_group(command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer
 # take a value, and flags. A command's own option of the same name wins
 # (``work --timeout`` is the longest a command may run).
 GLOBAL_VALUES = frozenset({"--url", "--tls-ca", "--timeout", "--output", "-o"})
-GLOBAL_FLAGS = frozenset({"--cluster", "--debug", "--json", "--table", "--quiet", "-q"})
+GLOBAL_FLAGS = frozenset({"--cluster", "--no-embedded", "--debug", "--json", "--table", "--quiet", "-q"})
 
 
 def hoisted(group: Any, ctx: Any, args: list[str]) -> list[str]:

@@ -156,7 +156,7 @@ def _csv_layout(format: InputFormat | None, delimiter: str | None, no_header: bo
     except ValueError as bad:
         raise BadUsage(str(bad)) from None
     if no_header and names is None:
-        names = inputs.FIELDS
+        names = inputs.NO_HEADER
     return inputs.CsvLayout(found, names)
 
 

@@ -17,8 +17,9 @@ peeked at and then read again from memory (``open_input``), so that standard
 input, a pipe or ``<(cmd)`` work as well as a file.
 
 Every format carries the same fields: ``key`` (required, not empty), ``value``
-(required: text, or a number in JSON), and ``score`` (optional, default 1; a
-finite number). JSON items may give ``key_base64`` instead of ``key`` and
+(required: text, or a number in JSON), ``score`` (optional, default 1; a
+finite number) and ``not_before`` (optional: the item is delayed until then;
+ISO 8601, UTC unless it says, or Unix seconds). JSON items may give ``key_base64`` instead of ``key`` and
 ``value_base64`` instead of ``value``, so that the output of ``psctl dump``,
 ``psctl values`` and ``psctl pull`` can be fed back in, keys and values that
 are not UTF-8 included. Text that is not UTF-8 passes through byte for byte.
@@ -49,8 +50,9 @@ from psctl.cli.status import BadUsage
 
 FORMATS = ("csv", "json", "ndjson")
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
-FIELDS = ("key", "value", "score")
-JSON_FIELDS = frozenset({"key", "key_base64", "value", "value_base64", "score"})
+FIELDS = ("key", "value", "score", "not_before")
+NO_HEADER = ("key", "value", "score")  # the columns of a CSV without a header, unless --columns says
+JSON_FIELDS = frozenset({"key", "key_base64", "value", "value_base64", "score", "not_before"})
 # the CSV delimiters told from a header, in the order tried
 DELIMITERS = (",", "\t", ";", "|")
 DELIMITER_NAMES = {"\\t": "\t", "tab": "\t"}
@@ -77,10 +79,14 @@ class Row:
     key: bytes
     value: bytes | int | float
     score: float
+    not_before: float | None = None  # unix seconds: delayed until then
 
-    def item(self) -> tuple[bytes, bytes | int | float, float]:
-        """The ``(key, value, score)`` that ``psaddmany`` takes."""
-        return self.key, self.value, self.score
+    def item(self) -> tuple[Any, ...]:
+        """The ``(key, value, score)`` that ``psaddmany`` takes, with a 4th
+        field, a ``datetime``, for a delayed item."""
+        if self.not_before is None:
+            return self.key, self.value, self.score
+        return self.key, self.value, self.score, _moment(self.not_before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +110,13 @@ def delimiter_option(text: str) -> str:
 
 
 def columns_option(text: str) -> tuple[str, ...]:
-    """``--columns``' value (``key,value,score`` in any order; ``score`` may be
-    left out) as the column names, in order."""
+    """``--columns``' value (``key,value,score,not_before`` in any order;
+    ``score`` and ``not_before`` may be left out) as the column names, in order."""
     names = tuple(name.strip().lower() for name in text.split(","))
     if _header_names(names) is None:
         raise ValueError(
-            f"--columns must name key and value, and optionally score, each once (e.g. key,value,score), got {text!r}"
+            "--columns must name key and value, and optionally score and not_before, each once (e.g. "
+            f"key,value,score), got {text!r}"
         )
     return names
 
@@ -155,7 +162,7 @@ def header_delimiter(line: str) -> str | None:
 
 def _header_names(record: list[str] | tuple[str, ...]) -> list[str] | None:
     """The column names of a header (any case, spaces around ignored), or None
-    unless it names key and value, and maybe score, each once."""
+    unless it names key and value, and maybe score and not_before, each once."""
     names = [name.strip().lower() for name in record]
     if set(names) <= set(FIELDS) and len(set(names)) == len(names) and {"key", "value"} <= set(names):
         return names
@@ -209,16 +216,19 @@ def _head(source: IO[bytes]) -> bytes:
 
 # -- the checked items, spooled ------------------------------------------------
 
-# one record per item: key length, value length, score (a double), then the key
-# and value bytes; nothing but bytes and numbers is ever read back (no pickle)
-_RECORD = struct.Struct("<IId")
+# one record per item: key length, value length, score and not_before (doubles;
+# NaN: none), then the key and value bytes; nothing but bytes and numbers is
+# ever read back (no pickle)
+_RECORD = struct.Struct("<IIdd")
+_NONE = math.nan
 SPOOL_BLOCK = 1 << 20  # bytes written or read at a time
 
 
 class ItemSpool:
     """Checked items as ``(key, value, score)``, ``bytes``, ``bytes`` and a finite
-    ``float`` (what ``psaddmany`` sends without converting anything), in a
-    temporary file that is gone once the spool is closed."""
+    ``float`` (what ``psaddmany`` sends without converting anything), with a
+    4th field, a ``datetime``, for a delayed item, in a temporary file that is
+    gone once the spool is closed."""
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile(prefix="psctl-add-many-")
@@ -234,9 +244,9 @@ class ItemSpool:
     def close(self) -> None:
         self._file.close()
 
-    def add(self, key: bytes, value: bytes, score: float) -> None:
+    def add(self, key: bytes, value: bytes, score: float, not_before: float | None = None) -> None:
         pending = self._pending
-        pending += _RECORD.pack(len(key), len(value), score)
+        pending += _RECORD.pack(len(key), len(value), score, _NONE if not_before is None else not_before)
         pending += key
         pending += value
         self.count += 1
@@ -244,7 +254,7 @@ class ItemSpool:
             self._file.write(pending)
             pending.clear()
 
-    def items(self) -> Iterator[tuple[bytes, bytes, float]]:
+    def items(self) -> Iterator[tuple[Any, ...]]:
         """Every item, in the order added, read from the file a block at a time."""
         self._file.write(self._pending)
         self._pending.clear()
@@ -255,14 +265,17 @@ class ItemSpool:
         while True:
             need = head
             while pos + head <= len(data):
-                key_size, value_size, score = unpack(data, pos)
+                key_size, value_size, score, not_before = unpack(data, pos)
                 start = pos + head
                 middle = start + key_size
                 end = middle + value_size
                 if end > len(data):
                     need = end - pos
                     break
-                yield data[start:middle], data[middle:end], score
+                if not_before != not_before:  # NaN: not delayed
+                    yield data[start:middle], data[middle:end], score
+                else:
+                    yield data[start:middle], data[middle:end], score, _moment(not_before)
                 pos = end
             block = read(max(SPOOL_BLOCK, need))
             if not block:
@@ -292,7 +305,7 @@ def spool_rows(
             rows = _reported(rows, progress)
         for row in rows:
             value = row.value
-            add(row.key, value if type(value) is bytes else encode_value(value), row.score)  # type: ignore[arg-type]
+            add(row.key, value if type(value) is bytes else encode_value(value), row.score, row.not_before)  # type: ignore[arg-type]
     except BaseException:
         spool.close()
         raise
@@ -339,7 +352,7 @@ def _csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
         reader = csv.reader(itertools.chain([first], text), delimiter=delimiter, strict=True)
         columns: list[str] | tuple[str, ...] | None = layout.columns
         if columns is not None:
-            key_at, value_at, score_at = _places(columns)
+            key_at, value_at, score_at, time_at = _places(columns)
         next_line = skipped + 1  # the line the next record starts on
         while True:
             try:
@@ -353,7 +366,7 @@ def _csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
                 continue  # a blank line
             if columns is None:
                 columns = _csv_header(line, record, delimiter)
-                key_at, value_at, score_at = _places(columns)
+                key_at, value_at, score_at, time_at = _places(columns)
                 continue
             if len(record) != len(columns):
                 raise InputError(line, f"expected {len(columns)} fields ({','.join(columns)}), got {len(record)}")
@@ -362,6 +375,7 @@ def _csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
                 _key(line, record[key_at]),
                 _text_value(line, record[value_at]),
                 _score(line, "" if score_at is None else record[score_at]),
+                None if time_at is None else _not_before(line, record[time_at]),
             )
     finally:
         try:
@@ -370,9 +384,12 @@ def _csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
             pass
 
 
-def _places(columns: list[str] | tuple[str, ...]) -> tuple[int, int, int | None]:
-    """Where the key, the value and the score (None: no score) are in a record."""
-    return columns.index("key"), columns.index("value"), columns.index("score") if "score" in columns else None
+def _places(columns: list[str] | tuple[str, ...]) -> tuple[int, int, int | None, int | None]:
+    """Where the key, the value, the score and not_before (None: not there) are in a record."""
+    def place(name: str) -> int | None:
+        return columns.index(name) if name in columns else None
+
+    return columns.index("key"), columns.index("value"), place("score"), place("not_before")
 
 
 def _csv_header(line: int, record: list[str], delimiter: str) -> list[str]:
@@ -380,7 +397,8 @@ def _csv_header(line: int, record: list[str], delimiter: str) -> list[str]:
     if names is None:
         raise InputError(
             line,
-            f"the CSV header must name the columns key,value and optionally score; got {delimiter.join(record)!r}"
+            f"the CSV header must name the columns key,value and optionally score and not_before; got "
+            f"{delimiter.join(record)!r}"
             " (no header? give --no-header or --columns)",
         )
     return names
@@ -563,7 +581,9 @@ def _json_row(line: int, found: Any) -> Row:
     if not found.keys() <= JSON_FIELDS:
         unknown = sorted(set(found) - JSON_FIELDS)[0]
         raise InputError(
-            line, f"unknown field {unknown!r} (the fields are key or key_base64, value or value_base64, and score)"
+            line,
+            f"unknown field {unknown!r} (the fields are key or key_base64, value or value_base64, score and "
+            "not_before)",
         )
     if "key" in found and "key_base64" in found:
         raise InputError(line, "give either key or key_base64, not both")
@@ -591,7 +611,31 @@ def _json_row(line: int, found: Any) -> Row:
     score = found.get("score")
     if isinstance(score, bool) or not isinstance(score, (int, float, str, type(None))):
         raise InputError(line, f"score must be a number, got {_kind(score)}")
-    return Row(line, key_bytes, value, _score(line, score))
+    return Row(line, key_bytes, value, _score(line, score), _not_before(line, found.get("not_before")))
+
+
+def _not_before(line: int, when: Any) -> float | None:
+    """When a delayed item starts waiting, as unix seconds: ISO 8601 (UTC
+    unless it says) or unix seconds, as a number or text; None for null, an
+    empty CSV cell, or no field."""
+    from psctl.cli.durations import parse_time
+
+    if when is None or isinstance(when, str) and not when.strip():
+        return None
+    if isinstance(when, bool) or not isinstance(when, (int, float, str)):
+        raise InputError(line, f"not_before must be a time (ISO 8601 or Unix seconds), got {_kind(when)}")
+    try:
+        return parse_time(str(when)).timestamp()
+    except ValueError:
+        raise InputError(
+            line, f"not_before {_shown(when)} is not a time: use ISO 8601 (2026-12-24T03:00Z) or Unix seconds"
+        ) from None
+
+
+def _moment(seconds: float) -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def _key(line: int, key: str) -> bytes:

@@ -9,13 +9,14 @@ imported by the commands that need them.
 
 import sys
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from enum import Enum
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
 from psctl.cli import terminal
-from psctl.cli.durations import duration_parameter
+from psctl.cli.durations import duration_parameter, time_parameter
 from psctl.cli.options import (
     NUMBER_ARGUMENTS,
     BareWait,
@@ -35,7 +36,7 @@ from psctl.cli.options import (
     output_options,
 )
 from psctl.cli.hints import did_you_mean, hint_unknown_stream
-from psctl.cli.output import TERMINAL_ROWS, item, number, scored, text_field
+from psctl.cli.output import TERMINAL_ROWS, iso, item, number, scored, text_field
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, NotFound
 
@@ -62,18 +63,36 @@ def add(
     replace: Annotated[
         bool, typer.Option("--replace", help="Set the score to S instead of adding S to it (safe to run twice).")
     ] = False,
+    delay_in: Annotated[
+        timedelta | None,
+        typer.Option(
+            "--in", metavar="DURATION", parser=duration_parameter, show_default=False,
+            help="Delayed: the item waits (can be pulled) only once DURATION has passed, by the server's clock.",
+        ),
+    ] = None,
+    delay_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at", metavar="TIME", parser=time_parameter, show_default=False,
+            help="Delayed until TIME: ISO 8601 (UTC unless it says; 2026-12-24T03:00) or Unix seconds.",
+        ),
+    ] = None,
 ) -> None:  # fmt: skip
     """Add an item, or add S to the score of the item already there.
 
     Refused ("added": false, with the "reason") while KEY is gated or cooling down after a pull (--readd
-    lifts both), held by a lease, or dead; "until" says when a cool-down ends. -o raw prints the new score
-    (nothing when refused).
+    lifts both), held by a lease, or dead; "until" says when a cool-down ends (it ends by itself then). With
+    --in or --at the item is delayed: kept now, pulled only from then on ("until" says when); adding to a
+    delayed item without them keeps its time. -o raw prints the new score (nothing when refused).
 
     Example: psctl add jobs job-1 'resize photo.jpg' --score 5
     Example: psctl add jobs job-2 - < payload.bin   (the value from stdin, bytes as they are)
     Example: psctl add jobs job-1 'resize photo.jpg' --score 9 --replace   (the score becomes 9)
+    Example: psctl add reports daily-7 'build the report' --at 2030-01-01T03:00   (not before 03:00 UTC)
     """
     finite(score, "--score")
+    if delay_in is not None and delay_at is not None:
+        raise BadUsage("--in and --at cannot be used together: give one time")
     if value == "-":
         if terminal.stdin_is_terminal():
             sys.stderr.write("psctl: reading the value from the terminal; end with Ctrl-D\n")
@@ -81,9 +100,12 @@ def add(
     else:
         data = argv_bytes(value)
     client = Session.of(ctx).client()
-    done = client.psadd(name, key, data, score=score, readd=readd, replace=replace, explain=True)
+    delay = delay_in if delay_in is not None else delay_at
+    done = client.psadd(name, key, data, score=score, readd=readd, replace=replace, explain=True, delay=delay)
     if done.score is not None:
         added: dict[str, Any] = {"added": True, "score": done.score}
+        if done.until is not None:  # delayed until then
+            added["until"] = done.until.isoformat().replace("+00:00", "Z")
     else:
         added = {"added": False, "reason": done.reason}
         if done.until is not None:
@@ -155,8 +177,10 @@ def _listing(
     ctx: typer.Context,
     name: str,
     limit: int | None,
-    page: Callable[[Any, int, int], tuple[list[dict[str, Any]], int | None]],
+    page: Callable[[Any, Any, int], tuple[list[dict[str, Any]], Any]],
     raw: Callable[[dict[str, Any]], Any],
+    *,
+    counted: bool = True,
 ) -> None:
     """Shows a stream's items (``keys``, ``values``) from ``page(client, start,
     count)`` (rows, and the rank of the next page or None). A table shows a
@@ -170,7 +194,12 @@ def _listing(
         found = page(client, 0, shown)[0] if shown else []
         if not found:
             hint_unknown_stream(client, name, session.quiet)
-        caption = _more(client, name, len(found)) if len(found) == shown else None
+        if len(found) < shown:
+            caption = None
+        elif counted:
+            caption = _more(client, name, len(found))
+        else:
+            caption = "… maybe more (--limit N to see more, -o ndjson for all)"
         output.show(found, caption=caption)
         return
     count = output.stream(_pages(client, page, limit), raw=raw)
@@ -179,9 +208,9 @@ def _listing(
 
 
 def _pages(
-    client: Any, page: Callable[[Any, int, int], tuple[list[dict[str, Any]], int | None]], limit: int | None
+    client: Any, page: Callable[[Any, Any, int], tuple[list[dict[str, Any]], Any]], limit: int | None
 ) -> Iterator[dict[str, Any]]:
-    start: int | None = 0
+    start: Any = 0  # a rank, or where the server says the next page starts
     left = limit
     while start is not None and (left is None or left > 0):
         count = PAGE if left is None else min(PAGE, left)
@@ -198,25 +227,56 @@ def _more(client: Any, name: str, shown: int) -> str | None:
     return f"… and {more} more (--limit N to see more, -o ndjson for all)"
 
 
+class State(str, Enum):
+    waiting = "waiting"
+    delayed = "delayed"
+    held = "held"
+    cooling = "cooling"
+    gated = "gated"
+    dead = "dead"
+
+
 @commands.command()
 @output_options
-def keys(ctx: typer.Context, name: Name, limit: Limit = None, scores: Scores = False) -> None:
-    """List item keys with their scores, highest first (the order pull takes them).
+def keys(
+    ctx: typer.Context,
+    name: Name,
+    limit: Limit = None,
+    scores: Scores = False,
+    state: Annotated[
+        State | None,
+        typer.Option(
+            "--state", metavar="STATE", show_default=False, case_sensitive=False,
+            help="The keys in STATE instead (waiting, delayed, held, cooling, gated, dead), with what applies: "
+            "until, deadline and token, score, deliveries, reason, failed_at.",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
+    """List item keys with their scores, highest first (the order pull takes them), or the keys in a state.
 
     Other than a table, every key is streamed as it is read, a page at a time: -o ndjson for a stream of any
-    size. -o raw prints a key per line (with --scores, the key, a tab and the score).
+    size. -o raw prints a key per line (with --scores, the key, a tab and the score). --state lists what is
+    in flight: delayed items with when they wait, held ones with their lease's deadline and token, cooling
+    and gated keys, dead items with why their last delivery failed.
 
     Example: psctl keys jobs --limit 10
     Example: psctl keys jobs -o raw | grep '^crawl-'
     Example: psctl keys jobs -o csv > keys.csv
+    Example: psctl keys jobs --state held
+    Example: psctl keys jobs --state dead -o ndjson
     """
+    if state is not None:
+        if scores:
+            raise BadUsage("--scores goes without --state: a state's listing shows the scores that apply")
+        _listing(ctx, name, limit, _state_pages(name, state.value), lambda row: _raw_key(row), counted=False)
+        return
 
     def page(client: Any, start: int, count: int) -> tuple[list[dict[str, Any]], int | None]:
         found = client.pskeys(name, withscores=True, limit=count, start=start)
         return [scored(key, score) for key, score in found], (start + count if len(found) == count else None)
 
     def raw(row: dict[str, Any]) -> Any:
-        key = row["key"] if "key" in row else _unbase64(row["key_base64"])
+        key = _raw_key(row)
         if not scores:
             return key
         return (key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key) + b"\t" + number(
@@ -224,6 +284,27 @@ def keys(ctx: typer.Context, name: Name, limit: Limit = None, scores: Scores = F
         ).encode()
 
     _listing(ctx, name, limit, page, raw)
+
+
+def _raw_key(row: dict[str, Any]) -> Any:
+    return row["key"] if "key" in row else _unbase64(row["key_base64"])
+
+
+def _state_pages(name: str, state: str) -> Callable[[Any, Any, int], tuple[list[dict[str, Any]], Any]]:
+    """The ``page`` of ``_listing`` for the keys in ``state``: times in ISO 8601."""
+
+    def page(client: Any, start: Any, count: int) -> tuple[list[dict[str, Any]], Any]:
+        rows, following = client.pskeyspage(name, state, start, count)
+        shown = []
+        for row in rows:
+            found = text_field("key", row.pop("key"))
+            for field, value in row.items():
+                found.update(text_field(field, value) if field == "reason" and value is not None else
+                             {field: iso(value) if isinstance(value, datetime) else value})  # fmt: skip
+            shown.append(found)
+        return shown, following
+
+    return page
 
 
 @commands.command()

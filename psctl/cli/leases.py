@@ -14,6 +14,7 @@ from psctl.cli.options import (
     Gate,
     Name,
     NoExpire,
+    argv_bytes,
     cool_down,
     finite,
     out,
@@ -146,20 +147,27 @@ def release(
     delay: Annotated[
         timedelta | None,
         typer.Option("--delay", metavar="DURATION", parser=duration_parameter, show_default=False,
-                     help="Come back only once DURATION has passed."),
+                     help="Come back only once DURATION has passed (delayed until then)."),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", metavar="TEXT", show_default=False,
+                     help="Why they failed: kept with each item (up to 2 KiB), shown by dead, item, keys --state."),
     ] = None,
 ) -> None:  # fmt: skip
-    """Give leased items back to the stream, at once or after a delay.
+    """Give leased items back to the stream, at once or after a delay; say why with --reason.
 
-    An item that has had its lease's --max-deliveries goes to the dead items instead. Prints how many the
-    token gave back.
+    An item that has had its lease's --max-deliveries goes to the dead items instead. Each keeps this as its
+    last failure: the reason, the time and the delivery. Prints how many the token gave back.
 
     Example: psctl release jobs TOKEN
-    Example: psctl release jobs TOKEN job-1 --delay 10m
+    Example: psctl release jobs TOKEN job-1 --delay 10m --reason 'the mail server refused it'
     """
     if score is not None:
         finite(score, "--score")
-    released = Session.of(ctx).client().psrelease(name, token, keys or None, score=score, delay=delay)
+    released = Session.of(ctx).client().psrelease(
+        name, token, keys or None, score=score, delay=delay, reason=None if reason is None else argv_bytes(reason)
+    )
     out(ctx).show({"released": released}, raw=released)
 
 
@@ -187,14 +195,23 @@ def dead(
         typer.Option("--limit", "-n", metavar="N", min=0, help="At most N items, highest last score first.", show_default=False),
     ] = None,
 ) -> None:
-    """List the dead items: those leased --max-deliveries times without being acknowledged.
+    """List the dead items: those leased --max-deliveries times without being acknowledged, and why.
+
+    Each with its deliveries, the reason its last delivery failed (what the worker said, a command's exit
+    status and last stderr line, or "lease expired") and when (failed_at).
 
     Example: psctl dead jobs
     Example: psctl dead jobs -o raw --limit 1   (the value of the most urgent dead item)
     """
     found = Session.of(ctx).client().psdead(name, limit=limit)
-    rows = [text_field("key", key) | text_field("value", value) | {"deliveries": found.deliveries[key]}
-            for key, value in found.items()]  # fmt: skip
+    rows = []
+    for key, value in found.items():
+        reason = found.reasons.get(key)
+        rows.append(
+            text_field("key", key) | text_field("value", value) | {"deliveries": found.deliveries[key]}
+            | (text_field("reason", reason) if reason is not None else {"reason": None})
+            | {"failed_at": _iso(found.failed_at.get(key))}
+        )  # fmt: skip
     out(ctx).show(rows, raw=list(found.values()))
 
 

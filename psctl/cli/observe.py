@@ -11,21 +11,38 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli.durations import duration_parameter
-from psctl.cli.options import DryRun, Key, Name, out, output_options
-from psctl.cli.output import text_field
+from psctl.cli.hints import hint_unknown_streams
+from psctl.cli.options import DryRun, Key, Name, complete_names, out, output_options
+from psctl.cli.output import fitted, table_width, text_field
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, CliError, NotFound
+from psctl.cli.terminal import one_line
 
 commands = typer.Typer()
 
+
+def _complete_more_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Stream names for one more NAME: the registered ones not given yet."""
+    given = set(ctx.params.get("names") or ())
+    return [name for name in complete_names(ctx, incomplete) if name not in given]
+
+
 Names = Annotated[
     list[str] | None,
-    typer.Argument(metavar="[NAME...]", help="Streams (default: every registered stream).", show_default=False),
-]
+    typer.Argument(
+        metavar="[NAME...]", help="Streams (default: every registered stream).", show_default=False,
+        autocompletion=_complete_more_names,
+    ),
+]  # fmt: skip
 WATCH_INTERVAL = timedelta(seconds=2)
-# the counters the live table shows as rates (the first four on a narrow terminal)
+# the counters the live table shows as rates
 RATES = ("added", "pulled", "leased", "acked", "released", "dead")
-WIDE = 120  # columns a terminal needs for every column of the live table
+# the columns of the tables beside the stream's name, those a narrow terminal keeps first
+TABLE_PRIORITY = ("waiting", "held", "dead", "top", "delayed", "gated", "cooling", "overdue", "next end")
+LIVE_PRIORITY = (
+    "waiting", "held", "dead", "top", "added/s", "pulled/s", "leased/s", "acked/s", "delayed", "overdue", "cooling",
+    "released/s", "dead/s",
+)  # fmt: skip
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -44,7 +61,8 @@ def stats_json(stats: dict[str, Any]) -> dict[str, Any]:
 def _row(stats: dict[str, Any]) -> dict[str, Any]:
     next_end = stats["next_cool_down_end"]
     return text_field("stream", stats["name"]) | {
-        "waiting": stats["waiting"], "held": stats["held"], "overdue": stats["overdue"], "gated": stats["gated"],
+        "waiting": stats["waiting"], "delayed": stats["delayed"], "held": stats["held"], "overdue": stats["overdue"],
+        "gated": stats["gated"],
         "cooling": stats["cooling"], "dead": stats["dead"], "top": stats["top_score"],
         "next end": None if next_end is None else _after(next_end - stats["server_time"]),
     }  # fmt: skip
@@ -87,12 +105,13 @@ def stats(
         ),
     ] = None,
 ) -> None:  # fmt: skip
-    """Show each stream's state: waiting, held (and overdue), gated, cooling down, dead; the scores; what happened.
+    """Show each stream's state: waiting, delayed, held (and overdue), gated, cooling, dead; scores; counters.
 
-    One row per stream (every registered stream when no NAME is given), read in one round trip per server.
-    JSON gives every field and the counters of SPEC §8. --watch keeps a live table with rates per second
-    computed from the counters, or writes one JSON line per stream per interval when stdout is not a
-    terminal.
+    One row per stream (every registered stream when no NAME is given), read in one round trip per server,
+    by the server's clock: overdue counts held items whose lease ran out (never delayed ones), cooling the
+    cool-downs still to end. JSON gives every field and the counters. --watch keeps a live table with rates
+    per second computed from the counters, or writes one JSON line per stream per interval when stdout is
+    not a terminal.
 
     Example: psctl stats
     Example: psctl stats jobs mail --json
@@ -100,20 +119,36 @@ def stats(
     """
     if watch is not None and Session.of(ctx).quiet:
         raise BadUsage("--watch and -q cannot be used together: watching is printing")
-    client = Session.of(ctx).client()
+    session = Session.of(ctx)
+    client = session.client()
     chosen = names or None
     if watch is None:
         found, failed = _read(client, chosen)
         data = [stats_json(s) for s in found]
-        out(ctx).show(data, table=[_row(s) for s in found], caption=None if found else "no streams",
-                      csv=data)  # fmt: skip
+        rows, caption = [_row(s) for s in found], None if found else "no streams"
+        if found and out(ctx).table:
+            rows, caption = _fitted(rows, TABLE_PRIORITY, table_width())
+        out(ctx).show(data, table=rows, caption=caption, csv=data)
+        _hint_mistyped(client, found, session.quiet)
         if failed is not None:
             raise failed  # (exit 1, naming each stream that failed)
         return
     interval = watch.total_seconds() or WATCH_INTERVAL.total_seconds()
     if interval < 0.1:
         raise BadUsage("--watch: the interval must be at least 0.1s")
+    if chosen:  # (said once, before the live table takes the screen)
+        _hint_mistyped(client, _read(client, chosen)[0])
     _watch(client, chosen, interval, live=out(ctx).table)
+
+
+def _hint_mistyped(client: Any, found: list[dict[str, Any]], quiet: bool = False) -> None:
+    """The 'did you mean' hint for each named stream that shows nothing at all
+    (no item in any state, no counter): one read of the registry, only then."""
+    empty = [
+        s["name"] for s in found
+        if not any(v for v in s.values() if type(v) is int) and not any(s["counters"].values())
+    ]  # fmt: skip
+    hint_unknown_streams(client, empty, quiet)
 
 
 def _rates(before: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, float] | None:
@@ -178,7 +213,8 @@ def _complain(failed: Any) -> None:
     """While watching: a line on stderr for each stream that could not be read, and on."""
     if failed is not None:
         for name, error in failed.failed.items():
-            sys.stderr.write(f"psctl: stream {name!r}: {error}\n")
+            line = one_line(f"stream {name!r}: {error}")
+            sys.stderr.write(f"psctl: {line}\n")
         sys.stderr.flush()
 
 
@@ -187,31 +223,42 @@ def _write_lines(lines: list[str]) -> None:
     sys.stdout.flush()
 
 
+def _fitted(rows: list[dict[str, Any]], priority: tuple[str, ...], width: int) -> tuple[list[Any], str | None]:
+    """The rows with the columns that fit, and a caption naming the others."""
+    rows, left_out = fitted(rows, priority, width)
+    return rows, f"left out, too narrow: {', '.join(left_out)} (--json shows all)" if left_out else None
+
+
 def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], interval: float, width: int) -> Any:
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    from psctl.cli.output import number, visible
+    from rich.cells import cell_len
 
-    wide = width >= WIDE
-    states = ("waiting", "held", "overdue", "cooling", "dead") if wide else ("waiting", "held", "dead")
-    rates = RATES if wide else RATES[:4]
-    moment = _iso(found[0]["server_time"]) if found else ""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  caption=f"every {interval:g} s · {moment} · Ctrl-C to stop")  # fmt: skip
-    longest = max((len(s["name"]) for s in found), default=6)
-    table.add_column("stream", overflow="fold", min_width=min(max(longest, 6), 24))
-    for heading in (*states, "top", *(f"{counter}/s" for counter in rates)):
-        table.add_column(heading, justify="right", no_wrap=True)
+    from psctl.cli.output import NAME_WIDTH, row_text
+
+    rows = []
     for s in found:
         per_second = _rates(last.get(s["name"]), s)
-        top = s["top_score"]
-        cells = [visible(s["name"]), *(str(s[state]) for state in states), "-" if top is None else number(top)]
-        cells += ["-" if per_second is None else _rate(per_second[counter]) for counter in rates]
-        table.add_row(*(Text(cell) for cell in cells))
-    if not found:
-        table.add_row(Text("(no streams)", style="dim"))
+        row = text_field("stream", s["name"]) | {
+            state: s[state] for state in ("waiting", "delayed", "held", "overdue", "cooling")
+        }
+        row |= {"dead": s["dead"], "top": s["top_score"]}
+        row |= {f"{c}/s": "-" if per_second is None else _rate(per_second[c]) for c in RATES}
+        rows.append(row)
+    rows, left_out = fitted(rows, LIVE_PRIORITY, width) if rows else ([{"stream": "(no streams)"}], [])
+    moment = _iso(found[0]["server_time"]) if found else ""
+    note = f" · {len(left_out)} columns left out (too narrow)" if left_out else ""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  caption=f"every {interval:g} s · {moment}{note} · Ctrl-C to stop")  # fmt: skip
+    name, *others = dict.fromkeys(field.removesuffix("_base64") for field in rows[0])
+    longest = max(cell_len(row_text(row, name)) for row in rows)
+    table.add_column(name, overflow="fold", width=max(min(longest, NAME_WIDTH, width), len(name)))
+    for heading in others:
+        table.add_column(heading, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(row_text(row, heading)) for heading in (name, *others)))
     return table
 
 
@@ -243,7 +290,8 @@ def metrics(
     """Print the streams' metrics in the Prometheus text format (gauges by state, counters by event).
 
     psctl_up, psctl_stream_items{stream,state}, psctl_items_total{stream,event}, psctl_top_score,
-    psctl_bottom_score, psctl_next_cool_down_end_timestamp_seconds, psctl_stream_failed. Exit status 1
+    psctl_bottom_score, psctl_next_cool_down_end_timestamp_seconds, psctl_next_delayed_due_timestamp_seconds,
+    psctl_stream_failed. Exit status 1
     when the server cannot be reached (--textfile still writes psctl_up 0).
 
     Example: psctl metrics
@@ -272,6 +320,8 @@ def metrics(
         text = generate_latest(registry)
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
+    if names:
+        _hint_mistyped(collector.client, collector.found, Session.of(ctx).quiet)
     if collector.error is not None:
         raise collector.error
 
@@ -285,11 +335,11 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _serve(registry: Any, address: tuple[str, int]) -> None:
-    from prometheus_client import start_http_server
+    from psctl.metrics import MetricsServer
 
     host, port = address
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = MetricsServer(registry, host, port)
     except OSError as exc:
         raise CliError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else host
@@ -297,38 +347,40 @@ def _serve(registry: Any, address: tuple[str, int]) -> None:
     sys.stderr.flush()
 
     def stop(signum: int, frame: Any) -> None:
-        raise _Stopped()
+        server.stop()
 
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while thread.is_alive():
-            time.sleep(1)
-    except _Stopped:
-        pass
+        server.run()
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        server.shutdown()
-        server.server_close()
 
 
 @commands.command()
 @output_options
 def item(ctx: typer.Context, name: Name, key: Key) -> None:
-    """Show where an item stands: waiting, held (by a lease), dead, cooling down, gated; exit 3 when absent.
+    """Show where an item stands: waiting, delayed, held (by a lease), dead, cooling down, gated; exit 3 when absent.
 
-    With what applies: its score, until (the lease's deadline, or the cool-down's end), its deliveries, and
-    whether it is gated too.
+    With what applies: its score, until (the lease's deadline, when a delayed item starts waiting, or the
+    cool-down's end), its deliveries, whether it is gated too, and its last failure (reason, at, delivery).
+    By the server's clock: a cool-down whose time has come is over.
 
     Example: psctl item jobs job-1
     Example: psctl item jobs job-1 -o raw   (just the state: waiting, held, dead, cooling or gated)
     """
     found = Session.of(ctx).client().psitem(name, key)
     if found["state"] == "absent":
-        raise NotFound(f"no item {key!r} in stream {name!r}: not waiting, held, dead, gated or cooling down")
+        raise NotFound(f"no item {key!r} in stream {name!r}: not waiting, delayed, held, dead, gated or cooling down")
     shown = text_field("key", key) | {
         field: _iso(value) if isinstance(value, datetime) else value for field, value in found.items()
     }
+    failure = found.get("last_failure")
+    if failure is not None:
+        reason = failure["reason"]
+        shown["last_failure"] = (text_field("reason", reason) if reason is not None else {"reason": None}) | {
+            "at": _iso(failure["at"]), "delivery": failure["delivery"]
+        }
     out(ctx).show(shown, vertical=True, raw=found["state"])
 
 
@@ -342,20 +394,10 @@ def lift(
 ) -> None:
     """End the gates and cool-downs of keys, without adding anything: add takes them again at once.
 
-    Prints how many of the keys had a gate or a cool-down.
+    Prints how many of the keys had a gate or a cool-down, each counted once however often named.
 
     Example: psctl lift jobs job-1 job-2
     Example: psctl lift jobs job-1 --dry-run
     """
-    client = Session.of(ctx).client()
-    if dry_run:
-        lifted = sum(_held_back(client.psitem(name, key)) for key in dict.fromkeys(keys))
-        out(ctx).show({"lifted": lifted, "dry_run": True}, raw=lifted)
-        return
-    lifted = client.pslift(name, keys)
-    out(ctx).show({"lifted": lifted}, raw=lifted)
-
-
-def _held_back(found: dict[str, Any]) -> bool:
-    """Whether an item has a gate or a cool-down for lift to end."""
-    return found["state"] in ("gated", "cooling") or bool(found.get("gated"))
+    lifted = Session.of(ctx).client().pslift(name, keys, dry_run=dry_run)
+    out(ctx).show({"lifted": lifted} | ({"dry_run": True} if dry_run else {}), raw=lifted)

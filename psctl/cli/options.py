@@ -59,7 +59,7 @@ def _completion_client(ctx: typer.Context) -> Any:
         running = connection.embedded_module().running_url()
         if running is None:
             return None
-        target = connection.Target(Settings.resolve(url=running), embedded=True)
+        target = connection.Target(Settings.resolve({}, url=running), embedded=True)
     return connection.connect(target, timeout=NAMES_TIMEOUT)
 
 

@@ -3,8 +3,9 @@
 Commands hand ``Output.show`` plain data, already in the JSON shape the README
 documents; the choice between table and JSON is made once per command, from
 ``--json`` / ``--table`` or else from whether stdout is a terminal. Text from
-the store is shown literally: cells are Rich ``Text`` (never markup), control
-characters are escaped on a terminal, and bytes that are not UTF-8 travel as
+the store is shown literally: cells are Rich ``Text`` (never markup), what a
+terminal acts on is escaped in tables (``terminal.visible``) and JSON alike,
+scores read to six digits in tables (every digit elsewhere), and bytes that are not UTF-8 travel as
 ``value_base64`` (or ``key_base64``). Rich is imported only to draw a table,
 ``json`` only to print JSON, ``base64`` only for bytes that are not UTF-8.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from psctl.cli import terminal
 from psctl.cli.status import BadUsage
+from psctl.cli.terminal import visible
 
 # Rows that ``keys`` and ``values`` show on a terminal unless --limit says otherwise.
 TERMINAL_ROWS = 20
@@ -47,6 +49,11 @@ def text_field(name: str, raw: bytes | str) -> dict[str, str]:
         return {name + _BASE64: base64.b64encode(raw).decode("ascii")}
 
 
+def iso(moment: Any) -> str | None:
+    """A time as the JSON outputs print it: ISO 8601, UTC, with a Z."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
 def item(key: str, value: bytes | str) -> dict[str, str]:
     """An item as ``pull``, ``values`` and ``get`` print it."""
     return text_field("key", key) | text_field("value", value)
@@ -71,8 +78,19 @@ def _dumps(data: Any, **options: Any) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # a name holding undecodable bytes: escape, stay valid JSON
-        text = json.dumps(data, **options)
-    return text
+        return json.dumps(data, **options)
+    # json escapes only C0 controls: DEL, C1 and bidi controls would reach a terminal
+    # as they are (the same string to any JSON reader either way)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return re.sub(_JSON_UNSAFE, _json_escape, text)
+
+
+_JSON_UNSAFE = f"[{terminal.ACTS_ON}]"
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    return f"\\u{ord(found[0]):04x}"
 
 
 def _with_infinities(data: Any) -> str:
@@ -181,7 +199,7 @@ class Output:
         else:
             view = data if table is None else table
             if view is None or (isinstance(view, (list, tuple, dict)) and not view):
-                _write((caption if caption is not None else "[]") + "\n")
+                _write((visible(caption) if caption is not None else "[]") + "\n")
                 return
             _print_table(view, caption=caption, column=column, vertical=vertical)
 
@@ -348,7 +366,7 @@ def _print_table(view: Any, *, caption: str | None, column: str, vertical: bool)
     console = _Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
     console.print(table)
     if caption:
-        console.print(Text(caption, style="dim"))
+        console.print(Text(visible(caption), style="dim"))
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -377,41 +395,95 @@ def _base64_cell(encoded: str) -> Any:
     return Text(f"(base64) {encoded}", style="italic")
 
 
+def row_text(row: Mapping[str, Any], name: str) -> str:
+    """What a table shows in ``row``'s cell of column ``name``."""
+    if name + _BASE64 in row:
+        return f"(base64) {row[name + _BASE64]}"
+    return cell_text(row.get(name))
+
+
 def _cell(name: str, value: Any) -> Any:
     from rich.text import Text
 
     if name.endswith(_BASE64):
         return _base64_cell(value)
+    return Text(cell_text(value), style="dim" if value is None else "")
+
+
+def cell_text(value: Any) -> str:
+    """What a table cell shows of ``value``: ``-`` for none, a number rounded
+    (``rounded``), text and bytes ``visible``."""
     if value is None:
-        return Text("-", style="dim")
+        return "-"
     if isinstance(value, bool):
-        return Text("yes" if value else "no")
+        return "yes" if value else "no"
     if isinstance(value, float):
-        return Text(number(value))
+        return rounded(value)
     if isinstance(value, (bytes, bytearray)):
-        return Text(visible(bytes(value).decode("utf-8", "backslashreplace")))
-    return Text(visible(str(value)))
+        return visible(bytes(value).decode("utf-8", "backslashreplace"))
+    return visible(str(value))
 
 
 def number(value: float) -> str:
-    """A score as a person reads it: ``5`` rather than ``5.0``, every digit otherwise."""
+    """A score as a program reads it (CSV, raw): ``5`` rather than ``5.0``, every digit otherwise."""
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
 
 
-# compiled by re on first use (and cached), not at every start
-_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+SIGNIFICANT = 6  # digits of a score a table shows (JSON, CSV and raw show every one)
 
 
-def visible(text: str) -> str:
-    """``text`` safe for a terminal: control characters (an escape sequence could
-    restyle or rewrite the screen) and undecodable bytes shown as ``\\xNN``."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return re.sub(_CONTROL, lambda found: f"\\x{ord(found[0]):02x}", text)
+def rounded(value: float) -> str:
+    """A score as a person reads it in a table: a whole number whole, others to
+    ``SIGNIFICANT`` digits but never fewer than the whole part's (a Unix time
+    stays a time); beyond 1e15 or under 1e-4, in exponent form."""
+    size = abs(value)
+    if not math.isfinite(value):
+        return repr(value)
+    if value.is_integer() and size < 1e15:
+        return str(int(value))
+    if size < 1 or size >= 1e15:
+        return f"{value:.{SIGNIFICANT}g}"
+    whole = len(str(int(size)))
+    text = f"{value:.{max(SIGNIFICANT - whole, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+# the most columns a table's first column (what each row is: a stream, a key)
+# takes when others must fit beside it; a longer name folds onto more lines
+NAME_WIDTH = 24
+GAP = 3  # columns between two columns of a table (padding, divider, padding)
+
+
+def fitted(rows: list[dict[str, Any]], priority: Sequence[str], width: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """``rows`` with only the columns that fit in ``width`` columns: the first
+    (what each row is) always, at least ``NAME_WIDTH`` wide when its text is,
+    then those of ``priority``, in that order, as long as they fit; and the names of
+    the columns left out. A column is never crushed: it is shown whole or not."""
+    from rich.cells import cell_len
+
+    first, *others = _columns(rows)
+
+    def widest(name: str) -> int:
+        return max(cell_len(name), *(cell_len(row_text(row, name)) for row in rows))
+
+    used = min(widest(first), NAME_WIDTH, width)
+    kept = {first}
+    for name in (name for name in priority if name in others):
+        used += GAP + widest(name)
+        if used > width:  # (and none after it: a less wanted column never shows without a more wanted one)
+            break
+        kept.add(name)
+    shown = [{field: value for field, value in row.items() if field.removesuffix(_BASE64) in kept} for row in rows]
+    return shown, [name for name in others if name not in kept]
+
+
+def table_width() -> int:
+    """The columns a table may take: the terminal's (or ``COLUMNS``), as Rich measures it."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout).width
 
 
 # -- JSON --------------------------------------------------------------------

@@ -31,10 +31,12 @@ class Session:
         as_json: bool = False,
         as_table: bool = False,
         quiet: bool = False,
+        no_embedded: bool = False,
     ) -> None:
         self.url, self.cluster, self.timeout, self.debug, self.tls_ca = url, cluster, timeout, debug, tls_ca
         # the output options given before the command (a command's own win)
         self.format, self.as_json, self.as_table, self.quiet = format, as_json, as_table, quiet
+        self.no_embedded = no_embedded
         # what messages may say, worked out without I/O: never a password
         self.where = connection.where(url)
         self.secrets: tuple[str, ...] = connection.secrets(url)
@@ -72,7 +74,9 @@ class Session:
 
     def _target_server(self) -> Any:
         if self._target is None:
-            self._target = connection.resolve(self.url, self.cluster, tls_ca=self.tls_ca, quiet=self.quiet)
+            self._target = connection.resolve(
+                self.url, self.cluster, tls_ca=self.tls_ca, quiet=self.quiet, no_embedded=self.no_embedded
+            )
             self.where = self._target.where
         return self._target
 

@@ -6,6 +6,9 @@ the output, or the item is gone: it left the stream and nobody saw it. Inside
 (the pull's ``psctl.StopWaiting``) is set, so that a waiting pull stops before
 its next wait; only while the pull is blocked in a wait, which holds nothing,
 do they interrupt at once (``KeyboardInterrupt``).
+
+``psctl work`` takes SIGHUP (a closed terminal) too, as a stop like SIGTERM:
+it has commands to let finish or to stop, and their items to give back.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 # the shells' 128 + signal number
 STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+WORK_STATUS = {**STATUS, signal.SIGHUP: 129}  # what stops psctl work
 
 
 class Caught:

@@ -2,6 +2,7 @@
 leases; the engine is ``psctl.worker``. Here: the options, the signals, the
 status line, the summary and the exit status."""
 
+import errno
 import os
 import shutil
 import signal
@@ -17,12 +18,13 @@ from psctl.cli import terminal
 from psctl.cli.durations import duration_parameter
 from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down
 from psctl.cli.session import Session
-from psctl.cli.signals import STATUS
+from psctl.cli.signals import WORK_STATUS
 from psctl.cli.status import BadUsage, ExitStatus
 
 commands = typer.Typer()
 
 REDRAW = 0.25  # seconds between two draws of the status line
+SOME_FAILED = 123  # as xargs: a command failed (its item was given back, or is dead)
 RATE_WINDOW = 5.0  # seconds the status line's items/s is measured over
 
 
@@ -52,7 +54,9 @@ def work(
     ] = None,
     timeout: Annotated[
         timedelta | None,
-        _duration("--timeout", None, "Stop a command that runs longer (a failure: its item is given back)."),
+        _duration(
+            "--timeout", None, "Stop a command that runs longer, stopped or not (a failure: its item is given back)."
+        ),
     ] = None,
     max_deliveries: Annotated[
         int,
@@ -78,11 +82,16 @@ def work(
     ] = None,
     grace: Annotated[
         timedelta | None,
-        _duration("--grace", "30s", "On Ctrl-C or SIGTERM, let running commands finish this long, then stop them."),
+        _duration(
+            "--grace", "30s", "On Ctrl-C, SIGTERM or SIGHUP, let running commands finish this long, then stop them."
+        ),
     ] = None,
     patience: Annotated[
         timedelta | None,
-        _duration("--patience", "60s", "How long to keep trying a server that stopped answering, then exit 1."),
+        _duration(
+            "--patience", "60s",
+            "How long to keep trying a server that stopped answering (or refuses writes: a full disk), then exit 1.",
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON on stdout (instead of a line on stderr).")
@@ -91,18 +100,25 @@ def work(
     """Run a command for every item, most urgent first: the value on stdin, the item in PSCTL_* variables.
 
     Exit 0 acknowledges the item (gated and cooled down as a pull's would be); any other exit, a signal or
-    --timeout gives it back for another try, later each time; after --max-deliveries it is dead. Items are
-    leased, so a worker that dies loses nothing: its items come back when the lease runs out. Waits for work
-    when the stream is empty (--idle-exit to stop instead). Ctrl-C stops taking items and lets running
-    commands finish (--grace); a second Ctrl-C stops them at once. Their output passes through.
+    --timeout gives it back for another try, later each time, with why (exit status 3, killed by SIGKILL,
+    timed out after 5 s, and the last line it wrote to stderr: see psctl dead and psctl item); after
+    --max-deliveries it is dead, and said so on stderr, -q or not. Items are
+    leased, so a worker that dies loses nothing: its items come back when the lease runs out, and its
+    commands die with it. Waits for work when the stream is empty (--idle-exit to stop instead). Ctrl-C,
+    SIGTERM or SIGHUP (a closed terminal) stops taking items and lets running commands finish (--grace);
+    a second Ctrl-C stops them at once. A command has no terminal to read (stdin is the value); its output
+    passes through (stderr through psctl, which keeps its last line); what it leaves running in its
+    process group is stopped when it exits.
 
-    Variables: PSCTL_STREAM, PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte), PSCTL_SCORE,
-    PSCTL_DELIVERY (1 on the first). Exit status: 0 done, 1 the server was lost, 2 bad usage, 130/143 a
-    signal stopped running commands.
+    Variables: PSCTL_STREAM, PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte; for a key over
+    32 KiB, PSCTL_KEY_FILE names a file holding it), PSCTL_SCORE, PSCTL_DELIVERY (1 on the first),
+    PSCTL_WORKER (one value per psctl work). Exit status: 0 every command succeeded, 123 some failed
+    (as xargs), 1 the server was lost, 2 bad usage, 126/127 a command could not be started (its item goes
+    back uncounted), 129/130/143 a signal stopped running commands.
 
     Example: psctl work jobs -j 4 -- ./process-one
     Example: psctl work jobs --idle-exit 0 --timeout 5m -- sh -c 'curl -fsS -d @- https://example.com/hook'
-    Example: psctl work mail --limit 100 --idle-exit 0 -q -- python send.py   (from cron: silent unless it fails)
+    Example: psctl work mail --limit 100 --idle-exit 0 -q -- python send.py   (from cron: silent unless one fails)
     """
     from psctl.worker import WorkOptions
 
@@ -166,8 +182,7 @@ def _run(client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = Fa
     def warn(message: str) -> None:
         if line is not None:
             line.clear()
-        sys.stderr.write(f"psctl work: {message}\n")
-        sys.stderr.flush()
+        _say(f"psctl work: {terminal.one_line(message)}\n")  # (keys and the commands' own words, escaped)
 
     worker = Worker(client, feeder, options, warn=warn)
     told_stop = False
@@ -189,7 +204,7 @@ def _run(client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = Fa
 
     sys.stdout.flush()
     sys.stderr.flush()
-    previous = {number: signal.signal(number, on_signal) for number in STATUS}
+    previous = {number: signal.signal(number, on_signal) for number in WORK_STATUS}
     try:
         outcome = worker.run(on_tick)
     finally:
@@ -200,17 +215,21 @@ def _run(client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = Fa
     if worker.error is not None:
         raise worker.error
     tally = worker.snapshot()
-    if not (quiet and outcome in ("limit", "idle")):  # -q: nothing when it ends as asked
+    failed = tally.failed + tally.dead > 0
+    if not (quiet and outcome in ("limit", "idle") and not failed):  # -q: nothing when all went as asked
         _summarize(options.name, tally, outcome, worker.signal, as_json=as_json)
     if outcome == "lost":
-        sys.stderr.write(
-            f"psctl work: the server did not answer for {options.patience:g} s: stopped; "
-            "the leases give back what it held\n"
-        )
+        if worker.refusal is not None:
+            why = f"the server refused commands for {options.patience:g} s ({worker.refusal})"
+        else:
+            why = f"the server did not answer for {options.patience:g} s"
+        _say(f"psctl work: {why}: stopped; the leases give back what it held\n")
         return ExitStatus.SERVER
+    if outcome == "unstartable":  # as xargs and the shells: 127 not found, 126 found but not run
+        return 127 if getattr(worker.unstartable, "errno", None) == errno.ENOENT else 126
     if outcome == "forced":
-        return STATUS.get(signal.Signals(worker.signal or signal.SIGINT), 130)
-    return ExitStatus.OK
+        return WORK_STATUS.get(signal.Signals(worker.signal or signal.SIGINT), 130)
+    return SOME_FAILED if failed else ExitStatus.OK
 
 
 def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_json: bool) -> None:
@@ -218,11 +237,12 @@ def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_js
     if as_json:
         import json
 
-        sys.stdout.write(
-            json.dumps({"done": tally.done, "failed": tally.failed, "dead": tally.dead, "seconds": round(seconds, 3)})
-            + "\n"
-        )
-        sys.stdout.flush()
+        summary = {"done": tally.done, "failed": tally.failed, "dead": tally.dead, "seconds": round(seconds, 3)}
+        try:
+            sys.stdout.write(json.dumps(summary) + "\n")
+            sys.stdout.flush()
+        except OSError:  # (a closed terminal)
+            pass
         return
     why = {
         "limit": "the limit was reached",
@@ -230,13 +250,23 @@ def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_js
         "stopped": f"stopped by {_signal_name(signum)}",
         "forced": f"stopped by {_signal_name(signum)}, running commands ended",
         "lost": "the server was lost",
+        "unstartable": "a command could not be started",
     }.get(outcome, outcome)
     rate = tally.done / seconds if seconds > 0 else 0.0
-    sys.stderr.write(
+    _say(
         f"psctl work {name}: {tally.done} done, {tally.failed} failed, {tally.dead} dead "
         f"in {seconds:.1f} s ({rate:.1f} items/s; {why})\n"
     )
-    sys.stderr.flush()
+
+
+def _say(text: str) -> None:
+    """A message on stderr; none once stderr is gone (a closed terminal: EIO),
+    which must not end the work before its commands are seen to."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def _signal_name(signum: int | None) -> str:
@@ -263,15 +293,13 @@ class StatusLine:
         self.drawn_at = now
         first_at, first_done = self.samples[0]
         rate = (tally.done - first_done) / (now - first_at) if now > first_at else 0.0
-        sys.stderr.write(
+        _say(
             f"\r\x1b[2Kpsctl work {self.name}: {tally.running} running, {tally.done} done, "
             f"{tally.failed} failed, {tally.dead} dead, {rate:.1f} items/s"
         )
-        sys.stderr.flush()
         self.shown = True
 
     def clear(self) -> None:
         if self.shown:
-            sys.stderr.write("\r\x1b[2K")
-            sys.stderr.flush()
+            _say("\r\x1b[2K")
             self.shown = False

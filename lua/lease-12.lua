@@ -1,20 +1,24 @@
 --[[
-  Takes up to ARGV[1] of the highest-scored items, like pull-10.lua, but holds
+  Takes up to ARGV[1] of the highest-scored items, like pull-13.lua, but holds
   them under a token until a deadline instead of removing them: a held item is
   in no one else's pull, its value stays in NAME:t, and NAME:held remembers
   which token holds it, and the lease's record (NAME:lease) the score it had
-  and its deliveries (includes/holding.lua). Leases that ran out give their
-  items back first (includes/reclaim.lua). (leaseone-8.lua does the same for
-  one item.)
+  and its deliveries (includes/holding.lua). What is due comes first, as in
+  pull-13.lua. (leaseone-12.lua does the same for one item.)
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
-  KEYS[3]  NAME:held    hash: held item key -> the token holding it
-  KEYS[4]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
-  KEYS[5]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
-  KEYS[6]  NAME:dlv     hash: item key -> deliveries (leases) so far, while not held
-  KEYS[7]  NAME:dead    sorted set: dead item key -> its last score
-  KEYS[8]  NAME:stats   hash: the stream's counters (includes/counters.lua)
+  KEYS[3]  NAME:exp     sorted set: cooling-down key -> unix time
+  KEYS[4]  NAME:held    hash: held item key -> the token holding it
+  KEYS[5]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
+  KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+  KEYS[7]  NAME:dlv     hash: item key -> deliveries (leases) so far, while not held
+  KEYS[8]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[9]  NAME:stats   hash: the stream's counters (includes/counters.lua)
+  KEYS[10] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
+  KEYS[11] NAME:dscores sorted set: delayed item key -> the score it will wait with
+  KEYS[12] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
+-- @keys values scores cooling held leases lease deliveries dead stats delayed delayed_scores failures
 
   ARGV[1]  count, 1 to 1000
   ARGV[2]  the lease's token (random hex, made by the caller)
@@ -23,22 +27,40 @@
 
   Returns {deadline, keys, values, scores, deliveries}: the deadline (unix ms)
   and four arrays in pull order, but deliveries is empty when every item is
-  on its first; {} when nothing was leased.
+  on its first; when nothing was leased, {} or, while delayed items wait,
+  {ms}: how long until the next is due.
 ]]
-local values, scores, held, leases, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local deliveries, dead = KEYS[6], KEYS[7]
-local STATS = 8
+local values, scores, cooling, held, leases, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local deliveries, dead = KEYS[7], KEYS[8]
+local STATS = 9
+local delayed, delayed_scores, failures = KEYS[10], KEYS[11], KEYS[12]
 -- @include batch
 -- @include keycheck
 -- @include clock
 -- @include reclaim
+-- @include due
 -- @include counters
 
 local count, token = tonumber(ARGV[1]), ARGV[2]
-for i, kind in ipairs({"hash", "zset", "hash", "zset", "hash", "hash", "zset", "hash"}) do expect(i, kind) end
+expect(1, "hash")
+expect(2, "zset")
+expect(4, "hash")
+expect(6, "hash")
+expect(7, "hash")
+expect(STATS, "hash")
 local now = now_ms()
-local reclaimed = reclaim(now)
-tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2])
+-- what is due comes first: every key is read (and checked) only when something is
+local due_leases = #checked(5, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_cool_downs = #checked(3, "zset", "ZRANGEBYSCORE", "-inf", math.floor(now / 1000), "LIMIT", 0, 1) > 0
+local due_items = #checked(10, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+if due_leases or due_cool_downs or due_items then
+  local kinds = {"hash", "zset", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
+  for i, kind in ipairs(kinds) do expect(i, kind) end
+  local reclaimed = due_leases and reclaim(now) or {0, 0}
+  local expired = due_cool_downs and end_cool_downs(math.floor(now / 1000)) or 0
+  if due_items then promote(now) end
+  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
+end
 
 local taken, found, remembered = {}, {}, {}
 while #taken < count do
@@ -57,7 +79,10 @@ while #taken < count do
   end
   if #page / 2 < want then break end
 end
-if #taken == 0 then return {} end
+if #taken == 0 then
+  local soon = next_due()
+  return soon and {soon - now} or {}
+end
 
 -- deliveries so far: NAME:dlv has those of items leased before (and given
 -- back), which move into NAME:held while the item is held

@@ -1,18 +1,25 @@
 --[[
   Takes up to ARGV[1] of the highest-scored items (ties in ZPOPMAX order).
   A sorted-set entry with no value in NAME:t is an orphan: it is dropped and
-  not counted. (pullone-10.lua does the same for one item, purged.)
+  not counted. (pullone-13.lua does the same for one item, purged.) What is
+  due comes first: leases that ran out give their items back
+  (includes/reclaim.lua), due cool-downs end and due delayed items start
+  waiting (includes/due.lua), a bounded number of each.
 
-  KEYS[1]  NAME:t    hash: item key -> value
-  KEYS[2]  NAME:s    sorted set: item key -> score
-  KEYS[3]  NAME:exc  set: gated keys
-  KEYS[4]  NAME:exp  sorted set: cooling-down key -> unix time
+  KEYS[1]  NAME:t       hash: item key -> value
+  KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
+  KEYS[3]  NAME:exc     set: gated keys
+  KEYS[4]  NAME:exp     sorted set: cooling-down key -> unix time
   KEYS[5]  NAME:held    hash: held item key -> the token holding it
   KEYS[6]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
   KEYS[7]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[8]  NAME:dlv     hash: item key -> deliveries so far, while not held
   KEYS[9]  NAME:dead    sorted set: dead item key -> its last score
   KEYS[10] NAME:stats   hash: the stream's counters (includes/counters.lua)
+  KEYS[11] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
+  KEYS[12] NAME:dscores sorted set: delayed item key -> the score it will wait with
+  KEYS[13] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
+-- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures
 
   ARGV[1]  count, >= 1
   ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, below
@@ -24,22 +31,22 @@
            "at" (ARGV[5] is a unix time). Stored rounded up to whole seconds.
   ARGV[5]  seconds (see ARGV[4])
 
-  Returns {keys, values}: two arrays in pull order; {} when nothing was pulled.
-  A purged item's deliveries (of leases it had before) are forgotten. Counts
-  the items pulled, and those of leases that ran out that came back.
-  Leases that ran out give their items back first (includes/reclaim.lua).
+  Returns {keys, values}: two arrays in pull order; when nothing was pulled,
+  {} or, while delayed items wait, {ms}: how long until the next is due (a
+  blocked pull waits no longer). A purged item's deliveries and last failure
+  are forgotten. Counts the items pulled, and what came due.
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local STATS = 10
+local delayed, delayed_scores, failures = KEYS[11], KEYS[12], KEYS[13]
 -- @include batch
 -- @include keycheck
 -- @include cooldown
 -- @include score
--- @include clock
 -- @include reclaim
+-- @include due
 -- @include counters
-
 local count = tonumber(ARGV[1])
 local purge = ARGV[2] == "1"
 local gate = ARGV[3] == "1"
@@ -49,21 +56,30 @@ local pulled, found = {}, {}
 expect(1, "hash")
 expect(2, "zset")
 if gate then expect(3, "set") end
-local at = cool_down_end(ARGV[4], ARGV[5])
+local time = redis.call("TIME")
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local at = cool_down_end(ARGV[4], ARGV[5], time)
 if at then expect(4, "zset") end
--- leases that ran out come back first: the lease keys are read (and checked)
--- only when one has
 expect(STATS, "hash")
-local now = now_ms()
-local reclaimed = nil
-if #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0 then
-  for i, kind in ipairs({"hash", "zset", "hash", "hash", "zset"}) do expect(i + 4, kind) end
-  reclaimed = reclaim(now)
-  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2])
+-- what is due comes first: every key is read (and checked) only when something is
+local due_leases = #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_cool_downs = #checked(4, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LIMIT", 0, 1) > 0
+local due_items = #checked(11, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+if due_leases or due_cool_downs or due_items then
+  local kinds = {"hash", "zset", "set", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
+  for i, kind in ipairs(kinds) do expect(i, kind) end
+  local reclaimed = due_leases and reclaim(now) or {0, 0}
+  local expired = due_cool_downs and end_cool_downs(time[1]) or 0
+  if due_items then promote(now) end
+  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
 end
--- an item pulled for good leaves its deliveries behind (as an acknowledged one)
--- (HLEN both checks the key and says whether there is anything to forget)
-local counted = purge and expect(8, "hash") > 0
+-- an item pulled for good leaves its deliveries and its last failure behind
+-- (as an acknowledged one); one EXISTS says whether there is anything to forget
+local counted, failed = false, false
+if purge and redis.call("EXISTS", deliveries, failures) > 0 then
+  counted = expect(8, "hash") > 0
+  failed = expect(13, "hash") > 0
+end
 
 -- appends a page's members that have a value; returns those that have none
 local n = 0
@@ -122,10 +138,14 @@ else
   if #rescored > 0 then count_in_slices("ZADD", scores, rescored) end
 end
 
-if #pulled == 0 then return {} end
+if #pulled == 0 then
+  local soon = next_due()
+  return soon and {soon - now} or {}
+end
 tally(STATS, "pulled", #pulled)
 
 if counted then count_in_slices("HDEL", deliveries, pulled) end
+if failed then count_in_slices("HDEL", failures, pulled) end
 if gate then count_in_slices("SADD", gated, pulled) end
 
 if at then

@@ -1,18 +1,21 @@
 --[[
-  Removes the items scored strictly below a threshold, with their deliveries.
+  Removes the waiting items scored strictly below a threshold, with their
+  deliveries and last failures.
 
-  KEYS[1]  NAME:t    hash: item key -> value
-  KEYS[2]  NAME:s    sorted set: item key -> score
-  KEYS[3]  NAME:exc  set: gated keys
-  KEYS[4]  NAME:dlv  hash: item key -> deliveries so far, while not held
+  KEYS[1]  NAME:t     hash: item key -> value
+  KEYS[2]  NAME:s     sorted set: item key -> score
+  KEYS[3]  NAME:exc   set: gated keys
+  KEYS[4]  NAME:dlv   hash: item key -> deliveries so far, while not held
   KEYS[5]  NAME:stats hash: the stream's counters (includes/counters.lua)
+  KEYS[6]  NAME:fail  hash: item key -> msgpack {reason, unix ms, delivery}
+-- @keys values scores gated deliveries stats failures
 
   ARGV[1]  the exclusive bound, "(" followed by the threshold
   ARGV[2]  "1": gate the removed keys (add them to NAME:exc)
 
   Returns the removed keys, lowest score first.
 ]]
-local values, scores, gated, deliveries = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local values, scores, gated, deliveries, failures = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
 local STATS = 5
 -- @include batch
 -- @include keycheck
@@ -22,10 +25,12 @@ if #removed == 0 then return removed end
 expect(1, "hash")
 if ARGV[2] == "1" then expect(3, "set") end
 local counted = expect(4, "hash") > 0
+local failed = expect(6, "hash") > 0
 expect(STATS, "hash")
 redis.call("ZREMRANGEBYSCORE", scores, "-inf", ARGV[1])
 count_in_slices("HDEL", values, removed)
 if counted then count_in_slices("HDEL", deliveries, removed) end
+if failed then count_in_slices("HDEL", failures, removed) end
 if ARGV[2] == "1" then count_in_slices("SADD", gated, removed) end
 redis.call("HINCRBY", KEYS[STATS], "removed", #removed)
 return removed

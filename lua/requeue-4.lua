@@ -1,17 +1,20 @@
 --[[
-  Puts dead items back in the stream, their deliveries reset to none, with
-  the score they had when they were last leased, or ARGV[1].
+  Puts dead items back in the stream, their deliveries reset to none and
+  their last failure forgotten, with the score they had when they were last
+  leased, or ARGV[1].
 
   KEYS[1]  NAME:s       sorted set: item key -> score (waiting items)
   KEYS[2]  NAME:dlv     hash: item key -> deliveries so far
   KEYS[3]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[4]  NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
+-- @keys scores deliveries dead failures
 
   ARGV[1]  the score to come back with ("" for the remembered one; exact text)
   ARGV[2]  "all": every dead item; "keys": the keys in ARGV[3..]
 
   Returns the number of items put back.
 ]]
-local scores, deliveries, dead = KEYS[1], KEYS[2], KEYS[3]
+local scores, deliveries, dead, failures = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- @include batch
 -- @include keycheck
 
@@ -39,6 +42,7 @@ end
 if #found == 0 then return 0 end
 expect(1, "zset")
 expect(2, "hash")
+expect(4, "hash")
 local back, keys = {}, {}
 for i = 1, #found, 2 do
   back[i] = ARGV[1] ~= "" and ARGV[1] or found[i + 1]
@@ -48,4 +52,5 @@ end
 count_in_slices("ZADD", scores, back)
 count_in_slices("ZREM", dead, keys)
 count_in_slices("HDEL", deliveries, keys)
+count_in_slices("HDEL", failures, keys)
 return #keys

@@ -2,7 +2,8 @@
   Finishes held items of a lease: they leave the stream, and gating and the
   cool-down apply now, as a pull's would. Keys the token no longer holds are
   skipped, so acknowledging twice is harmless (includes/holding.lua). Their
-  deliveries are forgotten with them (a held item's are in NAME:held).
+  deliveries (a held item's are in its lease's record) and last failures are
+  forgotten with them.
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:exc     set: gated keys
@@ -10,7 +11,9 @@
   KEYS[4]  NAME:held    hash: held item key -> the token holding it
   KEYS[5]  NAME:leases  sorted set: token -> deadline (unix ms)
   KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
-  KEYS[7]  NAME:stats   hash: the stream's counters (includes/counters.lua)
+  KEYS[7]  NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
+  KEYS[8]  NAME:stats   hash: the stream's counters (includes/counters.lua)
+-- @keys values gated cooling held leases lease failures stats
 
   ARGV[1]  the token
   ARGV[2]  "1": gate the keys (add them to NAME:exc)
@@ -20,8 +23,8 @@
 
   Returns the number of items acknowledged.
 ]]
-local values, gated, cooling, held = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local HELD, LEASES, LEASE, STATS = 4, 5, 6, 7
+local values, gated, cooling, held, failures = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]
+local HELD, LEASES, LEASE, STATS = 4, 5, 6, 8
 -- @include batch
 -- @include keycheck
 -- @include cooldown
@@ -47,8 +50,10 @@ if #mine > 0 then
   local at = cool_down_end(ARGV[3], ARGV[4], time)
   if at then expect(3, "zset") end
   expect(STATS, "hash")
+  local failed = expect(7, "hash") > 0
   checked(1, "hash", "HDEL", unpack(mine))  -- (a lease holds at most 1000 keys)
   redis.call("HDEL", held, unpack(mine))
+  if failed then redis.call("HDEL", failures, unpack(mine)) end
   if gate then redis.call("SADD", gated, unpack(mine)) end
   if at then
     local entries = {}

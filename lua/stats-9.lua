@@ -9,16 +9,22 @@
   KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[7]  NAME:dead    sorted set: dead item key -> its last score
   KEYS[8]  NAME:stats   hash: counter -> count (includes/counters.lua)
+  KEYS[9]  NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
+-- @keys scores gated cooling held leases lease dead stats delayed
 
   ARGV[1]  the most held items (and leases) to look at for "overdue": a bound
            on this call's time
 
   Returns {waiting, held, overdue, overdue_capped, gated, cooling,
-  next_cool_down_end, dead, top_score, bottom_score, counters, time}: counts;
-  overdue the held items whose lease has run out but that have not come back
-  yet, a lower bound when overdue_capped is 1 (ARGV[1] items were looked at);
-  next_cool_down_end (unix seconds), top_score and bottom_score (exact text),
-  or false; counters as HGETALL gives them; time as TIME gives it.
+  next_cool_down_end, dead, top_score, bottom_score, counters, time, delayed,
+  next_delayed_due}: counts; overdue the held items whose lease has run out
+  but that have not come back yet, a lower bound when overdue_capped is 1
+  (ARGV[1] items were looked at); cooling the cool-downs still to end (one
+  whose time has come is over, swept or not), next_cool_down_end (unix
+  seconds) the first of them; top_score and bottom_score (exact text);
+  next_delayed_due (unix ms) when the first delayed item starts waiting;
+  each false when there is none; counters as HGETALL gives them; time as
+  TIME gives it.
 ]]
 -- @include batch
 -- @include keycheck
@@ -41,6 +47,7 @@ if #tokens > 0 then
   for i, token in ipairs(tokens) do
     if records[i] then
       local record = cmsgpack.unpack(records[i])
+      if record[1] == -1 then record = {} end  -- (a delayed release made by psctl 0.2: not a lease that ran out)
       if #keys + (#record - 1) / 3 > budget then
         capped = 1
         break
@@ -62,17 +69,22 @@ local function score_at(index, rank)
   return found[2] or false
 end
 
+local after = "(" .. time[1]  -- cool-downs still to end
+local next_end = checked(3, "zset", "ZRANGEBYSCORE", after, "+inf", "WITHSCORES", "LIMIT", 0, 1)
+
 return {
   checked(1, "zset", "ZCARD"),
   checked(4, "hash", "HLEN"),
   overdue,
   capped,
   checked(2, "set", "SCARD"),
-  checked(3, "zset", "ZCARD"),
-  score_at(3, 0),
+  checked(3, "zset", "ZCOUNT", after, "+inf"),
+  next_end[2] or false,
   checked(7, "zset", "ZCARD"),
   score_at(1, -1),
   score_at(1, 0),
   checked(8, "hash", "HGETALL"),
   time,
+  checked(9, "zset", "ZCARD"),
+  score_at(9, 0),
 }

@@ -1,0 +1,61 @@
+-- What is due by the server's clock ends inside the calls that hand items
+-- out, whoever runs cron: at most DUE delayed items become waiting and at
+-- most DUE cool-downs end per call (psexpire: its own limit), in a few bulk
+-- commands, so that a pile of due entries never makes one call long (the rest
+-- end in the next calls, and psexpire ends them all). Needs the batch include
+-- and the locals values, scores, cooling, held, deliveries, dead, delayed,
+-- delayed_scores and failures (the script's KEYS, checked before any write).
+local DUE = 500
+
+-- Delayed items whose time has come (unix ms `now`) wait from now on, with
+-- the score they were given. Returns how many, and whether more may be due.
+local function promote(now, limit)
+  limit = limit or DUE
+  local keys = redis.call("ZRANGEBYSCORE", delayed, "-inf", now, "LIMIT", 0, limit)
+  if #keys == 0 then return 0, false end
+  local scored = call_in_slices("ZMSCORE", delayed_scores, keys)
+  local back = {}
+  for i, key in ipairs(keys) do
+    back[2 * i - 1] = scored[i] or 0
+    back[2 * i] = key
+  end
+  count_in_slices("ZADD", scores, back)
+  count_in_slices("ZREM", delayed, keys)
+  count_in_slices("ZREM", delayed_scores, keys)
+  return #keys, #keys == limit
+end
+
+-- Cool-downs whose time has come (unix seconds `now`) end: the key leaves
+-- NAME:exp, and its value and score (SPEC §1: a kept item, whose pull was
+-- never acknowledged) leave with it, with every record the item has; but an
+-- item a lease holds, a dead or a delayed one only loses its cool-down: their
+-- value is still needed. Returns how many cool-downs ended, and whether more
+-- may be due.
+local function end_cool_downs(now, limit)
+  limit = limit or DUE
+  local due = redis.call("ZRANGEBYSCORE", cooling, "-inf", now, "LIMIT", 0, limit)
+  if #due == 0 then return 0, false end
+  count_in_slices("ZREM", cooling, due)
+  local gone = due
+  if redis.call("EXISTS", held, dead, delayed) > 0 then
+    local holders = call_in_slices("HMGET", held, due)
+    local died = call_in_slices("ZMSCORE", dead, due)
+    local later = call_in_slices("ZMSCORE", delayed, due)
+    gone = {}
+    for i, key in ipairs(due) do
+      if not (holders[i] or died[i] or later[i]) then gone[#gone + 1] = key end
+    end
+  end
+  count_in_slices("ZREM", scores, gone)
+  count_in_slices("HDEL", values, gone)
+  count_in_slices("HDEL", deliveries, gone)
+  count_in_slices("HDEL", failures, gone)
+  return #due, #due == limit
+end
+
+-- When the next delayed item is due (unix ms), or nil: a blocked pull or
+-- lease that took nothing waits no longer than that.
+local function next_due()
+  local first = redis.call("ZRANGE", delayed, 0, 0, "WITHSCORES")
+  return first[2] and tonumber(first[2]) or nil
+end

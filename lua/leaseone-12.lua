@@ -1,0 +1,86 @@
+--[[
+  pslease of one item: the rules of lease-12.lua with the fewest server calls.
+  Every key is read before the first write, by the reads the lease needs
+  anyway, but NAME:lease, which is checked, and NAME:held, whose write comes
+  first (a wrong type fails it with nothing written).
+
+  KEYS[1]  NAME:t       hash: item key -> value
+  KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
+  KEYS[3]  NAME:exp     sorted set: cooling-down key -> unix time
+  KEYS[4]  NAME:held    hash: held item key -> the token holding it
+  KEYS[5]  NAME:leases  sorted set: token -> deadline (unix ms, server clock)
+  KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+  KEYS[7]  NAME:dlv     hash: item key -> deliveries (leases) so far, while not held
+  KEYS[8]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[9]  NAME:stats   hash: the stream's counters (includes/counters.lua)
+  KEYS[10] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
+  KEYS[11] NAME:dscores sorted set: delayed item key -> the score it will wait with
+  KEYS[12] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
+-- @keys values scores cooling held leases lease deliveries dead stats delayed delayed_scores failures
+
+  ARGV[1]  the lease's token (random hex, made by the caller)
+  ARGV[2]  the lease's length in ms
+  ARGV[3]  max_deliveries (0: no limit)
+
+  Returns {deadline, key, value, score, deliveries}; when nothing was leased,
+  {} or {ms} as lease-12.lua.
+]]
+local values, scores, cooling, held, leases, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local deliveries, dead = KEYS[7], KEYS[8]
+local STATS = 9
+local delayed, delayed_scores, failures = KEYS[10], KEYS[11], KEYS[12]
+-- @include keycheck
+
+local token = ARGV[1]
+local time = redis.call("TIME")  -- (includes/clock.lua, inline)
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+-- what is due comes first (the rarer path: its code is only set up here, to
+-- keep the common call short); every key is read (and checked) only when
+-- something is
+local due_leases = #checked(5, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_cool_downs = #checked(3, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LIMIT", 0, 1) > 0
+local due_items = #checked(10, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+if due_leases or due_cool_downs or due_items then
+-- @include batch
+-- @include reclaim
+-- @include due
+-- @include counters
+  local kinds = {"hash", "zset", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
+  for i, kind in ipairs(kinds) do expect(i, kind) end
+  local reclaimed = due_leases and reclaim(now) or {0, 0}
+  local expired = due_cool_downs and end_cool_downs(time[1]) or 0
+  if due_items then promote(now) end
+  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
+end
+
+local key, value, score
+local rank, orphans = 0, nil
+repeat
+  local top = checked(2, "zset", "ZREVRANGE", rank, rank, "WITHSCORES")
+  if #top == 0 then
+    if orphans then redis.call("ZREM", scores, unpack(orphans)) end
+    local first = checked(10, "zset", "ZRANGE", 0, 0, "WITHSCORES")  -- the next delayed item
+    return first[2] and {tonumber(first[2]) - now} or {}
+  end
+  key, score = top[1], top[2]
+  value = checked(1, "hash", "HGET", key)
+  if not value then  -- an orphan (a score with no value): dropped, not counted
+    orphans = orphans or {}
+    orphans[#orphans + 1] = key
+    rank = rank + 1
+  end
+until value
+local before = checked(7, "hash", "HGET", key)  -- deliveries so far, while not held
+local count = tonumber(before or 0) + 1
+expect(6, "hash")
+expect(STATS, "hash")
+
+checked(4, "hash", "HSET", key, token)  -- the first write
+if orphans then redis.call("ZREM", scores, unpack(orphans)) end
+redis.call("ZREM", scores, key)
+if before then redis.call("HDEL", deliveries, key) end
+local deadline = now + tonumber(ARGV[2])
+redis.call("ZADD", leases, deadline, token)
+redis.call("HSET", lease, token, cmsgpack.pack({tonumber(ARGV[3]), key, score, count}))
+redis.call("HINCRBY", KEYS[STATS], "leased", 1)
+return {deadline, key, value, score, count}

@@ -1,0 +1,107 @@
+--[[
+  Removes the given items whole, whatever their state: waiting (NAME:s),
+  delayed (NAME:delayed), held by a lease (NAME:held: the holding token's ack,
+  release and extend skip it from now on, and it never comes back when the
+  lease runs out; a lease left holding nothing is forgotten at once) or dead
+  (NAME:dead); with each its value, its deliveries and its last failure. A key that is none of
+  those (only gated or cooling down, or unknown) is not counted. The
+  acknowledgement of a pull that kept its items, and how an operator takes an
+  item out for good.
+
+  KEYS[1]  NAME:t       hash: item key -> value
+  KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
+  KEYS[3]  NAME:exc     set: gated keys
+  KEYS[4]  NAME:held    hash: held item key -> the token holding it
+  KEYS[5]  NAME:dlv     hash: item key -> deliveries so far, while not held
+  KEYS[6]  NAME:dead    sorted set: dead item key -> its last score
+  KEYS[7]  NAME:stats   hash: the stream's counters (includes/counters.lua)
+  KEYS[8]  NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
+  KEYS[9]  NAME:dscores sorted set: delayed item key -> the score it will wait with
+  KEYS[10] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
+  KEYS[11] NAME:leases  sorted set: token -> deadline (unix ms)
+  KEYS[12] NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
+-- @keys values scores gated held deliveries dead stats delayed delayed_scores failures leases lease
+
+  ARGV[1]  "1": gate the given keys (add them to NAME:exc)
+  ARGV[2]  "1": a dry run: count what would be removed, write nothing
+  ARGV[3..] item keys, each once
+
+  Returns the number of items removed (or, in a dry run, that would be);
+  counts them.
+]]
+local values, scores, gated, held, deliveries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local STATS = 7
+local delayed, delayed_scores, failures = KEYS[8], KEYS[9], KEYS[10]
+-- @include batch
+-- @include keycheck
+
+local gate, dry = ARGV[1] == "1", ARGV[2] == "1"
+local keys = {}
+for i = 3, #ARGV do keys[#keys + 1] = ARGV[i] end
+if #keys == 0 then return 0 end
+
+-- every key is read before the first write; the lease keys only when they exist
+expect(2, "zset")
+local waiting = call_in_slices("ZMSCORE", scores, keys)
+local holders = expect(4, "hash") > 0 and call_in_slices("HMGET", held, keys)
+local died = expect(6, "zset") > 0 and call_in_slices("ZMSCORE", dead, keys)
+local later = expect(8, "zset") > 0 and call_in_slices("ZMSCORE", delayed, keys)
+local removed = 0
+for i = 1, #keys do
+  if waiting[i] or holders and holders[i] or died and died[i] or later and later[i] then removed = removed + 1 end
+end
+if dry then return removed end
+expect(1, "hash")
+if gate then expect(3, "set") end
+local counted = expect(5, "hash") > 0
+expect(STATS, "hash")
+expect(9, "zset")
+local failed = expect(10, "hash") > 0
+-- the leases of held items removed, and their records: each is forgotten once it holds nothing more
+local tokens, records = {}, {}
+if holders then
+  local seen = {}
+  for i = 1, #keys do
+    local token = holders[i]
+    if token and not seen[token] then
+      seen[token] = true
+      tokens[#tokens + 1] = token
+    end
+  end
+  if #tokens > 0 then
+    expect(11, "zset")
+    records = checked(12, "hash", "HMGET", unpack(tokens))  -- (a chunk's keys at most: 1000)
+  end
+end
+
+count_in_slices("ZREM", scores, keys)
+count_in_slices("HDEL", values, keys)
+if holders then count_in_slices("HDEL", held, keys) end
+for i, token in ipairs(tokens) do
+  local left = false
+  if records[i] then
+    local record = cmsgpack.unpack(records[i])
+    local named = {}
+    for j = 2, #record, 3 do named[#named + 1] = record[j] end
+    for _, holder in ipairs(call_in_slices("HMGET", held, named)) do
+      if holder == token then
+        left = true
+        break
+      end
+    end
+  end
+  if not left then
+    redis.call("ZREM", KEYS[11], token)
+    redis.call("HDEL", KEYS[12], token)
+  end
+end
+if died then count_in_slices("ZREM", dead, keys) end
+if later then
+  count_in_slices("ZREM", delayed, keys)
+  count_in_slices("ZREM", delayed_scores, keys)
+end
+if counted then count_in_slices("HDEL", deliveries, keys) end
+if failed then count_in_slices("HDEL", failures, keys) end
+if gate then count_in_slices("SADD", gated, keys) end
+if removed > 0 then redis.call("HINCRBY", KEYS[STATS], "removed", removed) end
+return removed
