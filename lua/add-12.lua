@@ -129,7 +129,56 @@ if not born then
 end
 local queued = checked(5, "list", "LLEN")
 
--- each key's state after the call: the last occurrence of a key wins its
+if width == 3 and not default_time and not next(later) and not next(ended) then
+  -- no delay anywhere (the common add): each occurrence of a key carries its
+  -- running score, and HSET and ZADD apply repeated fields in order, the last
+  -- one winning, so the last is the total
+  local running = {}  -- item key -> its score so far in this call, as text
+  local hash_pairs, zset_pairs, n = {}, {}, 0
+  local updated, refusals = 0, 0
+  for i = 1, count do
+    if refused[i] then
+      reply[#reply + 1] = i
+      reply[#reply + 1] = refused[i]
+      refusals = refusals + 1
+    else
+      local key = keys[i]
+      local at = first + (i - 1) * 3
+      local increment = ARGV[at + 2]
+      local base = running[key] or current[i]
+      local score = increment
+      if base then
+        if not replace then
+          score = finite_score(tonumber(base) + tonumber(increment), key)
+          reply[#reply + 1] = i
+          reply[#reply + 1] = score
+        end
+        updated = updated + 1
+      end
+      running[key] = score
+      hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[at + 1]
+      zset_pairs[n + 1], zset_pairs[n + 2] = score, key
+      n = n + 2
+    end
+  end
+  tally(STATS, "added", n / 2 - updated, "updated", updated, "refused", refusals)  -- the first write
+  if readd and not born then  -- the gates and cool-downs of the keys not refused
+    local lifted = {}
+    for i = 1, count do
+      if not refused[i] then lifted[#lifted + 1] = keys[i] end
+    end
+    count_in_slices("SREM", gated, lifted)
+    count_in_slices("ZREM", cooling, lifted)
+  end
+  if n > 0 then
+    count_in_slices("HSET", values, hash_pairs)
+    count_in_slices("ZADD", scores, zset_pairs)
+    wake(wakes, n / 2, queued)
+  end
+  return reply
+end
+
+-- with delays: each key's state after the call: the last occurrence of a key wins its
 -- value, the running sum its score, the last time given its time
 local final, order = {}, {}
 local accepted, updated, refusals = 0, 0, 0

@@ -59,7 +59,6 @@ if gate then expect(3, "set") end
 local time = redis.call("TIME")
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local at = cool_down_end(ARGV[4], ARGV[5], time)
-if at then expect(4, "zset") end
 expect(STATS, "hash")
 -- what is due comes first: every key is read (and checked) only when something is
 local due_leases = #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0

@@ -44,7 +44,6 @@ local waiting = expect(2, "zset")
 local gate = ARGV[1] == "1"
 if gate then expect(3, "set") end
 local at = cool_down_end(ARGV[2], ARGV[3], time)
-if at then expect(4, "zset") end
 -- what is due comes first: every key is read (and checked) only when something is
 local due_leases = #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 local due_cool_downs = #checked(4, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LIMIT", 0, 1) > 0

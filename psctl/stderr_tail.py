@@ -2,43 +2,47 @@
 and each command's last line kept, so that a failure can say why (SPEC §10:
 ``exit status 3: connection refused``).
 
-One thread reads every running command's stderr pipe (a selector), writes
-what it reads to psctl's own stderr at once, and keeps, per command, the last
-``TAIL`` bytes: memory does not grow with what a command writes. ``watch``
-gives a command the write end of a new pipe; ``last_line`` waits (a bounded
-time) for that pipe's end and says the command's last non-empty line.
+A command's stderr is a pipe that the thread running the command reads while
+it waits for the command to exit (``wait_reading``: one ``poll`` on the pipe
+and the process's pidfd), writing what it reads to psctl's own stderr at once
+and keeping the last ``TAIL`` bytes: memory does not grow with what a command
+writes, and no thread beyond the runner is woken (a thread that read every
+command's pipe cost a tenth of ``psctl work``'s rate, spawning being its
+bound). Where the system has no pidfds, the command's stderr is psctl's own
+and no line is kept.
 """
 
 from __future__ import annotations
 
 import os
-import selectors
+import select
 import sys
-import threading
-from collections.abc import Callable
 from typing import Any
 
 TAIL = 4096  # bytes of a command's stderr kept, the end of it
 LINE = 200  # characters of the last line a failure reports
 READ = 65536
+CAPTURES = hasattr(os, "pidfd_open") and hasattr(select, "poll")
 
 
-class Watched:
-    """One command's stderr: its tail, and whether its pipe has ended."""
+class Tail:
+    """The end of what a command wrote to stderr."""
 
-    __slots__ = ("ended", "tail")
+    __slots__ = ("data",)
 
     def __init__(self) -> None:
-        self.tail = bytearray()
-        self.ended = threading.Event()
+        self.data = bytearray()
 
-    def last_line(self, wait: float = 1.0) -> str | None:
-        """The last non-empty line the command wrote to stderr (at most ``LINE``
-        characters, its end), once its pipe has ended or ``wait`` seconds have
-        passed (a process outside its group may hold the pipe open); None when
-        it wrote nothing."""
-        self.ended.wait(wait)
-        lines = [line.strip() for line in bytes(self.tail).splitlines()]
+    def add(self, chunk: bytes) -> None:
+        data = self.data
+        data += chunk
+        if len(data) > TAIL:
+            del data[: len(data) - TAIL]
+
+    def last_line(self) -> str | None:
+        """The last non-empty line (at most ``LINE`` characters, its end); None
+        when the command wrote nothing."""
+        lines = [line.strip() for line in bytes(self.data).splitlines()]
         found = next((line for line in reversed(lines) if line), None)
         if found is None:
             return None
@@ -46,88 +50,48 @@ class Watched:
         return text if len(text) <= LINE else "…" + text[-(LINE - 1) :]
 
 
-class StderrTail:
-    """The reading thread; ``close()`` ends it (what is still open is read no more)."""
+def wait_reading(pid: int, fd: int, tail: Tail) -> bool:
+    """Returns once process ``pid`` (a child, not yet reaped) has exited,
+    passing what comes on ``fd`` (its stderr) through meanwhile: whether the
+    pipe has ended too (else ``drain`` reads what is left)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.register(fd, select.POLLIN)
+        ended = exited = False
+        while not exited:
+            for ready, _ in poller.poll():
+                if ready == pidfd:
+                    exited = True
+                elif not read_some(fd, tail):
+                    poller.unregister(fd)  # (its end: all that holds it is gone, the command may not be)
+                    ended = True
+        return ended
+    finally:
+        os.close(pidfd)
 
-    def __init__(self, sink: Callable[[bytes], None] | None = None) -> None:
-        self._sink = sink or _to_stderr
-        self._selector = selectors.DefaultSelector()
-        self._lock = threading.Lock()
-        self._added: list[tuple[int, Watched]] = []
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_write, False)
-        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="psctl-stderr", daemon=True)
-        self._thread.start()
 
-    def watch(self) -> tuple[int, Watched]:
-        """A new pipe for a command's stderr: its write end (the caller gives it
-        to the command and closes it), and what is kept of what comes."""
-        read, write = os.pipe()
-        watched = Watched()
-        with self._lock:
-            self._added.append((read, watched))
-        self._wake()
-        return write, watched
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        self._wake()
-        self._thread.join(timeout=5)
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"x")
-        except BlockingIOError:  # (woken already)
+def drain(fd: int, tail: Tail) -> None:
+    """What is left in ``fd`` once nothing of the command is left to write it."""
+    os.set_blocking(fd, False)
+    try:
+        while read_some(fd, tail):
             pass
-
-    def _run(self) -> None:
-        selector = self._selector
-        try:
-            while True:
-                for key, _ in selector.select():
-                    if key.data is None:
-                        os.read(self._wake_read, READ)
-                        continue
-                    self._read(key.fd, key.data)
-                with self._lock:
-                    added, self._added = self._added, []
-                    closed = self._closed
-                for fd, watched in added:
-                    selector.register(fd, selectors.EVENT_READ, watched)
-                if closed:
-                    return
-        finally:
-            for key in list(selector.get_map().values()):
-                if key.data is not None:
-                    key.data.ended.set()
-                os.close(key.fd)
-            selector.close()
-            os.close(self._wake_write)
-
-    def _read(self, fd: int, watched: Watched) -> None:
-        try:
-            data = os.read(fd, READ)
-        except OSError:
-            data = b""
-        if not data:
-            self._selector.unregister(fd)
-            os.close(fd)
-            watched.ended.set()
-            return
-        self._sink(data)
-        tail = watched.tail
-        tail += data
-        if len(tail) > TAIL:
-            del tail[: len(tail) - TAIL]
+    except BlockingIOError:  # (a process outside the command's group still holds it: no more waiting)
+        pass
 
 
-def _to_stderr(data: bytes) -> None:
+def read_some(fd: int, tail: Tail) -> bool:
+    """Reads, passes through and keeps one chunk; False at the end."""
+    chunk = os.read(fd, READ)
+    if not chunk:
+        return False
+    tail.add(chunk)
     try:
         out: Any = sys.stderr.buffer
-        out.write(data)
+        out.write(chunk)
         out.flush()
-    except (OSError, ValueError, AttributeError):  # (a closed terminal: the command's output goes nowhere)
+    except (OSError, ValueError, AttributeError):  # (a closed terminal: the command's words go nowhere)
         pass
+    return True

@@ -71,7 +71,8 @@ from psctl.leases import MAX_LEASE
 from psctl.lifeline import VARIABLE as WORKER_VARIABLE
 from psctl.lifeline import Lifeline
 from psctl.operations import StopWaiting
-from psctl.stderr_tail import StderrTail, Watched
+from psctl import stderr_tail
+from psctl.stderr_tail import Tail
 
 TICK = 0.1  # seconds between the supervisor's rounds
 KILL_AFTER = 5.0  # seconds from SIGTERM to SIGKILL for a command being stopped
@@ -159,7 +160,7 @@ class Job:
         self.deadline = float("inf")  # --timeout
         self.kill_at = float("inf")  # SIGKILL after a SIGTERM that was not enough
         self.reason: str | None = None  # why psctl ends it: "timeout", "stopped", "lost", or _FAILED_TO_START
-        self.stderr: Watched | None = None  # what it writes to stderr: its last line says why it failed
+        self.stderr: Tail | None = None  # the end of what it wrote to stderr: its last line says why it failed
 
 
 class Holding:
@@ -223,7 +224,6 @@ class Worker:
         self._lost = threading.Event()  # set once the server is lost: retries stop
         self._ending: str | None = None  # set once the work ends: limit, idle, lost, error
         self._lifeline: Lifeline | None = None
-        self._stderr: StderrTail | None = None  # the commands' stderr, passed through, its last lines kept
         self._environment: dict[bytes, bytes] = {}
         self._key_folder: str | None = None  # for keys too long for the environment
         self._key_files = itertools.count()
@@ -252,7 +252,6 @@ class Worker:
     def run(self, on_tick: Callable[[Tally], None] | None = None) -> str:
         """Works until the end; returns the outcome (also in ``outcome``)."""
         self._lifeline = Lifeline.start(self._warn)
-        self._stderr = StderrTail()
         mark = self._lifeline.mark if self._lifeline is not None else None
         self._environment = _base_environment(self.options.name, mark)
         feeder = threading.Thread(target=self._guarded, args=(self._feed_then_tell,), name="psctl-feeder", daemon=True)
@@ -388,8 +387,6 @@ class Worker:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._lifeline is not None:
             self._lifeline.close()
-        if self._stderr is not None:
-            self._stderr.close()
         if self._key_folder is not None:
             import shutil
 
@@ -528,23 +525,23 @@ class Worker:
         process group; its exit status (negative: a signal), or None when it
         could not be started."""
         item = job.item
-        key_file = None
+        key_file = stderr = None
         try:
             try:
                 env, key_file = self._environment_for(item)
                 stdin = _stdin_holding(item.value)
                 item.value = b""  # (its stdin holds it now: no second copy while the command runs)
-                stderr = None
-                if self._stderr is not None:
-                    stderr, job.stderr = self._stderr.watch()
+                writer = None
+                if stderr_tail.CAPTURES:
+                    stderr, writer = os.pipe()  # (read by this thread while the command runs)
                 try:
                     process = subprocess.Popen(
-                        self.options.command, stdin=stdin, stderr=stderr, env=env, start_new_session=True
+                        self.options.command, stdin=stdin, stderr=writer, env=env, start_new_session=True
                     )
                 finally:
                     os.close(stdin)
-                    if stderr is not None:
-                        os.close(stderr)
+                    if writer is not None:
+                        os.close(writer)
             except OSError as exc:
                 self._cannot_start(job, exc)
                 return None
@@ -556,12 +553,21 @@ class Worker:
                 job.deadline = time.monotonic() + self.options.timeout
             if job.reason is not None:  # ended before it started
                 self._send(job, signal.SIGKILL)
+            if stderr is not None:
+                job.stderr = Tail()
+                if stderr_tail.wait_reading(process.pid, stderr, job.stderr):
+                    os.close(stderr)  # (it ended: nothing is left to read)
+                    stderr = None
             returncode = self._wait_for(job)
             self._empty_group(job)
             if self._lifeline is not None:
                 self._lifeline.ended(process.pid)
             return returncode
         finally:
+            if stderr is not None:
+                if job.stderr is not None:
+                    stderr_tail.drain(stderr, job.stderr)
+                os.close(stderr)
             if key_file is not None:
                 try:
                     os.unlink(key_file)
