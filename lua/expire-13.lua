@@ -38,8 +38,8 @@ local delayed, delayed_scores, failures = KEYS[11], KEYS[12], KEYS[13]
 -- @include batch
 -- @include keycheck
 -- @include reclaim
--- @include due
 -- @include counters
+-- @include due
 
 local kinds = {"hash", "zset", "set", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
 for i, kind in ipairs(kinds) do expect(i, kind) end

@@ -38,8 +38,8 @@ local delayed, delayed_scores, failures = KEYS[10], KEYS[11], KEYS[12]
 -- @include keycheck
 -- @include clock
 -- @include reclaim
--- @include due
 -- @include counters
+-- @include due
 
 local count, token = tonumber(ARGV[1]), ARGV[2]
 expect(1, "hash")
@@ -55,11 +55,7 @@ local due_cool_downs = #checked(3, "zset", "ZRANGEBYSCORE", "-inf", math.floor(n
 local due_items = #checked(10, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
   local kinds = {"hash", "zset", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  for i, kind in ipairs(kinds) do expect(i, kind) end
-  local reclaimed = due_leases and reclaim(now) or {0, 0}
-  local expired = due_cool_downs and end_cool_downs(math.floor(now / 1000)) or 0
-  if due_items then promote(now) end
-  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
+  end_what_is_due(now, math.floor(now / 1000), due_leases, due_cool_downs, due_items, kinds)
 end
 
 local taken, found, remembered = {}, {}, {}

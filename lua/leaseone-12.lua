@@ -43,14 +43,10 @@ local due_items = #checked(10, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0,
 if due_leases or due_cool_downs or due_items then
 -- @include batch
 -- @include reclaim
--- @include due
 -- @include counters
+-- @include due
   local kinds = {"hash", "zset", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  for i, kind in ipairs(kinds) do expect(i, kind) end
-  local reclaimed = due_leases and reclaim(now) or {0, 0}
-  local expired = due_cool_downs and end_cool_downs(time[1]) or 0
-  if due_items then promote(now) end
-  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
+  end_what_is_due(now, time[1], due_leases, due_cool_downs, due_items, kinds)
 end
 
 local key, value, score

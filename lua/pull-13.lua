@@ -45,8 +45,8 @@ local delayed, delayed_scores, failures = KEYS[11], KEYS[12], KEYS[13]
 -- @include cooldown
 -- @include score
 -- @include reclaim
--- @include due
 -- @include counters
+-- @include due
 local count = tonumber(ARGV[1])
 local purge = ARGV[2] == "1"
 local gate = ARGV[3] == "1"
@@ -66,11 +66,7 @@ local due_cool_downs = #checked(4, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LI
 local due_items = #checked(11, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
   local kinds = {"hash", "zset", "set", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  for i, kind in ipairs(kinds) do expect(i, kind) end
-  local reclaimed = due_leases and reclaim(now) or {0, 0}
-  local expired = due_cool_downs and end_cool_downs(time[1]) or 0
-  if due_items then promote(now) end
-  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
+  end_what_is_due(now, time[1], due_leases, due_cool_downs, due_items, kinds)
 end
 -- an item pulled for good leaves its deliveries and its last failure behind
 -- (as an acknowledged one); one EXISTS says whether there is anything to forget

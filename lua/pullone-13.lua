@@ -33,6 +33,7 @@ local delayed, delayed_scores, failures = KEYS[11], KEYS[12], KEYS[13]
 -- @include keycheck
 -- @include cooldown
 -- @include reclaim
+-- @include counters
 -- @include due
 
 local time = redis.call("TIME")  -- one TIME for the leases, what is due and the cool-down
@@ -50,13 +51,7 @@ local due_cool_downs = #checked(4, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LI
 local due_items = #checked(11, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
   local kinds = {"hash", "zset", "set", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  for i, kind in ipairs(kinds) do expect(i, kind) end
-  local reclaimed = due_leases and reclaim(now) or {0, 0}
-  local expired = due_cool_downs and end_cool_downs(time[1]) or 0
-  if due_items then promote(now) end
-  for field, n in pairs({redelivered = reclaimed[1], dead = reclaimed[2], expired = expired}) do
-    if n > 0 then redis.call("HINCRBY", KEYS[STATS], field, n) end
-  end
+  end_what_is_due(now, time[1], due_leases, due_cool_downs, due_items, kinds)
   waiting = redis.call("ZCARD", scores)
 end
 if waiting == 0 then

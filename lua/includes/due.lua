@@ -4,7 +4,9 @@
 -- commands, so that a pile of due entries never makes one call long (the rest
 -- end in the next calls, and psexpire ends them all). Needs the batch include
 -- and the locals values, scores, cooling, held, deliveries, dead, delayed,
--- delayed_scores and failures (the script's KEYS, checked before any write).
+-- delayed_scores and failures (the script's KEYS, checked before any write);
+-- end_what_is_due also the keycheck, reclaim and counters includes, and the
+-- local STATS.
 local DUE = 500
 
 -- Delayed items whose time has come (unix ms `now`) wait from now on, with
@@ -58,4 +60,17 @@ end
 local function next_due()
   local first = redis.call("ZRANGE", delayed, 0, 0, "WITHSCORES")
   return first[2] and tonumber(first[2]) or nil
+end
+
+-- Ends what is due, once the caller's own three reads found something is (so
+-- that a call with nothing due sets none of this up): every key of the script
+-- is checked first (`kinds`: the type of each KEYS entry), then leases that
+-- ran out give their items back, cool-downs end (`seconds`: the server's
+-- clock in unix seconds) and delayed items start waiting. Counts what it did.
+local function end_what_is_due(now, seconds, leases_due, cool_downs_due, items_due, kinds)
+  for i, kind in ipairs(kinds) do expect(i, kind) end
+  local reclaimed = leases_due and reclaim(now) or {0, 0}
+  local expired = cool_downs_due and end_cool_downs(seconds) or 0
+  if items_due then promote(now) end
+  tally(STATS, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
 end
