@@ -186,7 +186,13 @@ class Worker:
     timeouts). ``warn`` gets one-line messages for the user."""
 
     def __init__(
-        self, client: Any, feeder: Any, options: WorkOptions, *, warn: Callable[[str], None] | None = None
+        self,
+        client: Any,
+        feeder: Any,
+        options: WorkOptions,
+        *,
+        warn: Callable[[str], None] | None = None,
+        feeder_timeout: float | None = None,
     ) -> None:
         self.options = options
         self.tally = Tally()
@@ -196,6 +202,9 @@ class Worker:
         self.unstartable: OSError | None = None  # why a command could not be started, if one could not
         self.refusal: str | None = None  # the server's last refusal, while it refuses commands for now
         self._client, self._feeder, self._warn = client, feeder, warn or (lambda message: None)
+        # how long the feeder's client waits for a reply beyond a blocked wait: a lease
+        # that timed out was owed that long (when unknown, from when it failed)
+        self._feeder_timeout = feeder_timeout or 0.0
         self._lock = threading.Lock()
         # one lock, a condition per kind of waiter (a notify_all for everyone would
         # wake every thread at every item, and hand the GIL round for nothing)
@@ -435,7 +444,9 @@ class Worker:
                     block=self._block(busy, idle_since, now), stop=self._wait,
                 )  # fmt: skip
             except (LostConnection, NoReply, ResponseError) as exc:  # a lease whose reply was lost comes back by itself
-                self._trouble(exc, time.monotonic(), "feeder")
+                failed_at = time.monotonic()
+                owed_since = failed_at - self._feeder_timeout if isinstance(exc, NoReply) else failed_at
+                self._trouble(exc, owed_since, "feeder")
                 self._pause(pause)
                 pause = min(pause * 2, 5.0)
                 continue

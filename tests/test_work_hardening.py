@@ -23,7 +23,7 @@ from psctl import Redis
 from psctl.launcher import pid_running
 from psctl.layout import stream_keys
 
-from .helpers import PSCTL, wait_until_blocked
+from .helpers import PSCTL, blocked_clients, wait_until_blocked
 from .servers import start_server
 from .test_cli_work import Work, work  # noqa: F401 (a fixture)
 
@@ -437,6 +437,29 @@ def test_patience_is_wall_clock_time_against_a_frozen_server(
     assert process.returncode == 1, err
     assert "did not answer for 2 s" in err and "Traceback" not in err
     assert took < 7, took  # 1.5 s of the command, 2 s of patience, the rest to stop
+
+
+def test_patience_is_wall_clock_time_for_an_idle_worker_too(work: Work, tmp_path: Path) -> None:
+    """Nothing runs, the worker waits for work (a blocked lease) when the server
+    freezes: --patience 2s ends it in about 2 s, not after the 10 s reply
+    timeout and the patience on top of it."""
+    folder = tmp_path / "own"
+    server = start_server(folder, unixsocket=folder / "redis.sock")
+    url = f"unix://{folder / 'redis.sock'}"
+    process = work.start("q", "--patience", "2s", command=("true",), REDIS_URL=url)
+    try:
+        wait_for(lambda: blocked_clients(Redis.from_url(url)) > 0, "the worker to wait for work")
+        os.kill(server.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        _, err = process.communicate(timeout=60)
+        took = time.monotonic() - frozen_at
+    finally:
+        process.kill()
+        os.kill(server.pid, signal.SIGCONT)
+        server.stop()
+    assert process.returncode == 1, err
+    assert "did not answer for 2 s" in err and "Traceback" not in err
+    assert took < 6, took  # a blocked wait's second, 2 s of patience, the rest to stop
 
 
 # -- point 12: a long key; a command that cannot start ----------------------------------------------

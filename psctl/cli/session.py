@@ -65,10 +65,11 @@ class Session:
             self._client = connection.connect(self._target_server(), self.timeout, waiting=waiting)
         return self._client
 
-    def another_client(self, *, waiting: bool = False) -> Any:
+    def another_client(self, *, waiting: bool = False, timeout: float | None = None) -> Any:
         """A second client of the same server (``psctl work`` waits for work on
-        one while it acknowledges on the other), closed with the session."""
-        client = connection.connect(self._target_server(), self.timeout, waiting=waiting)
+        one while it acknowledges on the other), closed with the session;
+        ``timeout``: its own reply timeout (default: the session's)."""
+        client = connection.connect(self._target_server(), timeout or self.timeout, waiting=waiting)
         self._others.append(client)
         return client
 

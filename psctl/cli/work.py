@@ -152,8 +152,10 @@ def work(
     session = Session.of(ctx)
     client = session.client()
     client.ping()  # a server that cannot be reached at the start is an error at once (exit 1), not a wait
-    feeder = session.another_client(waiting=True)
-    status = _run(client, feeder, options, as_json or session.as_json, quiet=session.quiet)
+    # (the lease that waits for work: a frozen server is noticed within --patience, not the reply timeout)
+    feeder_timeout = min(session.timeout, options.patience)
+    feeder = session.another_client(waiting=True, timeout=feeder_timeout)
+    status = _run(client, feeder, options, as_json or session.as_json, quiet=session.quiet, feeder_timeout=feeder_timeout)
     raise typer.Exit(status)
 
 
@@ -174,7 +176,9 @@ def _executable(command: list[str]) -> str:
     return program
 
 
-def _run(client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = False) -> int:
+def _run(
+    client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = False, feeder_timeout: float | None = None
+) -> int:
     from psctl.worker import Worker
 
     line = StatusLine(options.name) if terminal.stderr_is_terminal() and not quiet else None
@@ -184,7 +188,7 @@ def _run(client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = Fa
             line.clear()
         _say(f"psctl work: {terminal.one_line(message)}\n")  # (keys and the commands' own words, escaped)
 
-    worker = Worker(client, feeder, options, warn=warn)
+    worker = Worker(client, feeder, options, warn=warn, feeder_timeout=feeder_timeout)
     told_stop = False
 
     def on_tick(tally: Any) -> None:
