@@ -1,7 +1,8 @@
 --[[
   Where an item stands (SPEC §8, §10): held, dead, delayed, waiting, cooling
   down, gated or absent, with what applies, by the server's clock: a
-  cool-down whose time has come is over, whether or not it was swept yet.
+  cool-down whose time has come is over, and a delayed item whose time has
+  come waits, whether or not a pull or psexpire has got to them yet.
   Writes nothing.
 
   KEYS[1]  NAME:s       sorted set: item key -> score (waiting items)
@@ -54,7 +55,10 @@ if not state then
     state, score = "dead", last
   else
     later = checked(9, "zset", "ZSCORE", key) or false
-    if later then
+    if later and tonumber(later) <= tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) then
+      later = false  -- its time has come: it waits, whether or not a pull has moved it yet
+      state, score = "waiting", checked(10, "zset", "ZSCORE", key) or false
+    elseif later then
       state, score = "delayed", checked(10, "zset", "ZSCORE", key) or false
     else
       local current = checked(1, "zset", "ZSCORE", key)

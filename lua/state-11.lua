@@ -25,7 +25,7 @@
   Returns {next, rows}: next, where the next page starts, or false after the
   last page; rows a flat array, per key:
     waiting  key, score, deliveries             (pull order)
-    delayed  key, until (unix ms), score, deliveries   (soonest first)
+    delayed  key, until (unix ms), score, deliveries   (soonest first; only those still to come)
     held     key, token, deadline (unix ms), score, deliveries   (earliest deadline first)
     cooling  key, until (unix ms)               (soonest first; only cool-downs still to end)
     gated    key
@@ -81,7 +81,10 @@ if state == "waiting" or state == "dead" then
 end
 
 if state == "delayed" then
-  local found = checked(9, "zset", "ZRANGE", first, last, "WITHSCORES")
+  local time = redis.call("TIME")
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local over = checked(9, "zset", "ZCOUNT", "-inf", now)  -- their time has come: they wait, not listed
+  local found = redis.call("ZRANGE", KEYS[9], over + first, over + last, "WITHSCORES")
   local keys = {}
   for i = 1, #found, 2 do keys[#keys + 1] = found[i] end
   if #keys == 0 then return {false, rows} end

@@ -17,7 +17,8 @@
 
   Returns {waiting, held, overdue, overdue_capped, gated, cooling,
   next_cool_down_end, dead, top_score, bottom_score, counters, time, delayed,
-  next_delayed_due}: counts; overdue the held items whose lease has run out
+  next_delayed_due}: counts (waiting includes delayed items whose time has
+  come, delayed only those still to come); overdue the held items whose lease has run out
   but that have not come back yet, a lower bound when overdue_capped is 1
   (ARGV[1] items were looked at); cooling the cool-downs still to end (one
   whose time has come is over, swept or not), next_cool_down_end (unix
@@ -71,9 +72,12 @@ end
 
 local after = "(" .. time[1]  -- cool-downs still to end
 local next_end = checked(3, "zset", "ZRANGEBYSCORE", after, "+inf", "WITHSCORES", "LIMIT", 0, 1)
+-- delayed items whose time has come wait, whether or not a pull has moved them yet
+local due = checked(9, "zset", "ZCOUNT", "-inf", now)
+local next_due = checked(9, "zset", "ZRANGEBYSCORE", "(" .. now, "+inf", "WITHSCORES", "LIMIT", 0, 1)
 
 return {
-  checked(1, "zset", "ZCARD"),
+  checked(1, "zset", "ZCARD") + due,
   checked(4, "hash", "HLEN"),
   overdue,
   capped,
@@ -85,6 +89,6 @@ return {
   score_at(1, 0),
   checked(8, "hash", "HGETALL"),
   time,
-  checked(9, "zset", "ZCARD"),
-  score_at(9, 0),
+  checked(9, "zset", "ZCARD") - due,
+  next_due[2] or false,
 }

@@ -150,7 +150,8 @@ class PrioritizedStreamCommands:
         return self._ps_run(op.length(self._ps_keys(name)))
 
     def psincrement(self, name: str, key: str, score: float) -> Any:
-        """Adds ``score`` to an existing item's score; ``None`` (and no entry made) when there is no such item."""
+        """Adds ``score`` to an existing item's score (waiting or delayed); ``None``
+        (and no entry made) when there is no such item."""
         return self._ps_run(op.increment(self._ps_keys(name), key, score))
 
     def psdeletebelowthreshold(self, name: str, threshold: float, gate: bool = False) -> Any:
@@ -158,7 +159,8 @@ class PrioritizedStreamCommands:
         return self._ps_run(op.delete_below(self._ps_keys(name), threshold, gate))
 
     def psdecrement_all(self, name: str, decrement: float) -> Any:
-        """Subtracts ``decrement`` from every score; returns how many items changed."""
+        """Subtracts ``decrement`` from every score (waiting and delayed items);
+        returns how many items changed."""
         return self._ps_run(op.decrement_all(self._ps_keys(name), decrement))
 
     def psremove(self, name: str, keys: Iterable[str], gate: bool = False, *, dry_run: bool = False) -> Any:

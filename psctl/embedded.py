@@ -235,12 +235,14 @@ def missing_home() -> str | None:
             base = os.path.dirname(base.rstrip("/")) or "/"
             name = "the folder of XDG_STATE_HOME"
     else:
-        name, base = "HOME", os.environ.get("HOME", "")
-        if not base:
+        name, base = "HOME", os.environ.get("HOME")
+        if base is None:  # unset: the password database's, as for any program
             try:
                 base = str(Path.home())
             except RuntimeError:
                 return "HOME is not set"
+        if not os.path.isabs(base):
+            return "HOME is empty" if not base else f"HOME ({base}) is not an absolute path"
     try:
         info = os.stat(base)
     except OSError:

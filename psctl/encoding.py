@@ -97,15 +97,13 @@ def expiry(expire_at: Any) -> tuple[bytes, bytes]:
     if isinstance(expire_at, timedelta):
         return _cool_down_in(expire_at)
     if isinstance(expire_at, datetime):
-        if expire_at.tzinfo is None:
-            expire_at = expire_at.replace(tzinfo=timezone.utc)
-        return b"at", repr(expire_at.timestamp()).encode()
+        return b"at", repr(_checked_moment(expire_at, "expire_at").timestamp()).encode()
     raise TypeError(f"expire_at must be a timedelta, a datetime or None, got {type(expire_at).__name__}")
 
 
 @lru_cache(maxsize=64)  # pspull's default (a day), or a service's own, over and over
 def _cool_down_in(delta: timedelta) -> tuple[bytes, bytes]:
-    return b"in", repr(delta.total_seconds()).encode()
+    return b"in", repr(_checked_delta(delta, "expire_at")).encode()
 
 
 def item_fields(item: Any) -> tuple[Any, Any, Any, Any]:
@@ -126,6 +124,39 @@ def item_fields(item: Any) -> tuple[Any, Any, Any, Any]:
     return key, value, score, when
 
 
+# The longest delay or cool-down psctl writes (about 31 years): far beyond any
+# use, and short of the times a datetime can hold (year 9999), so that what is
+# written can always be read back and shown.
+MAX_SECONDS = 10**9
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+_FIRST = datetime(1, 1, 1, tzinfo=timezone.utc)
+_LAST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+
+
+def utc_moment(seconds: float) -> datetime:
+    """Unix ``seconds`` as an aware UTC datetime; a time beyond what a datetime
+    holds (written by another tool, say) is shown as the first or last there is."""
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return _FIRST if seconds < 0 else _LAST
+
+
+def _checked_delta(delta: timedelta, what: str) -> float:
+    seconds = delta.total_seconds()
+    if seconds > MAX_SECONDS:
+        raise InvalidArgument(f"{what} must be at most {MAX_SECONDS:,} seconds (about 31 years), got {delta}")
+    return seconds
+
+
+def _checked_moment(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    if moment >= LATEST:
+        raise InvalidArgument(f"{what} must be before {LATEST.year}, got {moment.isoformat()}")
+    return moment
+
+
 def encode_time(when: Any) -> bytes:
     """When a delayed item starts waiting, as the add scripts take it: b"" for
     now (None), ``+N`` for N ms from the server's clock (a ``timedelta``,
@@ -134,11 +165,9 @@ def encode_time(when: Any) -> bytes:
     if when is None:
         return b""
     if isinstance(when, timedelta):
-        return b"+%d" % max(0, math.ceil(when.total_seconds() * 1000))
+        return b"+%d" % max(0, math.ceil(_checked_delta(when, "a delay") * 1000))
     if isinstance(when, datetime):
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return b"%d" % math.ceil(when.timestamp() * 1000)
+        return b"%d" % math.ceil(_checked_moment(when, "a delay's time").timestamp() * 1000)
     raise InvalidArgument(f"a delay must be a timedelta, a datetime or None, got {when!r}")
 
 

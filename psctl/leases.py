@@ -17,10 +17,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-from psctl.encoding import check_count, decode_key, decode_keys, encode_key, encode_score, expiry, flag, in_chunks
+from psctl.encoding import (
+    MAX_SECONDS,
+    check_count,
+    decode_key,
+    decode_keys,
+    encode_key,
+    encode_score,
+    expiry,
+    flag,
+    in_chunks,
+    utc_moment,
+)
 from psctl.errors import InvalidArgument
 from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, waiting
@@ -165,8 +176,10 @@ def milliseconds(value: Any, what: str, *, zero: bool = False) -> int:
         seconds = float(value)
     else:
         raise InvalidArgument(f"{what} must be a timedelta or a number of seconds, got {value!r}")
-    if not (seconds > 0 or (zero and seconds == 0)) or seconds > 10**9:
+    if not (seconds > 0 or (zero and seconds == 0)):
         raise InvalidArgument(f"{what} must be {'at least 0' if zero else 'more than 0'} seconds, got {seconds:g}")
+    if seconds > MAX_SECONDS:
+        raise InvalidArgument(f"{what} must be at most {MAX_SECONDS:,} seconds (about 31 years), got {seconds:g}")
     return max(int(-(-seconds * 1000 // 1)), 0 if zero else 1)
 
 
@@ -188,7 +201,7 @@ def _which(keys: Iterable[Any] | None) -> list[list[bytes]] | None:
 
 
 def _deadline(ms: Any) -> datetime:
-    return datetime.fromtimestamp(int(ms) / 1000, timezone.utc)
+    return utc_moment(int(ms) / 1000)
 
 
 def new_token() -> str:

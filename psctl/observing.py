@@ -10,10 +10,10 @@ pipeline; in a cluster, one per node).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from psctl.encoding import check_count, decode_key, encode_key, flag, in_chunks
+from psctl.encoding import check_count, decode_key, encode_key, flag, in_chunks, utc_moment
 from psctl.errors import InvalidArgument, StreamsFailed
 from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, Layout, names
@@ -40,7 +40,7 @@ def _score(text: Any) -> float | None:
 
 
 def _moment(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
+    return utc_moment(seconds)
 
 
 def _stats(name: str, reply: Sequence[Any]) -> dict[str, Any]:

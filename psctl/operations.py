@@ -13,7 +13,7 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from psctl.encoding import (
@@ -29,6 +29,7 @@ from psctl.encoding import (
     decode_keys,
     encode_key,
     encode_score,
+    utc_moment,
 )
 from psctl.errors import InvalidArgument, StreamsFailed
 from psctl.layout import REGISTRY, StreamKeys
@@ -227,9 +228,9 @@ def add_one(
         return new
     if new is not None:
         later = reply[4] if len(reply) > 4 else None
-        return Added(new, None, None if not later else datetime.fromtimestamp(int(later) / 1000, timezone.utc))
+        return Added(new, None, None if not later else utc_moment(int(later) / 1000))
     until = reply[3] if len(reply) > 3 else None
-    return Added(None, _refusal(reply[2]), None if not until else datetime.fromtimestamp(int(until), timezone.utc))
+    return Added(None, _refusal(reply[2]), None if not until else utc_moment(int(until)))
 
 
 def pull(
@@ -388,7 +389,8 @@ def length(keys: StreamKeys) -> Plan:
 
 
 def increment(keys: StreamKeys, key: Any, score: Any) -> Plan:
-    reply = yield Call(script("increment"), (keys.scores,), (encode_score(score), encode_key(key)))
+    increment_script = script("increment")
+    reply = yield Call(increment_script, increment_script.keys_of(keys), (encode_score(score), encode_key(key)))
     return as_float(reply)
 
 
@@ -401,7 +403,8 @@ def delete_below(keys: StreamKeys, threshold: Any, gate: bool) -> Plan:
 
 def decrement_all(keys: StreamKeys, decrement: Any) -> Plan:
     by = encode_score(decrement)
-    return int((yield Call(script("decrement"), (keys.scores,), (by,))))
+    decrement_script = script("decrement")
+    return int((yield Call(decrement_script, decrement_script.keys_of(keys), (by,))))
 
 
 def remove(keys: StreamKeys, item_keys: Any, gate: bool, dry_run: bool = False) -> Plan:

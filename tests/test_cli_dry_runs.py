@@ -6,6 +6,7 @@ more than 1000 keys brings every item back (point 1)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 import os
 import time
 from typing import Any
@@ -68,10 +69,11 @@ def test_delete_dry_run_and_question_count_items_in_every_state(cli: Cli, r: Any
     r.psaddmany("jobs", [(f"k{i}", "v", 10 - i) for i in range(10)])
     r.psrelease("jobs", r.pslease("jobs", count=2, max_deliveries=1).token)  # k0, k1: dead
     r.pslease("jobs", count=6)  # k2..k7 held; k8, k9 wait
+    r.psaddmany("jobs", [("d1", "v", 1), ("d2", "v", 1)], delay=timedelta(hours=1))  # delayed
     before = everything(r)
-    assert cli.ok("delete", "jobs", "--dry-run") == {"deleted": True, "items": 10, "dry_run": True}
+    assert cli.ok("delete", "jobs", "--dry-run") == {"deleted": True, "items": 12, "dry_run": True}
     status, out, shown = run_with_a_terminal(["delete", "jobs"], env, b"n\n")
-    assert status == 2 and b"Delete stream 'jobs' and its 10 items? [y/N]" in shown and out == b""
+    assert status == 2 and b"Delete stream 'jobs' and its 12 items? [y/N]" in shown and out == b""
     assert everything(r) == before
 
 

@@ -89,6 +89,8 @@ def test_add_in_and_at_delay_an_item(cli: Cli, r: Any) -> None:
         (["--in", "1h", "--at", "2031-01-01"], "--in and --at cannot be used together"),
         (["--at", "next tuesday"], "is not a time"),
         (["--in", "soon"], "is not a duration"),
+        (["--in", "1000000w"], "is too long a duration: at most 1,000,000,000 seconds"),
+        (["--at", "9999-12-31"], "is too late a time"),
     ],
 )
 def test_a_bad_time_is_one_line_and_exit_2(cli: Cli, r: Any, args: list[str], message: str) -> None:

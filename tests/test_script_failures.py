@@ -72,7 +72,7 @@ OPERATIONS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     ),
     "psincrement": (lambda ps: ps.psincrement("q", "c", 2), ("scores",)),
     "psdeletebelowthreshold": (lambda ps: ps.psdeletebelowthreshold("q", 4, gate=True), PRUNED),
-    "psdecrement_all": (lambda ps: ps.psdecrement_all("q", 1), ("scores",)),
+    "psdecrement_all": (lambda ps: ps.psdecrement_all("q", 1), ("scores", "delayed_scores")),
     "psremove": (lambda ps: ps.psremove("q", ["c", "d"], gate=True), REMOVED),
     "psremove dry run": (lambda ps: ps.psremove("q", ["c", "d"], dry_run=True), ("scores", "held", "dead", "delayed")),
     "pslift": (lambda ps: ps.pslift("q", ["a", "b"]), ("gated", "cooling")),

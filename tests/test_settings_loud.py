@@ -141,3 +141,12 @@ def test_quiet_still_says_when_it_starts_the_embedded_server(home: Home) -> None
     assert started.stderr.startswith("psctl: started the embedded server at unix://"), started.stderr
     again = home.psctl("-q", "add", "demo", "job-2", "hello")  # running already: -q says nothing
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize(("home_value", "said"), [("", "HOME is empty"), ("relative", "HOME (relative) is not an absolute path")])
+def test_no_embedded_server_under_an_empty_or_relative_home(home: Home, tmp_path: Path, home_value: str, said: str) -> None:
+    (tmp_path / "relative").mkdir()
+    env = {k: v for k, v in home.env.items() if k != "XDG_STATE_HOME"} | {"HOME": home_value}
+    done = home.psctl("len", "q", env=env, cwd=tmp_path)
+    assert done.returncode == 1 and said in done.stderr, done.stderr
+    assert list((tmp_path / "relative").iterdir()) == [] and not (tmp_path / ".local").exists()

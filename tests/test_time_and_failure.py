@@ -332,3 +332,57 @@ def test_a_state_of_many_keys_is_read_a_page_at_a_time(ps, r, k, state):
     assert sorted(seen) == names and pages >= {"gated": 2, "held": 3}.get(state, 4)
 
     assert len(ps.pskeys("q", state=state, limit=70)) == 70
+
+
+# -- found by trying it: what is due shows as it is, and times beyond reading are refused ---
+
+
+def test_a_delayed_item_whose_time_has_come_is_shown_waiting_before_any_pull(ps, r):
+    ps.psadd("q", "a", "v", 3, delay=SHORT)
+    ps.psadd("q", "b", "v", 1, delay=LATER)
+    time.sleep(SHORT.total_seconds() + 0.05)
+    assert ps.psitem("q", "a") == {"state": "waiting", "score": 3.0, "deliveries": 0}
+    stats = ps.psstats("q")
+    assert (stats["waiting"], stats["delayed"]) == (1, 1)
+    assert stats["next_delayed_due"] == ps.psitem("q", "b")["until"] > stats["server_time"]
+    assert [row["key"] for row in ps.pskeys("q", state="delayed")] == ["b"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ps: ps.psadd("q", "k", "v", delay=timedelta(days=10**8)),
+        lambda ps: ps.psadd("q", "k", "v", delay=datetime(9999, 12, 31)),
+        lambda ps: ps.psaddmany("q", [("k", "v", 1, timedelta(weeks=10**6))]),
+        lambda ps: ps.pspull("q", expire_at=timedelta(weeks=10**6)),
+        lambda ps: ps.pslease("q", lease=timedelta(weeks=10**6)),
+    ],
+    ids=["add delay", "add time", "addmany delay", "pull cool-down", "lease"],
+)
+def test_a_time_too_far_to_read_back_is_refused_before_anything_is_written(ps, r, call):
+    ps.psadd("q", "x", "v")
+    before = r.dbsize()
+    with pytest.raises(ValueError, match="at most 1,000,000,000 seconds|must be before 9000"):
+        call(ps)
+    assert r.dbsize() == before and ps.pskeys("q") == ["x"]
+
+
+def test_times_written_by_another_tool_beyond_a_datetime_still_read(ps, r, k):
+    ps.psadd("q", "a", "v")
+    r.zadd(k("q").cooling, {"far": 1e13})  # year 318857
+    r.zadd(k("q").delayed, {"later": 1e17})
+    r.zadd(k("q").delayed_scores, {"later": 1})
+    r.hset(k("q").values, "later", "v")
+    stats = ps.psstats("q")
+    assert stats["next_cool_down_end"].year == 9999 and stats["next_delayed_due"].year == 9999
+    assert ps.psitem("q", "far")["until"].year == 9999
+    assert ps.pskeys("q", state="delayed")[0]["until"].year == 9999
+
+
+def test_incr_and_decr_all_reach_delayed_items_too(ps, r):
+    ps.psadd("q", "now", "v", 5)
+    ps.psadd("q", "later", "v", 3, delay=LATER)
+    assert ps.psincrement("q", "later", 2) == 5.0
+    assert ps.psdecrement_all("q", 10) == 2
+    assert ps.psitem("q", "later")["score"] == -5.0 and ps.pskeys("q", withscores=True) == [("now", -5.0)]
+    assert ps.psincrement("q", "nope", 1) is None

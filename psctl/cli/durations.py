@@ -8,6 +8,7 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 
+MAX_SECONDS = 10**9  # (psctl.encoding.MAX_SECONDS: what is written can always be read back)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _PLAIN = re.compile(rf"\s*({_NUMBER})\s*", re.ASCII)
@@ -31,8 +32,8 @@ def parse_duration(text: str) -> timedelta:
             f"{text!r} is not a duration: use seconds or numbers with s, m, h, d or w "
             "(90, 90s, 15m, 2h, 1d, 1w, 1h30m)"
         )
-    if not math.isfinite(seconds) or seconds > timedelta.max.total_seconds():
-        raise ValueError(f"{text!r} is too long a duration")
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is too long a duration: at most {MAX_SECONDS:,} seconds (about 31 years)")
     return timedelta(seconds=seconds)
 
 
@@ -47,7 +48,7 @@ def duration_parameter(text: str) -> timedelta:
 
 
 _UNIX = re.compile(rf"\s*({_NUMBER})\s*", re.ASCII)
-LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)  # (psctl.encoding.LATEST)
 
 
 def parse_time(text: str) -> datetime:

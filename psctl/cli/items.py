@@ -559,7 +559,7 @@ def delete(
 ) -> None:
     """Delete a stream: all its items, gates, cool-downs, leases, dead items and counters.
 
-    Asks first on a terminal, naming how many items go (waiting, held and dead); elsewhere refuses (exit
+    Asks first on a terminal, naming how many items go (waiting, delayed, held and dead); elsewhere refuses (exit
     status 2) unless --yes is given. --dry-run prints that count as "items". Exit status 3 when there is no
     such stream.
 
@@ -583,4 +583,4 @@ def delete(
 def _every_item(client: Any, name: str) -> int:
     """How many items a stream holds in every state: what delete takes."""
     stats = client.psstats(name)
-    return stats["waiting"] + stats["held"] + stats["dead"]
+    return stats["waiting"] + stats["delayed"] + stats["held"] + stats["dead"]

@@ -2,7 +2,7 @@
 extend them by the lease's token; see and requeue the dead ones."""
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
