@@ -25,10 +25,10 @@
 
   ARGV[1]  the most cool-downs, and delayed items, to end in this call
 
-  Returns {expired, more, alive, redelivered, died}: how many cool-downs
-  ended; 1 when a limit was reached (more may be due); 1 when any of the
-  stream's keys still exists; how many items of leases that ran out came
-  back, and went to NAME:dead. Counts them (NAME:stats, which alone does not
+  Returns {expired, more, alive, redelivered, died, started}: how many
+  cool-downs ended; 1 when a limit was reached (more may be due); 1 when any
+  of the stream's keys still exists; how many items of leases that ran out
+  came back, and went to NAME:dead; how many delayed items started waiting. Counts them (NAME:stats, which alone does not
   keep a stream alive).
 ]]
 local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -49,10 +49,10 @@ local leased = {0, 0, 0}
 if redis.call("EXISTS", leases) == 1 then leased = reclaim(now) end
 local limit = tonumber(ARGV[1])
 local expired, more_cool_downs = end_cool_downs(time[1], limit)
-local _, more_delayed = promote(now, limit)
+local started, more_delayed = promote(now, limit)
 tally(STATS, "expired", expired, "redelivered", leased[1], "dead", leased[2])
 local items = redis.call("EXISTS", values, scores, dead) > 0
 if not items then redis.call("DEL", deliveries, failures) end
 local alive = items or redis.call("EXISTS", gated, cooling, held, leases, lease, delayed, delayed_scores) > 0
 local more = (more_cool_downs or more_delayed or leased[3] == 1) and 1 or 0
-return {expired, more, alive and 1 or 0, leased[1], leased[2]}
+return {expired, more, alive and 1 or 0, leased[1], leased[2], started}

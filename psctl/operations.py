@@ -457,6 +457,8 @@ def expire(layout: Layout) -> Plan:
     and named in ``StreamsFailed`` once every other stream is done."""
     pending = yield from names()
     expired = dict.fromkeys(pending, 0)
+    returned: dict[str, int] = {}
+    started: dict[str, int] = {}
     failed: dict[str, BaseException] = {}
     dead: list[str] = []
     expire_script = script("expire")
@@ -472,13 +474,32 @@ def expire(layout: Layout) -> Plan:
                 continue
             count, more, alive = reply[:3]
             expired[name] += count
+            if len(reply) > 5:  # (what else came due: for the record, not in the reply's own dict)
+                returned[name] = returned.get(name, 0) + int(reply[3]) + int(reply[4])
+                started[name] = started.get(name, 0) + int(reply[5])
             if more:
                 again.append(name)
             elif not alive:
                 dead.append(name)
         pending = again
     yield from _unregister(dead, layout)
-    done = {name: count for name, count in expired.items() if count}
+    done = Expired(
+        {name: count for name, count in expired.items() if count},
+        {name: n for name, n in returned.items() if n},
+        {name: n for name, n in started.items() if n},
+    )
     if failed:
         raise StreamsFailed("psexpire", done, failed)
     return done
+
+
+class Expired(dict):  # type: ignore[type-arg]
+    """``psexpire``'s reply: ``{name: cool-downs ended}`` for the streams with
+    any; and what else came due, per stream: ``returned``, items of leases
+    that ran out (back to the stream, or dead), and ``started``, delayed items
+    that started waiting."""
+
+    def __init__(self, ended: dict[str, int], returned: dict[str, int], started: dict[str, int]) -> None:
+        super().__init__(ended)
+        self.returned = returned
+        self.started = started

@@ -146,3 +146,12 @@ def test_stats_and_metrics_show_delayed_items(cli: Cli, r: Any) -> None:
     metrics = cli("metrics", "q").stdout
     assert 'psctl_stream_items{state="delayed",stream="q"} 1.0' in metrics
     assert "psctl_next_delayed_due_timestamp_seconds{stream=\"q\"}" in metrics
+
+
+def test_expire_says_what_else_came_due(cli: Cli, r: Any) -> None:
+    r.psadd("q", "a", "v")
+    r.pslease("q", lease=timedelta(milliseconds=200))
+    r.psadd("q", "c", "v", delay=timedelta(milliseconds=200))
+    time.sleep(0.3)
+    assert cli.ok("expire") == {"expired": {}, "total": 0, "returned": {"q": 1}, "started": {"q": 1}}
+    assert cli.ok("expire") == {"expired": {}, "total": 0}

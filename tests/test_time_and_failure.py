@@ -386,3 +386,13 @@ def test_incr_and_decr_all_reach_delayed_items_too(ps, r):
     assert ps.psdecrement_all("q", 10) == 2
     assert ps.psitem("q", "later")["score"] == -5.0 and ps.pskeys("q", withscores=True) == [("now", -5.0)]
     assert ps.psincrement("q", "nope", 1) is None
+
+
+def test_psexpire_says_what_else_came_due(ps, r, k):
+    ps.psaddmany("q", [("a", "v", 1), ("b", "v", 1)])
+    ps.pslease("q", lease=SHORT)  # a: its lease runs out
+    ps.psadd("q", "c", "v", delay=SHORT)
+    r.zadd(k("q").cooling, {"x": 1})
+    time.sleep(SHORT.total_seconds() + 0.05)
+    done = ps.psexpire()
+    assert done == {"q": 1} and done.returned == {"q": 1} and done.started == {"q": 1}

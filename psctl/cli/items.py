@@ -522,9 +522,12 @@ def remove(
 @commands.command()
 @output_options
 def expire(ctx: typer.Context) -> None:
-    """End every due cool-down in every stream; safe to run from cron as often as you like.
+    """End what is due in every stream: cool-downs, leases that ran out, delayed items; safe from cron.
 
-    Prints what it removed per stream; exit status 0 when nothing was due. -q prints nothing (for cron).
+    Pulls and leases do the same for their own stream as they go; this frees the memory of streams nobody
+    touches. Prints the cool-downs it ended per stream ("expired"), and, when there were any, the items of
+    leases that ran out ("returned") and the delayed items that started waiting ("started"); exit status 0
+    when nothing was due. -q prints nothing (for cron).
 
     Example: psctl expire
     Example: psctl expire -q   (a crontab line: */5 * * * * /path/to/venv/bin/psctl expire -q)
@@ -541,10 +544,17 @@ def expire(ctx: typer.Context) -> None:
 
 def _show_expired(ctx: typer.Context, expired: dict[str, int]) -> None:
     total = sum(expired.values())
+    returned, started = getattr(expired, "returned", {}), getattr(expired, "started", {})
+    shown: dict[str, Any] = {"expired": dict(expired), "total": total}
+    if returned or started:  # (fields only added: a log shows what else came due)
+        shown |= {"returned": returned, "started": started}
+    names = sorted({*expired, *returned, *started})
+    rows = [{"name": name, "expired": expired.get(name, 0), "returned": returned.get(name, 0),
+             "started": started.get(name, 0)} for name in names]  # fmt: skip
     out(ctx).show(
-        {"expired": expired, "total": total},
-        table=[{"name": stream, "expired": count} for stream, count in expired.items()],
-        caption=f"{total} expired" if total else "nothing was due",
+        shown,
+        table=rows,
+        caption=f"{total} expired" if names else "nothing was due",
         raw=total,
     )
 
