@@ -7,12 +7,14 @@ The worker starts it once (``Lifeline.start``) and tells it through a pipe
 each command's process group as the command starts and ends: one short write
 each, which no reader waits for. The watcher does nothing until the pipe's
 end, which comes when the worker closes it or dies, however. Then it kills
-(SIGKILL) every group still announced and removes the folders it was given;
+(SIGKILL) every group still announced, and every group of their sessions
+(each command leads a session of its own: what left the command's group,
+GNU ``timeout`` does, is still in it), and removes the folders it was given;
 and unless the worker said goodbye (a normal end), twice, 0.2 s apart, the
 groups of every process that carries the worker's mark in its environment: a
 command whose start the worker could not announce before it died (the mark
 reaches its environment with its ``execve``, hence the second look), and
-children that left their command's group.
+processes that left their command's session (``setsid``) but kept the mark.
 
 It runs in a session of its own and ignores SIGINT, SIGHUP and SIGTERM: what
 stops the worker (Ctrl-C, a closed terminal, a ``kill`` of its process group)
@@ -144,6 +146,8 @@ def watch(source: int = 0) -> None:
         time.sleep(READ_EVERY)
     for group in groups:
         _kill(group)
+    for group in set(_in_sessions(groups)):  # (each command leads a session: what left its group is in it)
+        _kill(group)
     if mark and not goodbye:
         for look in range(2):
             if look:
@@ -163,6 +167,26 @@ def _kill(group: int) -> None:
             os.killpg(group, signal.SIGKILL)
         except OSError:  # gone already
             pass
+
+
+def _in_sessions(sessions: set[int]) -> Iterator[int]:
+    """The process groups of the processes in ``sessions`` (by /proc/PID/stat's
+    sixth field; the second, the name, is in parentheses and may hold
+    anything, spaces and parentheses too: what follows the last ``)``)."""
+    if not sessions:
+        return
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:  # no /proc here: the announced groups are all there is
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split(maxsplit=4)
+            if int(fields[3]) in sessions:
+                yield int(fields[2])
+        except (OSError, ValueError, IndexError):  # gone
+            continue
 
 
 def _marked(entry: bytes) -> Iterator[int]:

@@ -17,11 +17,17 @@ from __future__ import annotations
 import os
 import select
 import sys
+import time
 from typing import Any
 
 TAIL = 4096  # bytes of a command's stderr kept, the end of it
 LINE = 200  # characters of the last line a failure reports
 READ = 65536
+LAST_READS = 16  # reads of what a command wrote just before it exited (more: something else still writes)
+# seconds a command's stderr may take to end once it exited, when there is nothing else
+# to do meanwhile: another command, spawned meanwhile, holds a copy of the pipe from
+# its fork to its exec (which closes it)
+SETTLE = 0.1
 CAPTURES = hasattr(os, "pidfd_open") and hasattr(select, "poll")
 
 
@@ -53,23 +59,50 @@ class Tail:
 def wait_reading(pid: int, fd: int, tail: Tail) -> bool:
     """Returns once process ``pid`` (a child, not yet reaped) has exited,
     passing what comes on ``fd`` (its stderr) through meanwhile: whether the
-    pipe has ended too (else ``drain`` reads what is left)."""
+    pipe has ended too (else ``drain`` reads what is left).
+
+    A process's files are closed before its exit is told, so that once it
+    has exited, a pipe that has not ended is still held by something else:
+    a process of the command's that outlives it (``psctl.worker`` then looks
+    for what is left of the command, which it does not for every command),
+    or, briefly, a command spawned meanwhile, from its fork to its exec
+    (``ended`` tells, a little later)."""
     pidfd = os.pidfd_open(pid)
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         poller.register(fd, select.POLLIN)
-        ended = exited = False
+        done = exited = False
         while not exited:
             for ready, _ in poller.poll():
                 if ready == pidfd:
                     exited = True
                 elif not read_some(fd, tail):
                     poller.unregister(fd)  # (its end: all that holds it is gone, the command may not be)
-                    ended = True
-        return ended
+                    done = True
+        return done or _ended(poller, pidfd, fd, tail, 0.0)
     finally:
         os.close(pidfd)
+
+
+def ended(fd: int, tail: Tail, wait: float) -> bool:
+    """Whether the pipe ``fd`` has ended, reading (and passing through) what
+    is there, waiting up to ``wait`` seconds for its end."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return _ended(poller, None, fd, tail, wait)
+
+
+def _ended(poller: Any, pidfd: int | None, fd: int, tail: Tail, wait: float) -> bool:
+    if pidfd is not None:
+        poller.unregister(pidfd)
+    deadline = time.monotonic() + wait
+    for _ in range(LAST_READS):  # (more: something still writes)
+        if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            return False
+        if not read_some(fd, tail):
+            return True
+    return False
 
 
 def drain(fd: int, tail: Tail) -> None:

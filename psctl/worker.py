@@ -29,11 +29,25 @@ the terminal's Ctrl-C reaches psctl only, which decides what the commands get
 and a stop reaches the command's children too; and no controlling terminal,
 so that a command that asks a question on the terminal fails at once instead
 of being stopped for ever by SIGTTIN. Its stdin holds the whole value before
-it starts, and the ``psctl.lifeline`` watcher kills its process group should
-psctl die: a command never outlives its worker, nor reads a cut value as a
-whole one. A command is over when nothing is left of its process group: what
-a stop's SIGTERM (or the command's own exit) leaves running gets SIGKILL
-``KILL_AFTER`` seconds later, whether or not the command itself is gone.
+it starts, and the ``psctl.lifeline`` watcher kills its session should psctl
+die: a command never outlives its worker, nor reads a cut value as a whole
+one. A command is over when nothing is left of its session, whatever process
+group of it a process moved to (GNU ``timeout`` makes one): signals go to
+every group of the session, and what a stop's SIGTERM (or the command's own
+exit) leaves running gets SIGKILL ``KILL_AFTER`` seconds later, whether or
+not the command itself is gone. Only a process that left the session
+(``setsid``: a daemon) is no longer the command's. The session's other
+groups are found through /proc, which costs too much to do for every
+command (spawning is the bound): a command that exits by itself is looked
+at that way only when something still holds its stderr (``stderr_tail``);
+otherwise one ``kill`` tells whether its own group is empty.
+
+The work stops itself (``halted``) when a command cannot be started, and
+when a command fails once the reader of psctl's stdout, which the commands
+share, went away (``| head``): at once, from the runner that found it, so
+that nothing more is leased or started meanwhile; that command's item goes
+back uncounted, not as a failure.
+
 Nothing here touches signal handlers: ``request_stop`` only sets flags, so
 that a signal handler may call it at any moment.
 
@@ -52,12 +66,13 @@ import itertools
 import os
 import select
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -87,6 +102,7 @@ GATHER = 0.005  # seconds the acknowledger waits for more commands to end, to ac
 # stack limit; a longer key comes in a file named by PSCTL_KEY_FILE
 KEY_IN_ENVIRONMENT = 32 * 1024
 _FAILED_TO_START = "not started"  # a Job's reason when its command could not be started
+_UNREAD = "unread"  # a Job's reason when its command failed once the reader of its stdout had gone
 
 
 @dataclass(frozen=True)
@@ -136,17 +152,21 @@ class Item:
 
 
 class Job:
-    """A command running for an item, and its process group.
+    """A command running for an item, and its session (whose number is the
+    command's process's, as is its own process group's).
 
-    ``lock`` orders the signals sent to the group against the runner's looks
+    ``lock`` orders the signals sent to the session against the runner's looks
     at it, so that a signal never reaches a group whose number the system gave
     to another: until the command's own process is reaped, its number is in
-    use; after, signals go only until the runner finds the group empty
-    (``gone``). A number freed between two looks is not handed out again so
-    soon: the kernel hands process numbers out in turn, all the others first."""
+    use, and after, while any process of the session or of a group is (the
+    kernel keeps such a number until its last user is gone); signals go only
+    until the runner finds the session empty (``gone``). A number freed
+    between two looks is not handed out again so soon: the kernel hands
+    process numbers out in turn, all the others first."""
 
     __slots__ = (
-        "deadline", "exited", "gone", "item", "kill_at", "killed", "lingering", "lock", "process", "reason", "stderr",
+        "deadline", "exited", "gone", "item", "key_file", "kill_at", "killed", "lingering", "lock", "pipe", "process",
+        "reason", "returncode", "settle_by", "stderr", "unsettled",
     )  # fmt: skip
 
     def __init__(self, item: Item) -> None:
@@ -156,11 +176,19 @@ class Job:
         self.exited = False  # the command's own process exited: its exit status is its outcome
         self.gone = False  # nothing is left of its process group
         self.killed = False  # SIGKILL was sent to its process group
-        self.lingering = False  # SIGKILL did not empty its process group in time
+        self.lingering = False  # SIGKILL did not empty its session in time
         self.deadline = float("inf")  # --timeout
         self.kill_at = float("inf")  # SIGKILL after a SIGTERM that was not enough
-        self.reason: str | None = None  # why psctl ends it: "timeout", "stopped", "lost", or _FAILED_TO_START
+        self.reason: str | None = None  # why psctl ends it: "timeout", "stopped", "lost", _FAILED_TO_START, _UNREAD
         self.stderr: Tail | None = None  # the end of what it wrote to stderr: its last line says why it failed
+        self.pipe: int | None = None  # the read end of its stderr, while open
+        self.key_file: str | None = None  # the file that holds its key, when too long for the environment
+        self.returncode: int | None = None  # its exit status (negative: a signal); None: not started
+        # it exited, its process group is empty, but something still held its stderr: maybe a
+        # process of its session in another group, maybe a command spawned meanwhile (from its
+        # fork to its exec): the runner looks again after its next spawn (``_settle``)
+        self.unsettled = False
+        self.settle_by = 0.0  # when an unsettled job's session is looked at through /proc
 
 
 class Holding:
@@ -201,6 +229,9 @@ class Worker:
         self.error: BaseException | None = None  # an unexpected failure that ended it
         self.unstartable: OSError | None = None  # why a command could not be started, if one could not
         self.refusal: str | None = None  # the server's last refusal, while it refuses commands for now
+        # why the work stopped itself, if it did: "unstartable" (a command could not be
+        # started), "unread" (the reader of psctl's stdout, which the commands share, went away)
+        self.halted: str | None = None
         self._client, self._feeder, self._warn = client, feeder, warn or (lambda message: None)
         # how long the feeder's client waits for a reply beyond a blocked wait: a lease
         # that timed out was owed that long (when unknown, from when it failed)
@@ -238,6 +269,7 @@ class Worker:
         self._key_files = itertools.count()
         self._threads: list[threading.Thread] = []
         self._thread_ended = threading.Event()  # wakes the supervisor when the work may be over
+        self._stdout_piped = False  # psctl's stdout (the commands') is a pipe or a socket: its reader may go
 
     # -- asked from outside ------------------------------------------------------
 
@@ -260,6 +292,7 @@ class Worker:
 
     def run(self, on_tick: Callable[[Tally], None] | None = None) -> str:
         """Works until the end; returns the outcome (also in ``outcome``)."""
+        self._stdout_piped = _piped(1)
         self._lifeline = Lifeline.start(self._warn)
         mark = self._lifeline.mark if self._lifeline is not None else None
         self._environment = _base_environment(self.options.name, mark)
@@ -293,6 +326,8 @@ class Worker:
             self.outcome = "lost"
         elif self.unstartable is not None:
             self.outcome = "unstartable"
+        elif self.halted is not None:  # (its running commands stopped after the grace or not)
+            self.outcome = self.halted
         elif self._forced:
             self.outcome = "forced"
         elif self._stop_asked:
@@ -308,15 +343,16 @@ class Worker:
         ending = self._ending in ("lost", "error")
         with self._lock:
             jobs = list(self._jobs)
+        census = Census()  # (one look through /proc for all the signals of this round, if any)
         for job in jobs:
             if job.gone or job.killed:
                 continue
-            if job.exited:  # what it left in its group was asked to end when it exited
+            if job.exited:  # what it left in its session was asked to end when it exited
                 if ending or self._force_asked:
                     job.kill_at = min(job.kill_at, now)
             elif ending:
                 if job.reason != "lost":
-                    self._end(job, "lost", now)
+                    self._end(job, "lost", now, census)
             elif self._force_asked:  # a second Ctrl-C: at once
                 if job.reason is None:
                     job.reason = "stopped"
@@ -325,11 +361,11 @@ class Worker:
             elif now >= self._stop_at:  # the grace is over
                 if job.reason is None:
                     self._forced = True
-                    self._end(job, "stopped", now)
+                    self._end(job, "stopped", now, census)
             elif now >= job.deadline and job.reason is None:
-                self._end(job, "timeout", now)
+                self._end(job, "timeout", now, census)
             if now >= job.kill_at:
-                self._send(job, signal.SIGKILL)
+                self._send(job, signal.SIGKILL, census)
 
     def _watch_the_server(self, now: float) -> None:
         """Declares the server lost once it has owed an answer for ``patience``
@@ -347,35 +383,66 @@ class Worker:
     def _begin_stop(self, stop_at: float) -> None:
         """No more leases; what is queued goes back, unstarted."""
         with self._lock:
-            self._stop_begun = True
-            self._stopping = True
-            self._stop_at = stop_at
-            self._returning.extend(self._queue)
-            self._queue.clear()
-            self._wake_all()
+            self._stop_from(stop_at)
         self._wait.set()
 
-    def _end(self, job: Job, reason: str, now: float) -> None:
+    def _stop_from(self, stop_at: float) -> None:
+        """``_begin_stop``, the lock held; once only (the grace ends once)."""
+        if self._stop_begun:
+            return
+        self._stop_begun = True
+        self._stopping = True
+        self._stop_at = stop_at
+        self._returning.extend(self._queue)
+        self._queue.clear()
+        self._wake_all()
+
+    def _halt(self, why: str) -> bool:
+        """The work stops itself (``why``: see ``halted``), at once, from the
+        thread that found why: nothing more is leased or started from now on,
+        what is queued goes back, running commands may finish within the grace
+        (a stop begun already keeps its grace). Not left to the supervisor's
+        next round: meanwhile the runners would start, the feeder lease and the
+        acknowledger give back item after item for nothing. True for the first
+        call."""
+        with self._lock:
+            first = self.halted is None
+            if first:
+                self.halted = why
+            # (as a stop asked for: a Ctrl-C from now on stops the running commands at once)
+            self._stop_asked = True
+            self._stop_from(time.monotonic() + self.options.grace)
+        self._wait.set()
+        return first
+
+    def _end(self, job: Job, reason: str, now: float, census: Census | None = None) -> None:
         """Asks ``job``'s command to end, and notes when to insist (SIGKILL)."""
         job.reason = reason
         job.kill_at = min(job.kill_at, now + KILL_AFTER)
-        self._terminate(job)
+        self._terminate(job, census)
 
-    def _terminate(self, job: Job) -> None:
-        """SIGTERM to the command's process group, and SIGCONT, so that a
-        stopped process (state T) acts on it."""
-        self._send(job, signal.SIGTERM)
-        self._send(job, signal.SIGCONT)
+    def _terminate(self, job: Job, census: Census | None = None) -> None:
+        """SIGTERM to the command's session, and SIGCONT, so that a stopped
+        process (state T) acts on it."""
+        census = census or Census()
+        self._send(job, signal.SIGTERM, census)
+        self._send(job, signal.SIGCONT, census)
 
     @staticmethod
-    def _send(job: Job, how: int) -> None:
+    def _send(job: Job, how: int, census: Census | None = None) -> None:
+        """``how`` to every process group of the command's session (a timeout,
+        a stop, a lost server, what the command left behind: rare, so the
+        look through /proc that finds them is affordable here; one ``census``
+        serves the signals sent at once)."""
         with job.lock:
             if job.gone or job.process is None:
                 return
-            try:
-                os.killpg(job.process.pid, how)
-            except (ProcessLookupError, PermissionError):  # (empty since the runner's last look; not ours)
-                pass
+            session = job.process.pid
+            for group in (census or Census()).groups(session):
+                try:
+                    os.killpg(group, how)
+                except (ProcessLookupError, PermissionError):  # (empty since the look; not ours)
+                    pass
             if how == signal.SIGKILL:
                 job.killed = True
 
@@ -386,10 +453,11 @@ class Worker:
             self._stopping = True
             self._wake_all()
             jobs = list(self._jobs)
+        census = Census()
         for job in jobs:
             if job.reason is None and not job.exited:
                 job.reason = "lost" if self._ending in ("lost", "error") else "stopped"
-            self._send(job, signal.SIGKILL)
+            self._send(job, signal.SIGKILL, census)
         waited = runners if self._ending in ("lost", "error") else self._threads
         deadline = time.monotonic() + KILL_AFTER
         for thread in waited:
@@ -512,83 +580,165 @@ class Worker:
                 self._ended.notify()
 
     def _run_some_jobs(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._stopping:
-                    self._work_ready.wait()
-                if not self._queue or self._ending in ("lost", "error"):
-                    return
-                job = Job(self._queue.popleft())
-                self._jobs.add(job)
-                if len(self._queue) < self.options.jobs:
-                    self._room.notify()  # the feeder leases more
-            returncode = None
-            try:
-                returncode = self._execute(job)
-            finally:
-                with self._lock:
-                    self._jobs.discard(job)
-                    self._finished.append((job, returncode))
-                    self._ended.notify()
-
-    def _execute(self, job: Job) -> int | None:
-        """Runs the command for ``job``'s item until nothing is left of its
-        process group; its exit status (negative: a signal), or None when it
-        could not be started."""
-        item = job.item
-        key_file = stderr = None
+        # see Job.unsettled: looked at again once this runner's next command has started,
+        # so that its wait, a command spawned meanwhile to exec, is no wait for the next
+        unsettled: Job | None = None
+        job: Job | None = None
         try:
-            try:
-                env, key_file = self._environment_for(item)
-                stdin = _stdin_holding(item.value)
-                item.value = b""  # (its stdin holds it now: no second copy while the command runs)
-                writer = None
-                if stderr_tail.CAPTURES:
-                    stderr, writer = os.pipe()  # (read by this thread while the command runs)
-                try:
-                    process = subprocess.Popen(
-                        self.options.command, stdin=stdin, stderr=writer, env=env, start_new_session=True
-                    )
-                finally:
-                    os.close(stdin)
-                    if writer is not None:
-                        os.close(writer)
-            except OSError as exc:
-                self._cannot_start(job, exc)
-                return None
-            if self._lifeline is not None:
-                self._lifeline.started(process.pid)  # (a session leader leads its process group)
-            with job.lock:
-                job.process = process
-            if self.options.timeout is not None:
-                job.deadline = time.monotonic() + self.options.timeout
-            if job.reason is not None:  # ended before it started
-                self._send(job, signal.SIGKILL)
-            if stderr is not None:
-                job.stderr = Tail()
-                if stderr_tail.wait_reading(process.pid, stderr, job.stderr):
-                    os.close(stderr)  # (it ended: nothing is left to read)
-                    stderr = None
-            returncode = self._wait_for(job)
-            self._empty_group(job)
-            if self._lifeline is not None:
-                self._lifeline.ended(process.pid)
-            return returncode
+            while True:
+                job = None
+                with self._lock:
+                    while not self._queue and not self._stopping and unsettled is None:
+                        self._work_ready.wait()
+                    if self._queue and self._ending not in ("lost", "error"):
+                        job = Job(self._queue.popleft())
+                        self._jobs.add(job)
+                        if len(self._queue) < self.options.jobs:
+                            self._room.notify()  # the feeder leases more
+                started = job is not None and self._start(job)
+                if unsettled is not None:
+                    self._settle(unsettled, unsettled.settle_by - time.monotonic())
+                    unsettled = None
+                if job is None:
+                    if self._stopping and not self._queue or self._ending in ("lost", "error"):
+                        return
+                    continue
+                if started:
+                    self._await(job)
+                if job.unsettled:
+                    job.settle_by = time.monotonic() + stderr_tail.SETTLE
+                    unsettled = job
+                else:
+                    self._finish(job)
+                job = None
         finally:
-            if stderr is not None:
-                if job.stderr is not None:
-                    stderr_tail.drain(stderr, job.stderr)
-                os.close(stderr)
-            if key_file is not None:
-                try:
-                    os.unlink(key_file)
-                except FileNotFoundError:  # (the command removed it)
-                    pass
+            for left in (job, unsettled):  # (an unexpected error: reported as they are)
+                if left is not None:
+                    self._close(left)
+                    self._report_job(left)
+
+    def _start(self, job: Job) -> bool:
+        """Starts the command for ``job``'s item; False when it could not be
+        started."""
+        item = job.item
+        try:
+            env, job.key_file = self._environment_for(item)
+            stdin = _stdin_holding(item.value)
+            item.value = b""  # (its stdin holds it now: no second copy while the command runs)
+            pipe = writer = None
+            try:
+                if stderr_tail.CAPTURES:
+                    pipe, writer = os.pipe()  # (read by this thread while the command runs)
+                process = subprocess.Popen(
+                    self.options.command, stdin=stdin, stderr=writer, env=env, start_new_session=True
+                )
+            except BaseException:
+                if pipe is not None:
+                    os.close(pipe)
+                raise
+            finally:
+                os.close(stdin)
+                if writer is not None:
+                    os.close(writer)
+        except OSError as exc:
+            self._cannot_start(job, exc)
+            return False
+        job.pipe = pipe
+        if self._lifeline is not None:
+            self._lifeline.started(process.pid)  # (a session leader leads its process group)
+        with job.lock:
+            job.process = process
+        if self.options.timeout is not None:
+            job.deadline = time.monotonic() + self.options.timeout
+        if job.reason is not None:  # ended before it started
+            self._send(job, signal.SIGKILL)
+        return True
+
+    def _await(self, job: Job) -> None:
+        """Waits for the command's own process to exit, passing its stderr
+        through, then for what is left of its session; or, when its stderr is
+        still held by something but its process group is empty, marks it
+        ``unsettled``."""
+        process = job.process
+        assert process is not None
+        held = False  # something still holds the command's stderr once it exited
+        if job.pipe is not None:
+            job.stderr = Tail()
+            if stderr_tail.wait_reading(process.pid, job.pipe, job.stderr):
+                os.close(job.pipe)  # (it ended: nothing is left to read)
+                job.pipe = None
+            else:
+                held = True
+        job.returncode = self._wait_for(job)
+        if held and job.gone and job.reason is None and not job.killed:
+            with job.lock:
+                job.gone = False  # (its session is still to be looked at)
+                job.unsettled = True
+            return
+        self._empty_session(job)
+
+    def _settle(self, job: Job, wait: float) -> None:
+        """Looks again at an ``unsettled`` job (its stderr held when it
+        exited, its process group empty), waiting up to ``wait`` seconds: a
+        stderr that ended since was held by a command spawned meanwhile
+        (``gone``); one still held sends the look through /proc for the rest
+        of its session, and what is left of it is stopped
+        (``_empty_session``). Then it is reported."""
+        assert job.pipe is not None and job.stderr is not None and job.process is not None
+        if stderr_tail.ended(job.pipe, job.stderr, max(0.0, wait)):
+            os.close(job.pipe)
+            job.pipe = None
+            with job.lock:
+                job.gone = True
+        else:
+            with job.lock:
+                job.gone = not _session_alive(job.process.pid, scan=True)
+            self._empty_session(job)
+        self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        """The command is over, nothing left of it: its resources go, and it
+        is reported to the acknowledger."""
+        if job.process is not None and self._lifeline is not None:
+            self._lifeline.ended(job.process.pid)
+        self._close(job)
+        if job.returncode and job.reason is None and self._stdout_piped and _reader_gone(1):
+            # it failed writing to a pipe whose reader went away (SIGPIPE, or an exit
+            # on EPIPE): not the item's failure; and so would every next command
+            job.reason = _UNREAD
+            self._halt("unread")
+        self._report_job(job)
+
+    @staticmethod
+    def _close(job: Job) -> None:
+        """What is left of the command's stderr (read, passed through), and its key file."""
+        if job.pipe is not None:
+            if job.stderr is not None:
+                stderr_tail.drain(job.pipe, job.stderr)
+            os.close(job.pipe)
+            job.pipe = None
+        if job.key_file is not None:
+            try:
+                os.unlink(job.key_file)
+            except FileNotFoundError:  # (the command removed it)
+                pass
+            job.key_file = None
+
+    def _report_job(self, job: Job) -> None:
+        with self._lock:
+            self._jobs.discard(job)
+            self._finished.append((job, job.returncode))
+            self._ended.notify()
 
     @staticmethod
     def _wait_for(job: Job) -> int:
         """The exit status of the command's own process, reaped; then a first
-        look at its process group."""
+        look at its session. The look is cheap (one ``kill``: is its process
+        group empty?) when the command's end was its own; when psctl ended it
+        (a timeout, a stop: its other groups were signalled too), the look
+        goes through /proc for the session's other groups. (Spawning bounds
+        ``psctl work``: no such look for every command; ``_await`` looks
+        further when something still holds the command's stderr.)"""
         process = job.process
         assert process is not None
         if _WAITID:
@@ -596,35 +746,33 @@ class Worker:
             with job.lock:
                 returncode = process.wait()
                 job.exited = True
-                job.gone = not _group_alive(process.pid)
+                job.gone = not _session_alive(process.pid, scan=job.reason is not None or job.killed)
             return returncode
-        returncode = process.wait()
+        returncode = process.wait()  # (not under the lock: a timeout's signals must get through meanwhile)
         with job.lock:
             job.exited = True
-            job.gone = not _group_alive(process.pid)
+            job.gone = not _session_alive(process.pid, scan=job.reason is not None or job.killed)
         return returncode
 
-    def _empty_group(self, job: Job) -> None:
-        """Waits until nothing is left of the command's process group. What the
-        command left running there when it exited is asked to end then
-        (SIGTERM, SIGKILL ``KILL_AFTER`` seconds later), as a stop's would be,
-        so that it cannot go on working on an item that is given back, or
-        outlive the worker."""
+    def _empty_session(self, job: Job) -> None:
+        """Waits until nothing is left of the command's session, whatever
+        process group of it a process moved to. What the command left running
+        when it exited is asked to end then (SIGTERM, SIGKILL ``KILL_AFTER``
+        seconds later), as a stop's would be, so that it cannot go on working
+        on an item that is given back, or outlive the worker."""
         if job.gone:
             return
         assert job.process is not None
-        group = job.process.pid
+        session = job.process.pid
         if job.reason is None and not job.killed:  # no stop reached it: it just left them behind
             job.kill_at = min(job.kill_at, time.monotonic() + KILL_AFTER)
-            self._warn(
-                f"{_shown(job.item.key)}: the command left processes running in its process group: stopping them"
-            )
+            self._warn(f"{_shown(job.item.key)}: the command left processes running: stopping them")
             self._terminate(job)
         killed_at: float | None = None
         while True:
             with job.lock:
-                _reap_group(group)
-                if not _group_alive(group):
+                _reap_group(session)
+                if not _session_alive(session, scan=True, again=signal.SIGKILL if job.killed else None):
                     job.gone = True
                     return
                 if job.killed and killed_at is None:
@@ -636,20 +784,20 @@ class Worker:
 
     def _cannot_start(self, job: Job, error: OSError) -> None:
         """A command that cannot be started is not the item's failure: the item
-        goes back uncounted, and the worker stops (running commands may finish
-        within the grace), as ``xargs`` does."""
+        goes back uncounted, and the worker stops at once (running commands may
+        finish within the grace), as ``xargs`` does; said once (another runner
+        may fail to start its command before the stop reaches it: its item goes
+        back the same way, unsaid)."""
         job.reason = _FAILED_TO_START
         job.gone = True
-        self._warn(
-            f"cannot start {self.options.command[0]} for item {_shown(job.item.key)}: {error.strerror or error}; "
-            "stopping (the item goes back, not counted as a delivery)"
-        )
         with self._lock:
             if self.unstartable is None:
                 self.unstartable = error
-        if not self._stop_asked:  # (not request_stop: a second one would stop the running commands at once)
-            self._stop_asked = True
-            self._wait.set()
+        if self._halt("unstartable"):
+            self._warn(
+                f"cannot start {self.options.command[0]} for item {_shown(job.item.key)}: {error.strerror or error}; "
+                "stopping (the item goes back, not counted as a delivery)"
+            )
 
     def _environment_for(self, item: Item) -> tuple[dict[bytes, bytes], str | None]:
         """The command's environment, and the file that holds its key when the
@@ -746,7 +894,7 @@ class Worker:
             item = job.item
             if job.reason == "lost":
                 self._done_with(item.token)  # nothing can reach the server: the lease gives the item back
-            elif job.reason in ("stopped", _FAILED_TO_START) and not job.lingering:
+            elif job.reason in ("stopped", _FAILED_TO_START, _UNREAD) and not job.lingering:
                 unstarted.setdefault(item.token, []).append(item.key)  # a stop: back at once, not as a failure
             elif returncode == 0 and job.reason is None:
                 succeeded.setdefault(item.token, []).append(item.key)
@@ -770,7 +918,7 @@ class Worker:
                 self._warn(f"{_shown(item.key)}: the command ran longer than {options.timeout:g} s and was stopped")
             elif job.lingering:
                 self._warn(
-                    f"{_shown(item.key)}: SIGKILL did not end every process of the command's group: "
+                    f"{_shown(item.key)}: SIGKILL did not end every process of the command: "
                     "its item goes back as a failed delivery"
                 )
             reason = self._failure(job, returncode)
@@ -795,7 +943,7 @@ class Worker:
         if job.reason == "timeout":
             why = f"timed out after {self.options.timeout:g} s"
         elif job.lingering:
-            why = "its process group outlived SIGKILL"
+            why = "its processes outlived SIGKILL"
         elif returncode is not None and returncode < 0:
             try:
                 why = f"killed by {signal.Signals(-returncode).name}"
@@ -935,33 +1083,100 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _group_alive(group: int) -> bool:
-    """True while process group ``group`` holds a process that is not a zombie
-    (zombies stay in their group until their parent, maybe a careless init,
-    reaps them)."""
+def _session_alive(session: int, *, scan: bool, again: int | None = None) -> bool:
+    """True while the command's session ``session`` holds a process that is
+    not a zombie (zombies stay until their parent, maybe a careless init,
+    reaps them): its process group, which one ``kill`` tells, and, with
+    ``scan``, the other groups of the session, which only a look through
+    /proc finds (what left the command's group: GNU ``timeout`` does).
+    ``again``: a signal sent to the groups the look finds alive (SIGKILL,
+    again, to what moved to a new group after the first)."""
     try:
-        os.killpg(group, 0)
+        os.killpg(session, 0)
+        in_group = True
     except ProcessLookupError:
-        return False
+        in_group = False
     except PermissionError:  # someone's, alive
         return True
-    return _live_member(group)
+    if not (in_group or scan):
+        return False
+    members = _members(session)
+    if members is None:  # no /proc here: as kill() said
+        return in_group
+    alive = {group for group, state in members if state not in (b"Z", b"X")}
+    if again is not None:
+        for group in alive:
+            try:
+                os.killpg(group, again)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return bool(alive)
 
 
-def _live_member(group: int) -> bool:
+def _processes() -> Iterator[tuple[int, bytes, int, int, int]] | None:
+    """``(pid, state, parent, process group, session)`` of every process
+    (/proc/PID/stat: after the name, in parentheses, which may hold anything,
+    spaces and ``)`` too, so read from the last ``)``). None where there is
+    no /proc."""
     try:
         pids = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:  # no /proc here: as kill() said
-        return True
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                fields = stat.read().rpartition(b")")[2].split()  # (after the name, which may hold anything)
-        except OSError:
+    except OSError:
+        return None
+
+    def each() -> Iterator[tuple[int, bytes, int, int, int]]:
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as file:
+                    fields = file.read().rpartition(b")")[2].split(maxsplit=4)
+                yield int(pid), fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+
+    return each()
+
+
+def _members(session: int) -> list[tuple[int, bytes]] | None:
+    """``(process group, state)`` of each process of ``session``; zombies of
+    it that psctl is the parent of are reaped (what the command left behind,
+    when psctl is their reaper: PID 1 of a container, say), but the
+    command's own process, which its runner reaps. None where there is no
+    /proc."""
+    processes = _processes()
+    if processes is None:
+        return None
+    me = os.getpid()
+    found = []
+    for pid, state, parent, group, in_session in processes:
+        if in_session != session:
             continue
-        if len(fields) > 2 and int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+        if state == b"Z" and parent == me and pid != session and _WAITID:  # (the command: its runner's)
+            try:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG)
+                continue
+            except ChildProcessError:
+                pass
+        found.append((group, state))
+    return found
+
+
+class Census:
+    """The process groups of every session, from one look through /proc,
+    taken when first asked for: the signals a supervisor's round sends share
+    it (a stop of ``-j 100`` commands is one look, not 200)."""
+
+    __slots__ = ("_groups",)
+
+    def __init__(self) -> None:
+        self._groups: dict[int, set[int]] | None = None
+
+    def groups(self, session: int) -> set[int]:
+        """The groups of ``session`` that hold a live process, and its own."""
+        if self._groups is None:
+            self._groups = {}
+            for _, state, _, group, in_session in _processes() or ():
+                if state not in (b"Z", b"X"):
+                    self._groups.setdefault(in_session, set()).add(group)
+        return self._groups.get(session, set()) | {session}
 
 
 def _reap_group(group: int) -> None:
@@ -975,6 +1190,26 @@ def _reap_group(group: int) -> None:
             pass
     except ChildProcessError:
         pass
+
+
+def _piped(fd: int) -> bool:
+    """Whether ``fd`` is a pipe or a socket: a reader that may go away."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _reader_gone(fd: int) -> bool:
+    """Whether the reading end of the pipe (or socket) ``fd`` is closed: poll()
+    says POLLERR for a pipe, POLLHUP for a socket."""
+    try:
+        poller = select.poll()
+        poller.register(fd, 0)  # (errors and hang-ups are told whatever is asked)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def _shown(key: str) -> str:

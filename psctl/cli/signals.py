@@ -8,14 +8,18 @@ its next wait; only while the pull is blocked in a wait, which holds nothing,
 do they interrupt at once (``KeyboardInterrupt``).
 
 ``psctl work`` takes SIGHUP (a closed terminal) too, as a stop like SIGTERM:
-it has commands to let finish or to stop, and their items to give back.
+it has commands to let finish or to stop, and their items to give back. And
+it does not let itself be stopped (``unstoppable``): Ctrl-Z would stop the
+worker but not its commands, which run in sessions of their own, and a
+stopped worker extends no lease: its items would run again elsewhere while
+the first runs go on.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,6 +60,32 @@ def held(stop: Any, *, twice: bool = False) -> Iterator[Caught]:
     previous = {number: signal.signal(number, on_signal) for number in STATUS}
     try:
         yield caught
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextmanager
+def unstoppable(on_suspend: Callable[[], None]) -> Iterator[None]:
+    """Inside, the terminal's stop signals stop nothing: Ctrl-Z (SIGTSTP) calls
+    ``on_suspend`` instead; SIGTTIN and SIGTTOU (a read from, or a write to,
+    the terminal from the background) are ignored, so that such a write goes
+    through (a handler would make the write fail and be tried again, for
+    ever). The commands inherit the two ignored ones (only a process with a
+    terminal of its own gets them: a command has none) and get SIGTSTP as it
+    was. SIGSTOP, which nothing can refuse, still stops the worker."""
+    if threading.current_thread() is not threading.main_thread():  # no signal handlers here
+        yield
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        on_suspend()
+
+    previous = {signal.SIGTSTP: signal.signal(signal.SIGTSTP, on_signal)}
+    for number in (signal.SIGTTIN, signal.SIGTTOU):
+        previous[number] = signal.signal(number, signal.SIG_IGN)
+    try:
+        yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -18,7 +18,7 @@ from psctl.cli import terminal
 from psctl.cli.durations import duration_parameter
 from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down
 from psctl.cli.session import Session
-from psctl.cli.signals import WORK_STATUS
+from psctl.cli.signals import WORK_STATUS, unstoppable
 from psctl.cli.status import BadUsage, ExitStatus
 
 commands = typer.Typer()
@@ -106,9 +106,11 @@ def work(
     leased, so a worker that dies loses nothing: its items come back when the lease runs out, and its
     commands die with it. Waits for work when the stream is empty (--idle-exit to stop instead). Ctrl-C,
     SIGTERM or SIGHUP (a closed terminal) stops taking items and lets running commands finish (--grace);
-    a second Ctrl-C stops them at once. A command has no terminal to read (stdin is the value); its output
-    passes through (stderr through psctl, which keeps its last line); what it leaves running in its
-    process group is stopped when it exits.
+    a second Ctrl-C stops them at once; Ctrl-Z is ignored (a stopped worker's leases would run out while its
+    commands go on). A command has no terminal to read (stdin is the value); its output passes through
+    (stderr through psctl, which keeps its last line); what it leaves running in its session is stopped
+    when it exits. A reader that goes away (| head) stops the work quietly: the commands that fail for
+    that give their items back uncounted.
 
     Variables: PSCTL_STREAM, PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte; for a key over
     32 KiB, PSCTL_KEY_FILE names a file holding it), PSCTL_SCORE, PSCTL_DELIVERY (1 on the first),
@@ -151,12 +153,26 @@ def work(
     )
     session = Session.of(ctx)
     client = session.client()
-    client.ping()  # a server that cannot be reached at the start is an error at once (exit 1), not a wait
+    _reachable(client)
     # (the lease that waits for work: a frozen server is noticed within --patience, not the reply timeout)
     feeder_timeout = min(session.timeout, options.patience)
     feeder = session.another_client(waiting=True, timeout=feeder_timeout)
     status = _run(client, feeder, options, as_json or session.as_json, quiet=session.quiet, feeder_timeout=feeder_timeout)
     raise typer.Exit(status)
+
+
+def _reachable(client: Any) -> None:
+    """A server that cannot be reached at the start is an error at once (exit
+    1), not a wait. One that answers but refuses commands for now (its disk
+    full: MISCONF refuses even PING; LOADING, ...) is reached: the worker rides
+    the refusal out for --patience, saying why, as it would mid-run."""
+    from psctl.errors import refused_for_now
+
+    try:
+        client.ping()
+    except Exception as exc:
+        if refused_for_now(exc) is None:
+            raise
 
 
 def _seconds(value: timedelta | None, default: timedelta) -> float:
@@ -189,10 +205,17 @@ def _run(
         _say(f"psctl work: {terminal.one_line(message)}\n")  # (keys and the commands' own words, escaped)
 
     worker = Worker(client, feeder, options, warn=warn, feeder_timeout=feeder_timeout)
-    told_stop = False
+    told_stop = told_suspend = False
+    suspend_asked = []  # (noted by the handler, said by the supervisor: no writing in a signal handler)
 
     def on_tick(tally: Any) -> None:
-        nonlocal told_stop
+        nonlocal told_stop, told_suspend
+        if suspend_asked and not told_suspend:
+            told_suspend = True
+            warn(
+                "Ctrl-Z is ignored: a stopped worker would stop extending its leases while its commands go on, "
+                "and their items would run again elsewhere; Ctrl-C stops it (running commands may finish)"
+            )
         if worker.signal is not None and not told_stop:
             told_stop = True
             if tally.running:
@@ -210,7 +233,8 @@ def _run(
     sys.stderr.flush()
     previous = {number: signal.signal(number, on_signal) for number in WORK_STATUS}
     try:
-        outcome = worker.run(on_tick)
+        with unstoppable(lambda: suspend_asked.append(True)):
+            outcome = worker.run(on_tick)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -220,7 +244,7 @@ def _run(
         raise worker.error
     tally = worker.snapshot()
     failed = tally.failed + tally.dead > 0
-    if not (quiet and outcome in ("limit", "idle") and not failed):  # -q: nothing when all went as asked
+    if not (quiet and outcome in ("limit", "idle", "unread") and not failed):  # -q: nothing when all went as asked
         _summarize(options.name, tally, outcome, worker.signal, as_json=as_json)
     if outcome == "lost":
         if worker.refusal is not None:
@@ -233,6 +257,7 @@ def _run(
         return 127 if getattr(worker.unstartable, "errno", None) == errno.ENOENT else 126
     if outcome == "forced":
         return WORK_STATUS.get(signal.Signals(worker.signal or signal.SIGINT), 130)
+    # ("unread": a reader that goes away, | head, ends psctl quietly, 0, as it does any command)
     return SOME_FAILED if failed else ExitStatus.OK
 
 
@@ -255,6 +280,7 @@ def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_js
         "forced": f"stopped by {_signal_name(signum)}, running commands ended",
         "lost": "the server was lost",
         "unstartable": "a command could not be started",
+        "unread": "the reader of its output went away",
     }.get(outcome, outcome)
     rate = tally.done / seconds if seconds > 0 else 0.0
     _say(
