@@ -25,7 +25,8 @@
   Returns {next, rows}: next, where the next page starts, or false after the
   last page; rows a flat array, per key:
     waiting  key, score, deliveries             (pull order)
-    delayed  key, until (unix ms), score, deliveries   (soonest first; only those still to come)
+    delayed  key, until (unix ms), score, deliveries, reason (of its last failure, a retry's)
+             (soonest first; only those still to come)
     held     key, token, deadline (unix ms), score, deliveries   (earliest deadline first)
     cooling  key, until (unix ms)               (soonest first; only cool-downs still to end)
     gated    key
@@ -89,13 +90,16 @@ if state == "delayed" then
   for i = 1, #found, 2 do keys[#keys + 1] = found[i] end
   if #keys == 0 then return {false, rows} end
   expect(10, "zset")
+  expect(11, "hash")
   local scores = call_in_slices("ZMSCORE", KEYS[10], keys)
   local counts = deliveries_of(keys)
+  local failures = call_in_slices("HMGET", KEYS[11], keys)
   for i, key in ipairs(keys) do
     rows[#rows + 1] = key
     rows[#rows + 1] = found[2 * i]
     rows[#rows + 1] = scores[i] or false
     rows[#rows + 1] = counts[i]
+    rows[#rows + 1] = failures[i] and cmsgpack.unpack(failures[i])[1] or false  -- (a retry's: why it failed)
   end
   return {page_end(keys), rows}
 end

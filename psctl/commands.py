@@ -107,7 +107,8 @@ class PrioritizedStreamCommands:
         ``state`` ("waiting", "delayed", "held", "cooling", "gated", "dead"):
         the keys in that state instead, as dicts with what applies to each:
         ``until`` (delayed, cooling), ``token`` and ``deadline`` (held),
-        ``score``, ``deliveries``, ``reason`` and ``failed_at`` (dead); at most
+        ``score``, ``deliveries``, ``reason`` (dead, and delayed: a retry's)
+        and ``failed_at`` (dead); at most
         ``limit``. ``pskeyspage`` reads them a page at a time."""
         if state is not None:
             return self._ps_run(observing.in_state(self._ps_keys(name), state, limit))

@@ -151,7 +151,7 @@ def lift(keys: StreamKeys, items: Iterable[Any], dry_run: bool = False) -> Plan:
 # the states ``pskeys(state=...)`` lists, and each row's fields after the key
 LISTED = {
     "waiting": ("score", "deliveries"),
-    "delayed": ("until", "score", "deliveries"),
+    "delayed": ("until", "score", "deliveries", "reason"),
     "held": ("token", "deadline", "score", "deliveries"),
     "cooling": ("until",),
     "gated": (),

@@ -290,7 +290,8 @@ def test_keys_in_every_state_with_what_applies(ps, r):
     ps.psadd("q", "delayed", "v", 4, delay=datetime(2030, 1, 1))
     assert ps.pskeys("q", state="waiting") == [{"key": "waiting", "score": 5.0, "deliveries": 0}]
     assert ps.pskeys("q", state="delayed") == [
-        {"key": "delayed", "until": datetime(2030, 1, 1, tzinfo=timezone.utc), "score": 4.0, "deliveries": 0}
+        {"key": "delayed", "until": datetime(2030, 1, 1, tzinfo=timezone.utc), "score": 4.0, "deliveries": 0,
+         "reason": None}
     ]
     assert ps.pskeys("q", state="held") == [
         {"key": "held", "token": lease.token, "deadline": lease.deadline, "score": 9.0, "deliveries": 1}

@@ -56,6 +56,8 @@ def test_a_failed_delivery_keeps_its_reason_while_the_item_waits_again(work: Wor
     assert item["state"] == "delayed" and item["last_failure"]["reason"] == "exit status 4: quota exceeded"
     assert item["last_failure"]["delivery"] == 1
     assert r.psstats("q")["overdue"] == 0
+    [listed] = r.pskeys("q", state="delayed")
+    assert listed["reason"] == "exit status 4: quota exceeded"
 
 
 def test_a_command_killed_by_a_signal_says_which(work: Work, r: Any) -> None:
