@@ -225,9 +225,9 @@ def ask(question: str) -> bool:
     stays clean for the output); no, unless the answer starts with y."""
     import sys
 
-    sys.stderr.write(f"{question} [y/N]: ")
-    sys.stderr.flush()
-    try:
+    try:  # (the prompt too: a Ctrl-C as soon as it shows must not slip past)
+        sys.stderr.write(f"{question} [y/N]: ")
+        sys.stderr.flush()
         answer = sys.stdin.readline()
     except KeyboardInterrupt:  # Ctrl-C at the prompt: nothing changed, exit status 130
         from psctl.cli.status import INTERRUPTED
