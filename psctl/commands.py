@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from psctl import leases, observing
+from psctl import defaults, leases, observing
 from psctl import operations as op
 from psctl.layout import StreamKeys, stream_keys
 
-DAY = timedelta(days=1)
+DAY = defaults.COOL_DOWN
 
 
 class PrioritizedStreamCommands:
@@ -222,7 +222,7 @@ class PrioritizedStreamCommands:
         self,
         name: str,
         count: int = 1,
-        lease: timedelta | float = leases.DEFAULT_LEASE,
+        lease: timedelta | float = defaults.LEASE,
         max_deliveries: int | None = None,
         block: float | None = None,
         stop: Any = None,
@@ -271,7 +271,7 @@ class PrioritizedStreamCommands:
         self,
         name: str,
         count: int = 1,
-        lease: timedelta | float = leases.DEFAULT_LEASE,
+        lease: timedelta | float = defaults.LEASE,
         max_deliveries: int | None = None,
         block: float | None = None,
         stop: Any = None,

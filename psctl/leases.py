@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from psctl import defaults
 from psctl.encoding import (
     MAX_SECONDS,
     check_count,
@@ -39,7 +40,7 @@ from psctl.protocol import Call, Plan
 from psctl.scripts import script
 
 MAX_LEASE = 1000  # items per lease: a lease that runs out comes back in one short call
-DEFAULT_LEASE = timedelta(minutes=5)
+DEFAULT_LEASE = defaults.LEASE
 
 
 class Lease:
@@ -90,7 +91,7 @@ class Lease:
     def __repr__(self) -> str:
         return f"Lease({self.name!r}, token={self.token!r}, deadline={self.deadline!r}, items={list(self.items)!r})"
 
-    def ack(self, keys: Iterable[Any] | None = None, gate: bool = False, expire_at: Any = timedelta(days=1)) -> Any:
+    def ack(self, keys: Iterable[Any] | None = None, gate: bool = False, expire_at: Any = defaults.COOL_DOWN) -> Any:
         """``psack`` of this lease's items (all it still holds when ``keys`` is None)."""
         return self._client.psack(self.name, self.token, keys, gate=gate, expire_at=expire_at)
 

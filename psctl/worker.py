@@ -81,6 +81,7 @@ from redis.exceptions import ConnectionError as LostConnection
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as NoReply
 
+from psctl import defaults
 from psctl.errors import refused_for_now
 from psctl.leases import MAX_LEASE
 from psctl.lifeline import VARIABLE as WORKER_VARIABLE
@@ -92,7 +93,7 @@ from psctl.stderr_tail import Tail
 TICK = 0.1  # seconds between the supervisor's rounds
 KILL_AFTER = 5.0  # seconds from SIGTERM to SIGKILL for a command being stopped
 LINGER = 1.0  # seconds a process group SIGKILL did not empty may take before its item is reported
-MAX_RETRY_DELAY = 3600.0  # a failed item's delay before its next delivery grows up to this
+MAX_RETRY_DELAY = defaults.MAX_RETRY_DELAY.total_seconds()  # a failed item's delay before its next delivery grows up to this
 BUSY_WAIT = 0.25  # seconds a lease waits for work while commands run (with --idle-exit)
 PREFETCH = 3  # items queued per job at most (leased, waiting for a runner)
 _WAITID = hasattr(os, "waitid")  # Linux; not every Unix
@@ -112,16 +113,16 @@ class WorkOptions:
     name: str
     command: tuple[str, ...]
     jobs: int = 1
-    lease: float = 300.0
+    lease: float = defaults.LEASE.total_seconds()
     timeout: float | None = None  # per command
-    max_deliveries: int = 5
-    retry_delay: float = 10.0
+    max_deliveries: int = defaults.MAX_DELIVERIES
+    retry_delay: float = defaults.RETRY_DELAY.total_seconds()
     gate: bool = False
-    expire_at: Any = timedelta(days=1)  # the cool-down of an acknowledged item
+    expire_at: Any = defaults.COOL_DOWN  # the cool-down of an acknowledged item
     limit: int | None = None  # items to take, in all
     idle_exit: float | None = None  # stop after this long with nothing to do
-    grace: float = 30.0  # after a stop is asked for, before running commands are stopped
-    patience: float = 60.0  # how long an unreachable server is tried again
+    grace: float = defaults.GRACE.total_seconds()  # after a stop is asked for, before running commands are stopped
+    patience: float = defaults.PATIENCE.total_seconds()  # how long an unreachable server is tried again
 
     def retry_delay_for(self, delivery: int) -> float:
         """The delay before a failed item's next delivery: ``retry_delay``

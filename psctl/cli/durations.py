@@ -37,6 +37,21 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def shown_duration(value: timedelta) -> str:
+    """A duration the way DURATION arguments are written: ``5m``, ``1h30m``, ``1d``."""
+    seconds = value.total_seconds()
+    if seconds != int(seconds) or seconds <= 0:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in sorted(UNITS.items(), key=lambda pair: -pair[1]):
+        if unit == "w" and seconds % size:
+            continue  # 10d, not 1w3d
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{int(count)}{unit}")
+    return "".join(parts)
+
+
 def duration_parameter(text: str) -> timedelta:
     """``parse_duration`` as a Typer ``parser``: its message reaches the user as it is."""
     import typer

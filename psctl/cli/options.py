@@ -18,6 +18,8 @@ from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from psctl import defaults
 from psctl.cli.group import PsctlCommand
 
 from psctl.cli.durations import duration_parameter
@@ -25,7 +27,7 @@ from psctl.cli.status import BadUsage
 from psctl.cli.output import TERMINAL_ROWS, Format, Output
 from psctl.cli.session import Session
 
-DEFAULT_COOL_DOWN = timedelta(days=1)
+DEFAULT_COOL_DOWN = defaults.COOL_DOWN
 
 
 def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:

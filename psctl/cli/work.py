@@ -14,8 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from psctl import defaults
 from psctl.cli import terminal
-from psctl.cli.durations import duration_parameter
+from psctl.cli.durations import duration_parameter, shown_duration
 from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down
 from psctl.cli.session import Session
 from psctl.cli.signals import WORK_STATUS, unstoppable
@@ -50,7 +51,7 @@ def work(
     ] = 1,
     lease: Annotated[
         timedelta | None,
-        _duration("--lease", "5m", "How long a lease holds its items; extended while their commands run."),
+        _duration("--lease", shown_duration(defaults.LEASE), "How long a lease holds its items; extended while their commands run."),
     ] = None,
     timeout: Annotated[
         timedelta | None,
@@ -64,10 +65,13 @@ def work(
             "--max-deliveries", metavar="N", min=1,
             help="An item whose command failed on each of N deliveries goes to the dead items (see psctl dead).",
         ),
-    ] = 5,
+    ] = defaults.MAX_DELIVERIES,
     retry_delay: Annotated[
         timedelta | None,
-        _duration("--retry-delay", "10s", "A failed item comes back after this, doubled per delivery (at most 1h)."),
+        _duration(
+            "--retry-delay", shown_duration(defaults.RETRY_DELAY),
+            f"A failed item comes back after this, doubled per delivery (at most {shown_duration(defaults.MAX_RETRY_DELAY)}).",
+        ),
     ] = None,
     gate: Gate = False,
     expire_in: ExpireIn = None,
@@ -83,13 +87,13 @@ def work(
     grace: Annotated[
         timedelta | None,
         _duration(
-            "--grace", "30s", "On Ctrl-C, SIGTERM or SIGHUP, let running commands finish this long, then stop them."
+            "--grace", shown_duration(defaults.GRACE), "On Ctrl-C, SIGTERM or SIGHUP, let running commands finish this long, then stop them."
         ),
     ] = None,
     patience: Annotated[
         timedelta | None,
         _duration(
-            "--patience", "60s",
+            "--patience", shown_duration(defaults.PATIENCE),
             "How long to keep trying a server that stopped answering (or refuses writes: a full disk), then exit 1.",
         ),
     ] = None,
@@ -125,11 +129,11 @@ def work(
     from psctl.worker import WorkOptions
 
     seconds = {
-        "--lease": _seconds(lease, timedelta(minutes=5)),
+        "--lease": _seconds(lease, defaults.LEASE),
         "--timeout": None if timeout is None else timeout.total_seconds(),
-        "--retry-delay": _seconds(retry_delay, timedelta(seconds=10)),
-        "--grace": _seconds(grace, timedelta(seconds=30)),
-        "--patience": _seconds(patience, timedelta(seconds=60)),
+        "--retry-delay": _seconds(retry_delay, defaults.RETRY_DELAY),
+        "--grace": _seconds(grace, defaults.GRACE),
+        "--patience": _seconds(patience, defaults.PATIENCE),
     }
     if seconds["--lease"] < 1:  # type: ignore[operator]
         raise BadUsage("--lease must be at least 1s: it is extended every third of it while a command runs")
