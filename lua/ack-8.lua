@@ -23,10 +23,9 @@
 
   Returns the number of items acknowledged.
 ]]
-local values, gated, cooling, held, failures = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]
-local HELD, LEASES, LEASE, STATS = 4, 5, 6, 8
 -- @include batch
 -- @include keycheck
+-- @include clock
 -- @include cooldown
 -- @include holding
 
@@ -37,21 +36,20 @@ if ARGV[5] == "keys" then
   for i = 6, #ARGV do wanted[#wanted + 1] = ARGV[i] end
   if #wanted == 0 then return 0 end
 end
-local time = redis.call("TIME")  -- (includes/clock.lua, inline: one TIME for the lease and the cool-down)
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now, seconds = clock()  -- one TIME for the lease and the cool-down
 
 -- every key is read before the first write: NAME:leases, NAME:lease and
 -- NAME:held by holding(), the others here; NAME:t's is the first write
-local mine, _, _, others = holding(token, wanted, now)
+local mine, _, _, others = holding(held, leases, lease, token, wanted, now)
 if not mine then return 0 end  -- the lease ran out: what it held comes back, or already did
 if #mine > 0 then
   local gate = ARGV[2] == "1"
-  if gate then expect(2, "set") end
-  local at = cool_down_end(ARGV[3], ARGV[4], time)
-  if at then expect(3, "zset") end
-  expect(STATS, "hash")
-  local failed = expect(7, "hash") > 0
-  checked(1, "hash", "HDEL", unpack(mine))  -- (a lease holds at most 1000 keys)
+  if gate then expect(gated, "set") end
+  local at = cool_down_end(ARGV[3], ARGV[4], seconds)
+  if at then expect(cooling, "zset") end
+  expect(stats, "hash")
+  local failed = expect(failures, "hash") > 0
+  checked(values, "hash", "HDEL", unpack(mine))  -- (a lease holds at most 1000 keys)
   redis.call("HDEL", held, unpack(mine))
   if failed then redis.call("HDEL", failures, unpack(mine)) end
   if gate then redis.call("SADD", gated, unpack(mine)) end
@@ -62,7 +60,7 @@ if #mine > 0 then
     end
     redis.call("ZADD", cooling, unpack(entries))  -- (2000 arguments at most: within unpack's limit)
   end
-  redis.call("HINCRBY", KEYS[STATS], "acked", #mine)
+  redis.call("HINCRBY", stats, "acked", #mine)
 end
-if not others then forget(token) end
+if not others then forget(leases, lease, token) end
 return #mine

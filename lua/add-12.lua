@@ -47,11 +47,9 @@
   A time that has come means now. A score that would not be finite fails the
   whole call before anything is written.
 ]]
-local values, scores, gated, cooling, wakes, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local STATS = 8
-local delayed, delayed_scores, deliveries, failures = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 -- @include batch
 -- @include keycheck
+-- @include clock
 -- @include score
 -- @include wake
 -- @include counters
@@ -66,8 +64,7 @@ if born and ARGV[2] ~= "1" then return {2} end
 local reply = {born and 1 or 0}
 if count == 0 then return reply end
 
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now, seconds = clock()
 -- a time as the caller gives it, as unix ms; nil for none
 local function moment(text)
   if text == nil or text == "" then return nil end
@@ -82,8 +79,7 @@ for i = 1, count do keys[i] = ARGV[first + (i - 1) * width] end
 -- every key is read (and checked) before the first write
 local refused, current, later, ended = {}, {}, {}, {}
 if not born then
-  local kinds = {"hash", "zset", "set", "zset", "list", "hash", "zset", "hash", "zset", "zset", "hash", "hash"}
-  for i, kind in ipairs(kinds) do expect(i, kind) end
+  for key, kind in pairs(KINDS) do expect(key, kind) end
   local has_gates = redis.call("EXISTS", gated) == 1
   local has_cool_downs = redis.call("EXISTS", cooling) == 1
   if not readd then
@@ -97,7 +93,7 @@ if not born then
       local cooldown = call_in_slices("ZMSCORE", cooling, keys)
       for i = 1, count do
         if cooldown[i] and not refused[i] then
-          if tonumber(cooldown[i]) > tonumber(time[1]) then
+          if tonumber(cooldown[i]) > math.floor(seconds) then
             refused[i] = "cooling"
           else
             ended[keys[i]] = true  -- its time has come: over, as psexpire would have it
@@ -127,7 +123,7 @@ if not born then
     end
   end
 end
-local queued = checked(5, "list", "LLEN")
+local queued = checked(wake, "list", "LLEN")
 
 if width == 3 and not default_time and not next(later) and not next(ended) then
   -- no delay anywhere (the common add): each occurrence of a key carries its
@@ -161,7 +157,7 @@ if width == 3 and not default_time and not next(later) and not next(ended) then
       n = n + 2
     end
   end
-  tally(STATS, "added", n / 2 - updated, "updated", updated, "refused", refusals)  -- the first write
+  tally(stats, "added", n / 2 - updated, "updated", updated, "refused", refusals)  -- the first write
   if readd and not born then  -- the gates and cool-downs of the keys not refused
     local lifted = {}
     for i = 1, count do
@@ -173,7 +169,7 @@ if width == 3 and not default_time and not next(later) and not next(ended) then
   if n > 0 then
     count_in_slices("HSET", values, hash_pairs)
     count_in_slices("ZADD", scores, zset_pairs)
-    wake(wakes, n / 2, queued)
+    wake_pullers(wake, n / 2, queued)
   end
   return reply
 end
@@ -225,7 +221,7 @@ local over = {}
 for key in pairs(ended) do over[#over + 1] = key end
 
 -- the first write: the counters
-tally(STATS, "added", accepted - updated, "updated", updated, "refused", refusals, "expired", #over)
+tally(stats, "added", accepted - updated, "updated", updated, "refused", refusals, "expired", #over)
 if readd and not born then  -- the gates and cool-downs of the keys not refused
   count_in_slices("SREM", gated, order)
   count_in_slices("ZREM", cooling, order)
@@ -262,6 +258,6 @@ if #order > 0 then
   count_in_slices("ZADD", delayed_scores, later_scores)
   count_in_slices("ZREM", delayed, leave_delayed)
   count_in_slices("ZREM", delayed_scores, leave_delayed)
-  wake(wakes, #order, queued)
+  wake_pullers(wake, #order, queued)
 end
 return reply

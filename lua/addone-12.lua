@@ -33,10 +33,8 @@
   delayed_until: when a delayed item starts waiting (unix ms), else false.
   Counts what it did.
 ]]
-local values, scores, gated, cooling, wakes, held, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local STATS = 8
-local delayed, delayed_scores, deliveries, failures = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 -- @include keycheck
+-- @include clock
 -- @include score
 -- @include wake
 -- @include counters
@@ -55,33 +53,33 @@ if born and ARGV[2] ~= "1" then return {2, false} end
 
 -- every key is read before the first write (the counters' is checked by count)
 local function refuse(reason, ends)
-  tally(STATS, "refused", 1)
+  tally(stats, "refused", 1)
   return {0, false, reason, ends or false, false}
 end
-local time = nil
+local now, seconds = nil, nil  -- the server's clock, read only when needed
 local function now_ms()
-  time = time or redis.call("TIME")
-  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if not now then now, seconds = clock() end
+  return now
 end
 local later, pending = nil, nil
 if present >= 9 then
-  if checked(6, "hash", "HEXISTS", key) == 1 then return refuse("held") end
-  if checked(7, "zset", "ZSCORE", key) then return refuse("dead") end
-  later = checked(9, "zset", "ZSCORE", key)
-  if later then pending = checked(10, "zset", "ZSCORE", key) or "0" end
+  if checked(held, "hash", "HEXISTS", key) == 1 then return refuse("held") end
+  if checked(dead, "zset", "ZSCORE", key) then return refuse("dead") end
+  later = checked(delayed, "zset", "ZSCORE", key)
+  if later then pending = checked(delayed_scores, "zset", "ZSCORE", key) or "0" end
   present = present % 9
 end
 local ended = false  -- a cool-down whose time has come: over, as psexpire would have it
 if present >= 3 then
   if readd then
-    expect(3, "set")
-    expect(4, "zset")
+    expect(gated, "set")
+    expect(cooling, "zset")
   else
-    if checked(3, "set", "SISMEMBER", key) == 1 then return refuse("gated") end
-    local ends = checked(4, "zset", "ZSCORE", key)
+    if checked(gated, "set", "SISMEMBER", key) == 1 then return refuse("gated") end
+    local ends = checked(cooling, "zset", "ZSCORE", key)
     if ends then
       now_ms()
-      if tonumber(ends) > tonumber(time[1]) then return refuse("cooling", ends) end
+      if tonumber(ends) > math.floor(seconds) then return refuse("cooling", ends) end
       ended = true
     end
   end
@@ -89,12 +87,12 @@ end
 local current = pending
 local kept = false  -- a kept item whose cool-down is over: gone before it is added again
 if present > 0 and not later then
-  expect(1, "hash")
-  current = checked(2, "zset", "ZSCORE", key)
+  expect(values, "hash")
+  current = checked(scores, "zset", "ZSCORE", key)
   if current and ended then
     current, kept = nil, true
-    expect(11, "hash")
-    expect(12, "hash")
+    expect(deliveries, "hash")
+    expect(failures, "hash")
   end
 end
 local score = ARGV[6]
@@ -106,13 +104,13 @@ if given ~= "" then
 end
 if due and due <= now_ms() then due = nil end  -- a time that has come means now
 if due or later then
-  expect(9, "zset")
-  expect(10, "zset")
+  expect(delayed, "zset")
+  expect(delayed_scores, "zset")
 end
-if later then expect(1, "hash") end  -- (else read above, or no stream yet)
-local queued = checked(5, "list", "LLEN")
+if later then expect(values, "hash") end  -- (else read above, or no stream yet)
+local queued = checked(wake, "list", "LLEN")
 
-tally(STATS, current and "updated" or "added", 1, "expired", ended and 1 or 0)  -- the first write
+tally(stats, current and "updated" or "added", 1, "expired", ended and 1 or 0)  -- the first write
 if readd and present >= 3 then
   redis.call("SREM", gated, key)
   redis.call("ZREM", cooling, key)
@@ -136,5 +134,5 @@ else
     redis.call("ZREM", delayed_scores, key)
   end
 end
-wake(wakes, 1, queued)
+wake_pullers(wake, 1, queued)
 return {born and 1 or 0, score, false, false, due or false}

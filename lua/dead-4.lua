@@ -15,15 +15,14 @@
   Returns {keys, values, deliveries, reasons, failed_at}: five arrays in that
   order; a reason or a time is false where none is kept.
 ]]
-local dead, values, deliveries, failures = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- @include batch
 -- @include keycheck
 
-local keys = checked(1, "zset", "ZREVRANGE", ARGV[1], ARGV[2])
+local keys = checked(dead, "zset", "ZREVRANGE", ARGV[1], ARGV[2])
 if #keys == 0 then return {{}, {}, {}, {}, {}} end
-expect(2, "hash")
-expect(3, "hash")
-expect(4, "hash")
+expect(values, "hash")
+expect(deliveries, "hash")
+expect(failures, "hash")
 local found = call_in_slices("HMGET", values, keys)
 local counts = call_in_slices("HMGET", deliveries, keys)
 local packed = call_in_slices("HMGET", failures, keys)

@@ -17,8 +17,8 @@
 
 local by = tonumber(ARGV[1])
 local changed = {}
-for index = 1, 2 do  -- every new score is worked out before the first write
-  local all = checked(index, "zset", "ZRANGE", 0, -1, "WITHSCORES")
+for index, key in ipairs({scores, delayed_scores}) do  -- every new score is worked out before the first write
+  local all = checked(key, "zset", "ZRANGE", 0, -1, "WITHSCORES")
   local rescored = {}
   for i = 1, #all, 2 do
     rescored[i] = finite_score(tonumber(all[i + 1]) - by, all[i])
@@ -26,6 +26,6 @@ for index = 1, 2 do  -- every new score is worked out before the first write
   end
   changed[index] = rescored
 end
-count_in_slices("ZADD", KEYS[1], changed[1])
-count_in_slices("ZADD", KEYS[2], changed[2])
+count_in_slices("ZADD", scores, changed[1])
+count_in_slices("ZADD", delayed_scores, changed[2])
 return (#changed[1] + #changed[2]) / 2

@@ -31,26 +31,21 @@
   came back, and went to NAME:dead; how many delayed items started waiting. Counts them (NAME:stats, which alone does not
   keep a stream alive).
 ]]
-local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local STATS = 10
-local delayed, delayed_scores, failures = KEYS[11], KEYS[12], KEYS[13]
 -- @include batch
 -- @include keycheck
+-- @include clock
 -- @include reclaim
 -- @include counters
 -- @include due
 
-local kinds = {"hash", "zset", "set", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-for i, kind in ipairs(kinds) do expect(i, kind) end
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+for key, kind in pairs(KINDS) do expect(key, kind) end
+local now, seconds = clock()
 local leased = {0, 0, 0}
-if redis.call("EXISTS", leases) == 1 then leased = reclaim(now) end
+if redis.call("EXISTS", leases) == 1 then leased = reclaim(K, now) end
 local limit = tonumber(ARGV[1])
-local expired, more_cool_downs = end_cool_downs(time[1], limit)
-local started, more_delayed = promote(now, limit)
-tally(STATS, "expired", expired, "redelivered", leased[1], "dead", leased[2])
+local expired, more_cool_downs = end_cool_downs(K, math.floor(seconds), limit)
+local started, more_delayed = promote(K, now, limit)
+tally(stats, "expired", expired, "redelivered", leased[1], "dead", leased[2])
 local items = redis.call("EXISTS", values, scores, dead) > 0
 if not items then redis.call("DEL", deliveries, failures) end
 local alive = items or redis.call("EXISTS", gated, cooling, held, leases, lease, delayed, delayed_scores) > 0

@@ -12,18 +12,16 @@
   Returns the new deadline (unix ms), or false when the token holds nothing
   (its lease ran out, or it gave back or acknowledged every item).
 ]]
-local held, leases, lease = KEYS[1], KEYS[2], KEYS[3]
-local HELD, LEASES, LEASE = 1, 2, 3
 -- @include batch
 -- @include keycheck
 -- @include clock
 -- @include holding
 
-local now = now_ms()  -- (holding() reads, and so checks, all three keys before a write)
-local mine = holding(ARGV[1], nil, now)
+local now = clock()  -- (holding() reads, and so checks, all three keys before a write)
+local mine = holding(held, leases, lease, ARGV[1], nil, now)
 if not mine then return false end
 if #mine == 0 then
-  forget(ARGV[1])
+  forget(leases, lease, ARGV[1])
   return false
 end
 local deadline = now + tonumber(ARGV[2])

@@ -16,13 +16,13 @@
 -- @include keycheck
 -- @include score
 
-local index = 1
-local current = checked(1, "zset", "ZSCORE", ARGV[2])
+local where = scores
+local current = checked(scores, "zset", "ZSCORE", ARGV[2])
 if not current then
-  index = 2
-  current = checked(2, "zset", "ZSCORE", ARGV[2])
+  where = delayed_scores
+  current = checked(delayed_scores, "zset", "ZSCORE", ARGV[2])
   if not current then return false end
 end
 local score = finite_score(tonumber(current) + tonumber(ARGV[1]), ARGV[2])
-redis.call("ZADD", KEYS[index], score, ARGV[2])
+redis.call("ZADD", where, score, ARGV[2])
 return score

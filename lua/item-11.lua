@@ -30,52 +30,53 @@
   delivery}: each false where it does not apply; gated 1 or 0.
 ]]
 -- @include keycheck
+-- @include clock
 
 local key = ARGV[1]
-local time = redis.call("TIME")
-local state, score, deliveries, deadline, later = nil, false, false, false, false
-local holder = checked(4, "hash", "HGET", key)
+local now, seconds = clock()
+local state, score, delivered, deadline, later = nil, false, false, false, false
+local holder = checked(held, "hash", "HGET", key)
 if holder then
-  local packed = checked(6, "hash", "HGET", holder)
+  local packed = checked(lease, "hash", "HGET", holder)
   if packed then
     local record = cmsgpack.unpack(packed)
     for i = 2, #record, 3 do
       if record[i] == key then
-        score, deliveries = record[i + 1], record[i + 2]
+        score, delivered = record[i + 1], record[i + 2]
         break
       end
     end
   end
-  deadline = checked(5, "zset", "ZSCORE", holder) or false
+  deadline = checked(leases, "zset", "ZSCORE", holder) or false
   state = "held"
 end
 if not state then
-  local last = checked(8, "zset", "ZSCORE", key)
+  local last = checked(dead, "zset", "ZSCORE", key)
   if last then
     state, score = "dead", last
   else
-    later = checked(9, "zset", "ZSCORE", key) or false
-    if later and tonumber(later) <= tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) then
+    later = checked(delayed, "zset", "ZSCORE", key) or false
+    if later and tonumber(later) <= now then
       later = false  -- its time has come: it waits, whether or not a pull has moved it yet
-      state, score = "waiting", checked(10, "zset", "ZSCORE", key) or false
+      state, score = "waiting", checked(delayed_scores, "zset", "ZSCORE", key) or false
     elseif later then
-      state, score = "delayed", checked(10, "zset", "ZSCORE", key) or false
+      state, score = "delayed", checked(delayed_scores, "zset", "ZSCORE", key) or false
     else
-      local current = checked(1, "zset", "ZSCORE", key)
+      local current = checked(scores, "zset", "ZSCORE", key)
       if current then state, score = "waiting", current end
     end
   end
-  if state then deliveries = tonumber(checked(7, "hash", "HGET", key) or 0) end
+  if state then delivered = tonumber(checked(deliveries, "hash", "HGET", key) or 0) end
 end
-local ends = checked(3, "zset", "ZSCORE", key) or false
-if ends and tonumber(ends) <= tonumber(time[1]) then ends = false end  -- over, not yet swept
-local gated = checked(2, "set", "SISMEMBER", key)
+local ends = checked(cooling, "zset", "ZSCORE", key) or false
+if ends and tonumber(ends) <= math.floor(seconds) then ends = false end  -- over, not yet swept
+local gated = checked(gated, "set", "SISMEMBER", key)
 if not state then
   state = ends and "cooling" or gated == 1 and "gated" or "absent"
 end
 local failure = false
 if state ~= "absent" and state ~= "cooling" and state ~= "gated" then
-  local packed = checked(11, "hash", "HGET", key)
+  local packed = checked(failures, "hash", "HGET", key)
   if packed then failure = cmsgpack.unpack(packed) end
 end
-return {state, score, deliveries, deadline, ends, gated, later, failure}
+return {state, score, delivered, deadline, ends, gated, later, failure}

@@ -30,10 +30,6 @@
   on its first; when nothing was leased, {} or, while delayed items wait,
   {ms}: how long until the next is due.
 ]]
-local values, scores, cooling, held, leases, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local deliveries, dead = KEYS[7], KEYS[8]
-local STATS = 9
-local delayed, delayed_scores, failures = KEYS[10], KEYS[11], KEYS[12]
 -- @include batch
 -- @include keycheck
 -- @include clock
@@ -42,20 +38,19 @@ local delayed, delayed_scores, failures = KEYS[10], KEYS[11], KEYS[12]
 -- @include due
 
 local count, token = tonumber(ARGV[1]), ARGV[2]
-expect(1, "hash")
-expect(2, "zset")
-expect(4, "hash")
-expect(6, "hash")
-expect(7, "hash")
-expect(STATS, "hash")
-local now = now_ms()
+expect(values, "hash")
+expect(scores, "zset")
+expect(held, "hash")
+expect(lease, "hash")
+expect(deliveries, "hash")
+expect(stats, "hash")
+local now, seconds = clock()
 -- what is due comes first: every key is read (and checked) only when something is
-local due_leases = #checked(5, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
-local due_cool_downs = #checked(3, "zset", "ZRANGEBYSCORE", "-inf", math.floor(now / 1000), "LIMIT", 0, 1) > 0
-local due_items = #checked(10, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
+local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
-  local kinds = {"hash", "zset", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  end_what_is_due(now, math.floor(now / 1000), due_leases, due_cool_downs, due_items, kinds)
+  end_what_is_due(K, KINDS, now, math.floor(seconds), due_leases, due_cool_downs, due_items)
 end
 
 local taken, found, remembered = {}, {}, {}
@@ -76,7 +71,7 @@ while #taken < count do
   if #page / 2 < want then break end
 end
 if #taken == 0 then
-  local soon = next_due()
+  local soon = next_due(K)
   return soon and {soon - now} or {}
 end
 
@@ -101,5 +96,5 @@ redis.call("HSET", held, unpack(owned))  -- (2000 arguments at most: within unpa
 local deadline = now + tonumber(ARGV[3])
 redis.call("ZADD", leases, deadline, token)
 redis.call("HSET", lease, token, cmsgpack.pack(record))
-redis.call("HINCRBY", KEYS[STATS], "leased", #taken)
+redis.call("HINCRBY", stats, "leased", #taken)
 return {deadline, taken, found, remembered, counts or {}}

@@ -25,58 +25,53 @@
   Returns {deadline, key, value, score, deliveries}; when nothing was leased,
   {} or {ms} as lease-12.lua.
 ]]
-local values, scores, cooling, held, leases, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local deliveries, dead = KEYS[7], KEYS[8]
-local STATS = 9
-local delayed, delayed_scores, failures = KEYS[10], KEYS[11], KEYS[12]
 -- @include keycheck
+-- @include clock
 
 local token = ARGV[1]
-local time = redis.call("TIME")  -- (includes/clock.lua, inline)
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now, seconds = clock()
 -- what is due comes first (the rarer path: its code is only set up here, to
 -- keep the common call short); every key is read (and checked) only when
 -- something is
-local due_leases = #checked(5, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
-local due_cool_downs = #checked(3, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LIMIT", 0, 1) > 0
-local due_items = #checked(10, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
+local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
 -- @include batch
 -- @include reclaim
 -- @include counters
 -- @include due
-  local kinds = {"hash", "zset", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  end_what_is_due(now, time[1], due_leases, due_cool_downs, due_items, kinds)
+  end_what_is_due(K, KINDS, now, math.floor(seconds), due_leases, due_cool_downs, due_items)
 end
 
 local key, value, score
 local rank, orphans = 0, nil
 repeat
-  local top = checked(2, "zset", "ZREVRANGE", rank, rank, "WITHSCORES")
+  local top = checked(scores, "zset", "ZREVRANGE", rank, rank, "WITHSCORES")
   if #top == 0 then
     if orphans then redis.call("ZREM", scores, unpack(orphans)) end
-    local first = checked(10, "zset", "ZRANGE", 0, 0, "WITHSCORES")  -- the next delayed item
+    local first = checked(delayed, "zset", "ZRANGE", 0, 0, "WITHSCORES")  -- the next delayed item
     return first[2] and {tonumber(first[2]) - now} or {}
   end
   key, score = top[1], top[2]
-  value = checked(1, "hash", "HGET", key)
+  value = checked(values, "hash", "HGET", key)
   if not value then  -- an orphan (a score with no value): dropped, not counted
     orphans = orphans or {}
     orphans[#orphans + 1] = key
     rank = rank + 1
   end
 until value
-local before = checked(7, "hash", "HGET", key)  -- deliveries so far, while not held
+local before = checked(deliveries, "hash", "HGET", key)  -- deliveries so far, while not held
 local count = tonumber(before or 0) + 1
-expect(6, "hash")
-expect(STATS, "hash")
+expect(lease, "hash")
+expect(stats, "hash")
 
-checked(4, "hash", "HSET", key, token)  -- the first write
+checked(held, "hash", "HSET", key, token)  -- the first write
 if orphans then redis.call("ZREM", scores, unpack(orphans)) end
 redis.call("ZREM", scores, key)
 if before then redis.call("HDEL", deliveries, key) end
 local deadline = now + tonumber(ARGV[2])
 redis.call("ZADD", leases, deadline, token)
 redis.call("HSET", lease, token, cmsgpack.pack({tonumber(ARGV[3]), key, score, count}))
-redis.call("HINCRBY", KEYS[STATS], "leased", 1)
+redis.call("HINCRBY", stats, "leased", 1)
 return {deadline, key, value, score, count}

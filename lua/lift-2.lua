@@ -22,13 +22,13 @@ for i = 2, #ARGV do
   end
 end
 if #keys == 0 then return 0 end
-local is_gated = checked(1, "set", "SMISMEMBER", unpack(keys))  -- (a call holds at most ADD_CHUNK keys)
-local ends = checked(2, "zset", "ZMSCORE", unpack(keys))
+local is_gated = checked(gated, "set", "SMISMEMBER", unpack(keys))  -- (a call holds at most ADD_CHUNK keys)
+local ends = checked(cooling, "zset", "ZMSCORE", unpack(keys))
 local lifted = 0
 for i = 1, #keys do
   if is_gated[i] == 1 or ends[i] then lifted = lifted + 1 end
 end
 if ARGV[1] == "1" then return lifted end
-redis.call("SREM", KEYS[1], unpack(keys))
-redis.call("ZREM", KEYS[2], unpack(keys))
+redis.call("SREM", gated, unpack(keys))
+redis.call("ZREM", cooling, unpack(keys))
 return lifted

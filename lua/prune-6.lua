@@ -15,22 +15,20 @@
 
   Returns the removed keys, lowest score first.
 ]]
-local values, scores, gated, deliveries, failures = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6]
-local STATS = 5
 -- @include batch
 -- @include keycheck
 
-local removed = checked(2, "zset", "ZRANGEBYSCORE", "-inf", ARGV[1])
+local removed = checked(scores, "zset", "ZRANGEBYSCORE", "-inf", ARGV[1])
 if #removed == 0 then return removed end
-expect(1, "hash")
-if ARGV[2] == "1" then expect(3, "set") end
-local counted = expect(4, "hash") > 0
-local failed = expect(6, "hash") > 0
-expect(STATS, "hash")
+expect(values, "hash")
+if ARGV[2] == "1" then expect(gated, "set") end
+local counted = expect(deliveries, "hash") > 0
+local failed = expect(failures, "hash") > 0
+expect(stats, "hash")
 redis.call("ZREMRANGEBYSCORE", scores, "-inf", ARGV[1])
 count_in_slices("HDEL", values, removed)
 if counted then count_in_slices("HDEL", deliveries, removed) end
 if failed then count_in_slices("HDEL", failures, removed) end
 if ARGV[2] == "1" then count_in_slices("SADD", gated, removed) end
-redis.call("HINCRBY", KEYS[STATS], "removed", #removed)
+redis.call("HINCRBY", stats, "removed", #removed)
 return removed

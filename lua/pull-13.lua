@@ -36,12 +36,9 @@
   blocked pull waits no longer). A purged item's deliveries and last failure
   are forgotten. Counts the items pulled, and what came due.
 ]]
-local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local STATS = 10
-local delayed, delayed_scores, failures = KEYS[11], KEYS[12], KEYS[13]
 -- @include batch
 -- @include keycheck
+-- @include clock
 -- @include cooldown
 -- @include score
 -- @include reclaim
@@ -53,27 +50,25 @@ local gate = ARGV[3] == "1"
 local pulled, found = {}, {}
 
 -- every key is read before the first write
-expect(1, "hash")
-expect(2, "zset")
-if gate then expect(3, "set") end
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local at = cool_down_end(ARGV[4], ARGV[5], time)
-expect(STATS, "hash")
+expect(values, "hash")
+expect(scores, "zset")
+if gate then expect(gated, "set") end
+local now, seconds = clock()
+local at = cool_down_end(ARGV[4], ARGV[5], seconds)
+expect(stats, "hash")
 -- what is due comes first: every key is read (and checked) only when something is
-local due_leases = #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
-local due_cool_downs = #checked(4, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LIMIT", 0, 1) > 0
-local due_items = #checked(11, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
+local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
-  local kinds = {"hash", "zset", "set", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  end_what_is_due(now, time[1], due_leases, due_cool_downs, due_items, kinds)
+  end_what_is_due(K, KINDS, now, math.floor(seconds), due_leases, due_cool_downs, due_items)
 end
 -- an item pulled for good leaves its deliveries and its last failure behind
 -- (as an acknowledged one); one EXISTS says whether there is anything to forget
 local counted, failed = false, false
 if purge and redis.call("EXISTS", deliveries, failures) > 0 then
-  counted = expect(8, "hash") > 0
-  failed = expect(13, "hash") > 0
+  counted = expect(deliveries, "hash") > 0
+  failed = expect(failures, "hash") > 0
 end
 
 -- appends a page's members that have a value; returns those that have none
@@ -134,10 +129,10 @@ else
 end
 
 if #pulled == 0 then
-  local soon = next_due()
+  local soon = next_due(K)
   return soon and {soon - now} or {}
 end
-tally(STATS, "pulled", #pulled)
+tally(stats, "pulled", #pulled)
 
 if counted then count_in_slices("HDEL", deliveries, pulled) end
 if failed then count_in_slices("HDEL", failures, pulled) end

@@ -25,55 +25,50 @@
   Returns {key, value}; when nothing was pulled, {} or {ms} as pull-13.lua.
   What is due comes first (see pull-13.lua). Counts what it did.
 ]]
-local values, scores, gated, cooling = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local held, leases, lease, deliveries, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local STATS = 10
-local delayed, delayed_scores, failures = KEYS[11], KEYS[12], KEYS[13]
 -- @include batch
 -- @include keycheck
+-- @include clock
 -- @include cooldown
 -- @include reclaim
 -- @include counters
 -- @include due
 
-local time = redis.call("TIME")  -- one TIME for the leases, what is due and the cool-down
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now, seconds = clock()  -- one TIME for the leases, what is due and the cool-down
 
 -- every key is read before the first write
-expect(1, "hash")
-local waiting = expect(2, "zset")
+expect(values, "hash")
+local waiting = expect(scores, "zset")
 local gate = ARGV[1] == "1"
-if gate then expect(3, "set") end
-local at = cool_down_end(ARGV[2], ARGV[3], time)
+if gate then expect(gated, "set") end
+local at = cool_down_end(ARGV[2], ARGV[3], seconds)
 -- what is due comes first: every key is read (and checked) only when something is
-local due_leases = #checked(6, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
-local due_cool_downs = #checked(4, "zset", "ZRANGEBYSCORE", "-inf", time[1], "LIMIT", 0, 1) > 0
-local due_items = #checked(11, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
+local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
+local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
-  local kinds = {"hash", "zset", "set", "zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}
-  end_what_is_due(now, time[1], due_leases, due_cool_downs, due_items, kinds)
+  end_what_is_due(K, KINDS, now, math.floor(seconds), due_leases, due_cool_downs, due_items)
   waiting = redis.call("ZCARD", scores)
 end
 if waiting == 0 then
-  local soon = next_due()
+  local soon = next_due(K)
   return soon and {soon - now} or {}
 end
 -- (one EXISTS says whether the item may have deliveries or a failure to forget)
 local counted, failed = false, false
 if redis.call("EXISTS", deliveries, failures) > 0 then
-  counted = expect(8, "hash") > 0
-  failed = expect(13, "hash") > 0
+  counted = expect(deliveries, "hash") > 0
+  failed = expect(failures, "hash") > 0
 end
 
 -- the first write: the count (checked; taken back in the rare case that only
 -- orphans were left)
-checked(STATS, "hash", "HINCRBY", "pulled", 1)
+checked(stats, "hash", "HINCRBY", "pulled", 1)
 local key, value
 repeat
   local popped = redis.call("ZPOPMAX", scores)
   if #popped == 0 then
-    redis.call("HINCRBY", KEYS[STATS], "pulled", -1)
-    local soon = next_due()
+    redis.call("HINCRBY", stats, "pulled", -1)
+    local soon = next_due(K)
     return soon and {soon - now} or {}
   end
   key = popped[1]

@@ -36,9 +36,6 @@
   they take what came back, or wait for a delayed item no longer than its
   time.
 ]]
-local scores, held, leases, lease, deliveries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local delayed, delayed_scores, failures, wakes = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local HELD, LEASES, LEASE, STATS = 2, 3, 4, 7
 -- @include batch
 -- @include keycheck
 -- @include clock
@@ -57,15 +54,15 @@ end
 
 -- every key is read before the first write: NAME:leases, NAME:lease and
 -- NAME:held by holding(), the others here
-local now = now_ms()
-local mine, record, where, others = holding(token, wanted, now)
+local now = clock()
+local mine, record, where, others = holding(held, leases, lease, token, wanted, now)
 if not mine then return {0, 0} end
 local queued = 0
 if #mine > 0 then
-  for i, kind in ipairs({"zset", "hash", "zset", "hash", "hash", "zset", "hash", "zset", "zset", "hash"}) do
-    if i ~= HELD and i ~= LEASES and i ~= LEASE then expect(i, kind) end
+  for _, key in ipairs({scores, deliveries, dead, stats, delayed, delayed_scores, failures}) do
+    expect(key, KINDS[key])
   end
-  queued = checked(11, "list", "LLEN")
+  queued = checked(wake, "list", "LLEN")
 end
 local max = record[1]
 local back, buried, later, later_scores, counted, failed = {}, {}, {}, {}, {}, {}
@@ -102,10 +99,10 @@ count_in_slices("ZADD", dead, buried)
 count_in_slices("ZADD", delayed, later)
 count_in_slices("ZADD", delayed_scores, later_scores)
 count_in_slices("HSET", failures, failed)
-if not others then forget(token) end
+if not others then forget(leases, lease, token) end
 if #mine > 0 then
-  redis.call("HINCRBY", KEYS[STATS], "released", #mine)
-  if #buried > 0 then redis.call("HINCRBY", KEYS[STATS], "dead", #buried / 2) end
-  wake(wakes, #mine - #buried / 2, queued)
+  redis.call("HINCRBY", stats, "released", #mine)
+  if #buried > 0 then redis.call("HINCRBY", stats, "dead", #buried / 2) end
+  wake_pullers(wake, #mine - #buried / 2, queued)
 end
 return {#mine, #buried / 2}

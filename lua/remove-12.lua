@@ -29,9 +29,6 @@
   Returns the number of items removed (or, in a dry run, that would be);
   counts them.
 ]]
-local values, scores, gated, held, deliveries, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local STATS = 7
-local delayed, delayed_scores, failures = KEYS[8], KEYS[9], KEYS[10]
 -- @include batch
 -- @include keycheck
 
@@ -41,22 +38,22 @@ for i = 3, #ARGV do keys[#keys + 1] = ARGV[i] end
 if #keys == 0 then return 0 end
 
 -- every key is read before the first write; the lease keys only when they exist
-expect(2, "zset")
+expect(scores, "zset")
 local waiting = call_in_slices("ZMSCORE", scores, keys)
-local holders = expect(4, "hash") > 0 and call_in_slices("HMGET", held, keys)
-local died = expect(6, "zset") > 0 and call_in_slices("ZMSCORE", dead, keys)
-local later = expect(8, "zset") > 0 and call_in_slices("ZMSCORE", delayed, keys)
+local holders = expect(held, "hash") > 0 and call_in_slices("HMGET", held, keys)
+local died = expect(dead, "zset") > 0 and call_in_slices("ZMSCORE", dead, keys)
+local later = expect(delayed, "zset") > 0 and call_in_slices("ZMSCORE", delayed, keys)
 local removed = 0
 for i = 1, #keys do
   if waiting[i] or holders and holders[i] or died and died[i] or later and later[i] then removed = removed + 1 end
 end
 if dry then return removed end
-expect(1, "hash")
-if gate then expect(3, "set") end
-local counted = expect(5, "hash") > 0
-expect(STATS, "hash")
-expect(9, "zset")
-local failed = expect(10, "hash") > 0
+expect(values, "hash")
+if gate then expect(gated, "set") end
+local counted = expect(deliveries, "hash") > 0
+expect(stats, "hash")
+expect(delayed_scores, "zset")
+local failed = expect(failures, "hash") > 0
 -- the leases of held items removed, and their records: each is forgotten once it holds nothing more
 local tokens, records = {}, {}
 if holders then
@@ -69,8 +66,8 @@ if holders then
     end
   end
   if #tokens > 0 then
-    expect(11, "zset")
-    records = checked(12, "hash", "HMGET", unpack(tokens))  -- (a chunk's keys at most: 1000)
+    expect(leases, "zset")
+    records = checked(lease, "hash", "HMGET", unpack(tokens))  -- (a chunk's keys at most: 1000)
   end
 end
 
@@ -91,8 +88,8 @@ for i, token in ipairs(tokens) do
     end
   end
   if not left then
-    redis.call("ZREM", KEYS[11], token)
-    redis.call("HDEL", KEYS[12], token)
+    redis.call("ZREM", leases, token)
+    redis.call("HDEL", lease, token)
   end
 end
 if died then count_in_slices("ZREM", dead, keys) end
@@ -103,5 +100,5 @@ end
 if counted then count_in_slices("HDEL", deliveries, keys) end
 if failed then count_in_slices("HDEL", failures, keys) end
 if gate then count_in_slices("SADD", gated, keys) end
-if removed > 0 then redis.call("HINCRBY", KEYS[STATS], "removed", removed) end
+if removed > 0 then redis.call("HINCRBY", stats, "removed", removed) end
 return removed

@@ -14,13 +14,12 @@
 
   Returns the number of items put back.
 ]]
-local scores, deliveries, dead, failures = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- @include batch
 -- @include keycheck
 
 local found
 if ARGV[2] == "all" then
-  found = checked(3, "zset", "ZRANGE", 0, -1, "WITHSCORES")
+  found = checked(dead, "zset", "ZRANGE", 0, -1, "WITHSCORES")
 else
   local asked, seen = {}, {}
   for i = 3, #ARGV do
@@ -30,7 +29,7 @@ else
     end
   end
   if #asked == 0 then return 0 end
-  local died = checked(3, "zset", "ZMSCORE", unpack(asked))
+  local died = checked(dead, "zset", "ZMSCORE", unpack(asked))
   found = {}
   for i, key in ipairs(asked) do
     if died[i] then
@@ -40,9 +39,9 @@ else
   end
 end
 if #found == 0 then return 0 end
-expect(1, "zset")
-expect(2, "hash")
-expect(4, "hash")
+expect(scores, "zset")
+expect(deliveries, "hash")
+expect(failures, "hash")
 local back, keys = {}, {}
 for i = 1, #found, 2 do
   back[i] = ARGV[1] ~= "" and ARGV[1] or found[i + 1]

@@ -35,11 +35,12 @@
 ]]
 -- @include batch
 -- @include keycheck
+-- @include clock
 
 local state, start, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rows = {}
 local function deliveries_of(keys)
-  local counts = call_in_slices("HMGET", KEYS[7], keys)
+  local counts = call_in_slices("HMGET", deliveries, keys)
   for i = 1, #keys do counts[i] = tonumber(counts[i] or 0) end
   return counts
 end
@@ -49,31 +50,30 @@ local function page_end(found)
 end
 
 if state == "gated" then
-  local reply = checked(2, "set", "SSCAN", start, "COUNT", count)
+  local reply = checked(gated, "set", "SSCAN", start, "COUNT", count)
   for _, key in ipairs(reply[2]) do rows[#rows + 1] = key end
   return {reply[1] ~= "0" and reply[1] or false, rows}
 end
 
-expect(7, "hash")
+expect(deliveries, "hash")
 local first, last = tonumber(start), tonumber(start) + count - 1
 if state == "waiting" or state == "dead" then
-  local index = state == "waiting" and 1 or 8
-  local found = checked(index, "zset", "ZREVRANGE", first, last, "WITHSCORES")
+  local found = checked(state == "waiting" and scores or dead, "zset", "ZREVRANGE", first, last, "WITHSCORES")
   local keys = {}
   for i = 1, #found, 2 do keys[#keys + 1] = found[i] end
   if #keys == 0 then return {false, rows} end
   local counts = deliveries_of(keys)
-  local failures = {}
+  local reasons = {}
   if state == "dead" then
-    expect(11, "hash")
-    failures = call_in_slices("HMGET", KEYS[11], keys)
+    expect(failures, "hash")
+    reasons = call_in_slices("HMGET", failures, keys)
   end
   for i, key in ipairs(keys) do
     rows[#rows + 1] = key
     rows[#rows + 1] = found[2 * i]
     rows[#rows + 1] = counts[i]
     if state == "dead" then
-      local failure = failures[i] and cmsgpack.unpack(failures[i]) or {}
+      local failure = reasons[i] and cmsgpack.unpack(reasons[i]) or {}
       rows[#rows + 1] = failure[1] or false
       rows[#rows + 1] = failure[2] or false
     end
@@ -82,32 +82,32 @@ if state == "waiting" or state == "dead" then
 end
 
 if state == "delayed" then
-  local time = redis.call("TIME")
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local over = checked(9, "zset", "ZCOUNT", "-inf", now)  -- their time has come: they wait, not listed
-  local found = redis.call("ZRANGE", KEYS[9], over + first, over + last, "WITHSCORES")
+  local now = clock()
+  local over = checked(delayed, "zset", "ZCOUNT", "-inf", now)  -- their time has come: they wait, not listed
+  local found = redis.call("ZRANGE", delayed, over + first, over + last, "WITHSCORES")
   local keys = {}
   for i = 1, #found, 2 do keys[#keys + 1] = found[i] end
   if #keys == 0 then return {false, rows} end
-  expect(10, "zset")
-  expect(11, "hash")
-  local scores = call_in_slices("ZMSCORE", KEYS[10], keys)
+  expect(delayed_scores, "zset")
+  expect(failures, "hash")
+  local waits_with = call_in_slices("ZMSCORE", delayed_scores, keys)
   local counts = deliveries_of(keys)
-  local failures = call_in_slices("HMGET", KEYS[11], keys)
+  local reasons = call_in_slices("HMGET", failures, keys)
   for i, key in ipairs(keys) do
     rows[#rows + 1] = key
     rows[#rows + 1] = found[2 * i]
-    rows[#rows + 1] = scores[i] or false
+    rows[#rows + 1] = waits_with[i] or false
     rows[#rows + 1] = counts[i]
-    rows[#rows + 1] = failures[i] and cmsgpack.unpack(failures[i])[1] or false  -- (a retry's: why it failed)
+    rows[#rows + 1] = reasons[i] and cmsgpack.unpack(reasons[i])[1] or false  -- (a retry's: why it failed)
   end
   return {page_end(keys), rows}
 end
 
 if state == "cooling" then
-  local now = redis.call("TIME")[1]
-  local over = checked(3, "zset", "ZCOUNT", "-inf", now)  -- ended, not yet swept: not listed
-  local found = redis.call("ZRANGE", KEYS[3], over + first, over + last, "WITHSCORES")
+  local _, seconds = clock()
+  local now = math.floor(seconds)
+  local over = checked(cooling, "zset", "ZCOUNT", "-inf", now)  -- ended, not yet swept: not listed
+  local found = redis.call("ZRANGE", cooling, over + first, over + last, "WITHSCORES")
   for i = 1, #found, 2 do
     rows[i], rows[i + 1] = found[i], tonumber(found[i + 1]) * 1000
   end
@@ -119,20 +119,20 @@ end
 if state == "held" then
   -- leases in deadline order, as many as reach `count` items (at least one)
   local rank, items = first, 0
-  expect(4, "hash")
-  expect(6, "hash")
+  expect(held, "hash")
+  expect(lease, "hash")
   while items < count do
-    local tokens = checked(5, "zset", "ZRANGE", rank, rank + 99, "WITHSCORES")
+    local tokens = checked(leases, "zset", "ZRANGE", rank, rank + 99, "WITHSCORES")
     if #tokens == 0 then return {false, rows} end
     for i = 1, #tokens, 2 do
       local token, deadline = tokens[i], tokens[i + 1]
       rank = rank + 1
-      local packed = redis.call("HGET", KEYS[6], token)
+      local packed = redis.call("HGET", lease, token)
       if packed then
         local record = cmsgpack.unpack(packed)
         local keys = {}
         for j = 2, #record, 3 do keys[#keys + 1] = record[j] end
-        local holders = #keys > 0 and redis.call("HMGET", KEYS[4], unpack(keys)) or {}
+        local holders = #keys > 0 and redis.call("HMGET", held, unpack(keys)) or {}
         for j, key in ipairs(keys) do
           if holders[j] == token then
             rows[#rows + 1] = key

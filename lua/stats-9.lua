@@ -29,21 +29,21 @@
 ]]
 -- @include batch
 -- @include keycheck
+-- @include clock
 
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now, seconds, time = clock()
 local budget = tonumber(ARGV[1])
 
 -- overdue: the leases that ran out (at most `budget` of them), their records
 -- and the holders of their keys, each read in one bulk command
 local overdue, capped = 0, 0
-local tokens = checked(5, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, budget + 1)
+local tokens = checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, budget + 1)
 if #tokens > budget then
   capped = 1
   tokens[#tokens] = nil
 end
 if #tokens > 0 then
-  local records = call_in_slices("HMGET", KEYS[6], tokens)
+  local records = call_in_slices("HMGET", lease, tokens)
   local keys, owners = {}, {}
   for i, token in ipairs(tokens) do
     if records[i] then
@@ -59,36 +59,36 @@ if #tokens > 0 then
       end
     end
   end
-  local holders = call_in_slices("HMGET", KEYS[4], keys)
+  local holders = call_in_slices("HMGET", held, keys)
   for i = 1, #keys do
     if holders[i] == owners[i] then overdue = overdue + 1 end
   end
 end
 
-local function score_at(index, rank)
-  local found = checked(index, "zset", "ZRANGE", rank, rank, "WITHSCORES")
+local function score_at(key, rank)
+  local found = checked(key, "zset", "ZRANGE", rank, rank, "WITHSCORES")
   return found[2] or false
 end
 
-local after = "(" .. time[1]  -- cool-downs still to end
-local next_end = checked(3, "zset", "ZRANGEBYSCORE", after, "+inf", "WITHSCORES", "LIMIT", 0, 1)
+local after = string.format("(%d", math.floor(seconds))  -- cool-downs still to end
+local next_end = checked(cooling, "zset", "ZRANGEBYSCORE", after, "+inf", "WITHSCORES", "LIMIT", 0, 1)
 -- delayed items whose time has come wait, whether or not a pull has moved them yet
-local due = checked(9, "zset", "ZCOUNT", "-inf", now)
-local next_due = checked(9, "zset", "ZRANGEBYSCORE", "(" .. now, "+inf", "WITHSCORES", "LIMIT", 0, 1)
+local due = checked(delayed, "zset", "ZCOUNT", "-inf", now)
+local next_due = checked(delayed, "zset", "ZRANGEBYSCORE", "(" .. now, "+inf", "WITHSCORES", "LIMIT", 0, 1)
 
 return {
-  checked(1, "zset", "ZCARD") + due,
-  checked(4, "hash", "HLEN"),
+  checked(scores, "zset", "ZCARD") + due,
+  checked(held, "hash", "HLEN"),
   overdue,
   capped,
-  checked(2, "set", "SCARD"),
-  checked(3, "zset", "ZCOUNT", after, "+inf"),
+  checked(gated, "set", "SCARD"),
+  checked(cooling, "zset", "ZCOUNT", after, "+inf"),
   next_end[2] or false,
-  checked(7, "zset", "ZCARD"),
-  score_at(1, -1),
-  score_at(1, 0),
-  checked(8, "hash", "HGETALL"),
+  checked(dead, "zset", "ZCARD"),
+  score_at(scores, -1),
+  score_at(scores, 0),
+  checked(stats, "hash", "HGETALL"),
   time,
-  checked(9, "zset", "ZCARD") - due,
+  checked(delayed, "zset", "ZCARD") - due,
   next_due[2] or false,
 }

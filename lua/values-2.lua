@@ -16,19 +16,18 @@
   value1, score1, ...), and last the number of ranks read (orphans included),
   so that a caller reading pages knows where the next one starts.
 ]]
-local scores, values = KEYS[1], KEYS[2]
 -- @include batch
 -- @include keycheck
 
 local withscores = ARGV[3] == "1"
 local members
 if withscores then
-  members = checked(1, "zset", "ZREVRANGE", ARGV[1], ARGV[2], "WITHSCORES")
+  members = checked(scores, "zset", "ZREVRANGE", ARGV[1], ARGV[2], "WITHSCORES")
 else
-  members = checked(1, "zset", "ZREVRANGE", ARGV[1], ARGV[2])
+  members = checked(scores, "zset", "ZREVRANGE", ARGV[1], ARGV[2])
 end
 if #members == 0 then return {0} end
-expect(2, "hash")
+expect(values, "hash")
 local step = withscores and 2 or 1
 local keys = {}
 for i = 1, #members, step do keys[#keys + 1] = members[i] end

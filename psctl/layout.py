@@ -46,7 +46,7 @@ SUFFIXES = {
     "cooling": ":exp",  # sorted set: key -> unix time its cool-down ends
     # beside the four of SPEC §1:
     "wake": ":wake",  # list: wake-up tokens for blocked pullers
-    "held": ":held",  # hash: held item key -> "token:score" (its lease, the score it had)
+    "held": ":held",  # hash: held item key -> the token of the lease holding it
     "leases": ":leases",  # sorted set: token -> lease deadline (unix ms, server clock)
     "lease": ":lease",  # hash: token -> msgpack {max_deliveries, key, ...}
     "deliveries": ":dlv",  # hash: item key -> how many leases it has had
@@ -55,6 +55,24 @@ SUFFIXES = {
     "delayed": ":delayed",  # sorted set: delayed item key -> unix ms it becomes waiting
     "delayed_scores": ":dscores",  # sorted set: delayed item key -> the score it will wait with
     "failures": ":fail",  # hash: item key -> msgpack {reason, unix ms, delivery}: its last failure
+}
+
+# The Redis type of each key (what a script checks before its first write).
+KINDS = {
+    "values": "hash",
+    "scores": "zset",
+    "gated": "set",
+    "cooling": "zset",
+    "wake": "list",
+    "held": "hash",
+    "leases": "zset",
+    "lease": "hash",
+    "deliveries": "hash",
+    "dead": "zset",
+    "stats": "hash",
+    "delayed": "zset",
+    "delayed_scores": "zset",
+    "failures": "hash",
 }
 
 

@@ -2,11 +2,18 @@
 
 One file per operation, named ``<operation>-<numkeys>.lua`` as in BullMQ. Its
 ``-- @keys NAME ...`` line names the stream's keys it takes, in order, by their
-names in ``layout.SUFFIXES``: the only place a script's keys are listed
-(``LuaScript.keys_of`` builds a call's KEYS from it). A line
-``-- @include NAME`` is replaced by ``lua/includes/NAME.lua``. Scripts run by
-``EVALSHA``; the runner loads one with ``SCRIPT LOAD`` when the server answers
-``NOSCRIPT`` (a restarted server, a ``SCRIPT FLUSH``).
+names in ``layout.SUFFIXES``: the only place a script's keys are listed.
+``LuaScript.keys_of`` builds a call's KEYS from it, and the script gets a
+local of each name (``local values, scores = KEYS[1], KEYS[2]``) put before
+its text; one that uses ``K`` or ``KINDS`` also gets those tables (its keys by
+name; each key's Redis type, by the key), which is how includes take the keys they
+work on: as parameters (``reclaim(K, now)``), never a caller's locals.
+
+A line ``-- @include NAME`` is replaced by ``lua/includes/NAME.lua``; an
+include names the includes it needs the same way, and each is put in once,
+before the first that needs it. Scripts run by ``EVALSHA``; the runner loads
+one with ``SCRIPT LOAD`` when the server answers ``NOSCRIPT`` (a restarted
+server, a ``SCRIPT FLUSH``).
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from psctl.layout import SUFFIXES, Key, StreamKeys
+from psctl.layout import KINDS, SUFFIXES, Key, StreamKeys
 
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 _KEYS = re.compile(r"^-- @keys ([\w ]+)$", re.MULTILINE)
 _FILE_NAME = re.compile(r"^(?P<name>[a-z]+)-(?P<numkeys>\d+)\.lua$")
+_USES_K = re.compile(r"\bK\b")
+_USES_KINDS = re.compile(r"\bKINDS\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +70,48 @@ def script(name: str) -> LuaScript:
     path = matches[0]
     numkeys = int(_FILE_NAME.match(path.name)["numkeys"])
 
-    def include(match: re.Match[str]) -> str:
-        return (folder / "includes" / f"{match[1]}.lua").read_text()
-
     text = path.read_text()
-    source = _INCLUDE.sub(include, text)
-    declared = set(map(int, re.findall(r"KEYS\[(\d+)\]", source)))
-    if declared != set(range(1, numkeys + 1)):
-        raise ValueError(f"{path.name} names KEYS {sorted(declared)}, but its file name says {numkeys}")
     named = _KEYS.search(text)
     if named is None:
         raise ValueError(f"{path.name} has no '-- @keys' line naming its keys")
     key_names = tuple(named[1].split())
     unknown = [n for n in key_names if n not in SUFFIXES]
-    if len(key_names) != numkeys or unknown:
+    if len(key_names) != numkeys or unknown or len(set(key_names)) != numkeys:
         raise ValueError(f"{path.name}: its '-- @keys' line names {key_names}, not {numkeys} keys of a stream")
+    documented = set(map(int, re.findall(r"KEYS\[(\d+)\]", text)))
+    if documented != set(range(1, numkeys + 1)):
+        raise ValueError(f"{path.name} names KEYS {sorted(documented)}, but its file name says {numkeys}")
+    body = _expand(text, folder / "includes", set())
+    source = _prelude(key_names, body) + body
     return LuaScript(
         name, numkeys, source, hashlib.sha1(source.encode()).hexdigest(), key_names, attrgetter(*key_names)
     )
+
+
+def _expand(text: str, includes: Path, done: set[str]) -> str:
+    """``text`` with each ``-- @include NAME`` replaced by that include, itself
+    expanded first; an include already put in (``done``) is not put in again."""
+
+    def include(match: re.Match[str]) -> str:
+        name = match[1]
+        if name in done:
+            return f"-- (include {name}: above)"
+        done.add(name)
+        path = includes / f"{name}.lua"
+        if not path.is_file():
+            raise FileNotFoundError(f"no lua/includes/{name}.lua (named by an '-- @include' line)")
+        return _expand(path.read_text(), includes, done)
+
+    return _INCLUDE.sub(include, text)
+
+
+def _prelude(key_names: tuple[str, ...], body: str) -> str:
+    """The script's keys as locals (and the tables ``K`` and ``KINDS`` when it
+    uses them), on one line, so that the script's own line numbers move by one."""
+    indexes = ", ".join(f"KEYS[{i}]" for i in range(1, len(key_names) + 1))
+    parts = [f"local {', '.join(key_names)} = {indexes}"]
+    if _USES_K.search(body):
+        parts.append("local K = {" + ", ".join(f"{n} = {n}" for n in key_names) + "}")
+    if _USES_KINDS.search(body):
+        parts.append("local KINDS = {" + ", ".join(f'[{n}] = "{KINDS[n]}"' for n in key_names) + "}")
+    return "; ".join(parts) + "\n"

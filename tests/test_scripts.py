@@ -46,3 +46,62 @@ def test_a_script_without_a_keys_line_is_refused(tmp_path, monkeypatch) -> None:
             scripts.script("bad")
     finally:
         scripts.script.cache_clear()
+
+
+INCLUDES = sorted(path.stem for path in (lua_dir() / "includes").glob("*.lua"))
+
+
+def _code(text: str) -> str:
+    """Lua text without its comments (block ones first) and string literals."""
+    text = re.sub(r"--[^\n]*", "", re.sub(r"--\[\[.*?\]\]", "", text, flags=re.DOTALL))
+    return re.sub(r'"(?:[^"\\\n]|\\.)*"', '""', text)
+
+
+@pytest.mark.parametrize("name", INCLUDES)
+def test_an_include_takes_the_keys_it_works_on_as_parameters(name: str) -> None:
+    """No include reads a caller's locals: every key it touches comes in a
+    parameter (a key, or ``K``, the script's keys by name), never KEYS[i]."""
+    code = _code((lua_dir() / "includes" / f"{name}.lua").read_text())
+    parameters = {p.strip() for group in re.findall(r"function\s+\w+\(([^)]*)\)", code) for p in group.split(",")}
+    for key_name in SUFFIXES:
+        bare = re.findall(rf"(?<![.\w]){key_name}\b", code)
+        if bare:
+            assert key_name in parameters, f"includes/{name}.lua uses {key_name!r} without taking it"
+    assert not re.search(r"KEYS\[", code), f"includes/{name}.lua indexes KEYS itself"
+    assert not re.search(r"\bKINDS\b", code), f"includes/{name}.lua reads the caller's KINDS"
+
+
+def test_the_includes_an_include_needs_come_once_and_first(tmp_path, monkeypatch) -> None:
+    from psctl import scripts
+
+    (tmp_path / "includes").mkdir()
+    (tmp_path / "includes" / "base.lua").write_text("local function base() return 1 end\n")
+    (tmp_path / "includes" / "upper.lua").write_text("-- @include base\nlocal function upper() return base() end\n")
+    (tmp_path / "both-1.lua").write_text(
+        "--[[\n  KEYS[1]  NAME:s\n-- @keys scores\n]]\n-- @include upper\n-- @include base\nreturn upper()\n"
+    )
+    monkeypatch.setattr(scripts, "lua_dir", lambda: tmp_path)
+    scripts.script.cache_clear()
+    try:
+        source = scripts.script("both").source
+    finally:
+        scripts.script.cache_clear()
+    assert source.count("local function base()") == 1
+    assert source.index("local function base()") < source.index("local function upper()")
+    assert source.splitlines()[0] == "local scores = KEYS[1]"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_clock_is_read_in_one_place(name: str) -> None:
+    """Only includes/clock.lua asks the server for TIME."""
+    text = (lua_dir() / f"{name}-{script(name).numkeys}.lua").read_text()
+    assert "TIME\"" not in _code(text).replace(" ", "")
+
+
+def test_every_script_and_include_a_text_names_exists() -> None:
+    texts = [path.read_text() for path in lua_dir().rglob("*.lua")]
+    for path in ("psctl/layout.py", "psctl/scripts.py", "psctl/operations.py", "psctl/leases.py", "psctl/observing.py"):
+        texts.append((lua_dir().parent / path).read_text())
+    named = {m for text in texts for m in re.findall(r"\b(?:includes/)?[a-z]+-?\d*\.lua\b", text)}
+    missing = [n for n in named if not (lua_dir() / n).exists() and not (lua_dir() / "includes" / n).exists()]
+    assert missing == []

@@ -1,6 +1,9 @@
--- The server's clock in whole milliseconds since the epoch: every lease
--- deadline and release delay counts from it, never from a client's clock.
-local function now_ms()
-  local now = redis.call("TIME")
-  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+-- The server's clock, never a client's: every lease deadline, delay and
+-- cool-down counts from it. One TIME per call: unix milliseconds (whole, what
+-- deadlines and delays are kept in) and unix seconds (with their fraction,
+-- what cool-downs are kept in, rounded), and TIME's own reply.
+local function clock()
+  local time = redis.call("TIME")
+  local seconds, micros = tonumber(time[1]), tonumber(time[2])
+  return seconds * 1000 + math.floor(micros / 1000), seconds + micros / 1000000, time
 end

@@ -7,25 +7,25 @@
 -- token acts only on what it still holds: after its lease ran out (by the
 -- server's clock, even before the items came back) it holds nothing, and an
 -- item it gave back, or that another token now holds, is not its own.
--- Needs the locals HELD, LEASES and LEASE (the indexes of those keys in KEYS)
--- and the keycheck include: its reads check their keys' types, so a script
--- that calls it before its first write need not check those again.
+-- Its reads check their keys' types, so a script that calls it before its
+-- first write need not check those again.
+-- @include keycheck
 
--- holding(token, wanted, now): the keys, of `wanted` (a table) or of the whole
+-- holding(held, leases, lease, token, wanted, now): the keys, of `wanted` (a table) or of the whole
 -- lease when `wanted` is nil, that `token` holds at `now` (each once); the
 -- record and a table key -> the key's index in it (its score follows it, then
 -- its deliveries). nil when the token holds nothing (its lease ran out or is
 -- gone). A fourth value says whether the token holds anything outside those
 -- keys.
-local function holding(token, wanted, now)
-  local deadline = checked(LEASES, "zset", "ZSCORE", token)
+local function holding(held, leases, lease, token, wanted, now)
+  local deadline = checked(leases, "zset", "ZSCORE", token)
   if not deadline or tonumber(deadline) <= now then return nil end
-  local packed = checked(LEASE, "hash", "HGET", token)
+  local packed = checked(lease, "hash", "HGET", token)
   if not packed then return nil end
   local record = cmsgpack.unpack(packed)
   local all = {}
   for i = 2, #record, 3 do all[#all + 1] = record[i] end
-  local holders = checked(HELD, "hash", "HMGET", unpack(all))  -- (1000 keys at most)
+  local holders = checked(held, "hash", "HMGET", unpack(all))  -- (1000 keys at most)
   local owned, held_count = {}, 0
   for i, key in ipairs(all) do
     if holders[i] == token then  -- (Lua's strings are interned: a pointer comparison)
@@ -45,7 +45,7 @@ local function holding(token, wanted, now)
 end
 
 -- Forgets a lease that holds nothing more.
-local function forget(token)
-  redis.call("ZREM", KEYS[LEASES], token)
-  redis.call("HDEL", KEYS[LEASE], token)
+local function forget(leases, lease, token)
+  redis.call("ZREM", leases, token)
+  redis.call("HDEL", lease, token)
 end

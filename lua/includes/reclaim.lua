@@ -9,17 +9,18 @@
 -- about RECLAIM items (a lease holds at most 1000), are looked at per call,
 -- in a handful of bulk commands, so that a pile of expired leases never makes
 -- one call long; the rest come back in the next calls. Each item of a lease
--- that ran out keeps "lease expired" as its last failure (NAME:fail). Needs
--- the locals scores, held, leases, lease, deliveries, dead and failures (the
--- script's KEYS, of the right types: checked before any write) and the batch
--- include. Returns {redelivered, died, more}: the items of leases that ran
--- out that came back, and those that went to NAME:dead.
+-- that ran out keeps "lease expired" as its last failure (NAME:fail). `K`:
+-- the script's keys by name (scores, held, leases, lease, deliveries, dead
+-- and failures are used), of the right types: checked before any write.
+-- Returns {redelivered, died, more}: the items of leases that ran out that
+-- came back, and those that went to NAME:dead.
+-- @include batch
 local RECLAIM = 500
 local RELEASED = -1  -- the max_deliveries of a delayed release's record (psctl 0.2)
-local function reclaim(now)
-  local tokens = redis.call("ZRANGEBYSCORE", leases, "-inf", now, "LIMIT", 0, RECLAIM)
+local function reclaim(K, now)
+  local tokens = redis.call("ZRANGEBYSCORE", K.leases, "-inf", now, "LIMIT", 0, RECLAIM)
   if #tokens == 0 then return {0, 0, 0} end
-  local records = redis.call("HMGET", lease, unpack(tokens))
+  local records = redis.call("HMGET", K.lease, unpack(tokens))
   local keys, owners, lasts, counts, limits = {}, {}, {}, {}, {}
   local done = 0
   for i, token in ipairs(tokens) do
@@ -36,7 +37,7 @@ local function reclaim(now)
   end
   local redelivered, died = 0, 0
   if #keys > 0 then
-    local holders = call_in_slices("HMGET", held, keys)
+    local holders = call_in_slices("HMGET", K.held, keys)
     local back, buried, gone, counted, failed = {}, {}, {}, {}, {}
     for i, key in ipairs(keys) do
       if holders[i] == owners[i] then
@@ -60,13 +61,13 @@ local function reclaim(now)
         end
       end
     end
-    count_in_slices("HDEL", held, gone)
-    count_in_slices("HSET", deliveries, counted)
-    count_in_slices("ZADD", scores, back)
-    count_in_slices("ZADD", dead, buried)
-    count_in_slices("HSET", failures, failed)
+    count_in_slices("HDEL", K.held, gone)
+    count_in_slices("HSET", K.deliveries, counted)
+    count_in_slices("ZADD", K.scores, back)
+    count_in_slices("ZADD", K.dead, buried)
+    count_in_slices("HSET", K.failures, failed)
   end
-  redis.call("ZREMRANGEBYRANK", leases, 0, done - 1)
-  count_in_slices("HDEL", lease, {unpack(tokens, 1, done)})
+  redis.call("ZREMRANGEBYRANK", K.leases, 0, done - 1)
+  count_in_slices("HDEL", K.lease, {unpack(tokens, 1, done)})
   return {redelivered, died, (done < #tokens or #tokens == RECLAIM) and 1 or 0}
 end

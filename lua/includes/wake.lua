@@ -4,7 +4,7 @@
 -- at once and pulls again. `queued` is the list's length, read before the
 -- script's first write; a new list is gone within a minute.
 local WAKE_TOKENS = 16
-local function wake(list, added, queued)
+local function wake_pullers(list, added, queued)
   local tokens = {}
   for i = 1, math.min(added, WAKE_TOKENS - queued) do tokens[i] = "1" end
   if #tokens > 0 then
