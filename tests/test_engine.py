@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as LostConnection
 
-from psctl.work import Engine, Event, IllegalTransition, InProcess, Item, ManualClock, State, WorkOptions, WorkState
+from psctl.work import (
+    Engine,
+    Event,
+    IllegalTransition,
+    InProcess,
+    Item,
+    ManualClock,
+    State,
+    WorkOptions,
+    WorkState,
+)
 from psctl.work.states import TRANSITIONS
 
 SOON = 2.0  # seconds of real time a test waits for the engine's threads to do something
