@@ -5,7 +5,7 @@
 - ``engine``: the ``Engine`` (supervisor and runners), with ``board`` (what the threads share),
   ``feeder`` (leasing), ``acknowledger`` (reporting), ``leasekeeper`` (extending, giving back)
   and ``patience`` (a server that stopped answering);
-- ``executor``: the seam; ``commands`` (with ``commandlane``, ``jobs``, ``sessions``,
+- ``executor``: the seam; ``commands`` (with ``commandlane``, ``commandjob``, ``sessions``,
   ``stderr_tail`` and ``lifeline``) runs a command per item, ``inprocess`` a Python callable;
 - ``clock``: the injected clock.
 """

@@ -13,8 +13,15 @@ from typing import Any, Protocol
 
 from psctl.work import sessions, stderr_tail
 from psctl.work.clock import Clock
+from psctl.work.commandjob import (
+    KILL_AFTER,
+    NOT_STARTED,
+    UNREAD,
+    CommandJob,
+    send,
+    terminate,
+)
 from psctl.work.executor import Job
-from psctl.work.jobs import KILL_AFTER, NOT_STARTED, UNREAD, CommandJob, send, terminate
 from psctl.work.lifeline import Lifeline
 from psctl.work.options import Item, shown
 from psctl.work.stderr_tail import Tail

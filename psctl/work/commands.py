@@ -38,9 +38,16 @@ from collections.abc import Callable
 
 from psctl.work import sessions
 from psctl.work.clock import Clock
+from psctl.work.commandjob import (
+    KILL_AFTER,
+    NOT_STARTED,
+    UNREAD,
+    CommandJob,
+    send,
+    terminate,
+)
 from psctl.work.commandlane import CommandLane
 from psctl.work.executor import Job, Kind, Order, Verdict
-from psctl.work.jobs import KILL_AFTER, NOT_STARTED, UNREAD, CommandJob, send, terminate
 from psctl.work.lifeline import VARIABLE as WORKER_VARIABLE
 from psctl.work.lifeline import Lifeline
 from psctl.work.options import Item, shown
