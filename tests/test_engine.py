@@ -26,6 +26,8 @@ from psctl.work import (
     WorkOptions,
     WorkState,
 )
+from psctl.work.executor import Job, Kind, Verdict
+from psctl.work.inprocess import HandlerLane
 from psctl.work.states import TRANSITIONS
 
 SOON = 2.0  # seconds of real time a test waits for the engine's threads to do something
@@ -377,6 +379,40 @@ def _children() -> Iterator[int]:
                 yield from map(int, file.read().split())
         except OSError:
             continue
+
+
+class Unstartable(InProcess):
+    """An executor that cannot start anything: each job halts the work, as a command that cannot be started does."""
+
+    def lane(self, report: Callable[[Job], None], halt: Callable[[Job], None]) -> Any:
+        executor = self
+
+        class Lane(HandlerLane):
+            def run(self, job: Job | None) -> None:
+                if job is not None:
+                    job.halt, job.note = "unstartable", f"cannot start anything for {job.item.key}"
+                    executor.halted.append(job.item.key)
+                    halt(job)
+                    report(job)
+
+        return Lane(self.handler, report)
+
+    def verdict(self, job: Job) -> Verdict:
+        return Verdict(Kind.BACK)
+
+
+def test_a_job_that_halts_the_work_stops_the_leasing_at_once(clock: ManualClock) -> None:
+    source = FakeLeases(clock, {f"k{i}": i for i in range(20)})
+    warned: list[str] = []
+    executor = Unstartable(lambda item: None)
+    executor.halted = []  # type: ignore[attr-defined]
+    engine = Engine(source, source, WorkOptions(name="q", jobs=2), executor, warn=warned.append, clock=clock)
+    assert engine.run() == "unstartable"
+    assert source.leases == 1 and len(executor.halted) <= 2  # type: ignore[attr-defined]
+    assert all(attempted is False for _, _, _, attempted in source.released)  # back, uncounted
+    assert len(source.waiting) == 20 and engine.tally.failed == 0
+    said = [message for message in warned if message.startswith("cannot start")]
+    assert len(said) == 1 and said[0].removeprefix("cannot start anything for ") in executor.halted  # type: ignore[attr-defined]
 
 
 # -- the in-process executor against a real server ------------------------------------------

@@ -55,7 +55,9 @@ class Job:
 class Lane(Protocol):
     """A runner thread's part of the executor: runs its jobs one by one."""
 
-    holding: bool  # it holds a job back (to look at it again): call ``run(None)`` soon, not wait for work
+    @property
+    def holding(self) -> bool:
+        """It holds a job back (to look at it again): call ``run(None)`` soon, not wait for work."""
 
     def run(self, job: Job | None) -> None:
         """Runs ``job`` to its end (None: just what it holds back); each job
