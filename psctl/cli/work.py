@@ -1,5 +1,5 @@
 """``psctl work``: runs a command for every item of a stream (SPEC §7), on
-leases; the engine is ``psctl.worker``. Here: the options, the signals, the
+leases; the engine is ``psctl.work``. Here: the options, the signals, the
 status line, the summary and the exit status."""
 
 import errno
@@ -126,7 +126,7 @@ def work(
     Example: psctl work jobs --idle-exit 0 --timeout 5m -- sh -c 'curl -fsS -d @- https://example.com/hook'
     Example: psctl work mail --limit 100 --idle-exit 0 -q -- python send.py   (from cron: silent unless one fails)
     """
-    from psctl.worker import WorkOptions
+    from psctl.work import WorkOptions
 
     seconds = {
         "--lease": _seconds(lease, defaults.LEASE),
@@ -199,7 +199,7 @@ def _executable(command: list[str]) -> str:
 def _run(
     client: Any, feeder: Any, options: Any, as_json: bool, quiet: bool = False, feeder_timeout: float | None = None
 ) -> int:
-    from psctl.worker import Worker
+    from psctl.work import CommandRunner, Engine
 
     line = StatusLine(options.name) if terminal.stderr_is_terminal() and not quiet else None
 
@@ -208,7 +208,8 @@ def _run(
             line.clear()
         _say(f"psctl work: {terminal.one_line(message)}\n")  # (keys and the commands' own words, escaped)
 
-    worker = Worker(client, feeder, options, warn=warn, feeder_timeout=feeder_timeout)
+    runner = CommandRunner(options.command, options.timeout)
+    worker = Engine(client, feeder, options, runner, warn=warn, feeder_timeout=feeder_timeout)
     told_stop = told_suspend = False
     suspend_asked = []  # (noted by the handler, said by the supervisor: no writing in a signal handler)
 

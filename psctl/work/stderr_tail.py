@@ -63,7 +63,7 @@ def wait_reading(pid: int, fd: int, tail: Tail) -> bool:
 
     A process's files are closed before its exit is told, so that once it
     has exited, a pipe that has not ended is still held by something else:
-    a process of the command's that outlives it (``psctl.worker`` then looks
+    a process of the command's that outlives it (``psctl.work.commands`` then looks
     for what is left of the command, which it does not for every command),
     or, briefly, a command spawned meanwhile, from its fork to its exec
     (``ended`` tells, a little later)."""

@@ -1,0 +1,63 @@
+"""What the worker's threads share: the queue of items taken and not yet
+started, the jobs running, what ended and is not yet reported, and the
+worker's ``WorkState``, all under one lock, with a condition per kind of
+waiter (a notify_all for everyone would wake every thread at every item, and
+hand the GIL round for nothing). ``change`` is the one place a state changes
+and its consequences follow."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from psctl.operations import StopWaiting
+from psctl.work.clock import Clock
+from psctl.work.executor import Job
+from psctl.work.options import Item, WorkOptions
+from psctl.work.patience import Patience
+from psctl.work.states import Event, State, WorkState
+
+
+class Board:
+    def __init__(self, options: WorkOptions, clock: Clock, patience: Patience) -> None:
+        self.options, self.clock, self.patience = options, clock, patience
+        self.lock = threading.Lock()
+        self.work_ready = threading.Condition(self.lock)  # runners: an item queued, or the end
+        self.room = threading.Condition(self.lock)  # the feeder: room in the queue, or the end
+        self.ended = threading.Condition(self.lock)  # the acknowledger: a job ended, items back, or the end
+        self.state = WorkState()
+        self.queue: deque[Item] = deque()
+        self.jobs: set[Job] = set()
+        self.finished: deque[Job] = deque()  # ended, not yet reported
+        self.returning: list[Item] = []  # taken but never started: to give back
+        self.runners = options.jobs  # runner threads still running
+        self.feeding = True  # the feeder runs (and may hand items back to give back)
+        self.taken = 0
+        self.stop_at = float("inf")  # when the grace ends
+        self.wait = StopWaiting()  # ends the feeder's wait for work
+
+    def change(self, event: Event) -> None:
+        """``event`` happened (the lock is held): the state table says where
+        the work is now, and what follows from it follows here."""
+        before = self.state.state
+        after = self.state.handle(event)
+        if after is before:
+            return
+        if before in (State.WORKING, State.DRAINING) and self.state.stopped:
+            # a stop: what is queued goes back, unstarted; the grace starts
+            self.stop_at = self.clock.now() + self.options.grace
+            self.returning.extend(self.queue)
+            self.queue.clear()
+        if self.state.given_up:
+            self.patience.lose()
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Every waiting thread looks again (the work ends, or stops); the lock is held."""
+        self.wait.set()
+        for condition in (self.work_ready, self.room, self.ended):
+            condition.notify_all()
+
+    def held(self) -> int:
+        """Items taken and not yet reported (the lock is held)."""
+        return len(self.queue) + len(self.jobs)

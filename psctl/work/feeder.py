@@ -1,0 +1,123 @@
+"""The feeder: leases items several at a time, whenever fewer than ``jobs``
+wait in the queue (up to ``PREFETCH`` per job), waiting for work with the
+blocking lease's wake-up; it notices the limit and idleness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import TimeoutError as NoReply
+
+from psctl.leases import MAX_LEASE
+from psctl.work.board import Board
+from psctl.work.leasekeeper import LeaseKeeper
+from psctl.work.options import Item
+from psctl.work.patience import FIRST_PAUSE, LONGEST_PAUSE, UNANSWERED
+from psctl.work.states import Event
+
+BUSY_WAIT = 0.25  # seconds a lease waits for work while commands run (with --idle-exit)
+PREFETCH = 3  # items queued per job at most (leased, waiting for a runner)
+
+
+class Feeder:
+    """``client.pslease`` (which may wait for work: give it longer reply
+    timeouts, ``reply_timeout``) into the board's queue."""
+
+    def __init__(self, board: Board, client: Any, keeper: LeaseKeeper, reply_timeout: float = 0.0) -> None:
+        self._board, self._client, self._keeper = board, client, keeper
+        # how long the client waits for a reply beyond a blocked wait: a lease that
+        # timed out was owed that long (when unknown, from when it failed)
+        self._reply_timeout = reply_timeout
+
+    def feed(self) -> None:
+        board = self._board
+        try:
+            self._feed()
+        finally:
+            with board.lock:
+                board.feeding = False
+                board.patience.forget("feeder")  # (it asks nothing more)
+                board.ended.notify()
+
+    def _feed(self) -> None:
+        board, options, clock = self._board, self._board.options, self._board.clock
+        idle_since: float | None = None
+        pause = FIRST_PAUSE
+        while True:
+            with board.lock:
+                # leases of several items at once, before the runners run out: once
+                # fewer than ``jobs`` wait, as many as fill the queue to three times that
+                while board.state.leases and len(board.queue) >= options.jobs:
+                    board.room.wait()
+                if not board.state.leases:
+                    return
+                left = MAX_LEASE if options.limit is None else options.limit - board.taken
+                want = min(PREFETCH * options.jobs - len(board.queue), MAX_LEASE, left)
+                if want <= 0:  # --limit reached: the runners finish what was taken
+                    board.change(Event.LIMIT)
+                    return
+                busy = board.held() > 0
+            now = clock.now()
+            if busy:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            try:
+                lease = self._client.pslease(
+                    options.name, count=want, lease=options.lease, max_deliveries=options.max_deliveries,
+                    block=self._block(busy, idle_since, now), stop=board.wait,
+                )  # fmt: skip
+            except UNANSWERED as exc:  # a lease whose reply was lost comes back by itself
+                failed_at = clock.now()
+                owed_since = failed_at - self._reply_timeout if isinstance(exc, NoReply) else failed_at
+                board.patience.trouble(exc, owed_since, "feeder")
+                self._pause(pause)
+                pause = min(pause * 2, LONGEST_PAUSE)
+                continue
+            board.patience.answered()
+            pause = FIRST_PAUSE
+            if lease:
+                self._take(lease)
+                idle_since = None
+            elif (
+                not busy and options.idle_exit is not None and idle_since is not None
+                and clock.now() - idle_since >= options.idle_exit
+            ):  # fmt: skip
+                with board.lock:
+                    if board.held() == 0 and board.state.leases:
+                        board.change(Event.IDLE)
+                        return
+
+    def _block(self, busy: bool, idle_since: float | None, now: float) -> float | None:
+        """How long a lease waits for work: for ever (0) by default; with
+        --idle-exit, what is left of it while nothing runs (None: no wait), a
+        short while otherwise, so that idleness is noticed soon after the last
+        item ends."""
+        idle_exit = self._board.options.idle_exit
+        if idle_exit is None:
+            return 0
+        if busy:
+            return BUSY_WAIT
+        left = idle_exit - (now - (idle_since or now))
+        return left if left > 0 else None
+
+    def _take(self, lease: Any) -> None:
+        board = self._board
+        scores, deliveries = lease.scores, lease.deliveries
+        items = [Item(lease.token, key, value, scores[key], deliveries[key]) for key, value in lease.items.items()]
+        with board.lock:
+            if board.state.leases:
+                board.queue.extend(items)
+                self._keeper.track(lease.token, len(items))
+                board.taken += len(items)
+                board.work_ready.notify_all()
+                return
+            board.returning.extend(items)  # a stop came while it leased: back at once, unstarted
+            board.ended.notify()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleeps, unless the work stops meanwhile (a stop, idleness, a lost server)."""
+        board, clock = self._board, self._board.clock
+        end = clock.now() + seconds
+        while clock.now() < end and not board.wait.is_set():
+            clock.sleep(min(0.05, end - clock.now()))

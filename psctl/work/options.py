@@ -1,0 +1,75 @@
+"""What a worker is told (``WorkOptions``), what it hands its executor for each
+item (``Item``), and what it counted so far (``Tally``). Durations are in
+seconds; every default comes from ``psctl.defaults``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from psctl import defaults
+
+# a failed item's delay before its next delivery grows up to this
+MAX_RETRY_DELAY = defaults.MAX_RETRY_DELAY.total_seconds()
+
+
+@dataclass(frozen=True)
+class WorkOptions:
+    """What the worker was told (``psctl work``'s options; ``command`` and
+    ``timeout`` are the command runner's)."""
+
+    name: str
+    command: tuple[str, ...] = ()
+    jobs: int = 1
+    lease: float = defaults.LEASE.total_seconds()
+    timeout: float | None = None  # per command
+    max_deliveries: int = defaults.MAX_DELIVERIES
+    retry_delay: float = defaults.RETRY_DELAY.total_seconds()
+    gate: bool = False
+    expire_at: Any = defaults.COOL_DOWN  # the cool-down of an acknowledged item
+    limit: int | None = None  # items to take, in all
+    idle_exit: float | None = None  # stop after this long with nothing to do
+    grace: float = defaults.GRACE.total_seconds()  # after a stop is asked for, before running commands are stopped
+    patience: float = defaults.PATIENCE.total_seconds()  # how long an unreachable server is tried again
+
+    def retry_delay_for(self, delivery: int) -> float:
+        """The delay before a failed item's next delivery: ``retry_delay``
+        doubled per delivery it has had, at most ``MAX_RETRY_DELAY``."""
+        return min(self.retry_delay * 2.0 ** min(delivery - 1, 64), MAX_RETRY_DELAY)
+
+
+@dataclass
+class Tally:
+    """What the work did so far."""
+
+    done: int = 0  # items acknowledged: their command exited 0 (their handler returned)
+    failed: int = 0  # failures, their items given back for another delivery
+    dead: int = 0  # failures on an item's last delivery: the item went to the dead items
+    running: int = 0
+    started: float = field(default_factory=time.monotonic)
+    now: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)  # the worker's clock
+
+    @property
+    def seconds(self) -> float:
+        return self.now() - self.started
+
+
+class Item:
+    """One leased item, as an executor gets it."""
+
+    __slots__ = ("delivery", "key", "score", "token", "value")
+
+    def __init__(self, token: str, key: str, value: bytes, score: float, delivery: int) -> None:
+        self.token, self.key, self.value, self.score, self.delivery = token, key, value, score, delivery
+
+    @property
+    def deliveries(self) -> int:
+        """Which delivery of the item this is (1 on the first): SPEC §11's name."""
+        return self.delivery
+
+
+def shown(key: str) -> str:
+    """A key for a message: quoted, and cut when long."""
+    return repr(key) if len(key) <= 80 else repr(key[:80]) + f"… ({len(key)} characters)"
