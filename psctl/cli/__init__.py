@@ -2,7 +2,8 @@
 
 ``app.py`` holds the commands, ``output.py`` the renderer (table or JSON),
 ``errors.py`` the exit statuses, ``connection.py`` the choice of server,
-``inputs.py`` the ``add-many`` readers, ``durations.py`` DURATION arguments,
+``durations.py`` DURATION arguments (the readers of ``add-many`` are the
+library's ``psctl.readers``),
 ``completion.py`` shell completion and ``terminal.py`` the terminal checks.
 """
 

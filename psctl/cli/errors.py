@@ -34,16 +34,16 @@ def describe(
 ) -> tuple[ExitStatus, str]:
     """The exit status and the one-line message for an exception. ``command``
     (``psctl add``), ``user`` and the ``keys`` it needs name what an ACL denied."""
+    from psctl import errors
+
     if isinstance(exc, CliError):
         return exc.status, str(exc)
+    if isinstance(exc, errors.InvalidArgument):  # (bad input too: psctl.readers names the line)
+        return ExitStatus.USAGE, str(exc)
     # imported here, on the way out: psctl --help must not import redis-py
     import redis.exceptions as redis_errors
 
-    from psctl import errors
-
     at = f" at {where}" if where else ""
-    if isinstance(exc, errors.InvalidArgument):
-        return ExitStatus.USAGE, str(exc)
     if isinstance(exc, errors.ServerError):
         return ExitStatus.SERVER, f"the embedded server: {exc}"
     if isinstance(exc, errors.WrongType):

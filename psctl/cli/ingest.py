@@ -1,6 +1,6 @@
 """``add-many``: items from a CSV, JSON or NDJSON file or stdin, all or none.
 
-The input is read and checked whole (``inputs.py`` spools it) before the first
+The input is read and checked whole (``psctl.readers`` spools it) before the first
 write; the writes then go in chunks of the library's ``psaddmany``. Ctrl-C
 while reading writes nothing; while writing, it lets the chunk in flight end,
 sends no other, and says how many rows were written (``--replace`` makes
@@ -125,48 +125,42 @@ def add_many(
 
 
 def _spooled(file: str | None, format: InputFormat | None, layout: Any) -> Any:
-    """The input read whole and checked, in an ``inputs.ItemSpool``."""
-    from psctl.cli import inputs
+    """The input read whole and checked, in a ``readers.ItemSpool``."""
+    from psctl import readers
 
-    with inputs.open_input(file) as source:
+    with readers.open_input(file) as source:
         chosen = format.value if format is not None else _input_format(source.head, file, source.label, layout)
-        if chosen != "csv" and layout != inputs.CsvLayout():
+        if chosen != "csv" and layout != readers.CsvLayout():
             raise BadUsage(f"--delimiter, --no-header and --columns are for CSV, but {source.label} reads as {chosen}")
         if chosen == "csv" and layout.delimiter is None and file not in (None, "-"):
-            layout = dataclasses.replace(layout, delimiter=inputs.delimiter_for(file))
+            layout = dataclasses.replace(layout, delimiter=readers.delimiter_for(file))
         typing = file in (None, "-") and terminal.stdin_is_terminal()  # no bar over what one types
-        try:
-            with _reading_progress(source, shown=not typing) as progress:
-                return inputs.spool_rows(source.fp, chosen, layout, progress)
-        except inputs.InputError as bad:
-            raise BadUsage(f"{source.label}: {bad}") from None
+        with _reading_progress(source, shown=not typing) as progress:
+            return readers.spool_input(source, chosen, layout, progress)
 
 
 def _csv_layout(format: InputFormat | None, delimiter: str | None, no_header: bool,
                 columns: str | None) -> Any:  # fmt: skip
-    """The ``inputs.CsvLayout`` the options ask for; bad usage before any I/O."""
-    from psctl.cli import inputs
+    """The ``readers.CsvLayout`` the options ask for; bad usage before any I/O."""
+    from psctl import readers
 
     given = delimiter is not None or no_header or columns is not None
     if given and format not in (None, InputFormat.csv):
         raise BadUsage(f"--delimiter, --no-header and --columns are for CSV, not --format {format.value}")  # type: ignore[union-attr]
-    try:
-        found = inputs.delimiter_option(delimiter) if delimiter is not None else None
-        names = inputs.columns_option(columns) if columns is not None else None
-    except ValueError as bad:
-        raise BadUsage(str(bad)) from None
+    found = readers.delimiter_option(delimiter) if delimiter is not None else None
+    names = readers.columns_option(columns) if columns is not None else None
     if no_header and names is None:
-        names = inputs.NO_HEADER
-    return inputs.CsvLayout(found, names)
+        names = readers.NO_HEADER
+    return readers.CsvLayout(found, names)
 
 
 def _input_format(head: bytes, file: str | None, label: str, layout: Any) -> str:
-    from psctl.cli import inputs
+    from psctl import readers
 
-    found = inputs.format_from_name(file) if file not in (None, "-") else None
-    if found is None and layout != inputs.CsvLayout():
+    found = readers.format_from_name(file) if file not in (None, "-") else None
+    if found is None and layout != readers.CsvLayout():
         return "csv"  # CSV's options say so
-    found = found or inputs.sniff(head)
+    found = found or readers.sniff(head)
     if found is None:
         raise BadUsage(f"cannot tell the format of {label}: give --format csv, json or ndjson")
     return found
