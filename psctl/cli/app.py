@@ -19,6 +19,7 @@ import typer
 from psctl import __version__
 from psctl.cli import connection
 from psctl.cli.durations import duration_parameter
+from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
 from psctl.cli.group import lazy_group
@@ -35,7 +36,7 @@ app = typer.Typer(
     cls=lazy_group([item_commands, ingest_commands, lease_commands, work_commands, observe_commands], [server_app]),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
-        "Output is a table on a terminal and JSON otherwise; -o table|json|ndjson|csv|raw on any command chooses "
+        f"Output is a table on a terminal and JSON otherwise; -o {'|'.join(FORMATS)} on any command chooses "
         "(--json and --table too), -q prints nothing on success. Global options may come before or after the "
         "command. Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no "
         "such item or stream, 130 interrupted.\n\n"

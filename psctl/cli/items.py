@@ -36,7 +36,8 @@ from psctl.cli.options import (
     output_options,
 )
 from psctl.cli.hints import did_you_mean, hint_unknown_stream
-from psctl.cli.output import TERMINAL_ROWS, iso, item, number, scored, text_field
+from psctl.cli.fields import iso, item, number, scored, text_field
+from psctl.cli.output import TERMINAL_ROWS
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, NotFound
 

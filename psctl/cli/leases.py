@@ -20,7 +20,7 @@ from psctl.cli.options import (
     out,
     output_options,
 )
-from psctl.cli.output import text_field
+from psctl.cli.fields import text_field
 from psctl.cli.session import Session
 from psctl.cli.status import NotFound
 

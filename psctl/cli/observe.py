@@ -13,7 +13,8 @@ import typer
 from psctl.cli.durations import duration_parameter
 from psctl.cli.hints import hint_unknown_streams
 from psctl.cli.options import DryRun, Key, Name, complete_names, out, output_options
-from psctl.cli.output import fitted, table_width, text_field
+from psctl.cli.fields import text_field
+from psctl.cli.tables import fitted, table_width
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, CliError, NotFound
 from psctl.cli.terminal import one_line
@@ -193,7 +194,7 @@ def _watch(client: Any, names: list[str] | None, interval: float, *, live: bool)
                 started = time.monotonic()
                 found, failed = _read(client, names)
                 _complain(failed)
-                from psctl.cli.output import json_text
+                from psctl.cli.formats import json_text
 
                 lines = [
                     json_text(stats_json(s) | {"rates": _rates(last.get(s["name"]), s)}) for s in found
@@ -236,7 +237,7 @@ def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], in
 
     from rich.cells import cell_len
 
-    from psctl.cli.output import NAME_WIDTH, row_text
+    from psctl.cli.tables import NAME_WIDTH, row_text
 
     rows = []
     for s in found:

@@ -24,7 +24,8 @@ from psctl.cli.group import PsctlCommand
 
 from psctl.cli.durations import duration_parameter
 from psctl.cli.status import BadUsage
-from psctl.cli.output import TERMINAL_ROWS, Format, Output
+from psctl.cli.formats import FORMAT_HELP, Format
+from psctl.cli.output import TERMINAL_ROWS, Output
 from psctl.cli.session import Session
 
 DEFAULT_COOL_DOWN = defaults.COOL_DOWN
@@ -149,7 +150,6 @@ class BareWait(PsctlCommand):
 
 # -- the output options -------------------------------------------------------------
 
-FORMAT_HELP = "Output format: table, json, ndjson, csv or raw (default: a table on a terminal, else JSON)."
 AsJson = Annotated[
     bool,
     typer.Option("--json", help="Print JSON (the default when stdout is not a terminal).", rich_help_panel="Output"),
