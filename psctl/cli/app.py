@@ -22,14 +22,14 @@ from psctl.cli.durations import duration_parameter
 from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
-from psctl.cli.group import lazy_group
+from psctl.cli.group import check_output_options, lazy_group
 from psctl.cli.ingest import commands as ingest_commands
 from psctl.cli.items import commands as item_commands
 from psctl.cli.leases import commands as lease_commands
 from psctl.cli.observe import commands as observe_commands
 from psctl.cli.server import server_app
 from psctl.cli.work import commands as work_commands
-from psctl.cli.session import Session
+from psctl.cli.session import GlobalOptions
 
 app = typer.Typer(
     name="psctl",
@@ -107,30 +107,14 @@ def root(
     seconds = connection.DEFAULT_TIMEOUT if timeout is None else timeout.total_seconds()
     if seconds < 0.01:
         raise BadUsage(f"--timeout must be at least 0.01 seconds, got {seconds:g}")
-    session = Session(
+    ctx.obj = GlobalOptions(
         url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
         format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
         quiet=quiet, no_embedded=no_embedded,
     )  # fmt: skip
-    ctx.obj = session
-    ctx.call_on_close(session.close)
-    _check_output_options(ctx, session)
-
-
-def _check_output_options(ctx: typer.Context, session: Session) -> None:
-    """An output option given for a command that has none is bad usage (``psctl
-    -o csv work …``), said before anything runs."""
-    asked = [option for option, on in (("-o", session.format is not None), ("--json", session.as_json),
-                                       ("--table", session.as_table)) if on]  # fmt: skip
-    if not asked or ctx.invoked_subcommand is None:
-        return
-    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)  # type: ignore[attr-defined]
-    if command is None or hasattr(command, "commands"):  # (a group: each of its commands has them)
-        return
-    own = {name for param in command.params for name in getattr(param, "opts", ())}
-    for option in asked:
-        if option not in own:
-            raise BadUsage(f"psctl {ctx.invoked_subcommand} takes no {option}: it has no output format to choose")
+    asked = [option for option, on in (("-o", output_format is not None), ("--json", as_json),
+                                       ("--table", as_table)) if on]  # fmt: skip
+    check_output_options(ctx, asked)
 
 
 def main() -> None:

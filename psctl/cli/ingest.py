@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli import terminal
-from psctl.cli.options import Name, out, output_options
+from psctl.cli.options import Name, output_options
 from psctl.cli.session import Session
 from psctl.cli.status import INTERRUPTED, BadUsage
 
@@ -38,7 +38,7 @@ RERUN = "run the same command again with --replace to finish without adding any 
 @commands.command("add-many")
 @output_options
 def add_many(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     file: Annotated[
         str | None,
@@ -112,11 +112,11 @@ def add_many(
         caught = None
         if total:
             try:
-                counts, caught = _write(ctx, name, spool, readd, replace)
+                counts, caught = _write(session, name, spool, readd, replace)
             except KeyboardInterrupt:  # before the writes' own handler was in place
                 sys.stderr.write("psctl: interrupted before writing: nothing was written\n")
                 raise typer.Exit(INTERRUPTED) from None
-    out(ctx).show(counts, raw=counts["added"])
+    session.out.show(counts, raw=counts["added"])
     written = counts["added"] + counts["refused"]
     if caught is not None and caught.signal is not None and written < total:
         done = f"wrote {written} of {total} rows; {RERUN}" if written else f"wrote 0 of {total} rows: nothing was written"
@@ -166,7 +166,7 @@ def _input_format(head: bytes, file: str | None, label: str, layout: Any) -> str
     return found
 
 
-def _write(ctx: typer.Context, name: str, spool: Any, readd: bool, replace: bool) -> tuple[Any, Any]:
+def _write(session: Session, name: str, spool: Any, readd: bool, replace: bool) -> tuple[Any, Any]:
     """Writes the spooled items: their counts, and the signal caught meanwhile
     (a ``signals.Caught``), which stopped the writes after the chunk in flight.
     (An interrupt after the last chunk went out stopped nothing.)"""
@@ -178,7 +178,7 @@ def _write(ctx: typer.Context, name: str, spool: Any, readd: bool, replace: bool
     # in flight; a second one interrupts at once
     with held(stop, twice=True) as caught:
         try:
-            client = Session.of(ctx).client()
+            client = session.client()
             with _progress(spool.count) as advance:
                 # counts, not a score per row: memory stays flat whatever the input's size
                 # (a failure carries the library's note of how many items were written)

@@ -17,9 +17,9 @@ import typer
 
 from psctl.cli import terminal
 from psctl.cli.durations import duration_parameter, time_parameter
+from psctl.cli.group import BareWait
 from psctl.cli.options import (
     NUMBER_ARGUMENTS,
-    BareWait,
     ExpireIn,
     Gate,
     Key,
@@ -32,13 +32,12 @@ from psctl.cli.options import (
     ask,
     cool_down,
     finite,
-    out,
     output_options,
 )
 from psctl.cli.hints import did_you_mean, hint_unknown_stream
 from psctl.cli.fields import iso, item, number, scored, text_field
 from psctl.cli.output import TERMINAL_ROWS
-from psctl.cli.session import Session
+from psctl.cli.session import Session, pass_session
 from psctl.cli.status import BadUsage, NotFound
 
 commands = typer.Typer()
@@ -47,7 +46,7 @@ commands = typer.Typer()
 @commands.command()
 @output_options
 def add(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     key: Key,
     value: Annotated[
@@ -100,7 +99,7 @@ def add(
         data = sys.stdin.buffer.read()
     else:
         data = argv_bytes(value)
-    client = Session.of(ctx).client()
+    client = session.client()
     delay = delay_in if delay_in is not None else delay_at
     done = client.psadd(name, key, data, score=score, readd=readd, replace=replace, explain=True, delay=delay)
     if done.score is not None:
@@ -111,13 +110,13 @@ def add(
         added = {"added": False, "reason": done.reason}
         if done.until is not None:
             added["until"] = done.until.isoformat().replace("+00:00", "Z")
-    out(ctx).show(text_field("key", key) | added, raw=done.score)
+    session.out.show(text_field("key", key) | added, raw=done.score)
 
 
 @commands.command(cls=BareWait)
 @output_options
 def pull(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     count: Annotated[int, typer.Option("--count", "-n", metavar="N", min=1, help="Take up to N items.")] = 1,
     keep: Annotated[
@@ -146,7 +145,7 @@ def pull(
     Example: psctl pull jobs --wait 0   (a worker: waits until there is work)
     """
     expire_at = cool_down(expire_in, no_expire)
-    client = Session.of(ctx).client(waiting=wait is not None)
+    client = session.client(waiting=wait is not None)
     from psctl.cli import signals
     from psctl.operations import StopWaiting
 
@@ -163,8 +162,8 @@ def pull(
         if not pulled and caught.signal is not None:
             raise typer.Exit(caught.status)
         if not pulled:
-            hint_unknown_stream(client, name, Session.of(ctx).quiet)
-        out(ctx).show([item(key, value) for key, value in pulled.items()], raw=list(pulled.values()))
+            hint_unknown_stream(client, name, session.quiet)
+        session.out.show([item(key, value) for key, value in pulled.items()], raw=list(pulled.values()))
 
 
 # Items read from the server at a time by a listing that is not a table: memory
@@ -175,7 +174,7 @@ Scores = Annotated[bool, typer.Option("--scores", help="With each item's score."
 
 
 def _listing(
-    ctx: typer.Context,
+    session: Session,
     name: str,
     limit: int | None,
     page: Callable[[Any, Any, int], tuple[list[dict[str, Any]], Any]],
@@ -187,8 +186,7 @@ def _listing(
     count)`` (rows, and the rank of the next page or None). A table shows a
     screenful unless ``--limit`` says, with a caption counting the ones left
     out; the other formats stream every item (or ``--limit``), a page at a time."""
-    output = out(ctx)
-    session = Session.of(ctx)
+    output = session.out
     client = session.client()
     if output.table:
         shown = limit if limit is not None else TERMINAL_ROWS
@@ -240,7 +238,7 @@ class State(str, Enum):
 @commands.command()
 @output_options
 def keys(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     limit: Limit = None,
     scores: Scores = False,
@@ -269,7 +267,7 @@ def keys(
     if state is not None:
         if scores:
             raise BadUsage("--scores goes without --state: a state's listing shows the scores that apply")
-        _listing(ctx, name, limit, _state_pages(name, state.value), lambda row: _raw_key(row), counted=False)
+        _listing(session, name, limit, _state_pages(name, state.value), lambda row: _raw_key(row), counted=False)
         return
 
     def page(client: Any, start: int, count: int) -> tuple[list[dict[str, Any]], int | None]:
@@ -284,7 +282,7 @@ def keys(
             row["score"]
         ).encode()
 
-    _listing(ctx, name, limit, page, raw)
+    _listing(session, name, limit, page, raw)
 
 
 def _raw_key(row: dict[str, Any]) -> Any:
@@ -310,7 +308,7 @@ def _state_pages(name: str, state: str) -> Callable[[Any, Any, int], tuple[list[
 
 @commands.command()
 @output_options
-def values(ctx: typer.Context, name: Name, limit: Limit = None, scores: Scores = False) -> None:
+def values(session: Session, name: Name, limit: Limit = None, scores: Scores = False) -> None:
     """List items with their values, highest score first; nothing is taken.
 
     Other than a table, every item is streamed as it is read, a page at a time: -o ndjson for a stream of any
@@ -324,7 +322,7 @@ def values(ctx: typer.Context, name: Name, limit: Limit = None, scores: Scores =
     def raw(row: dict[str, Any]) -> Any:
         return row["value"] if "value" in row else _unbase64(row["value_base64"])
 
-    _listing(ctx, name, limit, _value_pages(name, scores), raw)
+    _listing(session, name, limit, _value_pages(name, scores), raw)
 
 
 def _value_pages(name: str, scores: bool) -> Callable[[Any, int, int], tuple[list[dict[str, Any]], int | None]]:
@@ -340,7 +338,8 @@ def _value_pages(name: str, scores: bool) -> Callable[[Any, int, int], tuple[lis
 
 
 @commands.command()
-def dump(ctx: typer.Context, name: Name) -> None:
+@pass_session
+def dump(session: Session, name: Name) -> None:
     """Write every waiting item as NDJSON (key, value, score), streamed: what add-many --replace reads back.
 
     Keys and values that are not UTF-8 come as key_base64 / value_base64, so that a copy is exact. Items
@@ -351,8 +350,6 @@ def dump(ctx: typer.Context, name: Name) -> None:
     Example: psctl dump jobs | psctl add-many jobs-copy --replace
     """
     from psctl.cli.output import Output
-
-    session = Session.of(ctx)
     client = session.client()
     if not Output("ndjson", quiet=session.quiet).stream(_pages(client, _value_pages(name, True), None)):
         hint_unknown_stream(client, name, session.quiet)
@@ -366,7 +363,7 @@ def _unbase64(text: str) -> bytes:
 
 @commands.command()
 @output_options
-def get(ctx: typer.Context, name: Name, key: Key) -> None:
+def get(session: Session, name: Name, key: Key) -> None:
     """Print one item's value; exit status 3 when there is no such item.
 
     -o raw writes the value's bytes exactly as stored (no newline added).
@@ -374,44 +371,44 @@ def get(ctx: typer.Context, name: Name, key: Key) -> None:
     Example: psctl get jobs job-1
     Example: psctl get jobs job-1 -o raw > job-1.bin
     """
-    client = Session.of(ctx).client()
+    client = session.client()
     value = client.psget(name, key)
     if value is None:
         raise NotFound(f"no item {key!r} in stream {name!r}{did_you_mean(client, name)}")
-    out(ctx).show(item(key, value), raw=value)
+    session.out.show(item(key, value), raw=value)
 
 
 @commands.command("len")
 @output_options
-def length(ctx: typer.Context, name: Name) -> None:
+def length(session: Session, name: Name) -> None:
     """Print how many items the stream holds (waiting to be pulled).
 
     Example: psctl len jobs
     Example: psctl len jobs -o raw   (the bare number, for a shell variable)
     """
-    client = Session.of(ctx).client()
+    client = session.client()
     count = client.pslen(name)
     if not count:
-        hint_unknown_stream(client, name, Session.of(ctx).quiet)
-    out(ctx).show({"name": name, "length": count}, raw=count)
+        hint_unknown_stream(client, name, session.quiet)
+    session.out.show({"name": name, "length": count}, raw=count)
 
 
 @commands.command()
 @output_options
-def names(ctx: typer.Context) -> None:
+def names(session: Session) -> None:
     """List the names of all streams, sorted.
 
     Example: psctl names
     Example: psctl names -o raw | xargs -n 1 psctl len
     """
-    found = Session.of(ctx).client().psnames()
-    out(ctx).show(found, column="name", raw=found)
+    found = session.client().psnames()
+    session.out.show(found, column="name", raw=found)
 
 
 @commands.command(context_settings=NUMBER_ARGUMENTS)
 @output_options
 def incr(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     key: Key,
     by: Annotated[float, typer.Argument(metavar="BY", help="Added to the score (negative to lower it).")],
@@ -422,16 +419,16 @@ def incr(
     Example: psctl incr jobs job-1 -2.5
     """
     finite(by, "BY")
-    new = Session.of(ctx).client().psincrement(name, key, by)
+    new = session.client().psincrement(name, key, by)
     if new is None:
         raise NotFound(f"no item {key!r} in stream {name!r}")
-    out(ctx).show(text_field("key", key) | {"score": new}, raw=new)
+    session.out.show(text_field("key", key) | {"score": new}, raw=new)
 
 
 @commands.command()
 @output_options
 def prune(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     below: Annotated[
         float,
@@ -449,7 +446,7 @@ def prune(
     Example: psctl prune jobs --below 0 --gate --yes
     """
     finite(below, "--below")
-    client = Session.of(ctx).client()
+    client = session.client()
     if dry_run:
         removed = client.pskeys(name, below=below)[::-1]  # lowest first, as prune reports them
     else:
@@ -459,7 +456,7 @@ def prune(
                 raise BadUsage(f"not pruned: {name!r} is unchanged")
         removed = client.psdeletebelowthreshold(name, below, gate=gate)
     verb = "would be removed" if dry_run else "removed"
-    out(ctx).show({"removed": removed} | _dry(dry_run), table=removed, column="removed",
+    session.out.show({"removed": removed} | _dry(dry_run), table=removed, column="removed",
                   caption=f"{len(removed)} {verb}", raw=removed)  # fmt: skip
 
 
@@ -470,7 +467,7 @@ def _dry(dry_run: bool) -> dict[str, bool]:
 @commands.command("decr-all", context_settings=NUMBER_ARGUMENTS)
 @output_options
 def decr_all(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     by: Annotated[float, typer.Argument(metavar="BY", help="Subtracted from every score.")],
     dry_run: DryRun = False,
@@ -481,15 +478,15 @@ def decr_all(
     Example: psctl decr-all jobs 0.5 --dry-run
     """
     finite(by, "BY")
-    client = Session.of(ctx).client()
+    client = session.client()
     updated = client.pslen(name) if dry_run else client.psdecrement_all(name, by)
-    out(ctx).show({"updated": updated} | _dry(dry_run), raw=updated)
+    session.out.show({"updated": updated} | _dry(dry_run), raw=updated)
 
 
 @commands.command()
 @output_options
 def remove(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="The items' keys.", show_default=False)],
     gate: Gate = False,
@@ -508,7 +505,7 @@ def remove(
     Example: psctl remove jobs job-1 job-2
     Example: psctl remove jobs job-1 --gate --yes
     """
-    client = Session.of(ctx).client()
+    client = session.client()
     if dry_run:
         removed = client.psremove(name, keys, gate=gate, dry_run=True)
     else:
@@ -517,12 +514,12 @@ def remove(
             if there and not ask(f"Remove {there} item{'s' if there > 1 else ''} from {name!r}?"):
                 raise BadUsage(f"not removed: {name!r} is unchanged")
         removed = client.psremove(name, keys, gate=gate)
-    out(ctx).show({"removed": removed} | _dry(dry_run), raw=removed)
+    session.out.show({"removed": removed} | _dry(dry_run), raw=removed)
 
 
 @commands.command()
 @output_options
-def expire(ctx: typer.Context) -> None:
+def expire(session: Session) -> None:
     """End what is due in every stream: cool-downs, leases that ran out, delayed items; safe from cron.
 
     Pulls and leases do the same for their own stream as they go; this frees the memory of streams nobody
@@ -536,14 +533,14 @@ def expire(ctx: typer.Context) -> None:
     from psctl.errors import StreamsFailed
 
     try:
-        expired = Session.of(ctx).client().psexpire()
+        expired = session.client().psexpire()
     except StreamsFailed as failed:  # the others were done: say what was, then fail naming the rest
-        _show_expired(ctx, failed.done)
+        _show_expired(session, failed.done)
         raise
-    _show_expired(ctx, expired)
+    _show_expired(session, expired)
 
 
-def _show_expired(ctx: typer.Context, expired: dict[str, int]) -> None:
+def _show_expired(session: Session, expired: dict[str, int]) -> None:
     total = sum(expired.values())
     returned, started = getattr(expired, "returned", {}), getattr(expired, "started", {})
     shown: dict[str, Any] = {"expired": dict(expired), "total": total}
@@ -552,7 +549,7 @@ def _show_expired(ctx: typer.Context, expired: dict[str, int]) -> None:
     names = sorted({*expired, *returned, *started})
     rows = [{"name": name, "expired": expired.get(name, 0), "returned": returned.get(name, 0),
              "started": started.get(name, 0)} for name in names]  # fmt: skip
-    out(ctx).show(
+    session.out.show(
         shown,
         table=rows,
         caption=f"{total} expired" if names else "nothing was due",
@@ -563,7 +560,7 @@ def _show_expired(ctx: typer.Context, expired: dict[str, int]) -> None:
 @commands.command()
 @output_options
 def delete(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")] = False,
     dry_run: DryRun = False,
@@ -579,16 +576,16 @@ def delete(
     """
     if not yes and not dry_run and not terminal.stdin_is_terminal():
         raise BadUsage(f"not deleting {name!r}: stdin is not a terminal to confirm on; add --yes")
-    client = Session.of(ctx).client()
+    client = session.client()
     if not client.psexists(name):
         raise NotFound(f"no stream {name!r}{did_you_mean(client, name)}")
     if dry_run:
-        out(ctx).show({"deleted": True, "items": _every_item(client, name), "dry_run": True}, raw=True)
+        session.out.show({"deleted": True, "items": _every_item(client, name), "dry_run": True}, raw=True)
         return
     if not yes and not ask(f"Delete stream {name!r} and its {_every_item(client, name)} items?"):
         raise BadUsage(f"not deleted: {name!r} is unchanged")
     deleted = bool(client.psdelete(name))
-    out(ctx).show({"deleted": deleted}, raw=deleted)
+    session.out.show({"deleted": deleted}, raw=deleted)
 
 
 def _every_item(client: Any, name: str) -> int:

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from psctl.cli.durations import duration_parameter
+from psctl.cli.group import BareWait
 from psctl.cli.options import (
-    BareWait,
     DryRun,
     ExpireIn,
     Gate,
@@ -17,7 +17,6 @@ from psctl.cli.options import (
     argv_bytes,
     cool_down,
     finite,
-    out,
     output_options,
 )
 from psctl.cli.fields import text_field
@@ -47,7 +46,7 @@ def _iso(moment: datetime | None) -> str | None:
 @commands.command(cls=BareWait)
 @output_options(raw=False)
 def lease(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     count: Annotated[
         int, typer.Option("--count", "-n", metavar="N", min=1, max=1000, help="Lease up to N items (at most 1000).")
@@ -83,7 +82,7 @@ def lease(
     Example: psctl lease jobs --count 10 --for 15m
     Example: psctl lease jobs --wait --max-deliveries 5   (a worker: waits until there is work)
     """
-    client = Session.of(ctx).client(waiting=wait is not None)
+    client = session.client(waiting=wait is not None)
     from psctl.cli import signals
     from psctl.leases import DEFAULT_LEASE
     from psctl.operations import StopWaiting
@@ -105,13 +104,13 @@ def lease(
         ]  # fmt: skip
         token = held.token if held else None
         caption = f"token {token}, held until {_iso(held.deadline)}" if held else "nothing to lease"
-        out(ctx).show({"token": token, "deadline": _iso(held.deadline), "items": items}, table=items, caption=caption)
+        session.out.show({"token": token, "deadline": _iso(held.deadline), "items": items}, table=items, caption=caption)
 
 
 @commands.command()
 @output_options
 def ack(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     token: Token,
     keys: Keys = None,
@@ -128,14 +127,14 @@ def ack(
     Example: psctl ack jobs TOKEN job-1 job-2 --expire-in 2h
     """
     expire_at = cool_down(expire_in, no_expire)
-    acked = Session.of(ctx).client().psack(name, token, keys or None, gate=gate, expire_at=expire_at)
-    out(ctx).show({"acked": acked}, raw=acked)
+    acked = session.client().psack(name, token, keys or None, gate=gate, expire_at=expire_at)
+    session.out.show({"acked": acked}, raw=acked)
 
 
 @commands.command()
 @output_options
 def release(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     token: Token,
     keys: Keys = None,
@@ -165,30 +164,30 @@ def release(
     """
     if score is not None:
         finite(score, "--score")
-    released = Session.of(ctx).client().psrelease(
+    released = session.client().psrelease(
         name, token, keys or None, score=score, delay=delay, reason=None if reason is None else argv_bytes(reason)
     )
-    out(ctx).show({"released": released}, raw=released)
+    session.out.show({"released": released}, raw=released)
 
 
 @commands.command()
 @output_options
-def extend(ctx: typer.Context, name: Name, token: Token, length: For) -> None:
+def extend(session: Session, name: Name, token: Token, length: For) -> None:
     """Move a lease's deadline to DURATION from now; exit status 3 when it holds nothing any more.
 
     Example: psctl extend jobs TOKEN --for 10m
     Example: psctl extend jobs "$token" --for 1h -q || echo 'the lease ran out'
     """
-    deadline = Session.of(ctx).client().psextend(name, token, length)
+    deadline = session.client().psextend(name, token, length)
     if deadline is None:
         raise NotFound(f"lease {token!r} of stream {name!r} holds nothing (it ran out, or its items are done)")
-    out(ctx).show({"deadline": _iso(deadline)}, raw=_iso(deadline))
+    session.out.show({"deadline": _iso(deadline)}, raw=_iso(deadline))
 
 
 @commands.command()
 @output_options
 def dead(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     limit: Annotated[
         int | None,
@@ -203,7 +202,7 @@ def dead(
     Example: psctl dead jobs
     Example: psctl dead jobs -o raw --limit 1   (the value of the most urgent dead item)
     """
-    found = Session.of(ctx).client().psdead(name, limit=limit)
+    found = session.client().psdead(name, limit=limit)
     rows = []
     for key, value in found.items():
         reason = found.reasons.get(key)
@@ -212,13 +211,13 @@ def dead(
             | (text_field("reason", reason) if reason is not None else {"reason": None})
             | {"failed_at": _iso(found.failed_at.get(key))}
         )  # fmt: skip
-    out(ctx).show(rows, raw=list(found.values()))
+    session.out.show(rows, raw=list(found.values()))
 
 
 @commands.command()
 @output_options
 def requeue(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     keys: Annotated[
         list[str] | None,
@@ -239,11 +238,11 @@ def requeue(
     """
     if score is not None:
         finite(score, "--score")
-    client = Session.of(ctx).client()
+    client = session.client()
     if dry_run:
         dead = client.psdead(name)
         count = len(dead) if not keys else sum(key in dead for key in dict.fromkeys(keys))
-        out(ctx).show({"requeued": count, "dry_run": True}, raw=count)
+        session.out.show({"requeued": count, "dry_run": True}, raw=count)
         return
     requeued = client.psrequeue(name, keys or None, score=score)
-    out(ctx).show({"requeued": requeued}, raw=requeued)
+    session.out.show({"requeued": requeued}, raw=requeued)

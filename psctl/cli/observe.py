@@ -12,10 +12,10 @@ import typer
 
 from psctl.cli.durations import duration_parameter
 from psctl.cli.hints import hint_unknown_streams
-from psctl.cli.options import DryRun, Key, Name, complete_names, out, output_options
+from psctl.cli.options import DryRun, Key, Name, complete_names, output_options
 from psctl.cli.fields import text_field
 from psctl.cli.tables import fitted, table_width
-from psctl.cli.session import Session
+from psctl.cli.session import Session, pass_session
 from psctl.cli.status import BadUsage, CliError, NotFound
 from psctl.cli.terminal import one_line
 
@@ -95,7 +95,7 @@ def _read(client: Any, names: list[str] | None) -> tuple[list[dict[str, Any]], A
 @commands.command()
 @output_options(raw=False)
 def stats(
-    ctx: typer.Context,
+    session: Session,
     names: Names = None,
     watch: Annotated[
         timedelta | None,
@@ -118,18 +118,17 @@ def stats(
     Example: psctl stats jobs mail --json
     Example: psctl stats --watch 5s
     """
-    if watch is not None and Session.of(ctx).quiet:
+    if watch is not None and session.quiet:
         raise BadUsage("--watch and -q cannot be used together: watching is printing")
-    session = Session.of(ctx)
     client = session.client()
     chosen = names or None
     if watch is None:
         found, failed = _read(client, chosen)
         data = [stats_json(s) for s in found]
         rows, caption = [_row(s) for s in found], None if found else "no streams"
-        if found and out(ctx).table:
+        if found and session.out.table:
             rows, caption = _fitted(rows, TABLE_PRIORITY, table_width())
-        out(ctx).show(data, table=rows, caption=caption, csv=data)
+        session.out.show(data, table=rows, caption=caption, csv=data)
         _hint_mistyped(client, found, session.quiet)
         if failed is not None:
             raise failed  # (exit 1, naming each stream that failed)
@@ -139,7 +138,7 @@ def stats(
         raise BadUsage("--watch: the interval must be at least 0.1s")
     if chosen:  # (said once, before the live table takes the screen)
         _hint_mistyped(client, _read(client, chosen)[0])
-    _watch(client, chosen, interval, live=out(ctx).table)
+    _watch(client, chosen, interval, live=session.out.table)
 
 
 def _hint_mistyped(client: Any, found: list[dict[str, Any]], quiet: bool = False) -> None:
@@ -268,8 +267,9 @@ def _rate(per_second: float) -> str:
 
 
 @commands.command()
+@pass_session
 def metrics(
-    ctx: typer.Context,
+    session: Session,
     names: Names = None,
     textfile: Annotated[
         str | None,
@@ -306,7 +306,7 @@ def metrics(
 
     from psctl.metrics import StreamsCollector
 
-    collector = StreamsCollector(Session.of(ctx).client(), names or None)
+    collector = StreamsCollector(session.client(), names or None)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     if address is not None:
@@ -317,12 +317,12 @@ def metrics(
             write_to_textfile(textfile, registry)
         except OSError as exc:
             raise CliError(f"cannot write {textfile}: {exc.strerror or exc}") from None
-    elif not Session.of(ctx).quiet:
+    elif not session.quiet:
         text = generate_latest(registry)
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
     if names:
-        _hint_mistyped(collector.client, collector.found, Session.of(ctx).quiet)
+        _hint_mistyped(collector.client, collector.found, session.quiet)
     if collector.error is not None:
         raise collector.error
 
@@ -360,7 +360,7 @@ def _serve(registry: Any, address: tuple[str, int]) -> None:
 
 @commands.command()
 @output_options
-def item(ctx: typer.Context, name: Name, key: Key) -> None:
+def item(session: Session, name: Name, key: Key) -> None:
     """Show where an item stands: waiting, delayed, held (by a lease), dead, cooling down, gated; exit 3 when absent.
 
     With what applies: its score, until (the lease's deadline, when a delayed item starts waiting, or the
@@ -370,7 +370,7 @@ def item(ctx: typer.Context, name: Name, key: Key) -> None:
     Example: psctl item jobs job-1
     Example: psctl item jobs job-1 -o raw   (just the state: waiting, held, dead, cooling or gated)
     """
-    found = Session.of(ctx).client().psitem(name, key)
+    found = session.client().psitem(name, key)
     if found["state"] == "absent":
         raise NotFound(f"no item {key!r} in stream {name!r}: not waiting, delayed, held, dead, gated or cooling down")
     shown = text_field("key", key) | {
@@ -382,13 +382,13 @@ def item(ctx: typer.Context, name: Name, key: Key) -> None:
         shown["last_failure"] = (text_field("reason", reason) if reason is not None else {"reason": None}) | {
             "at": _iso(failure["at"]), "delivery": failure["delivery"]
         }
-    out(ctx).show(shown, vertical=True, raw=found["state"])
+    session.out.show(shown, vertical=True, raw=found["state"])
 
 
 @commands.command()
 @output_options
 def lift(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="The keys.", show_default=False)],
     dry_run: DryRun = False,
@@ -400,5 +400,5 @@ def lift(
     Example: psctl lift jobs job-1 job-2
     Example: psctl lift jobs job-1 --dry-run
     """
-    lifted = Session.of(ctx).client().pslift(name, keys, dry_run=dry_run)
-    out(ctx).show({"lifted": lifted} | ({"dry_run": True} if dry_run else {}), raw=lifted)
+    lifted = session.client().pslift(name, keys, dry_run=dry_run)
+    session.out.show({"lifted": lifted} | ({"dry_run": True} if dry_run else {}), raw=lifted)
