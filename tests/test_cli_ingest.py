@@ -24,7 +24,7 @@ import pytest
 from psctl import StopWaiting
 from psctl import operations as op
 from psctl import readers as inputs
-from psctl.cli import ingest, signals, terminal
+from psctl.cli import signals, terminal
 from psctl.cli.errors import ExitStatus
 
 from .helpers import DEAD, Cli, counts

@@ -1,13 +1,14 @@
 """The ``psctl`` app: the global options and the commands, assembled.
 
-The commands live in modules named for what they serve (``items.py``: a
-stream's items; ``leases.py``: leases; ``server.py``: the embedded server); this module imports them
-and registers them, and none of them imports it. Each command is built from
-its function only when it runs (``group.py``), and modules that talk to a
-server are imported by the commands that need them, so that ``--help``,
-``--version`` and shell completion start without redis-py. The annotations are
-plain objects (no ``from __future__ import annotations``), so that Typer need
-not evaluate them from text at every start.
+The commands live in modules named for what they do to a stream
+(``adding.py``, ``taking.py``, ``reading.py``, ``changing.py``, ``leases.py``,
+``work.py``, ``observe.py``) and ``server.py`` (the embedded server); this
+module imports them and registers them, and none of them imports it. Each
+command is built from its function only when it runs (``group.py``), and
+modules that talk to a server are imported by the commands that need them, so
+that ``--help``, ``--version`` and shell completion start without redis-py.
+The annotations are plain objects (no ``from __future__ import
+annotations``), so that Typer need not evaluate them from text at every start.
 """
 
 import sys
@@ -23,17 +24,23 @@ from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
 from psctl.cli.group import check_output_options, lazy_group
-from psctl.cli.ingest import commands as ingest_commands
-from psctl.cli.items import commands as item_commands
-from psctl.cli.leases import commands as lease_commands
-from psctl.cli.observe import commands as observe_commands
-from psctl.cli.server import server_app
-from psctl.cli.work import commands as work_commands
 from psctl.cli.session import GlobalOptions
+from psctl.cli import adding, changing, leases, observe, reading, taking, work
+from psctl.cli.server import server_app
+
+# The commands in the order --help lists them: the everyday ones first.
+HELP_ORDER = (
+    "add", "pull", "keys", "values", "dump", "get", "len", "names", "incr", "prune", "decr-all", "remove", "expire",
+    "delete", "add-many", "lease", "ack", "release", "extend", "dead", "requeue", "work", "stats", "metrics", "item",
+    "lift", "server",
+)  # fmt: skip
 
 app = typer.Typer(
     name="psctl",
-    cls=lazy_group([item_commands, ingest_commands, lease_commands, work_commands, observe_commands], [server_app]),
+    cls=lazy_group(
+        [module.commands for module in (adding, taking, reading, changing, leases, work, observe)], [server_app],
+        order=HELP_ORDER,
+    ),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
         f"Output is a table on a terminal and JSON otherwise; -o {'|'.join(FORMATS)} on any command chooses "

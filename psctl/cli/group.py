@@ -123,16 +123,19 @@ class LazyCommands(MutableMapping[str, Any]):
         return len(self._builders)
 
 
-def lazy_group(command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer] = ()) -> type[CatchingGroup]:
+def lazy_group(command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer] = (),
+               order: Sequence[str] = ()) -> type[CatchingGroup]:  # fmt: skip
     """A group class for the root ``typer.Typer(cls=...)``: its commands are the
     commands registered on each of ``command_apps`` and the ``groups`` (each
-    with a name and ``add_completion=False``), in that order, each built on
-    first use."""
+    with a name and ``add_completion=False``), each built on first use, listed
+    in ``order`` (those it does not name after, in the order given)."""
 
     class LazyGroup(CatchingGroup):
         def __init__(self, **options: Any) -> None:
             super().__init__(**options)
-            self.commands = LazyCommands(_builders(command_apps, groups, options.get("rich_markup_mode")))
+            found = _builders(command_apps, groups, options.get("rich_markup_mode"))
+            ordered = {name: found[name] for name in order if name in found}
+            self.commands = LazyCommands(ordered | found)
 
         def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
             return super().parse_args(ctx, hoisted(self, ctx, args))  # type: ignore[no-any-return]

@@ -1,7 +1,7 @@
 """The commands of leases (SPEC §6): lease items, then acknowledge, release or
 extend them by the lease's token; see and requeue the dead ones."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -19,9 +19,10 @@ from psctl.cli.options import (
     finite,
     output_options,
 )
-from psctl.cli.fields import text_field
+from psctl.cli.fields import iso, text_field
 from psctl.cli.session import Session
 from psctl.cli.status import NotFound
+from psctl.cli.taking import taking
 
 commands = typer.Typer()
 
@@ -37,10 +38,6 @@ For = Annotated[
         help="How long the lease holds the items: 90s, 15m, 2h, 1h30m (by the server's clock).",
     ),
 ]  # fmt: skip
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 @commands.command(cls=BareWait)
@@ -83,28 +80,20 @@ def lease(
     Example: psctl lease jobs --wait --max-deliveries 5   (a worker: waits until there is work)
     """
     client = session.client(waiting=wait is not None)
-    from psctl.cli import signals
     from psctl.leases import DEFAULT_LEASE
-    from psctl.operations import StopWaiting
 
-    stop = StopWaiting()
     block = None if wait is None else wait.total_seconds()
-    with signals.held(stop) as caught:
-        try:
-            held = client.pslease(name, count=count, lease=DEFAULT_LEASE if length is None else length, max_deliveries=max_deliveries,
-                                  block=block, stop=stop)  # fmt: skip
-        except KeyboardInterrupt:
-            raise typer.Exit(caught.status) from None
-        if not held and caught.signal is not None:
-            raise typer.Exit(caught.status)
+    held_for = DEFAULT_LEASE if length is None else length
+    with taking(lambda stop: client.pslease(name, count=count, lease=held_for, max_deliveries=max_deliveries,
+                                            block=block, stop=stop)) as held:  # fmt: skip
         items = [
             text_field("key", key) | text_field("value", value)
             | {"score": held.scores[key], "deliveries": held.deliveries[key]}
             for key, value in held.items.items()
         ]  # fmt: skip
         token = held.token if held else None
-        caption = f"token {token}, held until {_iso(held.deadline)}" if held else "nothing to lease"
-        session.out.show({"token": token, "deadline": _iso(held.deadline), "items": items}, table=items, caption=caption)
+        caption = f"token {token}, held until {iso(held.deadline)}" if held else "nothing to lease"
+        session.out.show({"token": token, "deadline": iso(held.deadline), "items": items}, table=items, caption=caption)
 
 
 @commands.command()
@@ -181,7 +170,7 @@ def extend(session: Session, name: Name, token: Token, length: For) -> None:
     deadline = session.client().psextend(name, token, length)
     if deadline is None:
         raise NotFound(f"lease {token!r} of stream {name!r} holds nothing (it ran out, or its items are done)")
-    session.out.show({"deadline": _iso(deadline)}, raw=_iso(deadline))
+    session.out.show({"deadline": iso(deadline)}, raw=iso(deadline))
 
 
 @commands.command()
@@ -209,7 +198,7 @@ def dead(
         rows.append(
             text_field("key", key) | text_field("value", value) | {"deliveries": found.deliveries[key]}
             | (text_field("reason", reason) if reason is not None else {"reason": None})
-            | {"failed_at": _iso(found.failed_at.get(key))}
+            | {"failed_at": iso(found.failed_at.get(key))}
         )  # fmt: skip
     session.out.show(rows, raw=list(found.values()))
 

@@ -1,6 +1,5 @@
-"""The commands that observe streams (SPEC §8): ``stats`` (and ``stats
---watch``), ``metrics`` (stdout, ``--textfile``, ``--serve``), ``item`` and
-``lift``."""
+"""The commands that observe many streams (SPEC §8): ``stats`` (and ``stats
+--watch``), ``metrics`` (stdout, ``--textfile``, ``--serve``)."""
 
 import signal
 import sys
@@ -12,11 +11,11 @@ import typer
 
 from psctl.cli.durations import duration_parameter
 from psctl.cli.hints import hint_unknown_streams
-from psctl.cli.options import DryRun, Key, Name, complete_names, output_options
-from psctl.cli.fields import text_field
+from psctl.cli.fields import iso, text_field
+from psctl.cli.options import complete_names, output_options
 from psctl.cli.tables import fitted, table_width
 from psctl.cli.session import Session, pass_session
-from psctl.cli.status import BadUsage, CliError, NotFound
+from psctl.cli.status import BadUsage, CliError
 from psctl.cli.terminal import one_line
 
 commands = typer.Typer()
@@ -46,16 +45,12 @@ LIVE_PRIORITY = (
 )  # fmt: skip
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
 def stats_json(stats: dict[str, Any]) -> dict[str, Any]:
     """A stream's stats as ``stats`` prints them: times in ISO 8601 (UTC)."""
     shown = text_field("name", stats["name"])
     for field, value in stats.items():
         if field != "name":
-            shown[field] = _iso(value) if isinstance(value, datetime) else value
+            shown[field] = iso(value) if isinstance(value, datetime) else value
     return shown
 
 
@@ -248,7 +243,7 @@ def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], in
         row |= {f"{c}/s": "-" if per_second is None else _rate(per_second[c]) for c in RATES}
         rows.append(row)
     rows, left_out = fitted(rows, LIVE_PRIORITY, width) if rows else ([{"stream": "(no streams)"}], [])
-    moment = _iso(found[0]["server_time"]) if found else ""
+    moment = iso(found[0]["server_time"]) if found else ""
     note = f" · {len(left_out)} columns left out (too narrow)" if left_out else ""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   caption=f"every {interval:g} s · {moment}{note} · Ctrl-C to stop")  # fmt: skip
@@ -356,49 +351,3 @@ def _serve(registry: Any, address: tuple[str, int]) -> None:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-
-
-@commands.command()
-@output_options
-def item(session: Session, name: Name, key: Key) -> None:
-    """Show where an item stands: waiting, delayed, held (by a lease), dead, cooling down, gated; exit 3 when absent.
-
-    With what applies: its score, until (the lease's deadline, when a delayed item starts waiting, or the
-    cool-down's end), its deliveries, whether it is gated too, and its last failure (reason, at, delivery).
-    By the server's clock: a cool-down whose time has come is over.
-
-    Example: psctl item jobs job-1
-    Example: psctl item jobs job-1 -o raw   (just the state: waiting, held, dead, cooling or gated)
-    """
-    found = session.client().psitem(name, key)
-    if found["state"] == "absent":
-        raise NotFound(f"no item {key!r} in stream {name!r}: not waiting, delayed, held, dead, gated or cooling down")
-    shown = text_field("key", key) | {
-        field: _iso(value) if isinstance(value, datetime) else value for field, value in found.items()
-    }
-    failure = found.get("last_failure")
-    if failure is not None:
-        reason = failure["reason"]
-        shown["last_failure"] = (text_field("reason", reason) if reason is not None else {"reason": None}) | {
-            "at": _iso(failure["at"]), "delivery": failure["delivery"]
-        }
-    session.out.show(shown, vertical=True, raw=found["state"])
-
-
-@commands.command()
-@output_options
-def lift(
-    session: Session,
-    name: Name,
-    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="The keys.", show_default=False)],
-    dry_run: DryRun = False,
-) -> None:
-    """End the gates and cool-downs of keys, without adding anything: add takes them again at once.
-
-    Prints how many of the keys had a gate or a cool-down, each counted once however often named.
-
-    Example: psctl lift jobs job-1 job-2
-    Example: psctl lift jobs job-1 --dry-run
-    """
-    lifted = session.client().pslift(name, keys, dry_run=dry_run)
-    session.out.show({"lifted": lifted} | ({"dry_run": True} if dry_run else {}), raw=lifted)

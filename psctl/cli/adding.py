@@ -1,10 +1,12 @@
-"""``add-many``: items from a CSV, JSON or NDJSON file or stdin, all or none.
+"""The commands that add items to a stream: ``add`` one, ``add-many`` from a
+CSV, JSON or NDJSON file or stdin, all or none.
 
-The input is read and checked whole (``psctl.readers`` spools it) before the first
-write; the writes then go in chunks of the library's ``psaddmany``. Ctrl-C
-while reading writes nothing; while writing, it lets the chunk in flight end,
-sends no other, and says how many rows were written (``--replace`` makes
-running the same command again finish the job without adding a score twice).
+``add-many`` reads and checks the whole input (``psctl.readers`` spools it)
+before the first write; the writes then go in chunks of the library's
+``psaddmany``. Ctrl-C while reading writes nothing; while writing, it lets the
+chunk in flight end, sends no other, and says how many rows were written
+(``--replace`` makes running the same command again finish the job without
+adding a score twice).
 """
 
 import dataclasses
@@ -12,16 +14,89 @@ import enum
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
 from psctl.cli import terminal
-from psctl.cli.options import Name, output_options
+from psctl.cli.durations import duration_parameter, time_parameter
+from psctl.cli.fields import iso, text_field
+from psctl.cli.options import Key, Name, argv_bytes, finite, output_options
 from psctl.cli.session import Session
 from psctl.cli.status import INTERRUPTED, BadUsage
 
 commands = typer.Typer()
+
+
+@commands.command()
+@output_options
+def add(
+    session: Session,
+    name: Name,
+    key: Key,
+    value: Annotated[
+        str,
+        typer.Argument(
+            metavar="VALUE", help="The item's value, stored as given; - reads it from stdin, bytes as they are.",
+            show_default=False,
+        ),
+    ],
+    score: Annotated[
+        float, typer.Option("--score", "-s", metavar="S", help="Added to the item's score (a new item starts at 0).")
+    ] = 1.0,
+    readd: Annotated[bool, typer.Option("--readd", help="Lift a gate or cool-down on KEY first.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Set the score to S instead of adding S to it (safe to run twice).")
+    ] = False,
+    delay_in: Annotated[
+        timedelta | None,
+        typer.Option(
+            "--in", metavar="DURATION", parser=duration_parameter, show_default=False,
+            help="Delayed: the item waits (can be pulled) only once DURATION has passed, by the server's clock.",
+        ),
+    ] = None,
+    delay_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at", metavar="TIME", parser=time_parameter, show_default=False,
+            help="Delayed until TIME: ISO 8601 (UTC unless it says; 2026-12-24T03:00) or Unix seconds.",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
+    """Add an item, or add S to the score of the item already there.
+
+    Refused ("added": false, with the "reason") while KEY is gated or cooling down after a pull (--readd
+    lifts both), held by a lease, or dead; "until" says when a cool-down ends (it ends by itself then). With
+    --in or --at the item is delayed: kept now, pulled only from then on ("until" says when); adding to a
+    delayed item without them keeps its time. -o raw prints the new score (nothing when refused).
+
+    Example: psctl add jobs job-1 'resize photo.jpg' --score 5
+    Example: psctl add jobs job-2 - < payload.bin   (the value from stdin, bytes as they are)
+    Example: psctl add jobs job-1 'resize photo.jpg' --score 9 --replace   (the score becomes 9)
+    Example: psctl add reports daily-7 'build the report' --at 2030-01-01T03:00   (not before 03:00 UTC)
+    """
+    finite(score, "--score")
+    if delay_in is not None and delay_at is not None:
+        raise BadUsage("--in and --at cannot be used together: give one time")
+    if value == "-":
+        if terminal.stdin_is_terminal():
+            sys.stderr.write("psctl: reading the value from the terminal; end with Ctrl-D\n")
+        data = sys.stdin.buffer.read()
+    else:
+        data = argv_bytes(value)
+    client = session.client()
+    delay = delay_in if delay_in is not None else delay_at
+    done = client.psadd(name, key, data, score=score, readd=readd, replace=replace, explain=True, delay=delay)
+    if done.score is not None:
+        added: dict[str, Any] = {"added": True, "score": done.score}
+        if done.until is not None:  # delayed until then
+            added["until"] = iso(done.until)
+    else:
+        added = {"added": False, "reason": done.reason}
+        if done.until is not None:
+            added["until"] = iso(done.until)
+    session.out.show(text_field("key", key) | added, raw=done.score)
 
 
 class InputFormat(str, enum.Enum):
