@@ -182,7 +182,7 @@ def reported(ctx: Any) -> Iterator[None]:
     except Exception as exc:
         from psctl.cli.session import Session
 
-        session = Session.of(ctx)
+        session = Session.recorded(ctx)
         fail(
             exc,
             debug=session.debug,

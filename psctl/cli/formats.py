@@ -18,7 +18,6 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from psctl.cli import terminal
@@ -34,18 +33,17 @@ class _NoRaw:
 NO_RAW = _NoRaw()
 
 
-@dataclass(slots=True)
 class Shown:
     """What a command hands ``Output.show``: ``data`` (the JSON shape), and
-    what other formats show instead when it differs (see ``Output.show``)."""
+    what other formats show instead when it differs (see ``Output.show``).
+    (A plain class, not a dataclass: one fewer class generated at every start.)"""
 
-    data: Any
-    table: Any = None
-    caption: str | None = None
-    column: str = "name"
-    vertical: bool = False
-    raw: Any = NO_RAW
-    csv: Any = None
+    __slots__ = ("data", "table", "caption", "column", "vertical", "raw", "csv")
+
+    def __init__(self, data: Any, table: Any = None, caption: str | None = None, column: str = "name",
+                 vertical: bool = False, raw: Any = NO_RAW, csv: Any = None) -> None:  # fmt: skip
+        self.data, self.table, self.caption, self.column = data, table, caption, column
+        self.vertical, self.raw, self.csv = vertical, raw, csv
 
 
 class Renderer:

@@ -13,7 +13,6 @@ from psctl.cli.durations import duration_parameter
 from psctl.cli.hints import hint_unknown_streams
 from psctl.cli.fields import iso, text_field
 from psctl.cli.options import complete_names, output_options
-from psctl.cli.tables import fitted, table_width
 from psctl.cli.session import Session, pass_session
 from psctl.cli.status import BadUsage, CliError
 from psctl.cli.terminal import one_line
@@ -122,6 +121,8 @@ def stats(
         data = [stats_json(s) for s in found]
         rows, caption = [_row(s) for s in found], None if found else "no streams"
         if found and session.out.table:
+            from psctl.cli.tables import table_width
+
             rows, caption = _fitted(rows, TABLE_PRIORITY, table_width())
         session.out.show(data, table=rows, caption=caption, csv=data)
         _hint_mistyped(client, found, session.quiet)
@@ -220,6 +221,8 @@ def _write_lines(lines: list[str]) -> None:
 
 def _fitted(rows: list[dict[str, Any]], priority: tuple[str, ...], width: int) -> tuple[list[Any], str | None]:
     """The rows with the columns that fit, and a caption naming the others."""
+    from psctl.cli.tables import fitted
+
     rows, left_out = fitted(rows, priority, width)
     return rows, f"left out, too narrow: {', '.join(left_out)} (--json shows all)" if left_out else None
 
@@ -231,7 +234,7 @@ def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], in
 
     from rich.cells import cell_len
 
-    from psctl.cli.tables import NAME_WIDTH, row_text
+    from psctl.cli.tables import NAME_WIDTH, fitted, row_text
 
     rows = []
     for s in found:

@@ -6,7 +6,8 @@ output options) makes each command's ``Session`` from them once, before the
 command runs: what the command is, the stream it works on, where its output
 goes; then hands it to the command as its first parameter, ``session``.
 Nothing changes a session once made, except the client it connects when the
-command first asks for one. ``errors.py`` finds it (``of``) to word an error.
+command first asks for one. ``errors.py`` finds it (``recorded``) to word an
+error.
 Nothing here does I/O before a command asks for it.
 """
 
@@ -87,7 +88,7 @@ class Session:
         self._target: Any = None
 
     @classmethod
-    def of(cls, ctx: Any) -> Session:
+    def recorded(cls, ctx: Any) -> Session:
         """For ``errors.py``: the session of the command that ran under ``ctx``, or,
         when none was made (the error came first), one of the global options."""
         found = ctx.meta.get(_SESSION)
