@@ -10,7 +10,6 @@ import typer
 
 from psctl.cli import terminal
 from psctl.cli.fields import number, text_field
-from psctl.cli.hints import did_you_mean
 from psctl.cli.options import NUMBER_ARGUMENTS, DryRun, Gate, Key, Name, Yes, ask, finite, output_options
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, NotFound
@@ -187,6 +186,8 @@ def delete(
     Example: psctl delete jobs --dry-run
     Example: psctl delete jobs --yes
     """
+    from psctl.cli.hints import did_you_mean
+
     if not yes and not dry_run and not terminal.stdin_is_terminal():
         raise BadUsage(f"not deleting {name!r}: stdin is not a terminal to confirm on; add --yes")
     client = session.client()

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli.durations import duration_parameter
-from psctl.cli.hints import hint_unknown_streams
 from psctl.cli.fields import iso, text_field
 from psctl.cli.options import complete_names, output_options
 from psctl.cli.session import Session, pass_session
@@ -140,6 +139,8 @@ def stats(
 def _hint_mistyped(client: Any, found: list[dict[str, Any]], quiet: bool = False) -> None:
     """The 'did you mean' hint for each named stream that shows nothing at all
     (no item in any state, no counter): one read of the registry, only then."""
+    from psctl.cli.hints import hint_unknown_streams
+
     empty = [
         s["name"] for s in found
         if not any(v for v in s.values() if type(v) is int) and not any(s["counters"].values())

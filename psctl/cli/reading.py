@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli.fields import iso, item, number, scored, text_field
-from psctl.cli.hints import did_you_mean, hint_unknown_stream
 from psctl.cli.options import Key, Limit, Name, output_options
 from psctl.cli.output import TERMINAL_ROWS, Output
 from psctl.cli.session import Session, pass_session
@@ -43,6 +42,8 @@ def _listing(
     count)`` (rows, and the rank of the next page or None). A table shows a
     screenful unless ``--limit`` says, with a caption counting the ones left
     out; the other formats stream every item (or ``--limit``), a page at a time."""
+    from psctl.cli.hints import hint_unknown_stream
+
     output = session.out
     client = session.client()
     if output.table:
@@ -206,6 +207,8 @@ def dump(session: Session, name: Name) -> None:
     Example: psctl dump jobs > jobs.ndjson
     Example: psctl dump jobs | psctl add-many jobs-copy --replace
     """
+    from psctl.cli.hints import hint_unknown_stream
+
     client = session.client()
     if not Output("ndjson", quiet=session.quiet).stream(_pages(client, _value_pages(name, True), None)):
         hint_unknown_stream(client, name, session.quiet)
@@ -227,6 +230,8 @@ def get(session: Session, name: Name, key: Key) -> None:
     Example: psctl get jobs job-1
     Example: psctl get jobs job-1 -o raw > job-1.bin
     """
+    from psctl.cli.hints import did_you_mean
+
     client = session.client()
     value = client.psget(name, key)
     if value is None:
@@ -242,6 +247,8 @@ def length(session: Session, name: Name) -> None:
     Example: psctl len jobs
     Example: psctl len jobs -o raw   (the bare number, for a shell variable)
     """
+    from psctl.cli.hints import hint_unknown_stream
+
     client = session.client()
     count = client.pslen(name)
     if not count:

@@ -12,7 +12,6 @@ import typer
 from psctl.cli.durations import duration_parameter
 from psctl.cli.fields import item
 from psctl.cli.group import BareWait
-from psctl.cli.hints import hint_unknown_stream
 from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down, output_options
 from psctl.cli.session import Session
 
@@ -75,6 +74,8 @@ def pull(
     Example: psctl pull jobs --count 5 --expire-in 2h
     Example: psctl pull jobs --wait 0   (a worker: waits until there is work)
     """
+    from psctl.cli.hints import hint_unknown_stream
+
     expire_at = cool_down(expire_in, no_expire)
     client = session.client(waiting=wait is not None)
     block = None if wait is None else wait.total_seconds()
