@@ -18,7 +18,7 @@ import pytest
 from psctl import __version__
 from psctl.cli import app as cli_app
 from psctl.cli import connection, terminal
-from psctl.cli.durations import parse_duration
+from psctl.durations import parse_duration
 from psctl.cli.errors import ExitStatus
 
 from .helpers import DEAD, Cli, SilentServer, command_paths, counts, fake_embedded

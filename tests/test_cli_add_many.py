@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from psctl.cli import inputs, terminal
+from psctl import readers as inputs
+from psctl.cli import terminal
 from psctl.cli.errors import ExitStatus
 from .helpers import DEAD, Cli, counts
 

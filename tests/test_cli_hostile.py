@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from psctl.cli.errors import ExitStatus
-from psctl.cli.inputs import InputError, rows_from_file
+from psctl.readers import InputError, rows_from_file
 from psctl.operations import POLL
 
 from .helpers import Cli, Misbehaving, SilentServer, counts, hangs_up, stops_halfway, talks_nonsense

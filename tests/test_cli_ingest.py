@@ -23,7 +23,8 @@ import pytest
 
 from psctl import StopWaiting
 from psctl import operations as op
-from psctl.cli import ingest, inputs, signals, terminal
+from psctl import readers as inputs
+from psctl.cli import signals, terminal
 from psctl.cli.errors import ExitStatus
 
 from .helpers import DEAD, Cli, counts

@@ -173,7 +173,7 @@ def test_a_table_on_a_terminal_json_in_a_pipe(env: dict[str, str], r: Any) -> No
 # -- start-up: nothing imported before it is needed -----------------------------
 
 # Runs psctl's entry point and reports on stderr which of WATCHED it imported.
-WATCHED = ("redis", "rich", "json", "psctl.cli.inputs", "pydantic", "click")
+WATCHED = ("redis", "rich", "json", "psctl.readers", "pydantic", "click")
 PROBE = """
 import atexit, sys
 watched = sys.argv[1].split(",")
@@ -223,7 +223,7 @@ def test_each_command_imports_only_what_it_uses(env: dict[str, str], tmp_path: P
     assert imported("len", "jobs", "--table", env=env) == {"redis", "json", "rich"}
     empty = tmp_path / "empty.csv"
     empty.write_text("key,value\n")
-    assert imported("add-many", "jobs", str(empty), env=env) == {"json", "psctl.cli.inputs"}
+    assert imported("add-many", "jobs", str(empty), env=env) == {"json", "psctl.readers"}
 
 
 # -- shell completion ---------------------------------------------------------

@@ -34,7 +34,7 @@ def cli(redis_url: str, r: Any) -> Cli:
     (0.000123456789, "0.000123457"), (2.0**53, "9.0072e+15"), (float("inf"), "inf"), (float("-inf"), "-inf"),
 ])  # fmt: skip
 def test_a_score_as_a_table_shows_it(value: float, shown: str) -> None:
-    from psctl.cli.output import rounded
+    from psctl.cli.tables import rounded
 
     assert rounded(value) == shown
 

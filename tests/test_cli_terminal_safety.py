@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from psctl.cli.output import json_text, visible
+from psctl.cli.formats import json_text, visible
 from psctl.cli.status import ExitStatus
 
 from .helpers import PSCTL, Cli

@@ -1,9 +1,16 @@
 """The ``psctl`` command line (Typer + Rich) on top of the library.
 
-``app.py`` holds the commands, ``output.py`` the renderer (table or JSON),
-``errors.py`` the exit statuses, ``connection.py`` the choice of server,
-``inputs.py`` the ``add-many`` readers, ``durations.py`` DURATION arguments,
-``completion.py`` shell completion and ``terminal.py`` the terminal checks.
+``app.py`` assembles the app from the commands, grouped by what they do to a
+stream: ``adding.py``, ``taking.py``, ``reading.py``, ``changing.py``,
+``leases.py``, ``work.py``, ``observe.py``, and ``server.py`` (the embedded
+server). What they share: ``session.py`` (the session handed to each command),
+``options.py`` (arguments and options declared once), ``output.py`` (where a
+result goes) with ``formats.py`` (the registry of output formats),
+``fields.py`` and ``tables.py``; ``errors.py`` (exceptions to exit statuses,
+in one place) and ``status.py``; ``group.py`` (every use of Typer's and
+Click's internals); ``connection.py`` (the choice of server), ``signals.py``,
+``hints.py``, ``durations.py``, ``completion.py`` and ``terminal.py``. The
+readers of ``add-many`` are the library's (``psctl.readers``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """The ``psctl`` app: the global options and the commands, assembled.
 
-The commands live in modules named for what they serve (``items.py``: a
-stream's items; ``leases.py``: leases; ``server.py``: the embedded server); this module imports them
-and registers them, and none of them imports it. Each command is built from
-its function only when it runs (``group.py``), and modules that talk to a
-server are imported by the commands that need them, so that ``--help``,
-``--version`` and shell completion start without redis-py. The annotations are
-plain objects (no ``from __future__ import annotations``), so that Typer need
-not evaluate them from text at every start.
+The commands live in modules named for what they do to a stream
+(``adding.py``, ``taking.py``, ``reading.py``, ``changing.py``, ``leases.py``,
+``work.py``, ``observe.py``) and ``server.py`` (the embedded server); this
+module imports them and registers them, and none of them imports it. Each
+command is built from its function only when it runs (``group.py``), and
+modules that talk to a server are imported by the commands that need them, so
+that ``--help``, ``--version`` and shell completion start without redis-py.
+The annotations are plain objects (no ``from __future__ import
+annotations``), so that Typer need not evaluate them from text at every start.
 """
 
 import sys
@@ -19,23 +20,30 @@ import typer
 from psctl import __version__
 from psctl.cli import connection
 from psctl.cli.durations import duration_parameter
+from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
-from psctl.cli.group import lazy_group
-from psctl.cli.ingest import commands as ingest_commands
-from psctl.cli.items import commands as item_commands
-from psctl.cli.leases import commands as lease_commands
-from psctl.cli.observe import commands as observe_commands
+from psctl.cli.group import check_output_options, lazy_group
+from psctl.cli.session import GlobalOptions
+from psctl.cli import adding, changing, leases, observe, reading, taking, work
 from psctl.cli.server import server_app
-from psctl.cli.work import commands as work_commands
-from psctl.cli.session import Session
+
+# The commands in the order --help lists them: the everyday ones first.
+HELP_ORDER = (
+    "add", "pull", "keys", "values", "dump", "get", "len", "names", "incr", "prune", "decr-all", "remove", "expire",
+    "delete", "add-many", "lease", "ack", "release", "extend", "dead", "requeue", "work", "stats", "metrics", "item",
+    "lift", "server",
+)  # fmt: skip
 
 app = typer.Typer(
     name="psctl",
-    cls=lazy_group([item_commands, ingest_commands, lease_commands, work_commands, observe_commands], [server_app]),
+    cls=lazy_group(
+        [module.commands for module in (adding, taking, reading, changing, leases, work, observe)], [server_app],
+        order=HELP_ORDER,
+    ),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
-        "Output is a table on a terminal and JSON otherwise; -o table|json|ndjson|csv|raw on any command chooses "
+        f"Output is a table on a terminal and JSON otherwise; -o {'|'.join(FORMATS)} on any command chooses "
         "(--json and --table too), -q prints nothing on success. Global options may come before or after the "
         "command. Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no "
         "such item or stream, 130 interrupted.\n\n"
@@ -106,30 +114,14 @@ def root(
     seconds = connection.DEFAULT_TIMEOUT if timeout is None else timeout.total_seconds()
     if seconds < 0.01:
         raise BadUsage(f"--timeout must be at least 0.01 seconds, got {seconds:g}")
-    session = Session(
+    ctx.obj = GlobalOptions(
         url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
         format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
         quiet=quiet, no_embedded=no_embedded,
     )  # fmt: skip
-    ctx.obj = session
-    ctx.call_on_close(session.close)
-    _check_output_options(ctx, session)
-
-
-def _check_output_options(ctx: typer.Context, session: Session) -> None:
-    """An output option given for a command that has none is bad usage (``psctl
-    -o csv work …``), said before anything runs."""
-    asked = [option for option, on in (("-o", session.format is not None), ("--json", session.as_json),
-                                       ("--table", session.as_table)) if on]  # fmt: skip
-    if not asked or ctx.invoked_subcommand is None:
-        return
-    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)  # type: ignore[attr-defined]
-    if command is None or hasattr(command, "commands"):  # (a group: each of its commands has them)
-        return
-    own = {name for param in command.params for name in getattr(param, "opts", ())}
-    for option in asked:
-        if option not in own:
-            raise BadUsage(f"psctl {ctx.invoked_subcommand} takes no {option}: it has no output format to choose")
+    asked = [option for option, on in (("-o", output_format is not None), ("--json", as_json),
+                                       ("--table", as_table)) if on]  # fmt: skip
+    check_output_options(ctx, asked)
 
 
 def main() -> None:

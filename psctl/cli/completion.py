@@ -25,11 +25,10 @@ SHELLS = ("bash", "zsh", "fish")
 
 def script(shell: str) -> str:
     """The completion script for ``shell``, as the app itself prints it."""
-    from typer.main import get_command
-
     from psctl.cli.app import app
+    from psctl.cli.group import click_command
 
-    command = get_command(app)
+    command = click_command(app)
     printed = io.StringIO()
     with _environ(COMPLETE_VAR, f"source_{shell}"), contextlib.redirect_stdout(printed):
         try:

@@ -2,9 +2,10 @@
 
 Every failure leaves ``psctl`` as one line on stderr and a status from
 ``ExitStatus``; the traceback is shown only with ``--debug``, and neither ever
-holds a password. ``CatchingGroup`` is the app's Typer group: parsing errors,
-the commands' own errors and the library's all pass through it, whether
-``psctl`` runs from the shell or from ``typer.testing.CliRunner``.
+holds a password. The app's group (``group.CatchingGroup``) runs every command
+inside ``reported``: parsing errors, the commands' own errors and the
+library's all pass through it, whether ``psctl`` runs from the shell or from
+``typer.testing.CliRunner``.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from __future__ import annotations
 import re
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
 
 from psctl.cli.status import INTERRUPTED, BadUsage, CliError, ExitStatus, NotFound, ServerUnavailable
 from psctl.cli.terminal import one_line, visible
 
-__all__ = ["INTERRUPTED", "BadUsage", "CatchingGroup", "CliError", "ExitStatus", "NotFound", "ServerUnavailable", "describe", "fail"]
+__all__ = ["INTERRUPTED", "BadUsage", "CliError", "ExitStatus", "NotFound", "ServerUnavailable", "describe", "fail", "reported", "usage_error"]
 
 
 def describe(
@@ -34,16 +35,16 @@ def describe(
 ) -> tuple[ExitStatus, str]:
     """The exit status and the one-line message for an exception. ``command``
     (``psctl add``), ``user`` and the ``keys`` it needs name what an ACL denied."""
+    from psctl import errors
+
     if isinstance(exc, CliError):
         return exc.status, str(exc)
+    if isinstance(exc, errors.InvalidArgument):  # (bad input too: psctl.readers names the line)
+        return ExitStatus.USAGE, str(exc)
     # imported here, on the way out: psctl --help must not import redis-py
     import redis.exceptions as redis_errors
 
-    from psctl import errors
-
     at = f" at {where}" if where else ""
-    if isinstance(exc, errors.InvalidArgument):
-        return ExitStatus.USAGE, str(exc)
     if isinstance(exc, errors.ServerError):
         return ExitStatus.SERVER, f"the embedded server: {exc}"
     if isinstance(exc, errors.WrongType):
@@ -163,45 +164,38 @@ def fail(
 
 
 
-class CatchingGroup(TyperGroup):
-    """Typer's group, with every error reported the same way (see ``fail``)."""
+@contextmanager
+def reported(ctx: Any) -> Iterator[None]:
+    """Every error inside (a command's, the library's, Click's usage errors)
+    reported as ``fail`` says, with what the command's session knows."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except typer.TyperException as exc:  # Click's usage errors
+        usage_error(exc)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        sys.stderr.write("psctl: interrupted\n")
+        raise typer.Exit(INTERRUPTED) from None
+    except Exception as exc:
+        from psctl.cli.session import Session
 
-    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except typer.TyperException as exc:  # Click's usage errors
-            _usage_error(exc)
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (typer.Exit, typer.Abort):
-            raise
-        except typer.TyperException as exc:  # Click's usage errors
-            _usage_error(exc)
-        except BrokenPipeError:
-            _quiet_broken_pipe()
-        except KeyboardInterrupt:
-            sys.stderr.write("psctl: interrupted\n")
-            raise typer.Exit(INTERRUPTED) from None
-        except Exception as exc:
-            from psctl.cli.session import Session
-
-            session = ctx.find_root().obj
-            if not isinstance(session, Session):  # the root callback never ran
-                session = Session()
-            fail(
-                exc,
-                debug=session.debug,
-                where=session.where,
-                secrets=session.secrets,
-                command=session.command,
-                user=session.user,
-                keys=session.needed_keys(),
-            )
+        session = Session.recorded(ctx)
+        fail(
+            exc,
+            debug=session.debug,
+            where=session.where,
+            secrets=session.secrets,
+            command=session.command,
+            user=session.user,
+            keys=session.needed_keys(),
+        )
 
 
-def _usage_error(exc: typer.TyperException) -> NoReturn:
+def usage_error(exc: typer.TyperException) -> NoReturn:
+    """Click's usage error (or the help of ``psctl`` alone) as one line, its status."""
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError":  # `psctl` alone, `psctl server`: the help
         text = exc.format_message()  # empty when Rich has printed it already

@@ -1,4 +1,7 @@
-"""psctl's Click group, whose commands are built one at a time, when first used.
+"""Every use of Typer's and Click's internals, in one module: psctl's Click
+group, whose commands are built one at a time, when first used, and which
+reports every error (``errors.reported``); the command class (a plain usage
+line; ``--wait`` alone); the global options accepted after the command.
 
 Typer makes a Click command of a function by reading its signature and type
 hints, about half a millisecond a command. ``psctl len x`` runs one command,
@@ -14,9 +17,24 @@ from typing import Any
 
 import typer
 
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
-from psctl.cli.errors import CatchingGroup
+from psctl.cli import errors
+from psctl.cli.status import BadUsage
+
+
+class CatchingGroup(TyperGroup):
+    """Typer's group, with every error reported the same way (``errors.reported``)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:  # Click's usage errors
+            errors.usage_error(exc)
+
+    def invoke(self, ctx: Any) -> Any:
+        with errors.reported(ctx):
+            return super().invoke(ctx)
 
 
 class PsctlCommand(TyperCommand):
@@ -25,6 +43,27 @@ class PsctlCommand(TyperCommand):
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [_unbraced(piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+def _is_option(arg: str) -> bool:
+    """An option's name, not a value: "-5" is a (bad) value, "--count" a name."""
+    return arg.startswith("-") and not arg[1:2].isdigit() and arg != "-"
+
+
+class BareWait(PsctlCommand):
+    """A command whose ``--wait`` may stand alone, waiting for ever (``--wait 0``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        fixed: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                fixed.extend(args[i:])
+                break
+            fixed.append(arg)
+            following = args[i + 1] if i + 1 < len(args) else None
+            if arg in ("--wait", "-w") and (following is None or _is_option(following)):
+                fixed.append("0")
+        return super().parse_args(ctx, fixed)  # type: ignore[no-any-return]
 
 
 def _unbraced(piece: str) -> str:
@@ -84,21 +123,45 @@ class LazyCommands(MutableMapping[str, Any]):
         return len(self._builders)
 
 
-def lazy_group(command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer] = ()) -> type[CatchingGroup]:
+def lazy_group(command_apps: Sequence[typer.Typer], groups: Sequence[typer.Typer] = (),
+               order: Sequence[str] = ()) -> type[CatchingGroup]:  # fmt: skip
     """A group class for the root ``typer.Typer(cls=...)``: its commands are the
     commands registered on each of ``command_apps`` and the ``groups`` (each
-    with a name and ``add_completion=False``), in that order, each built on
-    first use."""
+    with a name and ``add_completion=False``), each built on first use, listed
+    in ``order`` (those it does not name after, in the order given)."""
 
     class LazyGroup(CatchingGroup):
         def __init__(self, **options: Any) -> None:
             super().__init__(**options)
-            self.commands = LazyCommands(_builders(command_apps, groups, options.get("rich_markup_mode")))
+            found = _builders(command_apps, groups, options.get("rich_markup_mode"))
+            ordered = {name: found[name] for name in order if name in found}
+            self.commands = LazyCommands(ordered | found)
 
         def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
             return super().parse_args(ctx, hoisted(self, ctx, args))  # type: ignore[no-any-return]
 
     return LazyGroup
+
+
+def check_output_options(ctx: Any, asked: list[str]) -> None:
+    """Output options (``asked``) given for a command that has none are bad usage
+    (``psctl -o csv work …``), said before anything runs."""
+    if not asked or ctx.invoked_subcommand is None:
+        return
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand)
+    if command is None or hasattr(command, "commands"):  # (a group: each of its commands has them)
+        return
+    own = {name for param in command.params for name in getattr(param, "opts", ())}
+    for option in asked:
+        if option not in own:
+            raise BadUsage(f"psctl {ctx.invoked_subcommand} takes no {option}: it has no output format to choose")
+
+
+def click_command(app: typer.Typer) -> Any:
+    """The Click command Typer makes of ``app`` (for completion scripts)."""
+    from typer.main import get_command
+
+    return get_command(app)
 
 
 # The root's options, which may also follow the command (SPEC §9): those that

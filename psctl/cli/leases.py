@@ -1,14 +1,14 @@
 """The commands of leases (SPEC §6): lease items, then acknowledge, release or
 extend them by the lease's token; see and requeue the dead ones."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 
 from psctl.cli.durations import duration_parameter
+from psctl.cli.group import BareWait
 from psctl.cli.options import (
-    BareWait,
     DryRun,
     ExpireIn,
     Gate,
@@ -17,12 +17,12 @@ from psctl.cli.options import (
     argv_bytes,
     cool_down,
     finite,
-    out,
     output_options,
 )
-from psctl.cli.output import text_field
+from psctl.cli.fields import iso, text_field
 from psctl.cli.session import Session
 from psctl.cli.status import NotFound
+from psctl.cli.taking import taking
 
 commands = typer.Typer()
 
@@ -40,14 +40,10 @@ For = Annotated[
 ]  # fmt: skip
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
 @commands.command(cls=BareWait)
 @output_options(raw=False)
 def lease(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     count: Annotated[
         int, typer.Option("--count", "-n", metavar="N", min=1, max=1000, help="Lease up to N items (at most 1000).")
@@ -83,35 +79,27 @@ def lease(
     Example: psctl lease jobs --count 10 --for 15m
     Example: psctl lease jobs --wait --max-deliveries 5   (a worker: waits until there is work)
     """
-    client = Session.of(ctx).client(waiting=wait is not None)
-    from psctl.cli import signals
+    client = session.client(waiting=wait is not None)
     from psctl.leases import DEFAULT_LEASE
-    from psctl.operations import StopWaiting
 
-    stop = StopWaiting()
     block = None if wait is None else wait.total_seconds()
-    with signals.held(stop) as caught:
-        try:
-            held = client.pslease(name, count=count, lease=DEFAULT_LEASE if length is None else length, max_deliveries=max_deliveries,
-                                  block=block, stop=stop)  # fmt: skip
-        except KeyboardInterrupt:
-            raise typer.Exit(caught.status) from None
-        if not held and caught.signal is not None:
-            raise typer.Exit(caught.status)
+    held_for = DEFAULT_LEASE if length is None else length
+    with taking(lambda stop: client.pslease(name, count=count, lease=held_for, max_deliveries=max_deliveries,
+                                            block=block, stop=stop)) as held:  # fmt: skip
         items = [
             text_field("key", key) | text_field("value", value)
             | {"score": held.scores[key], "deliveries": held.deliveries[key]}
             for key, value in held.items.items()
         ]  # fmt: skip
         token = held.token if held else None
-        caption = f"token {token}, held until {_iso(held.deadline)}" if held else "nothing to lease"
-        out(ctx).show({"token": token, "deadline": _iso(held.deadline), "items": items}, table=items, caption=caption)
+        caption = f"token {token}, held until {iso(held.deadline)}" if held else "nothing to lease"
+        session.out.show({"token": token, "deadline": iso(held.deadline), "items": items}, table=items, caption=caption)
 
 
 @commands.command()
 @output_options
 def ack(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     token: Token,
     keys: Keys = None,
@@ -128,14 +116,14 @@ def ack(
     Example: psctl ack jobs TOKEN job-1 job-2 --expire-in 2h
     """
     expire_at = cool_down(expire_in, no_expire)
-    acked = Session.of(ctx).client().psack(name, token, keys or None, gate=gate, expire_at=expire_at)
-    out(ctx).show({"acked": acked}, raw=acked)
+    acked = session.client().psack(name, token, keys or None, gate=gate, expire_at=expire_at)
+    session.out.show({"acked": acked}, raw=acked)
 
 
 @commands.command()
 @output_options
 def release(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     token: Token,
     keys: Keys = None,
@@ -165,30 +153,30 @@ def release(
     """
     if score is not None:
         finite(score, "--score")
-    released = Session.of(ctx).client().psrelease(
+    released = session.client().psrelease(
         name, token, keys or None, score=score, delay=delay, reason=None if reason is None else argv_bytes(reason)
     )
-    out(ctx).show({"released": released}, raw=released)
+    session.out.show({"released": released}, raw=released)
 
 
 @commands.command()
 @output_options
-def extend(ctx: typer.Context, name: Name, token: Token, length: For) -> None:
+def extend(session: Session, name: Name, token: Token, length: For) -> None:
     """Move a lease's deadline to DURATION from now; exit status 3 when it holds nothing any more.
 
     Example: psctl extend jobs TOKEN --for 10m
     Example: psctl extend jobs "$token" --for 1h -q || echo 'the lease ran out'
     """
-    deadline = Session.of(ctx).client().psextend(name, token, length)
+    deadline = session.client().psextend(name, token, length)
     if deadline is None:
         raise NotFound(f"lease {token!r} of stream {name!r} holds nothing (it ran out, or its items are done)")
-    out(ctx).show({"deadline": _iso(deadline)}, raw=_iso(deadline))
+    session.out.show({"deadline": iso(deadline)}, raw=iso(deadline))
 
 
 @commands.command()
 @output_options
 def dead(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     limit: Annotated[
         int | None,
@@ -203,22 +191,22 @@ def dead(
     Example: psctl dead jobs
     Example: psctl dead jobs -o raw --limit 1   (the value of the most urgent dead item)
     """
-    found = Session.of(ctx).client().psdead(name, limit=limit)
+    found = session.client().psdead(name, limit=limit)
     rows = []
     for key, value in found.items():
         reason = found.reasons.get(key)
         rows.append(
             text_field("key", key) | text_field("value", value) | {"deliveries": found.deliveries[key]}
             | (text_field("reason", reason) if reason is not None else {"reason": None})
-            | {"failed_at": _iso(found.failed_at.get(key))}
+            | {"failed_at": iso(found.failed_at.get(key))}
         )  # fmt: skip
-    out(ctx).show(rows, raw=list(found.values()))
+    session.out.show(rows, raw=list(found.values()))
 
 
 @commands.command()
 @output_options
 def requeue(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     keys: Annotated[
         list[str] | None,
@@ -239,11 +227,11 @@ def requeue(
     """
     if score is not None:
         finite(score, "--score")
-    client = Session.of(ctx).client()
+    client = session.client()
     if dry_run:
         dead = client.psdead(name)
         count = len(dead) if not keys else sum(key in dead for key in dict.fromkeys(keys))
-        out(ctx).show({"requeued": count, "dry_run": True}, raw=count)
+        session.out.show({"requeued": count, "dry_run": True}, raw=count)
         return
     requeued = client.psrequeue(name, keys or None, score=score)
-    out(ctx).show({"requeued": requeued}, raw=requeued)
+    session.out.show({"requeued": requeued}, raw=requeued)

@@ -1,6 +1,5 @@
-"""The commands that observe streams (SPEC §8): ``stats`` (and ``stats
---watch``), ``metrics`` (stdout, ``--textfile``, ``--serve``), ``item`` and
-``lift``."""
+"""The commands that observe many streams (SPEC §8): ``stats`` (and ``stats
+--watch``), ``metrics`` (stdout, ``--textfile``, ``--serve``)."""
 
 import signal
 import sys
@@ -11,11 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli.durations import duration_parameter
-from psctl.cli.hints import hint_unknown_streams
-from psctl.cli.options import DryRun, Key, Name, complete_names, out, output_options
-from psctl.cli.output import fitted, table_width, text_field
-from psctl.cli.session import Session
-from psctl.cli.status import BadUsage, CliError, NotFound
+from psctl.cli.fields import iso, text_field
+from psctl.cli.options import complete_names, output_options
+from psctl.cli.session import Session, pass_session
+from psctl.cli.status import BadUsage, CliError
 from psctl.cli.terminal import one_line
 
 commands = typer.Typer()
@@ -45,16 +43,12 @@ LIVE_PRIORITY = (
 )  # fmt: skip
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
 def stats_json(stats: dict[str, Any]) -> dict[str, Any]:
     """A stream's stats as ``stats`` prints them: times in ISO 8601 (UTC)."""
     shown = text_field("name", stats["name"])
     for field, value in stats.items():
         if field != "name":
-            shown[field] = _iso(value) if isinstance(value, datetime) else value
+            shown[field] = iso(value) if isinstance(value, datetime) else value
     return shown
 
 
@@ -94,7 +88,7 @@ def _read(client: Any, names: list[str] | None) -> tuple[list[dict[str, Any]], A
 @commands.command()
 @output_options(raw=False)
 def stats(
-    ctx: typer.Context,
+    session: Session,
     names: Names = None,
     watch: Annotated[
         timedelta | None,
@@ -117,18 +111,19 @@ def stats(
     Example: psctl stats jobs mail --json
     Example: psctl stats --watch 5s
     """
-    if watch is not None and Session.of(ctx).quiet:
+    if watch is not None and session.quiet:
         raise BadUsage("--watch and -q cannot be used together: watching is printing")
-    session = Session.of(ctx)
     client = session.client()
     chosen = names or None
     if watch is None:
         found, failed = _read(client, chosen)
         data = [stats_json(s) for s in found]
         rows, caption = [_row(s) for s in found], None if found else "no streams"
-        if found and out(ctx).table:
+        if found and session.out.table:
+            from psctl.cli.tables import table_width
+
             rows, caption = _fitted(rows, TABLE_PRIORITY, table_width())
-        out(ctx).show(data, table=rows, caption=caption, csv=data)
+        session.out.show(data, table=rows, caption=caption, csv=data)
         _hint_mistyped(client, found, session.quiet)
         if failed is not None:
             raise failed  # (exit 1, naming each stream that failed)
@@ -138,12 +133,14 @@ def stats(
         raise BadUsage("--watch: the interval must be at least 0.1s")
     if chosen:  # (said once, before the live table takes the screen)
         _hint_mistyped(client, _read(client, chosen)[0])
-    _watch(client, chosen, interval, live=out(ctx).table)
+    _watch(client, chosen, interval, live=session.out.table)
 
 
 def _hint_mistyped(client: Any, found: list[dict[str, Any]], quiet: bool = False) -> None:
     """The 'did you mean' hint for each named stream that shows nothing at all
     (no item in any state, no counter): one read of the registry, only then."""
+    from psctl.cli.hints import hint_unknown_streams
+
     empty = [
         s["name"] for s in found
         if not any(v for v in s.values() if type(v) is int) and not any(s["counters"].values())
@@ -193,7 +190,7 @@ def _watch(client: Any, names: list[str] | None, interval: float, *, live: bool)
                 started = time.monotonic()
                 found, failed = _read(client, names)
                 _complain(failed)
-                from psctl.cli.output import json_text
+                from psctl.cli.formats import json_text
 
                 lines = [
                     json_text(stats_json(s) | {"rates": _rates(last.get(s["name"]), s)}) for s in found
@@ -225,6 +222,8 @@ def _write_lines(lines: list[str]) -> None:
 
 def _fitted(rows: list[dict[str, Any]], priority: tuple[str, ...], width: int) -> tuple[list[Any], str | None]:
     """The rows with the columns that fit, and a caption naming the others."""
+    from psctl.cli.tables import fitted
+
     rows, left_out = fitted(rows, priority, width)
     return rows, f"left out, too narrow: {', '.join(left_out)} (--json shows all)" if left_out else None
 
@@ -236,7 +235,7 @@ def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], in
 
     from rich.cells import cell_len
 
-    from psctl.cli.output import NAME_WIDTH, row_text
+    from psctl.cli.tables import NAME_WIDTH, fitted, row_text
 
     rows = []
     for s in found:
@@ -248,7 +247,7 @@ def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], in
         row |= {f"{c}/s": "-" if per_second is None else _rate(per_second[c]) for c in RATES}
         rows.append(row)
     rows, left_out = fitted(rows, LIVE_PRIORITY, width) if rows else ([{"stream": "(no streams)"}], [])
-    moment = _iso(found[0]["server_time"]) if found else ""
+    moment = iso(found[0]["server_time"]) if found else ""
     note = f" · {len(left_out)} columns left out (too narrow)" if left_out else ""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   caption=f"every {interval:g} s · {moment}{note} · Ctrl-C to stop")  # fmt: skip
@@ -267,8 +266,9 @@ def _rate(per_second: float) -> str:
 
 
 @commands.command()
+@pass_session
 def metrics(
-    ctx: typer.Context,
+    session: Session,
     names: Names = None,
     textfile: Annotated[
         str | None,
@@ -305,7 +305,7 @@ def metrics(
 
     from psctl.metrics import StreamsCollector
 
-    collector = StreamsCollector(Session.of(ctx).client(), names or None)
+    collector = StreamsCollector(session.client(), names or None)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     if address is not None:
@@ -316,12 +316,12 @@ def metrics(
             write_to_textfile(textfile, registry)
         except OSError as exc:
             raise CliError(f"cannot write {textfile}: {exc.strerror or exc}") from None
-    elif not Session.of(ctx).quiet:
+    elif not session.quiet:
         text = generate_latest(registry)
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
     if names:
-        _hint_mistyped(collector.client, collector.found, Session.of(ctx).quiet)
+        _hint_mistyped(collector.client, collector.found, session.quiet)
     if collector.error is not None:
         raise collector.error
 
@@ -355,49 +355,3 @@ def _serve(registry: Any, address: tuple[str, int]) -> None:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-
-
-@commands.command()
-@output_options
-def item(ctx: typer.Context, name: Name, key: Key) -> None:
-    """Show where an item stands: waiting, delayed, held (by a lease), dead, cooling down, gated; exit 3 when absent.
-
-    With what applies: its score, until (the lease's deadline, when a delayed item starts waiting, or the
-    cool-down's end), its deliveries, whether it is gated too, and its last failure (reason, at, delivery).
-    By the server's clock: a cool-down whose time has come is over.
-
-    Example: psctl item jobs job-1
-    Example: psctl item jobs job-1 -o raw   (just the state: waiting, held, dead, cooling or gated)
-    """
-    found = Session.of(ctx).client().psitem(name, key)
-    if found["state"] == "absent":
-        raise NotFound(f"no item {key!r} in stream {name!r}: not waiting, delayed, held, dead, gated or cooling down")
-    shown = text_field("key", key) | {
-        field: _iso(value) if isinstance(value, datetime) else value for field, value in found.items()
-    }
-    failure = found.get("last_failure")
-    if failure is not None:
-        reason = failure["reason"]
-        shown["last_failure"] = (text_field("reason", reason) if reason is not None else {"reason": None}) | {
-            "at": _iso(failure["at"]), "delivery": failure["delivery"]
-        }
-    out(ctx).show(shown, vertical=True, raw=found["state"])
-
-
-@commands.command()
-@output_options
-def lift(
-    ctx: typer.Context,
-    name: Name,
-    keys: Annotated[list[str], typer.Argument(metavar="KEY...", help="The keys.", show_default=False)],
-    dry_run: DryRun = False,
-) -> None:
-    """End the gates and cool-downs of keys, without adding anything: add takes them again at once.
-
-    Prints how many of the keys had a gate or a cool-down, each counted once however often named.
-
-    Example: psctl lift jobs job-1 job-2
-    Example: psctl lift jobs job-1 --dry-run
-    """
-    lifted = Session.of(ctx).client().pslift(name, keys, dry_run=dry_run)
-    out(ctx).show({"lifted": lifted} | ({"dry_run": True} if dry_run else {}), raw=lifted)

@@ -2,8 +2,8 @@
 
 ``output_options`` is sqlite-utils' idea: the options that choose the output
 are added to a command by one decorator, which decides the output once,
-before the command runs, and leaves it in the session (``session.out``); a
-command's body never decides its format itself.
+before the command runs, and hands it to the command in its session
+(``session.out``); a command's body never decides its format itself.
 
 The annotations are plain objects (no ``from __future__ import annotations``),
 so that Typer need not evaluate them from text at every start.
@@ -20,12 +20,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from psctl import defaults
-from psctl.cli.group import PsctlCommand
-
 from psctl.cli.durations import duration_parameter
 from psctl.cli.status import BadUsage
-from psctl.cli.output import TERMINAL_ROWS, Format, Output
-from psctl.cli.session import Session
+from psctl.cli.formats import FORMAT_HELP, Format, instead_of_raw
+from psctl.cli.output import TERMINAL_ROWS, Output
+from psctl.cli.session import GlobalOptions, passing_session
 
 DEFAULT_COOL_DOWN = defaults.COOL_DOWN
 
@@ -126,30 +125,8 @@ def argv_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _is_option(arg: str) -> bool:
-    """An option's name, not a value: "-5" is a (bad) value, "--count" a name."""
-    return arg.startswith("-") and not arg[1:2].isdigit() and arg != "-"
-
-
-class BareWait(PsctlCommand):
-    """A command whose ``--wait`` may stand alone, waiting for ever (``--wait 0``)."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        fixed: list[str] = []
-        for i, arg in enumerate(args):
-            if arg == "--":
-                fixed.extend(args[i:])
-                break
-            fixed.append(arg)
-            following = args[i + 1] if i + 1 < len(args) else None
-            if arg in ("--wait", "-w") and (following is None or _is_option(following)):
-                fixed.append("0")
-        return super().parse_args(ctx, fixed)  # type: ignore[no-any-return]
-
-
 # -- the output options -------------------------------------------------------------
 
-FORMAT_HELP = "Output format: table, json, ndjson, csv or raw (default: a table on a terminal, else JSON)."
 AsJson = Annotated[
     bool,
     typer.Option("--json", help="Print JSON (the default when stdout is not a terminal).", rich_help_panel="Output"),
@@ -171,47 +148,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def output_options(command: F | None = None, *, raw: bool = True) -> Any:
     """Adds --json, --table, -o/--output and -q/--quiet to ``command`` (which
-    takes ``ctx`` first), decides the output from them and the same options
-    given before the command (two that disagree are bad usage) once, before
-    the command runs (bad usage before any I/O), and leaves it in the session:
-    ``Session.of(ctx).out``. ``raw=False`` (``@output_options(raw=False)``):
+    takes its ``session`` first: ``session.pass_session``), decides the output
+    from them and the same options given before the command (two that
+    disagree are bad usage) once, before the command runs (bad usage before
+    any I/O): ``session.out``. ``raw=False`` (``@output_options(raw=False)``):
     the command has no raw form, and ``-o raw`` is refused before it runs."""
     if command is None:
         return functools.partial(output_options, raw=raw)
-    signature = inspect.signature(command)
-    added = [
-        inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsJson),
-        inspect.Parameter("as_table", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsTable),
-        inspect.Parameter("output_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputFormat),
-        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet),
-    ]
 
-    @functools.wraps(command)
-    def decided(ctx: typer.Context, *args: Any, as_json: bool = False, as_table: bool = False,
-                output_format: Format | None = None, quiet: bool = False, **kwargs: Any) -> Any:  # fmt: skip
-        session = Session.of(ctx)
-        session.quiet = quiet or session.quiet  # (before the client is made: no notice either)
-        formats = {getattr(f, "value", f) for f in (output_format, session.format) if f is not None}
+    def decide(ctx: typer.Context, options: GlobalOptions, as_json: bool = False, as_table: bool = False,
+               output_format: Any = None, quiet: bool = False) -> tuple[Output, bool]:  # fmt: skip
+        quiet = quiet or options.quiet  # (before the client is made: no notice either)
+        formats = {getattr(f, "value", f) for f in (output_format, options.format) if f is not None}
         if len(formats) > 1:
             raise BadUsage(f"-o given twice, for different outputs ({', '.join(sorted(formats))}): give one")
-        session.out = Output.choose(
-            as_json or session.as_json, as_table or session.as_table, next(iter(formats), None), session.quiet
-        )
-        if not raw and session.out.format == "raw":
-            raise BadUsage(f"psctl {ctx.info_name} has no raw output: use -o json, ndjson, csv or table")
-        return command(ctx, *args, **kwargs)
+        out = Output.choose(as_json or options.as_json, as_table or options.as_table, next(iter(formats), None), quiet)
+        if not raw and out.format == "raw":
+            raise BadUsage(f"psctl {ctx.info_name} has no raw output: {instead_of_raw()}")
+        return out, quiet
 
-    decided.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *added])  # type: ignore[attr-defined]
-    decided.__annotations__ = {**command.__annotations__, "as_json": AsJson, "as_table": AsTable,
-                               "output_format": OutputFormat, "quiet": Quiet}  # fmt: skip
-    return decided
+    return passing_session(command, OUTPUT_PARAMETERS, decide)
 
 
-def out(ctx: typer.Context) -> Output:
-    """The output ``output_options`` decided for this command."""
-    found = Session.of(ctx).out
-    assert found is not None, "the command lacks @output_options"
-    return found
+OUTPUT_PARAMETERS = [
+    inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsJson),
+    inspect.Parameter("as_table", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=AsTable),
+    inspect.Parameter("output_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutputFormat),
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Quiet),
+]
 
 
 # -- safety: --dry-run and --yes ------------------------------------------------------

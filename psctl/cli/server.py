@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli import connection
-from psctl.cli.errors import CatchingGroup
-from psctl.cli.options import out, output_options
+from psctl.cli.group import CatchingGroup
+from psctl.cli.options import output_options
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, ExitStatus
 
@@ -22,15 +22,15 @@ server_app = typer.Typer(
 )
 
 
-def _embedded(ctx: typer.Context) -> Any:
-    if connection.cluster_wanted(Session.of(ctx).cluster):
+def _embedded(session: Session) -> Any:
+    if connection.cluster_wanted(session.cluster):
         raise BadUsage("psctl server manages the embedded server, which is not used in cluster mode")
     return connection.embedded_module()
 
 
 @server_app.command("status")
 @output_options
-def status(ctx: typer.Context) -> None:
+def status(session: Session) -> None:
     """Show whether the embedded server runs, where, and what it is; starts nothing.
 
     Exit status 0 when it runs, 3 when it does not (the status is printed either way). memory is in bytes.
@@ -38,10 +38,9 @@ def status(ctx: typer.Context) -> None:
     Example: psctl server status
     Example: psctl server status -q || psctl server start   (start it unless it runs)
     """
-    output = out(ctx)
-    found = _embedded(ctx).status()
+    output = session.out
+    found = _embedded(session).status()
     output.show(found, vertical=True, raw="running" if found["running"] else "stopped")
-    session = Session.of(ctx)
     if output.table and connection.explicit(session.url, os.environ):
         named = "--url, REDIS_URL or REDIS_HOST"
         sys.stderr.write(f"psctl: other commands use {session.where} ({named}), not this server\n")
@@ -51,7 +50,7 @@ def status(ctx: typer.Context) -> None:
 
 @server_app.command("start")
 @output_options
-def start(ctx: typer.Context) -> None:
+def start(session: Session) -> None:
     """Start the embedded server unless it runs, and wait until it answers; fine when it runs already.
 
     Commands start it when they need it; start it yourself to see a problem (a port, a disk) at once, or
@@ -59,16 +58,16 @@ def start(ctx: typer.Context) -> None:
 
     Example: psctl server start
     """
-    embedded = _embedded(ctx)
+    embedded = _embedded(session)
     started = embedded.start_server()[1]
     found = embedded.status()
-    out(ctx).show({"started": started, "pid": found["pid"], "socket": found["socket"]}, vertical=True, raw=started)
+    session.out.show({"started": started, "pid": found["pid"], "socket": found["socket"]}, vertical=True, raw=started)
 
 
 @server_app.command("stop")
 @output_options
 def stop(
-    ctx: typer.Context,
+    session: Session,
     force: Annotated[
         bool, typer.Option("--force", help="Stop it even when it cannot save its data (what it holds is lost).")
     ] = False,
@@ -80,5 +79,5 @@ def stop(
 
     Example: psctl server stop
     """
-    stopped = _embedded(ctx).stop(force=force)
-    out(ctx).show(stopped, raw=stopped["stopped"])
+    stopped = _embedded(session).stop(force=force)
+    session.out.show(stopped, raw=stopped["stopped"])

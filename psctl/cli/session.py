@@ -1,24 +1,38 @@
-"""One command's session: the global options, the client once the command
-asks for it, where its output goes, and what it is (for messages).
+"""One command's session, handed to the command (rq's ``pass_cli_config``).
 
-The root callback makes the session (``app.py``); ``output_options`` decides
-its output; the commands ask it for a client; ``errors.CatchingGroup`` reads
-it to word an error. Nothing here does I/O before a command asks for it.
+The root callback keeps the global options, as given, in ``GlobalOptions``
+(``app.py``). ``pass_session`` (and ``options.output_options``, which adds the
+output options) makes each command's ``Session`` from them once, before the
+command runs: what the command is, the stream it works on, where its output
+goes; then hands it to the command as its first parameter, ``session``.
+Nothing changes a session once made, except the client it connects when the
+command first asks for one. ``errors.py`` finds it (``recorded``) to word an
+error.
+Nothing here does I/O before a command asks for it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psctl.cli import connection
 
 if TYPE_CHECKING:
-    import typer
-
     from psctl.cli.output import Output
 
+F = TypeVar("F", bound=Callable[..., Any])
+_SESSION = "psctl.session"  # (the key of the command's session in the Click context's shared ``meta``)
 
-class Session:
+
+class GlobalOptions:
+    """The options given before (or after: ``group.hoisted``) the command."""
+
+    __slots__ = ("url", "cluster", "timeout", "debug", "tls_ca", "format", "as_json", "as_table", "quiet",
+                 "no_embedded")  # fmt: skip
+
     def __init__(
         self,
         url: str | None = None,
@@ -37,27 +51,53 @@ class Session:
         # the output options given before the command (a command's own win)
         self.format, self.as_json, self.as_table, self.quiet = format, as_json, as_table, quiet
         self.no_embedded = no_embedded
+
+    @classmethod
+    def of(cls, ctx: Any) -> GlobalOptions:
+        """The global options of the command line ``ctx`` belongs to (the defaults
+        for a context made without the root callback: completion, a test)."""
+        found = ctx.find_root().obj
+        return found if isinstance(found, GlobalOptions) else cls()
+
+
+class Session:
+    """A command's connection, output and identity (for messages): ``command``
+    as typed (``psctl add``), the ``stream`` it works on, if one, ``out``
+    (None for a command without output options) and ``quiet``."""
+
+    def __init__(
+        self,
+        options: GlobalOptions | None = None,
+        *,
+        command: str = "psctl",
+        stream: str | None = None,
+        out: Output | None = None,
+        quiet: bool | None = None,
+    ) -> None:
+        options = options or GlobalOptions()
+        self.url, self.cluster, self.timeout, self.debug = options.url, options.cluster, options.timeout, options.debug
+        self.tls_ca, self.no_embedded, self.as_json = options.tls_ca, options.no_embedded, options.as_json
+        self.command, self.stream, self.out = command, stream, out
+        self.quiet = options.quiet if quiet is None else quiet
         # what messages may say, worked out without I/O: never a password
-        self.where = connection.where(url)
-        self.secrets: tuple[str, ...] = connection.secrets(url)
-        self.user = connection.user(url)
-        self.command = "psctl"  # the command that runs, as typed (for messages)
-        self.stream: str | None = None  # the stream it works on, if one
-        self.out: Output | None = None  # set by output_options
+        self.secrets: tuple[str, ...] = connection.secrets(self.url)
+        self.user = connection.user(self.url)
+        self._where = connection.where(self.url)
         self._client: Any = None
         self._others: list[Any] = []
         self._target: Any = None
 
     @classmethod
-    def of(cls, ctx: typer.Context) -> Session:
-        """The session of the command ``ctx`` belongs to, told which command runs
-        and on which stream."""
-        found = ctx.find_root().obj
-        if not isinstance(found, Session):  # a context made without the root callback (tests, completion)
-            found = ctx.find_root().obj = cls()
-        found.command = ctx.command_path
-        found.stream = ctx.params.get("name")
-        return found
+    def recorded(cls, ctx: Any) -> Session:
+        """For ``errors.py``: the session of the command that ran under ``ctx``, or,
+        when none was made (the error came first), one of the global options."""
+        found = ctx.meta.get(_SESSION)
+        return found if isinstance(found, Session) else cls(GlobalOptions.of(ctx))
+
+    @property
+    def where(self) -> str:
+        """The server, for messages: once resolved, the one the client talks to."""
+        return self._target.where if self._target is not None else self._where
 
     def client(self, *, waiting: bool = False) -> Any:
         """The client; ``waiting`` for a pull that blocks (longer reply timeouts)."""
@@ -78,7 +118,6 @@ class Session:
             self._target = connection.resolve(
                 self.url, self.cluster, tls_ca=self.tls_ca, quiet=self.quiet, no_embedded=self.no_embedded
             )
-            self.where = self._target.where
         return self._target
 
     def needed_keys(self) -> str:
@@ -98,3 +137,42 @@ class Session:
         for client in (self._client, *self._others):
             if client is not None:
                 client.close()
+
+
+Decide = Callable[..., "tuple[Output | None, bool]"]
+
+
+def pass_session(command: F) -> F:
+    """``command(session, ...)`` as a Typer command: its first parameter is
+    its ``Session``, made once before it runs."""
+    return passing_session(command)
+
+
+def passing_session(command: Callable[..., Any], added: Sequence[inspect.Parameter] = (),
+                    decide: Decide | None = None) -> Any:  # fmt: skip
+    """``command(session, ...)`` as a Typer command taking ``ctx`` instead of
+    ``session``, and the ``added`` parameters too: ``decide(ctx, options,
+    **added)`` gives the session's output and quietness from them (bad usage
+    raised there comes before any I/O)."""
+    import typer  # (a command is made: Typer is imported already)
+
+    signature = inspect.signature(command)
+    first, *rest = signature.parameters.values()
+    names = [parameter.name for parameter in added]
+
+    @functools.wraps(command)
+    def with_session(ctx: typer.Context, *args: Any, **kwargs: Any) -> Any:
+        chosen = {name: kwargs.pop(name) for name in names if name in kwargs}
+        options = GlobalOptions.of(ctx)
+        out, quiet = decide(ctx, options, **chosen) if decide is not None else (None, options.quiet)
+        session = Session(options, command=ctx.command_path, stream=ctx.params.get("name"), out=out, quiet=quiet)
+        ctx.meta[_SESSION] = session
+        ctx.find_root().call_on_close(session.close)
+        return command(session, *args, **kwargs)
+
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    with_session.__signature__ = signature.replace(parameters=[context, *rest, *added])  # type: ignore[attr-defined]
+    annotations = {name: hint for name, hint in command.__annotations__.items() if name != first.name}
+    with_session.__annotations__ = {"ctx": typer.Context, **annotations,
+                                    **{parameter.name: parameter.annotation for parameter in added}}  # fmt: skip
+    return with_session

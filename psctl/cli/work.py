@@ -18,7 +18,7 @@ from psctl import defaults
 from psctl.cli import terminal
 from psctl.cli.durations import duration_parameter, shown_duration
 from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down
-from psctl.cli.session import Session
+from psctl.cli.session import Session, pass_session
 from psctl.cli.signals import WORK_STATUS, unstoppable
 from psctl.cli.status import BadUsage, ExitStatus
 
@@ -36,8 +36,9 @@ def _duration(name: str, default: str | None, help: str) -> Any:
 
 
 @commands.command()
+@pass_session
 def work(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     command: Annotated[
         list[str],
@@ -155,7 +156,6 @@ def work(
         grace=seconds["--grace"],  # type: ignore[arg-type]
         patience=seconds["--patience"],  # type: ignore[arg-type]
     )
-    session = Session.of(ctx)
     client = session.client()
     _reachable(client)
     # (the lease that waits for work: a frozen server is noticed within --patience, not the reply timeout)

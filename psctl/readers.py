@@ -1,13 +1,14 @@
-"""Items for ``add-many``: CSV, a JSON array or NDJSON, read as a stream.
+"""Items from CSV, a JSON array or NDJSON, read as a stream (what ``psctl
+add-many`` reads; sqlite-utils keeps its ``rows_from_file`` in the library too).
 
 ``rows_from_file(fp, format)`` yields one ``Row`` per item from a binary file
-and raises ``InputError`` naming the line (physical lines, counted from 1; a
+and raises ``InputError`` (an ``InvalidArgument``) naming the line (physical lines, counted from 1; a
 CSV header is line 1) at the first thing wrong. It holds one item at a time.
 CSV is read as its ``CsvLayout`` says: the delimiter (by default told from the
 header: comma, tab, semicolon or pipe) and the columns (by default named by the
 header, in any order and case).
 
-``add-many`` reads its input once: ``spool_rows`` checks every row and writes
+``add-many`` reads its input once: ``spool_input`` checks every row and writes
 it, already encoded as the library sends it, to an ``ItemSpool`` (a temporary
 file of length-prefixed records), so that the whole input is checked before
 anything is written; the spool is then read back as one stream of items for
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from psctl.cli.status import BadUsage
+from psctl.errors import InvalidArgument
 
 FORMATS = ("csv", "json", "ndjson")
 EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
@@ -64,13 +65,14 @@ CSV_FIELD_LIMIT = (1 << 31) - 1
 TOO_MANY_DIGITS = f"invalid JSON: a number with more than {sys.get_int_max_str_digits()} digits"
 
 
-class InputError(ValueError):
-    """Bad input, at a line of the file."""
+class InputError(InvalidArgument):
+    """Bad input, at a line of the file; ``source`` names the input, when known."""
 
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(f"line {line}: {message}")
+    def __init__(self, line: int, message: str, source: str | None = None) -> None:
+        super().__init__(f"{source}: line {line}: {message}" if source else f"line {line}: {message}")
         self.line = line
         self.reason = message
+        self.source = source
 
 
 @dataclass(slots=True)
@@ -105,7 +107,7 @@ def delimiter_option(text: str) -> str:
     a tab; anything else must be one character, not a quote or a line end."""
     found = DELIMITER_NAMES.get(text.lower(), text)
     if len(found) != 1 or found in '"\r\n':
-        raise ValueError(f"--delimiter must be one character (or \\t or tab for a tab), got {text!r}")
+        raise InvalidArgument(f"--delimiter must be one character (or \\t or tab for a tab), got {text!r}")
     return found
 
 
@@ -114,7 +116,7 @@ def columns_option(text: str) -> tuple[str, ...]:
     ``score`` and ``not_before`` may be left out) as the column names, in order."""
     names = tuple(name.strip().lower() for name in text.split(","))
     if _header_names(names) is None:
-        raise ValueError(
+        raise InvalidArgument(
             "--columns must name key and value, and optionally score and not_before, each once (e.g. "
             f"key,value,score), got {text!r}"
         )
@@ -312,6 +314,17 @@ def spool_rows(
     return spool
 
 
+def spool_input(
+    source: Input, format: str, layout: CsvLayout | None = None, progress: Callable[[int], None] | None = None
+) -> ItemSpool:
+    """``spool_rows`` of an input ``open_input`` opened: its ``InputError``
+    names the input too (``jobs.csv: line 3: ...``)."""
+    try:
+        return spool_rows(source.fp, format, layout, progress)
+    except InputError as bad:
+        raise InputError(bad.line, bad.reason, source.label) from None
+
+
 def _reported(rows: Iterator[Row], progress: Callable[[int], None]) -> Iterator[Row]:
     count = 0
     for count, row in enumerate(rows, 1):
@@ -333,7 +346,7 @@ def rows_from_file(fp: IO[bytes], format: str, layout: CsvLayout | None = None) 
         return _json_array_rows(fp)
     if format == "ndjson":
         return _ndjson_rows(fp)
-    raise ValueError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    raise InvalidArgument(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
 
 
 def _csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
@@ -618,7 +631,7 @@ def _not_before(line: int, when: Any) -> float | None:
     """When a delayed item starts waiting, as unix seconds: ISO 8601 (UTC
     unless it says) or unix seconds, as a number or text; None for null, an
     empty CSV cell, or no field."""
-    from psctl.cli.durations import parse_time
+    from psctl.durations import parse_time
 
     if when is None or isinstance(when, str) and not when.strip():
         return None
@@ -732,13 +745,13 @@ def open_input(path: str | None) -> Input:
         try:
             source, label = open(path, "rb", buffering=0), path
         except OSError as exc:
-            raise BadUsage(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         size = _size(source)
         head = _head(source)
     except OSError as exc:
         source.close()
-        raise BadUsage(f"cannot read {label}: {exc.strerror or exc}") from None
+        raise InvalidArgument(f"cannot read {label}: {exc.strerror or exc}") from None
     peeked = _Peeked(head, source)
     return Input(io.BufferedReader(peeked, READ_SIZE), head, label, size, peeked)
 

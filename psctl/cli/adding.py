@@ -1,10 +1,12 @@
-"""``add-many``: items from a CSV, JSON or NDJSON file or stdin, all or none.
+"""The commands that add items to a stream: ``add`` one, ``add-many`` from a
+CSV, JSON or NDJSON file or stdin, all or none.
 
-The input is read and checked whole (``inputs.py`` spools it) before the first
-write; the writes then go in chunks of the library's ``psaddmany``. Ctrl-C
-while reading writes nothing; while writing, it lets the chunk in flight end,
-sends no other, and says how many rows were written (``--replace`` makes
-running the same command again finish the job without adding a score twice).
+``add-many`` reads and checks the whole input (``psctl.readers`` spools it)
+before the first write; the writes then go in chunks of the library's
+``psaddmany``. Ctrl-C while reading writes nothing; while writing, it lets the
+chunk in flight end, sends no other, and says how many rows were written
+(``--replace`` makes running the same command again finish the job without
+adding a score twice).
 """
 
 import dataclasses
@@ -12,16 +14,89 @@ import enum
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
 from psctl.cli import terminal
-from psctl.cli.options import Name, out, output_options
+from psctl.cli.durations import duration_parameter, time_parameter
+from psctl.cli.fields import iso, text_field
+from psctl.cli.options import Key, Name, argv_bytes, finite, output_options
 from psctl.cli.session import Session
 from psctl.cli.status import INTERRUPTED, BadUsage
 
 commands = typer.Typer()
+
+
+@commands.command()
+@output_options
+def add(
+    session: Session,
+    name: Name,
+    key: Key,
+    value: Annotated[
+        str,
+        typer.Argument(
+            metavar="VALUE", help="The item's value, stored as given; - reads it from stdin, bytes as they are.",
+            show_default=False,
+        ),
+    ],
+    score: Annotated[
+        float, typer.Option("--score", "-s", metavar="S", help="Added to the item's score (a new item starts at 0).")
+    ] = 1.0,
+    readd: Annotated[bool, typer.Option("--readd", help="Lift a gate or cool-down on KEY first.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Set the score to S instead of adding S to it (safe to run twice).")
+    ] = False,
+    delay_in: Annotated[
+        timedelta | None,
+        typer.Option(
+            "--in", metavar="DURATION", parser=duration_parameter, show_default=False,
+            help="Delayed: the item waits (can be pulled) only once DURATION has passed, by the server's clock.",
+        ),
+    ] = None,
+    delay_at: Annotated[
+        datetime | None,
+        typer.Option(
+            "--at", metavar="TIME", parser=time_parameter, show_default=False,
+            help="Delayed until TIME: ISO 8601 (UTC unless it says; 2026-12-24T03:00) or Unix seconds.",
+        ),
+    ] = None,
+) -> None:  # fmt: skip
+    """Add an item, or add S to the score of the item already there.
+
+    Refused ("added": false, with the "reason") while KEY is gated or cooling down after a pull (--readd
+    lifts both), held by a lease, or dead; "until" says when a cool-down ends (it ends by itself then). With
+    --in or --at the item is delayed: kept now, pulled only from then on ("until" says when); adding to a
+    delayed item without them keeps its time. -o raw prints the new score (nothing when refused).
+
+    Example: psctl add jobs job-1 'resize photo.jpg' --score 5
+    Example: psctl add jobs job-2 - < payload.bin   (the value from stdin, bytes as they are)
+    Example: psctl add jobs job-1 'resize photo.jpg' --score 9 --replace   (the score becomes 9)
+    Example: psctl add reports daily-7 'build the report' --at 2030-01-01T03:00   (not before 03:00 UTC)
+    """
+    finite(score, "--score")
+    if delay_in is not None and delay_at is not None:
+        raise BadUsage("--in and --at cannot be used together: give one time")
+    if value == "-":
+        if terminal.stdin_is_terminal():
+            sys.stderr.write("psctl: reading the value from the terminal; end with Ctrl-D\n")
+        data = sys.stdin.buffer.read()
+    else:
+        data = argv_bytes(value)
+    client = session.client()
+    delay = delay_in if delay_in is not None else delay_at
+    done = client.psadd(name, key, data, score=score, readd=readd, replace=replace, explain=True, delay=delay)
+    if done.score is not None:
+        added: dict[str, Any] = {"added": True, "score": done.score}
+        if done.until is not None:  # delayed until then
+            added["until"] = iso(done.until)
+    else:
+        added = {"added": False, "reason": done.reason}
+        if done.until is not None:
+            added["until"] = iso(done.until)
+    session.out.show(text_field("key", key) | added, raw=done.score)
 
 
 class InputFormat(str, enum.Enum):
@@ -38,7 +113,7 @@ RERUN = "run the same command again with --replace to finish without adding any 
 @commands.command("add-many")
 @output_options
 def add_many(
-    ctx: typer.Context,
+    session: Session,
     name: Name,
     file: Annotated[
         str | None,
@@ -112,11 +187,11 @@ def add_many(
         caught = None
         if total:
             try:
-                counts, caught = _write(ctx, name, spool, readd, replace)
+                counts, caught = _write(session, name, spool, readd, replace)
             except KeyboardInterrupt:  # before the writes' own handler was in place
                 sys.stderr.write("psctl: interrupted before writing: nothing was written\n")
                 raise typer.Exit(INTERRUPTED) from None
-    out(ctx).show(counts, raw=counts["added"])
+    session.out.show(counts, raw=counts["added"])
     written = counts["added"] + counts["refused"]
     if caught is not None and caught.signal is not None and written < total:
         done = f"wrote {written} of {total} rows; {RERUN}" if written else f"wrote 0 of {total} rows: nothing was written"
@@ -125,54 +200,48 @@ def add_many(
 
 
 def _spooled(file: str | None, format: InputFormat | None, layout: Any) -> Any:
-    """The input read whole and checked, in an ``inputs.ItemSpool``."""
-    from psctl.cli import inputs
+    """The input read whole and checked, in a ``readers.ItemSpool``."""
+    from psctl import readers
 
-    with inputs.open_input(file) as source:
+    with readers.open_input(file) as source:
         chosen = format.value if format is not None else _input_format(source.head, file, source.label, layout)
-        if chosen != "csv" and layout != inputs.CsvLayout():
+        if chosen != "csv" and layout != readers.CsvLayout():
             raise BadUsage(f"--delimiter, --no-header and --columns are for CSV, but {source.label} reads as {chosen}")
         if chosen == "csv" and layout.delimiter is None and file not in (None, "-"):
-            layout = dataclasses.replace(layout, delimiter=inputs.delimiter_for(file))
+            layout = dataclasses.replace(layout, delimiter=readers.delimiter_for(file))
         typing = file in (None, "-") and terminal.stdin_is_terminal()  # no bar over what one types
-        try:
-            with _reading_progress(source, shown=not typing) as progress:
-                return inputs.spool_rows(source.fp, chosen, layout, progress)
-        except inputs.InputError as bad:
-            raise BadUsage(f"{source.label}: {bad}") from None
+        with _reading_progress(source, shown=not typing) as progress:
+            return readers.spool_input(source, chosen, layout, progress)
 
 
 def _csv_layout(format: InputFormat | None, delimiter: str | None, no_header: bool,
                 columns: str | None) -> Any:  # fmt: skip
-    """The ``inputs.CsvLayout`` the options ask for; bad usage before any I/O."""
-    from psctl.cli import inputs
+    """The ``readers.CsvLayout`` the options ask for; bad usage before any I/O."""
+    from psctl import readers
 
     given = delimiter is not None or no_header or columns is not None
     if given and format not in (None, InputFormat.csv):
         raise BadUsage(f"--delimiter, --no-header and --columns are for CSV, not --format {format.value}")  # type: ignore[union-attr]
-    try:
-        found = inputs.delimiter_option(delimiter) if delimiter is not None else None
-        names = inputs.columns_option(columns) if columns is not None else None
-    except ValueError as bad:
-        raise BadUsage(str(bad)) from None
+    found = readers.delimiter_option(delimiter) if delimiter is not None else None
+    names = readers.columns_option(columns) if columns is not None else None
     if no_header and names is None:
-        names = inputs.NO_HEADER
-    return inputs.CsvLayout(found, names)
+        names = readers.NO_HEADER
+    return readers.CsvLayout(found, names)
 
 
 def _input_format(head: bytes, file: str | None, label: str, layout: Any) -> str:
-    from psctl.cli import inputs
+    from psctl import readers
 
-    found = inputs.format_from_name(file) if file not in (None, "-") else None
-    if found is None and layout != inputs.CsvLayout():
+    found = readers.format_from_name(file) if file not in (None, "-") else None
+    if found is None and layout != readers.CsvLayout():
         return "csv"  # CSV's options say so
-    found = found or inputs.sniff(head)
+    found = found or readers.sniff(head)
     if found is None:
         raise BadUsage(f"cannot tell the format of {label}: give --format csv, json or ndjson")
     return found
 
 
-def _write(ctx: typer.Context, name: str, spool: Any, readd: bool, replace: bool) -> tuple[Any, Any]:
+def _write(session: Session, name: str, spool: Any, readd: bool, replace: bool) -> tuple[Any, Any]:
     """Writes the spooled items: their counts, and the signal caught meanwhile
     (a ``signals.Caught``), which stopped the writes after the chunk in flight.
     (An interrupt after the last chunk went out stopped nothing.)"""
@@ -184,7 +253,7 @@ def _write(ctx: typer.Context, name: str, spool: Any, readd: bool, replace: bool
     # in flight; a second one interrupts at once
     with held(stop, twice=True) as caught:
         try:
-            client = Session.of(ctx).client()
+            client = session.client()
             with _progress(spool.count) as advance:
                 # counts, not a score per row: memory stays flat whatever the input's size
                 # (a failure carries the library's note of how many items were written)
