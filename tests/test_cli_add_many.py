@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from psctl import readers as inputs
+from psctl.readers import jsonrows
+from psctl.readers import spool as spooling
 from psctl.cli import terminal
 from psctl.cli.errors import ExitStatus
 from .helpers import DEAD, Cli, counts
@@ -298,7 +300,7 @@ def test_json_array_elements_cut_by_the_read_window(monkeypatch: pytest.MonkeyPa
     text = json.dumps(items, indent=2, ensure_ascii=False)
     starts = [number for number, line in enumerate(text.splitlines(), 1) if line.strip() == "{"]
     for size in (1, 2, 3, 7, 63, 64, 65, 1000):
-        monkeypatch.setattr(inputs, "READ_SIZE", size)
+        monkeypatch.setattr(jsonrows, "READ_SIZE", size)
         rows = list(inputs.rows_from_file(io.BytesIO(text.encode()), "json"))
         assert [row.key.decode() for row in rows] == [item["key"] for item in items], size
         assert [row.line for row in rows] == starts, size
@@ -402,8 +404,8 @@ def test_each_row_is_parsed_once_and_written_by_one_call(
     path = tmp_path / "items.ndjson"
     write_items(path, "ndjson", 2_500)
     parsed: list[int] = []
-    json_row = inputs._json_row
-    monkeypatch.setattr(inputs, "_json_row", lambda line, found: parsed.append(line) or json_row(line, found))
+    json_row = inputs.json_row
+    monkeypatch.setattr(jsonrows, "json_row", lambda line, found: parsed.append(line) or json_row(line, found))
     calls: list[Any] = []
     real = Redis.psaddmany
     monkeypatch.setattr(Redis, "psaddmany", lambda self, name, items, **kw: calls.append(items) or real(self, name, items, **kw))
@@ -415,7 +417,7 @@ def test_each_row_is_parsed_once_and_written_by_one_call(
 
 def test_the_spool_gives_back_what_was_added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Records cut by the read blocks, empty and large fields, every byte value."""
-    monkeypatch.setattr(inputs, "SPOOL_BLOCK", 64)
+    monkeypatch.setattr(spooling, "SPOOL_BLOCK", 64)
     items = [
         (b"k", b"", 1.0),
         (bytes(range(256)), b"v" * 1000, -0.5),
