@@ -14,9 +14,15 @@ from typing import Any
 from psctl import defaults, leases, observing
 from psctl import operations as op
 from psctl.layout import StreamKeys, stream_keys
+from psctl.protocol import Plan
 
-DAY = defaults.COOL_DOWN
 
+def _held_by(client: Any, plan: Plan) -> Plan:
+    """``plan`` (a lease's), its ``Lease`` given the client that ran it, for
+    ``Lease.ack`` and the rest to go through."""
+    lease = yield from plan
+    lease._client = client
+    return lease
 
 class PrioritizedStreamCommands:
     _ps_cluster = False
@@ -43,7 +49,7 @@ class PrioritizedStreamCommands:
         but waits (is pulled, leased, listed) only from then: a ``timedelta``
         from the server's clock, or a ``datetime`` (naive means UTC); an add to
         a delayed key without one keeps its time. With ``explain``, a
-        ``psctl.operations.Added`` instead: ``(score, reason, until)``, saying
+        ``psctl.types.Added`` instead: ``(score, reason, until)``, saying
         why a key was refused, or until when it is delayed."""
         return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace, delay))
 
@@ -79,7 +85,7 @@ class PrioritizedStreamCommands:
         count: int = 1,
         purge: bool = True,
         gate: bool = False,
-        expire_at: timedelta | datetime | None = DAY,
+        expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
         block: float | None = None,
         stop: Any = None,
     ) -> Any:
@@ -229,13 +235,19 @@ class PrioritizedStreamCommands:
     ) -> Any:
         """Takes up to ``count`` (at most 1000) of the highest-scored items and
         holds them under a new token until ``lease`` has passed (server clock):
-        a ``psctl.leases.Lease``, empty when nothing was waiting. ``block`` and
+        a ``psctl.types.Lease``, empty when nothing was waiting. ``block`` and
         ``stop`` wait as ``pspull``'s do; an item leased ``max_deliveries``
         times goes to the dead set when its lease runs out or is released."""
-        return self._ps_run(leases.lease(self._ps_keys(name), self, count, lease, max_deliveries, block, stop))
+        plan = leases.lease(self._ps_keys(name), leases.new_token(), count, lease, max_deliveries, block, stop)
+        return self._ps_run(_held_by(self, plan))
 
     def psack(
-        self, name: str, token: str, keys: Iterable[Any] | None = None, gate: bool = False, expire_at: Any = DAY
+        self,
+        name: str,
+        token: str,
+        keys: Iterable[Any] | None = None,
+        gate: bool = False,
+        expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
     ) -> Any:
         """Finishes held items of ``token`` (all it holds when ``keys`` is None):
         they leave the stream, gated and cooled down as a pull's would be. Keys it
@@ -284,7 +296,7 @@ class PrioritizedStreamCommands:
 
     def psdead(self, name: str, limit: int | None = None) -> Any:
         """``{key: value}`` of the items that ran out of deliveries, highest last
-        score first, as ``psrequeue`` gives them back: a ``DeadItems``, whose
+        score first, as ``psrequeue`` gives them back: a ``psctl.types.DeadItems``, whose
         ``.deliveries``, ``.reasons`` and ``.failed_at`` say how many leases
         each had and why and when its last delivery failed."""
         return self._ps_run(leases.dead(self._ps_keys(name), limit))
