@@ -18,20 +18,63 @@ _EXPORTS = {
     "RedisProvider": "psctl.providers",
     "AsyncRedisProvider": "psctl.providers",
     "Settings": "psctl.settings",
-    "StopWaiting": "psctl.operations",
     "PsctlError": "psctl.errors",
     "InvalidArgument": "psctl.errors",
+    # what the ps* methods return and take (psctl.types)
+    "AddSummary": "psctl.types",
+    "Added": "psctl.types",
+    "Counters": "psctl.types",
+    "DeadItems": "psctl.types",
+    "Expired": "psctl.types",
+    "Failure": "psctl.types",
+    "Item": "psctl.types",
+    "KeyRow": "psctl.types",
+    "Lease": "psctl.types",
+    "ListedState": "psctl.types",
+    "RefusedBy": "psctl.types",
+    "Refusal": "psctl.types",
+    "State": "psctl.types",
+    "Stats": "psctl.types",
+    "StopWaiting": "psctl.types",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
-if TYPE_CHECKING:
-    from psctl.client import AsyncRedis, Redis
-    from psctl.cluster import AsyncRedisCluster, RedisCluster
-    from psctl.providers import AsyncRedisProvider, RedisProvider
-    from psctl.errors import InvalidArgument, PsctlError
-    from psctl.operations import StopWaiting
-    from psctl.settings import Settings
+if TYPE_CHECKING:  # ("X as X": what a type checker takes as exported)
+    from psctl.client import (
+        AsyncRedis as AsyncRedis,
+        Redis as Redis,
+    )
+    from psctl.cluster import (
+        AsyncRedisCluster as AsyncRedisCluster,
+        RedisCluster as RedisCluster,
+    )
+    from psctl.providers import (
+        AsyncRedisProvider as AsyncRedisProvider,
+        RedisProvider as RedisProvider,
+    )
+    from psctl.errors import (
+        InvalidArgument as InvalidArgument,
+        PsctlError as PsctlError,
+    )
+    from psctl.settings import Settings as Settings
+    from psctl.types import (
+        AddSummary as AddSummary,
+        Added as Added,
+        Counters as Counters,
+        DeadItems as DeadItems,
+        Expired as Expired,
+        Failure as Failure,
+        Item as Item,
+        KeyRow as KeyRow,
+        Lease as Lease,
+        ListedState as ListedState,
+        RefusedBy as RefusedBy,
+        Refusal as Refusal,
+        State as State,
+        Stats as Stats,
+        StopWaiting as StopWaiting,
+    )
 
 
 def __getattr__(name: str) -> Any:

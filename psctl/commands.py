@@ -3,19 +3,46 @@
 Each method only names its plan (``operations.py``) and hands it to
 ``self._ps_run``, which the client's runner implements sync or async, the way
 redis-py's command mixins return ``self.execute_command(...)``.
+
+One method serves both kinds of client, so its return type is written once,
+as the reply's (``-> int``); ``@operation`` tells type checkers that a call
+gives that reply on a sync client and a coroutine of it on an async one, and
+``@shaped`` names the shapes of a reply that follows an argument
+(``psadd(..., explain=True)``). Both come from ``signatures.py``, for type
+checkers only: at run time a method is the plain function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psctl import defaults, leases, observing
 from psctl import operations as op
 from psctl.layout import StreamKeys, stream_keys
+from psctl.protocol import Plan
 
-DAY = defaults.COOL_DOWN
+if TYPE_CHECKING:
+    from psctl.signatures import AddManyShapes, AddShapes, KeysShapes, operation, shaped
+    from psctl.types import DeadItems, Expired, Item, KeyRow, Lease, Stats
+else:  # nothing added to a call, nor to the import
+
+    def operation(method: Any) -> Any:
+        return method
+
+    def shaped(shapes: Any) -> Any:
+        return operation
+
+    AddShapes = AddManyShapes = KeysShapes = None
+
+
+def _held_by(client: Any, plan: Plan) -> Plan:
+    """``plan`` (a lease's), its ``Lease`` given the client that ran it, for
+    ``Lease.ack`` and the rest to go through."""
+    lease = yield from plan
+    lease._client = client
+    return lease
 
 
 class PrioritizedStreamCommands:
@@ -25,6 +52,7 @@ class PrioritizedStreamCommands:
     def _ps_keys(self, name: str) -> StreamKeys:
         return stream_keys(name, cluster=self._ps_cluster)
 
+    @shaped(AddShapes)
     def psadd(
         self,
         name: str,
@@ -43,10 +71,11 @@ class PrioritizedStreamCommands:
         but waits (is pulled, leased, listed) only from then: a ``timedelta``
         from the server's clock, or a ``datetime`` (naive means UTC); an add to
         a delayed key without one keeps its time. With ``explain``, a
-        ``psctl.operations.Added`` instead: ``(score, reason, until)``, saying
+        ``psctl.types.Added`` instead: ``(score, reason, until)``, saying
         why a key was refused, or until when it is delayed."""
         return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace, delay))
 
+    @shaped(AddManyShapes)
     def psaddmany(
         self,
         name: str,
@@ -73,16 +102,17 @@ class PrioritizedStreamCommands:
         a whole number of chunks from the start."""
         return self._ps_run(op.add(self._ps_keys(name), items, readd, summary, replace, stop, delay))
 
+    @operation
     def pspull(
         self,
         name: str,
         count: int = 1,
         purge: bool = True,
         gate: bool = False,
-        expire_at: timedelta | datetime | None = DAY,
+        expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
         block: float | None = None,
         stop: Any = None,
-    ) -> Any:
+    ) -> dict[str, Any]:
         """Atomically takes up to ``count`` of the highest-scored items: ``{key: value}`` in pull order.
 
         ``block``: when the stream is empty, wait up to that many seconds (0: no
@@ -90,6 +120,7 @@ class PrioritizedStreamCommands:
         (a ``psctl.StopWaiting`` or a ``threading.Event``) ends the wait early."""
         return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at, block, stop))
 
+    @shaped(KeysShapes)
     def pskeys(
         self,
         name: str,
@@ -114,81 +145,98 @@ class PrioritizedStreamCommands:
             return self._ps_run(observing.in_state(self._ps_keys(name), state, limit))
         return self._ps_run(op.keys_(self._ps_keys(name), withscores, limit, start, below))
 
-    def pskeyspage(self, name: str, state: str, start: Any = 0, count: int = 1000) -> Any:
+    @operation
+    def pskeyspage(self, name: str, state: str, start: Any = 0, count: int = 1000) -> tuple[list[KeyRow], str | None]:
         """One page of ``pskeys(name, state=...)``, to list a state of any size
         in bounded memory: ``(rows, following)``, ``following`` where the next
         page starts, None after the last. Pages are not a snapshot."""
         return self._ps_run(observing.state_page(self._ps_keys(name), state, start, count))
 
-    def psvalues(self, name: str, limit: int | None = None, start: int = 0, withscores: bool = False) -> Any:
+    @operation
+    def psvalues(self, name: str, limit: int | None = None, start: int = 0, withscores: bool = False) -> dict[str, Any]:
         """``{key: value}`` of every item (or the ``limit`` highest-scored), in
         pull order; ``{key: (value, score)}`` with ``withscores``. ``start``: from
         that rank, for reading page by page (pages are not a snapshot: items
         added or taken in between shift the ranks)."""
         return self._ps_run(op.values(self._ps_keys(name), limit, start, withscores))
 
-    def psvaluespage(self, name: str, start: int = 0, count: int = 1000, withscores: bool = False) -> Any:
+    @operation
+    def psvaluespage(
+        self, name: str, start: int = 0, count: int = 1000, withscores: bool = False
+    ) -> tuple[dict[str, Any], int | None]:
         """One page of ``psvalues``, to read a stream of any size in bounded
         memory: ``(items, following)``, ``following`` the rank to ask for next,
         None after the last page. Pages are not a snapshot: items added or taken
         between two calls shift the ranks."""
         return self._ps_run(op.values_next(self._ps_keys(name), start, count, withscores))
 
-    def psscores(self, name: str, keys: Sequence[str]) -> Any:
+    @operation
+    def psscores(self, name: str, keys: Sequence[str]) -> list[float | None]:
         """The score of each of ``keys``, ``None`` for a key that is not waiting in the stream."""
         return self._ps_run(op.scores(self._ps_keys(name), list(keys)))
 
-    def psexists(self, name: str) -> Any:
+    @operation
+    def psexists(self, name: str) -> bool:
         """Whether the stream holds anything: items, gates, cool-downs, leases, dead items, counters."""
         return self._ps_run(op.exists(self._ps_keys(name)))
 
+    @operation
     def psget(self, name: str, key: str) -> Any:
         """An item's value, or ``None``."""
         return self._ps_run(op.get(self._ps_keys(name), key))
 
-    def pslen(self, name: str) -> Any:
+    @operation
+    def pslen(self, name: str) -> int:
         """The number of items."""
         return self._ps_run(op.length(self._ps_keys(name)))
 
-    def psincrement(self, name: str, key: str, score: float) -> Any:
+    @operation
+    def psincrement(self, name: str, key: str, score: float) -> float | None:
         """Adds ``score`` to an existing item's score (waiting or delayed); ``None``
         (and no entry made) when there is no such item."""
         return self._ps_run(op.increment(self._ps_keys(name), key, score))
 
-    def psdeletebelowthreshold(self, name: str, threshold: float, gate: bool = False) -> Any:
+    @operation
+    def psdeletebelowthreshold(self, name: str, threshold: float, gate: bool = False) -> list[str]:
         """Removes the items scored strictly below ``threshold``; returns their keys."""
         return self._ps_run(op.delete_below(self._ps_keys(name), threshold, gate))
 
-    def psdecrement_all(self, name: str, decrement: float) -> Any:
+    @operation
+    def psdecrement_all(self, name: str, decrement: float) -> int:
         """Subtracts ``decrement`` from every score (waiting and delayed items);
         returns how many items changed."""
         return self._ps_run(op.decrement_all(self._ps_keys(name), decrement))
 
-    def psremove(self, name: str, keys: Iterable[str], gate: bool = False, *, dry_run: bool = False) -> Any:
+    @operation
+    def psremove(self, name: str, keys: Iterable[str], gate: bool = False, *, dry_run: bool = False) -> int:
         """Removes the given items whole, waiting, delayed, held or dead
         (acknowledging a ``purge=False`` pull, say), with every record they
         have; returns how many there were, each once. ``dry_run``: only counts
         them."""
         return self._ps_run(op.remove(self._ps_keys(name), keys, gate, dry_run))
 
-    def psdelete(self, name: str) -> Any:
+    @operation
+    def psdelete(self, name: str) -> bool:
         """Deletes the stream's keys and its registry entry; ``True`` when there was anything."""
         return self._ps_run(op.delete(self._ps_keys(name), self._ps_keys))
 
-    def psexpire(self) -> Any:
+    @operation
+    def psexpire(self) -> Expired:
         """Ends what is due in every registered stream, by the server's clock:
         cool-downs (``{name: ended}`` for streams with any), leases that ran
         out, delayed items. Pulls and leases do the same for their stream as
         they go; this frees the memory of streams nobody touches."""
         return self._ps_run(op.expire(self._ps_keys))
 
-    def psnames(self) -> Any:
+    @operation
+    def psnames(self) -> list[str]:
         """Registered stream names, sorted."""
         return self._ps_run(op.names())
 
     # -- observing (SPEC §8) --------------------------------------------------------
 
-    def psstats(self, name: str) -> Any:
+    @operation
+    def psstats(self, name: str) -> Stats:
         """A stream's state and counters, in one round trip, by the server's
         clock: ``{"name", "waiting", "delayed", "next_delayed_due", "held",
         "overdue", "overdue_capped", "gated", "cooling", "next_cool_down_end",
@@ -197,13 +245,15 @@ class PrioritizedStreamCommands:
         lease ran out, not yet returned)."""
         return self._ps_run(observing.stats(self._ps_keys(name)))
 
-    def psstatsmany(self, names: Iterable[str] | None = None) -> Any:
+    @operation
+    def psstatsmany(self, names: Iterable[str] | None = None) -> list[Stats]:
         """``psstats`` of each of ``names`` (every registered stream when None),
         in one round trip per server: a list, in the order of ``names`` (sorted
         when None)."""
         return self._ps_run(observing.stats_many(self._ps_keys, names))
 
-    def psitem(self, name: str, key: str) -> Any:
+    @operation
+    def psitem(self, name: str, key: str) -> Item:
         """Where an item stands, by the server's clock: ``{"state": "held"|"dead"|
         "delayed"|"waiting"|"cooling"|"gated"|"absent"}`` with what applies:
         ``score``, ``until`` (the lease's deadline, when a delayed item starts
@@ -211,13 +261,15 @@ class PrioritizedStreamCommands:
         ``last_failure`` (``{"reason", "at", "delivery"}``)."""
         return self._ps_run(observing.item(self._ps_keys(name), key))
 
-    def pslift(self, name: str, keys: Iterable[Any], *, dry_run: bool = False) -> Any:
+    @operation
+    def pslift(self, name: str, keys: Iterable[Any], *, dry_run: bool = False) -> int:
         """Ends the gates and cool-downs of ``keys`` without adding them: how
         many had one. ``dry_run``: only counts them."""
         return self._ps_run(observing.lift(self._ps_keys(name), keys, dry_run))
 
     # -- leases (SPEC §6) ----------------------------------------------------------
 
+    @operation
     def pslease(
         self,
         name: str,
@@ -226,22 +278,30 @@ class PrioritizedStreamCommands:
         max_deliveries: int | None = None,
         block: float | None = None,
         stop: Any = None,
-    ) -> Any:
+    ) -> Lease:
         """Takes up to ``count`` (at most 1000) of the highest-scored items and
         holds them under a new token until ``lease`` has passed (server clock):
-        a ``psctl.leases.Lease``, empty when nothing was waiting. ``block`` and
+        a ``psctl.types.Lease``, empty when nothing was waiting. ``block`` and
         ``stop`` wait as ``pspull``'s do; an item leased ``max_deliveries``
         times goes to the dead set when its lease runs out or is released."""
-        return self._ps_run(leases.lease(self._ps_keys(name), self, count, lease, max_deliveries, block, stop))
+        plan = leases.lease(self._ps_keys(name), leases.new_token(), count, lease, max_deliveries, block, stop)
+        return self._ps_run(_held_by(self, plan))
 
+    @operation
     def psack(
-        self, name: str, token: str, keys: Iterable[Any] | None = None, gate: bool = False, expire_at: Any = DAY
-    ) -> Any:
+        self,
+        name: str,
+        token: str,
+        keys: Iterable[Any] | None = None,
+        gate: bool = False,
+        expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
+    ) -> int:
         """Finishes held items of ``token`` (all it holds when ``keys`` is None):
         they leave the stream, gated and cooled down as a pull's would be. Keys it
         no longer holds are skipped; returns how many were acknowledged."""
         return self._ps_run(leases.ack(self._ps_keys(name), token, keys, gate, expire_at))
 
+    @operation
     def psrelease(
         self,
         name: str,
@@ -251,7 +311,7 @@ class PrioritizedStreamCommands:
         delay: Any = None,
         attempted: bool = True,
         reason: Any = None,
-    ) -> Any:
+    ) -> int:
         """Gives held items of ``token`` back (all it holds when ``keys`` is
         None): at once, or delayed until ``delay`` (a timedelta or seconds) has
         passed, with their remembered score or ``score``; returns how many.
@@ -262,7 +322,8 @@ class PrioritizedStreamCommands:
         kept, and they never go to the dead items."""
         return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason))
 
-    def psextend(self, name: str, token: str, lease: timedelta | float) -> Any:
+    @operation
+    def psextend(self, name: str, token: str, lease: timedelta | float) -> datetime | None:
         """Moves the deadline of what ``token`` still holds to ``lease`` from now:
         the new deadline (UTC), or None when it holds nothing any more."""
         return self._ps_run(leases.extend(self._ps_keys(name), token, lease))
@@ -282,14 +343,16 @@ class PrioritizedStreamCommands:
         options = {"count": count, "lease": lease, "max_deliveries": max_deliveries, "block": block, "stop": stop}
         return leases.Leased(self, name, options)
 
-    def psdead(self, name: str, limit: int | None = None) -> Any:
+    @operation
+    def psdead(self, name: str, limit: int | None = None) -> DeadItems:
         """``{key: value}`` of the items that ran out of deliveries, highest last
-        score first, as ``psrequeue`` gives them back: a ``DeadItems``, whose
+        score first, as ``psrequeue`` gives them back: a ``psctl.types.DeadItems``, whose
         ``.deliveries``, ``.reasons`` and ``.failed_at`` say how many leases
         each had and why and when its last delivery failed."""
         return self._ps_run(leases.dead(self._ps_keys(name), limit))
 
-    def psrequeue(self, name: str, keys: Iterable[Any] | None = None, score: float | None = None) -> Any:
+    @operation
+    def psrequeue(self, name: str, keys: Iterable[Any] | None = None, score: float | None = None) -> int:
         """Puts dead items back (all when ``keys`` is None), deliveries and last
         failure forgotten, with their last score or ``score``; returns how many."""
         return self._ps_run(leases.requeue(self._ps_keys(name), keys, score))

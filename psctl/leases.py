@@ -35,82 +35,13 @@ from psctl.encoding import (
 )
 from psctl.errors import InvalidArgument
 from psctl.layout import StreamKeys
-from psctl.operations import ADD_CHUNK, waiting
+from psctl.operations import ADD_CHUNK, Clock, monotonic, waiting
 from psctl.protocol import Call, Plan
 from psctl.scripts import script
+from psctl.types import DeadItems, Lease  # (here too, as before psctl.types)
 
 MAX_LEASE = 1000  # items per lease: a lease that runs out comes back in one short call
-DEFAULT_LEASE = defaults.LEASE
-
-
-class Lease:
-    """Items held under ``token`` until ``deadline`` (UTC, by the server's
-    clock): ``items`` (key → value, in pull order), each one's ``scores`` (what
-    it had when it was leased) and ``deliveries`` (1 on its first lease). Empty
-    (false) when nothing was waiting. ``ack``, ``release`` and ``extend`` act
-    on it early; with an async client they are awaitable."""
-
-    __slots__ = ("_client", "name", "token", "deadline", "items", "_scores", "_deliveries")
-
-    def __init__(
-        self,
-        client: Any,
-        name: str,
-        token: str,
-        deadline: datetime | None = None,
-        items: dict[str, Any] | None = None,
-        scores: dict[str, float] | list[Any] | None = None,
-        deliveries: dict[str, int] | list[int] | None = None,
-    ) -> None:
-        self._client, self.name, self.token, self.deadline = client, name, token, deadline
-        self.items = items or {}
-        # (a lease of a thousand items may come with its scores and deliveries
-        # as the server's lists, in the order of ``items``: read when first asked for)
-        self._scores = {} if scores is None else scores
-        self._deliveries = {} if deliveries is None else deliveries
-
-    @property
-    def scores(self) -> dict[str, float]:
-        if type(self._scores) is list:
-            self._scores = dict(zip(self.items, map(float, self._scores)))
-        return self._scores  # type: ignore[return-value]
-
-    @property
-    def deliveries(self) -> dict[str, int]:
-        if type(self._deliveries) is list:
-            counts = self._deliveries
-            self._deliveries = dict(zip(self.items, counts)) if counts else dict.fromkeys(self.items, 1)
-        return self._deliveries  # type: ignore[return-value]
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __repr__(self) -> str:
-        return f"Lease({self.name!r}, token={self.token!r}, deadline={self.deadline!r}, items={list(self.items)!r})"
-
-    def ack(self, keys: Iterable[Any] | None = None, gate: bool = False, expire_at: Any = defaults.COOL_DOWN) -> Any:
-        """``psack`` of this lease's items (all it still holds when ``keys`` is None)."""
-        return self._client.psack(self.name, self.token, keys, gate=gate, expire_at=expire_at)
-
-    def release(
-        self,
-        keys: Iterable[Any] | None = None,
-        score: float | None = None,
-        delay: Any = None,
-        attempted: bool = True,
-        reason: Any = None,
-    ) -> Any:
-        """``psrelease`` of this lease's items (all it still holds when ``keys`` is None)."""
-        return self._client.psrelease(
-            self.name, self.token, keys, score=score, delay=delay, attempted=attempted, reason=reason
-        )
-
-    def extend(self, lease: Any = DEFAULT_LEASE) -> Any:
-        """``psextend``: the new deadline, or None when it holds nothing any more."""
-        return self._client.psextend(self.name, self.token, lease)
+DEFAULT_LEASE = defaults.LEASE  # (the name callers knew before psctl.defaults)
 
 
 class Leased:
@@ -144,26 +75,6 @@ class Leased:
                 await self.lease.ack()
             else:
                 await self.lease.release(reason=_failure(error))
-
-
-class DeadItems(dict):  # type: ignore[type-arg]
-    """``psdead``'s reply: key → value of the dead items, highest last score
-    first (the order ``psrequeue`` gives them back in), and for each:
-    ``deliveries`` (how many leases it had), ``reasons`` (why its last
-    delivery failed: the reason given to ``psrelease``, ``"lease expired"``,
-    or None) and ``failed_at`` (when, UTC; None where no failure is kept)."""
-
-    def __init__(
-        self,
-        items: dict[str, Any],
-        deliveries: dict[str, int],
-        reasons: dict[str, str | None] | None = None,
-        failed_at: dict[str, datetime | None] | None = None,
-    ) -> None:
-        super().__init__(items)
-        self.deliveries = deliveries
-        self.reasons = reasons if reasons is not None else dict.fromkeys(items)
-        self.failed_at = failed_at if failed_at is not None else dict.fromkeys(items)
 
 
 # -- checks ------------------------------------------------------------------------
@@ -215,39 +126,43 @@ def new_token() -> str:
 
 def lease(
     keys: StreamKeys,
-    client: Any,
+    token: str,
     count: int,
     length: Any,
     max_deliveries: Any,
     block: float | None = None,
     stop: Any = None,
+    clock: Clock = monotonic,
 ) -> Plan:
+    """``pslease``: the items taken, held under ``token`` (``new_token()``). The
+    ``Lease`` comes back with no client: the one that runs the plan gives it
+    itself (``Lease.ack`` and the rest go through it)."""
     count = check_count(count)
     if count > MAX_LEASE:
         raise InvalidArgument(f"a lease holds at most {MAX_LEASE} items, got count={count}")
     ms = milliseconds(length, "lease")
     most = _max_deliveries(max_deliveries)
-    token = new_token()
     if count == 0:
-        return Lease(client, keys.name, token)
+        return Lease(keys.name, token)
     if count == 1:  # the most common lease, in its own shorter script
         one = script("leaseone")
         call = Call(one, one.keys_of(keys), (token, ms, most))
-        reply = (yield call) if block is None else (yield from waiting(call, keys, block, stop))
+        reply = (yield call) if block is None else (yield from waiting(call, keys, block, stop, clock))
         if len(reply) < 2:  # nothing taken
-            return Lease(client, keys.name, token)
+            return Lease(keys.name, token)
         deadline, key, value, score, delivered = reply
         name = decode_key(key)
-        return Lease(client, keys.name, token, _deadline(deadline), {name: value}, {name: float(score)}, {name: delivered})
+        return Lease(keys.name, token, _deadline(deadline), {name: value}, {name: float(score)}, {name: delivered})
     many = script("lease")
     call = Call(many, many.keys_of(keys), (count, token, ms, most))
-    reply = yield from waiting(call, keys, block, stop)
+    reply = yield from waiting(call, keys, block, stop, clock)
     if len(reply) < 2:  # nothing taken
-        return Lease(client, keys.name, token)
+        return Lease(keys.name, token)
     deadline, taken, found, scores, counts = reply
     names = decode_keys(taken)
     # (no deliveries listed: every item is on its first)
-    return Lease(client, keys.name, token, _deadline(deadline), dict(zip(names, found)), scores, counts or [])
+    return Lease(keys.name, token, _deadline(deadline), dict(zip(names, found)), scores, counts or [])
+
 
 
 def _token(token: Any) -> bytes:

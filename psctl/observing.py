@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from psctl.encoding import check_count, decode_key, encode_key, flag, in_chunks, utc_moment
 from psctl.errors import InvalidArgument, StreamsFailed
@@ -19,6 +19,7 @@ from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, Layout, names
 from psctl.protocol import Batch, Call, Plan
 from psctl.scripts import script
+from psctl.types import Counters, Failure, Item, KeyRow, State, Stats
 
 # every counter the scripts keep, in SPEC §8's order
 COUNTERS = (
@@ -43,7 +44,7 @@ def _moment(seconds: float) -> datetime:
     return utc_moment(seconds)
 
 
-def _stats(name: str, reply: Sequence[Any]) -> dict[str, Any]:
+def _stats(name: str, reply: Sequence[Any]) -> Stats:
     waiting, held, overdue, capped, gated, cooling, next_end, dead, top, bottom, counted, time, delayed, due = reply
     counters = dict.fromkeys(COUNTERS, 0)
     for i in range(0, len(counted), 2):
@@ -66,7 +67,7 @@ def _stats(name: str, reply: Sequence[Any]) -> dict[str, Any]:
         "dead": int(dead),
         "top_score": _score(top),
         "bottom_score": _score(bottom),
-        "counters": counters,
+        "counters": cast(Counters, counters),
         "server_time": _moment(int(time[0]) + int(time[1]) / 1e6),
     }
 
@@ -88,7 +89,8 @@ def stats_many(layout: Layout, wanted: Iterable[str] | None) -> Plan:
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"a stream name must be a non-empty string, got {name!r}")
     replies = yield Batch(tuple(_stats_call(layout(name)) for name in chosen), errors="return")
-    found, failed = [], {}
+    found: list[Stats] = []
+    failed: dict[str, BaseException] = {}
     for name, reply in zip(chosen, replies):
         if isinstance(reply, Exception):
             failed[name] = reply
@@ -106,7 +108,7 @@ def item(keys: StreamKeys, key: Any) -> Plan:
         item_script, item_script.keys_of(keys), (encode_key(key),), safe=True
     )
     state = decode_key(state)
-    found: dict[str, Any] = {"state": state}
+    found: Item = {"state": cast(State, state)}
     # (a false of Lua arrives as None)
     if score is not None:
         found["score"] = float(score)
@@ -125,7 +127,7 @@ def item(keys: StreamKeys, key: Any) -> Plan:
     return found
 
 
-def failure_of(failure: Sequence[Any]) -> dict[str, Any]:
+def failure_of(failure: Sequence[Any]) -> Failure:
     """An item's last failure, as the scripts keep it ({reason, unix ms, delivery})."""
     reason, at, delivery = (list(failure) + [None, None, None])[:3]
     return {
@@ -172,9 +174,9 @@ def state_page(keys: StreamKeys, state: str, start: Any = 0, count: int = PAGE) 
     )
     fields = LISTED[state]
     width = 1 + len(fields)
-    rows = []
+    rows: list[KeyRow] = []
     for i in range(0, len(flat), width):
-        row: dict[str, Any] = {"key": decode_key(flat[i])}
+        row: Any = {"key": decode_key(flat[i])}
         for name, value in zip(fields, flat[i + 1 : i + width]):
             row[name] = _field(name, value)
         rows.append(row)
@@ -197,7 +199,7 @@ def in_state(keys: StreamKeys, state: str, limit: int | None = None) -> Plan:
     """``pskeys(name, state=...)``: the keys in ``state``, page by page, at most ``limit``."""
     if limit is not None:
         limit = check_count(limit, "limit")
-    found: list[dict[str, Any]] = []
+    found: list[KeyRow] = []
     start: Any = 0
     while limit is None or len(found) < limit:
         rows, start = yield from state_page(keys, state, start)

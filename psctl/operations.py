@@ -5,6 +5,9 @@ Every operation is a generator (a *plan*) that yields requests
 of them, ``Send``/``Receive``) and receives their replies. The sync and async
 clients drive the same plans (``runner.py``), so argument checks, encoding and
 reply parsing exist once. Every check runs before the first request is yielded.
+A plan is given everything it works from: no client (what it returns is plain
+data, ``psctl.types``), and no clock but the one a blocking plan is handed
+(``clock``); every time that matters to the data is the server's.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from psctl.encoding import (
     as_float,
@@ -35,6 +37,7 @@ from psctl.errors import InvalidArgument, StreamsFailed
 from psctl.layout import REGISTRY, StreamKeys
 from psctl.protocol import Batch, Call, Command, Pause, Plan, Receive, Send
 from psctl.scripts import script
+from psctl.types import Added, Expired, StopWaiting  # (here too, as before psctl.types)
 
 # Items per script call of psaddmany and psremove: big enough to amortise the
 # round trip, small enough that one call stays around a millisecond.
@@ -51,28 +54,12 @@ MIN_WAIT = 0.001
 # on its timer, 10 times a second by default (hz 10)
 SERVER_TICK = 0.1
 Layout = Callable[[str], StreamKeys]
+Clock = Callable[[], float]  # seconds on a clock that only goes forward (time.monotonic)
 
 
-class StopWaiting:
-    """Ends a blocking pull early: ``set()`` it from a signal handler, another
-    thread or a task. A pull given one (``pspull(..., block=..., stop=it)``)
-    checks it before and after each wait and then returns ``{}`` having taken
-    nothing. Any object with ``is_set()`` works (a ``threading.Event``); this
-    one also says, in ``waiting``, whether the pull is blocked in a wait at this
-    moment, when interrupting it outright (raising from a signal handler) can
-    lose nothing."""
-
-    __slots__ = ("requested", "waiting")
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.waiting = False
-
-    def set(self) -> None:
-        self.requested = True
-
-    def is_set(self) -> bool:
-        return self.requested
+def monotonic() -> float:
+    """The clock a waiting plan reads unless it is given its own (a test's, say)."""
+    return time.monotonic()
 
 
 # -- plans -------------------------------------------------------------------------
@@ -199,17 +186,6 @@ def _refusal(reply: Any) -> str | None:
     return _REFUSALS.get(reply) if isinstance(reply, bytes) else None
 
 
-class Added(NamedTuple):
-    """``psadd(..., explain=True)``: the new score, or why the key was refused
-    (``reason``: held, dead, gated, cooling); ``until`` (UTC): when cooling,
-    when the cool-down ends; when the item was added delayed, when it starts
-    waiting."""
-
-    score: float | None
-    reason: str | None = None
-    until: datetime | None = None
-
-
 def add_one(
     keys: StreamKeys,
     key: Any,
@@ -241,12 +217,13 @@ def pull(
     expire_at: Any,
     block: float | None = None,
     stop: Any = None,
+    clock: Clock = monotonic,
 ) -> Plan:
-    """One atomic pull; with ``block``, waits for items (``waiting``)."""
+    """One atomic pull; with ``block``, waits for items (``waiting``), by ``clock``."""
     count = check_count(count)
     mode, seconds = expiry(expire_at)
     if count == 0:
-        _deadline(block)
+        _deadline(block, clock)
         return {}
     one = count == 1 and purge  # the most common pull, with a script of its own
     if one:
@@ -255,7 +232,7 @@ def pull(
     else:
         pull_script = script("pull")
         call = Call(pull_script, pull_script.keys_of(keys), (count, flag(purge), flag(gate), mode, seconds))
-    reply = yield from waiting(call, keys, block, stop)
+    reply = yield from waiting(call, keys, block, stop, clock)
     if len(reply) < 2:  # nothing taken
         return {}
     if one:  # {key, value}
@@ -264,14 +241,15 @@ def pull(
     return dict(zip(decode_keys(pulled), found))
 
 
-def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any) -> Plan:
+def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any, clock: Clock = monotonic) -> Plan:
     """``call`` (a pull or a lease), made again each time an add wakes it, a
     delayed item is due (the call says when the next is, by the server's
     clock) or ``POLL`` seconds pass (for items written with plain commands),
-    until it takes something, ``block`` seconds pass (0: no limit; None: no
-    wait) or ``stop`` is set. Returns its last reply: a reply of fewer than
-    two fields took nothing (``{}``, or ``{ms}`` until the next delayed item)."""
-    deadline = _deadline(block)
+    until it takes something, ``block`` seconds pass on ``clock`` (0: no
+    limit; None: no wait) or ``stop`` is set. Returns its last reply: a reply
+    of fewer than two fields took nothing (``{}``, or ``{ms}`` until the next
+    delayed item)."""
+    deadline = _deadline(block, clock)
     if stop is not None and not callable(getattr(stop, "is_set", None)):
         raise InvalidArgument(f"stop must have an is_set() method (a psctl.StopWaiting, say), got {stop!r}")
     marks = isinstance(stop, StopWaiting)
@@ -279,7 +257,7 @@ def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any) -> Pla
         reply = yield call
         if len(reply) > 1 or deadline is None or (stop is not None and stop.is_set()):
             return reply
-        wait = POLL if deadline == math.inf else min(POLL, deadline - time.monotonic())
+        wait = POLL if deadline == math.inf else min(POLL, deadline - clock())
         if reply:  # the next delayed item is due in reply[0] ms
             soon = int(reply[0]) / 1000
             if soon < wait:
@@ -304,12 +282,12 @@ def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any) -> Pla
             return []
 
 
-def _deadline(block: Any) -> float | None:
+def _deadline(block: Any, clock: Clock) -> float | None:
     if block is None:
         return None
     if isinstance(block, bool) or not isinstance(block, numbers.Real) or not math.isfinite(block) or block < 0:
         raise InvalidArgument(f"block must be a number of seconds >= 0 (0: wait forever), got {block!r}")
-    return math.inf if block == 0 else time.monotonic() + float(block)
+    return math.inf if block == 0 else clock() + float(block)
 
 
 def _ranks(limit: int | None, start: int) -> tuple[int, int] | None:
@@ -491,15 +469,3 @@ def expire(layout: Layout) -> Plan:
     if failed:
         raise StreamsFailed("psexpire", done, failed)
     return done
-
-
-class Expired(dict):  # type: ignore[type-arg]
-    """``psexpire``'s reply: ``{name: cool-downs ended}`` for the streams with
-    any; and what else came due, per stream: ``returned``, items of leases
-    that ran out (back to the stream, or dead), and ``started``, delayed items
-    that started waiting."""
-
-    def __init__(self, ended: dict[str, int], returned: dict[str, int], started: dict[str, int]) -> None:
-        super().__init__(ended)
-        self.returned = returned
-        self.started = started

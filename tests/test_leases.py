@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from psctl.errors import InvalidArgument
-from psctl.leases import Lease
+from psctl import Lease
 
 pytestmark = pytest.mark.both_backends
 
