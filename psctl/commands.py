@@ -45,12 +45,16 @@ def _held_by(client: Any, plan: Plan) -> Plan:
     return lease
 
 
-class PrioritizedStreamCommands:
+class _StreamCommandsBase:
     _ps_cluster = False
     _ps_run: Any  # the runner mixin's: runs a plan, sync or async
 
     def _ps_keys(self, name: str) -> StreamKeys:
         return stream_keys(name, cluster=self._ps_cluster)
+
+
+class ItemCommands(_StreamCommandsBase):
+    """Adding, taking, reading and changing a stream's items."""
 
     @shaped(AddShapes)
     def psadd(
@@ -221,6 +225,16 @@ class PrioritizedStreamCommands:
         return self._ps_run(op.delete(self._ps_keys(name), self._ps_keys))
 
     @operation
+    def pslift(self, name: str, keys: Iterable[Any], *, dry_run: bool = False) -> int:
+        """Ends the gates and cool-downs of ``keys`` without adding them: how
+        many had one. ``dry_run``: only counts them."""
+        return self._ps_run(observing.lift(self._ps_keys(name), keys, dry_run))
+
+
+class ObservingCommands(_StreamCommandsBase):
+    """What is due ended, and what the streams hold, told."""
+
+    @operation
     def psexpire(self) -> Expired:
         """Ends what is due in every registered stream, by the server's clock:
         cool-downs (``{name: ended}`` for streams with any), leases that ran
@@ -232,8 +246,6 @@ class PrioritizedStreamCommands:
     def psnames(self) -> list[str]:
         """Registered stream names, sorted."""
         return self._ps_run(op.names())
-
-    # -- observing (SPEC §8) --------------------------------------------------------
 
     @operation
     def psstats(self, name: str) -> Stats:
@@ -261,13 +273,9 @@ class PrioritizedStreamCommands:
         ``last_failure`` (``{"reason", "at", "delivery"}``)."""
         return self._ps_run(observing.item(self._ps_keys(name), key))
 
-    @operation
-    def pslift(self, name: str, keys: Iterable[Any], *, dry_run: bool = False) -> int:
-        """Ends the gates and cool-downs of ``keys`` without adding them: how
-        many had one. ``dry_run``: only counts them."""
-        return self._ps_run(observing.lift(self._ps_keys(name), keys, dry_run))
 
-    # -- leases (SPEC §6) ----------------------------------------------------------
+class LeaseCommands(_StreamCommandsBase):
+    """Leases: items held under a token until acknowledged, given back or run out."""
 
     @operation
     def pslease(
@@ -356,3 +364,7 @@ class PrioritizedStreamCommands:
         """Puts dead items back (all when ``keys`` is None), deliveries and last
         failure forgotten, with their last score or ``score``; returns how many."""
         return self._ps_run(leases.requeue(self._ps_keys(name), keys, score))
+
+
+class PrioritizedStreamCommands(ItemCommands, ObservingCommands, LeaseCommands):
+    """Every ``ps*`` method, for every psctl client (sync or async, standalone or cluster)."""
