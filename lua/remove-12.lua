@@ -24,17 +24,20 @@
 
   ARGV[1]  "1": gate the given keys (add them to NAME:exc)
   ARGV[2]  "1": a dry run: count what would be removed, write nothing
-  ARGV[3..] item keys, each once
+  ARGV[3]  "1": the stream's name is registered (see below)
+  ARGV[4..] item keys, each once
 
   Returns the number of items removed (or, in a dry run, that would be);
-  counts them.
+  counts them. Gating keys of a stream that holds nothing would create it:
+  as an add does (add-12.lua), that is only done once the caller says it
+  registered the name (ARGV[3]); else nothing is written and the reply is -1.
 ]]
 -- @include batch
 -- @include keycheck
 
 local gate, dry = ARGV[1] == "1", ARGV[2] == "1"
 local keys = {}
-for i = 3, #ARGV do keys[#keys + 1] = ARGV[i] end
+for i = 4, #ARGV do keys[#keys + 1] = ARGV[i] end
 if #keys == 0 then return 0 end
 
 -- every key is read before the first write; the lease keys only when they exist
@@ -48,6 +51,9 @@ for i = 1, #keys do
   if waiting[i] or holders and holders[i] or died and died[i] or later and later[i] then removed = removed + 1 end
 end
 if dry then return removed end
+if gate and ARGV[3] ~= "1" and redis.call("EXISTS", values, scores, gated, held, dead, delayed) == 0 then
+  return -1  -- would create the stream: its name is registered first
+end
 expect(values, "hash")
 if gate then expect(gated, "set") end
 local counted = expect(deliveries, "hash") > 0

@@ -396,7 +396,12 @@ def remove(keys: StreamKeys, item_keys: Any, gate: bool, dry_run: bool = False) 
     remove_script = script("remove")
     remove_keys = remove_script.keys_of(keys)
     for chunk in in_chunks(encoded, ADD_CHUNK):
-        removed += yield Call(remove_script, remove_keys, (flag(gate), flag(dry_run), *chunk), safe=dry_run)
+        count = yield Call(remove_script, remove_keys, (flag(gate), flag(dry_run), flag(False), *chunk), safe=dry_run)
+        if count == -1:  # its gates would create the stream: registered first, as an add's stream is
+            yield from _register(keys)
+            count = yield Call(remove_script, remove_keys, (flag(gate), flag(False), flag(True), *chunk), safe=False)
+            yield from _register(keys)  # (an unregistering psexpire may have run between the two)
+        removed += count
     return removed
 
 

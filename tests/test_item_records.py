@@ -88,9 +88,9 @@ def test_remove_and_its_dry_run_send_each_key_once_however_often_named():
     """(the plan alone, no server) A key named in two chunks would count twice in a dry run."""
     named = ["a", *(f"k{i}" for i in range(1500)), "a"]
     requests, _ = drive(op.remove(stream_keys("q"), named, False, dry_run=True), [1, 0])
-    sent = [key for call in requests for key in call.args[2:]]
+    sent = [key for call in requests for key in call.args[3:]]
     assert sent == [b"a", *(f"k{i}".encode() for i in range(1500))]
-    assert [call.args[:2] for call in requests] == [(b"0", b"1")] * 2 and all(call.safe for call in requests)
+    assert [call.args[:3] for call in requests] == [(b"0", b"1", b"0")] * 2 and all(call.safe for call in requests)
 
 
 def test_remove_of_a_held_item_takes_it_whole_and_ends_its_hold(ps, r, k):
