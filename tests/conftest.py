@@ -27,9 +27,9 @@ from psctl import embedded, launcher
 from psctl.errors import ServerError
 from psctl.launcher import find_binary, pid_running
 from psctl.layout import StreamKeys, stream_keys
+from testservers import ServerProcess, start_cluster, start_server
 
 from .helpers import Home
-from .servers import ServerProcess, start_cluster, start_server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

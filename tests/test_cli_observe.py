@@ -18,9 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from psctl.cli.status import ExitStatus
+from testservers import free_port
 
 from .helpers import DEAD, PSCTL, Cli
-from .servers import free_port
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from psctl.cli import completion
+from testservers import free_port
 
 from .helpers import counts
-from .servers import free_port
 
 PSCTL = Path(sys.executable).with_name("psctl")
 ROOT = Path(__file__).resolve().parent.parent

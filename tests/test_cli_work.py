@@ -20,9 +20,9 @@ from psctl import Redis
 from psctl.cli.status import ExitStatus
 from psctl.launcher import pid_running
 from psctl.layout import stream_keys
+from testservers import start_server
 
 from .helpers import PSCTL, wait_until_blocked
-from .servers import start_server
 
 # A command that records what it got: one JSON line per run, appended to the
 # file named by $RECORD (one write: lines of concurrent runs never mix), then

@@ -19,8 +19,8 @@ import redis
 
 from psctl import Redis
 from psctl.layout import stream_keys
+from testservers import start_server
 
-from .servers import start_server
 
 SPAWN = multiprocessing.get_context("spawn")
 

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from testservers import free_port
+
 from .helpers import PSCTL
-from .servers import free_port
 
 pytestmark = pytest.mark.prometheus
 

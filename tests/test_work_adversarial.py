@@ -22,8 +22,8 @@ import pytest
 from psctl import Redis
 from psctl.launcher import pid_running
 from psctl.layout import stream_keys
+from testservers import start_server
 
-from .servers import start_server
 from .test_cli_work import Work, work  # noqa: F401 (a fixture)
 from .test_work_hardening import leftovers, wait_for  # noqa: F401 (a fixture)
 

@@ -22,9 +22,9 @@ import pytest
 from psctl import Redis
 from psctl.launcher import pid_running
 from psctl.layout import stream_keys
+from testservers import start_server
 
 from .helpers import PSCTL, blocked_clients, wait_until_blocked
-from .servers import start_server
 from .test_cli_work import Work, work  # noqa: F401 (a fixture)
 
 
