@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
@@ -29,6 +30,7 @@ KEYS = ("a", "b", "c", "d", "e")
 LONG = timedelta(hours=1)  # a lease or delay that never ends during a run
 SHORT = 0.002  # ... one that has ended once the rule's sleep is over
 PASSED = 0.01
+DELAYS = ["none", "long", "short"]
 COOL_DOWNS = {"day": timedelta(days=1), "none": None, "over": "over"}  # "over": ended an hour ago
 
 
@@ -114,13 +116,16 @@ class StreamModel(RuleBasedStateMachine):
     # -- rules ------------------------------------------------------------------------
 
     @precondition(lambda self: any(not self.overdue(key) for key in KEYS))
-    @rule(data=st.data(), score=st.integers(-3, 3), readd=st.booleans())
-    def add(self, data: st.DataObject, score: int, readd: bool) -> None:
+    @rule(data=st.data(), score=st.integers(-3, 3), readd=st.booleans(), delay=st.sampled_from(DELAYS))
+    def add(self, data: st.DataObject, score: int, readd: bool, delay: str) -> None:
         key = data.draw(st.sampled_from([key for key in KEYS if not self.overdue(key)]), label="key")
         item = self.items[key]
+        if item.state != "absent":
+            delay = "none"  # (a delay is given only to a new item here)
         self.written += 1
         value = f"{key}-{self.written}".encode()
-        got = self.client.psadd(NAME, key, value, score, readd)
+        wait = {"none": None, "long": LONG, "short": timedelta(seconds=SHORT)}[delay]
+        got = self.client.psadd(NAME, key, value, score, readd, delay=wait)
         refused = item.state in ("held", "dead") or (not readd and (item.gated or item.cooling))
         if refused:
             assert got is None, (key, item)
@@ -128,10 +133,29 @@ class StreamModel(RuleBasedStateMachine):
         if readd:
             item.gated = item.cooling = False
         if item.state == "absent":
-            item.state, item.score, item.deliveries = "waiting", 0, 0
+            item.state, item.score, item.deliveries = ("waiting" if wait is None else "delayed"), 0, 0
+            item.due = delay == "short"
         item.score += score
         item.value = value
         assert got == item.score, (key, got, item)
+        if delay == "short":
+            time.sleep(PASSED)
+
+    @precondition(lambda self: any(not self.overdue(key) for key in KEYS))
+    @rule(data=st.data(), gate=st.booleans())
+    def remove(self, data: st.DataObject, gate: bool) -> None:
+        """Removes items whole, whatever their state (the token of a held one
+        loses it); ``gate`` gates every key given, there or not."""
+        keys = data.draw(st.lists(st.sampled_from([k for k in KEYS if not self.overdue(k)]), max_size=3, unique=True))
+        if not any(item.state != "absent" for item in self.items.values()):
+            gate = False  # (on a stream with no items it hits the bug of the test below)
+        there = [key for key in keys if self.items[key].state != "absent"]
+        assert self.client.psremove(NAME, keys, gate=gate) == len(there)
+        for key in keys:
+            item = self.items[key]
+            if item.token is not None:
+                self.tokens[item.token].keys.discard(key)
+            self.items[key] = Item(gated=item.gated or gate, cooling=item.cooling)
 
     @rule(count=st.integers(1, 3), gate=st.booleans(), cool=st.sampled_from(sorted(COOL_DOWNS)))
     def pull(self, count: int, gate: bool, cool: str) -> None:
@@ -184,7 +208,7 @@ class StreamModel(RuleBasedStateMachine):
     @precondition(lambda self: self.tokens)
     @rule(
         data=st.data(),
-        delay=st.sampled_from(["none", "long", "short"]),
+        delay=st.sampled_from(DELAYS),
         score=st.sampled_from([None, 7]),
         attempted=st.booleans(),
     )
@@ -300,3 +324,21 @@ def test_a_stream_behaves_as_its_model(redis_url: str) -> None:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="psadd leaves a stream that holds only gates unregistered (found by the model)")
+def test_an_add_registers_a_stream_that_held_only_gates(r: Any) -> None:
+    """A drained stream (no cool-down) is dropped from the registry by
+    psexpire; a gating psremove then leaves it only gates; the next psadd adds
+    the item but does not register the name, so psexpire never sweeps the
+    stream: a lease that ran out there is not given back, psnames omits it."""
+    r.psadd("jobs", "a", "v")
+    r.pspull("jobs", expire_at=None)
+    r.psexpire()
+    r.psremove("jobs", ["old"], gate=True)
+    assert r.psadd("jobs", "b", "v") == 1.0
+    r.pslease("jobs", 1, SHORT)
+    time.sleep(PASSED)
+    r.psexpire()
+    assert r.psnames() == ["jobs"]
+    assert r.psitem("jobs", "b")["state"] == "waiting"
