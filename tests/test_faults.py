@@ -152,6 +152,7 @@ def test_a_silent_server_times_out_through_a_url_client(call, parser):
         silent.close()
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_reading_is_a_write_timeout(server, r):
     """A command bigger than the socket buffers while the server is busy (a
     script that spins for 3 s, reading nothing meanwhile): the write ends as a

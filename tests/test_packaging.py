@@ -44,6 +44,7 @@ def test_loader_rejects_a_file_name_that_lies_about_its_keys(tmp_path, monkeypat
         scripts.script.cache_clear()
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_scripts_and_works_installed(tmp_path, redis_url, r):
     dist = tmp_path / "dist"
     subprocess.run(

@@ -114,6 +114,7 @@ def started_run(work: Work, run: Running, leftovers: list[int]) -> dict[str, Any
 # -- 1: the command's session, not only its process group ---------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["timeout", "grace", "exit"])
 def test_a_process_that_left_the_command_s_group_ends_with_the_command(
     work: Work, r: Any, leftovers: list[int], running: list[Running], how: str
