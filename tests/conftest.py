@@ -66,6 +66,15 @@ def _external_url() -> str | None:
     return _config.getoption("--redis-url") or os.environ.get("REDIS_URL") or None
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: three workers per core, at most six more than the cores.
+    Most tests wait on subprocesses, servers and timeouts, not on the CPU: on
+    2 shared cores, 6 workers ran the suite in 0.58 of the time 2 took (190 s
+    against 330 s, one run after the other), with each worker's own servers."""
+    cores = len(os.sched_getaffinity(0))
+    return min(3 * cores, cores + 6)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _config
     _config = config
