@@ -72,9 +72,8 @@ class StreamModel(RuleBasedStateMachine):
         self.items = {key: Item() for key in KEYS}
         self.tokens: dict[str, Token] = {}
         self.written = 0  # values made, so that each is different
-        self.finished = 0  # items that left by a pull or an acknowledgement
-        self.pulled = 0
-        self.acked = 0
+        self.pulled = 0  # items that left by a pull ...
+        self.acked = 0  # ... or an acknowledgement
 
     # -- the model's own moves ------------------------------------------------------
 
@@ -103,7 +102,6 @@ class StreamModel(RuleBasedStateMachine):
         """A pulled or acknowledged item leaves the stream."""
         item = self.items[key]
         self.items[key] = Item(gated=item.gated or gate, cooling=item.cooling or cool == "day")
-        self.finished += 1
 
     def waiting_order(self) -> list[str]:
         """Pull order: highest score first, ties as ZPOPMAX (highest key first)."""
