@@ -313,7 +313,7 @@ def test_a_stream_behaves_as_its_model(redis_url: str) -> None:
         run_state_machine_as_test(
             StreamModel,
             settings=settings(
-                max_examples=100,
+                max_examples=75,
                 stateful_step_count=30,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
