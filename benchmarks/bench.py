@@ -21,7 +21,7 @@ from psctl.layout import REGISTRY, stream_keys
 if TYPE_CHECKING:
     import redis.cluster
 
-    from tests.servers import ClusterProcess
+    from testservers import ClusterProcess
     from psctl.cluster import RedisCluster
 
 Item = tuple[str, bytes, int]
@@ -94,7 +94,7 @@ class Bench:
     @cached_property
     def cluster(self) -> ClusterProcess:
         """Three masters on loopback TCP (the standalone server is on a unix socket)."""
-        from tests.servers import start_cluster
+        from testservers import start_cluster
         from psctl.launcher import find_binary
 
         return start_cluster(self.tmp / "cluster", binary=self.binary or find_binary())

@@ -32,7 +32,7 @@ from benchmarks.cases import GROUPS
 from benchmarks.harness import Row, run_case
 from benchmarks.longest import longest_calls
 from psctl.launcher import find_binary, server_version
-from tests.servers import ServerProcess, start_server
+from testservers import ServerProcess, start_server
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

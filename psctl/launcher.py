@@ -259,7 +259,8 @@ def start_daemon(
         raise ServerError(f"could not run {binary}: {exc}") from None
     if parent.returncode != 0:
         message = parent.stderr.decode(errors="replace").strip().splitlines()
-        raise ServerError(f"{binary.name} exited with status {parent.returncode}: {message[-1] if message else _tail(log)}")
+        why = message[-1] if message else last_log_line(log)
+        raise ServerError(f"{binary.name} exited with status {parent.returncode}: {why}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = _answer(socket.AF_UNIX, str(unixsocket), 0.5)
@@ -267,17 +268,19 @@ def start_daemon(
         if answer.startswith((b"+PONG", b"-NOAUTH")) and pid is not None:
             return pid
         if pid is not None and not pid_running(pid):
-            raise ServerError(f"{binary.name} exited while starting: {_tail(log)}")
+            raise ServerError(f"{binary.name} exited while starting: {last_log_line(log)}")
         if answer.startswith(b"-LOADING"):  # a large append-only file takes its time
             deadline = time.monotonic() + timeout
         time.sleep(0.005)
     pid = read_pid(pidfile)
     if pid is not None:
         stop_pid(pid)
-    raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {_tail(log)}")
+    raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {last_log_line(log)}")
 
 
-def _tail(log: Path) -> str:
+def last_log_line(log: Path) -> str:
+    """The log's last line: why a server that would not start stopped (the
+    test servers' starter says it the same way)."""
     try:
         lines = log.read_text(errors="replace").strip().splitlines()
     except OSError:

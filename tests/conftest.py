@@ -27,9 +27,9 @@ from psctl import embedded, launcher
 from psctl.errors import ServerError
 from psctl.launcher import find_binary, pid_running
 from psctl.layout import StreamKeys, stream_keys
+from testservers import ServerProcess, start_cluster, start_server
 
 from .helpers import Home
-from .servers import ServerProcess, start_cluster, start_server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,6 +64,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess |
 
 def _external_url() -> str | None:
     return _config.getoption("--redis-url") or os.environ.get("REDIS_URL") or None
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: three workers per core, at most six more than the cores.
+    Most tests wait on subprocesses, servers and timeouts, not on the CPU: on
+    2 shared cores, 6 workers ran the suite in 0.58 of the time 2 took (190 s
+    against 330 s, one run after the other), with each worker's own servers."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(3 * cores, cores + 6)
 
 
 def pytest_configure(config: pytest.Config) -> None:

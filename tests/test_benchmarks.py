@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_quick_benchmark_prints_the_table(redis_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--url", redis_url],

@@ -20,9 +20,9 @@ from psctl.cli import app as cli_app
 from psctl.cli import connection, terminal
 from psctl.durations import parse_duration
 from psctl.cli.errors import ExitStatus
+from testservers import free_port
 
 from .helpers import DEAD, Cli, SilentServer, command_paths, counts, fake_embedded
-from .servers import free_port
 
 
 @pytest.fixture

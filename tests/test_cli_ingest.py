@@ -72,6 +72,7 @@ def write_csv(path: Path, rows: int) -> dict[str, float]:
     return scores
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_writing_ends_after_the_chunk_in_flight(env: dict[str, str], r: Any, tmp_path: Path) -> None:
     """The first chunk is written, then SIGINT: the chunk in flight ends, no
     other is sent, the counts print as usual and stderr says how many rows

@@ -18,9 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from psctl.cli.status import ExitStatus
+from testservers import free_port
 
 from .helpers import DEAD, PSCTL, Cli
-from .servers import free_port
 
 
 @pytest.fixture
@@ -172,6 +172,7 @@ def test_metrics_when_the_server_cannot_be_reached(tmp_path: Path) -> None:
     assert samples(path.read_text()) == {("psctl_up", ()): 0}  # node_exporter sees that it is down
 
 
+@pytest.mark.slow
 def test_textfile_is_written_atomically(redis_url: str, r: Any, tmp_path: Path) -> None:
     """A reader polling the file while psctl rewrites it over and over only ever
     sees a whole file, and no temporary file is left behind."""

@@ -100,6 +100,7 @@ def test_ndjson_csv_and_scores(env: dict[str, str], r: Any) -> None:
     assert ok("len", "jobs", "-o", "ndjson", env=env).stdout == b'{"name": "jobs", "length": 2}\n'
 
 
+@pytest.mark.slow
 def test_a_listing_streams_in_bounded_memory(env: dict[str, str], r: Any) -> None:
     """values -o ndjson of 200,000 items reads a page at a time: its peak RSS is
     that of a listing of 2,000 (within a few MB), where one JSON document of
@@ -154,6 +155,7 @@ def test_an_output_option_for_a_command_without_output_is_bad_usage(env: dict[st
 # -- dump and add-many --replace: an exact copy ---------------------------------------
 
 
+@pytest.mark.slow
 def test_dump_then_add_many_replace_copies_a_stream_exactly(env: dict[str, str], r: Any) -> None:
     items = [
         ("plain", b"hello", 3.0),
@@ -194,6 +196,7 @@ def test_add_reads_the_value_from_stdin_and_replace_sets_the_score(env: dict[str
 # -- options anywhere, durations ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_global_options_before_or_after_the_command(env: dict[str, str], r: Any, redis_url: str) -> None:
     r.psadd("jobs", "a", "1")
     no_url = {k: v for k, v in env.items() if k != "REDIS_URL"} | {"REDIS_URL": "redis://127.0.0.1:1/0"}
@@ -214,6 +217,7 @@ def test_global_options_before_or_after_the_command(env: dict[str, str], r: Any,
 # -- safety: --dry-run, asking on a terminal, never elsewhere -------------------------------
 
 
+@pytest.mark.slow
 def test_dry_run_changes_nothing(env: dict[str, str], r: Any) -> None:
     r.psaddmany("jobs", [("a", "1", 5), ("b", "2", -1), ("c", "3", -2)])
     r.pspull("jobs", count=1, gate=True)  # a gated, cooling down
@@ -310,6 +314,7 @@ def test_delete_of_no_stream_is_not_found_without_asking(env: dict[str, str], r:
 # -- cron, hints, help ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing_on_success_and_errors_still(env: dict[str, str], r: Any) -> None:
     r.psadd("jobs", "a", "1")
     for args in (["expire", "-q"], ["-q", "expire"], ["len", "jobs", "-q"], ["add", "jobs", "b", "2", "--quiet"],

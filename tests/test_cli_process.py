@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from psctl.cli import completion
+from testservers import free_port
 
 from .helpers import counts
-from .servers import free_port
 
 PSCTL = Path(sys.executable).with_name("psctl")
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,6 +293,7 @@ def add_many_peak_rss(rows: int, env: dict[str, str]) -> float:
     return usage.ru_maxrss / 1024
 
 
+@pytest.mark.slow
 def test_add_many_memory_does_not_grow_with_the_input(env: dict[str, str], r: Any) -> None:
     """Issue 11, point 5: counts, not a score per row."""
     small = add_many_peak_rss(50_000, env)

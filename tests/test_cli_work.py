@@ -20,9 +20,9 @@ from psctl import Redis
 from psctl.cli.status import ExitStatus
 from psctl.launcher import pid_running
 from psctl.layout import stream_keys
+from testservers import start_server
 
 from .helpers import PSCTL, wait_until_blocked
-from .servers import start_server
 
 # A command that records what it got: one JSON line per run, appended to the
 # file named by $RECORD (one write: lines of concurrent runs never mix), then
@@ -112,11 +112,14 @@ def started(work: Work, process: Any, n: int = 1) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in work.folder.glob("started-*")]
 
 
-# a command that notes it started (pid and key), then sleeps $SLEEP and records itself
+# a command that notes it started (pid and key), then sleeps $SLEEP and records itself;
+# the note is renamed into place whole, so that a test never reads it half written
 SLOW = r"""
 import json, os, subprocess, sys
-open(os.path.join(os.environ["FOLDER"], f"started-{os.getpid()}"), "w").write(
-    json.dumps({"pid": os.getpid(), "key": os.environ["PSCTL_KEY"], "delivery": os.environ["PSCTL_DELIVERY"]}))
+note = os.path.join(os.environ["FOLDER"], f"started-{os.getpid()}")
+with open(os.path.join(os.environ["FOLDER"], f".started-{os.getpid()}"), "w") as f:
+    f.write(json.dumps({"pid": os.getpid(), "key": os.environ["PSCTL_KEY"], "delivery": os.environ["PSCTL_DELIVERY"]}))
+os.rename(f.name, note)
 sys.stdout.flush()
 os.execv(sys.executable, [sys.executable, os.environ["RECORDER"]])
 """

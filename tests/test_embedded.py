@@ -22,9 +22,9 @@ import pytest
 from psctl import AsyncRedis, Redis, embedded
 from psctl.errors import ServerError
 from psctl.launcher import pid_running
+from testservers import free_port, start_server
 
 from .helpers import PSCTL, Home, kill9, server_pid, tcp_listeners
-from .servers import free_port, start_server
 
 
 # -- the library -------------------------------------------------------------

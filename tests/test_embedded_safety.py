@@ -22,8 +22,8 @@ import pytest
 
 from psctl import Redis, embedded, launcher
 from psctl.launcher import pid_running
+from testservers import start_server
 
-from .servers import start_server
 
 from .helpers import Home
 

@@ -11,9 +11,9 @@ import redis.asyncio
 
 from psctl import AsyncRedis, Redis
 from psctl._redispy import take_connection
-from .servers import start_server
 from psctl.layout import stream_keys
 from psctl.scripts import script
+from testservers import start_server
 
 from .helpers import CuttingProxy, SilentServer
 
@@ -152,6 +152,7 @@ def test_a_silent_server_times_out_through_a_url_client(call, parser):
         silent.close()
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_reading_is_a_write_timeout(server, r):
     """A command bigger than the socket buffers while the server is busy (a
     script that spins for 3 s, reading nothing meanwhile): the write ends as a
@@ -176,7 +177,7 @@ def test_a_server_that_stops_reading_is_a_write_timeout(server, r):
 
 
 def test_an_unreachable_server_fails_fast():
-    from .servers import free_port
+    from testservers import free_port
 
     client = Redis(host="127.0.0.1", port=free_port())
     started = time.monotonic()

@@ -19,8 +19,8 @@ import redis
 
 from psctl import Redis
 from psctl.layout import stream_keys
+from testservers import start_server
 
-from .servers import start_server
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -119,6 +119,7 @@ def _collect(out: Any, workers: list[Any]) -> tuple[Counter[str], int, list[Any]
     return acked, sum(n for _, _, n in results), results
 
 
+@pytest.mark.slow
 def test_six_workers_finish_30000_items_exactly_once_while_dropping_leases(redis_url, r):
     total = 30_000
     r.psaddmany("jobs", ((f"k{i}", "v", i % 100) for i in range(total)))
@@ -152,6 +153,7 @@ def durable(tmp_path: Path) -> Any:
     servers[-1].stop()
 
 
+@pytest.mark.slow
 def test_a_server_killed_and_restarted_in_the_middle_loses_nothing(durable, record_property):
     url, restart = durable
     total = 6_000

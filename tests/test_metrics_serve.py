@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from testservers import free_port
+
 from .helpers import PSCTL
-from .servers import free_port
 
 STALLED = 200
 
@@ -138,6 +139,7 @@ def test_stalled_clients_cost_no_thread_each(served: tuple[subprocess.Popen[byte
             sock.close()
 
 
+@pytest.mark.slow
 def test_a_stalled_client_is_cut_off(served: tuple[subprocess.Popen[bytes], int]) -> None:
     _, port = served
     with socket.create_connection(("127.0.0.1", port)) as silent, socket.create_connection(("127.0.0.1", port)) as slow:

@@ -44,6 +44,7 @@ def test_loader_rejects_a_file_name_that_lies_about_its_keys(tmp_path, monkeypat
         scripts.script.cache_clear()
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_scripts_and_works_installed(tmp_path, redis_url, r):
     dist = tmp_path / "dist"
     subprocess.run(
@@ -54,6 +55,8 @@ def test_wheel_ships_the_scripts_and_works_installed(tmp_path, redis_url, r):
     (wheel,) = dist.glob("psctl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "psctl/lua/add-12.lua" in names and "psctl/lua/includes/batch.lua" in names
+    # the servers of the tests and the benchmarks stay out of it
+    assert not [n for n in names if n.startswith(("testservers", "tests/", "benchmarks/"))]
     # a fresh environment holding only the wheel's psctl (its dependencies come
     # from this one, found through PYTHONPATH after the wheel's own folder)
     target = tmp_path / "site"

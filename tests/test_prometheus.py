@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
+from testservers import free_port
+
 from .helpers import PSCTL
-from .servers import free_port
 
 pytestmark = pytest.mark.prometheus
 
@@ -104,6 +105,7 @@ def stack(redis_url: str, r: Any, tmp_path: Path) -> Iterator[Any]:
             stop(process)
 
 
+@pytest.mark.slow
 def test_prometheus_scrapes_psctl_and_node_exporter_reads_its_textfile(stack: Any, r: Any) -> None:
     r.psaddmany("jobs", [("a", "1", 5), ("b", "2", 3), ("c", "3", 1)])
     r.pspull("jobs")

@@ -15,6 +15,8 @@ import time
 import tokenize
 from pathlib import Path
 
+import pytest
+
 from .helpers import PSCTL, blocked_clients
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -180,6 +182,7 @@ def test_the_cron_work_line_hands_any_value_over_exactly(redis_url, r, tmp_path)
     assert r.pslen("jobs") == 0
 
 
+@pytest.mark.slow
 def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
     """The shell loop of "Leases" (it waits for more work: stopped with Ctrl-C once done)."""
     [loop] = [block for block in shell_blocks("## Leases") if block.startswith("while ")]

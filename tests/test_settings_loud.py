@@ -13,9 +13,9 @@ import pytest
 from psctl import RedisProvider, Settings, embedded
 from psctl.errors import ServerError
 from psctl.launcher import find_binary
+from testservers import ServerProcess, free_port, start_server
 
 from .helpers import Home
-from .servers import ServerProcess, free_port, start_server
 
 PASSWORD = "s3cret-pw"
 

@@ -36,8 +36,8 @@ from psctl.cli.errors import ExitStatus
 from psctl.errors import ServerError
 from psctl.launcher import find_binary
 from psctl.settings import Settings, sync_pool
+from testservers import ServerProcess, free_port, start_server
 
-from .servers import ServerProcess, free_port, start_server
 
 from .conftest import flushed
 from .helpers import Cli, counts, fake_embedded

@@ -22,8 +22,8 @@ import pytest
 from psctl import Redis
 from psctl.launcher import pid_running
 from psctl.layout import stream_keys
+from testservers import start_server
 
-from .servers import start_server
 from .test_cli_work import Work, work  # noqa: F401 (a fixture)
 from .test_work_hardening import leftovers, wait_for  # noqa: F401 (a fixture)
 
@@ -114,6 +114,7 @@ def started_run(work: Work, run: Running, leftovers: list[int]) -> dict[str, Any
 # -- 1: the command's session, not only its process group ---------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["timeout", "grace", "exit"])
 def test_a_process_that_left_the_command_s_group_ends_with_the_command(
     work: Work, r: Any, leftovers: list[int], running: list[Running], how: str

@@ -22,9 +22,9 @@ import pytest
 from psctl import Redis
 from psctl.launcher import pid_running
 from psctl.layout import stream_keys
+from testservers import start_server
 
 from .helpers import PSCTL, blocked_clients, wait_until_blocked
-from .servers import start_server
 from .test_cli_work import Work, work  # noqa: F401 (a fixture)
 
 
@@ -182,6 +182,7 @@ def test_what_a_command_leaves_running_in_its_group_ends_with_it(
 # -- point 5: a stop reaches the whole group, always ----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["timeout", "grace"])
 def test_a_stopped_command_s_whole_group_dies_before_its_item_is_given_back(
     work: Work, r: Any, family: tuple[str, ...], leftovers: list[int], how: str
@@ -352,6 +353,7 @@ def test_closing_the_terminal_stops_work_gracefully(
 # -- point 8: a server that refuses writes is ridden out --------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.root
 def test_a_full_disk_is_ridden_out_and_nothing_runs_twice(
     work: Work, tmp_path: Path, family: tuple[str, ...], leftovers: list[int]
@@ -439,6 +441,7 @@ def test_patience_is_wall_clock_time_against_a_frozen_server(
     assert took < 7, took  # 1.5 s of the command, 2 s of patience, the rest to stop
 
 
+@pytest.mark.slow
 def test_patience_is_wall_clock_time_for_an_idle_worker_too(work: Work, tmp_path: Path) -> None:
     """Nothing runs, the worker waits for work (a blocked lease) when the server
     freezes: --patience 2s ends it in about 2 s, not after the 10 s reply

@@ -1,7 +1,11 @@
 """Servers for the test suite and the benchmarks: a standalone server in the
-foreground, and a small Redis Cluster of masters on loopback. (psctl's own
-launcher, ``psctl.launcher``, starts only the embedded server; this code is
-not part of the installed package.)"""
+foreground, and a small Redis Cluster of masters on loopback.
+
+psctl's own launcher, ``psctl.launcher``, starts only the embedded server.
+This module sits at the top of the repository so that ``tests`` and
+``benchmarks`` both import it; it is in the sdist, never in the wheel (the
+library never imports test code).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from psctl.errors import ServerError
-from psctl.launcher import find_binary, server_args, stop_pid
+from psctl.launcher import find_binary, last_log_line, server_args, stop_pid
 
 SLOTS = 16384
 
@@ -87,7 +91,7 @@ def start_server(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerError(f"{binary.name} exited with status {process.returncode}: {_tail(log)}")
+            raise ServerError(f"{binary.name} exited with status {process.returncode}: {last_log_line(log)}")
         if ready is not None:
             up = ready()
         elif unixsocket is not None:
@@ -98,7 +102,7 @@ def start_server(
             return server
         time.sleep(0.01)
     server.stop()
-    raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {_tail(log)}")
+    raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {last_log_line(log)}")
 
 
 def free_port() -> int:
@@ -106,14 +110,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _tail(log: Path) -> str:
-    try:
-        lines = log.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1] if lines else "empty log"
 
 
 # -- a cluster ----------------------------------------------------------------------
