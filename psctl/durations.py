@@ -39,9 +39,10 @@ def parse_duration(text: str) -> timedelta:
 
 
 def shown_duration(value: timedelta) -> str:
-    """A duration the way DURATION arguments are written: ``5m``, ``1h30m``, ``1d``."""
+    """A duration the way DURATION arguments are written: ``60s``, ``90s``,
+    ``5m``, ``1h30m``, ``1d`` (seconds up to two minutes, as people say them)."""
     seconds = value.total_seconds()
-    if seconds != int(seconds) or seconds <= 0:
+    if seconds != int(seconds) or seconds <= 0 or seconds < 120:
         return f"{seconds:g}s"
     parts = []
     for unit, size in sorted(UNITS.items(), key=lambda pair: -pair[1]):

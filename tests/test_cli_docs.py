@@ -166,3 +166,27 @@ def test_every_example_is_accepted(
         expected = ExitStatus.OK if no_io else ExitStatus.SERVER
         done = cli(*args)
         assert done.exit_code == expected, (args, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(1.5, "1.5s"), (10, "10s"), (30, "30s"), (60, "60s"), (90, "90s"), (300, "5m"), (5400, "1h30m"),
+     (3600, "1h"), (86400, "1d"), (604800, "1w"), (864000, "10d")],
+)  # fmt: skip
+def test_a_default_duration_is_shown_as_people_write_it(seconds: float, shown: str) -> None:
+    from psctl.durations import parse_duration, shown_duration
+
+    assert shown_duration(timedelta(seconds=seconds)) == shown
+    assert parse_duration(shown) == timedelta(seconds=seconds)
+
+
+def test_the_work_help_shows_the_shared_defaults() -> None:
+    """The defaults live in psctl.defaults; the help shows them as before."""
+    from typer.testing import CliRunner
+
+    from psctl.cli.app import app
+
+    text = " ".join(CliRunner().invoke(app, ["work", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    for option, shown in (("--lease", "5m"), ("--retry-delay", "10s"), ("--grace", "30s"), ("--patience", "60s")):
+        assert re.search(rf"{option} .*?\[default: \({shown}\)\]", text), option
+    assert "(at most 1h)" in text and "[default: 5]" in text
