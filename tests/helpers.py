@@ -331,3 +331,24 @@ def kill9(pid: int) -> None:
     while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not pid_running(pid)
+
+
+def fill_disk(path: Path) -> None:
+    """Writes zeros to the file ``path`` until its file system is full."""
+    filler = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(filler, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+
+
+def refuses_writes(client: Any, probe: str = "x") -> bool:
+    """True when the server answers a write with MISCONF (it cannot save)."""
+    try:
+        client.set("probe", probe)
+    except Exception as exc:  # noqa: BLE001
+        return "MISCONF" in str(exc)
+    return False

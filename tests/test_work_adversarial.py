@@ -24,6 +24,7 @@ from psctl.launcher import pid_running
 from psctl.layout import stream_keys
 from testservers import start_server
 
+from .helpers import fill_disk, refuses_writes
 from .test_cli_work import Work, work  # noqa: F401 (a fixture)
 from .test_work_hardening import leftovers, wait_for  # noqa: F401 (a fixture)
 
@@ -330,25 +331,9 @@ def test_a_full_disk_at_the_start_is_ridden_out(work: Work, tmp_path: Path, runn
         url = f"unix://{disk / 'redis.sock'}"
         client = Redis.from_url(url)
         client.psadd("q", "a", "v")
-        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)  # the disk fills up
-        try:
-            while True:
-                os.write(filler, b"\0" * 65536)
-        except OSError:
-            pass
-        finally:
-            os.close(filler)
-
+        fill_disk(disk / "filler")
         client.bgsave()  # it fails: the server refuses writes from then on
-
-        def refused() -> bool:
-            try:
-                client.set("probe", "x")
-            except Exception as exc:  # noqa: BLE001
-                return "MISCONF" in str(exc)
-            return False
-
-        wait_for(refused, "the server to refuse writes")
+        wait_for(lambda: refuses_writes(client), "the server to refuse writes")
         run = Running(work, "--idle-exit", "0", "--patience", "30s", "--json", command=("true",), REDIS_URL=url)
         running.append(run)
         wait_for(lambda: "MISCONF" in run.stderr or run.process.poll() is not None, "the worker to say why it waits")

@@ -24,7 +24,7 @@ from psctl.launcher import pid_running
 from psctl.layout import stream_keys
 from testservers import start_server
 
-from .helpers import PSCTL, blocked_clients, wait_until_blocked
+from .helpers import blocked_clients, fill_disk, refuses_writes, wait_until_blocked
 from .test_cli_work import Work, work  # noqa: F401 (a fixture)
 
 
@@ -376,23 +376,8 @@ def test_a_full_disk_is_ridden_out_and_nothing_runs_twice(
                              FOLDER=str(work.folder), SLEEP="2", LATER="0")  # fmt: skip
         try:
             started(work, process, leftovers)
-            filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)  # the disk fills up
-            try:
-                while True:
-                    os.write(filler, b"\0" * 65536)
-            except OSError:
-                pass
-            finally:
-                os.close(filler)
-
-            def refused() -> bool:
-                try:
-                    client.set("probe", "x" * 100_000)
-                except Exception as exc:
-                    return "MISCONF" in str(exc)
-                return False
-
-            wait_for(refused, "the server to refuse writes")
+            fill_disk(disk / "filler")
+            wait_for(lambda: refuses_writes(client, "x" * 100_000), "the server to refuse writes")
             wait_for(lambda: (work.folder / "ended").exists(), "the command to end")
             time.sleep(1)  # its acknowledgement is refused meanwhile
             (disk / "filler").unlink()  # room again
