@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli import terminal
-from psctl.cli.durations import duration_parameter, time_parameter
+from psctl.cli.durations import duration_option, time_parameter
 from psctl.cli.fields import iso, text_field
 from psctl.cli.options import Key, Name, argv_bytes, finite, output_options
 from psctl.cli.session import Session
@@ -51,9 +51,8 @@ def add(
     ] = False,
     delay_in: Annotated[
         timedelta | None,
-        typer.Option(
-            "--in", metavar="DURATION", parser=duration_parameter, show_default=False,
-            help="Delayed: the item waits (can be pulled) only once DURATION has passed, by the server's clock.",
+        duration_option(
+            "--in", help="Delayed: the item waits (can be pulled) only once DURATION has passed, by the server's clock."
         ),
     ] = None,
     delay_at: Annotated[

@@ -19,7 +19,7 @@ import typer
 
 from psctl import __version__
 from psctl.cli import connection
-from psctl.cli.durations import duration_parameter
+from psctl.cli.durations import duration_option
 from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
@@ -87,8 +87,8 @@ def root(
     ] = None,
     timeout: Annotated[
         timedelta | None,
-        typer.Option(
-            "--timeout", metavar="DURATION", envvar="PSCTL_TIMEOUT", parser=duration_parameter, show_default=False,
+        duration_option(
+            "--timeout", envvar="PSCTL_TIMEOUT",
             help="Longest wait for any reply from the server: 2, 2s, 0.5, 1m (default 10s; pull --wait "
             "allows a second more).",
         ),

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from psctl.cli.durations import duration_parameter
+from psctl.cli.durations import duration_option
 from psctl.cli.group import BareWait
 from psctl.cli.options import (
     DryRun,
@@ -33,10 +33,7 @@ Keys = Annotated[
 ]
 For = Annotated[
     timedelta,
-    typer.Option(
-        "--for", metavar="DURATION", parser=duration_parameter,
-        help="How long the lease holds the items: 90s, 15m, 2h, 1h30m (by the server's clock).",
-    ),
+    duration_option("--for", help="How long the lease holds the items: 90s, 15m, 2h, 1h30m (by the server's clock)."),
 ]  # fmt: skip
 
 
@@ -50,10 +47,7 @@ def lease(
     ] = 1,
     length: Annotated[
         timedelta | None,
-        typer.Option(
-            "--for", metavar="DURATION", parser=duration_parameter, show_default=False,
-            help="How long the lease holds them: 90s, 15m, 2h (default 5m, by the server's clock).",
-        ),
+        duration_option("--for", help="How long the lease holds them: 90s, 15m, 2h (default 5m, by the server's clock)."),
     ] = None,
     max_deliveries: Annotated[
         int | None,
@@ -64,8 +58,8 @@ def lease(
     ] = None,
     wait: Annotated[
         timedelta | None,
-        typer.Option(
-            "--wait", "-w", metavar="[DURATION]", parser=duration_parameter, show_default=False,
+        duration_option(
+            "--wait", "-w", metavar="[DURATION]",
             help="When the stream is empty, wait up to DURATION for an item; alone (or 0), for ever.",
         ),
     ] = None,
@@ -134,8 +128,7 @@ def release(
     ] = None,
     delay: Annotated[
         timedelta | None,
-        typer.Option("--delay", metavar="DURATION", parser=duration_parameter, show_default=False,
-                     help="Come back only once DURATION has passed (delayed until then)."),
+        duration_option("--delay", help="Come back only once DURATION has passed (delayed until then)."),
     ] = None,
     reason: Annotated[
         str | None,

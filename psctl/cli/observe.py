@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from psctl.cli.durations import duration_parameter
+from psctl.cli.durations import duration_option
 from psctl.cli.fields import iso, text_field
 from psctl.cli.options import complete_names, output_options
 from psctl.cli.session import Session, pass_session
@@ -92,8 +92,8 @@ def stats(
     names: Names = None,
     watch: Annotated[
         timedelta | None,
-        typer.Option(
-            "--watch", "-w", metavar="[INTERVAL]", parser=duration_parameter, show_default=False,
+        duration_option(
+            "--watch", "-w", metavar="[INTERVAL]",
             help="Keep watching: a live table with rates per second (JSON lines when piped), every INTERVAL "
             "(default 2s), until Ctrl-C.",
         ),

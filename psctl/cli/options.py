@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from psctl import defaults
-from psctl.cli.durations import duration_parameter
+from psctl.cli.durations import duration_option
 from psctl.cli.status import BadUsage
 from psctl.cli.formats import FORMAT_HELP, Format, instead_of_raw
 from psctl.cli.output import TERMINAL_ROWS, Output
@@ -96,8 +96,8 @@ Limit = Annotated[
 Gate = Annotated[bool, typer.Option("--gate", help="Gate the keys: refused by add until --readd.")]
 ExpireIn = Annotated[
     timedelta | None,
-    typer.Option(
-        "--expire-in", metavar="DURATION", parser=duration_parameter, show_default=False,
+    duration_option(
+        "--expire-in",
         help="Cool-down before the keys may be added again: 90, 90s, 15m, 2h, 1d (default 1d).",
     ),
 ]  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from psctl.cli.durations import duration_parameter
+from psctl.cli.durations import duration_option
 from psctl.cli.fields import item
 from psctl.cli.group import BareWait
 from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down, output_options
@@ -57,8 +57,8 @@ def pull(
     no_expire: NoExpire = False,
     wait: Annotated[
         timedelta | None,
-        typer.Option(
-            "--wait", "-w", metavar="[DURATION]", parser=duration_parameter, show_default=False,
+        duration_option(
+            "--wait", "-w", metavar="[DURATION]",
             help="When the stream is empty, wait up to DURATION (90, 90s, 15m, 2h) for an item; alone (or 0), "
             "for ever.",
         ),

@@ -16,7 +16,7 @@ import typer
 
 from psctl import defaults
 from psctl.cli import terminal
-from psctl.cli.durations import duration_parameter, shown_duration
+from psctl.cli.durations import duration_option, shown_duration
 from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down
 from psctl.cli.session import Session, pass_session
 from psctl.cli.signals import WORK_STATUS, unstoppable
@@ -27,12 +27,6 @@ commands = typer.Typer()
 REDRAW = 0.25  # seconds between two draws of the status line
 SOME_FAILED = 123  # as xargs: a command failed (its item was given back, or is dead)
 RATE_WINDOW = 5.0  # seconds the status line's items/s is measured over
-
-
-def _duration(name: str, default: str | None, help: str) -> Any:
-    return typer.Option(
-        name, metavar="DURATION", parser=duration_parameter, show_default=default or False, help=help
-    )
 
 
 @commands.command()
@@ -52,12 +46,15 @@ def work(
     ] = 1,
     lease: Annotated[
         timedelta | None,
-        _duration("--lease", shown_duration(defaults.LEASE), "How long a lease holds its items; extended while their commands run."),
+        duration_option(
+            "--lease", default=shown_duration(defaults.LEASE),
+            help="How long a lease holds its items; extended while their commands run.",
+        ),
     ] = None,
     timeout: Annotated[
         timedelta | None,
-        _duration(
-            "--timeout", None, "Stop a command that runs longer, stopped or not (a failure: its item is given back)."
+        duration_option(
+            "--timeout", help="Stop a command that runs longer, stopped or not (a failure: its item is given back)."
         ),
     ] = None,
     max_deliveries: Annotated[
@@ -69,9 +66,9 @@ def work(
     ] = defaults.MAX_DELIVERIES,
     retry_delay: Annotated[
         timedelta | None,
-        _duration(
-            "--retry-delay", shown_duration(defaults.RETRY_DELAY),
-            f"A failed item comes back after this, doubled per delivery (at most {shown_duration(defaults.MAX_RETRY_DELAY)}).",
+        duration_option(
+            "--retry-delay", default=shown_duration(defaults.RETRY_DELAY),
+            help=f"A failed item comes back after this, doubled per delivery (at most {shown_duration(defaults.MAX_RETRY_DELAY)}).",
         ),
     ] = None,
     gate: Gate = False,
@@ -83,19 +80,20 @@ def work(
     ] = None,
     idle_exit: Annotated[
         timedelta | None,
-        _duration("--idle-exit", None, "Stop after this long with nothing to do (0: as soon as the stream is empty)."),
+        duration_option("--idle-exit", help="Stop after this long with nothing to do (0: as soon as the stream is empty)."),
     ] = None,
     grace: Annotated[
         timedelta | None,
-        _duration(
-            "--grace", shown_duration(defaults.GRACE), "On Ctrl-C, SIGTERM or SIGHUP, let running commands finish this long, then stop them."
+        duration_option(
+            "--grace", default=shown_duration(defaults.GRACE),
+            help="On Ctrl-C, SIGTERM or SIGHUP, let running commands finish this long, then stop them.",
         ),
     ] = None,
     patience: Annotated[
         timedelta | None,
-        _duration(
-            "--patience", shown_duration(defaults.PATIENCE),
-            "How long to keep trying a server that stopped answering (or refuses writes: a full disk), then exit 1.",
+        duration_option(
+            "--patience", default=shown_duration(defaults.PATIENCE),
+            help="How long to keep trying a server that stopped answering (or refuses writes: a full disk), then exit 1.",
         ),
     ] = None,
     as_json: Annotated[
