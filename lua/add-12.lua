@@ -79,7 +79,7 @@ for i = 1, count do keys[i] = ARGV[first + (i - 1) * width] end
 -- every key is read (and checked) before the first write
 local refused, current, later, ended = {}, {}, {}, {}
 if not born then
-  for key, kind in pairs(KINDS) do expect(key, kind) end
+  for key, kind in pairs(kinds_by_key()) do expect(key, kind) end
   local has_gates = redis.call("EXISTS", gated) == 1
   local has_cool_downs = redis.call("EXISTS", cooling) == 1
   if not readd then

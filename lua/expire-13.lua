@@ -38,7 +38,8 @@
 -- @include counters
 -- @include due
 
-for key, kind in pairs(KINDS) do expect(key, kind) end
+for key, kind in pairs(kinds_by_key()) do expect(key, kind) end
+local K = keys_by_name()
 local now, seconds = clock()
 local leased = {0, 0, 0}
 if redis.call("EXISTS", leases) == 1 then leased = reclaim(K, now) end

@@ -50,7 +50,7 @@ local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT
 local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
 local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
-  end_what_is_due(K, KINDS, now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
 end
 
 local taken, found, remembered = {}, {}, {}
@@ -71,7 +71,7 @@ while #taken < count do
   if #page / 2 < want then break end
 end
 if #taken == 0 then
-  local soon = next_due(K)
+  local soon = next_due(keys_by_name())
   return soon and {soon - now} or {}
 end
 

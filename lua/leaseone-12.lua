@@ -41,7 +41,7 @@ if due_leases or due_cool_downs or due_items then
 -- @include reclaim
 -- @include counters
 -- @include due
-  end_what_is_due(K, KINDS, now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
 end
 
 local key, value, score

@@ -46,11 +46,11 @@ local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT
 local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
 local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
-  end_what_is_due(K, KINDS, now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
   waiting = redis.call("ZCARD", scores)
 end
 if waiting == 0 then
-  local soon = next_due(K)
+  local soon = next_due(keys_by_name())
   return soon and {soon - now} or {}
 end
 -- (one EXISTS says whether the item may have deliveries or a failure to forget)
@@ -68,7 +68,7 @@ repeat
   local popped = redis.call("ZPOPMAX", scores)
   if #popped == 0 then
     redis.call("HINCRBY", stats, "pulled", -1)
-    local soon = next_due(K)
+    local soon = next_due(keys_by_name())
     return soon and {soon - now} or {}
   end
   key = popped[1]

@@ -59,8 +59,9 @@ local mine, record, where, others = holding(held, leases, lease, token, wanted, 
 if not mine then return {0, 0} end
 local queued = 0
 if #mine > 0 then
+  local kinds = kinds_by_key()
   for _, key in ipairs({scores, deliveries, dead, stats, delayed, delayed_scores, failures}) do
-    expect(key, KINDS[key])
+    expect(key, kinds[key])
   end
   queued = checked(wake, "list", "LLEN")
 end

@@ -5,9 +5,11 @@ One file per operation, named ``<operation>-<numkeys>.lua`` as in BullMQ. Its
 names in ``layout.SUFFIXES``: the only place a script's keys are listed.
 ``LuaScript.keys_of`` builds a call's KEYS from it, and the script gets a
 local of each name (``local values, scores = KEYS[1], KEYS[2]``) put before
-its text; one that uses ``K`` or ``KINDS`` also gets those tables (its keys by
-name; each key's Redis type, by the key), which is how includes take the keys they
-work on: as parameters (``reclaim(K, now)``), never a caller's locals.
+its text; one that calls ``keys_by_name()`` or ``kinds_by_key()`` also gets
+those functions, which build a table of its keys by name and of each key's
+Redis type by the key (only when called: most calls never need them). That is
+how includes take the keys they work on: as parameters
+(``reclaim(keys_by_name(), now)``), never a caller's locals.
 
 A line ``-- @include NAME`` is replaced by ``lua/includes/NAME.lua``; an
 include names the includes it needs the same way, and each is put in once,
@@ -31,8 +33,8 @@ from psctl.layout import KINDS, SUFFIXES, Key, StreamKeys
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 _KEYS = re.compile(r"^-- @keys ([\w ]+)$", re.MULTILINE)
 _FILE_NAME = re.compile(r"^(?P<name>[a-z]+)-(?P<numkeys>\d+)\.lua$")
-_USES_K = re.compile(r"\bK\b")
-_USES_KINDS = re.compile(r"\bKINDS\b")
+_USES_KEYS_BY_NAME = re.compile(r"\bkeys_by_name\b")
+_USES_KINDS_BY_KEY = re.compile(r"\bkinds_by_key\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +108,15 @@ def _expand(text: str, includes: Path, done: set[str]) -> str:
 
 
 def _prelude(key_names: tuple[str, ...], body: str) -> str:
-    """The script's keys as locals (and the tables ``K`` and ``KINDS`` when it
-    uses them), on one line, so that the script's own line numbers move by one."""
+    """The script's keys as locals (and ``keys_by_name()`` and ``kinds_by_key()``
+    when it calls them), on one line, so that the script's own line numbers
+    move by one."""
     indexes = ", ".join(f"KEYS[{i}]" for i in range(1, len(key_names) + 1))
     parts = [f"local {', '.join(key_names)} = {indexes}"]
-    if _USES_K.search(body):
-        parts.append("local K = {" + ", ".join(f"{n} = {n}" for n in key_names) + "}")
-    if _USES_KINDS.search(body):
-        parts.append("local KINDS = {" + ", ".join(f'[{n}] = "{KINDS[n]}"' for n in key_names) + "}")
+    if _USES_KEYS_BY_NAME.search(body):
+        by_name = ", ".join(f"{n} = {n}" for n in key_names)
+        parts.append(f"local function keys_by_name() return {{{by_name}}} end")
+    if _USES_KINDS_BY_KEY.search(body):
+        by_key = ", ".join(f'[{n}] = "{KINDS[n]}"' for n in key_names)
+        parts.append(f"local function kinds_by_key() return {{{by_key}}} end")
     return "; ".join(parts) + "\n"

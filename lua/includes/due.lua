@@ -3,7 +3,8 @@
 -- most DUE cool-downs end per call (psexpire: its own limit), in a few bulk
 -- commands, so that a pile of due entries never makes one call long (the rest
 -- end in the next calls, and psexpire ends them all). `K`: the script's keys
--- by name, checked before any write (end_what_is_due checks them all).
+-- by name (its keys_by_name()), checked before any write (end_what_is_due
+-- checks them all, `kinds` being its kinds_by_key()).
 -- @include batch
 -- @include keycheck
 -- @include reclaim
