@@ -254,6 +254,32 @@ def test_a_failure_is_given_back_with_the_back_off_and_why(clock: ManualClock) -
     assert (engine.tally.done, engine.tally.failed, engine.tally.dead) == (0, 1, 0)
 
 
+class SlowReleases(FakeLeases):
+    """Its releases take a while to reach the stream (a slow network)."""
+
+    def psrelease(self, *args: Any, **kwargs: Any) -> int:
+        time.sleep(0.3)
+        return super().psrelease(*args, **kwargs)
+
+
+def test_idleness_waits_for_the_items_still_being_given_back(clock: ManualClock) -> None:
+    """--idle-exit 0: a stream that looks empty while the worker's own failed
+    item is still on its way back is not idle: the item comes back and runs
+    again (it ended the work with the retry pending, now and then)."""
+    source = SlowReleases(clock, {"x": 1})
+    calls: list[int] = []
+
+    def fails_once(item: Item) -> None:
+        calls.append(item.deliveries)
+        if item.deliveries == 1:
+            raise ValueError("not yet")
+
+    engine = engine_for(source, fails_once, retry_delay=0.0, max_deliveries=5)
+    assert engine.run() == "idle"
+    assert calls == [1, 2]
+    assert (engine.tally.done, engine.tally.failed) == (1, 1) and source.acked == ["x"]
+
+
 def test_an_item_is_dead_after_max_deliveries_and_said_so(clock: ManualClock) -> None:
     source = FakeLeases(clock, {"x": 1}, deliveries={"x": 2})
     warned: list[str] = []

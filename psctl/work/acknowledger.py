@@ -48,6 +48,7 @@ class Acknowledger:
             with board.lock:
                 finished = list(board.finished)
                 board.finished.clear()
+                board.reporting = len(finished)
                 returning, board.returning = board.returning, []
             try:
                 if returning:
@@ -57,6 +58,9 @@ class Acknowledger:
                 self._keeper.extend_due()
             except ServerLost:
                 return
+            finally:
+                with board.lock:
+                    board.reporting = 0
 
     def report(self, finished: list[Job]) -> None:
         options, board = self._board.options, self._board

@@ -29,6 +29,7 @@ class Board:
         self.queue: deque[Item] = deque()
         self.jobs: set[Job] = set()
         self.finished: deque[Job] = deque()  # ended, not yet reported
+        self.reporting = 0  # ended, taken by the acknowledger, not yet reported (acknowledged or given back)
         self.returning: list[Item] = []  # taken but never started: to give back
         self.runners = options.jobs  # runner threads still running
         self.feeding = True  # the feeder runs (and may hand items back to give back)
@@ -59,5 +60,7 @@ class Board:
             condition.notify_all()
 
     def held(self) -> int:
-        """Items taken and not yet reported (the lock is held)."""
-        return len(self.queue) + len(self.jobs)
+        """Items taken and not yet reported (the lock is held): queued,
+        running, ended, and being acknowledged or given back (a failed item on
+        its way back is not gone: the stream is not idle meanwhile)."""
+        return len(self.queue) + len(self.jobs) + len(self.finished) + self.reporting
