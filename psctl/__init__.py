@@ -19,6 +19,14 @@ _EXPORTS = {
     "AsyncRedisProvider": "psctl.providers",
     "Settings": "psctl.settings",
     "PsctlError": "psctl.errors",
+    # the Python workers (psctl.workers)
+    "Worker": "psctl.workers",
+    "AsyncWorker": "psctl.workers",
+    "WorkSummary": "psctl.workers",
+    "ServerLost": "psctl.workers",
+    "Delivery": "psctl.work.handlers",
+    "Retry": "psctl.work.handlers",
+    "Dead": "psctl.work.handlers",
     "InvalidArgument": "psctl.errors",
     # what the ps* methods return and take (psctl.types)
     "AddSummary": "psctl.types",
@@ -58,6 +66,17 @@ if TYPE_CHECKING:  # ("X as X": what a type checker takes as exported)
         PsctlError as PsctlError,
     )
     from psctl.settings import Settings as Settings
+    from psctl.work.handlers import (
+        Dead as Dead,
+        Delivery as Delivery,
+        Retry as Retry,
+    )
+    from psctl.workers import (
+        AsyncWorker as AsyncWorker,
+        ServerLost as ServerLost,
+        Worker as Worker,
+        WorkSummary as WorkSummary,
+    )
     from psctl.types import (
         AddSummary as AddSummary,
         Added as Added,

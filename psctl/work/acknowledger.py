@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from psctl.work.board import Board
-from psctl.work.executor import Executor, Job, Kind
+from psctl.work.executor import Executor, Job, Kind, Verdict
 from psctl.work.leasekeeper import LeaseKeeper
-from psctl.work.options import Tally, shown
+from psctl.work.options import Item, Tally, shown
 from psctl.work.patience import ServerLost
 
 GATHER = 0.005  # seconds the acknowledger waits for more jobs to end, to acknowledge them together
@@ -65,19 +65,19 @@ class Acknowledger:
     def report(self, finished: list[Job]) -> None:
         options, board = self._board.options, self._board
         succeeded: dict[str, list[str]] = {}
-        back: list[Job] = []
-        failed: list[tuple[Job, str | None, str | None]] = []
+        back: list[Item] = []
+        failed: list[tuple[Item, Verdict]] = []
         for job in finished:
-            item = job.item
-            verdict = self._executor.verdict(job)
-            if verdict.kind is Kind.ABANDONED:
-                self._keeper.untrack(item.token)  # nothing can reach the server: the lease gives the item back
-            elif verdict.kind is Kind.BACK:
-                back.append(job)  # a stop: back at once, not as a failure
-            elif verdict.kind is Kind.DONE:
-                succeeded.setdefault(item.token, []).append(item.key)
-            else:
-                failed.append((job, verdict.reason, verdict.warning))
+            for item, verdict in self._executor.verdicts(job):
+                kind = verdict.kind
+                if kind is Kind.DONE:
+                    succeeded.setdefault(item.token, []).append(item.key)
+                elif kind is Kind.ABANDONED:
+                    self._keeper.untrack(item.token)  # nothing can reach the server: the lease gives the item back
+                elif kind is Kind.BACK:
+                    back.append(item)  # a stop: back at once, not as a failure
+                else:
+                    failed.append((item, verdict))
         for token, keys in succeeded.items():
             acked = board.patience.call(
                 self._client.psack, options.name, token, keys, gate=options.gate, expire_at=options.expire_at
@@ -89,21 +89,28 @@ class Acknowledger:
                 self._tally.done += len(keys)
             self._keeper.untrack(token, len(keys))
         if back:
-            self._keeper.give_back(job.item for job in back)
-        for job, reason, warning in failed:
-            item = job.item
-            if warning is not None:
-                self._warn(warning)
-            board.patience.call(
-                self._client.psrelease, options.name, item.token, [item.key],
-                delay=options.retry_delay_for(item.delivery), reason=reason,
-            )  # fmt: skip
-            dead = item.delivery >= options.max_deliveries
-            with board.lock:
-                if dead:
-                    self._tally.dead += 1
-                else:
-                    self._tally.failed += 1
-            if dead:  # (said whatever -q says: an item is lost to the dead items)
-                self._warn(f"{shown(item.key)} is dead after {item.delivery} deliveries: {reason}")
-            self._keeper.untrack(item.token)
+            self._keeper.give_back(back)
+        for item, verdict in failed:
+            self._fail(item, verdict)
+
+    def _fail(self, item: Item, verdict: Verdict) -> None:
+        """A failed item goes back with the back-off (or the delay its verdict
+        chose), or to the dead items on its last delivery (or at once)."""
+        options, board = self._board.options, self._board
+        if verdict.warning is not None:
+            self._warn(verdict.warning)
+        dead = verdict.kind is Kind.DEAD or item.delivery >= options.max_deliveries
+        delay = options.retry_delay_for(item.delivery) if verdict.delay is None else verdict.delay
+        extra = {"dead": True} if verdict.kind is Kind.DEAD else {}
+        board.patience.call(
+            self._client.psrelease, options.name, item.token, [item.key], delay=delay, reason=verdict.reason, **extra
+        )
+        with board.lock:
+            if dead:
+                self._tally.dead += 1
+            else:
+                self._tally.failed += 1
+        if dead:  # (said whatever -q says: an item is lost to the dead items)
+            after = "at once" if verdict.kind is Kind.DEAD else f"after {item.delivery} deliveries"
+            self._warn(f"{shown(item.key)} is dead {after}: {verdict.reason}")
+        self._keeper.untrack(item.token)

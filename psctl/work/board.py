@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from psctl.operations import StopWaiting
 from psctl.work.clock import Clock
@@ -31,11 +32,14 @@ class Board:
         self.finished: deque[Job] = deque()  # ended, not yet reported
         self.reporting = 0  # ended, taken by the acknowledger, not yet reported (acknowledged or given back)
         self.returning: list[Item] = []  # taken but never started: to give back
-        self.runners = options.jobs  # runner threads still running
+        self.runners = options.jobs  # runners still running
         self.feeding = True  # the feeder runs (and may hand items back to give back)
-        self.taken = 0
+        self.taken = 0  # items leased
+        self.started = 0  # items the runners took from the queue
+        self.low_water = 1  # fewer items queued, and the feeder leases more (the feeder sets it)
         self.stop_at = float("inf")  # when the grace ends
         self.wait = StopWaiting()  # ends the feeder's wait for work
+        self.on_work: Callable[[], None] | None = None  # runners elsewhere than on work_ready (an event loop's)
 
     def change(self, event: Event) -> None:
         """``event`` happened (the lock is held): the state table says where
@@ -53,11 +57,18 @@ class Board:
             self.patience.lose()
         self.wake_all()
 
+    def announce_work(self) -> None:
+        """Items were queued (or the work ends): the runners look (the lock is held)."""
+        self.work_ready.notify_all()
+        if self.on_work is not None:
+            self.on_work()
+
     def wake_all(self) -> None:
         """Every waiting thread looks again (the work ends, or stops); the lock is held."""
         self.wait.set()
-        for condition in (self.work_ready, self.room, self.ended):
+        for condition in (self.room, self.ended):
             condition.notify_all()
+        self.announce_work()
 
     def held(self) -> int:
         """Items taken and not yet reported (the lock is held): queued,

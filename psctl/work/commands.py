@@ -78,8 +78,10 @@ class CommandRunner:
         self.lifeline = Lifeline.start(warn)
         self._environment = _base_environment(name, self.lifeline.mark if self.lifeline is not None else None)
 
-    def job(self, item: Item) -> CommandJob:
-        return CommandJob(item)
+    batch = 1  # (a command per item)
+
+    def job(self, items: list[Item]) -> CommandJob:
+        return CommandJob(items[0])
 
     def lane(self, report: Callable[[Job], None], halt: Callable[[Job], None]) -> CommandLane:
         return CommandLane(self, report, halt)
@@ -138,6 +140,9 @@ class CommandRunner:
 
 
     # -- the acknowledger's ----------------------------------------------------------
+
+    def verdicts(self, job: Job) -> list[tuple[Item, Verdict]]:
+        return [(job.item, self.verdict(job))]
 
     def verdict(self, job: Job) -> Verdict:
         assert isinstance(job, CommandJob)

@@ -5,8 +5,9 @@ callable for the Python workers).
 Threads, each with one job:
 
 - the *feeder* (``feeder.Feeder``) leases items several at a time;
-- ``jobs`` *runners* each take the next queued item and run it to its end
-  through their ``Lane`` of the executor;
+- ``jobs`` *runners* each take the next queued item (or up to the executor's
+  ``batch``) and run it to its end through their ``Lane`` of the executor:
+  threads (``ThreadRunners``), or tasks on an event loop (``inloop.LoopRunners``);
 - the *acknowledger* (``acknowledger.Acknowledger``) does all the talking to
   the server about what is held (through the ``LeaseKeeper``);
 - the caller's thread (``run``) is the *supervisor*: every ``TICK`` it hands
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from psctl.work.acknowledger import Acknowledger
 from psctl.work.board import Board
@@ -43,6 +44,46 @@ ORDERS = {State.TERMINATING: Order.TERMINATE, State.KILLING: Order.KILL, State.L
           State.FAILED: Order.ABANDON}  # fmt: skip
 
 
+class Runners(Protocol):
+    """Where the engine's runners run (``Engine.run_jobs`` per lane, or its like)."""
+
+    def start(self) -> None: ...
+
+    def alive(self) -> bool:
+        """Whether a runner still runs (one whose job was cut short and cannot be stopped does not count)."""
+
+    def join(self, deadline: float) -> None:
+        """Waits for the runners to end, until ``deadline`` by the engine's clock."""
+
+
+class ThreadRunners:
+    """A thread per runner."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._threads: list[tuple[threading.Thread, Any]] = []
+
+    def start(self) -> None:
+        engine = self._engine
+        for i in range(engine.options.jobs):
+            lane = engine.new_lane()
+            thread = threading.Thread(
+                target=engine.guarded, args=(lambda lane=lane: engine.run_jobs(lane),), name=f"psctl-runner-{i}",
+                daemon=True,
+            )  # fmt: skip
+            self._threads.append((thread, lane))
+            thread.start()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() and not getattr(lane, "abandoned", False) for thread, lane in self._threads)
+
+    def join(self, deadline: float) -> None:
+        clock = self._engine.clock
+        for thread, lane in self._threads:
+            if not getattr(lane, "abandoned", False):
+                thread.join(timeout=max(0.0, deadline - clock.now()))
+
+
 class Engine:
     """Runs ``executor`` for items of ``options.name``: ``run()`` until a
     limit, idleness, a stop, a halt or a lost server ends it.
@@ -54,6 +95,7 @@ class Engine:
     def __init__(
         self, client: Any, feeder: Any, options: WorkOptions, executor: Executor, *,
         warn: Callable[[str], None] | None = None, feeder_timeout: float | None = None, clock: Clock | None = None,
+        runners: Callable[[Engine], Runners] = ThreadRunners,
     ) -> None:  # fmt: skip
         self.options, self.executor = options, executor
         self.clock = clock or Clock()
@@ -69,7 +111,10 @@ class Engine:
         self._acknowledger = Acknowledger(board, client, self.keeper, executor, self.tally, self._warn)
         self._stop_asked = False  # set by request_stop (a signal handler: flags only)
         self._force_asked = False
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # the feeder's and the acknowledger's
+        self._runners = runners(self)
+        self._lanes: list[Any] = []
+        self._let_go: set[int] = set()  # lanes no longer counted as running (ended, or abandoned)
         self._thread_ended = threading.Event()  # wakes the supervisor when the work may be over
         # why it ended (``WorkState.outcome``): limit, idle, stopped, forced, unstartable, unread, lost, error
         self.outcome: str | None = None
@@ -108,15 +153,13 @@ class Engine:
     def run(self, on_tick: Callable[[Tally], None] | None = None) -> str:
         """Works until the end; returns the outcome (also in ``outcome``)."""
         self.executor.open(self.options.name, self.clock, self._warn)
-        feeder = threading.Thread(target=self._guarded, args=(self._feeder.feed,), name="psctl-feeder", daemon=True)
-        runners = [
-            threading.Thread(target=self._guarded, args=(self._run_jobs,), name=f"psctl-runner-{i}", daemon=True)
-            for i in range(self.options.jobs)
-        ]
+        feeder = threading.Thread(target=self.guarded, args=(self._feeder.feed,), name="psctl-feeder", daemon=True)
         acknowledger = threading.Thread(
-            target=self._guarded, args=(self._acknowledger.acknowledge,), name="psctl-acknowledger", daemon=True
+            target=self.guarded, args=(self._acknowledger.acknowledge,), name="psctl-acknowledger", daemon=True
         )
-        self._threads = [feeder, *runners, acknowledger]
+        self._threads = [feeder, acknowledger]
+        runners = self._runners
+        runners.start()
         for thread in self._threads:
             thread.start()
         try:
@@ -124,14 +167,14 @@ class Engine:
                 self._supervise(self.clock.now())
                 if on_tick is not None:
                     on_tick(self.snapshot())
-                if not any(thread.is_alive() for thread in runners) and (
+                if not runners.alive() and (
                     self.board.state.given_up or not (feeder.is_alive() or acknowledger.is_alive())
                 ):  # (a lost server may never answer the feeder or the acknowledger: no waiting for them)
                     break
                 self.clock.wait_event(self._thread_ended, TICK)  # (a signal handler only sets flags: safe here)
                 self._thread_ended.clear()
         finally:
-            self._stop_everything(runners)
+            self._stop_everything()
         self.outcome = self.board.state.outcome
         return self.outcome
 
@@ -152,6 +195,19 @@ class Engine:
         if jobs and self.executor.supervise(jobs, now, order):
             with board.lock:
                 board.change(Event.CUT_SHORT)
+        self._let_go_of_abandoned()
+
+    def _let_go_of_abandoned(self) -> None:
+        """Runners whose job was cut short and cannot be stopped (a Python
+        function in a thread) no longer count as running: nothing waits for them."""
+        board = self.board
+        with board.lock:
+            for lane in self._lanes:
+                if getattr(lane, "abandoned", False) and id(lane) not in self._let_go:
+                    self._let_go.add(id(lane))
+                    board.runners -= 1
+                    board.ended.notify()
+                    self._thread_ended.set()
 
     def _halt(self, job: Job) -> None:
         """The work stops itself because of ``job`` (see ``Job.halt``), at
@@ -171,7 +227,7 @@ class Engine:
         if first and job.note:
             self._warn(job.note)
 
-    def _stop_everything(self, runners: list[threading.Thread]) -> None:
+    def _stop_everything(self) -> None:
         """After the work: nothing left running, even if the supervisor failed."""
         board = self.board
         with board.lock:
@@ -182,39 +238,66 @@ class Engine:
             jobs = list(board.jobs)
             given_up = board.state.given_up
         self.executor.stop_all(jobs, given_up)
-        waited = runners if given_up else self._threads
+        self._let_go_of_abandoned()
         deadline = self.clock.now() + JOIN_FOR
-        for thread in waited:
-            thread.join(timeout=max(0.0, deadline - self.clock.now()))
+        self._runners.join(deadline)
+        if not given_up:
+            for thread in self._threads:
+                thread.join(timeout=max(0.0, deadline - self.clock.now()))
         self.executor.close()
 
     # -- the runners -------------------------------------------------------------
 
-    def _run_jobs(self) -> None:
-        board = self.board
+    def new_lane(self) -> Any:
+        """A runner's lane of the executor."""
         lane = self.executor.lane(self._report, self._halt)
+        self._lanes.append(lane)
+        return lane
+
+    def take_job(self, lane: Any) -> Job | None:
+        """The next job to run, the lock held: None when there is none now
+        (``board.state.leases``: one may come)."""
+        board = self.board
+        if board.queue and board.state.starts:
+            queue = board.queue
+            batch = self.executor.batch
+            items = [queue.popleft()] if batch == 1 else [queue.popleft() for _ in range(min(batch, len(queue)))]
+            job = self.executor.job(items)
+            board.jobs.add(job)
+            board.started += len(items)
+            if len(queue) < board.low_water:
+                board.room.notify()  # the feeder leases more
+            return job
+        return None
+
+    def runner_ended(self, lane: Any) -> None:
+        """A runner is over (the lock not held)."""
+        board = self.board
+        with board.lock:
+            if id(lane) not in self._let_go:
+                self._let_go.add(id(lane))
+                board.runners -= 1
+                board.ended.notify()
+
+    def run_jobs(self, lane: Any) -> None:
+        """A runner thread's body."""
+        board = self.board
         job: Job | None = None
         try:
             while True:
-                job = None
                 with board.lock:
                     while not board.queue and board.state.leases and not lane.holding:
                         board.work_ready.wait()
-                    if board.queue and board.state.starts:
-                        job = self.executor.job(board.queue.popleft())
-                        board.jobs.add(job)
-                        if len(board.queue) < self.options.jobs:
-                            board.room.notify()  # the feeder leases more
-                    elif not lane.holding:  # (nothing more to lease, or to start)
+                    job = self.take_job(lane)
+                    if job is None and not lane.holding:  # (nothing more to lease, or to start)
                         return
                 lane.run(job)
+                job = None
         except BaseException:
             lane.close(job)
             raise
         finally:
-            with board.lock:
-                board.runners -= 1
-                board.ended.notify()
+            self.runner_ended(lane)
 
     def _report(self, job: Job) -> None:
         """``job`` is over: to the acknowledger."""
@@ -224,16 +307,24 @@ class Engine:
             board.finished.append(job)
             board.ended.notify()
 
-    def _guarded(self, body: Callable[[], None]) -> None:
+    def guarded(self, body: Callable[[], None]) -> None:
         """A thread's body: an unexpected error ends the work, and is kept for the caller."""
         try:
             body()
         except ServerLost:
             pass
         except BaseException as exc:  # noqa: BLE001 - reported by run()'s caller
-            with self.board.lock:
-                if self.error is None:
-                    self.error = exc
-                self.board.change(Event.ERROR)
+            self.failed(exc)
         finally:
             self._thread_ended.set()
+
+    def wake_supervisor(self) -> None:
+        """The work may be over: the supervisor looks now, not at its next round."""
+        self._thread_ended.set()
+
+    def failed(self, error: BaseException) -> None:
+        """An unexpected error ends the work (kept for ``run()``'s caller)."""
+        with self.board.lock:
+            if self.error is None:
+                self.error = error
+            self.board.change(Event.ERROR)

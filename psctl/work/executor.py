@@ -1,9 +1,11 @@
 """The seam between the engine and what runs an item: an ``Executor``. The
 engine leases, queues, counts, acknowledges and stops; the executor runs one
-item per call of a runner thread's ``Lane``, and says how each ended
-(``verdict``). Two exist: ``commands.CommandRunner`` (``psctl work``: a
-command in a session of its own per item) and ``inprocess.InProcess`` (a
-Python callable per item, in the runner's thread)."""
+job (one item, or up to ``batch`` of them) per call of a runner's ``Lane``,
+and says how each item ended (``verdicts``). Three exist:
+``commands.CommandRunner`` (``psctl work``: a command in a session of its own
+per item), ``inprocess.InProcess`` (a Python callable per item or batch, in
+the runner's thread: ``psctl.Worker``) and ``inloop.InLoop`` (a coroutine
+function, on an event loop: ``psctl.AsyncWorker``)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Order(Enum):
 class Kind(Enum):
     DONE = "done"  # acknowledged
     FAILED = "failed"  # given back with the back-off (or dead, on its last delivery)
+    DEAD = "dead"  # to the dead items at once, whatever deliveries are left
     BACK = "back"  # given back at once, uncounted (a stop, a command that could not start)
     ABANDONED = "abandoned"  # nothing said to the server: its lease gives it back
 
@@ -37,16 +40,24 @@ class Verdict:
     kind: Kind
     reason: str | None = None  # a failure's, as its item keeps it
     warning: str | None = None  # said before it is reported
+    delay: float | None = None  # a failure's delay before the next delivery, when not the back-off's
+
+
+DONE = Verdict(Kind.DONE)
+BACK = Verdict(Kind.BACK)
+ABANDONED = Verdict(Kind.ABANDONED)
 
 
 class Job:
-    """An item being run. ``halt``: why the work must stop itself because of
-    it ("unstartable", "unread"), with ``note`` to say so once."""
+    """An item being run (``item``; ``items``: all of them, for a batch).
+    ``halt``: why the work must stop itself because of it ("unstartable",
+    "unread"), with ``note`` to say so once."""
 
-    __slots__ = ("error", "halt", "item", "note")
+    __slots__ = ("error", "halt", "item", "items", "note")
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, items: list[Item] | None = None) -> None:
         self.item = item
+        self.items = [item] if items is None else items
         self.halt: str | None = None
         self.note: str | None = None
         self.error: BaseException | None = None
@@ -54,6 +65,11 @@ class Job:
 
 class Lane(Protocol):
     """A runner thread's part of the executor: runs its jobs one by one."""
+
+    @property
+    def abandoned(self) -> bool:
+        """Its job was cut short but cannot be stopped (a Python function in a
+        thread): the work does not wait for it to end."""
 
     @property
     def holding(self) -> bool:
@@ -69,10 +85,13 @@ class Lane(Protocol):
 
 
 class Executor(Protocol):
+    batch: int  # items per job at most
+
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:
         """Before the first item of stream ``name``."""
 
-    def job(self, item: Item) -> Job: ...
+    def job(self, items: list[Item]) -> Job:
+        """A job of ``items`` (one, or up to ``batch``), taken from the queue to run."""
 
     def lane(self, report: Callable[[Job], None], halt: Callable[[Job], None]) -> Lane:
         """A runner thread's lane: ``report`` gets each job it is done with;
@@ -86,7 +105,8 @@ class Executor(Protocol):
     def stop_all(self, jobs: list[Job], given_up: bool) -> None:
         """The work is over: nothing may be left running."""
 
-    def verdict(self, job: Job) -> Verdict: ...
+    def verdicts(self, job: Job) -> list[tuple[Item, Verdict]]:
+        """How each item of a job that ended did."""
 
     def close(self) -> None:
         """After the last item, the runners' threads joined (or given up on)."""

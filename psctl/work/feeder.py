@@ -1,6 +1,8 @@
-"""The feeder: leases items several at a time, whenever fewer than ``jobs``
-wait in the queue (up to ``PREFETCH`` per job), waiting for work with the
-blocking lease's wake-up; it notices the limit and idleness."""
+"""The feeder: leases items several at a time, whenever fewer than a third of
+its target wait in the queue, up to the target (the prefetch, or about 50 ms
+of work at the rate the runners take items: ``WorkOptions.queue_target``),
+waiting for work with the blocking lease's wake-up; it notices the limit and
+idleness."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from psctl.work.patience import FIRST_PAUSE, LONGEST_PAUSE, UNANSWERED
 from psctl.work.states import Event
 
 BUSY_WAIT = 0.25  # seconds a lease waits for work while commands run (with --idle-exit)
-PREFETCH = 3  # items queued per job at most (leased, waiting for a runner)
+PREFETCH = 3  # the low water mark is a third of the target
+RATE_EVERY = 0.02  # seconds at least between two looks at the runners' rate
 
 
 class Feeder:
@@ -28,6 +31,8 @@ class Feeder:
         # how long the client waits for a reply beyond a blocked wait: a lease that
         # timed out was owed that long (when unknown, from when it failed)
         self._reply_timeout = reply_timeout
+        self._rate = 0.0  # items/s the runners take, smoothed
+        self._seen = (0, 0.0)  # (board.started, when) at the last look
 
     def feed(self) -> None:
         board = self._board
@@ -46,13 +51,16 @@ class Feeder:
         while True:
             with board.lock:
                 # leases of several items at once, before the runners run out: once
-                # fewer than ``jobs`` wait, as many as fill the queue to three times that
-                while board.state.leases and len(board.queue) >= options.jobs:
+                # fewer than a third of the target wait, as many as fill the queue to it
+                target = options.queue_target(self._measure(board.started, clock.now()))
+                board.low_water = max(1, target // PREFETCH)
+                while board.state.leases and len(board.queue) >= board.low_water:
                     board.room.wait()
                 if not board.state.leases:
                     return
+                target = options.queue_target(self._measure(board.started, clock.now()))
                 left = MAX_LEASE if options.limit is None else options.limit - board.taken
-                want = min(PREFETCH * options.jobs - len(board.queue), MAX_LEASE, left)
+                want = min(target - len(board.queue), MAX_LEASE, left)
                 if want <= 0:  # --limit reached: the runners finish what was taken
                     board.change(Event.LIMIT)
                     return
@@ -88,6 +96,18 @@ class Feeder:
                         board.change(Event.IDLE)
                         return
 
+    def _measure(self, started: int, now: float) -> float:
+        """The rate the runners take items at (items/s), smoothed, given how
+        many they took so far (``started``)."""
+        before, then = self._seen
+        if then == 0.0:
+            self._seen = (started, now)
+        elif now - then >= RATE_EVERY:
+            rate = (started - before) / (now - then)
+            self._rate = rate if rate > self._rate else 0.7 * self._rate + 0.3 * rate  # (up at once, down slowly)
+            self._seen = (started, now)
+        return self._rate
+
     def _block(self, busy: bool, idle_since: float | None, now: float) -> float | None:
         """How long a lease waits for work: for ever (0) by default; with
         --idle-exit, what is left of it while nothing runs (None: no wait), a
@@ -110,7 +130,7 @@ class Feeder:
                 board.queue.extend(items)
                 self._keeper.track(lease.token, len(items))
                 board.taken += len(items)
-                board.work_ready.notify_all()
+                board.announce_work()
                 return
             board.returning.extend(items)  # a stop came while it leased: back at once, unstarted
             board.ended.notify()

@@ -1,89 +1,139 @@
-"""The in-process executor: a Python callable run for each item, in the
-runner's thread (rq's ``SimpleWorker``): what the Python workers (SPEC §11)
-build on, and what makes the engine's tests fast and free of processes.
+"""The thread executor: a Python callable run for each item (or batch), in
+the runner's thread (rq's ``SimpleWorker``): what ``psctl.Worker`` runs on,
+and what makes the engine's tests fast and free of processes.
 
 A handler that returns has its item acknowledged; one that raises gives it
-back with the back-off, the exception's type and message as its reason. A
-running handler cannot be stopped from outside: a stop lets it finish (the
-grace cannot cut it short), and its item is reported as it ended.
+back with the back-off, the exception's type and message as its reason
+(``handlers.failed``: ``Retry`` and ``Dead`` choose otherwise). A function
+running in a thread cannot be stopped from outside: when the grace is over
+(or a second stop comes) its job is cut short (its items given back at once,
+uncounted) and the thread is left to end by itself, what it then returns
+ignored: the work does not wait for it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from psctl.work.clock import Clock
-from psctl.work.executor import Job, Kind, Order, Verdict
+from psctl.work.executor import ABANDONED, BACK, DONE, Job, Order, Verdict
+from psctl.work.handlers import batch_verdicts, failed
 from psctl.work.options import Item
 
-REASON = 2048  # characters of a failure's reason kept (the server keeps 2 KiB)
+CUTS = {Order.TERMINATE: "stopped", Order.KILL: "stopped", Order.ABANDON: "abandoned"}
 
 
 class HandlerJob(Job):
-    __slots__ = ("failure", "finished")
+    __slots__ = ("cut", "ended", "lane", "outcome")
 
-    def __init__(self, item: Item) -> None:
-        super().__init__(item)
-        self.finished = False  # the handler returned or raised
-        self.failure: str | None = None  # why it raised: "ValueError: bad input"
+    def __init__(self, item: Item, items: list[Item] | None = None) -> None:
+        super().__init__(item, items)
+        self.ended = False  # the handler returned or raised, or the job was cut short
+        self.cut: str | None = None  # cut short: "stopped" (given back) or "abandoned" (left to the lease)
+        self.outcome: list[tuple[Item, Verdict]] | Verdict | None = None
+        self.lane: HandlerLane | None = None
 
 
 class InProcess:
-    """Runs ``handler(item)`` for each item."""
+    """Runs ``handler(item)`` for each item (``Item``, or what ``wrap`` makes
+    of it), or ``handler(items)`` for up to ``batch`` items at once."""
 
-    def __init__(self, handler: Callable[[Item], Any]) -> None:
-        self.handler = handler
+    def __init__(self, handler: Callable[..., Any], batch: int | None = None,
+                 wrap: Callable[[Item], Any] | None = None) -> None:  # fmt: skip
+        self.handler, self.wrap = handler, wrap
+        self.batch = batch or 1
+        self.batched = batch is not None  # (batch=1: a list of one)
+        self._lock = threading.Lock()  # orders a job's end against its cut
+        self._report: Callable[[Job], None] = lambda job: None
 
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:
         pass
 
-    def job(self, item: Item) -> HandlerJob:
-        return HandlerJob(item)
+    def job(self, items: list[Item]) -> HandlerJob:
+        return HandlerJob(items[0], items)
 
     def lane(self, report: Callable[[Job], None], halt: Callable[[Job], None]) -> HandlerLane:
-        return HandlerLane(self.handler, report)
+        self._report = report  # (the same for every lane: the engine's)
+        return HandlerLane(self, report)
 
     def supervise(self, jobs: list[Job], now: float, order: Order) -> bool:
-        return False  # (a handler cannot be stopped from outside)
+        cut = CUTS.get(order)
+        if cut is None:
+            return False
+        ended = []
+        with self._lock:
+            for job in jobs:
+                assert isinstance(job, HandlerJob)
+                if not job.ended:
+                    job.ended, job.cut = True, cut
+                    ended.append(job)
+        for job in ended:
+            if job.lane is not None:
+                job.lane.abandoned = True  # (its thread runs on: the work does not wait for it)
+            self._report(job)
+        return bool(ended) and cut == "stopped"
 
     def stop_all(self, jobs: list[Job], given_up: bool) -> None:
-        pass
+        self.supervise(jobs, 0.0, Order.ABANDON if given_up else Order.KILL)
 
-    def verdict(self, job: Job) -> Verdict:
+    def verdicts(self, job: Job) -> list[tuple[Item, Verdict]]:
         assert isinstance(job, HandlerJob)
-        if not job.finished:
-            return Verdict(Kind.ABANDONED)
-        if job.failure is None:
-            return Verdict(Kind.DONE)
-        return Verdict(Kind.FAILED, job.failure)
+        if job.cut is not None:
+            verdict = BACK if job.cut == "stopped" else ABANDONED
+            return [(item, verdict) for item in job.items]
+        outcome = job.outcome
+        if isinstance(outcome, Verdict):
+            return [(item, outcome) for item in job.items]
+        return outcome if outcome is not None else [(item, ABANDONED) for item in job.items]
 
     def close(self) -> None:
         pass
+
+    def call(self, job: HandlerJob) -> list[tuple[Item, Verdict]] | Verdict:
+        """Runs the handler for ``job``; what became of its items."""
+        try:
+            if self.batched:
+                wrap = self.wrap
+                batch = job.items if wrap is None else [wrap(item) for item in job.items]
+                return batch_verdicts(job.items, self.handler(batch))
+            self.handler(job.item if self.wrap is None else self.wrap(job.item))
+        except Exception as exc:  # noqa: BLE001 - the item's failure, kept as its reason
+            return failed(exc)
+        return DONE
+
+    def begin(self, job: HandlerJob, lane: HandlerLane) -> bool:
+        """``lane`` is to run ``job``: whether it still is (not cut short already)."""
+        with self._lock:
+            job.lane = lane
+            return not job.ended
+
+    def end(self, job: HandlerJob, outcome: list[tuple[Item, Verdict]] | Verdict) -> bool:
+        """The handler of ``job`` ended with ``outcome``: whether it is to be
+        reported (not when the job was cut short meanwhile: it was already)."""
+        with self._lock:
+            if job.ended:
+                return False
+            job.ended, job.outcome = True, outcome
+            return True
 
 
 class HandlerLane:
     holding = False
 
-    def __init__(self, handler: Callable[[Item], Any], report: Callable[[Job], None]) -> None:
-        self._handler, self._report = handler, report
+    def __init__(self, executor: InProcess, report: Callable[[Job], None]) -> None:
+        self._executor, self._report = executor, report
+        self.abandoned = False  # its job was cut short while its handler runs on
 
     def run(self, job: Job | None) -> None:
         if job is None:
             return
         assert isinstance(job, HandlerJob)
-        try:
-            self._handler(job.item)
-        except Exception as exc:  # noqa: BLE001 - the item's failure, kept as its reason
-            job.failure = _reason(exc)
-        job.finished = True
-        self._report(job)
-
-    def close(self, job: Job | None) -> None:
-        if job is not None:
+        executor = self._executor
+        if executor.begin(job, self) and executor.end(job, executor.call(job)):
             self._report(job)
 
-
-def _reason(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return text[:REASON]
+    def close(self, job: Job | None) -> None:
+        if isinstance(job, HandlerJob) and self._executor.end(job, [(item, ABANDONED) for item in job.items]):
+            self._report(job)

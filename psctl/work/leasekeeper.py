@@ -22,10 +22,11 @@ from psctl.work.patience import Patience
 class Holding:
     """A lease the worker still holds items of."""
 
-    __slots__ = ("extended", "items")
+    __slots__ = ("extended", "items", "until")
 
     def __init__(self, items: int, now: float) -> None:
         self.items, self.extended = items, now
+        self.until = 0.0  # a handler asked for it to be held until then at least (by the worker's clock)
 
 
 class LeaseKeeper:
@@ -53,6 +54,14 @@ class LeaseKeeper:
                 if holding.items <= 0:
                     del self._leases[token]
 
+    def keep_until(self, token: str, until: float) -> None:
+        """A handler extended the lease ``token`` itself, up to ``until``: the
+        keeper's own extensions do not cut that short."""
+        with self._lock:
+            holding = self._leases.get(token)
+            if holding is not None:
+                holding.until = max(holding.until, until)
+
     def next_due(self) -> float:
         """When the next lease is due to be extended."""
         with self._lock:
@@ -63,9 +72,10 @@ class LeaseKeeper:
         """Moves the deadline of each lease still held, every third of its length."""
         now = self._clock.now()
         with self._lock:
-            due = [token for token, holding in self._leases.items() if now - holding.extended >= self._every]
-        for token in due:
-            deadline = self._patience.call(self._client.psextend, self._options.name, token, self._options.lease)
+            due = [(token, max(self._options.lease, holding.until - now))
+                   for token, holding in self._leases.items() if now - holding.extended >= self._every]  # fmt: skip
+        for token, length in due:
+            deadline = self._patience.call(self._client.psextend, self._options.name, token, length)
             with self._lock:
                 holding = self._leases.get(token)
                 if holding is None:

@@ -13,6 +13,9 @@ from psctl import defaults
 
 # a failed item's delay before its next delivery grows up to this
 MAX_RETRY_DELAY = defaults.MAX_RETRY_DELAY.total_seconds()
+PREFETCH = 3  # items queued (leased, waiting for a runner) per item the runners take at once, at least
+AHEAD = 0.05  # seconds of work kept queued, by the rate the runners take items at (the prefetch, when not set)
+MOST_AHEAD = 1000  # items queued at most, when the prefetch is not set (a lease's most)
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,19 @@ class WorkOptions:
     idle_exit: float | None = None  # stop after this long with nothing to do
     grace: float = defaults.GRACE.total_seconds()  # after a stop is asked for, before running commands are stopped
     patience: float = defaults.PATIENCE.total_seconds()  # how long an unreachable server is tried again
+    batch: int = 1  # items a runner takes at once (the Python workers' batch=)
+    prefetch: int | None = None  # items queued at most, leased ahead of the runners (None: as they go, see below)
+
+    def queue_target(self, rate: float) -> int:
+        """How many items the feeder keeps queued for the runners, at most:
+        the prefetch; when not set, what they take in ``AHEAD`` seconds at
+        ``rate`` items/s, at least ``PREFETCH`` per item they take at once, at
+        most ``MOST_AHEAD`` (fast handlers get big leases, slow ones hold few
+        items they do not run)."""
+        if self.prefetch is not None:
+            return self.prefetch
+        least = PREFETCH * self.jobs * self.batch
+        return max(least, min(int(rate * AHEAD), MOST_AHEAD))
 
     def retry_delay_for(self, delivery: int) -> float:
         """The delay before a failed item's next delivery: ``retry_delay``

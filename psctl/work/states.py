@@ -71,10 +71,10 @@ class IllegalTransition(Exception):
 class WorkState:
     """Where the work is, why it will end, and how it ended (``outcome``)."""
 
-    __slots__ = ("cut_short", "halted", "reason", "state")
+    __slots__ = ("cut_short", "given_up", "halted", "leases", "reason", "starts", "state", "stopped")
 
     def __init__(self) -> None:
-        self.state = State.WORKING
+        self._become(State.WORKING)
         self.reason: str | None = None  # why DRAINING: "limit" or "idle"
         self.halted: str | None = None  # why the work halted itself: "unstartable" wins over "unread"
         self.cut_short = False  # a running command was stopped because of a stop
@@ -91,24 +91,17 @@ class WorkState:
             self.halted = event.value
         elif event is Event.CUT_SHORT:
             self.cut_short = True
-        self.state = after
+        self._become(after)
         return after
 
-    @property
-    def leases(self) -> bool:
-        return self.state in LEASES
-
-    @property
-    def starts(self) -> bool:
-        return self.state in STARTS
-
-    @property
-    def stopped(self) -> bool:
-        return self.state in STOPPED
-
-    @property
-    def given_up(self) -> bool:
-        return self.state in GIVEN_UP
+    def _become(self, state: State) -> None:
+        """``state`` is where the work is now; what it allows (asked under
+        the engine's lock for every item: attributes, not a look-up each time)."""
+        self.state = state
+        self.leases = state in LEASES  # new leases are taken
+        self.starts = state in STARTS  # queued items are started
+        self.stopped = state in STOPPED  # a stop is under way
+        self.given_up = state in GIVEN_UP  # nothing more is said to the server
 
     @property
     def outcome(self) -> str:

@@ -1,0 +1,281 @@
+"""Python workers (SPEC §11): ``Worker`` runs a function for every item of a
+stream, on leases, in threads; ``AsyncWorker`` awaits a coroutine function,
+on the caller's event loop. Both are the engine of ``psctl work``
+(``psctl.work``) with another executor, and take its options, names and
+defaults.
+
+    def handle(item):        # item.stream, .key, .value, .score, .deliveries, .extend(lease)
+        ...                  # return: acknowledged; raise: given back with back-off
+
+    summary = Worker(Redis.from_url(url), "jobs", handle, concurrency=8).run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.exceptions import ConnectionError as LostConnection
+
+from psctl import defaults
+from psctl.encoding import check_count
+from psctl.errors import InvalidArgument, PsctlError
+from psctl.work.engine import Engine
+from psctl.work.handlers import Delivery, injected, is_async
+from psctl.work.inloop import InLoop, LoopClient, LoopRunners
+from psctl.work.inprocess import InProcess
+from psctl.work.options import Item, WorkOptions
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class WorkSummary:
+    """What a worker's ``run()`` did: items acknowledged (``done``), failures
+    given back for another delivery (``failed``), items that went to the dead
+    items (``dead``), for how long (``seconds``), and why it ended
+    (``outcome``: "limit", "idle", "stopped", or "forced" when a stop cut
+    running handlers short)."""
+
+    done: int
+    failed: int
+    dead: int
+    seconds: float
+    outcome: str
+
+
+class ServerLost(PsctlError, LostConnection):
+    """The server did not answer (or refused commands) for the worker's
+    ``patience``: the work stopped; the leases give back what it held.
+    ``summary`` says what it did until then."""
+
+    def __init__(self, message: str, summary: WorkSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+def _seconds(value: Any, what: str, *, zero: bool = False) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 or zero and value == 0):
+        least = "from 0" if zero else "more than 0"
+        raise InvalidArgument(f"{what} must be a timedelta or a number of seconds {least}, got {value!r}")
+    return float(value)
+
+
+def _whole(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgument(f"{what} must be a whole number from 1, got {value!r}")
+    return value
+
+
+def work_options(
+    name: str, *, concurrency: int = 1, lease: timedelta | float = defaults.LEASE,
+    max_deliveries: int = defaults.MAX_DELIVERIES, retry_delay: timedelta | float = defaults.RETRY_DELAY,
+    gate: bool = False, expire_at: Any = defaults.COOL_DOWN, limit: int | None = None,
+    idle_exit: timedelta | float | None = None, grace: timedelta | float = defaults.GRACE,
+    patience: timedelta | float = defaults.PATIENCE, batch: int | None = None, prefetch: int | None = None,
+) -> WorkOptions:  # fmt: skip
+    """The engine's options from a worker's keywords, each checked (``InvalidArgument``)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"a stream name must be a non-empty string, got {name!r}")
+    if not isinstance(gate, bool):
+        raise InvalidArgument(f"gate must be True or False, got {gate!r}")
+    if expire_at is not None and not isinstance(expire_at, (timedelta, datetime, int, float)):
+        raise InvalidArgument(f"expire_at must be a timedelta, a datetime or None, got {expire_at!r}")
+    return WorkOptions(
+        name=name,
+        jobs=_whole(concurrency, "concurrency"),
+        lease=_seconds(lease, "lease"),
+        max_deliveries=_whole(max_deliveries, "max_deliveries"),
+        retry_delay=_seconds(retry_delay, "retry_delay", zero=True),
+        gate=gate,
+        expire_at=expire_at,
+        limit=None if limit is None else check_count(limit, "limit"),
+        idle_exit=None if idle_exit is None else _seconds(idle_exit, "idle_exit", zero=True),
+        grace=_seconds(grace, "grace", zero=True),
+        patience=_seconds(patience, "patience"),
+        batch=1 if batch is None else _whole(batch, "batch"),
+        prefetch=None if prefetch is None else _whole(prefetch, "prefetch"),
+    )
+
+
+class _Base:
+    """What both workers share: the options, the engine, stopping, the summary."""
+
+    def __init__(self, client: Any, name: str, handler: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.client, self.name = client, name
+        self.batch: int | None = options.get("batch")
+        self.options = work_options(name, **options)
+        self.handler = injected(handler)
+        self.warnings: list[str] = []  # what the worker said (also logged)
+        self._engine: Engine | None = None
+        self._stop: bool | None = None  # a stop asked before the engine was there: force or not
+
+    def stop(self, *, force: bool = False) -> None:
+        """Leases nothing more and ends once the running handlers are done
+        (within ``grace``); a second call (or ``force``) cuts them short: their
+        items go back at once, uncounted. Safe from any thread or a signal handler."""
+        engine = self._engine
+        if engine is None:
+            self._stop = force or self._stop is not None
+        else:
+            engine.request_stop(force=force)
+
+    def _warn(self, message: str) -> None:
+        import logging
+
+        self.warnings.append(message)
+        logging.getLogger("psctl.worker").warning("%s: %s", self.name, message)
+
+    def _start(self, engine: Engine) -> None:
+        self._engine = engine
+        if self._stop is not None:
+            engine.request_stop(force=self._stop)
+
+    def _summary(self, engine: Engine, outcome: str) -> WorkSummary:
+        self._engine = None
+        if engine.error is not None:
+            raise engine.error
+        tally = engine.snapshot()
+        summary = WorkSummary(tally.done, tally.failed, tally.dead, round(tally.seconds, 3), outcome)
+        if outcome == "lost":
+            patience = self.options.patience
+            why = (f"refused commands for {patience:g} s ({engine.refusal})" if engine.refusal is not None
+                   else f"did not answer for {patience:g} s")  # fmt: skip
+            raise ServerLost(f"the server {why}: the worker stopped; the leases give back what it held", summary)
+        return summary
+
+    def _on_signal(self, signum: int, frame: Any = None) -> None:
+        engine = self._engine
+        if engine is not None:
+            engine.request_stop(signum)
+
+
+class Worker(_Base):
+    """Runs ``handler(item)`` for every item of stream ``name`` (a ``Delivery``;
+    with ``batch=N``, a list of up to N and it returns None or the keys that
+    failed), in ``concurrency`` threads, on leases. ``client`` is a
+    ``psctl.Redis`` (or ``RedisCluster``). ``run()`` works until ``limit``
+    items, ``idle_exit`` with nothing to do, ``stop()`` or SIGINT/SIGTERM."""
+
+    def __init__(self, client: Any, name: str, handler: Callable[..., Any], **options: Any) -> None:
+        super().__init__(client, name, handler, options)
+        if is_async(self.handler):
+            raise InvalidArgument("Worker runs plain functions: use AsyncWorker for an async def handler")
+
+    def run(self) -> WorkSummary:
+        """Works until the end; the summary. Raises ``ServerLost`` when the
+        server did not answer for ``patience``."""
+        client = self.client
+        executor = InProcess(self.handler, self.batch, self._wrap)
+        engine = Engine(client, client, self.options, executor, warn=self._warn)
+        self._start(engine)
+        with _signals_to(self._on_signal):
+            outcome = engine.run()
+        return self._summary(engine, outcome)
+
+    def _wrap(self, item: Item) -> Delivery:
+        return Delivery(self.name, item, self._extend)
+
+    def _extend(self, token: str, lease: Any) -> datetime | None:
+        seconds = _seconds(lease, "lease")
+        deadline = self.client.psextend(self.name, token, seconds)
+        engine = self._engine
+        if engine is not None and deadline is not None:
+            engine.keeper.keep_until(token, engine.clock.now() + seconds)
+        return deadline
+
+
+class AsyncWorker(_Base):
+    """``Worker`` for an ``async def`` handler, awaited on the running event
+    loop by ``concurrency`` tasks; ``client`` is a ``psctl.AsyncRedis`` (or
+    ``AsyncRedisCluster``). ``await worker.run()``."""
+
+    def __init__(self, client: Any, name: str, handler: Callable[..., Any], **options: Any) -> None:
+        super().__init__(client, name, handler, options)
+        if not is_async(self.handler):
+            raise InvalidArgument("AsyncWorker awaits async def handlers: use Worker for a plain function")
+
+    async def run(self) -> WorkSummary:
+        """Works until the end; the summary. Raises ``ServerLost`` when the
+        server did not answer for ``patience``. Cancelling it stops the work
+        at once (running handlers cancelled, their items given back)."""
+        loop = asyncio.get_running_loop()
+        bridge = LoopClient(self.client, loop)
+        executor = InLoop(self.handler, loop, self.batch, self._wrap)
+        engine = Engine(bridge, bridge, self.options, executor, warn=self._warn,
+                        runners=lambda engine: LoopRunners(engine, loop))  # fmt: skip
+        self._start(engine)
+        done = threading.Event()
+        future = loop.run_in_executor(None, _run_then_set, engine, done)
+        with _loop_signals_to(loop, self._on_signal):
+            try:
+                outcome = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                engine.request_stop(force=True)
+                while not done.is_set():  # (the engine's threads call into this loop: it must turn meanwhile)
+                    await asyncio.sleep(0.01)
+                raise
+        return self._summary(engine, outcome)
+
+    def _wrap(self, item: Item) -> Delivery:
+        return Delivery(self.name, item, self._extend)
+
+    async def _extend(self, token: str, lease: Any) -> datetime | None:
+        seconds = _seconds(lease, "lease")
+        deadline = await self.client.psextend(self.name, token, seconds)
+        engine = self._engine
+        if engine is not None and deadline is not None:
+            engine.keeper.keep_until(token, engine.clock.now() + seconds)
+        return deadline
+
+
+def _run_then_set(engine: Engine, done: threading.Event) -> str:
+    try:
+        return engine.run()
+    finally:
+        done.set()
+
+
+@contextmanager
+def _signals_to(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call ``handler`` while in the block, when this is the main thread (else nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, before in previous.items():
+            signal.signal(number, before)
+
+
+@contextmanager
+def _loop_signals_to(loop: asyncio.AbstractEventLoop, handler: Callable[[int], None]) -> Iterator[None]:
+    """The same through the event loop (its own way of taking signals), when it can."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    added = []
+    try:
+        for number in STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(number, handler, number)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            added.append(number)
+        yield
+    finally:
+        for number in added:
+            loop.remove_signal_handler(number)
+            if previous[number] is not None:
+                signal.signal(number, previous[number])
