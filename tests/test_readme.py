@@ -204,3 +204,74 @@ def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
             os.killpg(shell.pid, signal.SIGKILL)
     check_handed_over_exactly(tmp_path)
     assert r.psdead("jobs") == {} and r.hlen("jobs:held") == 0  # (each acknowledged)
+
+
+# -- the "Workers in Python" section (issue 23) -------------------------------------------
+
+
+def worker_blocks() -> list[str]:
+    section = README.read_text().split("\n## Workers in Python\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys):
+    first, second, third, fourth, fifth, sixth = worker_blocks()
+    delivered: list[bytes] = []
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    namespace: dict = {"deliver": delivered.append}
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, first), str(README), "exec"), namespace)
+    assert sorted(delivered) == [b"to: ada@example.org", b"to: alan@example.org"]
+    printed = capsys.readouterr().out
+    assert re.fullmatch(r"WorkSummary\(done=2, failed=0, dead=0, seconds=[\d.]+, outcome='idle'\)\n", printed)
+
+    r.psaddmany("urls", [("https://a.example", "", 1), ("https://b.example", "", 2)])
+    crawled: list[str] = []
+
+    async def crawl(url: str) -> None:
+        crawled.append(url)
+
+    namespace = {"crawl": crawl}
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, second), str(README), "exec"), namespace)
+    assert sorted(crawled) == ["https://a.example", "https://b.example"]
+
+    # Retry and Dead: what the comments say
+    quota = [True]
+    namespace = {"over_quota": lambda: quota[0], "deliver": delivered.append}
+    exec(compile(third, str(README), "exec"), namespace)
+    from psctl import Redis, Worker
+
+    r.psaddmany("mail", [("m1", "to: x", 1)])
+    redis = Redis.from_url(redis_url)
+    Worker(redis, "mail", namespace["send"], idle_exit=0).run()
+    later = r.psitem("mail", "m1")
+    assert later["state"] == "delayed" and 890 < (later["until"] - later["last_failure"]["at"]).total_seconds() <= 901
+    quota[0] = False
+    r.psaddmany("mail2", [("m2", "garbage", 1)])
+    Worker(redis, "mail2", namespace["send"], idle_exit=0).run()
+    assert r.psdead("mail2").reasons == {"m2": "no recipient"}
+
+    # a batch: the rejected keys fail, the rest are acknowledged
+    class Database:
+        def insert_many(self, rows: list[tuple[str, bytes]]) -> list[str]:
+            return [key for key, value in rows if value == b"bad"]
+
+    r.psaddmany("rows", [("r1", "good", 1), ("r2", "bad", 2), ("r3", "good", 3)])
+    namespace = {"redis": redis, "database": Database(), "Worker": Worker}
+    exec(compile(fourth, str(README), "exec"), namespace)
+    assert r.psitem("rows", "r2")["last_failure"]["reason"] == "rejected by the database"
+    assert r.psitem("rows", "r1")["state"] == "cooling"
+
+    # injection: the handler gets a client from REDIS_URL
+    namespace = {}
+    exec(compile(fifth, str(README), "exec"), namespace)
+    r.psaddmany("injected", [("i1", "v", 1)])
+    assert Worker(redis, "injected", namespace["handle"], idle_exit=0).run().done == 1
+    assert r.psget("done", "i1") == b"v"
+    redis.close()
+
+
+def test_the_workers_testing_example_runs(psctl_redis):
+    *_, sixth = worker_blocks()
+    namespace: dict = {}
+    exec(compile(sixth, str(README), "exec"), namespace)
+    namespace["test_totals_are_summed"](psctl_redis)

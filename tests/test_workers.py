@@ -558,3 +558,27 @@ def test_a_stop_before_run_ends_it_at_once(r: Any, backend: Any) -> None:
     summary = worker.run()
     client.close()
     assert (summary.done, summary.outcome) == (0, "stopped") and r.pslen("q") == 5
+
+
+def test_cancelling_an_async_worker_stops_it_at_once_and_gives_its_items_back(r: Any, backend: Any) -> None:
+    r.psaddmany("q", [(f"k{i}", "v", i) for i in range(10)])
+    entered = asyncio.Event()
+
+    async def handler(item: Any) -> None:
+        entered.set()
+        await asyncio.sleep(30)
+
+    async def main() -> None:
+        client = backend.async_()
+        task = asyncio.ensure_future(AsyncWorker(client, "q", handler, concurrency=2).run())
+        await asyncio.wait_for(entered.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        await client.aclose()
+
+    started = time.monotonic()
+    asyncio.run(main())
+    assert time.monotonic() - started < 8
+    assert r.pslen("q") == 10 and r.psstats("q")["held"] == 0  # all back, none counted
+    assert all(r.psitem("q", f"k{i}")["deliveries"] == 0 for i in range(10))
