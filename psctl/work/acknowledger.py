@@ -15,7 +15,8 @@ from psctl.work.board import Board
 from psctl.work.executor import Executor, Job, Kind, Verdict
 from psctl.work.leasekeeper import LeaseKeeper
 from psctl.work.options import Item, Tally, shown
-from psctl.work.patience import ServerLost
+from psctl.leases import MAX_LEASE
+from psctl.work.patience import UNANSWERED, ServerLost
 
 GATHER = 0.005  # seconds the acknowledger waits for more jobs to end, to acknowledge them together
 
@@ -23,10 +24,12 @@ GATHER = 0.005  # seconds the acknowledger waits for more jobs to end, to acknow
 class Acknowledger:
     def __init__(
         self, board: Board, client: Any, keeper: LeaseKeeper, executor: Executor, tally: Tally,
-        warn: Callable[[str], None],
+        warn: Callable[[str], None], take: Callable[[Any, str], None],
     ) -> None:  # fmt: skip
         self._board, self._client, self._keeper, self._executor = board, client, keeper, executor
-        self._tally, self._warn = tally, warn
+        self._tally, self._warn, self._take = tally, warn, take
+        # (a client without it, as the engine's tests' fake: acknowledgements only)
+        self._acklease: Callable[..., Any] | None = getattr(client, "psacklease", None)
 
     def acknowledge(self) -> None:
         """Reports what the jobs did, as they end: everything that ended since
@@ -78,10 +81,9 @@ class Acknowledger:
                     back.append(item)  # a stop: back at once, not as a failure
                 else:
                     failed.append((item, verdict))
-        for token, keys in succeeded.items():
-            acked = board.patience.call(
-                self._client.psack, options.name, token, keys, gate=options.gate, expire_at=options.expire_at
-            )
+        last = len(succeeded) - 1
+        for i, (token, keys) in enumerate(succeeded.items()):
+            acked = self._ack(token, keys, lease_too=i == last)
             if acked < len(keys):
                 late = len(keys) - acked
                 self._warn(f"{late} item(s) ran longer than their lease, which ran out: they may run again")
@@ -92,6 +94,54 @@ class Acknowledger:
             self._keeper.give_back(back)
         for item, verdict in failed:
             self._fail(item, verdict)
+
+    def _ack(self, token: str, keys: list[str], lease_too: bool) -> int:
+        """Acknowledges ``keys`` of the lease ``token``; with ``lease_too``, when
+        the queue is short of its target and no lease is under way, leases the
+        next items in the same script call (``psacklease``: as BullMQ's
+        completion hands back the next job), so that the steady state costs
+        one round trip for both. Sent once: if its reply is lost, the
+        acknowledgement alone is sent again (safe); what it leased comes back
+        when that lease runs out."""
+        options, board = self._board.options, self._board
+        want = self._claim() if lease_too and self._acklease is not None else 0
+        if want:
+            try:
+                acked, lease = self._acklease(
+                    options.name, token, keys, count=want, lease=options.lease, max_deliveries=options.max_deliveries,
+                    gate=options.gate, expire_at=options.expire_at,
+                )  # fmt: skip
+            except UNANSWERED as exc:
+                board.patience.trouble(exc, board.clock.now(), "acknowledger")
+            else:
+                board.patience.answered()
+                self._take(lease, "acknowledger")
+                return int(acked)
+            finally:
+                with board.lock:
+                    if board.leasing == "acknowledger":
+                        board.leasing = None
+                        board.room.notify()
+        return int(
+            board.patience.call(
+                self._client.psack, options.name, token, keys, gate=options.gate, expire_at=options.expire_at
+            )
+        )
+
+    def _claim(self) -> int:
+        """How many items to lease with an acknowledgement: what the queue
+        lacks of the feeder's target, when it lacks any and no lease is under
+        way (then the acknowledger's until it is done); 0 otherwise."""
+        board, options = self._board, self._board.options
+        with board.lock:
+            if not board.state.leases or board.leasing is not None:
+                return 0
+            left = MAX_LEASE if options.limit is None else options.limit - board.taken
+            want = min(board.target - len(board.queue), MAX_LEASE, left)
+            if want <= 0:
+                return 0
+            board.leasing = "acknowledger"
+            return want
 
     def _fail(self, item: Item, verdict: Verdict) -> None:
         """A failed item goes back with the back-off (or the delay its verdict

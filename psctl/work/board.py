@@ -37,6 +37,8 @@ class Board:
         self.taken = 0  # items leased
         self.started = 0  # items the runners took from the queue
         self.low_water = 1  # fewer items queued, and the feeder leases more (the feeder sets it)
+        self.target = 1  # items the feeder would have queued (it sets it)
+        self.leasing: str | None = None  # who has a lease under way: "feeder", "acknowledger" (one at a time)
         self.stop_at = float("inf")  # when the grace ends
         self.wait = StopWaiting()  # ends the feeder's wait for work
         self.on_work: Callable[[], None] | None = None  # runners elsewhere than on work_ready (an event loop's)

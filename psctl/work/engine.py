@@ -108,7 +108,9 @@ class Engine:
         self.board = board = Board(options, self.clock, self.patience)
         self.keeper = LeaseKeeper(client, options, self.patience, self.clock, self._warn)
         self._feeder = Feeder(board, feeder, self.keeper, feeder_timeout or 0.0)
-        self._acknowledger = Acknowledger(board, client, self.keeper, executor, self.tally, self._warn)
+        self._acknowledger = Acknowledger(
+            board, client, self.keeper, executor, self.tally, self._warn, take=self._feeder.take
+        )
         self._stop_asked = False  # set by request_stop (a signal handler: flags only)
         self._force_asked = False
         self._threads: list[threading.Thread] = []  # the feeder's and the acknowledger's

@@ -52,19 +52,19 @@ class Feeder:
             with board.lock:
                 # leases of several items at once, before the runners run out: once
                 # fewer than a third of the target wait, as many as fill the queue to it
-                target = options.queue_target(self._measure(board.started, clock.now()))
-                board.low_water = max(1, target // PREFETCH)
-                while board.state.leases and len(board.queue) >= board.low_water:
-                    board.room.wait()
+                self._aim()
+                while board.state.leases and (len(board.queue) >= board.low_water or board.leasing is not None):
+                    board.room.wait()  # (or the acknowledger leases, with its acknowledgement)
                 if not board.state.leases:
                     return
-                target = options.queue_target(self._measure(board.started, clock.now()))
+                self._aim()
                 left = MAX_LEASE if options.limit is None else options.limit - board.taken
-                want = min(target - len(board.queue), MAX_LEASE, left)
-                if want <= 0:  # --limit reached: the runners finish what was taken
+                want = min(board.target - len(board.queue), MAX_LEASE, left)
+                if left <= 0:  # --limit reached: the runners finish what was taken
                     board.change(Event.LIMIT)
                     return
                 busy = board.held() > 0
+                board.leasing = "feeder"
             now = clock.now()
             if busy:
                 idle_since = None
@@ -72,20 +72,24 @@ class Feeder:
                 idle_since = now
             try:
                 lease = self._client.pslease(
-                    options.name, count=want, lease=options.lease, max_deliveries=options.max_deliveries,
+                    options.name, count=max(want, 1), lease=options.lease, max_deliveries=options.max_deliveries,
                     block=self._block(busy, idle_since, now), stop=board.wait,
                 )  # fmt: skip
             except UNANSWERED as exc:  # a lease whose reply was lost comes back by itself
+                self._done_leasing()
                 failed_at = clock.now()
                 owed_since = failed_at - self._reply_timeout if isinstance(exc, NoReply) else failed_at
                 board.patience.trouble(exc, owed_since, "feeder")
                 self._pause(pause)
                 pause = min(pause * 2, LONGEST_PAUSE)
                 continue
+            except BaseException:
+                self._done_leasing()
+                raise
             board.patience.answered()
             pause = FIRST_PAUSE
+            self._done_leasing(lease)
             if lease:
-                self._take(lease)
                 idle_since = None
             elif (
                 not busy and options.idle_exit is not None and idle_since is not None
@@ -121,11 +125,30 @@ class Feeder:
         left = idle_exit - (now - (idle_since or now))
         return left if left > 0 else None
 
-    def _take(self, lease: Any) -> None:
+    def _aim(self) -> None:
+        """How many items to keep queued, now (the lock is held)."""
+        board = self._board
+        board.target = target = board.options.queue_target(self._measure(board.started, board.clock.now()))
+        board.low_water = max(1, target // PREFETCH)
+
+    def _done_leasing(self, lease: Any = None) -> None:
+        """The feeder's lease is over (``lease``: what it took, if any)."""
+        board = self._board
+        if lease:
+            self.take(lease, "feeder")
+            return
+        with board.lock:
+            board.leasing = None
+
+    def take(self, lease: Any, who: str) -> None:
+        """``lease``'s items go to the queue (or back, after a stop); ``who``'s lease is over."""
         board = self._board
         scores, deliveries = lease.scores, lease.deliveries
         items = [Item(lease.token, key, value, scores[key], deliveries[key]) for key, value in lease.items.items()]
         with board.lock:
+            if board.leasing == who:
+                board.leasing = None
+                board.room.notify()
             if board.state.leases:
                 board.queue.extend(items)
                 self._keeper.track(lease.token, len(items))
