@@ -223,6 +223,8 @@ class AsyncWorker(_Base):
                 while not done.is_set():  # (the engine's threads call into this loop: it must turn meanwhile)
                     await asyncio.sleep(0.01)
                 raise
+            finally:
+                bridge.cancel_all()
         return self._summary(engine, outcome)
 
     def _wrap(self, item: Item) -> Delivery:

@@ -21,6 +21,7 @@ from psctl.work.executor import ABANDONED, BACK, DONE, Job, Order, Verdict
 from psctl.work.handlers import batch_verdicts, failed
 from psctl.work.inprocess import CUTS
 from psctl.work.options import Item
+from psctl.work.patience import ServerLost
 
 
 class LoopJob(Job):
@@ -195,12 +196,26 @@ class LoopClient:
 
     def __init__(self, client: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._client, self._loop = client, loop
+        self._pending: set[concurrent.futures.Future[Any]] = set()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._client, name)
-        loop = self._loop
+        loop, pending = self._loop, self._pending
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run_coroutine_threadsafe(method(*args, **kwargs), loop).result()
+            future = asyncio.run_coroutine_threadsafe(method(*args, **kwargs), loop)
+            pending.add(future)
+            try:
+                return future.result()
+            except concurrent.futures.CancelledError:  # (cancel_all: the work gave up on the server)
+                raise ServerLost() from None
+            finally:
+                pending.discard(future)
 
         return call
+
+    def cancel_all(self) -> None:
+        """Requests still waiting for a server that was given up on end now
+        (their threads were not waited for)."""
+        for future in list(self._pending):
+            future.cancel()
