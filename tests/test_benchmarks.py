@@ -25,6 +25,7 @@ def test_quick_benchmark_prints_the_table(redis_url: str) -> None:
     assert "| case " in out and "| verdict " in out
     cases = (
         "add", "pull", "pull + cool-down", "expire", "round trip", "async add", "async pull",
+        "psadd round trip", "pspull round trip", "pslease round trip", "psack round trip",
         "cluster add", "cluster pull", "add-many", "cold start", "longest call",
         "records left", "due backlog", "delayed wake-up",
     )  # fmt: skip
