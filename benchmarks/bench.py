@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from benchmarks.node import BullMQ
+from benchmarks.node import install as install_bullmq
 from psctl import AsyncRedis, Redis
 from psctl.layout import REGISTRY, stream_keys
 
@@ -40,12 +42,21 @@ class Sizes:
     work_items: int = 5_000  # items of a psctl work run (and lines of its xargs baseline)
     work_memory_items: int = 100_000  # items of the psctl work run whose peak memory is reported
     wake_items: int = 200  # delayed items a blocked pull receives one by one (each 50-300 ms after the last)
+    peer_items: int = 20_000  # jobs of a BullMQ run, and items of its psctl side
     rounds: int = 5
 
 
 FULL = Sizes()
 QUICK = Sizes(
-    items=5_000, calls=300, cli_rows=5_000, cold_runs=1, work_items=500, work_memory_items=1_000, wake_items=20, rounds=2
+    items=5_000,
+    calls=300,
+    cli_rows=5_000,
+    cold_runs=1,
+    work_items=500,
+    work_memory_items=1_000,
+    wake_items=20,
+    peer_items=300,
+    rounds=2,
 )
 
 
@@ -141,6 +152,13 @@ class Bench:
             self._loop.close()
         self.stop_cluster()
 
+    # -- BullMQ, the peer ----------------------------------------------------------
+
+    @cached_property
+    def bullmq(self) -> BullMQ | str:
+        """BullMQ for Node, installed into the cache on first use; or why it cannot be."""
+        return install_bullmq()
+
     # -- data --------------------------------------------------------------------
 
     @cached_property
@@ -151,6 +169,11 @@ class Bench:
     def call_items(self) -> list[Item]:
         """The items of one single-round-trip run."""
         return make_items(min(self.sizes.run_calls, self.sizes.calls), self.sizes.value_size, self.seed + 1)
+
+    @cached_property
+    def peer_items(self) -> list[Item]:
+        """The items of the bullmq cases' psctl side (bench.mjs makes BullMQ's alike)."""
+        return make_items(self.sizes.peer_items, self.sizes.value_size, self.seed + 4)
 
     @cached_property
     def cli_items(self) -> list[Item]:

@@ -63,10 +63,13 @@ class Target:
 
 @dataclass
 class Result:
-    """What a run returns when it has more to report than its item count."""
+    """What a run returns when it has more to report than its item count.
+    ``seconds``: the time the run measured itself, used instead of the time
+    around it (a run in another process, whose start is not what is measured)."""
 
     items: int
     extra: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
 
 
 @dataclass
@@ -168,14 +171,14 @@ def timed(measure: Measure) -> Sample:
     out = measure.run(state)
     seconds = time.perf_counter() - start
     if isinstance(out, Result):
-        return Sample(out.items, seconds, out.extra)
+        return Sample(out.items, seconds if out.seconds is None else out.seconds, out.extra)
     return Sample(out, seconds, {})
 
 
 def run_case(case: Case, rounds: int, progress: Callable[[str], None]) -> list[Row]:
     reason = case.unavailable()
-    if reason:
-        return [Row(case.name, measure.label, case.unit, verdict=f"skipped: {reason}") for measure, _ in case.contenders]
+    if reason:  # one row for the case (``report.fold_skipped`` folds cases skipped for one reason)
+        return [Row(case.name, "—", case.unit, verdict=f"skipped: {reason}")]
     sides = [case.baseline, *(measure for measure, _ in case.contenders)]
     samples: dict[str, list[Sample]] = {side.label: [] for side in sides}
     rounds = case.rounds or rounds

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from benchmarks.harness import Row, Stats
 
 HEADER = ("case", "psctl", "unit", "baseline min–median–max", "psctl min–median–max", "ratio", "target", "verdict")
@@ -34,6 +36,19 @@ def cells(row: Row) -> tuple[str, ...]:
         "—" if row.target is None else str(row.target) + (f" {row.unit.value}" if row.target.absolute else ""),
         row.verdict,
     )
+
+
+def fold_skipped(rows: list[Row]) -> list[Row]:
+    """Rows of cases skipped one after another for the same reason, as one
+    row naming them all (a missing tool skips a group of cases at once)."""
+    out: list[Row] = []
+    for row in rows:
+        last = out[-1] if out else None
+        if last is not None and row.verdict.startswith("skipped") and row.verdict == last.verdict:
+            out[-1] = replace(last, case=f"{last.case}, {row.case}")
+        else:
+            out.append(row)
+    return out
 
 
 def table(rows: list[Row]) -> str:

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from benchmarks.bench import FULL, QUICK, Bench
 from benchmarks.cases import GROUPS
 from benchmarks.harness import Row, run_case
 from benchmarks.longest import longest_calls
+from benchmarks.node import BullMQ
 from psctl.launcher import find_binary, server_version
 from testservers import ServerProcess, start_server
 
@@ -73,6 +75,9 @@ def machine(b: Bench, server: ServerProcess | None) -> str:
         parser = f"hiredis {hiredis.__version__}"
     except ImportError:
         parser = "pure-Python parser"
+    if isinstance(b.__dict__.get("bullmq"), BullMQ):  # installed for the bullmq cases
+        node = subprocess.run([b.bullmq.node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
+        where += f"; BullMQ {b.bullmq.version} on Node {node} (ioredis, same server)"
     if "cluster" in b.__dict__:  # started by a cluster case
         binary = b.binary.name if b.binary else "the launcher's server"
         where += f"; cluster: {len(b.cluster.nodes)} masters of {binary} (loopback TCP, started here)"
@@ -83,7 +88,7 @@ def machine(b: Bench, server: ServerProcess | None) -> str:
             f"Python {platform.python_version()}, redis-py {redis.__version__} ({parser}); server: {where}",
             f"Sizes: {s.items:,} items of {s.value_size} bytes, {s.chunk} per call, {s.streams} streams for expire, "
             f"{s.calls:,} single calls per round (runs of {min(s.run_calls, s.calls)}), {s.cli_rows:,} CLI rows, "
-            f"{s.wake_items} delayed items to wake for; {s.rounds} interleaved rounds"
+            f"{s.wake_items} delayed items to wake for, {s.peer_items:,} jobs per BullMQ run; {s.rounds} interleaved rounds"
             + (f", {s.cold_runs} cold starts per round" if s.cold_runs > 1 else ""),
         ]
     )
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 progress(f"{case.name} ...")
                 rows += run_case(case, sizes.rounds, progress)
+            rows = report.fold_skipped(rows)
             bench.stop_cluster()  # the cluster cases are done
             if not args.no_longest:
                 progress("longest calls ...")

@@ -1,5 +1,6 @@
 """The lease cases (issue 13): a lease and its acknowledgement against a pull,
-single leases and acks against a bare EVALSHA, leases that ran out coming
+single leases and acks against a bare EVALSHA and against their own scripts
+called by hand (issue 23: like for like), leases that ran out coming
 back, a bounded number per call (their longest call: ``longest.py``), and the
 records that failed and removed deliveries leave behind (SPEC §10: none)."""
 
@@ -10,8 +11,9 @@ from functools import cache
 from typing import Any
 
 from benchmarks.bench import Bench, make_items
-from benchmarks.cases.library import NAME, expect
+from benchmarks.cases.library import NAME, by_hand, expect, script_by_hand
 from benchmarks.harness import Case, Extra, Measure, Result, Target, Unit
+from psctl import defaults, leases
 from psctl.layout import stream_keys
 from psctl.scripts import script
 
@@ -19,7 +21,14 @@ LONG = timedelta(minutes=10)
 
 
 def cases(b: Bench) -> list[Case]:
-    return [lease_and_ack(b), lease_round_trip(b), expired_leases(b), records_left(b)]
+    return [
+        lease_and_ack(b),
+        lease_round_trip(b),
+        pslease_round_trip(b),
+        psack_round_trip(b),
+        expired_leases(b),
+        records_left(b),
+    ]
 
 
 def lease_and_ack(b: Bench) -> Case:
@@ -87,9 +96,61 @@ def lease_round_trip(b: Bench) -> Case:
         Unit.LATENCY,
         Measure('EVALSHA of "return 1"', baseline, load_empty_script),
         [
-            (Measure("pslease(count=1)", pslease_one, fill_calls), Target("<=", 1.2)),
-            (Measure("psack of one item", psack_one, leased_one_by_one), Target("<=", 1.2)),
+            (Measure("pslease(count=1)", pslease_one, fill_calls), None),
+            (Measure("psack of one item", psack_one, leased_one_by_one), None),
         ],
+        repeats=max(b.sizes.calls // len(calls), 1),
+    )
+
+
+def pslease_round_trip(b: Bench) -> Case:
+    """``pslease(count=1)`` against its script called by hand (a new token per call on both sides)."""
+    calls = b.call_items
+    keys = stream_keys(NAME)
+
+    def fill_calls() -> None:
+        b.flush()
+        b.fill(NAME, calls)
+
+    def args() -> list[tuple[Any, ...]]:
+        fill_calls()
+        return [by_hand(leases.lease(keys, leases.new_token(), 1, LONG, None)) for _ in calls]
+
+    def pslease_one(_: Any) -> int:
+        pslease = b.ps.pslease
+        return expect("pslease(1)", sum(len(pslease(NAME, lease=LONG)) for _ in calls), len(calls))
+
+    return Case(
+        "pslease round trip",
+        Unit.LATENCY,
+        script_by_hand(b, "leaseone", args, lambda reply: len(reply) > 1),
+        [(Measure("pslease(count=1)", pslease_one, fill_calls), Target("<=", 1.2))],
+        repeats=max(b.sizes.calls // len(calls), 1),
+    )
+
+
+def psack_round_trip(b: Bench) -> Case:
+    """``psack`` of a lease of one item against its script called by hand."""
+    calls = b.call_items
+    keys = stream_keys(NAME)
+
+    def leased_one_by_one() -> list[str]:
+        b.flush()
+        b.fill(NAME, calls)
+        return [b.ps.pslease(NAME, lease=LONG).token for _ in calls]
+
+    def args() -> list[tuple[Any, ...]]:
+        return [by_hand(leases.ack(keys, token, None, False, defaults.COOL_DOWN)) for token in leased_one_by_one()]
+
+    def psack_one(tokens: list[str]) -> int:
+        psack = b.ps.psack
+        return expect("psack", sum(psack(NAME, token) for token in tokens), len(calls))
+
+    return Case(
+        "psack round trip",
+        Unit.LATENCY,
+        script_by_hand(b, "ack", args, int),
+        [(Measure("psack of one item", psack_one, leased_one_by_one), Target("<=", 1.2))],
         repeats=max(b.sizes.calls // len(calls), 1),
     )
 

@@ -1,23 +1,39 @@
 """The library's cases: psctl's operations against what a user would write
-by hand with plain redis-py (no checks, no atomicity)."""
+by hand with plain redis-py (no checks, no atomicity); single round trips
+also against psctl's own script called by hand with redis-py's ``evalsha``
+(the same server work: what is left is psctl's client-side cost)."""
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from benchmarks.bench import Bench
 from benchmarks.harness import Case, Measure, Target, Unit
+from psctl import defaults
+from psctl import operations as op
 from psctl.layout import REGISTRY, StreamKeys, stream_keys
 from psctl.operations import ADD_CHUNK, EXPIRE_CHUNK
+from psctl.protocol import Call, Plan
+from psctl.scripts import script
 
 NAME = "bench"
 
 
 def cases(b: Bench) -> list[Case]:
-    return [add(b), pull(b), pull_cooling(b), expire(b), round_trip(b), async_add(b), async_pull(b)]
+    return [
+        add(b),
+        pull(b),
+        pull_cooling(b),
+        expire(b),
+        round_trip(b),
+        psadd_round_trip(b),
+        pspull_round_trip(b),
+        async_add(b),
+        async_pull(b),
+    ]
 
 
 def expect(what: str, got: int, wanted: int) -> int:
@@ -228,10 +244,94 @@ def round_trip(b: Bench) -> Case:
         "round trip",
         Unit.LATENCY,
         Measure('EVALSHA of "return 1"', baseline, load_empty_script),
-        [
-            (Measure("psadd", psadd, b.flush), Target("<=", 1.2)),
-            (Measure("pspull(count=1)", pspull_one, fill_calls), Target("<=", 1.2)),
-        ],
+        [(Measure("psadd", psadd, b.flush), None), (Measure("pspull(count=1)", pspull_one, fill_calls), None)],
+        repeats=max(b.sizes.calls // len(calls), 1),
+    )
+
+
+# -- single round trip, like for like: the same script by hand -----------------------
+
+
+def by_hand(plan: Plan) -> tuple[Any, ...]:
+    """The arguments of ``redis.Redis.evalsha`` for a plan's first request (a
+    script call), made by psctl's own plan without I/O: what a user calling
+    the same script with the same KEYS and ARGV sends."""
+    call = plan.send(None)
+    plan.close()
+    if type(call) is not Call:
+        raise TypeError(f"the plan's first request is not a script call: {call!r}")
+    return (call.script.sha, call.script.numkeys, *call.keys, *call.args)
+
+
+def script_by_hand(b: Bench, name: str, setup: Callable[[], list[tuple[Any, ...]]], took: Callable[[Any], int]) -> Measure:
+    """A baseline: ``redis.Redis.evalsha`` of the script ``name`` with each
+    argument list ``setup`` returns (the script loaded first); ``took``
+    counts what a reply did, checked against the calls made."""
+    lua = script(name)
+
+    def load() -> list[tuple[Any, ...]]:
+        calls = setup()
+        b.plain.script_load(lua.source)
+        return calls
+
+    def run(calls: list[tuple[Any, ...]]) -> int:
+        evalsha = b.plain.evalsha
+        done = sum(took(evalsha(*args)) for args in calls)
+        return expect(f"evalsha of {name}", done, len(calls))
+
+    return Measure(f"redis-py evalsha of lua/{name}-{lua.numkeys}.lua, same KEYS/ARGV", run, load)
+
+
+def psadd_round_trip(b: Bench) -> Case:
+    """``psadd`` against its script called by hand. Both sides start on a
+    stream that exists (an add to a new stream registers its name first:
+    three round trips, once)."""
+    calls = b.call_items
+    keys = stream_keys(NAME)
+
+    def started() -> None:
+        b.flush()
+        b.ps.psadd(NAME, "first", b"v", 0)
+
+    def args() -> list[tuple[Any, ...]]:
+        started()
+        return [by_hand(op.add_one(keys, key, value, score, False)) for key, value, score in calls]
+
+    def psadd(_: Any) -> int:
+        psadd = b.ps.psadd
+        return expect("psadd", sum(psadd(NAME, key, value, score) is not None for key, value, score in calls), len(calls))
+
+    return Case(
+        "psadd round trip",
+        Unit.LATENCY,
+        script_by_hand(b, "addone", args, lambda reply: reply[1] is not None),
+        [(Measure("psadd", psadd, started), Target("<=", 1.2))],
+        repeats=max(b.sizes.calls // len(calls), 1),
+    )
+
+
+def pspull_round_trip(b: Bench) -> Case:
+    """``pspull(count=1)`` against its script called by hand."""
+    calls = b.call_items
+    keys = stream_keys(NAME)
+
+    def fill_calls() -> None:
+        b.flush()
+        b.fill(NAME, calls)
+
+    def args() -> list[tuple[Any, ...]]:
+        fill_calls()
+        return [by_hand(op.pull(keys, 1, True, False, defaults.COOL_DOWN))] * len(calls)
+
+    def pspull_one(_: Any) -> int:
+        pspull = b.ps.pspull
+        return expect("pspull(1)", sum(len(pspull(NAME)) for _ in calls), len(calls))
+
+    return Case(
+        "pspull round trip",
+        Unit.LATENCY,
+        script_by_hand(b, "pullone", args, lambda reply: len(reply) > 1),
+        [(Measure("pspull(count=1)", pspull_one, fill_calls), Target("<=", 1.2))],
         repeats=max(b.sizes.calls // len(calls), 1),
     )
 
