@@ -23,9 +23,6 @@ told otherwise.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -34,7 +31,6 @@ from benchmarks.bench import Bench
 from benchmarks.cases.library import expect
 from benchmarks.harness import Case, Measure, Result, Target, Unit
 from benchmarks.node import BullMQ
-from psctl import defaults
 
 NAME = "peer"
 CHUNK = 1000  # items per addBulk / psaddmany call
@@ -87,7 +83,6 @@ def worker(b: Bench, concurrency: int, missing: Any) -> Case:
     total = b.sizes.peer_items
     sync = concurrency == 1
     kind = "Worker" if sync else "AsyncWorker"
-    stand_in = not hasattr(psctl, kind)  # TEMPORARY (see _StandIn below)
 
     def fill() -> None:
         b.flush()
@@ -96,11 +91,10 @@ def worker(b: Bench, concurrency: int, missing: Any) -> Case:
     def run_psctl(options: dict[str, Any]) -> Any:
         def run(_: Any) -> int:
             if sync:
-                cls = getattr(psctl, "Worker", None) or _StandIn  # TEMPORARY: psctl.Worker alone
-                summary = cls(b.ps, NAME, _nothing, concurrency=1, idle_exit=0, **options).run()
+                summary = psctl.Worker(b.ps, NAME, _nothing, concurrency=1, idle_exit=0, **options).run()
             else:
-                cls = getattr(psctl, "AsyncWorker", None) or _AsyncStandIn  # TEMPORARY: psctl.AsyncWorker alone
-                summary = b.run_async(cls(b.aps, NAME, _nothing_async, concurrency=concurrency, idle_exit=0, **options).run())
+                worker = psctl.AsyncWorker(b.aps, NAME, _nothing_async, concurrency=concurrency, idle_exit=0, **options)
+                summary = b.run_async(worker.run())
             if summary.failed or summary.dead:
                 raise RuntimeError(f"psctl.{kind}: {summary.failed} failed, {summary.dead} dead")
             return expect(f"psctl.{kind}", summary.done, total)
@@ -108,7 +102,7 @@ def worker(b: Bench, concurrency: int, missing: Any) -> Case:
         return run
 
     target = Target(">=", 1.5 if sync else 3.0)
-    label = f"psctl.{kind}(concurrency={concurrency})" + (" [TEMPORARY stand-in]" if stand_in else "")
+    label = f"psctl.{kind}(concurrency={concurrency})"
     return Case(
         f"bullmq worker c{concurrency}",
         Unit.RATE,
@@ -127,50 +121,3 @@ def _nothing(item: Any) -> None:
 
 async def _nothing_async(item: Any) -> None:
     """The no-op handler, awaited."""
-
-
-# -- TEMPORARY: stand-ins for psctl.Worker and psctl.AsyncWorker (SPEC §11) --------
-# They do not exist yet; these take their constructor's arguments and return
-# their summary, with a loop of pslease(100) + psack, so that the rows run end
-# to end until then. Remove this block (and the two fallbacks above) once they
-# exist: the rows' labels say "[TEMPORARY stand-in]" while it is used.
-
-
-@dataclass
-class _Summary:  # TEMPORARY
-    done: int
-    failed: int
-    dead: int
-    seconds: float
-
-
-class _StandIn:  # TEMPORARY
-    def __init__(
-        self,
-        client: Any,
-        name: str,
-        handler: Any,
-        *,
-        concurrency: int = 1,
-        idle_exit: float | None = None,
-        expire_at: timedelta | None = defaults.COOL_DOWN,
-    ) -> None:
-        self.client, self.name, self.handler, self.expire_at = client, name, handler, expire_at
-
-    def run(self) -> _Summary:
-        start, done = time.perf_counter(), 0
-        while lease := self.client.pslease(self.name, count=100):
-            for key in lease.items:
-                self.handler(key)
-            done += self.client.psack(self.name, lease.token, expire_at=self.expire_at)
-        return _Summary(done, 0, 0, time.perf_counter() - start)
-
-
-class _AsyncStandIn(_StandIn):  # TEMPORARY
-    async def run(self) -> _Summary:  # type: ignore[override]
-        start, done = time.perf_counter(), 0
-        while lease := await self.client.pslease(self.name, count=100):
-            for key in lease.items:
-                await self.handler(key)
-            done += await self.client.psack(self.name, lease.token, expire_at=self.expire_at)
-        return _Summary(done, 0, 0, time.perf_counter() - start)
