@@ -319,6 +319,8 @@ class LeaseCommands(_StreamCommandsBase):
         delay: Any = None,
         attempted: bool = True,
         reason: Any = None,
+        *,
+        dead: bool = False,
     ) -> int:
         """Gives held items of ``token`` back (all it holds when ``keys`` is
         None): at once, or delayed until ``delay`` (a timedelta or seconds) has
@@ -327,8 +329,10 @@ class LeaseCommands(_StreamCommandsBase):
         item's last failure, with the time and the delivery (``psdead``,
         ``psitem``). ``attempted=False`` gives back items that were not worked
         on (a worker that stops): their delivery is not counted, no failure is
-        kept, and they never go to the dead items."""
-        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason))
+        kept, and they never go to the dead items. ``dead=True`` sends them to
+        the dead items now, ``reason`` kept, whatever their deliveries and
+        ``max_deliveries`` (with no ``score`` nor ``delay``)."""
+        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason, dead))
 
     @operation
     def psextend(self, name: str, token: str, lease: timedelta | float) -> datetime | None:

@@ -215,15 +215,22 @@ def release(
     delay: Any,
     attempted: bool = True,
     reason: Any = None,
+    dead: bool = False,
 ) -> Plan:
+    """``psrelease``; ``dead``: the items go to the dead set now, whatever
+    their deliveries (no ``score`` nor ``delay`` then, and never with
+    ``attempted=False``)."""
     token_bytes = _token(token)
+    if dead and (not attempted or score is not None or delay is not None):
+        given = "attempted=False" if not attempted else "score" if score is not None else "delay"
+        raise InvalidArgument(f"a release with dead=True sends the items to the dead set: it takes no {given}")
     score_text = b"" if score is None else encode_score(score)
     delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
     why = (b"0", b"") if reason is None else (b"1", reason_text(reason))
     chunks = _which(items)
     release_script = script("release")
     release_keys = release_script.keys_of(keys)
-    head = (token_bytes, score_text, delay_ms, flag(attempted), *why)
+    head = (token_bytes, score_text, delay_ms, b"dead" if dead else flag(attempted), *why)
     if chunks is None:
         released, _ = yield Call(release_script, release_keys, (*head, b"all"), safe=True)
         return int(released)

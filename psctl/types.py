@@ -156,10 +156,12 @@ class Lease:
         delay: Any = None,
         attempted: bool = True,
         reason: Any = None,
+        *,
+        dead: bool = False,
     ) -> Any:
         """``psrelease`` of this lease's items (all it still holds when ``keys`` is None)."""
         return self._client.psrelease(
-            self.name, self.token, keys, score=score, delay=delay, attempted=attempted, reason=reason
+            self.name, self.token, keys, score=score, delay=delay, attempted=attempted, reason=reason, dead=dead
         )
 
     def extend(self, lease: Any = defaults.LEASE) -> Any:

@@ -165,6 +165,7 @@ WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
     "psack": (lambda ps, t: ps.psack("q", t.held, gate=True), ACKED),
     "psack keys": (lambda ps, t: ps.psack("q", t.held, ["d"], gate=True), ACKED),
     "psrelease": (lambda ps, t: ps.psrelease("q", t.held), RELEASED),
+    "psrelease dead": (lambda ps, t: ps.psrelease("q", t.held, ["e"], reason="x", dead=True), RELEASED),
     "psrelease delayed": (lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5, reason="x"), RELEASED),
     "psextend": (lambda ps, t: ps.psextend("q", t.held, 60), ("held", "leases", "lease")),
     "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries", "failures")),

@@ -44,6 +44,7 @@ def sync(r: Redis, c: RedisCluster) -> None:
     assert_type(r.psvaluespage("q"), tuple[dict[str, Any], int | None])
     assert_type(r.pslease("q"), Lease)
     assert_type(r.psack("q", "token"), int)
+    assert_type(r.psrelease("q", "token", reason="bad", dead=True), int)
     assert_type(r.psextend("q", "token", 60), datetime | None)
     assert_type(r.psdead("q"), DeadItems)
     assert_type(r.psdead("q").reasons, dict[str, str | None])
