@@ -21,6 +21,7 @@ _EXPORTS = {
     "PsctlError": "psctl.errors",
     "InvalidArgument": "psctl.errors",
     # what the ps* methods return and take (psctl.types)
+    "AckLease": "psctl.types",
     "AddSummary": "psctl.types",
     "Added": "psctl.types",
     "Counters": "psctl.types",
@@ -59,6 +60,7 @@ if TYPE_CHECKING:  # ("X as X": what a type checker takes as exported)
     )
     from psctl.settings import Settings as Settings
     from psctl.types import (
+        AckLease as AckLease,
         AddSummary as AddSummary,
         Added as Added,
         Counters as Counters,

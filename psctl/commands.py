@@ -25,7 +25,7 @@ from psctl.protocol import Plan
 
 if TYPE_CHECKING:
     from psctl.signatures import AddManyShapes, AddShapes, KeysShapes, operation, shaped
-    from psctl.types import DeadItems, Expired, Item, KeyRow, Lease, Stats
+    from psctl.types import AckLease, DeadItems, Expired, Item, KeyRow, Lease, Stats
 else:  # nothing added to a call, nor to the import
 
     def operation(method: Any) -> Any:
@@ -43,6 +43,13 @@ def _held_by(client: Any, plan: Plan) -> Plan:
     lease = yield from plan
     lease._client = client
     return lease
+
+
+def _next_held_by(client: Any, plan: Plan) -> Plan:
+    """``plan`` (an ``AckLease``'s), its lease given the client that ran it."""
+    acked = yield from plan
+    acked.lease._client = client
+    return acked
 
 
 class _StreamCommandsBase:
@@ -308,6 +315,30 @@ class LeaseCommands(_StreamCommandsBase):
         they leave the stream, gated and cooled down as a pull's would be. Keys it
         no longer holds are skipped; returns how many were acknowledged."""
         return self._ps_run(leases.ack(self._ps_keys(name), token, keys, gate, expire_at))
+
+    @operation
+    def psacklease(
+        self,
+        name: str,
+        token: str,
+        keys: Iterable[Any] | None = None,
+        *,
+        count: int = 1,
+        lease: timedelta | float = defaults.LEASE,
+        max_deliveries: int | None = None,
+        gate: bool = False,
+        expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
+    ) -> AckLease:
+        """``psack(name, token, keys, gate, expire_at)`` then ``pslease(name,
+        count, lease, max_deliveries)``, in one script call: a
+        ``psctl.types.AckLease``, ``(acked, lease)``. Never waits; ``count=0``
+        only acknowledges (an empty lease). Sent once, never again (it leases:
+        a lost reply loses nothing, the items come back on their deadline).
+        Keys past the first thousand are acknowledged first, by ``psack``."""
+        plan = leases.ack_lease(
+            self._ps_keys(name), token, keys, gate, expire_at, leases.new_token(), count, lease, max_deliveries
+        )
+        return self._ps_run(_next_held_by(self, plan))
 
     @operation
     def psrelease(

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 from psctl import defaults
 
 __all__ = [
+    "AckLease",
     "AddSummary",
     "Added",
     "Counters",
@@ -167,6 +168,16 @@ class Lease:
     def extend(self, lease: Any = defaults.LEASE) -> Any:
         """``psextend``: the new deadline, or None when it holds nothing any more."""
         return self._client.psextend(self.name, self.token, lease)
+
+
+class AckLease(NamedTuple):
+    """``psacklease``: how many items of the old lease were acknowledged
+    (``acked``, as ``psack`` counts them), and the ``lease`` of the next items
+    (empty, with a token that holds nothing, when nothing was waiting or
+    ``count`` was 0)."""
+
+    acked: int
+    lease: Lease
 
 
 class DeadItems(dict):  # type: ignore[type-arg]
