@@ -362,7 +362,8 @@ class LeaseCommands(_StreamCommandsBase):
         on (a worker that stops): their delivery is not counted, no failure is
         kept, and they never go to the dead items. ``dead=True`` sends them to
         the dead items now, ``reason`` kept, whatever their deliveries and
-        ``max_deliveries`` (with no ``score`` nor ``delay``)."""
+        ``max_deliveries`` (``score`` and ``delay`` do not apply to them then,
+        as to an item at its ``max_deliveries``)."""
         return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason, dead))
 
     @operation

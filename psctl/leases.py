@@ -273,12 +273,11 @@ def release(
     dead: bool = False,
 ) -> Plan:
     """``psrelease``; ``dead``: the items go to the dead set now, whatever
-    their deliveries (no ``score`` nor ``delay`` then, and never with
-    ``attempted=False``)."""
+    their deliveries (``score`` and ``delay`` do not apply then, as for an
+    item at its max_deliveries; never with ``attempted=False``)."""
     token_bytes = _token(token)
-    if dead and (not attempted or score is not None or delay is not None):
-        given = "attempted=False" if not attempted else "score" if score is not None else "delay"
-        raise InvalidArgument(f"a release with dead=True sends the items to the dead set: it takes no {given}")
+    if dead and not attempted:
+        raise InvalidArgument("a release with dead=True is of items worked on: it takes no attempted=False")
     score_text = b"" if score is None else encode_score(score)
     delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
     why = (b"0", b"") if reason is None else (b"1", reason_text(reason))

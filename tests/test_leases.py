@@ -252,13 +252,16 @@ def test_dead_skips_keys_the_token_does_not_hold(ps, r, k):
     assert ps.psrelease("q", again.token, dead=True) == 2 and ps.psdead("q").reasons == {"a": None, "b": None}
 
 
-def test_dead_with_a_score_a_delay_or_unattempted_is_refused(ps, r):
-    ps.psadd("q", "a", "v")
-    lease = ps.pslease("q")
-    for bad in ({"score": 3}, {"delay": 5}, {"attempted": False}):
-        with pytest.raises(InvalidArgument, match="dead=True"):
-            ps.psrelease("q", lease.token, dead=True, **bad)
+def test_dead_ignores_a_score_and_a_delay_and_refuses_unattempted(ps, r):
+    """As for an item at its max_deliveries: a worker passes its back-off whatever the verdict."""
+    ps.psaddmany("q", [("a", "1", 2), ("b", "2", 1)])
+    lease = ps.pslease("q", count=2)
+    with pytest.raises(InvalidArgument, match="dead=True"):
+        ps.psrelease("q", lease.token, attempted=False, dead=True)
     assert ps.psitem("q", "a")["state"] == "held"
+    assert ps.psrelease("q", lease.token, ["a"], score=9, delay=timedelta(minutes=1), reason="x", dead=True) == 1
+    assert ps.psitem("q", "a")["state"] == "dead" and ps.pskeys("q", state="dead")[0]["score"] == 2.0
+    assert ps.pskeys("q", state="delayed") == [] and ps.psitem("q", "b")["state"] == "held"
 
 
 @pytest.mark.parametrize("delay", [None, 0.3])

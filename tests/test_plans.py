@@ -297,11 +297,10 @@ def test_a_release_marked_dead_says_so_in_place_of_attempted():
     requests, released = drive(leases.release(KEYS, "t", None, None, None, reason="bad", dead=True), [[1, 1]])
     assert describe(requests[0]) == ("call", "release", (b"t", b"", 0, b"dead", b"1", b"bad", b"all"))
     assert released == 1
-    for bad in ({"score": 1}, {"delay": 1}, {"attempted": False}):
-        options = {"score": None, "delay": None, **bad}
-        with pytest.raises(InvalidArgument):
-            next(leases.release(KEYS, "t", None, options["score"], options["delay"],
-                                attempted=options.get("attempted", True), dead=True))  # fmt: skip
+    requests, _ = drive(leases.release(KEYS, "t", ["k"], 3, 5, reason=None, dead=True), [[1, 1]])
+    assert describe(requests[0]) == ("call", "release", (b"t", b"3.0", 5000, b"dead", b"0", b"", b"keys", b"k"))
+    with pytest.raises(InvalidArgument):
+        next(leases.release(KEYS, "t", None, None, None, attempted=False, dead=True))
 
 
 # -- the protocol: NOSCRIPT refills, the scripts' own errors ---------------------------------
