@@ -1,9 +1,8 @@
 --[[
   Finishes held items of a lease: they leave the stream, and gating and the
-  cool-down apply now, as a pull's would. Keys the token no longer holds are
-  skipped, so acknowledging twice is harmless (includes/holding.lua). Their
-  deliveries (a held item's are in its lease's record) and last failures are
-  forgotten with them.
+  cool-down apply now, as a pull's would (includes/acking.lua). Keys the
+  token no longer holds are skipped, so acknowledging twice is harmless.
+  (acklease-13.lua does the same and leases the next items.)
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:exc     set: gated keys
@@ -23,11 +22,10 @@
 
   Returns the number of items acknowledged.
 ]]
--- @include batch
 -- @include keycheck
 -- @include clock
 -- @include cooldown
--- @include holding
+-- @include acking
 
 local token = ARGV[1]
 local wanted = nil
@@ -37,30 +35,9 @@ if ARGV[5] == "keys" then
   if #wanted == 0 then return 0 end
 end
 local now, seconds = clock()  -- one TIME for the lease and the cool-down
+local gate, at = ARGV[2] == "1", cool_down_end(ARGV[3], ARGV[4], seconds)
 
--- every key is read before the first write: NAME:leases, NAME:lease and
--- NAME:held by holding(), the others here; NAME:t's is the first write
-local mine, _, _, others = holding(held, leases, lease, token, wanted, now)
-if not mine then return 0 end  -- the lease ran out: what it held comes back, or already did
-if #mine > 0 then
-  local gate = ARGV[2] == "1"
-  if gate then expect(gated, "set") end
-  local at = cool_down_end(ARGV[3], ARGV[4], seconds)
-  if at then expect(cooling, "zset") end
-  expect(stats, "hash")
-  local failed = expect(failures, "hash") > 0
-  checked(values, "hash", "HDEL", unpack(mine))  -- (a lease holds at most 1000 keys)
-  redis.call("HDEL", held, unpack(mine))
-  if failed then redis.call("HDEL", failures, unpack(mine)) end
-  if gate then redis.call("SADD", gated, unpack(mine)) end
-  if at then
-    local entries = {}
-    for i, key in ipairs(mine) do
-      entries[2 * i - 1], entries[2 * i] = at, key
-    end
-    redis.call("ZADD", cooling, unpack(entries))  -- (2000 arguments at most: within unpack's limit)
-  end
-  redis.call("HINCRBY", stats, "acked", #mine)
-end
-if not others then forget(leases, lease, token) end
-return #mine
+-- every key is read before the first write: NAME:t's is the first
+local mine, others, failed = ack_reads(held, leases, lease, gated, cooling, failures, stats, token, wanted, now, gate, at)
+if not mine then return 0 end
+return ack_writes(values, held, leases, lease, gated, cooling, failures, stats, token, mine, others, failed, gate, at)

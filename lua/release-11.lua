@@ -2,10 +2,11 @@
   Gives held items of a lease back: to the stream at once with their
   remembered score (or ARGV[2]), or, with a delay, as delayed items that start
   waiting once it has passed (includes/due.lua). An item whose deliveries
-  have reached the lease's max_deliveries goes to NAME:dead instead. The
-  token loses them at once; keys it no longer holds are skipped
-  (includes/holding.lua). An item that was worked on keeps this as its last
-  failure: the reason given (or none), the time and the delivery.
+  have reached the lease's max_deliveries goes to NAME:dead instead (every
+  item does, when ARGV[4] says so). The token loses them at once; keys it no
+  longer holds are skipped (includes/holding.lua). An item that was worked
+  on keeps this as its last failure: the reason given (or none), the time
+  and the delivery.
 
   KEYS[1]  NAME:s       sorted set: item key -> score (waiting items)
   KEYS[2]  NAME:held    hash: held item key -> the token holding it
@@ -23,10 +24,12 @@
   ARGV[1]  the token
   ARGV[2]  the score to come back with ("" for the remembered one; exact text)
   ARGV[3]  the delay in ms (0: at once)
-  ARGV[4]  "1": the items were worked on; "0": they were not (a worker that
-           stops gives back what it had not started): their delivery is not
-           counted (deliveries go back by one), they never go to NAME:dead,
-           and no failure is kept
+  ARGV[4]  "1": the items were worked on; "dead": they were, and go to
+           NAME:dead now, whatever their deliveries and the lease's
+           max_deliveries; "0": they were not (a worker that stops gives back
+           what it had not started): their delivery is not counted
+           (deliveries go back by one), they never go to NAME:dead, and no
+           failure is kept
   ARGV[5]  "1": ARGV[6] is the reason they failed; "0": none was given
   ARGV[6]  the reason (at most 2 KiB, cut by the caller)
   ARGV[7]  "all": every key the token holds; "keys": the keys in ARGV[8..]
@@ -43,7 +46,7 @@
 -- @include wake
 
 local token, score, delay = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local attempted = ARGV[4] == "1"
+local attempted, buried_now = ARGV[4] ~= "0", ARGV[4] == "dead"
 local reason = ARGV[5] == "1" and ARGV[6] or false
 local wanted = nil
 if ARGV[7] == "keys" then
@@ -72,7 +75,7 @@ for _, key in ipairs(mine) do
   local last, count = record[index + 1], record[index + 2]
   if not attempted then count = count - 1 end
   local remembered = score ~= "" and score or last
-  if attempted and max > 0 and count >= max then
+  if buried_now or attempted and max > 0 and count >= max then
     buried[#buried + 1] = last
     buried[#buried + 1] = key
   elseif delay > 0 then

@@ -29,6 +29,7 @@ _EXPORTS = {
     "Dead": "psctl.work.handlers",
     "InvalidArgument": "psctl.errors",
     # what the ps* methods return and take (psctl.types)
+    "AckLease": "psctl.types",
     "AddSummary": "psctl.types",
     "Added": "psctl.types",
     "Counters": "psctl.types",
@@ -78,6 +79,7 @@ if TYPE_CHECKING:  # ("X as X": what a type checker takes as exported)
         WorkSummary as WorkSummary,
     )
     from psctl.types import (
+        AckLease as AckLease,
         AddSummary as AddSummary,
         Added as Added,
         Counters as Counters,

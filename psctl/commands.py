@@ -25,7 +25,7 @@ from psctl.protocol import Plan
 
 if TYPE_CHECKING:
     from psctl.signatures import AddManyShapes, AddShapes, KeysShapes, operation, shaped
-    from psctl.types import DeadItems, Expired, Item, KeyRow, Lease, Stats
+    from psctl.types import AckLease, DeadItems, Expired, Item, KeyRow, Lease, Stats
 else:  # nothing added to a call, nor to the import
 
     def operation(method: Any) -> Any:
@@ -43,6 +43,13 @@ def _held_by(client: Any, plan: Plan) -> Plan:
     lease = yield from plan
     lease._client = client
     return lease
+
+
+def _next_held_by(client: Any, plan: Plan) -> Plan:
+    """``plan`` (an ``AckLease``'s), its lease given the client that ran it."""
+    acked = yield from plan
+    acked.lease._client = client
+    return acked
 
 
 class _StreamCommandsBase:
@@ -310,6 +317,30 @@ class LeaseCommands(_StreamCommandsBase):
         return self._ps_run(leases.ack(self._ps_keys(name), token, keys, gate, expire_at))
 
     @operation
+    def psacklease(
+        self,
+        name: str,
+        token: str,
+        keys: Iterable[Any] | None = None,
+        *,
+        count: int = 1,
+        lease: timedelta | float = defaults.LEASE,
+        max_deliveries: int | None = None,
+        gate: bool = False,
+        expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
+    ) -> AckLease:
+        """``psack(name, token, keys, gate, expire_at)`` then ``pslease(name,
+        count, lease, max_deliveries)``, in one script call: a
+        ``psctl.types.AckLease``, ``(acked, lease)``. Never waits; ``count=0``
+        only acknowledges (an empty lease). Sent once, never again (it leases:
+        a lost reply loses nothing, the items come back on their deadline).
+        Keys past the first thousand are acknowledged first, by ``psack``."""
+        plan = leases.ack_lease(
+            self._ps_keys(name), token, keys, gate, expire_at, leases.new_token(), count, lease, max_deliveries
+        )
+        return self._ps_run(_next_held_by(self, plan))
+
+    @operation
     def psrelease(
         self,
         name: str,
@@ -319,6 +350,8 @@ class LeaseCommands(_StreamCommandsBase):
         delay: Any = None,
         attempted: bool = True,
         reason: Any = None,
+        *,
+        dead: bool = False,
     ) -> int:
         """Gives held items of ``token`` back (all it holds when ``keys`` is
         None): at once, or delayed until ``delay`` (a timedelta or seconds) has
@@ -327,8 +360,11 @@ class LeaseCommands(_StreamCommandsBase):
         item's last failure, with the time and the delivery (``psdead``,
         ``psitem``). ``attempted=False`` gives back items that were not worked
         on (a worker that stops): their delivery is not counted, no failure is
-        kept, and they never go to the dead items."""
-        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason))
+        kept, and they never go to the dead items. ``dead=True`` sends them to
+        the dead items now, ``reason`` kept, whatever their deliveries and
+        ``max_deliveries`` (``score`` and ``delay`` do not apply to them then,
+        as to an item at its ``max_deliveries``)."""
+        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason, dead))
 
     @operation
     def psextend(self, name: str, token: str, lease: timedelta | float) -> datetime | None:

@@ -10,6 +10,7 @@ the dead set instead. A token acts only on what it still holds, so
 
 The plans here are the lease family's, beside ``operations.py``'s; the Lua
 scripts are ``lua/lease-12.lua`` (``leaseone-12`` for one item), ``ack-8``,
+``acklease-13`` (an acknowledgement and the next lease in one call),
 ``release-11``, ``extend-3``, ``dead-4`` and ``requeue-4``.
 """
 
@@ -38,7 +39,7 @@ from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, Clock, monotonic, waiting
 from psctl.protocol import Call, Plan
 from psctl.scripts import script
-from psctl.types import DeadItems, Lease  # (here too, as before psctl.types)
+from psctl.types import AckLease, DeadItems, Lease  # (here too, as before psctl.types)
 
 MAX_LEASE = 1000  # items per lease: a lease that runs out comes back in one short call
 DEFAULT_LEASE = defaults.LEASE  # (the name callers knew before psctl.defaults)
@@ -137,9 +138,7 @@ def lease(
     """``pslease``: the items taken, held under ``token`` (``new_token()``). The
     ``Lease`` comes back with no client: the one that runs the plan gives it
     itself (``Lease.ack`` and the rest go through it)."""
-    count = check_count(count)
-    if count > MAX_LEASE:
-        raise InvalidArgument(f"a lease holds at most {MAX_LEASE} items, got count={count}")
+    count = _lease_count(count)
     ms = milliseconds(length, "lease")
     most = _max_deliveries(max_deliveries)
     if count == 0:
@@ -158,11 +157,21 @@ def lease(
     reply = yield from waiting(call, keys, block, stop, clock)
     if len(reply) < 2:  # nothing taken
         return Lease(keys.name, token)
-    deadline, taken, found, scores, counts = reply
+    return _taken(keys, token, *reply)
+
+
+def _lease_count(count: Any) -> int:
+    count = check_count(count)
+    if count > MAX_LEASE:
+        raise InvalidArgument(f"a lease holds at most {MAX_LEASE} items, got count={count}")
+    return count
+
+
+def _taken(keys: StreamKeys, token: str, deadline: Any, taken: Any, found: Any, scores: Any, counts: Any) -> Lease:
+    """The ``Lease`` of what ``lease-12.lua`` (or ``acklease-13.lua``) took."""
     names = decode_keys(taken)
     # (no deliveries listed: every item is on its first)
     return Lease(keys.name, token, _deadline(deadline), dict(zip(names, found)), scores, counts or [])
-
 
 
 def _token(token: Any) -> bytes:
@@ -172,18 +181,64 @@ def _token(token: Any) -> bytes:
 
 
 def ack(keys: StreamKeys, token: Any, items: Iterable[Any] | None, gate: bool, expire_at: Any) -> Plan:
-    token_bytes = _token(token)
-    mode, seconds = expiry(expire_at)
-    chunks = _which(items)
+    head = _ack_head(token, gate, expire_at)
+    return (yield from _acked(keys, head, _which(items)))
+
+
+def _ack_head(token: Any, gate: bool, expire_at: Any) -> tuple[Any, ...]:
+    """An acknowledgement's first arguments (``ack-8.lua``'s ARGV[1..4])."""
+    return (_token(token), flag(gate), *expiry(expire_at))
+
+
+def _acked(keys: StreamKeys, head: tuple[Any, ...], chunks: list[list[bytes]] | None) -> Plan:
+    """``psack`` of the keys in ``chunks`` (all the token holds: None), a call per chunk."""
     ack_script = script("ack")
     ack_keys = ack_script.keys_of(keys)
-    head = (token_bytes, flag(gate), mode, seconds)
     if chunks is None:
         return int((yield Call(ack_script, ack_keys, (*head, b"all"), safe=True)))
     acked = 0
     for chunk in chunks:
         acked += int((yield Call(ack_script, ack_keys, (*head, b"keys", *chunk), safe=True)))
     return acked
+
+
+def ack_lease(
+    keys: StreamKeys,
+    token: Any,
+    items: Iterable[Any] | None,
+    gate: bool,
+    expire_at: Any,
+    new: str,
+    count: int,
+    length: Any,
+    max_deliveries: Any,
+) -> Plan:
+    """``psacklease``: ``psack`` of ``token``'s ``items``, then ``pslease``
+    (never waiting) under ``new`` (``new_token()``), in one call of
+    ``acklease-13.lua``. Not safe to repeat: it leases. Keys past the first
+    thousand are acknowledged first, by ``ack-8.lua``, a call per thousand; with
+    ``count=0`` only ``ack-8.lua`` runs. The ``Lease`` comes back with no
+    client, as ``lease``'s does."""
+    head = _ack_head(token, gate, expire_at)
+    count = _lease_count(count)
+    ms = milliseconds(length, "lease")
+    most = _max_deliveries(max_deliveries)
+    chunks = _which(items)
+    if count == 0:
+        return AckLease((yield from _acked(keys, head, chunks)), Lease(keys.name, new))
+    acked = 0
+    if chunks is None:
+        which: tuple[Any, ...] = (b"all",)
+    else:
+        if len(chunks) > 1:
+            acked = yield from _acked(keys, head, chunks[:-1])
+        which = (b"keys", *chunks[-1]) if chunks else (b"keys",)
+    combined = script("acklease")
+    reply = yield Call(combined, combined.keys_of(keys), (*head, count, new, ms, most, *which))
+    acked += int(reply[0])
+    if len(reply) < 2:  # nothing leased
+        return AckLease(acked, Lease(keys.name, new))
+    return AckLease(acked, _taken(keys, new, *reply[1:]))
 
 
 REASON_BYTES = 2048  # a failure's reason is kept up to this size
@@ -215,15 +270,21 @@ def release(
     delay: Any,
     attempted: bool = True,
     reason: Any = None,
+    dead: bool = False,
 ) -> Plan:
+    """``psrelease``; ``dead``: the items go to the dead set now, whatever
+    their deliveries (``score`` and ``delay`` do not apply then, as for an
+    item at its max_deliveries; never with ``attempted=False``)."""
     token_bytes = _token(token)
+    if dead and not attempted:
+        raise InvalidArgument("a release with dead=True is of items worked on: it takes no attempted=False")
     score_text = b"" if score is None else encode_score(score)
     delay_ms = 0 if delay is None else milliseconds(delay, "delay", zero=True)
     why = (b"0", b"") if reason is None else (b"1", reason_text(reason))
     chunks = _which(items)
     release_script = script("release")
     release_keys = release_script.keys_of(keys)
-    head = (token_bytes, score_text, delay_ms, flag(attempted), *why)
+    head = (token_bytes, score_text, delay_ms, b"dead" if dead else flag(attempted), *why)
     if chunks is None:
         released, _ = yield Call(release_script, release_keys, (*head, b"all"), safe=True)
         return int(released)

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 from psctl import defaults
 
 __all__ = [
+    "AckLease",
     "AddSummary",
     "Added",
     "Counters",
@@ -156,15 +157,27 @@ class Lease:
         delay: Any = None,
         attempted: bool = True,
         reason: Any = None,
+        *,
+        dead: bool = False,
     ) -> Any:
         """``psrelease`` of this lease's items (all it still holds when ``keys`` is None)."""
         return self._client.psrelease(
-            self.name, self.token, keys, score=score, delay=delay, attempted=attempted, reason=reason
+            self.name, self.token, keys, score=score, delay=delay, attempted=attempted, reason=reason, dead=dead
         )
 
     def extend(self, lease: Any = defaults.LEASE) -> Any:
         """``psextend``: the new deadline, or None when it holds nothing any more."""
         return self._client.psextend(self.name, self.token, lease)
+
+
+class AckLease(NamedTuple):
+    """``psacklease``: how many items of the old lease were acknowledged
+    (``acked``, as ``psack`` counts them), and the ``lease`` of the next items
+    (empty, with a token that holds nothing, when nothing was waiting or
+    ``count`` was 0)."""
+
+    acked: int
+    lease: Lease
 
 
 class DeadItems(dict):  # type: ignore[type-arg]

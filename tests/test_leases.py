@@ -215,6 +215,55 @@ def test_a_release_at_max_deliveries_sends_to_dead(ps, r):
     assert ps.pslen("q") == 0 and ps.psdead("q") == {"a": b"v"}
 
 
+def test_a_release_marked_dead_sends_the_items_to_the_dead_set_now(ps, r, k):
+    stream(ps, 3)
+    lease = ps.pslease("q", count=2)  # no max_deliveries
+    assert ps.psrelease("q", lease.token, ["k0"], reason="bad input", dead=True) == 1
+    dead = ps.psdead("q")
+    assert dead == {"k0": b"v0"} and dead.deliveries == {"k0": 1} and dead.reasons == {"k0": "bad input"}
+    assert dead.failed_at["k0"] is not None
+    assert ps.psitem("q", "k0")["state"] == "dead" and ps.psitem("q", "k1")["state"] == "held"
+    assert ps.psstats("q")["counters"]["dead"] == 1
+    assert ps.psadd("q", "k0", "again") is None  # dead: refused, as any dead key
+    assert ps.psrequeue("q", ["k0"]) == 1 and ps.pskeys("q", withscores=True) == [("k0", 3.0), ("k2", 1.0)]
+
+
+def test_dead_whatever_the_deliveries_and_max_deliveries(ps, r):
+    ps.psadd("q", "a", "v", 4)
+    ps.psrelease("q", ps.pslease("q").token)  # delivered once, back
+    lease = ps.pslease("q", max_deliveries=10)
+    assert lease.deliveries == {"a": 2}
+    assert ps.psrelease("q", lease.token, reason=ValueError("no such user"), dead=True) == 1
+    dead = ps.psdead("q")
+    assert dead.deliveries == {"a": 2} and dead.reasons == {"a": "ValueError: no such user"}
+    assert ps.pskeys("q", state="dead")[0]["score"] == 4.0  # its remembered score
+
+
+def test_dead_skips_keys_the_token_does_not_hold(ps, r, k):
+    ps.psaddmany("q", [("a", "1", 2), ("b", "2", 1)])
+    lease = ps.pslease("q", lease=SHORT)
+    assert ps.psrelease("q", lease.token, ["nope"], reason="x", dead=True) == 0
+    run_out(ps, r)
+    assert ps.psrelease("q", lease.token, reason="x", dead=True) == 0  # its lease ran out
+    assert ps.psdead("q") == {}
+    again = ps.pslease("q", count=2)
+    assert again.items == {"a": b"1", "b": b"2"}
+    assert ps.psrelease("q", lease.token, ["a"], dead=True) == 0  # someone else's now
+    assert ps.psrelease("q", again.token, dead=True) == 2 and ps.psdead("q").reasons == {"a": None, "b": None}
+
+
+def test_dead_ignores_a_score_and_a_delay_and_refuses_unattempted(ps, r):
+    """As for an item at its max_deliveries: a worker passes its back-off whatever the verdict."""
+    ps.psaddmany("q", [("a", "1", 2), ("b", "2", 1)])
+    lease = ps.pslease("q", count=2)
+    with pytest.raises(InvalidArgument, match="dead=True"):
+        ps.psrelease("q", lease.token, attempted=False, dead=True)
+    assert ps.psitem("q", "a")["state"] == "held"
+    assert ps.psrelease("q", lease.token, ["a"], score=9, delay=timedelta(minutes=1), reason="x", dead=True) == 1
+    assert ps.psitem("q", "a")["state"] == "dead" and ps.pskeys("q", state="dead")[0]["score"] == 2.0
+    assert ps.pskeys("q", state="delayed") == [] and ps.psitem("q", "b")["state"] == "held"
+
+
 @pytest.mark.parametrize("delay", [None, 0.3])
 def test_a_release_of_items_not_worked_on_does_not_count_their_delivery(ps, r, delay):
     """What a stopping worker gives back unstarted: never dead, its delivery uncounted."""

@@ -252,6 +252,57 @@ def test_delete_is_never_repeated_but_the_registry_may_be():
     assert deleted is True
 
 
+# -- an acknowledgement and the next lease in one call ---------------------------------------
+
+
+def test_an_ack_and_lease_is_one_call_sent_once():
+    from psctl import leases
+
+    plan = leases.ack_lease(KEYS, "old", None, True, None, "new", 2, 60, 3)
+    requests, (acked, lease) = drive(plan, [[2, 1500, [b"a"], [b"A"], [b"5"], []]])
+    assert [describe(r) for r in requests] == [
+        ("call", "acklease", (b"old", b"1", b"none", b"0", 2, "new", 60000, 3, b"all"))
+    ]
+    assert requests[0].safe is False  # it leases: never sent again
+    assert acked == 2 and lease.token == "new" and lease.items == {"a": b"A"} and lease.scores == {"a": 5.0}
+    sent = exchange(requests[0])
+    assert type(next(sent)) is Direct  # on the path that never resends
+    with pytest.raises(ConnectionError):
+        sent.throw(ConnectionError("lost"))  # and a lost reply is not sent again
+
+
+def test_an_ack_and_lease_acks_keys_past_the_last_thousand_first_and_count_0_only_acks():
+    from psctl import leases
+
+    keys = [f"k{i}" for i in range(2500)]
+    requests, (acked, lease) = drive(leases.ack_lease(KEYS, "old", iter(keys), False, None, "new", 1, 60, None),
+                                     [1, 2, [3]])  # fmt: skip
+    assert [(r.script.name, r.safe, len(r.args)) for r in requests] == [
+        ("ack", True, 5 + 1000), ("ack", True, 5 + 1000), ("acklease", False, 9 + 500)
+    ]
+    assert acked == 6 and not lease and lease.token == "new"
+    requests, (acked, lease) = drive(leases.ack_lease(KEYS, "old", ["a"], False, None, "new", 0, 60, None), [1])
+    assert [describe(r) for r in requests] == [("call", "ack", (b"old", b"0", b"none", b"0", b"keys", b"a"))]
+    assert requests[0].safe and acked == 1 and not lease
+    requests, (acked, _) = drive(leases.ack_lease(KEYS, "old", [], False, None, "new", 1, 60, None), [[0]])
+    assert [describe(r) for r in requests] == [("call", "acklease", (b"old", b"0", b"none", b"0", 1, "new", 60000, 0, b"keys"))]
+
+
+# -- a release marked dead ----------------------------------------------------------------
+
+
+def test_a_release_marked_dead_says_so_in_place_of_attempted():
+    from psctl import leases
+
+    requests, released = drive(leases.release(KEYS, "t", None, None, None, reason="bad", dead=True), [[1, 1]])
+    assert describe(requests[0]) == ("call", "release", (b"t", b"", 0, b"dead", b"1", b"bad", b"all"))
+    assert released == 1
+    requests, _ = drive(leases.release(KEYS, "t", ["k"], 3, 5, reason=None, dead=True), [[1, 1]])
+    assert describe(requests[0]) == ("call", "release", (b"t", b"3.0", 5000, b"dead", b"0", b"", b"keys", b"k"))
+    with pytest.raises(InvalidArgument):
+        next(leases.release(KEYS, "t", None, None, None, attempted=False, dead=True))
+
+
 # -- the protocol: NOSCRIPT refills, the scripts' own errors ---------------------------------
 
 

@@ -146,6 +146,8 @@ PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DU
 LEASED = ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats", *DUE)
 RELEASED = ("scores", "wake", *EVERY_LEASE_KEY, "stats", *DUE)
 ACKED = ("values", "gated", "cooling", "held", "leases", "lease", "stats", "failures")
+# (something is due, f's lease having run out: every key of acklease-13.lua is read)
+ACK_LEASED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE)
 
 # operation (given the client and the setup's tokens), and the keys it touches
 WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
@@ -164,7 +166,12 @@ WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
     "pslease many": (lambda ps, t: ps.pslease("q", count=3), LEASED),
     "psack": (lambda ps, t: ps.psack("q", t.held, gate=True), ACKED),
     "psack keys": (lambda ps, t: ps.psack("q", t.held, ["d"], gate=True), ACKED),
+    "psacklease": (lambda ps, t: ps.psacklease("q", t.held, count=3, gate=True), ACK_LEASED),
+    "psacklease keys": (lambda ps, t: ps.psacklease("q", t.held, ["d"], gate=True), ACK_LEASED),
+    "psacklease late": (lambda ps, t: ps.psacklease("q", t.expired, count=2), ACK_LEASED),
+    "psacklease count 0": (lambda ps, t: ps.psacklease("q", t.held, gate=True, count=0), ACKED),
     "psrelease": (lambda ps, t: ps.psrelease("q", t.held), RELEASED),
+    "psrelease dead": (lambda ps, t: ps.psrelease("q", t.held, ["e"], reason="x", dead=True), RELEASED),
     "psrelease delayed": (lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5, reason="x"), RELEASED),
     "psextend": (lambda ps, t: ps.psextend("q", t.held, 60), ("held", "leases", "lease")),
     "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries", "failures")),

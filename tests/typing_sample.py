@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, assert_type
 
 from psctl import (
+    AckLease,
     AddSummary,
     Added,
     AsyncRedis,
@@ -44,6 +45,10 @@ def sync(r: Redis, c: RedisCluster) -> None:
     assert_type(r.psvaluespage("q"), tuple[dict[str, Any], int | None])
     assert_type(r.pslease("q"), Lease)
     assert_type(r.psack("q", "token"), int)
+    assert_type(r.psacklease("q", "token", count=2), AckLease)
+    assert_type(c.psacklease("q", "token").lease, Lease)
+    assert_type(r.psrelease("q", "token", reason="bad", dead=True), int)
+    r.psacklease("q", "token", ["k"], 2)  # type: ignore[call-arg]
     assert_type(r.psextend("q", "token", 60), datetime | None)
     assert_type(r.psdead("q"), DeadItems)
     assert_type(r.psdead("q").reasons, dict[str, str | None])
@@ -71,6 +76,8 @@ async def asynchronous(r: AsyncRedis, c: AsyncRedisCluster) -> None:
     assert_type(await r.pskeys("q", withscores=True), list[tuple[str, float]])
     assert_type(await r.pskeys("q", state="dead"), list[KeyRow])
     assert_type(await r.pslease("q"), Lease)
+    assert_type(await r.psacklease("q", "token"), AckLease)
+    assert_type((await c.psacklease("q", "token", count=0)).acked, int)
     assert_type(await r.psstats("q"), Stats)
     assert_type(await r.psexpire(), Expired)
     async with r.psleased("q") as lease:
