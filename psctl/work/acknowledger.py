@@ -11,14 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from psctl.leases import MAX_LEASE
 from psctl.work.board import Board
 from psctl.work.executor import Executor, Job, Kind, Verdict
 from psctl.work.leasekeeper import LeaseKeeper
 from psctl.work.options import Item, Tally, shown
-from psctl.leases import MAX_LEASE
 from psctl.work.patience import UNANSWERED, ServerLost
-
-GATHER = 0.005  # seconds the acknowledger waits for more jobs to end, to acknowledge them together
 
 
 class Acknowledger:
@@ -46,8 +44,8 @@ class Acknowledger:
                 if not board.finished and not board.returning and not (board.runners or board.feeding):
                     return
                 few = 0 < len(board.finished) < board.options.jobs and board.runners
-            if few:  # more are likely to end soon: one acknowledgement for them all
-                time.sleep(GATHER)
+            if few and self._executor.gather:  # more are likely to end soon: one acknowledgement for them all
+                time.sleep(self._executor.gather)
             with board.lock:
                 finished = list(board.finished)
                 board.finished.clear()

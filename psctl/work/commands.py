@@ -79,6 +79,7 @@ class CommandRunner:
         self._environment = _base_environment(name, self.lifeline.mark if self.lifeline is not None else None)
 
     batch = 1  # (a command per item)
+    gather = 0.005  # (what several commands ending near each other wait, to be acknowledged at once)
 
     def job(self, items: list[Item]) -> CommandJob:
         return CommandJob(items[0])

@@ -86,6 +86,9 @@ class Lane(Protocol):
 
 class Executor(Protocol):
     batch: int  # items per job at most
+    # seconds the acknowledger waits for more jobs to end when few did, to acknowledge
+    # them together (commands end at the pace of processes; functions end in a burst)
+    gather: float
 
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:
         """Before the first item of stream ``name``."""

@@ -46,6 +46,7 @@ class InLoop:
         self.handler, self.loop, self.wrap = handler, loop, wrap
         self.batch = batch or 1
         self.batched = batch is not None
+        self.gather = 0.0  # (what ended is acknowledged at once: more end meanwhile)
 
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:
         pass

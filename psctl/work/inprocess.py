@@ -45,6 +45,7 @@ class InProcess:
         self.handler, self.wrap = handler, wrap
         self.batch = batch or 1
         self.batched = batch is not None  # (batch=1: a list of one)
+        self.gather = 0.0  # (what ended is acknowledged at once: more end meanwhile)
         self._lock = threading.Lock()  # orders a job's end against its cut
         self._report: Callable[[Job], None] = lambda job: None
 
