@@ -582,3 +582,30 @@ def test_cancelling_an_async_worker_stops_it_at_once_and_gives_its_items_back(r:
     assert time.monotonic() - started < 8
     assert r.pslen("q") == 10 and r.psstats("q")["held"] == 0  # all back, none counted
     assert all(r.psitem("q", f"k{i}")["deliveries"] == 0 for i in range(10))
+
+
+# -- one round trip per item, or less ----------------------------------------------------------
+
+
+def _evalsha_calls(r: Any) -> int:
+    return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize(("kind", "pause"), [("sync", 0.0), ("async", 0.0), ("sync", 0.002), ("async", 0.002)])
+def test_the_steady_state_costs_less_than_one_round_trip_per_item(r: Any, backend: Any, kind: str, pause: float) -> None:
+    """Leases ahead of the handlers, acknowledgements of many items at once that
+    lease the next ones in the same call (psacklease): far fewer script calls
+    than items, whether handlers are instant or take a while."""
+    count = 3000 if pause == 0 else 400
+    for start in range(0, count, 1000):
+        r.psaddmany("q", [(f"k{i}", "v", i) for i in range(start, min(start + 1000, count))])
+    before = _evalsha_calls(r)
+
+    def body(item: Any) -> None:
+        if pause:
+            time.sleep(pause)
+
+    summary = work(backend, kind, body, concurrency=4)
+    calls = _evalsha_calls(r) - before
+    assert summary.done == count
+    assert calls <= count / (10 if pause == 0 else 1), calls  # (slow handlers end one by one: about 0.5 a call)
