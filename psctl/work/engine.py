@@ -160,6 +160,7 @@ class Engine:
             target=self.guarded, args=(self._acknowledger.acknowledge,), name="psctl-acknowledger", daemon=True
         )
         self._threads = [feeder, acknowledger]
+        self._supervise(self.clock.now())  # (a stop asked before the start: nothing is leased, nothing starts)
         runners = self._runners
         runners.start()
         for thread in self._threads:
