@@ -64,7 +64,7 @@ class Acknowledger:
                     board.reporting = 0
 
     def report(self, finished: list[Job]) -> None:
-        options, board = self._board.options, self._board
+        board = self._board
         succeeded: dict[str, list[str]] = {}
         back: list[Item] = []
         failed: list[tuple[Item, Verdict]] = []

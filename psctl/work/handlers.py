@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, get_origin
 
 from psctl.errors import InvalidArgument
-from psctl.work.executor import DONE, Kind, Verdict
+from psctl.work.executor import ABANDONED, BACK, DONE, Kind, Verdict
 from psctl.work.options import Item
 
 REASON = 2048  # characters of a failure's reason kept (the server keeps 2 KiB)
@@ -106,6 +106,20 @@ def batch_verdicts(items: list[Item], returned: Any) -> list[tuple[Item, Verdict
             f"a batch handler returns None, the keys that failed or a dict of key -> reason, not {type(returned).__name__}"
         )
     return [(item, why.get(item.key, DONE)) for item in items]
+
+
+def verdicts(
+    items: list[Item], cut: str | None, outcome: list[tuple[Item, Verdict]] | Verdict | None
+) -> list[tuple[Item, Verdict]]:
+    """What became of a handler's ``items``: ``cut`` short ("stopped": back
+    at once; "abandoned": left to the lease), else its ``outcome`` (one
+    verdict for all, or one per item; None: it never ended)."""
+    if cut is not None:
+        verdict = BACK if cut == "stopped" else ABANDONED
+        return [(item, verdict) for item in items]
+    if isinstance(outcome, Verdict):
+        return [(item, outcome) for item in items]
+    return outcome if outcome is not None else [(item, ABANDONED) for item in items]
 
 
 def _text(value: Any) -> str:

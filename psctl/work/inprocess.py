@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from psctl.work.clock import Clock
-from psctl.work.executor import ABANDONED, BACK, DONE, Job, Order, Verdict
-from psctl.work.handlers import batch_verdicts, failed
+from psctl.work.executor import ABANDONED, DONE, Job, Order, Verdict
+from psctl.work.handlers import batch_verdicts, failed, verdicts
 from psctl.work.options import Item
 
 CUTS = {Order.TERMINATE: "stopped", Order.KILL: "stopped", Order.ABANDON: "abandoned"}
@@ -81,13 +81,7 @@ class InProcess:
 
     def verdicts(self, job: Job) -> list[tuple[Item, Verdict]]:
         assert isinstance(job, HandlerJob)
-        if job.cut is not None:
-            verdict = BACK if job.cut == "stopped" else ABANDONED
-            return [(item, verdict) for item in job.items]
-        outcome = job.outcome
-        if isinstance(outcome, Verdict):
-            return [(item, outcome) for item in job.items]
-        return outcome if outcome is not None else [(item, ABANDONED) for item in job.items]
+        return verdicts(job.items, job.cut, job.outcome)
 
     def close(self) -> None:
         pass
