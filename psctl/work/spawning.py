@@ -109,8 +109,8 @@ class _Glibc:
     """glibc's ``posix_spawnp`` through ctypes, with the argv and the
     attributes built once (shared: ``posix_spawnp`` only reads them)."""
 
-    def __init__(self, ctypes: Any, libc: Any, spawner: Spawner) -> None:
-        self.ctypes, self.libc, self.spawner = ctypes, libc, spawner
+    def __init__(self, ctypes: Any, libc: Any, spawn: Any, spawner: Spawner) -> None:
+        self.ctypes, self.libc, self.posix_spawnp, self.spawner = ctypes, libc, spawn, spawner
         command = [os.fsencode(argument) for argument in spawner.command]
         self.file = command[0]
         self.argv = (ctypes.c_char_p * (len(command) + 1))(*command, None)
@@ -133,11 +133,16 @@ class _Glibc:
                 return None
             import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)  # (this process's C library: glibc)
-            for name in ("posix_spawnp", "posix_spawn_file_actions_init", "posix_spawn_file_actions_destroy",
-                         "posix_spawn_file_actions_adddup2", "posix_spawn_file_actions_addclose"):  # fmt: skip
+            # this process's C library, glibc: its short calls hold the GIL (PyDLL: each
+            # release of the GIL is a chance for another thread to take it, and to make
+            # this one wait for it back); posix_spawnp releases it (CDLL), as the child
+            # runs up to its exec meanwhile
+            libc = ctypes.PyDLL(None, use_errno=True)
+            for name in _ARGTYPES:
                 getattr(libc, name).argtypes = _ARGTYPES[name](ctypes)
-            return cls(ctypes, libc, spawner)
+            spawn = ctypes.CDLL(None, use_errno=True).posix_spawnp
+            spawn.argtypes = _ARGTYPES["posix_spawnp"](ctypes)
+            return cls(ctypes, libc, spawn, spawner)
         except (OSError, ValueError, AttributeError, ImportError):
             return None
 
@@ -186,7 +191,7 @@ class _GlibcLane:
             for fd in glibc.spawner.closed:
                 failed = failed or libc.posix_spawn_file_actions_addclose(actions, fd)
             if not failed:  # (the GIL is released for the call: other threads run while the child execs)
-                failed = libc.posix_spawnp(
+                failed = glibc.posix_spawnp(
                     self._pid_pointer, glibc.file, actions, glibc.attributes, glibc.argv, environment
                 )
         finally:
