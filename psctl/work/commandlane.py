@@ -148,6 +148,7 @@ class CommandLane:
                 held = True
             exited = True
         job.returncode = _wait_for(job, exited)
+        self._spawner.reaped(job.pid, job.returncode)
         if held and job.gone and job.reason is None and not job.killed:
             with job.lock:
                 job.gone = False  # (its session is still to be looked at)

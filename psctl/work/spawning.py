@@ -24,12 +24,13 @@ What Popen did besides is done here too:
 - ``restore_signals``: SIGPIPE and SIGXFSZ, which Python ignores, back to
   their defaults (``RESTORED``): a command dies of a write to a pipe whose
   reader went away, as it would from a shell;
-- an ``exec`` that fails (ENOENT, EACCES...) is an ``OSError`` raised here:
-  glibc's ``posix_spawn`` reports it (since 2.24), as Popen did from its
-  error pipe.
+- ``start_new_session``: ``setsid`` in the child, before its ``exec``;
+- the ``PATH`` search, through psctl's own ``PATH`` (the commands' too);
+- an ``exec`` that fails (ENOENT, EACCES...) is an ``OSError`` raised here,
+  as Popen raised it from its error pipe.
 
-(glibc's child sets the two signals the C library keeps for itself, 32 and
-33, to "ignored" before its ``exec``, and an ignored signal stays ignored
+(Its child also sets the two signals the C library keeps for itself, 32 and
+33, to "ignored" before the ``exec``, and an ignored signal stays ignored
 across it: a command sees them so in /proc/PID/status. No program may use
 them but its C library, which installs its own handlers for them before it
 does: glibc and musl both.)
@@ -40,11 +41,13 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 RESTORED = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
 EXTRA = 4  # the item's variables a command gets beside the worker's environment, at most
+GLIBC = (2, 26)  # the oldest glibc whose posix_spawnp is used
 # glibc's posix_spawn flags (spawn.h), which Python does not export
 _SETSIGDEF = 0x04
 _SETSID = 0x80
@@ -68,17 +71,28 @@ class Spawner:
 
 
 class SpawnLane:
-    """One runner thread's spawner."""
+    """One runner thread's spawner. ``reaped(pid, status)`` once its runner
+    has reaped a command it started."""
 
     def __init__(self, spawner: Spawner) -> None:
         self._spawner = spawner
         self._glibc = spawner._glibc.lane() if spawner._glibc is not None else None
+        # (Popen's, kept until reaped: one dropped before reaps its process itself, as it goes)
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
 
     def spawn(self, extra: Mapping[bytes, bytes], stdin: int, stderr: int | None) -> int:
         """Starts the command with ``extra`` in its environment (at most
         ``EXTRA`` variables, none of the worker's), ``stdin`` as its stdin and
         ``stderr`` as its stderr (None: psctl's); returns its process number,
         which is also its session's and its process group's."""
+        if self._glibc is None:
+            spawner = self._spawner
+            process = subprocess.Popen(
+                spawner.command, stdin=stdin, stderr=stderr, env={**spawner.environment, **extra},
+                start_new_session=True,
+            )  # fmt: skip
+            self._processes[process.pid] = process
+            return process.pid
         moved = []  # (stdin or stderr on 0-2, when psctl was started with those closed: out of dup2's way)
         if stdin < 3:
             stdin = fcntl.fcntl(stdin, fcntl.F_DUPFD_CLOEXEC, 3)
@@ -87,22 +101,15 @@ class SpawnLane:
             stderr = fcntl.fcntl(stderr, fcntl.F_DUPFD_CLOEXEC, 3)
             moved.append(stderr)
         try:
-            if self._glibc is not None:
-                return self._glibc.spawn(extra, stdin, stderr)
-            spawner = self._spawner
-            actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, stdin, 0)]
-            if stderr is not None:
-                actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
-            actions.extend((os.POSIX_SPAWN_CLOSE, fd) for fd in spawner.closed)
-            command = spawner.command
-            spawn = os.posix_spawn if os.sep in command[0] else os.posix_spawnp
-            return spawn(
-                command[0], command, {**spawner.environment, **extra}, file_actions=actions, setsid=True,
-                setsigdef=RESTORED,
-            )  # fmt: skip
+            return self._glibc.spawn(extra, stdin, stderr)
         finally:
             for fd in moved:
                 os.close(fd)
+
+    def reaped(self, pid: int, returncode: int) -> None:
+        process = self._processes.pop(pid, None)
+        if process is not None:
+            process.returncode = returncode
 
 
 class _Glibc:
@@ -120,16 +127,17 @@ class _Glibc:
         for number in RESTORED:
             failed = failed or libc.sigaddset(signals, number)
         failed = failed or libc.posix_spawnattr_setsigdefault(self.attributes, signals)
-        failed = failed or libc.posix_spawnattr_setflags(self.attributes, ctypes.c_short(_SETSIGDEF | _SETSID))
+        failed = failed or libc.posix_spawnattr_setflags(self.attributes, _SETSIGDEF | _SETSID)
         if failed:
             raise OSError(ctypes.get_errno() or failed, "cannot prepare posix_spawn's attributes")
         self.entries = [name + b"=" + value for name, value in spawner.environment.items()]
 
     @classmethod
     def load(cls, spawner: Spawner) -> _Glibc | None:
-        """None where the C library is not glibc (or ctypes cannot reach it)."""
+        """None where the C library is not glibc ``GLIBC`` or later (or ctypes cannot reach it)."""
         try:
-            if not os.confstr("CS_GNU_LIBC_VERSION"):
+            name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").partition(" ")
+            if name != "glibc" or tuple(int(part) for part in version.split(".")[:2]) < GLIBC:
                 return None
             import ctypes
 
@@ -152,6 +160,11 @@ class _Glibc:
 
 _ARGTYPES: dict[str, Any] = {
     "posix_spawnp": lambda c: [c.POINTER(c.c_int), c.c_char_p, c.c_void_p, c.c_void_p, c.c_void_p, c.c_void_p],
+    "posix_spawnattr_init": lambda c: [c.c_void_p],
+    "posix_spawnattr_setflags": lambda c: [c.c_void_p, c.c_short],
+    "posix_spawnattr_setsigdefault": lambda c: [c.c_void_p, c.c_void_p],
+    "sigemptyset": lambda c: [c.c_void_p],
+    "sigaddset": lambda c: [c.c_void_p, c.c_int],
     "posix_spawn_file_actions_init": lambda c: [c.c_void_p],
     "posix_spawn_file_actions_destroy": lambda c: [c.c_void_p],
     "posix_spawn_file_actions_adddup2": lambda c: [c.c_void_p, c.c_int, c.c_int],
