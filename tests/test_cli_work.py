@@ -167,6 +167,43 @@ def test_the_item_is_in_the_environment(work: Work, r: Any) -> None:
     assert second["key"] == "" and second["key_base64"] == "d2l0aABudWw="  # "with\0nul": no variable holds a NUL
 
 
+PROBE = r"""
+import json, os
+links = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        links[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # (the listing's own)
+        pass
+print(json.dumps({"links": links, "environ": {k: v for k, v in os.environ.items() if k.startswith("PSCTL_")}}))
+"""
+
+
+def test_the_command_gets_none_of_psctls_descriptors_nor_its_item_variables(work: Work, r: Any) -> None:
+    """What psctl's parent gave it open beyond stdin, stdout and stderr does
+    not reach the command (as subprocess's close_fds), nor the item's
+    variables of a psctl work that runs this one: the command's are its own."""
+    r.psadd("q", "k", "v", 1)
+    read, write = os.pipe()
+    try:
+        done = subprocess.run(
+            work.argv("q", "--idle-exit", "0", "--json", command=(sys.executable, "-c", PROBE)), pass_fds=(write,),
+            env=work.env(PSCTL_KEY="outer", PSCTL_SCORE="99", PSCTL_DELIVERY="7", PSCTL_KEY_FILE="/nowhere"),
+            capture_output=True, text=True, timeout=60, cwd=work.folder, check=False,
+        )  # fmt: skip
+        pipe = f"pipe:[{os.fstat(write).st_ino}]"
+    finally:
+        os.close(read)
+        os.close(write)
+    assert summary(done)["done"] == 1
+    probe = json.loads(done.stdout.splitlines()[0])
+    assert pipe not in probe["links"].values(), probe
+    environ = probe["environ"]
+    assert {k: environ.get(k) for k in ("PSCTL_KEY", "PSCTL_SCORE", "PSCTL_DELIVERY", "PSCTL_STREAM")} == {
+        "PSCTL_KEY": "k", "PSCTL_SCORE": "1.0", "PSCTL_DELIVERY": "1", "PSCTL_STREAM": "q"}  # fmt: skip
+    assert "PSCTL_KEY_FILE" not in environ
+
+
 def test_it_works_on_a_cluster(work: Work, cluster: Any, rc: Any) -> None:
     rc.psaddmany("{tenant}jobs", [(f"k{i}", f"v{i}", i) for i in range(20)])
     found = summary(work.run("{tenant}jobs", "-j", "3", "--idle-exit", "0", "--json", REDIS_URL=cluster.url,

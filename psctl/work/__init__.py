@@ -6,7 +6,7 @@
   ``feeder`` (leasing), ``acknowledger`` (reporting), ``leasekeeper`` (extending, giving back)
   and ``patience`` (a server that stopped answering);
 - ``executor``: the seam; ``commands`` (with ``commandlane``, ``commandjob``, ``sessions``,
-  ``stderr_tail`` and ``lifeline``) runs a command per item, ``inprocess`` a Python callable;
+  ``spawning``, ``stderr_tail`` and ``lifeline``) runs a command per item, ``inprocess`` a Python callable;
 - ``clock``: the injected clock.
 """
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 
 from psctl.work.executor import Job
@@ -32,13 +31,13 @@ class CommandJob(Job):
     process numbers out in turn, all the others first."""
 
     __slots__ = (
-        "deadline", "exited", "gone", "key_file", "kill_at", "killed", "lingering", "lock", "pipe", "process",
+        "deadline", "exited", "gone", "key_file", "kill_at", "killed", "lingering", "lock", "pid", "pipe",
         "reason", "returncode", "settle_by", "stderr", "unsettled",
     )  # fmt: skip
 
     def __init__(self, item: Item) -> None:
         super().__init__(item)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None  # the command's process, its session's and its own group's number
         self.lock = threading.Lock()
         self.exited = False  # the command's own process exited: its exit status is its outcome
         self.gone = False  # nothing is left of its process group
@@ -64,9 +63,9 @@ def send(job: CommandJob, how: int, census: Census | None = None) -> None:
     through /proc that finds them is affordable here; one ``census`` serves
     the signals sent at once)."""
     with job.lock:
-        if job.gone or job.process is None:
+        if job.gone or job.pid is None:
             return
-        session = job.process.pid
+        session = job.pid
         for group in (census or Census()).groups(session):
             try:
                 os.killpg(group, how)

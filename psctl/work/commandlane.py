@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from psctl.work import sessions, stderr_tail
 from psctl.work.clock import Clock
@@ -24,6 +23,7 @@ from psctl.work.commandjob import (
 from psctl.work.executor import Job
 from psctl.work.lifeline import Lifeline
 from psctl.work.options import Item, shown
+from psctl.work.spawning import Spawner
 from psctl.work.stderr_tail import Tail
 
 LINGER = 1.0  # seconds a process group SIGKILL did not empty may take before its item is reported
@@ -36,6 +36,7 @@ class Runner(Protocol):
     timeout: float | None
     clock: Clock
     lifeline: Lifeline | None
+    spawner: Spawner | None
     stdout_piped: bool
     warn: Callable[[str], None]
 
@@ -45,6 +46,8 @@ class Runner(Protocol):
 class CommandLane:
     def __init__(self, runner: Runner, report: Callable[[Job], None], halt: Callable[[Job], None]) -> None:
         self._runner, self._report, self._halt = runner, report, halt
+        assert runner.spawner is not None  # (the runner is open)
+        self._spawner = runner.spawner.lane()
         # see CommandJob.unsettled: looked at again once this lane's next command has
         # started, so that its wait, a command spawned meanwhile to exec, is no wait for the next
         self._unsettled: CommandJob | None = None
@@ -83,14 +86,14 @@ class CommandLane:
         started."""
         runner, item = self._runner, job.item
         try:
-            env, job.key_file = runner.environment_for(item)
+            variables, job.key_file = runner.environment_for(item)
             stdin = sessions.stdin_holding(item.value)
             item.value = b""  # (its stdin holds it now: no second copy while the command runs)
             pipe = writer = None
             try:
                 if stderr_tail.CAPTURES:
                     pipe, writer = os.pipe()  # (read by this thread while the command runs)
-                process = subprocess.Popen(runner.command, stdin=stdin, stderr=writer, env=env, start_new_session=True)
+                pid = self._spawner.spawn(variables, stdin, writer)
             except BaseException:
                 if pipe is not None:
                     os.close(pipe)
@@ -104,9 +107,9 @@ class CommandLane:
             return False
         job.pipe = pipe
         if runner.lifeline is not None:
-            runner.lifeline.started(process.pid)  # (a session leader leads its process group)
+            runner.lifeline.started(pid)  # (a session leader leads its process group)
         with job.lock:
-            job.process = process
+            job.pid = pid
         if runner.timeout is not None:
             job.deadline = runner.clock.now() + runner.timeout
         if job.reason is not None:  # ended before it started
@@ -133,17 +136,19 @@ class CommandLane:
         through, then for what is left of its session; or, when its stderr is
         still held by something but its process group is empty, marks it
         ``unsettled``."""
-        process = job.process
-        assert process is not None
+        assert job.pid is not None
         held = False  # something still holds the command's stderr once it exited
+        exited = False  # it is known to have exited (not yet reaped)
         if job.pipe is not None:
             job.stderr = Tail()
-            if stderr_tail.wait_reading(process.pid, job.pipe, job.stderr):
+            if stderr_tail.wait_reading(job.pid, job.pipe, job.stderr):
                 os.close(job.pipe)  # (it ended: nothing is left to read)
                 job.pipe = None
             else:
                 held = True
-        job.returncode = _wait_for(job)
+            exited = True
+        job.returncode = _wait_for(job, exited)
+        self._spawner.reaped(job.pid, job.returncode)
         if held and job.gone and job.reason is None and not job.killed:
             with job.lock:
                 job.gone = False  # (its session is still to be looked at)
@@ -158,7 +163,7 @@ class CommandLane:
         (``gone``); one still held sends the look through /proc for the rest
         of its session, and what is left of it is stopped
         (``_empty_session``). Then it is reported."""
-        assert job.pipe is not None and job.stderr is not None and job.process is not None
+        assert job.pipe is not None and job.stderr is not None and job.pid is not None
         if stderr_tail.ended(job.pipe, job.stderr, max(0.0, wait)):
             os.close(job.pipe)
             job.pipe = None
@@ -166,7 +171,7 @@ class CommandLane:
                 job.gone = True
         else:
             with job.lock:
-                job.gone = not sessions.session_alive(job.process.pid, scan=True)
+                job.gone = not sessions.session_alive(job.pid, scan=True)
             self._empty_session(job)
         self._finish(job)
 
@@ -174,8 +179,8 @@ class CommandLane:
         """The command is over, nothing left of it: its resources go, and it
         is reported to the acknowledger."""
         runner = self._runner
-        if job.process is not None and runner.lifeline is not None:
-            runner.lifeline.ended(job.process.pid)
+        if job.pid is not None and runner.lifeline is not None:
+            runner.lifeline.ended(job.pid)
         _close(job)
         if job.returncode and job.reason is None and runner.stdout_piped and sessions.reader_gone(1):
             # it failed writing to a pipe whose reader went away (SIGPIPE, or an exit
@@ -193,8 +198,8 @@ class CommandLane:
         on an item that is given back, or outlive the worker."""
         if job.gone:
             return
-        assert job.process is not None
-        session = job.process.pid
+        assert job.pid is not None
+        session = job.pid
         if job.reason is None and not job.killed:  # no stop reached it: it just left them behind
             job.kill_at = min(job.kill_at, self._runner.clock.now() + KILL_AFTER)
             self._runner.warn(f"{shown(job.item.key)}: the command left processes running: stopping them")
@@ -229,24 +234,31 @@ def _close(job: CommandJob) -> None:
         job.key_file = None
 
 
-def _wait_for(job: CommandJob) -> int:
-    """The exit status of the command's own process, reaped; then a first
-    look at its session. The look is cheap (one ``kill``: is its process
-    group empty?) when the command's end was its own; when psctl ended it
-    (a timeout, a stop: its other groups were signalled too), the look
-    goes through /proc for the session's other groups. (Spawning bounds
-    ``psctl work``: no such look for every command; ``_await`` looks
-    further when something still holds the command's stderr.)"""
-    process: Any = job.process
-    if sessions.WAITID:
-        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+def _wait_for(job: CommandJob, exited: bool) -> int:
+    """The exit status of the command's own process, reaped (``exited``: it
+    is known to have exited, its pidfd said so); then a first look at its
+    session. The look is cheap (one ``kill``: is its process group empty?)
+    when the command's end was its own; when psctl ended it (a timeout, a
+    stop: its other groups were signalled too), the look goes through /proc
+    for the session's other groups. (Spawning bounds ``psctl work``: no such
+    look for every command; ``_await`` looks further when something still
+    holds the command's stderr.) It is reaped under the job's lock, so that
+    no signal meant for its session reaches a process given its number
+    since; waited for outside it, so that a timeout's signals get through
+    meanwhile."""
+    pid = job.pid
+    assert pid is not None
+    if not exited and sessions.WAITID:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+        exited = True
+    if exited:
         with job.lock:
-            returncode = process.wait()
+            status = os.waitpid(pid, 0)[1]
             job.exited = True
-            job.gone = not sessions.session_alive(process.pid, scan=job.reason is not None or job.killed)
-        return returncode
-    returncode = process.wait()  # (not under the lock: a timeout's signals must get through meanwhile)
+            job.gone = not sessions.session_alive(pid, scan=job.reason is not None or job.killed)
+        return os.waitstatus_to_exitcode(status)
+    status = os.waitpid(pid, 0)[1]  # (no waitid here: reaped outside the lock, as it must be waited for)
     with job.lock:
         job.exited = True
-        job.gone = not sessions.session_alive(process.pid, scan=job.reason is not None or job.killed)
-    return returncode
+        job.gone = not sessions.session_alive(pid, scan=job.reason is not None or job.killed)
+    return os.waitstatus_to_exitcode(status)

@@ -51,6 +51,7 @@ from psctl.work.executor import Job, Kind, Order, Verdict
 from psctl.work.lifeline import VARIABLE as WORKER_VARIABLE
 from psctl.work.lifeline import Lifeline
 from psctl.work.options import Item, shown
+from psctl.work.spawning import Spawner, inherited
 
 # the longest key given in PSCTL_KEY (or PSCTL_KEY_BASE64): the kernel refuses an
 # environment string over 128 KiB, and all of them together over a quarter of the
@@ -67,7 +68,7 @@ class CommandRunner:
         self.lifeline: Lifeline | None = None
         self.stdout_piped = False  # psctl's stdout (the commands') is a pipe or a socket: its reader may go
         self.warn: Callable[[str], None] = lambda message: None
-        self._environment: dict[bytes, bytes] = {}
+        self.spawner: Spawner | None = None
         self._key_folder: str | None = None  # for keys too long for the environment
         self._key_files = itertools.count()
         self._lock = threading.Lock()
@@ -76,7 +77,8 @@ class CommandRunner:
         self.clock, self.warn = clock, warn
         self.stdout_piped = sessions.piped(1)
         self.lifeline = Lifeline.start(warn)
-        self._environment = _base_environment(name, self.lifeline.mark if self.lifeline is not None else None)
+        environment = _base_environment(name, self.lifeline.mark if self.lifeline is not None else None)
+        self.spawner = Spawner(self.command, environment, inherited())
 
     batch = 1  # (a command per item)
     gather = 0.005  # (what several commands ending near each other wait, to be acknowledged at once)
@@ -185,9 +187,10 @@ class CommandRunner:
     # -- the runners' ----------------------------------------------------------------
 
     def environment_for(self, item: Item) -> tuple[dict[bytes, bytes], str | None]:
-        """The command's environment, and the file that holds its key when the
+        """The item's variables in the command's environment (beside the
+        worker's, the spawner's), and the file that holds its key when the
         key is too long for the environment (to remove once it ends)."""
-        env = dict(self._environment)
+        env: dict[bytes, bytes] = {}
         raw = item.key.encode("utf-8", "surrogateescape")
         key_file = None
         if len(raw) > KEY_IN_ENVIRONMENT:
@@ -228,9 +231,9 @@ def _text_variable(name: bytes, text: str) -> dict[bytes, bytes]:
 
 def _base_environment(name: str, mark: bytes | None) -> dict[bytes, bytes]:
     env = dict(os.environb)
-    for variable in (b"PSCTL_KEY", b"PSCTL_KEY_BASE64", b"PSCTL_KEY_FILE", b"PSCTL_STREAM", b"PSCTL_STREAM_BASE64",
-                     WORKER_VARIABLE):  # fmt: skip
-        env.pop(variable, None)  # (from a psctl work that runs this one)
+    for variable in (b"PSCTL_KEY", b"PSCTL_KEY_BASE64", b"PSCTL_KEY_FILE", b"PSCTL_SCORE", b"PSCTL_DELIVERY",
+                     b"PSCTL_STREAM", b"PSCTL_STREAM_BASE64", WORKER_VARIABLE):  # fmt: skip
+        env.pop(variable, None)  # (from a psctl work that runs this one; the item's are given per command)
     env.update(_text_variable(b"PSCTL_STREAM", name))
     if mark is not None:
         env[WORKER_VARIABLE] = mark

@@ -21,9 +21,10 @@ stops the worker (Ctrl-C, a closed terminal, a ``kill`` of its process group)
 must leave the watcher to do its job.
 
 Why not PR_SET_PDEATHSIG: only code run in the child between fork and exec
-can set it, and such code makes Python fork instead of vfork, which spawns
-about 4 times slower on a small machine, and spawning is what bounds
-``psctl work``; it would reach the command only, not its children.
+can set it, which ``posix_spawn`` (``spawning``) has no room for, and which
+makes Python's subprocess fork instead of vfork, about 4 times slower on a
+small machine, when spawning is what bounds ``psctl work``; and it would
+reach the command only, not its children.
 
 This file also runs as a script (``python -I -S lifeline.py``): it imports
 nothing outside the standard library. The mark comes first on the pipe, not
