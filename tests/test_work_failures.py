@@ -39,7 +39,9 @@ def test_quiet_and_all_well_is_silent_and_0(work: Work, r: Any) -> None:
 def test_a_failure_keeps_the_exit_status_and_the_last_line_of_stderr(work: Work, r: Any) -> None:
     r.psadd("q", "a", "v")
     script = "echo 'step 1' >&2; printf 'could not reach db:5432\\n\\n' >&2; exit 3"
-    done = work.run("q", "--idle-exit", "0", "--max-deliveries", "2", "--retry-delay", "0.1s",
+    # (--idle-exit 2s: the retry, due 0.1 s after the failure, comes within it; with 0 the
+    # worker ends as soon as nothing waits, and the retry is for the next run)
+    done = work.run("q", "--idle-exit", "2s", "--max-deliveries", "2", "--retry-delay", "0.1s",
                     command=("sh", "-c", script))  # fmt: skip
     assert done.returncode == 123
     assert done.stderr.count("step 1\n") == 2  # its stderr passes through

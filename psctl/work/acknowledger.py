@@ -62,6 +62,8 @@ class Acknowledger:
             finally:
                 with board.lock:
                     board.reporting = 0
+                    if board.held() == 0:
+                        board.room.notify()  # (a feeder waiting for the last item to end: idle now?)
 
     def report(self, finished: list[Job]) -> None:
         board = self._board

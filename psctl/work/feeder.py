@@ -17,7 +17,7 @@ from psctl.work.options import Item
 from psctl.work.patience import FIRST_PAUSE, LONGEST_PAUSE, UNANSWERED
 from psctl.work.states import Event
 
-BUSY_WAIT = 0.25  # seconds a lease waits for work while commands run (with --idle-exit)
+BUSY_WAIT = 0.25  # seconds between looks at an empty stream while items run (with --idle-exit)
 PREFETCH = 3  # the low water mark is a third of the target
 RATE_EVERY = 0.02  # seconds at least between two looks at the runners' rate
 
@@ -91,6 +91,8 @@ class Feeder:
             self._done_leasing(lease)
             if lease:
                 idle_since = None
+            elif busy and options.idle_exit is not None:
+                self._while_busy()
             elif (
                 not busy and options.idle_exit is not None and idle_since is not None
                 and clock.now() - idle_since >= options.idle_exit
@@ -114,16 +116,26 @@ class Feeder:
 
     def _block(self, busy: bool, idle_since: float | None, now: float) -> float | None:
         """How long a lease waits for work: for ever (0) by default; with
-        --idle-exit, what is left of it while nothing runs (None: no wait), a
-        short while otherwise, so that idleness is noticed soon after the last
-        item ends."""
+        --idle-exit, what is left of it while nothing runs (None: no wait), and
+        no wait while items run (``_while_busy`` waits here instead, so that
+        idleness is noticed as soon as the last item ends, not at the server's
+        next tick)."""
         idle_exit = self._board.options.idle_exit
         if idle_exit is None:
             return 0
         if busy:
-            return BUSY_WAIT
+            return None
         left = idle_exit - (now - (idle_since or now))
         return left if left > 0 else None
+
+    def _while_busy(self) -> None:
+        """With --idle-exit, the stream empty while items are still held: waits
+        until they are all reported (then idleness is looked at), for
+        ``BUSY_WAIT`` at most (then the stream is looked at again), or the end."""
+        board = self._board
+        with board.lock:
+            if board.held() > 0 and board.state.leases:
+                board.clock.wait(board.room, BUSY_WAIT)
 
     def _aim(self) -> None:
         """How many items to keep queued, now (the lock is held)."""
