@@ -13,8 +13,10 @@ defaults.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from psctl.work.inprocess import InProcess
 from psctl.work.options import Item, WorkOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LOG = logging.getLogger("psctl.worker")
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class _Base:
         self.batch: int | None = options.get("batch")
         self.options = work_options(name, **options)
         self.handler = injected(handler)
-        self.warnings: list[str] = []  # what the worker said (also logged)
+        self.warnings: deque[str] = deque(maxlen=100)  # the last things the worker said (all are logged)
         self._engine: Engine | None = None
         self._stop: bool | None = None  # a stop asked before the engine was there: force or not
 
@@ -129,10 +132,8 @@ class _Base:
             engine.request_stop(force=force)
 
     def _warn(self, message: str) -> None:
-        import logging
-
         self.warnings.append(message)
-        logging.getLogger("psctl.worker").warning("%s: %s", self.name, message)
+        LOG.warning("%s: %s", self.name, message)
 
     def _start(self, engine: Engine) -> None:
         self._engine = engine

@@ -609,3 +609,21 @@ def test_the_steady_state_costs_less_than_one_round_trip_per_item(r: Any, backen
     calls = _evalsha_calls(r) - before
     assert summary.done == count
     assert calls <= count / (10 if pause == 0 else 1), calls  # (slow handlers end one by one: about 0.5 a call)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_handler_is_logged_with_its_traceback(
+    r: Any, backend: Any, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    r.psaddmany("q", [("bad", "v", 2), ("later", "v", 1)])
+
+    def body(item: Any) -> None:
+        if item.key == "later":
+            raise Retry("not yet", delay=60)  # (a handler's own choice: not logged as a failure)
+        {}["missing"]  # noqa: B018 - a KeyError, as a bug in a handler would raise
+
+    with caplog.at_level("WARNING", logger="psctl.worker"):
+        work(backend, kind, body, retry_delay=60)
+    [record] = [record for record in caplog.records if "handler failed" in record.getMessage()]
+    assert record.getMessage() == "the handler failed for 'bad' (delivery 1): KeyError: 'missing'"
+    assert record.exc_info is not None and record.exc_info[0] is KeyError

@@ -13,6 +13,7 @@ event loop's (``inloop``).
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, get_origin
@@ -21,6 +22,7 @@ from psctl.errors import InvalidArgument
 from psctl.work.executor import ABANDONED, BACK, DONE, Kind, Verdict
 from psctl.work.options import Item
 
+LOG = logging.getLogger("psctl.worker")
 REASON = 2048  # characters of a failure's reason kept (the server keeps 2 KiB)
 BATCH_FAILURE = "failed in its batch"  # the reason of a key a batch handler returned without one
 
@@ -81,8 +83,13 @@ def reason(error: BaseException) -> str:
     return text[:REASON]
 
 
-def failed(error: BaseException) -> Verdict:
-    """What a handler that raised ``error`` did to its item(s)."""
+def failed(error: BaseException, items: list[Item]) -> Verdict:
+    """What a handler that raised ``error`` for ``items`` did to them; said
+    on the ``psctl.worker`` logger (with the traceback), as a command's
+    stderr is passed through by ``psctl work``."""
+    if not isinstance(error, (Retry, Dead)) and LOG.isEnabledFor(logging.WARNING):
+        keys = ", ".join(repr(item.key) for item in items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+        LOG.warning("the handler failed for %s (delivery %d): %s", keys, items[0].delivery, reason(error), exc_info=error)
     if isinstance(error, Dead):
         return Verdict(Kind.DEAD, str(error)[:REASON] or "dead")
     if isinstance(error, Retry):
@@ -97,8 +104,9 @@ def batch_verdicts(items: list[Item], returned: Any) -> list[tuple[Item, Verdict
     if returned is None:
         return [(item, DONE) for item in items]
     if isinstance(returned, Mapping):
-        why = {key: failed(value) if isinstance(value, BaseException) else Verdict(Kind.FAILED, _text(value))
-               for key, value in returned.items()}  # fmt: skip
+        by_key = {item.key: item for item in items}
+        why = {key: failed(value, [by_key[key]]) if isinstance(value, BaseException) and key in by_key
+               else Verdict(Kind.FAILED, _text(value)) for key, value in returned.items()}  # fmt: skip
     elif isinstance(returned, Iterable) and not isinstance(returned, (str, bytes)):
         why = dict.fromkeys(returned, Verdict(Kind.FAILED, BATCH_FAILURE))
     else:

@@ -94,7 +94,7 @@ class InLoop:
                 return batch_verdicts(job.items, await self.handler(batch))
             await self.handler(job.item if self.wrap is None else self.wrap(job.item))
         except Exception as exc:  # noqa: BLE001 - the item's failure, kept as its reason
-            return failed(exc)
+            return failed(exc, job.items)
         return DONE
 
 

@@ -95,7 +95,7 @@ class InProcess:
                 return batch_verdicts(job.items, self.handler(batch))
             self.handler(job.item if self.wrap is None else self.wrap(job.item))
         except Exception as exc:  # noqa: BLE001 - the item's failure, kept as its reason
-            return failed(exc)
+            return failed(exc, job.items)
         return DONE
 
     def begin(self, job: HandlerJob, lane: HandlerLane) -> bool:
