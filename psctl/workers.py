@@ -13,6 +13,7 @@ defaults.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import threading
@@ -26,12 +27,13 @@ from typing import Any
 from redis.exceptions import ConnectionError as LostConnection
 
 from psctl import defaults
-from psctl.encoding import check_count
+from psctl.encoding import MAX_SECONDS, check_count, expiry
 from psctl.errors import InvalidArgument, PsctlError
 from psctl.work.engine import Engine
 from psctl.work.handlers import Delivery, injected, is_async
 from psctl.work.inloop import InLoop, LoopClient, LoopRunners
 from psctl.work.inprocess import InProcess
+from psctl.leases import MAX_LEASE
 from psctl.work.options import Item, WorkOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -69,13 +71,30 @@ def _seconds(value: Any, what: str, *, zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 or zero and value == 0):
         least = "from 0" if zero else "more than 0"
         raise InvalidArgument(f"{what} must be a timedelta or a number of seconds {least}, got {value!r}")
+    if value > MAX_SECONDS:
+        raise InvalidArgument(f"{what} must be at most {MAX_SECONDS:,} seconds (about 31 years), got {value:g}")
     return float(value)
 
 
-def _whole(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(f"{what} must be a whole number from 1, got {value!r}")
+def _whole(value: Any, what: str, most: int = 10**9) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidArgument(f"{what} must be a whole number from 1 to {most:,}, got {value!r}")
     return value
+
+
+def _cool_down(expire_at: Any) -> Any:
+    """``expire_at`` as ``psack`` takes it (seconds: a ``timedelta``), checked now, not at the first acknowledgement."""
+    if isinstance(expire_at, (int, float)) and not isinstance(expire_at, bool):
+        expire_at = timedelta(seconds=_seconds(expire_at, "expire_at"))
+    try:
+        expiry(expire_at)
+    except TypeError:
+        raise InvalidArgument(
+            f"expire_at must be a timedelta, a datetime, a number of seconds or None, got {expire_at!r}"
+        ) from None
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    return expire_at
 
 
 def work_options(
@@ -90,36 +109,97 @@ def work_options(
         raise InvalidArgument(f"a stream name must be a non-empty string, got {name!r}")
     if not isinstance(gate, bool):
         raise InvalidArgument(f"gate must be True or False, got {gate!r}")
-    if expire_at is not None and not isinstance(expire_at, (timedelta, datetime, int, float)):
-        raise InvalidArgument(f"expire_at must be a timedelta, a datetime or None, got {expire_at!r}")
     return WorkOptions(
         name=name,
-        jobs=_whole(concurrency, "concurrency"),
+        jobs=_whole(concurrency, "concurrency", 100_000),
         lease=_seconds(lease, "lease"),
         max_deliveries=_whole(max_deliveries, "max_deliveries"),
         retry_delay=_seconds(retry_delay, "retry_delay", zero=True),
         gate=gate,
-        expire_at=expire_at,
+        expire_at=_cool_down(expire_at),
         limit=None if limit is None else check_count(limit, "limit"),
         idle_exit=None if idle_exit is None else _seconds(idle_exit, "idle_exit", zero=True),
         grace=_seconds(grace, "grace", zero=True),
         patience=_seconds(patience, "patience"),
-        batch=1 if batch is None else _whole(batch, "batch"),
-        prefetch=None if prefetch is None else _whole(prefetch, "prefetch"),
+        batch=1 if batch is None else _whole(batch, "batch", MAX_LEASE),
+        prefetch=None if prefetch is None else _whole(prefetch, "prefetch", MAX_LEASE),
     )
 
 
-class _Base:
+def _check_handler(handler: Callable[..., Any], batch: int | None) -> None:
+    """A handler takes the item (or the batch) as its first parameter, and
+    nothing else that neither has a default nor is injected: said now, not
+    as a failure of every delivery."""
+    try:
+        parameters = list(inspect.signature(handler).parameters.values())
+    except (TypeError, ValueError):  # (no signature to read: it will be called as it is)
+        return
+    what = "the list of items" if batch is not None else "the item"
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not parameters or not (parameters[0].kind in positional or parameters[0].kind is inspect.Parameter.VAR_POSITIONAL):
+        raise InvalidArgument(f"a handler takes {what} as its first parameter: {_shown(handler)} takes none")
+    for parameter in parameters[1:]:
+        kind, plain = parameter.kind, parameter.default is inspect.Parameter.empty
+        if kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) or not plain:
+            continue
+        if "Annotated" in str(parameter.annotation):  # (resolved by fast-depends)
+            continue
+        raise InvalidArgument(
+            f"a handler gets {what} alone: its parameter {parameter.name!r} needs a default "
+            "or a dependency (Depends(...), a provider)"
+        )
+
+
+def _shown(handler: Callable[..., Any]) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+def _check_client(client: Any, asynchronous: bool) -> None:
+    from psctl.runner import AsyncRunner, SyncRunner
+
+    kind = type(client).__name__
+    if not isinstance(client, (SyncRunner, AsyncRunner)):
+        raise InvalidArgument(f"a worker needs a psctl client (psctl.Redis, psctl.AsyncRedis, ...), got {kind}")
+    if isinstance(client, AsyncRunner) != asynchronous:
+        wanted = "AsyncWorker needs an AsyncRedis (or AsyncRedisCluster)" if asynchronous else (
+            "Worker needs a Redis (or RedisCluster)")  # fmt: skip
+        other = "use Worker for it" if asynchronous else "use AsyncWorker for it"
+        raise InvalidArgument(f"{wanted}, got {kind}: {other}")
+
+
+class BaseWorker:
     """What both workers share: the options, the engine, stopping, the summary."""
 
-    def __init__(self, client: Any, name: str, handler: Callable[..., Any], options: dict[str, Any]) -> None:
-        self.client, self.name = client, name
-        self.batch: int | None = options.get("batch")
-        self.options = work_options(name, **options)
+    asynchronous = False
+
+    def __init__(
+        self, client: Any, name: str, handler: Callable[..., Any], *, concurrency: int = 1,
+        lease: timedelta | float = defaults.LEASE, max_deliveries: int = defaults.MAX_DELIVERIES,
+        retry_delay: timedelta | float = defaults.RETRY_DELAY, gate: bool = False, expire_at: Any = defaults.COOL_DOWN,
+        limit: int | None = None, idle_exit: timedelta | float | None = None, grace: timedelta | float = defaults.GRACE,
+        patience: timedelta | float = defaults.PATIENCE, batch: int | None = None, prefetch: int | None = None,
+    ) -> None:  # fmt: skip
+        self.options = work_options(
+            name, concurrency=concurrency, lease=lease, max_deliveries=max_deliveries, retry_delay=retry_delay,
+            gate=gate, expire_at=expire_at, limit=limit, idle_exit=idle_exit, grace=grace, patience=patience,
+            batch=batch, prefetch=prefetch,
+        )  # fmt: skip
+        _check_client(client, self.asynchronous)
+        if not callable(handler):
+            raise InvalidArgument(f"a handler must be callable, got {handler!r}")
+        if is_async(handler) != self.asynchronous:
+            raise InvalidArgument(
+                "AsyncWorker awaits async def handlers: use Worker for a plain function" if self.asynchronous
+                else "Worker runs plain functions: use AsyncWorker for an async def handler"
+            )  # fmt: skip
+        _check_handler(handler, batch)
+        self.client, self.name, self.batch = client, name, batch
         self.handler = injected(handler)
         self.warnings: deque[str] = deque(maxlen=100)  # the last things the worker said (all are logged)
         self._engine: Engine | None = None
+        self._running = threading.Lock()  # one run() at a time
         self._stop: bool | None = None  # a stop asked before the engine was there: force or not
+        self._told_stop = False
 
     def stop(self, *, force: bool = False) -> None:
         """Leases nothing more and ends once the running handlers are done
@@ -136,12 +216,27 @@ class _Base:
         LOG.warning("%s: %s", self.name, message)
 
     def _start(self, engine: Engine) -> None:
-        self._engine = engine
+        if not self._running.acquire(blocking=False):
+            raise PsctlError("this worker runs already: make another for another run at the same time")
+        self._engine, self._told_stop = engine, False
         if self._stop is not None:
             engine.request_stop(force=self._stop)
+            self._stop = None
+
+    def _on_tick(self, tally: Any) -> None:
+        """The supervisor's round: a stop is said once, as psctl work says it."""
+        engine = self._engine
+        if engine is not None and engine.signal is not None and not self._told_stop:
+            self._told_stop = True
+            if tally.running:
+                self._warn(
+                    f"stopping: {tally.running} running handler(s) may finish within {self.options.grace:g} s "
+                    "(a second signal stops them now)"
+                )
 
     def _summary(self, engine: Engine, outcome: str) -> WorkSummary:
         self._engine = None
+        self._running.release()
         if engine.error is not None:
             raise engine.error
         tally = engine.snapshot()
@@ -159,17 +254,12 @@ class _Base:
             engine.request_stop(signum)
 
 
-class Worker(_Base):
+class Worker(BaseWorker):
     """Runs ``handler(item)`` for every item of stream ``name`` (a ``Delivery``;
     with ``batch=N``, a list of up to N and it returns None or the keys that
     failed), in ``concurrency`` threads, on leases. ``client`` is a
     ``psctl.Redis`` (or ``RedisCluster``). ``run()`` works until ``limit``
     items, ``idle_exit`` with nothing to do, ``stop()`` or SIGINT/SIGTERM."""
-
-    def __init__(self, client: Any, name: str, handler: Callable[..., Any], **options: Any) -> None:
-        super().__init__(client, name, handler, options)
-        if is_async(self.handler):
-            raise InvalidArgument("Worker runs plain functions: use AsyncWorker for an async def handler")
 
     def run(self) -> WorkSummary:
         """Works until the end; the summary. Raises ``ServerLost`` when the
@@ -178,8 +268,13 @@ class Worker(_Base):
         executor = InProcess(self.handler, self.batch, self._wrap)
         engine = Engine(client, client, self.options, executor, warn=self._warn)
         self._start(engine)
-        with _signals_to(self._on_signal):
-            outcome = engine.run()
+        try:
+            with _signals_to(self._on_signal):
+                outcome = engine.run(self._on_tick)
+        except BaseException:
+            self._engine = None
+            self._running.release()
+            raise
         return self._summary(engine, outcome)
 
     def _wrap(self, item: Item) -> Delivery:
@@ -194,15 +289,12 @@ class Worker(_Base):
         return deadline
 
 
-class AsyncWorker(_Base):
+class AsyncWorker(BaseWorker):
     """``Worker`` for an ``async def`` handler, awaited on the running event
     loop by ``concurrency`` tasks; ``client`` is a ``psctl.AsyncRedis`` (or
     ``AsyncRedisCluster``). ``await worker.run()``."""
 
-    def __init__(self, client: Any, name: str, handler: Callable[..., Any], **options: Any) -> None:
-        super().__init__(client, name, handler, options)
-        if not is_async(self.handler):
-            raise InvalidArgument("AsyncWorker awaits async def handlers: use Worker for a plain function")
+    asynchronous = True
 
     async def run(self) -> WorkSummary:
         """Works until the end; the summary. Raises ``ServerLost`` when the
@@ -215,17 +307,22 @@ class AsyncWorker(_Base):
                         runners=lambda engine: LoopRunners(engine, loop))  # fmt: skip
         self._start(engine)
         done = threading.Event()
-        future = loop.run_in_executor(None, _run_then_set, engine, done)
-        with _loop_signals_to(loop, self._on_signal):
-            try:
-                outcome = await asyncio.shield(future)
-            except asyncio.CancelledError:
-                engine.request_stop(force=True)
-                while not done.is_set():  # (the engine's threads call into this loop: it must turn meanwhile)
-                    await asyncio.sleep(0.01)
-                raise
-            finally:
-                bridge.cancel_all()
+        try:
+            future = loop.run_in_executor(None, _run_then_set, engine, self._on_tick, done)
+            with _loop_signals_to(loop, self._on_signal):
+                try:
+                    outcome = await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    engine.request_stop(force=True)
+                    while not done.is_set():  # (the engine's threads call into this loop: it must turn meanwhile)
+                        await asyncio.sleep(0.01)
+                    raise
+                finally:
+                    bridge.cancel_all()
+        except BaseException:
+            self._engine = None
+            self._running.release()
+            raise
         return self._summary(engine, outcome)
 
     def _wrap(self, item: Item) -> Delivery:
@@ -240,9 +337,9 @@ class AsyncWorker(_Base):
         return deadline
 
 
-def _run_then_set(engine: Engine, done: threading.Event) -> str:
+def _run_then_set(engine: Engine, on_tick: Callable[[Any], None], done: threading.Event) -> str:
     try:
-        return engine.run()
+        return engine.run(on_tick)
     finally:
         done.set()
 

@@ -23,7 +23,18 @@ from typing import Annotated, Any
 import pytest
 from fast_depends import Depends
 
-from psctl import AsyncRedis, AsyncWorker, Dead, InvalidArgument, Redis, RedisProvider, Retry, ServerLost, Worker
+from psctl import (
+    AsyncRedis,
+    AsyncWorker,
+    Dead,
+    InvalidArgument,
+    PsctlError,
+    Redis,
+    RedisProvider,
+    Retry,
+    ServerLost,
+    Worker,
+)
 from psctl.workers import WorkSummary
 from testservers import start_server
 
@@ -625,5 +636,119 @@ def test_a_failed_handler_is_logged_with_its_traceback(
     with caplog.at_level("WARNING", logger="psctl.worker"):
         work(backend, kind, body, retry_delay=60)
     [record] = [record for record in caplog.records if "handler failed" in record.getMessage()]
-    assert record.getMessage() == "the handler failed for 'bad' (delivery 1): KeyError: 'missing'"
+    assert record.getMessage() == "q: the handler failed for 'bad' (delivery 1): KeyError: 'missing'"
     assert record.exc_info is not None and record.exc_info[0] is KeyError
+
+
+# -- found by trying the workers as a user would (each failed before its fix) ----------------
+
+
+def test_expire_at_in_seconds_is_a_cool_down_and_a_bad_one_is_refused_before_anything_runs(r: Any, backend: Any) -> None:
+    r.psaddmany("q", [("a", "v", 1)])
+    client = backend.sync()
+    assert Worker(client, "q", lambda item: None, expire_at=3600, idle_exit=0).run().done == 1
+    cooling = r.zscore(backend.keys("q").cooling, "a") - time.time()
+    assert 3500 < cooling <= 3601  # (it crashed at the first acknowledgement, its items left held)
+    with pytest.raises(InvalidArgument, match="expire_at must be a timedelta, a datetime, a number of seconds or None"):
+        Worker(client, "q", lambda item: None, expire_at="1h")
+    client.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_batch_handler_returning_keys_not_in_its_batch_fails_the_batch(r: Any, backend: Any, kind: str) -> None:
+    r.psaddmany("q", [("k0", "v", 1), ("k1", "v", 2)])
+    summary = work(backend, kind, lambda items: ["typo"], batch=10, retry_delay=60)
+    assert (summary.done, summary.failed) == (0, 2)  # (both were counted done, and acknowledged)
+    reason = r.psitem("q", "k0")["last_failure"]["reason"]
+    assert reason == "ValueError: the batch handler returned keys not in its batch: 'typo'"
+    r.psaddmany("bytes", [("k0", "v", 1), ("k1", "v", 2)])
+    summary = work(backend, kind, lambda items: [b"k0"], name="bytes", batch=10, retry_delay=60)
+    assert (summary.done, summary.failed) == (1, 1)  # (a key as bytes is that key)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_done_counts_what_the_server_acknowledged(r: Any, backend: Any, kind: str) -> None:
+    r.psaddmany("q", [(f"k{i}", "v", i) for i in range(5)])
+    other = backend.sync()
+
+    def body(item: Any) -> None:
+        other.psremove("q", item.key)  # (someone removes it while it runs: not acknowledged)
+
+    summary = work(backend, kind, body)
+    other.close()
+    assert summary.done == 0 and r.psstats("q")["counters"]["acked"] == 0
+
+
+def test_a_healthy_run_says_nothing_of_leases_running_out(r: Any, backend: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """An acknowledgement that leased nothing more left an empty lease tracked,
+    and every third of a lease later a warning that it ran out."""
+    r.psaddmany("q", [(f"k{i}", "v", i) for i in range(12)])
+    client = backend.sync()
+    with caplog.at_level("WARNING", logger="psctl.worker"):
+        summary = Worker(client, "q", lambda item: time.sleep(0.2), concurrency=2, lease=0.9, idle_exit=0).run()
+    client.close()
+    assert summary.done == 12
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+def test_a_handler_raising_systemexit_ends_the_work_and_gives_back_what_never_started(r: Any, backend: Any) -> None:
+    r.psaddmany("q", [(f"k{i}", "v", i) for i in range(20)])
+    client = backend.sync()
+
+    def handler(item: Any) -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        Worker(client, "q", handler, concurrency=2).run()
+    client.close()
+    stats = r.psstats("q")
+    assert stats["held"] <= 2 and stats["waiting"] >= 18  # (all 20 stayed held for the whole lease)
+
+
+def test_wrong_uses_are_one_clear_error_before_anything_is_leased(r: Any, backend: Any) -> None:
+    async def coroutine(item: Any) -> None: ...
+
+    with pytest.raises(InvalidArgument, match="AsyncWorker needs an AsyncRedis .*, got Redis: use Worker for it"):
+        AsyncWorker(Redis(), "q", coroutine)
+    with pytest.raises(InvalidArgument, match="Worker needs a Redis .*, got AsyncRedis: use AsyncWorker for it"):
+        Worker(AsyncRedis(), "q", lambda item: None)
+    with pytest.raises(InvalidArgument, match="a handler takes the item as its first parameter"):
+        Worker(Redis(), "q", lambda: None)
+    with pytest.raises(InvalidArgument, match="its parameter 'b' needs a default or a dependency"):
+        Worker(Redis(), "q", lambda a, b: None)
+    with pytest.raises(InvalidArgument, match="max_deliveries must be a whole number from 1 to 1,000,000,000"):
+        Worker(Redis(), "q", lambda item: None, max_deliveries=10**12)
+    with pytest.raises(InvalidArgument, match="lease must be at most"):
+        Worker(Redis(), "q", lambda item: None, lease=float("inf"))
+    with pytest.raises(TypeError, match="BaseWorker.__init__.. got an unexpected keyword argument 'jobs'"):
+        Worker(Redis(), "q", lambda item: None, jobs=4)
+    assert r.psstats("q")["counters"]["leased"] == 0
+
+
+def test_one_worker_runs_once_at_a_time(r: Any, backend: Any) -> None:
+    r.psadd("q", "a", "v")
+    client = backend.sync()
+    entered, finish = threading.Event(), threading.Event()
+    worker = Worker(client, "q", lambda item: (entered.set(), finish.wait(10)))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    assert entered.wait(10)
+    with pytest.raises(PsctlError, match="this worker runs already"):
+        worker.run()
+    worker.stop()
+    finish.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    client.close()
+
+
+def test_a_stop_is_said_as_psctl_work_says_it(r: Any, backend: Any, caplog: pytest.LogCaptureFixture) -> None:
+    r.psadd("q", "a", "v")
+    client = backend.sync()
+    entered = threading.Event()
+    worker = Worker(client, "q", lambda item: (entered.set(), time.sleep(0.5)), grace=30)
+    threading.Thread(target=lambda: (entered.wait(10), worker._on_signal(signal.SIGTERM))).start()
+    with caplog.at_level("WARNING", logger="psctl.worker"):
+        assert worker.run().done == 1
+    client.close()
+    assert "q: stopping: 1 running handler(s) may finish within 30 s (a second signal stops them now)" in caplog.messages

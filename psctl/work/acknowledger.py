@@ -84,11 +84,12 @@ class Acknowledger:
         last = len(succeeded) - 1
         for i, (token, keys) in enumerate(succeeded.items()):
             acked = self._ack(token, keys, lease_too=i == last)
-            if acked < len(keys):
+            if acked < len(keys):  # (their lease ran out, or someone removed or acknowledged them meanwhile)
                 late = len(keys) - acked
-                self._warn(f"{late} item(s) ran longer than their lease, which ran out: they may run again")
+                self._warn(f"{late} item(s) were no longer held by this worker when done (their lease ran out, "
+                           "or they were removed): not counted as done; they may run again")  # fmt: skip
             with board.lock:
-                self._tally.done += len(keys)
+                self._tally.done += acked
             self._keeper.untrack(token, len(keys))
         if back:
             self._keeper.give_back(back)
@@ -111,8 +112,12 @@ class Acknowledger:
                     options.name, token, keys, count=want, lease=options.lease, max_deliveries=options.max_deliveries,
                     gate=options.gate, expire_at=options.expire_at,
                 )  # fmt: skip
-            except UNANSWERED as exc:
+            except UNANSWERED as exc:  # (it may have acknowledged them: sent again, they count as done)
                 board.patience.trouble(exc, board.clock.now(), "acknowledger")
+                board.patience.call(
+                    self._client.psack, options.name, token, keys, gate=options.gate, expire_at=options.expire_at
+                )
+                return len(keys)
             else:
                 board.patience.answered()
                 self._take(lease, "acknowledger")

@@ -242,6 +242,8 @@ class Engine:
             given_up = board.state.given_up
         self.executor.stop_all(jobs, given_up)
         self._let_go_of_abandoned()
+        if self.error is not None:
+            self._give_back_unstarted()
         deadline = self.clock.now() + JOIN_FOR
         self._runners.join(deadline)
         if not given_up:
@@ -320,6 +322,21 @@ class Engine:
             self.failed(exc)
         finally:
             self._thread_ended.set()
+
+    def _give_back_unstarted(self) -> None:
+        """An unexpected error ended the work (a handler raised KeyboardInterrupt,
+        say): what was leased and never started goes back now, not at the end
+        of its lease: one try, the server may be the trouble."""
+        board = self.board
+        with board.lock:
+            items = [*board.queue, *board.returning]
+            board.queue.clear()
+            board.returning = []
+        if items:
+            try:
+                self.keeper.give_back_once(items)
+            except Exception:  # noqa: BLE001 - the leases give them back anyway
+                pass
 
     def wake_supervisor(self) -> None:
         """The work may be over: the supervisor looks now, not at its next round."""

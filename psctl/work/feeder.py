@@ -161,6 +161,8 @@ class Feeder:
             if board.leasing == who:
                 board.leasing = None
                 board.room.notify()
+            if not items:  # (an acknowledgement that found nothing more to lease: no lease to keep)
+                return
             if board.state.leases:
                 board.queue.extend(items)
                 self._keeper.track(lease.token, len(items))

@@ -83,13 +83,16 @@ def reason(error: BaseException) -> str:
     return text[:REASON]
 
 
-def failed(error: BaseException, items: list[Item]) -> Verdict:
-    """What a handler that raised ``error`` for ``items`` did to them; said
-    on the ``psctl.worker`` logger (with the traceback), as a command's
-    stderr is passed through by ``psctl work``."""
+def failed(error: BaseException, items: list[Item], stream: str = "") -> Verdict:
+    """What a handler that raised ``error`` for ``items`` of ``stream`` did
+    to them; said on the ``psctl.worker`` logger (with the traceback), as a
+    command's stderr is passed through by ``psctl work``."""
     if not isinstance(error, (Retry, Dead)) and LOG.isEnabledFor(logging.WARNING):
         keys = ", ".join(repr(item.key) for item in items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-        LOG.warning("the handler failed for %s (delivery %d): %s", keys, items[0].delivery, reason(error), exc_info=error)
+        LOG.warning(
+            "%s: the handler failed for %s (delivery %d): %s", stream, keys, items[0].delivery, reason(error),
+            exc_info=error,
+        )  # fmt: skip
     if isinstance(error, Dead):
         return Verdict(Kind.DEAD, str(error)[:REASON] or "dead")
     if isinstance(error, Retry):
@@ -97,23 +100,33 @@ def failed(error: BaseException, items: list[Item]) -> Verdict:
     return Verdict(Kind.FAILED, reason(error))
 
 
-def batch_verdicts(items: list[Item], returned: Any) -> list[tuple[Item, Verdict]]:
+def batch_verdicts(items: list[Item], returned: Any, stream: str = "") -> list[tuple[Item, Verdict]]:
     """What a batch handler's return value says of each item: None, all
     done; keys (an iterable), those failed; a mapping, key -> its reason (text,
     or an exception: ``Retry``/``Dead`` apply), the others done."""
     if returned is None:
         return [(item, DONE) for item in items]
+    by_key = {item.key: item for item in items}
     if isinstance(returned, Mapping):
-        by_key = {item.key: item for item in items}
-        why = {key: failed(value, [by_key[key]]) if isinstance(value, BaseException) and key in by_key
-               else Verdict(Kind.FAILED, _text(value)) for key, value in returned.items()}  # fmt: skip
+        why = {_key(key): failed(value, [by_key[_key(key)]], stream) if isinstance(value, BaseException)
+               and _key(key) in by_key else Verdict(Kind.FAILED, _text(value))
+               for key, value in returned.items()}  # fmt: skip
     elif isinstance(returned, Iterable) and not isinstance(returned, (str, bytes)):
-        why = dict.fromkeys(returned, Verdict(Kind.FAILED, BATCH_FAILURE))
+        why = dict.fromkeys(map(_key, returned), Verdict(Kind.FAILED, BATCH_FAILURE))
     else:
         raise TypeError(
             f"a batch handler returns None, the keys that failed or a dict of key -> reason, not {type(returned).__name__}"
         )
+    strangers = [key for key in why if key not in by_key]
+    if strangers:  # (a key misspelt, or another batch's: which of these failed is unknown, so all did)
+        shown = ", ".join(repr(key) for key in strangers[:3]) + (" ..." if len(strangers) > 3 else "")
+        raise ValueError(f"the batch handler returned keys not in its batch: {shown}")
     return [(item, why.get(item.key, DONE)) for item in items]
+
+
+def _key(key: Any) -> Any:
+    """A key as the items have them (text), from what a batch handler returned (text or bytes)."""
+    return key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
 
 
 def verdicts(

@@ -47,9 +47,10 @@ class InLoop:
         self.batch = batch or 1
         self.batched = batch is not None
         self.gather = 0.0  # (what ended is acknowledged at once: more end meanwhile)
+        self.name = ""  # the stream's (open)
 
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:
-        pass
+        self.name = name
 
     def job(self, items: list[Item]) -> LoopJob:
         return LoopJob(items[0], items)
@@ -91,10 +92,10 @@ class InLoop:
             if self.batched:
                 wrap = self.wrap
                 batch = job.items if wrap is None else [wrap(item) for item in job.items]
-                return batch_verdicts(job.items, await self.handler(batch))
+                return batch_verdicts(job.items, await self.handler(batch), self.name)
             await self.handler(job.item if self.wrap is None else self.wrap(job.item))
         except Exception as exc:  # noqa: BLE001 - the item's failure, kept as its reason
-            return failed(exc, job.items)
+            return failed(exc, job.items, self.name)
         return DONE
 
 

@@ -98,6 +98,15 @@ class LeaseKeeper:
             finally:
                 self.untrack(token, len(keys))
 
+    def give_back_once(self, items: Iterable[Item]) -> None:
+        """``give_back`` without patience: one try (the work is over)."""
+        by_token: dict[str, list[str]] = {}
+        for item in items:
+            by_token.setdefault(item.token, []).append(item.key)
+        for token, keys in by_token.items():
+            self._client.psrelease(self._options.name, token, keys, attempted=False)
+            self.untrack(token, len(keys))
+
     def held(self) -> int:
         """Leases still held (for tests and the curious)."""
         with self._lock:
