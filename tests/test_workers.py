@@ -619,7 +619,7 @@ def test_the_steady_state_costs_less_than_one_round_trip_per_item(r: Any, backen
     summary = work(backend, kind, body, concurrency=4)
     calls = _evalsha_calls(r) - before
     assert summary.done == count
-    assert calls <= count / (10 if pause == 0 else 1), calls  # (slow handlers end one by one: about 0.5 a call)
+    assert calls <= count / (10 if pause == 0 else 2), calls  # (2 ms handlers: about 0.25 a call, 0.87 before the gather)
 
 
 @pytest.mark.parametrize("kind", KINDS)

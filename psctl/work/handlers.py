@@ -25,6 +25,11 @@ from psctl.work.options import Item
 LOG = logging.getLogger("psctl.worker")
 REASON = 2048  # characters of a failure's reason kept (the server keeps 2 KiB)
 BATCH_FAILURE = "failed in its batch"  # the reason of a key a batch handler returned without one
+# seconds the acknowledger waits, when fewer functions ended than run, for more to end, to
+# acknowledge them together: short (functions end in bursts, commands at the pace of processes:
+# the command runner waits 5 ms); measured, 2 ms handlers at 4 at once: 0.87 script calls per
+# item without it, 0.25 with it, and no cost to instant handlers (a 5 ms wait halved those)
+GATHER = 0.0005
 
 
 class Retry(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 
 from psctl.work.clock import Clock
 from psctl.work.executor import ABANDONED, DONE, Job, Order, Verdict
-from psctl.work.handlers import batch_verdicts, failed, verdicts
+from psctl.work.handlers import GATHER, batch_verdicts, failed, verdicts
 from psctl.work.inprocess import CUTS
 from psctl.work.options import Item
 from psctl.work.patience import ServerLost
@@ -46,7 +46,7 @@ class InLoop:
         self.handler, self.loop, self.wrap = handler, loop, wrap
         self.batch = batch or 1
         self.batched = batch is not None
-        self.gather = 0.0  # (what ended is acknowledged at once: more end meanwhile)
+        self.gather = GATHER
         self.name = ""  # the stream's (open)
 
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from psctl.work.clock import Clock
 from psctl.work.executor import ABANDONED, DONE, Job, Order, Verdict
-from psctl.work.handlers import batch_verdicts, failed, verdicts
+from psctl.work.handlers import GATHER, batch_verdicts, failed, verdicts
 from psctl.work.options import Item
 
 CUTS = {Order.TERMINATE: "stopped", Order.KILL: "stopped", Order.ABANDON: "abandoned"}
@@ -45,7 +45,7 @@ class InProcess:
         self.handler, self.wrap = handler, wrap
         self.batch = batch or 1
         self.batched = batch is not None  # (batch=1: a list of one)
-        self.gather = 0.0  # (what ended is acknowledged at once: more end meanwhile)
+        self.gather = GATHER
         self.name = ""  # the stream's (open)
         self._lock = threading.Lock()  # orders a job's end against its cut
         self._report: Callable[[Job], None] = lambda job: None
