@@ -215,13 +215,34 @@ class BaseWorker:
         self.warnings.append(message)
         LOG.warning("%s: %s", self.name, message)
 
-    def _start(self, engine: Engine) -> None:
+    @contextmanager
+    def _running_on(self, engine: Engine) -> Iterator[None]:
+        """The block runs ``engine`` as this worker's one run (``_summary`` ends it, or an exception)."""
         if not self._running.acquire(blocking=False):
             raise PsctlError("this worker runs already: make another for another run at the same time")
         self._engine, self._told_stop = engine, False
         if self._stop is not None:
             engine.request_stop(force=self._stop)
             self._stop = None
+        try:
+            yield
+        except BaseException:
+            self._engine = None
+            self._running.release()
+            raise
+
+    def _wrap(self, item: Item) -> Delivery:
+        return Delivery(self.name, item, self._extend)
+
+    def _extend(self, token: str, lease: Any) -> Any:
+        raise NotImplementedError
+
+    def _kept(self, token: str, seconds: float, deadline: datetime | None) -> datetime | None:
+        """A handler extended its lease by ``seconds``: the worker's own extensions keep at least that."""
+        engine = self._engine
+        if engine is not None and deadline is not None:
+            engine.keeper.keep_until(token, engine.clock.now() + seconds)
+        return deadline
 
     def _on_tick(self, tally: Any) -> None:
         """The supervisor's round: a stop is said once, as psctl work says it."""
@@ -267,26 +288,13 @@ class Worker(BaseWorker):
         client = self.client
         executor = InProcess(self.handler, self.batch, self._wrap)
         engine = Engine(client, client, self.options, executor, warn=self._warn)
-        self._start(engine)
-        try:
-            with _signals_to(self._on_signal):
-                outcome = engine.run(self._on_tick)
-        except BaseException:
-            self._engine = None
-            self._running.release()
-            raise
+        with self._running_on(engine), _signals_to(self._on_signal):
+            outcome = engine.run(self._on_tick)
         return self._summary(engine, outcome)
-
-    def _wrap(self, item: Item) -> Delivery:
-        return Delivery(self.name, item, self._extend)
 
     def _extend(self, token: str, lease: Any) -> datetime | None:
         seconds = _seconds(lease, "lease")
-        deadline = self.client.psextend(self.name, token, seconds)
-        engine = self._engine
-        if engine is not None and deadline is not None:
-            engine.keeper.keep_until(token, engine.clock.now() + seconds)
-        return deadline
+        return self._kept(token, seconds, self.client.psextend(self.name, token, seconds))
 
 
 class AsyncWorker(BaseWorker):
@@ -305,36 +313,23 @@ class AsyncWorker(BaseWorker):
         executor = InLoop(self.handler, loop, self.batch, self._wrap)
         engine = Engine(bridge, bridge, self.options, executor, warn=self._warn,
                         runners=lambda engine: LoopRunners(engine, loop))  # fmt: skip
-        self._start(engine)
         done = threading.Event()
-        try:
+        with self._running_on(engine), _loop_signals_to(loop, self._on_signal):
             future = loop.run_in_executor(None, _run_then_set, engine, self._on_tick, done)
-            with _loop_signals_to(loop, self._on_signal):
-                try:
-                    outcome = await asyncio.shield(future)
-                except asyncio.CancelledError:
-                    engine.request_stop(force=True)
-                    while not done.is_set():  # (the engine's threads call into this loop: it must turn meanwhile)
-                        await asyncio.sleep(0.01)
-                    raise
-                finally:
-                    bridge.cancel_all()
-        except BaseException:
-            self._engine = None
-            self._running.release()
-            raise
+            try:
+                outcome = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                engine.request_stop(force=True)
+                while not done.is_set():  # (the engine's threads call into this loop: it must turn meanwhile)
+                    await asyncio.sleep(0.01)
+                raise
+            finally:
+                bridge.cancel_all()
         return self._summary(engine, outcome)
 
-    def _wrap(self, item: Item) -> Delivery:
-        return Delivery(self.name, item, self._extend)
-
-    async def _extend(self, token: str, lease: Any) -> datetime | None:
+    async def _extend(self, token: str, lease: Any) -> datetime | None:  # type: ignore[override]
         seconds = _seconds(lease, "lease")
-        deadline = await self.client.psextend(self.name, token, seconds)
-        engine = self._engine
-        if engine is not None and deadline is not None:
-            engine.keeper.keep_until(token, engine.clock.now() + seconds)
-        return deadline
+        return self._kept(token, seconds, await self.client.psextend(self.name, token, seconds))
 
 
 def _run_then_set(engine: Engine, on_tick: Callable[[Any], None], done: threading.Event) -> str:
