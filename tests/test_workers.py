@@ -172,6 +172,7 @@ def test_limit_stops_after_that_many_items(r: Any, backend: Any, kind: str) -> N
 # -- concurrency --------------------------------------------------------------------------
 
 
+@pytest.mark.both_backends
 def test_worker_runs_concurrency_handlers_at_once(r: Any, backend: Any) -> None:
     r.psaddmany("q", [(f"k{i}", "v", i) for i in range(40)])
     running, most, lock = 0, 0, threading.Lock()
@@ -194,6 +195,7 @@ def test_worker_runs_concurrency_handlers_at_once(r: Any, backend: Any) -> None:
     assert summary.done == 40 and most == 8
 
 
+@pytest.mark.both_backends
 def test_async_worker_runs_concurrency_handlers_at_once(r: Any, backend: Any) -> None:
     r.psaddmany("q", [(f"k{i}", "v", i) for i in range(500)])
     running, most = 0, 0
@@ -219,6 +221,7 @@ def test_async_worker_runs_concurrency_handlers_at_once(r: Any, backend: Any) ->
 # -- stopping -----------------------------------------------------------------------------
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_stop_lets_running_handlers_finish_and_gives_back_the_rest_uncounted(
     r: Any, backend: Any, kind: str
@@ -500,6 +503,7 @@ def test_async_handler_parameters_are_injected_too(r: Any, redis_url: str) -> No
     assert sorted(seen) == [("a", 3), ("b", 3)]
 
 
+@pytest.mark.both_backends
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_handler_extends_its_own_lease_and_the_worker_does_not_cut_it_short(r: Any, backend: Any, kind: str) -> None:
     r.psadd("q", "long", "v")
