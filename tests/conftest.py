@@ -78,6 +78,11 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def pytest_configure(config: pytest.Config) -> None:
     global _config
     _config = config
+    # A suite started in the background of a script without job control (`… &`,
+    # nohup) inherits SIGINT ignored, and so would every psctl it starts: the
+    # tests that press Ctrl-C on one would wait for ever. Ctrl-C is what they test.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -272,6 +272,8 @@ def run_with_a_terminal(
                     interrupt = False
             elif process.poll() is not None:
                 break
+        if process.poll() is None:  # (still there after 30 s: it hung; the test fails, not the run)
+            process.kill()
         assert process.stdout is not None
         out = process.stdout.read()
         status = process.wait(30)
