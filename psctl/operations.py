@@ -274,7 +274,8 @@ def waiting(call: Call, keys: StreamKeys, block: float | None, stop: Any, clock:
         if marks:
             stop.waiting = True  # a wait holds nothing: it may be cut short at any moment
         try:
-            yield Command(("BLPOP", keys.wake, repr(round(wait, 3)).encode()))
+            # in whole ms, rounded up: BLPOP's "0" (a wait under 0.5 ms, rounded) waits for ever
+            yield Command(("BLPOP", keys.wake, repr(math.ceil(wait * 1000) / 1000).encode()))
         finally:
             if marks:
                 stop.waiting = False

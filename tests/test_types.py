@@ -137,3 +137,15 @@ def test_a_waiting_plan_counts_its_wait_on_the_clock_it_is_given():
             assert done.value == {}
             break
     assert waits == [b"1.0", b"0.5"]
+
+
+def test_a_wait_that_ends_within_half_a_millisecond_is_never_blpops_wait_for_ever():
+    """BLPOP reads a timeout of 0 as no limit: a wait of 0.4 ms left (a block
+    about to end, by the plan's clock) must still go out as 1 ms, not 0."""
+    now = [50.0]
+    plan = op.pull(KEYS, 1, True, False, None, block=0.0104, clock=lambda: now[0])
+    plan.send(None)
+    now[0] += 0.01  # the call itself took 10 ms: 0.4 ms of the block are left
+    request = plan.send([])
+    assert isinstance(request, Command) and request.args[0] == "BLPOP"
+    assert float(request.args[2]) == 0.001
