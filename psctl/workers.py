@@ -27,10 +27,10 @@ from typing import Any
 from redis.exceptions import ConnectionError as LostConnection
 
 from psctl import defaults
-from psctl.encoding import MAX_SECONDS, check_count, expiry
+from psctl.encoding import check_count, expiry
 from psctl.errors import InvalidArgument, PsctlError
 from psctl.work.engine import Engine
-from psctl.work.handlers import Delivery, injected, is_async
+from psctl.work.handlers import Delivery, injected, is_async, seconds
 from psctl.work.inloop import InLoop, LoopClient, LoopRunners
 from psctl.work.inprocess import InProcess
 from psctl.leases import MAX_LEASE
@@ -65,17 +65,6 @@ class ServerLost(PsctlError, LostConnection):
         self.summary = summary
 
 
-def _seconds(value: Any, what: str, *, zero: bool = False) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 or zero and value == 0):
-        least = "from 0" if zero else "more than 0"
-        raise InvalidArgument(f"{what} must be a timedelta or a number of seconds {least}, got {value!r}")
-    if value > MAX_SECONDS:
-        raise InvalidArgument(f"{what} must be at most {MAX_SECONDS:,} seconds (about 31 years), got {value:g}")
-    return float(value)
-
-
 def _whole(value: Any, what: str, most: int = 10**9) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
         raise InvalidArgument(f"{what} must be a whole number from 1 to {most:,}, got {value!r}")
@@ -85,7 +74,7 @@ def _whole(value: Any, what: str, most: int = 10**9) -> int:
 def _cool_down(expire_at: Any) -> Any:
     """``expire_at`` as ``psack`` takes it (seconds: a ``timedelta``), checked now, not at the first acknowledgement."""
     if isinstance(expire_at, (int, float)) and not isinstance(expire_at, bool):
-        expire_at = timedelta(seconds=_seconds(expire_at, "expire_at"))
+        expire_at = timedelta(seconds=seconds(expire_at, "expire_at"))
     try:
         expiry(expire_at)
     except TypeError:
@@ -112,15 +101,15 @@ def work_options(
     return WorkOptions(
         name=name,
         jobs=_whole(concurrency, "concurrency", 100_000),
-        lease=_seconds(lease, "lease"),
+        lease=seconds(lease, "lease"),
         max_deliveries=_whole(max_deliveries, "max_deliveries"),
-        retry_delay=_seconds(retry_delay, "retry_delay", zero=True),
+        retry_delay=seconds(retry_delay, "retry_delay", zero=True),
         gate=gate,
         expire_at=_cool_down(expire_at),
         limit=None if limit is None else check_count(limit, "limit"),
-        idle_exit=None if idle_exit is None else _seconds(idle_exit, "idle_exit", zero=True),
-        grace=_seconds(grace, "grace", zero=True),
-        patience=_seconds(patience, "patience"),
+        idle_exit=None if idle_exit is None else seconds(idle_exit, "idle_exit", zero=True),
+        grace=seconds(grace, "grace", zero=True),
+        patience=seconds(patience, "patience"),
         batch=1 if batch is None else _whole(batch, "batch", MAX_LEASE),
         prefetch=None if prefetch is None else _whole(prefetch, "prefetch", MAX_LEASE),
     )
@@ -293,8 +282,8 @@ class Worker(BaseWorker):
         return self._summary(engine, outcome)
 
     def _extend(self, token: str, lease: Any) -> datetime | None:
-        seconds = _seconds(lease, "lease")
-        return self._kept(token, seconds, self.client.psextend(self.name, token, seconds))
+        length = seconds(lease, "lease")
+        return self._kept(token, length, self.client.psextend(self.name, token, length))
 
 
 class AsyncWorker(BaseWorker):
@@ -328,8 +317,8 @@ class AsyncWorker(BaseWorker):
         return self._summary(engine, outcome)
 
     async def _extend(self, token: str, lease: Any) -> datetime | None:  # type: ignore[override]
-        seconds = _seconds(lease, "lease")
-        return self._kept(token, seconds, await self.client.psextend(self.name, token, seconds))
+        length = seconds(lease, "lease")
+        return self._kept(token, length, await self.client.psextend(self.name, token, length))
 
 
 def _run_then_set(engine: Engine, on_tick: Callable[[Any], None], done: threading.Event) -> str:

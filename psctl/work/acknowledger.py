@@ -114,9 +114,7 @@ class Acknowledger:
                 )  # fmt: skip
             except UNANSWERED as exc:  # (it may have acknowledged them: sent again, they count as done)
                 board.patience.trouble(exc, board.clock.now(), "acknowledger")
-                board.patience.call(
-                    self._client.psack, options.name, token, keys, gate=options.gate, expire_at=options.expire_at
-                )
+                self._psack(token, keys)
                 return len(keys)
             else:
                 board.patience.answered()
@@ -127,8 +125,13 @@ class Acknowledger:
                     if board.leasing == "acknowledger":
                         board.leasing = None
                         board.room.notify()
+        return self._psack(token, keys)
+
+    def _psack(self, token: str, keys: list[str]) -> int:
+        """``psack``, tried again while the server does not answer (safe: it acts only on what the token holds)."""
+        options = self._board.options
         return int(
-            board.patience.call(
+            self._board.patience.call(
                 self._client.psack, options.name, token, keys, gate=options.gate, expire_at=options.expire_at
             )
         )

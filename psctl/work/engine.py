@@ -334,7 +334,7 @@ class Engine:
             board.returning = []
         if items:
             try:
-                self.keeper.give_back_once(items)
+                self.keeper.give_back(items, once=True)
             except Exception:  # noqa: BLE001 - the leases give them back anyway
                 pass
 

@@ -18,7 +18,7 @@ from psctl.work.patience import FIRST_PAUSE, LONGEST_PAUSE, UNANSWERED
 from psctl.work.states import Event
 
 BUSY_WAIT = 0.25  # seconds between looks at an empty stream while items run (with --idle-exit)
-PREFETCH = 3  # the low water mark is a third of the target
+LOW_WATER = 3  # the feeder leases more once fewer than a third of its target wait
 RATE_EVERY = 0.02  # seconds at least between two looks at the runners' rate
 
 
@@ -141,7 +141,7 @@ class Feeder:
         """How many items to keep queued, now (the lock is held)."""
         board = self._board
         board.target = target = board.options.queue_target(self._measure(board.started, board.clock.now()))
-        board.low_water = max(1, target // PREFETCH)
+        board.low_water = max(1, target // LOW_WATER)
 
     def _done_leasing(self, lease: Any = None) -> None:
         """The feeder's lease is over (``lease``: what it took, if any)."""

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, get_origin
 
+from psctl.encoding import MAX_SECONDS
 from psctl.errors import InvalidArgument
 from psctl.work.executor import ABANDONED, BACK, DONE, Kind, Verdict
 from psctl.work.options import Item
@@ -40,7 +41,7 @@ class Retry(Exception):
 
     def __init__(self, reason: str | None = None, *, delay: timedelta | float | None = None) -> None:
         super().__init__(*(() if reason is None else (reason,)))
-        self.delay = None if delay is None else _seconds(delay, "Retry's delay")
+        self.delay = None if delay is None else seconds(delay, "Retry's delay", zero=True)
 
 
 class Dead(Exception):
@@ -52,11 +53,15 @@ class Dead(Exception):
         super().__init__(reason)
 
 
-def _seconds(value: Any, what: str) -> float:
+def seconds(value: Any, what: str, *, zero: bool = False) -> float:
+    """A duration given as a ``timedelta`` or seconds, checked (``InvalidArgument``)."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise InvalidArgument(f"{what} must be a timedelta or a number of seconds from 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 or zero and value == 0):
+        least = "from 0" if zero else "more than 0"
+        raise InvalidArgument(f"{what} must be a timedelta or a number of seconds {least}, got {value!r}")
+    if value > MAX_SECONDS:
+        raise InvalidArgument(f"{what} must be at most {MAX_SECONDS:,} seconds (about 31 years), got {value:g}")
     return float(value)
 
 

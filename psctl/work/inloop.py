@@ -19,19 +19,16 @@ from typing import Any
 from psctl.work.clock import Clock
 from psctl.work.executor import ABANDONED, DONE, Job, Order, Verdict
 from psctl.work.handlers import GATHER, batch_verdicts, failed, verdicts
-from psctl.work.inprocess import CUTS
+from psctl.work.inprocess import CUTS, HandlerJob
 from psctl.work.options import Item
 from psctl.work.patience import ServerLost
 
 
-class LoopJob(Job):
-    __slots__ = ("cut", "ended", "outcome", "task")
+class LoopJob(HandlerJob):
+    __slots__ = ("task",)
 
     def __init__(self, item: Item, items: list[Item] | None = None) -> None:
         super().__init__(item, items)
-        self.ended = False
-        self.cut: str | None = None
-        self.outcome: list[tuple[Item, Verdict]] | Verdict | None = None
         self.task: asyncio.Task[Any] | None = None  # the runner's task awaiting its handler
 
 

@@ -87,25 +87,20 @@ class LeaseKeeper:
             if lost_lease:
                 self._warn(f"a lease ran out before it could be extended: its items may run again ({token})")
 
-    def give_back(self, items: Iterable[Item]) -> None:
-        """Items taken but never started (or stopped) go back at once, their delivery uncounted."""
+    def give_back(self, items: Iterable[Item], *, once: bool = False) -> None:
+        """Items taken but never started (or stopped) go back at once, their
+        delivery uncounted; ``once``: one try, without patience (the work is over)."""
         by_token: dict[str, list[str]] = {}
         for item in items:
             by_token.setdefault(item.token, []).append(item.key)
         for token, keys in by_token.items():
             try:
-                self._patience.call(self._client.psrelease, self._options.name, token, keys, attempted=False)
+                if once:
+                    self._client.psrelease(self._options.name, token, keys, attempted=False)
+                else:
+                    self._patience.call(self._client.psrelease, self._options.name, token, keys, attempted=False)
             finally:
                 self.untrack(token, len(keys))
-
-    def give_back_once(self, items: Iterable[Item]) -> None:
-        """``give_back`` without patience: one try (the work is over)."""
-        by_token: dict[str, list[str]] = {}
-        for item in items:
-            by_token.setdefault(item.token, []).append(item.key)
-        for token, keys in by_token.items():
-            self._client.psrelease(self._options.name, token, keys, attempted=False)
-            self.untrack(token, len(keys))
 
     def held(self) -> int:
         """Leases still held (for tests and the curious)."""
