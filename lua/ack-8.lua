@@ -2,7 +2,7 @@
   Finishes held items of a lease: they leave the stream, and gating and the
   cool-down apply now, as a pull's would (includes/acking.lua). Keys the
   token no longer holds are skipped, so acknowledging twice is harmless.
-  (acklease-13.lua does the same and leases the next items.)
+  (acklease-14.lua does the same and leases the next items.)
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:exc     set: gated keys

@@ -18,14 +18,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from psctl import defaults, leases, observing
+from psctl import defaults, flow, leases, observing
 from psctl import operations as op
 from psctl.layout import StreamKeys, stream_keys
 from psctl.protocol import Plan
 
 if TYPE_CHECKING:
     from psctl.signatures import AddManyShapes, AddShapes, KeysShapes, operation, shaped
-    from psctl.types import AckLease, DeadItems, Expired, Item, KeyRow, Lease, Stats
+    from psctl.types import AckLease, DeadItems, Expired, Item, KeyRow, Lease, Limits, Stats
 else:  # nothing added to a call, nor to the import
 
     def operation(method: Any) -> Any:
@@ -402,5 +402,39 @@ class LeaseCommands(_StreamCommandsBase):
         return self._ps_run(leases.requeue(self._ps_keys(name), keys, score))
 
 
-class PrioritizedStreamCommands(ItemCommands, ObservingCommands, LeaseCommands):
+class FlowCommands(_StreamCommandsBase):
+    """Flow control (SPEC §12): kept in the stream, enforced by every pull and lease."""
+
+    @operation
+    def pspause(self, name: str) -> bool:
+        """Pauses the stream: pulls and leases hand nothing out (blocking ones
+        wait) until ``psresume``; adds, acknowledgements and releases go on.
+        True when it was not paused already."""
+        return self._ps_run(flow.pause(self._ps_keys(name)))
+
+    @operation
+    def psresume(self, name: str) -> bool:
+        """Ends a pause, waking blocked pulls and leases. True when the stream was paused."""
+        return self._ps_run(flow.resume(self._ps_keys(name)))
+
+    @operation
+    def pslimit(
+        self,
+        name: str,
+        rate: float | None = None,
+        per: timedelta | float = timedelta(seconds=1),
+        burst: int | None = None,
+        max_held: int | None = None,
+    ) -> Limits:
+        """Sets the stream's limits, enforced inside every pull and lease, by
+        the server's clock: at most ``rate`` items handed out per ``per`` (a
+        token bucket of ``burst`` tokens, ``rate`` by default: a call gets at
+        most the tokens there are, a blocking one waits for the next), and at
+        most ``max_held`` items held by leases at once. With no limits given,
+        clears them (a pause stays). Returns the limits now set
+        (``psctl.types.Limits``)."""
+        return self._ps_run(flow.limit(self._ps_keys(name), rate, per, burst, max_held))
+
+
+class PrioritizedStreamCommands(ItemCommands, ObservingCommands, LeaseCommands, FlowCommands):
     """Every ``ps*`` method, for every psctl client (sync or async, standalone or cluster)."""

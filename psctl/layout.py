@@ -3,8 +3,9 @@
 On a standalone server a stream NAME lives in ``NAME:t``, ``NAME:s``,
 ``NAME:exc`` and ``NAME:exp``; the registry of names is ``:ps:keys``. Beside
 them, ``NAME:wake`` holds short-lived wake-up tokens for blocked pulls, five
-keys hold leases, two the delayed items, one the items' last failures and
-``NAME:stats`` the counters (``SUFFIXES``). Each script names the keys it
+keys hold leases, two the delayed items, one the items' last failures,
+``NAME:stats`` the counters and ``NAME:limits`` the stream's flow control
+(``SUFFIXES``). Each script names the keys it
 takes, by the names of ``SUFFIXES``, in its ``-- @keys`` line (``scripts.py``).
 
 In Redis Cluster every key of a stream must hash to one slot, and two names
@@ -55,6 +56,7 @@ SUFFIXES = {
     "delayed": ":delayed",  # sorted set: delayed item key -> unix ms it becomes waiting
     "delayed_scores": ":dscores",  # sorted set: delayed item key -> the score it will wait with
     "failures": ":fail",  # hash: item key -> msgpack {reason, unix ms, delivery}: its last failure
+    "limits": ":limits",  # hash: flow control (SPEC §12): paused, rate, per_ms, burst, max_held, tokens, at
 }
 
 # The Redis type of each key (what a script checks before its first write).
@@ -73,6 +75,7 @@ KINDS = {
     "delayed": "zset",
     "delayed_scores": "zset",
     "failures": "hash",
+    "limits": "hash",
 }
 
 
@@ -94,6 +97,7 @@ class StreamKeys:
     delayed: Key
     delayed_scores: Key
     failures: Key
+    limits: Key
 
     @property
     def all(self) -> tuple[Key, Key, Key, Key]:
@@ -115,7 +119,9 @@ class StreamKeys:
     @property
     def every(self) -> tuple[Key, ...]:
         """Every key the stream may have (what ``psdelete`` deletes)."""
-        return (*self.all, self.wake, *self.leasing, self.stats, self.delayed, self.delayed_scores, self.failures)
+        return (
+            *self.all, self.wake, *self.leasing, self.stats, self.delayed, self.delayed_scores, self.failures, self.limits
+        )
 
 
 def hash_tag(name: str) -> str | None:

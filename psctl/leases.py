@@ -9,8 +9,8 @@ the dead set instead. A token acts only on what it still holds, so
 ``psack``, ``psrelease`` and ``psextend`` are safe to repeat after a lost reply.
 
 The plans here are the lease family's, beside ``operations.py``'s; the Lua
-scripts are ``lua/lease-12.lua`` (``leaseone-12`` for one item), ``ack-8``,
-``acklease-13`` (an acknowledgement and the next lease in one call),
+scripts are ``lua/lease-13.lua`` (``leaseone-13`` for one item), ``ack-8``,
+``acklease-14`` (an acknowledgement and the next lease in one call),
 ``release-11``, ``extend-3``, ``dead-4`` and ``requeue-4``.
 """
 
@@ -168,7 +168,7 @@ def _lease_count(count: Any) -> int:
 
 
 def _taken(keys: StreamKeys, token: str, deadline: Any, taken: Any, found: Any, scores: Any, counts: Any) -> Lease:
-    """The ``Lease`` of what ``lease-12.lua`` (or ``acklease-13.lua``) took."""
+    """The ``Lease`` of what ``lease-13.lua`` (or ``acklease-14.lua``) took."""
     names = decode_keys(taken)
     # (no deliveries listed: every item is on its first)
     return Lease(keys.name, token, _deadline(deadline), dict(zip(names, found)), scores, counts or [])
@@ -215,7 +215,7 @@ def ack_lease(
 ) -> Plan:
     """``psacklease``: ``psack`` of ``token``'s ``items``, then ``pslease``
     (never waiting) under ``new`` (``new_token()``), in one call of
-    ``acklease-13.lua``. Not safe to repeat: it leases. Keys past the first
+    ``acklease-14.lua``. Not safe to repeat: it leases. Keys past the first
     thousand are acknowledged first, by ``ack-8.lua``, a call per thousand; with
     ``count=0`` only ``ack-8.lua`` runs. The ``Lease`` comes back with no
     client, as ``lease``'s does."""

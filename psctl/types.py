@@ -8,7 +8,7 @@ string annotations costs several times as much to make, on every start.)
 """
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, TypedDict
 
 from psctl import defaults
@@ -24,6 +24,7 @@ __all__ = [
     "Item",
     "KeyRow",
     "Lease",
+    "Limits",
     "ListedState",
     "RefusedBy",
     "Refusal",
@@ -264,6 +265,19 @@ class Failure(TypedDict):
     reason: str | None
     at: datetime | None
     delivery: int | None
+
+
+class Limits(TypedDict):
+    """A stream's flow control (SPEC §12), as ``pslimit`` leaves it: whether it
+    is ``paused``; its rate limit, ``rate`` items per ``per`` with bursts of at
+    most ``burst`` (all three None without one); ``max_held``, the most items
+    leases may hold at once (None: no cap)."""
+
+    paused: bool
+    rate: float | None
+    per: timedelta | None
+    burst: int | None
+    max_held: int | None
 
 
 class _State(TypedDict):

@@ -30,7 +30,7 @@ def snapshot(r: Any, keys: Any) -> dict[str, Any]:
 
 def stream_with_everything(ps: Any, r: Any, k: Any) -> None:
     """A stream whose four keys and wake list all exist: items waiting, one
-    gated, one cooling down."""
+    gated, one cooling down (and no limits: pulls only check that there are none)."""
     ps.psaddmany("q", [("a", "1", 5), ("b", "2", 4), ("c", "3", 3), ("d", "4", 2), ("e", "5", 1)])
     ps.pspull("q", gate=True, expire_at=None)  # a: gated
     ps.pspull("q")  # b: cooling down
@@ -136,18 +136,19 @@ def stream_with_leases(ps: Any, r: Any, k: Any) -> Tokens:
     r.zadd(keys.leases, {tokens.expired: 1})  # f's deadline long gone (after the last lease: none took it back)
     ps.psadd("q", "i", "I", 1, delay=timedelta(hours=1))  # i: delayed
     r.rpush(keys.wake, "1")
+    ps.pslimit("q", rate=1000, max_held=100)  # limits that do not bind
     assert r.exists(*keys.every) == len(keys.every)
     return tokens
 
 
 EVERY_LEASE_KEY = ("held", "leases", "lease", "deliveries", "dead")
 DUE = ("delayed", "delayed_scores", "failures")  # read (with every key) when something is due
-PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE)
-LEASED = ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats", *DUE)
+PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
+LEASED = ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
 RELEASED = ("scores", "wake", *EVERY_LEASE_KEY, "stats", *DUE)
 ACKED = ("values", "gated", "cooling", "held", "leases", "lease", "stats", "failures")
-# (something is due, f's lease having run out: every key of acklease-13.lua is read)
-ACK_LEASED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE)
+# (something is due, f's lease having run out: every key of acklease-14.lua is read)
+ACK_LEASED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
 
 # operation (given the client and the setup's tokens), and the keys it touches
 WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {

@@ -1,9 +1,9 @@
--- Leasing up to a count of the highest-scored items (lease-12.lua,
--- acklease-13.lua): like a pull, but they are held under a token until a
+-- Leasing up to a count of the highest-scored items (lease-13.lua,
+-- acklease-14.lua): like a pull, but they are held under a token until a
 -- deadline instead of removed: a held item is in no one else's pull, its
 -- value stays in NAME:t, and NAME:held remembers which token holds it, and
 -- the lease's record (NAME:lease) the score it had and its deliveries
--- (includes/holding.lua). What is due comes first, as in pull-13.lua: the
+-- (includes/holding.lua). What is due comes first, as in pull-14.lua: the
 -- script ends it (includes/due.lua) between the two steps here.
 -- @include keycheck
 

@@ -21,7 +21,7 @@ local function reclaim(K, now)
   local tokens = redis.call("ZRANGEBYSCORE", K.leases, "-inf", now, "LIMIT", 0, RECLAIM)
   if #tokens == 0 then return {0, 0, 0} end
   local records = redis.call("HMGET", K.lease, unpack(tokens))
-  local keys, owners, lasts, counts, limits = {}, {}, {}, {}, {}
+  local keys, owners, lasts, counts, maxima = {}, {}, {}, {}, {}
   local done = 0
   for i, token in ipairs(tokens) do
     if #keys >= RECLAIM then break end
@@ -31,7 +31,7 @@ local function reclaim(K, now)
       for j = 2, #record, 3 do
         local n = #keys + 1
         keys[n], lasts[n], counts[n] = record[j], record[j + 1], record[j + 2]
-        owners[n], limits[n] = token, record[1]
+        owners[n], maxima[n] = token, record[1]
       end
     end
   end
@@ -46,18 +46,18 @@ local function reclaim(K, now)
           counted[#counted + 1] = key
           counted[#counted + 1] = counts[i]
         end
-        if limits[i] ~= RELEASED then
+        if maxima[i] ~= RELEASED then
           failed[#failed + 1] = key
           failed[#failed + 1] = cmsgpack.pack({"lease expired", now, counts[i]})
         end
-        if limits[i] > 0 and counts[i] >= limits[i] then
+        if maxima[i] > 0 and counts[i] >= maxima[i] then
           buried[#buried + 1] = lasts[i]
           buried[#buried + 1] = key
           died = died + 1
         else
           back[#back + 1] = lasts[i]
           back[#back + 1] = key
-          if limits[i] ~= RELEASED then redelivered = redelivered + 1 end
+          if maxima[i] ~= RELEASED then redelivered = redelivered + 1 end
         end
       end
     end

@@ -1,10 +1,11 @@
 --[[
   Takes up to ARGV[1] of the highest-scored items (ties in ZPOPMAX order).
   A sorted-set entry with no value in NAME:t is an orphan: it is dropped and
-  not counted. (pullone-13.lua does the same for one item, purged.) What is
+  not counted. (pullone-14.lua does the same for one item, purged.) What is
   due comes first: leases that ran out give their items back
   (includes/reclaim.lua), due cool-downs end and due delayed items start
-  waiting (includes/due.lua), a bounded number of each.
+  waiting (includes/due.lua), a bounded number of each. Flow control limits
+  what it takes (includes/flow.lua).
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
@@ -19,7 +20,8 @@
   KEYS[11] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
   KEYS[12] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[13] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures
+  KEYS[14] NAME:limits hash: flow control (includes/flow.lua)
+-- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures limits
 
   ARGV[1]  count, >= 1
   ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, below
@@ -33,7 +35,7 @@
 
   Returns {keys, values}: two arrays in pull order; when nothing was pulled,
   {} or, while delayed items wait, {ms}: how long until the next is due (a
-  blocked pull waits no longer). A purged item's deliveries and last failure
+  blocked pull waits no longer); or, by a rate limit, until the next token. A purged item's deliveries and last failure
   are forgotten. Counts the items pulled, and what came due.
 ]]
 -- @include batch
@@ -44,6 +46,7 @@
 -- @include reclaim
 -- @include counters
 -- @include due
+-- @include flow
 local count = tonumber(ARGV[1])
 local purge = ARGV[2] == "1"
 local gate = ARGV[3] == "1"
@@ -56,6 +59,7 @@ if gate then expect(gated, "set") end
 local now, seconds = clock()
 local at = cool_down_end(ARGV[4], ARGV[5], seconds)
 expect(stats, "hash")
+local flow = flow_limits(limits)
 -- what is due comes first: every key is read (and checked) only when something is
 local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
@@ -69,6 +73,12 @@ local counted, failed = false, false
 if purge and redis.call("EXISTS", deliveries, failures) > 0 then
   counted = expect(deliveries, "hash") > 0
   failed = expect(failures, "hash") > 0
+end
+local tokens = nil
+if flow then
+  local wait
+  count, wait, tokens = allowance(flow, nil, nil, now, count)
+  if count == 0 then return wait and {wait} or {} end
 end
 
 -- appends a page's members that have a value; returns those that have none
@@ -133,6 +143,7 @@ if #pulled == 0 then
   return soon and {soon - now} or {}
 end
 tally(stats, "pulled", #pulled)
+spend(limits, tokens, now, #pulled)
 
 if counted then count_in_slices("HDEL", deliveries, pulled) end
 if failed then count_in_slices("HDEL", failures, pulled) end

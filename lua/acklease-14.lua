@@ -1,10 +1,11 @@
 --[[
   Acknowledges held items of one lease and leases the next items under a new
   token, in one call (as BullMQ's moveToFinished fetches the next job): what
-  ack-8.lua then lease-12.lua would do (includes/acking.lua,
+  ack-8.lua then lease-13.lua would do (includes/acking.lua,
   includes/leasing.lua), atomically. Every key is read before the first
   write: those of the lease and what is due first, then those the
-  acknowledgement writes, and, when anything is due, every key.
+  acknowledgement writes, and, when anything is due, every key. Flow control
+  limits what it leases, counted after the acknowledgement (includes/flow.lua).
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
@@ -19,7 +20,8 @@
   KEYS[11] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
   KEYS[12] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[13] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures
+  KEYS[14] NAME:limits hash: flow control (includes/flow.lua)
+-- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures limits
 
   ARGV[1]  the token of the items acknowledged
   ARGV[2]  "1": gate the keys acknowledged (add them to NAME:exc)
@@ -32,7 +34,7 @@
   ARGV[9]  "all": acknowledge every key ARGV[1] holds; "keys": the keys in ARGV[10..]
 
   Returns {acked, deadline, keys, values, scores, deliveries}: how many items
-  were acknowledged, then what lease-12.lua returns for a lease; only
+  were acknowledged, then what lease-13.lua returns for a lease; only
   {acked} when nothing was leased.
 ]]
 -- @include batch
@@ -44,6 +46,7 @@
 -- @include due
 -- @include acking
 -- @include leasing
+-- @include flow
 
 local token, gate = ARGV[1], ARGV[2] == "1"
 local wanted = nil
@@ -56,6 +59,7 @@ local at = cool_down_end(ARGV[3], ARGV[4], seconds)
 
 local due_leases, due_cool_downs, due_items =
   lease_reads(values, scores, held, lease, deliveries, stats, leases, cooling, delayed, now, seconds)
+local flow = flow_limits(limits)
 local acked, mine, others, failed = 0, nil, nil, nil
 if not wanted or #wanted > 0 then
   mine, others, failed = ack_reads(held, leases, lease, gated, cooling, failures, stats, token, wanted, now, gate, at)
@@ -74,7 +78,14 @@ end
 if due_leases or due_cool_downs or due_items then
   end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
 end
+local count, tokens = tonumber(ARGV[5]), nil
+if flow then
+  local wait  -- (never waits)
+  count, wait, tokens = allowance(flow, held, leases, now, count)
+  if count == 0 then return {acked} end
+end
 local leased = take_and_hold(values, scores, held, leases, lease, deliveries, stats,
-  tonumber(ARGV[5]), ARGV[6], now, tonumber(ARGV[7]), tonumber(ARGV[8]))
+  count, ARGV[6], now, tonumber(ARGV[7]), tonumber(ARGV[8]))
 if not leased then return {acked} end
+spend(limits, tokens, now, #leased[2])
 return {acked, leased[1], leased[2], leased[3], leased[4], leased[5]}

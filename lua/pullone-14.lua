@@ -1,5 +1,5 @@
 --[[
-  pspull of one item, purged: the rules of pull-13.lua with the fewest server
+  pspull of one item, purged: the rules of pull-14.lua with the fewest server
   calls (the single pull is the most common call of all).
 
   KEYS[1]  NAME:t       hash: item key -> value
@@ -15,15 +15,17 @@
   KEYS[11] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
   KEYS[12] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[13] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures
+  KEYS[14] NAME:limits hash: flow control (includes/flow.lua)
+-- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures limits
 
   ARGV[1]  "1": gate the pulled key (add it to NAME:exc)
   ARGV[2]  cool-down: "none"; "in" (ARGV[3] seconds from the server's clock);
            "at" (ARGV[3] is a unix time). Stored rounded up to whole seconds.
   ARGV[3]  seconds (see ARGV[2])
 
-  Returns {key, value}; when nothing was pulled, {} or {ms} as pull-13.lua.
-  What is due comes first (see pull-13.lua). Counts what it did.
+  Returns {key, value}; when nothing was pulled, {} or {ms} as pull-14.lua.
+  What is due comes first (see pull-14.lua), flow control next
+  (includes/flow.lua). Counts what it did.
 ]]
 -- @include batch
 -- @include keycheck
@@ -32,6 +34,7 @@
 -- @include reclaim
 -- @include counters
 -- @include due
+-- @include flow
 
 local now, seconds = clock()  -- one TIME for the leases, what is due and the cool-down
 
@@ -41,6 +44,7 @@ local waiting = expect(scores, "zset")
 local gate = ARGV[1] == "1"
 if gate then expect(gated, "set") end
 local at = cool_down_end(ARGV[2], ARGV[3], seconds)
+local flow = flow_limits(limits)
 -- what is due comes first: every key is read (and checked) only when something is
 local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
@@ -59,6 +63,12 @@ if redis.call("EXISTS", deliveries, failures) > 0 then
   counted = expect(deliveries, "hash") > 0
   failed = expect(failures, "hash") > 0
 end
+local tokens = nil
+if flow then
+  local allowed, wait
+  allowed, wait, tokens = allowance(flow, nil, nil, now, 1)
+  if allowed == 0 then return wait and {wait} or {} end
+end
 
 -- the first write: the count (checked; taken back in the rare case that only
 -- orphans were left)
@@ -75,6 +85,7 @@ repeat
   value = redis.call("HGET", values, key)
 until value  -- an orphan (no value) is dropped and not counted
 redis.call("HDEL", values, key)
+spend(limits, tokens, now, 1)
 if counted then redis.call("HDEL", deliveries, key) end  -- gone for good, as acknowledged
 if failed then redis.call("HDEL", failures, key) end
 if gate then redis.call("SADD", gated, key) end

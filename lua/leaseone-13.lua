@@ -1,5 +1,5 @@
 --[[
-  pslease of one item: the rules of lease-12.lua with the fewest server calls.
+  pslease of one item: the rules of lease-13.lua with the fewest server calls.
   Every key is read before the first write, by the reads the lease needs
   anyway, but NAME:lease, which is checked, and NAME:held, whose write comes
   first (a wrong type fails it with nothing written).
@@ -16,20 +16,24 @@
   KEYS[10] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
   KEYS[11] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[12] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys values scores cooling held leases lease deliveries dead stats delayed delayed_scores failures
+  KEYS[13] NAME:limits hash: flow control (includes/flow.lua)
+-- @keys values scores cooling held leases lease deliveries dead stats delayed delayed_scores failures limits
 
   ARGV[1]  the lease's token (random hex, made by the caller)
   ARGV[2]  the lease's length in ms
   ARGV[3]  max_deliveries (0: no limit)
 
   Returns {deadline, key, value, score, deliveries}; when nothing was leased,
-  {} or {ms} as lease-12.lua.
+  {} or {ms} as lease-13.lua. Flow control as in lease-13.lua
+  (includes/flow.lua).
 ]]
 -- @include keycheck
 -- @include clock
+-- @include flow
 
 local token = ARGV[1]
 local now, seconds = clock()
+local flow = flow_limits(limits)
 -- what is due comes first (the rarer path: its code is only set up here, to
 -- keep the common call short); every key is read (and checked) only when
 -- something is
@@ -42,6 +46,13 @@ if due_leases or due_cool_downs or due_items then
 -- @include counters
 -- @include due
   end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+end
+
+local tokens = nil
+if flow then
+  local allowed, wait
+  allowed, wait, tokens = allowance(flow, held, leases, now, 1)
+  if allowed == 0 then return wait and {wait} or {} end
 end
 
 local key, value, score
@@ -74,4 +85,5 @@ local deadline = now + tonumber(ARGV[2])
 redis.call("ZADD", leases, deadline, token)
 redis.call("HSET", lease, token, cmsgpack.pack({tonumber(ARGV[3]), key, score, count}))
 redis.call("HINCRBY", stats, "leased", 1)
+spend(limits, tokens, now, 1)
 return {deadline, key, value, score, count}

@@ -1,0 +1,52 @@
+-- Flow control (SPEC §12), enforced where items are handed out (pull-14.lua,
+-- pullone-14.lua, lease-13.lua, leaseone-13.lua, acklease-14.lua), so that
+-- every client obeys it at once. NAME:limits (written by limit-3.lua) holds
+-- `paused`, a token bucket (`rate` tokens per `per_ms`, at most `burst`; its
+-- state: `tokens` as of `at`, unix ms by the server's clock; a bucket never
+-- used is full) and `max_held`, the most items leases may hold at once. A
+-- stream with no limits has no NAME:limits: that costs one EXISTS per call.
+-- In three steps, so that a script reads the key before its first write and
+-- counts what is held once its own acknowledgements are done.
+-- @include keycheck
+
+-- flow_limits(limits): nil when the stream has no limits (the common case),
+-- else its fields, read (and checked) by the caller before its first write.
+local function flow_limits(limits)
+  if redis.call("EXISTS", limits) == 0 then return nil end
+  return checked(limits, "hash", "HMGET", "paused", "rate", "per_ms", "burst", "max_held", "tokens", "at")
+end
+
+-- allowance(flow, held, leases, now, count): how many of `count` items the
+-- call may hand out at `now` (unix ms), by the limits `flow` (flow_limits'):
+-- 0 while paused, at most the whole tokens in the bucket and, for a lease
+-- (`held`, `leases`: NAME:held and NAME:leases; nil for a pull), at most
+-- max_held less what leases hold. Returns that, then, when it is 0, how long
+-- (ms) a blocked call should wait before it tries again (nil: until woken,
+-- as for an empty stream), and the tokens in the bucket (nil: no rate).
+local function allowance(flow, held, leases, now, count)
+  if flow[1] then return 0, nil, nil end
+  if held and flow[5] then
+    local room = tonumber(flow[5]) - redis.call("HLEN", held)
+    if room < 1 then
+      -- a held item leaves by its acknowledgement, or when its lease runs out
+      local first = redis.call("ZRANGE", leases, 0, 0, "WITHSCORES")
+      return 0, first[2] and math.max(tonumber(first[2]) - now, 1) or nil, nil
+    end
+    count = math.min(count, room)
+  end
+  if not flow[2] then return count, nil, nil end
+  local rate = tonumber(flow[2]) / tonumber(flow[3])  -- tokens per ms
+  local burst = tonumber(flow[4])
+  local tokens = burst
+  if flow[6] then tokens = math.min(burst, tonumber(flow[6]) + math.max(now - tonumber(flow[7]), 0) * rate) end
+  if tokens < 1 then return 0, math.ceil((1 - tokens) / rate), tokens end
+  return math.min(count, math.floor(tokens)), nil, tokens
+end
+
+-- spend(limits, tokens, now, taken): the bucket, once `taken` (> 0) items
+-- were handed out with `tokens` (allowance's) in it at `now`.
+local function spend(limits, tokens, now, taken)
+  if tokens and taken > 0 then
+    redis.call("HSET", limits, "tokens", string.format("%.17g", tokens - taken), "at", now)
+  end
+end
