@@ -80,7 +80,8 @@ def _rate(rate: Any, per: Any, burst: Any) -> tuple[bytes, bytes, bytes]:
         burst = max(1, math.ceil(rate))
     elif isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_RATE:
         raise InvalidArgument(f"burst must be a whole number from 1 to {MAX_RATE:,}, or None, got {burst!r}")
-    return repr(float(rate)).encode(), str(per_ms).encode(), str(burst).encode()
+    text = str(int(rate)) if float(rate).is_integer() else repr(float(rate))  # ("10", not "10.0")
+    return text.encode(), str(per_ms).encode(), str(burst).encode()
 
 
 def _max_held(value: Any) -> bytes:

@@ -406,7 +406,7 @@ def test_a_command_the_user_may_not_run_is_named(acl: AclServer, carrier: str) -
 def test_keys_the_user_may_not_touch_are_named(acl: AclServer, carrier: str) -> None:
     message = one_line(run(acl, carrier, "worker", PASSWORD, "add", "other", "a", "x"), ExitStatus.SERVER)
     assert "denied psctl add: user 'worker' may not access the keys it needs" in message
-    assert "other:t, other:s, other:exc, other:exp, other:wake, other:held, other:leases, other:lease, other:dlv, other:dead, other:stats, other:delayed, other:dscores, other:fail, :ps:keys" in message
+    assert "other:t, other:s, other:exc, other:exp, other:wake, other:held, other:leases, other:lease, other:dlv, other:dead, other:stats, other:delayed, other:dscores, other:fail, other:limits, :ps:keys" in message
     never_shows_a_password(message)
     assert acl.admin.dbsize() == 0  # nothing ran: the keys are checked before the script
 
@@ -427,7 +427,7 @@ def test_a_command_across_streams_is_named_too(acl: AclServer) -> None:
     assert json.loads(done.stdout) == {"expired": {}, "total": 0}  # what was done, for the log
     message = one_line(SimpleNamespace(exit_code=done.exit_code, stdout="", stderr=done.stderr), ExitStatus.SERVER)
     needs = ("(other:t, other:s, other:exc, other:exp, other:wake, other:held, other:leases, other:lease, "
-             "other:dlv, other:dead, other:stats, other:delayed, other:dscores, other:fail, :ps:keys)")
+             "other:dlv, other:dead, other:stats, other:delayed, other:dscores, other:fail, other:limits, :ps:keys)")
     assert "stream 'other': the server at" in message  # each stream is named: the others are done
     assert f"denied psctl expire: user 'worker' may not access the keys it needs {needs}" in message
 
