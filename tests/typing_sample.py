@@ -23,6 +23,7 @@ from psctl import (
     Item,
     KeyRow,
     Lease,
+    Limits,
     Redis,
     RedisCluster,
     State,
@@ -58,6 +59,10 @@ def sync(r: Redis, c: RedisCluster) -> None:
     assert_type(r.psstatsmany(), list[Stats])
     assert_type(r.psitem("q", "k")["state"], State)
     assert_type(r.psitem("q", "k"), Item)
+    assert_type(r.pspause("q"), bool)
+    assert_type(c.psresume("q"), bool)
+    assert_type(r.pslimit("q", rate=10, max_held=4), Limits)
+    assert_type(r.pslimit("q")["max_held"], int | None)
     with r.psleased("q") as lease:
         assert_type(lease, Lease)
     r.pslen(3)  # type: ignore[arg-type]
@@ -80,6 +85,8 @@ async def asynchronous(r: AsyncRedis, c: AsyncRedisCluster) -> None:
     assert_type((await c.psacklease("q", "token", count=0)).acked, int)
     assert_type(await r.psstats("q"), Stats)
     assert_type(await r.psexpire(), Expired)
+    assert_type(await c.pspause("q"), bool)
+    assert_type(await r.pslimit("q", rate=1.5, burst=3), Limits)
     async with r.psleased("q") as lease:
         assert_type(lease, Lease)
     _ = (await r.pslen("q")) + 1
