@@ -47,11 +47,12 @@ def limit(keys: StreamKeys, rate: Any, per: Any, burst: Any, max_held: Any) -> P
 def _limit(keys: StreamKeys, args: tuple[Any, ...]) -> Plan:
     limit_script = script("limit")
     reply = yield Call(limit_script, limit_script.keys_of(keys), args)
-    return bool(int(reply[0])), _limits(reply[1:])
+    return bool(int(reply[0])), limits_of(reply[1:])
 
 
-def _limits(fields: Any) -> Limits:
-    """``limit-3.lua``'s paused, rate, per_ms, burst and max_held, as ``Limits``."""
+def limits_of(fields: Any) -> Limits:
+    """``limit-3.lua``'s paused, rate, per_ms, burst and max_held (also the
+    end of ``stats-10.lua``'s reply), as ``Limits``."""
     paused, rate, per_ms, burst, most = fields
     return Limits(
         paused=bool(paused),

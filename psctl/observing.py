@@ -2,9 +2,9 @@
 ``pslift``, beside ``operations.py``'s.
 
 The scripts keep the counters themselves (``lua/includes/counters.lua``, in
-``NAME:stats``); ``lua/stats-9.lua`` reads a stream's state and counters in one
-call, and the stats of many streams go in one round trip per server (a
-pipeline; in a cluster, one per node).
+``NAME:stats``); ``lua/stats-10.lua`` reads a stream's state, counters and
+flow control in one call, and the stats of many streams go in one round trip
+per server (a pipeline; in a cluster, one per node).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from psctl.encoding import check_count, decode_key, encode_key, flag, in_chunks, utc_moment
 from psctl.errors import InvalidArgument, StreamsFailed
+from psctl.flow import limits_of
 from psctl.layout import StreamKeys
 from psctl.operations import ADD_CHUNK, Layout, names
 from psctl.protocol import Batch, Call, Plan
@@ -45,7 +46,9 @@ def _moment(seconds: float) -> datetime:
 
 
 def _stats(name: str, reply: Sequence[Any]) -> Stats:
-    waiting, held, overdue, capped, gated, cooling, next_end, dead, top, bottom, counted, time, delayed, due = reply
+    waiting, held, overdue, capped, gated, cooling, next_end, dead, top, bottom, counted, time, delayed, due, tokens = (
+        reply[:15]
+    )
     counters = dict.fromkeys(COUNTERS, 0)
     for i in range(0, len(counted), 2):
         field = decode_key(counted[i])
@@ -69,6 +72,8 @@ def _stats(name: str, reply: Sequence[Any]) -> Stats:
         "bottom_score": _score(bottom),
         "counters": cast(Counters, counters),
         "server_time": _moment(int(time[0]) + int(time[1]) / 1e6),
+        **limits_of(reply[15:]),
+        "tokens": None if tokens is None else float(tokens),
     }
 
 

@@ -236,11 +236,25 @@ class Counters(TypedDict):
     removed: int
 
 
-class Stats(TypedDict):
+class Limits(TypedDict):
+    """A stream's flow control (SPEC §12), as ``pslimit`` leaves it: whether it
+    is ``paused``; its rate limit, ``rate`` items per ``per`` with bursts of at
+    most ``burst`` (all three None without one); ``max_held``, the most items
+    leases may hold at once (None: no cap)."""
+
+    paused: bool
+    rate: float | None
+    per: timedelta | None
+    burst: int | None
+    max_held: int | None
+
+
+class Stats(Limits):
     """``psstats``: a stream's state and counters, by the server's clock
     (``cooling``: cool-downs still to end; ``overdue``: held items whose lease
     ran out, not yet returned, at most a budget of them looked at:
-    ``overdue_capped``)."""
+    ``overdue_capped``); its flow control (``Limits``' fields) and the
+    ``tokens`` in its rate limit's bucket now (None without a rate limit)."""
 
     name: str
     waiting: int
@@ -257,6 +271,7 @@ class Stats(TypedDict):
     bottom_score: float | None
     counters: Counters
     server_time: datetime
+    tokens: float | None
 
 
 class Failure(TypedDict):
@@ -265,19 +280,6 @@ class Failure(TypedDict):
     reason: str | None
     at: datetime | None
     delivery: int | None
-
-
-class Limits(TypedDict):
-    """A stream's flow control (SPEC §12), as ``pslimit`` leaves it: whether it
-    is ``paused``; its rate limit, ``rate`` items per ``per`` with bursts of at
-    most ``burst`` (all three None without one); ``max_held``, the most items
-    leases may hold at once (None: no cap)."""
-
-    paused: bool
-    rate: float | None
-    per: timedelta | None
-    burst: int | None
-    max_held: int | None
 
 
 class _State(TypedDict):

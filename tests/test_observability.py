@@ -103,8 +103,59 @@ def test_psstats_reads_a_streams_state(ps, r):
     assert found == {
         "name": "q", "waiting": 1, "held": 2, "overdue": 1, "overdue_capped": False, "gated": 1, "cooling": 1,
         "next_cool_down_end": datetime(2031, 1, 1, tzinfo=timezone.utc), "dead": 1, "top_score": -2.5,
-        "bottom_score": -2.5, "delayed": 0, "next_delayed_due": None,
+        "bottom_score": -2.5, "delayed": 0, "next_delayed_due": None, "paused": False, "rate": None, "per": None,
+        "burst": None, "max_held": None, "tokens": None,
     }  # fmt: skip
+
+
+NO_LIMITS = {"paused": False, "rate": None, "per": None, "burst": None, "max_held": None, "tokens": None}
+
+
+def limits_shown(stats: dict[str, Any]) -> dict[str, Any]:
+    return {field: stats[field] for field in NO_LIMITS}
+
+
+def test_psstats_shows_the_flow_control_and_the_tokens_left(ps, r, k):
+    ps.psaddmany("q", [(f"k{i}", "v", i) for i in range(10)])
+    assert limits_shown(ps.psstats("q")) == NO_LIMITS
+    ps.pslimit("q", rate=10, per=timedelta(seconds=2), burst=4, max_held=7)
+    full = limits_shown(ps.psstats("q"))
+    assert full == {"paused": False, "rate": 10.0, "per": timedelta(seconds=2), "burst": 4, "max_held": 7,
+                    "tokens": 4.0}  # fmt: skip (a bucket never used is full)
+    assert len(ps.pspull("q", count=3)) == 3
+    after = ps.psstats("q")["tokens"]
+    assert 1 <= after < 1.5  # 4 - 3, and 5 a second since
+    time.sleep(0.3)
+    assert 2 <= ps.psstats("q")["tokens"] < 3  # refilled by the server's clock, read without writing
+    assert r.hget(k("q").limits, "tokens") == b"1"  # (as the pull left it: stats write nothing)
+    ps.pspause("q")
+    paused = limits_shown(ps.psstats("q"))
+    assert paused["paused"] is True and 2 <= paused["tokens"] <= 4  # a pause keeps the bucket filling
+    ps.pslimit("q")  # cleared: the pause stays
+    assert limits_shown(ps.psstats("q")) == NO_LIMITS | {"paused": True}
+    ps.psresume("q")
+    assert [limits_shown(s) for s in ps.psstatsmany(["q", "other"])] == [NO_LIMITS, NO_LIMITS]
+
+
+def test_psstatsmany_shows_each_streams_own_limits(ps, r):
+    ps.pspause("a")
+    ps.pslimit("b", rate=0.5, per=timedelta(minutes=1))
+    found = {s["name"]: limits_shown(s) for s in ps.psstatsmany(["a", "b", "c"])}
+    assert found == {
+        "a": NO_LIMITS | {"paused": True},
+        "b": NO_LIMITS | {"rate": 0.5, "per": timedelta(minutes=1), "burst": 1, "tokens": 1.0},
+        "c": NO_LIMITS,
+    }
+
+
+def test_a_limits_key_of_the_wrong_type_fails_psstats_naming_it(ps, r, k):
+    ps.psadd("good", "k", "v")
+    ps.psadd("bad", "k", "v")
+    r.set(k("bad").limits, "not a hash")
+    with pytest.raises(StreamsFailed) as raised:
+        ps.psstatsmany()
+    assert list(raised.value.failed) == ["bad"] and "limits" in str(raised.value.failed["bad"])
+    assert limits_shown(raised.value.done["good"]) == NO_LIMITS
 
 
 def test_overdue_is_a_lower_bound_beyond_its_budget(ps, r, monkeypatch):

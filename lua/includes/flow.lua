@@ -16,6 +16,17 @@ local function flow_limits(limits)
   return checked(limits, "hash", "HMGET", "paused", "rate", "per_ms", "burst", "max_held", "tokens", "at")
 end
 
+-- bucket(flow, now): the tokens in the rate limit's bucket at `now` (unix
+-- ms), refilled since `at` and at most `burst`, and the rate in tokens per
+-- ms; nil when the stream has no rate limit. (stats-10.lua shows them.)
+local function bucket(flow, now)
+  if not flow[2] then return nil end
+  local rate = tonumber(flow[2]) / tonumber(flow[3])
+  local burst = tonumber(flow[4])
+  if not flow[6] then return burst, rate end
+  return math.min(burst, tonumber(flow[6]) + math.max(now - tonumber(flow[7]), 0) * rate), rate
+end
+
 -- allowance(flow, held, leases, now, count): how many of `count` items the
 -- call may hand out at `now` (unix ms), by the limits `flow` (flow_limits'):
 -- 0 while paused, at most the whole tokens in the bucket and, for a lease
@@ -34,11 +45,8 @@ local function allowance(flow, held, leases, now, count)
     end
     count = math.min(count, room)
   end
-  if not flow[2] then return count, nil, nil end
-  local rate = tonumber(flow[2]) / tonumber(flow[3])  -- tokens per ms
-  local burst = tonumber(flow[4])
-  local tokens = burst
-  if flow[6] then tokens = math.min(burst, tonumber(flow[6]) + math.max(now - tonumber(flow[7]), 0) * rate) end
+  local tokens, rate = bucket(flow, now)
+  if not tokens then return count, nil, nil end
   if tokens < 1 then return 0, math.ceil((1 - tokens) / rate), tokens end
   return math.min(count, math.floor(tokens)), nil, tokens
 end

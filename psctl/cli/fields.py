@@ -35,6 +35,18 @@ def iso(moment: Any) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
+def plain(value: Any) -> Any:
+    """A value of the library's as the JSON outputs print it: a time in ISO 8601
+    (``iso``), a duration in seconds, anything else as it is."""
+    from datetime import datetime, timedelta
+
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
+
+
 def item(key: str, value: bytes | str) -> dict[str, str]:
     """An item as ``pull``, ``values`` and ``get`` print it."""
     return text_field("key", key) | text_field("value", value)

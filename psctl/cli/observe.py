@@ -4,13 +4,13 @@
 import signal
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 
 from psctl.cli.durations import duration_option
-from psctl.cli.fields import iso, text_field
+from psctl.cli.fields import iso, plain, text_field
 from psctl.cli.options import complete_names, output_options
 from psctl.cli.session import Session, pass_session
 from psctl.cli.status import BadUsage, CliError
@@ -44,11 +44,11 @@ LIVE_PRIORITY = (
 
 
 def stats_json(stats: dict[str, Any]) -> dict[str, Any]:
-    """A stream's stats as ``stats`` prints them: times in ISO 8601 (UTC)."""
+    """A stream's stats as ``stats`` prints them: times in ISO 8601 (UTC), durations in seconds."""
     shown = text_field("name", stats["name"])
     for field, value in stats.items():
         if field != "name":
-            shown[field] = iso(value) if isinstance(value, datetime) else value
+            shown[field] = plain(value)
     return shown
 
 

@@ -10,26 +10,31 @@
   KEYS[7]  NAME:dead    sorted set: dead item key -> its last score
   KEYS[8]  NAME:stats   hash: counter -> count (includes/counters.lua)
   KEYS[9]  NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
--- @keys scores gated cooling held leases lease dead stats delayed
+  KEYS[10] NAME:limits  hash: flow control (includes/flow.lua)
+-- @keys scores gated cooling held leases lease dead stats delayed limits
 
   ARGV[1]  the most held items (and leases) to look at for "overdue": a bound
            on this call's time
 
   Returns {waiting, held, overdue, overdue_capped, gated, cooling,
   next_cool_down_end, dead, top_score, bottom_score, counters, time, delayed,
-  next_delayed_due}: counts (waiting includes delayed items whose time has
-  come, delayed only those still to come); overdue the held items whose lease has run out
+  next_delayed_due, tokens, paused, rate, per_ms, burst, max_held}: counts
+  (waiting includes delayed items whose time has come, delayed only those
+  still to come); overdue the held items whose lease has run out
   but that have not come back yet, a lower bound when overdue_capped is 1
   (ARGV[1] items were looked at); cooling the cool-downs still to end (one
   whose time has come is over, swept or not), next_cool_down_end (unix
   seconds) the first of them; top_score and bottom_score (exact text);
   next_delayed_due (unix ms) when the first delayed item starts waiting;
   each false when there is none; counters as HGETALL gives them; time as
-  TIME gives it.
+  TIME gives it; then the tokens in the rate limit's bucket now
+  (includes/flow.lua's bucket(), as text; false without a rate limit) and
+  the flow control as limit-3.lua replies it (each false when not set).
 ]]
 -- @include batch
 -- @include keycheck
 -- @include clock
+-- @include flow
 
 local now, seconds, time = clock()
 local budget = tonumber(ARGV[1])
@@ -75,6 +80,8 @@ local next_end = checked(cooling, "zset", "ZRANGEBYSCORE", after, "+inf", "WITHS
 -- delayed items whose time has come wait, whether or not a pull has moved them yet
 local due = checked(delayed, "zset", "ZCOUNT", "-inf", now)
 local next_due = checked(delayed, "zset", "ZRANGEBYSCORE", "(" .. now, "+inf", "WITHSCORES", "LIMIT", 0, 1)
+local flow = flow_limits(limits) or {false, false, false, false, false}
+local tokens = flow[2] and string.format("%.17g", bucket(flow, now)) or false
 
 return {
   checked(scores, "zset", "ZCARD") + due,
@@ -91,4 +98,5 @@ return {
   time,
   checked(delayed, "zset", "ZCARD") - due,
   next_due[2] or false,
+  tokens, flow[1], flow[2], flow[3], flow[4], flow[5],
 }
