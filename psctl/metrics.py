@@ -20,6 +20,12 @@ The metrics (each labelled with its ``stream``):
   waiting (absent when none waits);
 - ``psctl_next_cool_down_end_timestamp_seconds``: when the next cool-down
   ends (absent when none);
+- ``psctl_paused``: 1 while the stream is paused (SPEC §12), else 0;
+- ``psctl_rate_limit_per_second``, ``psctl_rate_limit_burst``,
+  ``psctl_rate_limit_tokens``: its rate limit in items per second, its burst
+  and the tokens left in its bucket now (absent without a rate limit);
+- ``psctl_max_held``: the most items its leases may hold at once (absent
+  without one);
 - ``psctl_stream_failed``: 1 for a stream whose keys could not be read (a key
   of the wrong type, an ACL), whose other metrics are then absent.
 
@@ -98,6 +104,7 @@ def _families(found: list[dict[str, Any]], failed: dict[str, BaseException]) -> 
     broken = GaugeMetricFamily(
         "psctl_stream_failed", "1 for a stream whose keys could not be read.", labels=["stream"]
     )
+    flow = _flow_families()
     for stats in found:
         stream = _label(stats["name"])
         for state in STATES:
@@ -111,9 +118,32 @@ def _families(found: list[dict[str, Any]], failed: dict[str, BaseException]) -> 
             next_end.add_metric([stream], stats["next_cool_down_end"].timestamp())
         if stats["next_delayed_due"] is not None:
             next_due.add_metric([stream], stats["next_delayed_due"].timestamp())
+        _add_flow(flow, stream, stats)
     for name in failed:
         broken.add_metric([_label(name)], 1)
-    yield from (items, events, top, bottom, next_end, next_due, broken)
+    yield from (items, events, top, bottom, next_end, next_due, *flow.values(), broken)
+
+
+def _flow_families() -> dict[str, GaugeMetricFamily]:
+    """The gauges of a stream's flow control (SPEC §12), by the field they show."""
+    helps = {
+        "paused": ("psctl_paused", "1 while the stream is paused, else 0."),
+        "rate": ("psctl_rate_limit_per_second", "The stream's rate limit, in items per second."),
+        "burst": ("psctl_rate_limit_burst", "The most items the stream's rate limit hands out at once."),
+        "tokens": ("psctl_rate_limit_tokens", "The tokens left in the stream's rate limit's bucket now."),
+        "max_held": ("psctl_max_held", "The most items the stream's leases may hold at once."),
+    }
+    return {field: GaugeMetricFamily(name, text, labels=["stream"]) for field, (name, text) in helps.items()}
+
+
+def _add_flow(flow: dict[str, GaugeMetricFamily], stream: str, stats: dict[str, Any]) -> None:
+    """A stream's flow control as samples of ``flow``: each limit only when set."""
+    flow["paused"].add_metric([stream], 1 if stats["paused"] else 0)
+    if stats["rate"] is not None:
+        flow["rate"].add_metric([stream], stats["rate"] / stats["per"].total_seconds())
+    for field in ("burst", "tokens", "max_held"):
+        if stats[field] is not None:
+            flow[field].add_metric([stream], stats[field])
 
 
 def _label(name: str) -> str:

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,8 @@ def test_prometheus_scrapes_psctl_and_node_exporter_reads_its_textfile(stack: An
     r.psaddmany("jobs", [("a", "1", 5), ("b", "2", 3), ("c", "3", 1)])
     r.pspull("jobs")
     r.pslease("jobs")
+    r.pslimit("jobs", rate=30, per=timedelta(minutes=1), max_held=4)
+    r.pspause("jobs")
     stack.write_textfile()
     served = 'psctl_stream_items{job="psctl", stream="jobs", state="%s"}'
     assert stack.value(served % "waiting") == 1
@@ -119,6 +122,12 @@ def test_prometheus_scrapes_psctl_and_node_exporter_reads_its_textfile(stack: An
     from_textfile = 'psctl_stream_items{job="node", stream="jobs", state="cooling"}'
     assert stack.value(from_textfile) == 1
     assert stack.value('psctl_items_total{job="node", stream="jobs", event="pulled"}') == 1
+    # the flow control (SPEC §12), served and from the textfile
+    assert stack.value('psctl_paused{job="psctl", stream="jobs"}') == 1
+    assert stack.value('psctl_rate_limit_per_second{job="psctl", stream="jobs"}') == 0.5
+    assert stack.value('psctl_max_held{job="psctl", stream="jobs"}') == 4
+    assert stack.value('psctl_rate_limit_burst{job="node", stream="jobs"}') == 30
+    assert stack.value('psctl_rate_limit_tokens{job="node", stream="jobs"}') == 30
     # a change shows up at the next scrape of psctl, and in the textfile once it is written again
     r.psaddmany("jobs", [("d", "4", 1), ("e", "5", 1)])
     deadline = time.monotonic() + 60
