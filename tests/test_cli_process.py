@@ -263,6 +263,9 @@ def test_completion_of_commands_options_and_stream_names(env: dict[str, str], r:
     assert complete("psctl pu", env) == ["pull"]
     assert "add-many" in complete("psctl ad", env)
     assert "--expire-in" in complete("psctl pull jobs --", env)
+    assert complete("psctl pa", env) == ["pause"]
+    assert {"--rate", "--burst", "--max-held", "--clear"} <= set(complete("psctl limit jobs --", env))
+    assert complete("psctl limit jo", env) == ["jobs", "journal"]
     assert complete("psctl len jo", env) == ["jobs", "journal"]
     assert complete("psctl pull ", env) == ["jobs", "journal", "other"]
 

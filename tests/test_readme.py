@@ -275,3 +275,41 @@ def test_the_workers_testing_example_runs(psctl_redis):
     namespace: dict = {}
     exec(compile(sixth, str(README), "exec"), namespace)
     namespace["test_totals_are_summed"](psctl_redis)
+
+
+def flow_blocks(kind: str) -> list[str]:
+    section = README.read_text().split("\n## Flow control\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{kind}\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_flow_control_python_example_does_what_it_says(redis_url, r, monkeypatch, capsys):
+    [code] = flow_blocks("python")
+    fetched: list[str] = []
+    namespace: dict = {"download": fetched.append}
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, code), str(README), "exec"), namespace)
+    assert capsys.readouterr().out == "60 True\n"
+    assert len(set(fetched)) == 60
+    stats = r.psstats("scraper")
+    assert (stats["rate"], stats["max_held"], stats["counters"]["leased"]) == (50.0, 8, 60)
+    assert r.psstats("reports")["paused"] is False
+
+
+def test_the_flow_control_shell_examples_print_what_they_say(redis_url, r):
+    """Each psctl line of the section's sh block, in order, prints the JSON of its comment."""
+    import json
+    import shlex
+
+    from .helpers import Cli
+
+    cli = Cli(redis_url)
+    [block] = flow_blocks("sh")
+    checked = 0
+    for line in block.splitlines():
+        command, _, comment = line.partition("#")
+        done = cli(*shlex.split(command)[1:], "--json")
+        assert done.exit_code == 0, (line, done.stderr)
+        if comment.strip().startswith("{"):
+            assert json.loads(done.stdout) == json.loads(comment.strip()), line
+            checked += 1
+    assert checked == 3
+    assert r.psstats("scraper")["tokens"] == 50.0 and r.psstats("jobs")["rate"] is None

@@ -2,7 +2,7 @@
 
 The commands live in modules named for what they do to a stream
 (``adding.py``, ``taking.py``, ``reading.py``, ``changing.py``, ``leases.py``,
-``work.py``, ``observe.py``) and ``server.py`` (the embedded server); this
+``work.py``, ``flow.py``, ``observe.py``) and ``server.py`` (the embedded server); this
 module imports them and registers them, and none of them imports it. Each
 command is built from its function only when it runs (``group.py``), and
 modules that talk to a server are imported by the commands that need them, so
@@ -25,20 +25,20 @@ from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
 from psctl.cli.group import check_output_options, lazy_group
 from psctl.cli.session import GlobalOptions
-from psctl.cli import adding, changing, leases, observe, reading, taking, work
+from psctl.cli import adding, changing, flow, leases, observe, reading, taking, work
 from psctl.cli.server import server_app
 
 # The commands in the order --help lists them: the everyday ones first.
 HELP_ORDER = (
     "add", "pull", "keys", "values", "dump", "get", "len", "names", "incr", "prune", "decr-all", "remove", "expire",
-    "delete", "add-many", "lease", "ack", "release", "extend", "dead", "requeue", "work", "stats", "metrics", "item",
-    "lift", "server",
+    "delete", "add-many", "lease", "ack", "release", "extend", "dead", "requeue", "work", "pause", "resume", "limit",
+    "stats", "metrics", "item", "lift", "server",
 )  # fmt: skip
 
 app = typer.Typer(
     name="psctl",
     cls=lazy_group(
-        [module.commands for module in (adding, taking, reading, changing, leases, work, observe)], [server_app],
+        [module.commands for module in (adding, taking, reading, changing, leases, work, flow, observe)], [server_app],
         order=HELP_ORDER,
     ),
     help=(

@@ -11,6 +11,7 @@ import typer
 
 from psctl.cli.durations import duration_option
 from psctl.cli.fields import iso, plain, text_field
+from psctl.cli.flow import limits_summary
 from psctl.cli.options import complete_names, output_options
 from psctl.cli.session import Session, pass_session
 from psctl.cli.status import BadUsage, CliError
@@ -36,9 +37,11 @@ WATCH_INTERVAL = timedelta(seconds=2)
 # the counters the live table shows as rates
 RATES = ("added", "pulled", "leased", "acked", "released", "dead")
 # the columns of the tables beside the stream's name, those a narrow terminal keeps first
-TABLE_PRIORITY = ("waiting", "held", "dead", "top", "delayed", "gated", "cooling", "overdue", "next end")
+TABLE_PRIORITY = (
+    "waiting", "held", "dead", "top", "limits", "delayed", "gated", "cooling", "overdue", "next end",
+)  # fmt: skip
 LIVE_PRIORITY = (
-    "waiting", "held", "dead", "top", "added/s", "pulled/s", "leased/s", "acked/s", "delayed", "overdue", "cooling",
+    "waiting", "held", "dead", "top", "limits", "added/s", "pulled/s", "leased/s", "acked/s", "delayed", "overdue", "cooling",
     "released/s", "dead/s",
 )  # fmt: skip
 
@@ -58,6 +61,7 @@ def _row(stats: dict[str, Any]) -> dict[str, Any]:
         "waiting": stats["waiting"], "delayed": stats["delayed"], "held": stats["held"], "overdue": stats["overdue"],
         "gated": stats["gated"],
         "cooling": stats["cooling"], "dead": stats["dead"], "top": stats["top_score"],
+        "limits": limits_summary(stats) or None,
         "next end": None if next_end is None else _after(next_end - stats["server_time"]),
     }  # fmt: skip
 
@@ -99,11 +103,12 @@ def stats(
         ),
     ] = None,
 ) -> None:  # fmt: skip
-    """Show each stream's state: waiting, delayed, held (and overdue), gated, cooling, dead; scores; counters.
+    """Show each stream's state: waiting, delayed, held (and overdue), gated, cooling, dead; scores; limits; counters.
 
     One row per stream (every registered stream when no NAME is given), read in one round trip per server,
     by the server's clock: overdue counts held items whose lease ran out (never delayed ones), cooling the
-    cool-downs still to end. JSON gives every field and the counters. --watch keeps a live table with rates
+    cool-downs still to end; limits the flow control (paused, the rate with the tokens left, max held: see
+    limit). JSON gives every field and the counters. --watch keeps a live table with rates
     per second computed from the counters, or writes one JSON line per stream per interval when stdout is
     not a terminal.
 
@@ -243,7 +248,7 @@ def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], in
         row = text_field("stream", s["name"]) | {
             state: s[state] for state in ("waiting", "delayed", "held", "overdue", "cooling")
         }
-        row |= {"dead": s["dead"], "top": s["top_score"]}
+        row |= {"dead": s["dead"], "top": s["top_score"], "limits": limits_summary(s) or None}
         row |= {f"{c}/s": "-" if per_second is None else _rate(per_second[c]) for c in RATES}
         rows.append(row)
     rows, left_out = fitted(rows, LIVE_PRIORITY, width) if rows else ([{"stream": "(no streams)"}], [])
