@@ -60,6 +60,32 @@ def test_every_command_on_the_cluster(cli, rc, tmp_path):
     assert cli.fails(ExitStatus.NOT_FOUND, "get", "jobs-0", "nope")
 
 
+def test_flow_control_on_the_cluster(cli, rc):
+    """pause, resume, limit and stats on streams that live on different masters,
+    each stream's limits in its own hash slot."""
+    names = [f"flow-{i}" for i in range(6)]
+    for name in names:
+        cli.ok("add-many", name, "-", "--format", "ndjson",
+               input="".join(json.dumps({"key": f"k{i}", "value": "v", "score": i}) + "\n" for i in range(5)))
+    keys = [stream_keys(name, cluster=True) for name in names]
+    assert len({rc.get_node_from_key(k.limits).name for k in keys}) == 3
+    assert all(rc.keyslot(k.limits) == rc.keyslot(k.values) for k in keys)
+    assert cli.ok("pause", "flow-0") == {"name": "flow-0", "paused": True, "changed": True}
+    assert cli.ok("pull", "flow-0") == []
+    assert cli.ok("limit", "flow-1", "--rate", "2/1m", "--max-held", "3") == {
+        "name": "flow-1", "paused": False, "rate": 2.0, "per": 60.0, "burst": 2, "max_held": 3,
+    }  # fmt: skip
+    assert len(cli.ok("pull", "flow-1", "--count", "5")) == 2  # the burst, then a token every 30 s
+    assert 0 <= cli.ok("limit", "flow-1")["tokens"] < 0.1
+    found = {s["name"]: s for s in cli.ok("stats", *names)}
+    assert found["flow-0"]["paused"] is True and found["flow-2"]["paused"] is False
+    assert (found["flow-1"]["rate"], found["flow-1"]["max_held"]) == (2.0, 3) and found["flow-2"]["rate"] is None
+    assert cli.ok("resume", "flow-0")["changed"] is True
+    assert cli.ok("pull", "flow-0") == [{"key": "k4", "value": "v"}]
+    assert cli.ok("limit", "flow-1", "--clear")["rate"] is None
+    assert rc.exists(*(k.limits for k in keys)) == 0
+
+
 def test_server_commands_are_refused_in_cluster_mode(cli):
     message = cli.fails(ExitStatus.USAGE, "server", "status")
     assert "cluster" in message

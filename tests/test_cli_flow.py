@@ -72,6 +72,9 @@ def test_limit_alone_shows_the_limits_and_tokens_left(cli: Cli, r: Any) -> None:
     assert cli.ok("limit", "jobs") == {
         "name": "jobs", "paused": True, "rate": 10, "per": 60.0, "burst": 5, "max_held": 3, "tokens": 5.0,
     }  # fmt: skip
+    assert cli("limit", "jobs", "-o", "csv").stdout == (
+        "name,paused,rate,per,burst,max_held,tokens\njobs,true,10,60,5,3,5\n"
+    )
     table = cli("limit", "jobs", "--table").stdout
     for shown in ("paused", "yes", "rate", "10", "per", "60s", "burst", "max_held", "3", "tokens", "5"):
         assert shown in table, shown

@@ -208,4 +208,4 @@ def limit(
 def _show(session: Session, name: str, limits: Mapping[str, Any], caption: str | None) -> None:
     shown = limits_json(name, limits)
     table = {field: _cell(field, limits[field]) for field in shown if field in limits}
-    session.out.show(shown, table=text_field("name", name) | table, vertical=True, caption=caption)
+    session.out.show(shown, table=text_field("name", name) | table, vertical=True, caption=caption, csv=shown)
