@@ -578,7 +578,7 @@ def test_the_command_list_is_complete() -> None:
     assert {" ".join(p) for p in command_paths()} == {
         "add", "add-many", "pull", "keys", "values", "get", "len", "names", "incr", "prune", "decr-all",
         "remove", "expire", "delete", "lease", "ack", "release", "extend", "dead", "requeue", "work", "stats", "metrics",
-        "item", "lift", "dump", "server status", "server start",
+        "item", "lift", "dump", "pause", "resume", "limit", "server status", "server start",
         "server stop",
     }  # fmt: skip
 
