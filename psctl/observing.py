@@ -2,7 +2,7 @@
 ``pslift``, beside ``operations.py``'s.
 
 The scripts keep the counters themselves (``lua/includes/counters.lua``, in
-``NAME:stats``); ``lua/stats-9.lua`` reads a stream's state and counters in one
+``NAME:stats``); ``lua/stats-10.lua`` reads a stream's state and counters in one
 call, and the stats of many streams go in one round trip per server (a
 pipeline; in a cluster, one per node).
 """

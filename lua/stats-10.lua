@@ -10,7 +10,8 @@
   KEYS[7]  NAME:dead    sorted set: dead item key -> its last score
   KEYS[8]  NAME:stats   hash: counter -> count (includes/counters.lua)
   KEYS[9]  NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
--- @keys scores gated cooling held leases lease dead stats delayed
+  KEYS[10] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys scores gated cooling held leases lease dead stats delayed limits
 
   ARGV[1]  the most held items (and leases) to look at for "overdue": a bound
            on this call's time
@@ -22,7 +23,8 @@
   but that have not come back yet, a lower bound when overdue_capped is 1
   (ARGV[1] items were looked at); cooling the cool-downs still to end (one
   whose time has come is over, swept or not), next_cool_down_end (unix
-  seconds) the first of them; top_score and bottom_score (exact text);
+  seconds) the first of them; top_score and bottom_score (exact text,
+  effective: includes/aging.lua);
   next_delayed_due (unix ms) when the first delayed item starts waiting;
   each false when there is none; counters as HGETALL gives them; time as
   TIME gives it.
@@ -30,6 +32,7 @@
 -- @include batch
 -- @include keycheck
 -- @include clock
+-- @include aging
 
 local now, seconds, time = clock()
 local budget = tonumber(ARGV[1])
@@ -65,9 +68,10 @@ if #tokens > 0 then
   end
 end
 
+local shift = aging_shift(limits, now)
 local function score_at(key, rank)
   local found = checked(key, "zset", "ZRANGE", rank, rank, "WITHSCORES")
-  return found[2] or false
+  return effective(found[2], shift) or false
 end
 
 local after = string.format("(%d", math.floor(seconds))  -- cool-downs still to end
