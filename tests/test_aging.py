@@ -8,7 +8,6 @@ Standalone and the 3-master cluster, sync and async."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -65,7 +64,7 @@ def aged(ps: Any, r: Any) -> Callable[..., tuple[float, float]]:
 # -- scores that come out -------------------------------------------------------------
 
 
-def test_every_score_that_comes_out_is_effective(ps, r, k, aged):
+def test_every_score_that_comes_out_is_effective(ps, r, aged):
     aged()
     _, written = around(r, lambda: ps.psaddmany("q", [("a", "A", 10), ("b", "B", 5), ("c", "C", 1)]))
     time.sleep(0.3)  # about 6 points each
@@ -153,7 +152,7 @@ def test_adds_and_increments_take_effective_scores(ps, r, aged):
     assert_effective(found[0], 3, replaced, read)
 
 
-def test_thresholds_are_effective_scores(ps, r, k, aged):
+def test_thresholds_are_effective_scores(ps, aged):
     aged()
     ps.psaddmany("q", [("one", "v", 1), ("two", "v", 2), ("three", "v", 3)])
     time.sleep(0.3)  # about 6 points each: every raw score is now far below its effective one
@@ -177,7 +176,7 @@ def test_a_kept_pull_drops_below_every_effective_score(ps, r, aged):
     assert ps.pskeys("q") == ["b", "a"]
 
 
-def test_items_put_back_come_back_with_their_effective_scores(ps, r, k, aged):
+def test_items_put_back_come_back_with_their_effective_scores(ps, r, aged):
     aged()
     ps.psaddmany("q", [(key, key.upper(), score) for key, score in (("a", 40), ("b", 30), ("c", 20), ("d", 10))])
     time.sleep(0.2)
@@ -217,7 +216,7 @@ def test_a_delayed_item_waits_from_its_time_with_the_score_it_was_given(ps, r, a
     assert_effective(found[0], -20, added, read)
 
 
-def test_expired_leases_and_requeued_items_come_back_effective(ps, r, k, aged):
+def test_expired_leases_and_requeued_items_come_back_effective(ps, r, aged):
     aged()
     ps.psaddmany("q", [("a", "A", 100), ("b", "B", 1)])
     time.sleep(0.2)
@@ -370,7 +369,7 @@ def test_a_tool_that_knows_only_spec_1_reads_and_writes_offset_scores(ps, r, k, 
     time.sleep(0.2)
     keys = k("q")
     r.hset(keys.values, "raw", "R")
-    _, written = around(r, lambda: r.zadd(keys.scores, {"raw": 0}))
+    r.zadd(keys.scores, {"raw": 0})
     _, added = around(r, lambda: ps.psadd("q", "lib", "L", 0))
     found, read = around(r, lambda: ps.psscores("q", ["raw", "lib"]))
     assert_effective(found[0], 0, window, read)  # its raw 0 reads as the points gained since the epoch
