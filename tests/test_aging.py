@@ -154,14 +154,15 @@ def test_adds_and_increments_take_effective_scores(ps, r, aged):
 
 def test_thresholds_are_effective_scores(ps, aged):
     aged()
-    ps.psaddmany("q", [("one", "v", 1), ("two", "v", 2), ("three", "v", 3)])
+    ps.psaddmany("q", [("one", "v", 10), ("two", "v", 20), ("three", "v", 30)])
     time.sleep(0.3)  # about 6 points each: every raw score is now far below its effective one
     low = ps.psscores("q", ["one"])[0]
-    assert low > 6
-    assert ps.pskeys("q", below=low + 1.5) == ["two", "one"]
-    assert ps.pskeys("q", below=low + 1.5, withscores=True, limit=1, start=1)[0][0] == "one"
+    assert low > 15
+    # (5 points, 250 ms, of margin for the calls below: by raw scores, all three would go)
+    assert ps.pskeys("q", below=low + 15) == ["two", "one"]
+    assert ps.pskeys("q", below=low + 15, withscores=True, limit=1, start=1)[0][0] == "one"
     assert ps.pskeys("q", below=low) == []
-    assert ps.psdeletebelowthreshold("q", low + 1.5) == ["one", "two"]
+    assert ps.psdeletebelowthreshold("q", low + 15) == ["one", "two"]
     assert ps.pskeys("q") == ["three"]
 
 
@@ -421,21 +422,22 @@ def test_the_command_line_shows_and_takes_effective_scores(backend, r):
         return cli.ok(*cluster, *args)
 
     r.pslimit("jobs", aging=timedelta(milliseconds=AGING))
-    _, written = around(r, lambda: r.psaddmany("jobs", [("a", "A", 10), ("b", "B", 1), ("c", "C", 0)]))
+    _, written = around(r, lambda: r.psaddmany("jobs", [("a", "A", 20), ("b", "B", 10), ("c", "C", 0)]))
     time.sleep(0.3)
 
     listed, read = around(r, lambda: ok("keys", "jobs"))
     assert [row["key"] for row in listed] == ["a", "b", "c"]
-    assert_effective(listed[0]["score"], 10, written, read)
+    assert_effective(listed[0]["score"], 20, written, read)
     values, read = around(r, lambda: ok("values", "jobs", "--scores"))
-    assert_effective(values[1]["score"], 1, written, read)
+    assert_effective(values[1]["score"], 10, written, read)
     item, read = around(r, lambda: ok("item", "jobs", "b"))
-    assert_effective(item["score"], 1, written, read)
+    assert_effective(item["score"], 10, written, read)
     added, read = around(r, lambda: ok("add", "jobs", "a", "A", "--score", "2"))
-    assert_effective(added["score"], 12, written, read)
+    assert_effective(added["score"], 22, written, read)
 
     low = r.psscores("jobs", ["c"])[0]
     assert low > 5
-    assert ok("prune", "jobs", "--below", str(low + 0.5)) == {"removed": ["c"]}
+    # (5 points, 250 ms, of margin for the command; by raw scores, b would go too)
+    assert ok("prune", "jobs", "--below", str(low + 5)) == {"removed": ["c"]}
     lease, read = around(r, lambda: ok("lease", "jobs"))
-    assert_effective(lease["items"][0]["score"], 12, written, read)
+    assert_effective(lease["items"][0]["score"], 22, written, read)
