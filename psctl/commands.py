@@ -446,7 +446,8 @@ class FlowCommands(_StreamCommandsBase):
         stream, but its raw scores are offset while aging is on, and after
         it was turned off while items waited. Scores are doubles: the round
         trip adds an error of about the points gained × 2⁻⁵² (1 ms aging for
-        a year: ~10⁻⁵; 1 s aging, 30 years: ~10⁻⁷)."""
+        a year: ~10⁻⁵; 1 s aging, 30 years: ~10⁻⁷), so a threshold equal to
+        a score just shown may fall on either side of it."""
         return self._ps_run(flow.limit(self._ps_keys(name), rate, per, burst, max_held, aging))
 
 
