@@ -60,6 +60,7 @@ local at = cool_down_end(ARGV[3], ARGV[4], seconds)
 local due_leases, due_cool_downs, due_items =
   lease_reads(values, scores, held, lease, deliveries, stats, leases, cooling, delayed, now, seconds)
 local flow = flow_limits(limits)
+local shift = flow_shift(flow, now)  -- aging's (includes/aging.lua)
 local acked, mine, others, failed = 0, nil, nil, nil
 if not wanted or #wanted > 0 then
   mine, others, failed = ack_reads(held, leases, lease, gated, cooling, failures, stats, token, wanted, now, gate, at)
@@ -76,7 +77,7 @@ if mine then
 end
 
 if due_leases or due_cool_downs or due_items then
-  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), shift, due_leases, due_cool_downs, due_items)
 end
 local count, tokens = tonumber(ARGV[5]), nil
 if flow then
@@ -85,7 +86,7 @@ if flow then
   if count == 0 then return {acked} end
 end
 local leased = take_and_hold(values, scores, held, leases, lease, deliveries, stats,
-  count, ARGV[6], now, tonumber(ARGV[7]), tonumber(ARGV[8]))
+  count, ARGV[6], now, tonumber(ARGV[7]), tonumber(ARGV[8]), shift)
 if not leased then return {acked} end
 spend(limits, tokens, now, #leased[2])
 return {acked, leased[1], leased[2], leased[3], leased[4], leased[5]}

@@ -47,8 +47,9 @@ local now, seconds = clock()
 local due_leases, due_cool_downs, due_items =
   lease_reads(values, scores, held, lease, deliveries, stats, leases, cooling, delayed, now, seconds)
 local flow = flow_limits(limits)
+local shift = flow_shift(flow, now)  -- aging's (includes/aging.lua)
 if due_leases or due_cool_downs or due_items then
-  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), shift, due_leases, due_cool_downs, due_items)
 end
 
 local tokens = nil
@@ -58,7 +59,7 @@ if flow then
   if count == 0 then return wait and {wait} or {} end
 end
 local leased = take_and_hold(values, scores, held, leases, lease, deliveries, stats,
-  count, token, now, tonumber(ARGV[3]), tonumber(ARGV[4]))
+  count, token, now, tonumber(ARGV[3]), tonumber(ARGV[4]), shift)
 if leased then
   spend(limits, tokens, now, #leased[2])
   return leased

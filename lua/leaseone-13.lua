@@ -34,6 +34,7 @@
 local token = ARGV[1]
 local now, seconds = clock()
 local flow = flow_limits(limits)
+local shift = flow_shift(flow, now)  -- aging's (includes/aging.lua)
 -- what is due comes first (the rarer path: its code is only set up here, to
 -- keep the common call short); every key is read (and checked) only when
 -- something is
@@ -45,7 +46,7 @@ if due_leases or due_cool_downs or due_items then
 -- @include reclaim
 -- @include counters
 -- @include due
-  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), shift, due_leases, due_cool_downs, due_items)
 end
 
 local tokens = nil
@@ -64,7 +65,7 @@ repeat
     local first = checked(delayed, "zset", "ZRANGE", 0, 0, "WITHSCORES")  -- the next delayed item
     return first[2] and {tonumber(first[2]) - now} or {}
   end
-  key, score = top[1], top[2]
+  key, score = top[1], effective(top[2], shift)
   value = checked(values, "hash", "HGET", key)
   if not value then  -- an orphan (a score with no value): dropped, not counted
     orphans = orphans or {}

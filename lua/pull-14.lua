@@ -27,7 +27,7 @@
   ARGV[2]  "1": purge (items leave NAME:t and NAME:s); "0": keep them, below
            every item still waiting: with base = min(lowest score, 0), the
            n-th pulled item's score becomes base - n (its order among the kept
-           items stays the pull order)
+           items stays the pull order; effective scores, includes/aging.lua)
   ARGV[3]  "1": gate the pulled keys (add them to NAME:exc)
   ARGV[4]  cool-down: "none"; "in" (ARGV[5] seconds from the server's clock);
            "at" (ARGV[5] is a unix time). Stored rounded up to whole seconds.
@@ -60,12 +60,13 @@ local now, seconds = clock()
 local at = cool_down_end(ARGV[4], ARGV[5], seconds)
 expect(stats, "hash")
 local flow = flow_limits(limits)
+local shift = flow_shift(flow, now)  -- aging's (includes/aging.lua)
 -- what is due comes first: every key is read (and checked) only when something is
 local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
 local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
-  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), shift, due_leases, due_cool_downs, due_items)
 end
 -- an item pulled for good leaves its deliveries and its last failure behind
 -- (as an acknowledged one); one EXISTS says whether there is anything to forget
@@ -120,7 +121,7 @@ if purge then
 else
   -- Read first, write after: rewriting scores while paging would shift ranks.
   local lowest = redis.call("ZRANGE", scores, 0, 0, "WITHSCORES")
-  local base = math.min(tonumber(lowest[2] or 0), 0)
+  local base = math.min(tonumber(effective(lowest[2], shift) or 0), 0)
   local offset, rescored, orphans = 0, {}, {}
   while #pulled < count do
     local want = count - #pulled
@@ -131,7 +132,7 @@ else
     for _, orphan in ipairs(take(page, got)) do orphans[#orphans + 1] = orphan end
   end
   for i = 1, n do
-    rescored[2 * i - 1] = finite_score(below(base, i), pulled[i])
+    rescored[2 * i - 1] = stored(finite_score(below(base, i), pulled[i]), shift)
     rescored[2 * i] = pulled[i]
   end
   if #orphans > 0 then count_in_slices("ZREM", scores, orphans) end

@@ -45,12 +45,13 @@ local gate = ARGV[1] == "1"
 if gate then expect(gated, "set") end
 local at = cool_down_end(ARGV[2], ARGV[3], seconds)
 local flow = flow_limits(limits)
+local shift = flow_shift(flow, now)  -- aging's (includes/aging.lua)
 -- what is due comes first: every key is read (and checked) only when something is
 local due_leases = #checked(leases, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 local due_cool_downs = #checked(cooling, "zset", "ZRANGEBYSCORE", "-inf", math.floor(seconds), "LIMIT", 0, 1) > 0
 local due_items = #checked(delayed, "zset", "ZRANGEBYSCORE", "-inf", now, "LIMIT", 0, 1) > 0
 if due_leases or due_cool_downs or due_items then
-  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), due_leases, due_cool_downs, due_items)
+  end_what_is_due(keys_by_name(), kinds_by_key(), now, math.floor(seconds), shift, due_leases, due_cool_downs, due_items)
   waiting = redis.call("ZCARD", scores)
 end
 if waiting == 0 then

@@ -29,7 +29,7 @@
 
   Returns the number of items removed (or, in a dry run, that would be);
   counts them. Gating keys of a stream that holds nothing would create it:
-  as an add does (add-12.lua), that is only done once the caller says it
+  as an add does (add-13.lua), that is only done once the caller says it
   registered the name (ARGV[3]); else nothing is written and the reply is -1.
 ]]
 -- @include batch

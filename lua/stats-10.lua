@@ -10,7 +10,7 @@
   KEYS[7]  NAME:dead    sorted set: dead item key -> its last score
   KEYS[8]  NAME:stats   hash: counter -> count (includes/counters.lua)
   KEYS[9]  NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
-  KEYS[10] NAME:limits  hash: flow control (includes/flow.lua)
+  KEYS[10] NAME:limits  hash: flow control and aging's shift (includes/flow.lua)
 -- @keys scores gated cooling held leases lease dead stats delayed limits
 
   ARGV[1]  the most held items (and leases) to look at for "overdue": a bound
@@ -24,12 +24,14 @@
   but that have not come back yet, a lower bound when overdue_capped is 1
   (ARGV[1] items were looked at); cooling the cool-downs still to end (one
   whose time has come is over, swept or not), next_cool_down_end (unix
-  seconds) the first of them; top_score and bottom_score (exact text);
+  seconds) the first of them; top_score and bottom_score (exact text,
+  effective: includes/aging.lua);
   next_delayed_due (unix ms) when the first delayed item starts waiting;
   each false when there is none; counters as HGETALL gives them; time as
   TIME gives it; then the tokens in the rate limit's bucket now
   (includes/flow.lua's bucket(), as text; false without a rate limit) and
-  the flow control as limit-3.lua replies it (each false when not set).
+  the flow control as limit-3.lua replies it, aging_ms last (each false when
+  not set).
 ]]
 -- @include batch
 -- @include keycheck
@@ -70,9 +72,11 @@ if #tokens > 0 then
   end
 end
 
+local flow = flow_limits(limits)
+local shift = flow_shift(flow, now)
 local function score_at(key, rank)
   local found = checked(key, "zset", "ZRANGE", rank, rank, "WITHSCORES")
-  return found[2] or false
+  return effective(found[2], shift) or false
 end
 
 local after = string.format("(%d", math.floor(seconds))  -- cool-downs still to end
@@ -80,7 +84,7 @@ local next_end = checked(cooling, "zset", "ZRANGEBYSCORE", after, "+inf", "WITHS
 -- delayed items whose time has come wait, whether or not a pull has moved them yet
 local due = checked(delayed, "zset", "ZCOUNT", "-inf", now)
 local next_due = checked(delayed, "zset", "ZRANGEBYSCORE", "(" .. now, "+inf", "WITHSCORES", "LIMIT", 0, 1)
-local flow = flow_limits(limits) or {false, false, false, false, false}
+flow = flow or {}
 local tokens = flow[2] and string.format("%.17g", bucket(flow, now)) or false
 
 return {
@@ -98,5 +102,6 @@ return {
   time,
   checked(delayed, "zset", "ZCARD") - due,
   next_due[2] or false,
-  tokens, flow[1], flow[2], flow[3], flow[4], flow[5],
+  tokens, flow[1] or false, flow[2] or false, flow[3] or false, flow[4] or false, flow[5] or false,
+  flow[8] or false,
 }

@@ -425,15 +425,30 @@ class FlowCommands(_StreamCommandsBase):
         per: timedelta | float = timedelta(seconds=1),
         burst: int | None = None,
         max_held: int | None = None,
+        aging: timedelta | float | None = None,
     ) -> Limits:
         """Sets the stream's limits, enforced inside every pull and lease, by
         the server's clock: at most ``rate`` items handed out per ``per`` (a
         token bucket of ``burst`` tokens, ``rate`` by default: a call gets at
-        most the tokens there are, a blocking one waits for the next), and at
-        most ``max_held`` items held by leases at once. With no limits given,
-        clears them (a pause stays). Returns the limits now set
-        (``psctl.types.Limits``)."""
-        return self._ps_run(flow.limit(self._ps_keys(name), rate, per, burst, max_held))
+        most the tokens there are, a blocking one waits for the next), at
+        most ``max_held`` items held by leases at once, and ``aging``: a
+        waiting item gains one point of priority per ``aging`` waited (a
+        ``timedelta`` or seconds, whole ms rounded up, at least 1 ms), so
+        that none starves behind newer items of higher priority, at no cost
+        per pull. With no limits given, clears them (a pause stays). Returns
+        the limits now set (``psctl.types.Limits``).
+
+        With aging, every score psctl shows or takes is *effective* (the
+        score given + the points gained); ``NAME:s`` keeps it less the points
+        every waiting item has gained since a per-stream epoch, so that its
+        order is the order by effective score with nothing rewritten as time
+        passes. A tool that knows only SPEC §1 still reads and writes the
+        stream, but its raw scores are offset while aging is on, and after
+        it was turned off while items waited. Scores are doubles: the round
+        trip adds an error of about the points gained × 2⁻⁵² (1 ms aging for
+        a year: ~10⁻⁵; 1 s aging, 30 years: ~10⁻⁷), so a threshold equal to
+        a score just shown may fall on either side of it."""
+        return self._ps_run(flow.limit(self._ps_keys(name), rate, per, burst, max_held, aging))
 
 
 class PrioritizedStreamCommands(ItemCommands, ObservingCommands, LeaseCommands, FlowCommands):

@@ -1,7 +1,8 @@
-"""Flow control (SPEC §12): pausing a stream, its rate limit and its cap on
-items held at once, kept in the stream's own ``NAME:limits`` and enforced
-inside the scripts that hand items out (``lua/includes/flow.lua``), so that
-every worker and client obeys them at once. The plans of ``pspause``,
+"""Flow control (SPEC §12): pausing a stream, its rate limit, its cap on
+items held at once and its aging, kept in the stream's own ``NAME:limits``
+and enforced inside the scripts that hand items out (``lua/includes/flow.lua``;
+aging in every script that reads or writes a score, ``lua/includes/aging.lua``),
+so that every worker and client obeys them at once. The plans of ``pspause``,
 ``psresume`` and ``pslimit``, beside ``operations.py``'s; all three run
 ``lua/limit-3.lua``.
 """
@@ -36,10 +37,11 @@ def resume(keys: StreamKeys) -> Plan:
     return changed
 
 
-def limit(keys: StreamKeys, rate: Any, per: Any, burst: Any, max_held: Any) -> Plan:
-    """``pslimit``: sets the rate limit and the cap on held items (None:
-    none), or clears both; a pause stays as it is. Returns the limits now set."""
-    args = (b"set", *_rate(rate, per, burst), _max_held(max_held))
+def limit(keys: StreamKeys, rate: Any, per: Any, burst: Any, max_held: Any, aging: Any = None) -> Plan:
+    """``pslimit``: sets the rate limit, the cap on held items and aging
+    (None: none), or clears them all; a pause stays as it is. Returns the
+    limits now set."""
+    args = (b"set", *_rate(rate, per, burst), _max_held(max_held), _aging(aging))
     _, limits = yield from _limit(keys, args)
     return limits
 
@@ -51,15 +53,16 @@ def _limit(keys: StreamKeys, args: tuple[Any, ...]) -> Plan:
 
 
 def limits_of(fields: Any) -> Limits:
-    """``limit-3.lua``'s paused, rate, per_ms, burst and max_held (also the
-    end of ``stats-10.lua``'s reply), as ``Limits``."""
-    paused, rate, per_ms, burst, most = fields
+    """``limit-3.lua``'s paused, rate, per_ms, burst, max_held and aging_ms
+    (also the end of ``stats-10.lua``'s reply), as ``Limits``."""
+    paused, rate, per_ms, burst, most, aging_ms = fields
     return Limits(
         paused=bool(paused),
         rate=None if rate is None else float(rate),
         per=None if per_ms is None else timedelta(milliseconds=int(per_ms)),
         burst=None if burst is None else int(burst),
         max_held=None if most is None else int(most),
+        aging=None if aging_ms is None else timedelta(milliseconds=int(aging_ms)),
     )
 
 
@@ -91,3 +94,9 @@ def _max_held(value: Any) -> bytes:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HELD:
         raise InvalidArgument(f"max_held must be a whole number from 1 to {MAX_HELD:,}, or None, got {value!r}")
     return str(value).encode()
+
+
+def _aging(value: Any) -> bytes:
+    """``limit-3.lua``'s ARGV[6]: one point per this many whole ms (rounded up,
+    at least 1: see includes/aging.lua on precision); empty: no aging."""
+    return b"" if value is None else str(milliseconds(value, "aging")).encode()

@@ -11,7 +11,7 @@ the dead set instead. A token acts only on what it still holds, so
 The plans here are the lease family's, beside ``operations.py``'s; the Lua
 scripts are ``lua/lease-13.lua`` (``leaseone-13`` for one item), ``ack-8``,
 ``acklease-14`` (an acknowledgement and the next lease in one call),
-``release-11``, ``extend-3``, ``dead-4`` and ``requeue-4``.
+``release-12``, ``extend-3``, ``dead-4`` and ``requeue-5``.
 """
 
 from __future__ import annotations

@@ -302,20 +302,21 @@ def _ranks(limit: int | None, start: int) -> tuple[int, int] | None:
 
 
 def keys_(keys: StreamKeys, withscores: bool, limit: int | None, start: int = 0, below: Any = None) -> Plan:
-    """``pskeys``: from rank ``start``; with ``below``, only the keys scored strictly below it."""
+    """``pskeys``: from rank ``start``; with ``below``, only the keys scored
+    strictly below it. Scores (given and shown) are effective: aging's shift,
+    by the server's clock, is applied in the call that reads them."""
     ranks = _ranks(limit, start)
     if ranks is None:
         return []
-    command: list[Any]
+    if below is None and not withscores:  # (the order needs no shift)
+        return decode_keys((yield Command(("ZREVRANGE", keys.scores, *ranks))))
     if below is None:
-        command = ["ZREVRANGE", keys.scores, *ranks]
+        args: tuple[Any, ...] = (b"ranks", flag(withscores), *ranks)
     else:
-        command = ["ZREVRANGEBYSCORE", keys.scores, b"(" + encode_score(below), "-inf"]
-    if withscores:
-        command.append("WITHSCORES")
-    if below is not None and ranks != (0, -1):
-        command += ["LIMIT", ranks[0], -1 if ranks[1] == -1 else ranks[1] - ranks[0] + 1]
-    reply = yield Command(tuple(command))
+        count = -1 if ranks[1] == -1 else ranks[1] - ranks[0] + 1
+        args = (b"below", flag(withscores), encode_score(below), ranks[0], count)
+    scores_script = script("scores")
+    reply = yield Call(scores_script, scores_script.keys_of(keys), args, safe=True)
     if withscores:
         return [(decode_key(key), float(score)) for key, score in pairs(reply)]
     return decode_keys(reply)
@@ -347,10 +348,12 @@ def values_next(keys: StreamKeys, start: int, count: int, withscores: bool) -> P
 
 
 def scores(keys: StreamKeys, item_keys: Sequence[Any]) -> Plan:
-    """``psscores``: each key's score, None for a key that is not waiting."""
+    """``psscores``: each key's (effective) score, None for a key that is not waiting."""
     if not item_keys:
         return []
-    reply = yield Command(("ZMSCORE", keys.scores, *(encode_key(key) for key in item_keys)))
+    scores_script = script("scores")
+    args = (b"of", b"0", *(encode_key(key) for key in item_keys))
+    reply = yield Call(scores_script, scores_script.keys_of(keys), args, safe=True)
     return [as_float(score) for score in reply]
 
 

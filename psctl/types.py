@@ -240,13 +240,15 @@ class Limits(TypedDict):
     """A stream's flow control (SPEC §12), as ``pslimit`` leaves it: whether it
     is ``paused``; its rate limit, ``rate`` items per ``per`` with bursts of at
     most ``burst`` (all three None without one); ``max_held``, the most items
-    leases may hold at once (None: no cap)."""
+    leases may hold at once (None: no cap); ``aging``, the wait that gives a
+    waiting item one point of priority (None: no aging)."""
 
     paused: bool
     rate: float | None
     per: timedelta | None
     burst: int | None
     max_held: int | None
+    aging: timedelta | None
 
 
 class Stats(Limits):

@@ -15,7 +15,7 @@ from psctl.cli.status import ExitStatus
 from .helpers import Cli
 from .test_cli_observe import samples
 
-NO_LIMITS = {"paused": False, "rate": None, "per": None, "burst": None, "max_held": None}
+NO_LIMITS = {"paused": False, "rate": None, "per": None, "burst": None, "max_held": None, "aging": None}
 
 
 @pytest.fixture
@@ -70,10 +70,11 @@ def test_limit_alone_shows_the_limits_and_tokens_left(cli: Cli, r: Any) -> None:
     r.pslimit("jobs", rate=10, per=timedelta(minutes=1), burst=5, max_held=3)
     r.pspause("jobs")
     assert cli.ok("limit", "jobs") == {
-        "name": "jobs", "paused": True, "rate": 10, "per": 60.0, "burst": 5, "max_held": 3, "tokens": 5.0,
+        "name": "jobs", "paused": True, "rate": 10, "per": 60.0, "burst": 5, "max_held": 3, "aging": None,
+        "tokens": 5.0,
     }  # fmt: skip
     assert cli("limit", "jobs", "-o", "csv").stdout == (
-        "name,paused,rate,per,burst,max_held,tokens\njobs,true,10,60,5,3,5\n"
+        "name,paused,rate,per,burst,max_held,aging,tokens\njobs,true,10,60,5,3,,5\n"
     )
     table = cli("limit", "jobs", "--table").stdout
     for shown in ("paused", "yes", "rate", "10", "per", "60s", "burst", "max_held", "3", "tokens", "5"):
@@ -96,7 +97,7 @@ def test_limit_sets_exactly_the_limits_given_and_shows_them_all(cli: Cli, r: Any
     jobs(r)
     r.pspause("jobs")
     assert cli.ok("limit", "jobs", "--rate", "50/s") == {
-        "name": "jobs", "paused": True, "rate": 50, "per": 1.0, "burst": 50, "max_held": None,
+        "name": "jobs", "paused": True, "rate": 50, "per": 1.0, "burst": 50, "max_held": None, "aging": None,
     }  # fmt: skip
     # declarative: what is not given is no limit (and shown as null); the pause stays
     assert cli.ok("limit", "jobs", "--max-held", "4") == {"name": "jobs", **NO_LIMITS, "paused": True, "max_held": 4}
@@ -122,6 +123,18 @@ def test_rate_takes_n_per_duration(cli: Cli, r: Any, rate: str, expected: Any) -
     assert (shown["rate"], shown["per"], shown["burst"]) == expected
     stored = r.psstats("jobs")
     assert (stored["rate"], stored["per"].total_seconds(), stored["burst"]) == expected
+
+
+def test_aging_is_set_shown_and_cleared_with_the_others(cli: Cli, r: Any, k: Any) -> None:
+    r.psadd("jobs", "old", "v", score=0)
+    shown = cli.ok("limit", "jobs", "--aging", "1m", "--max-held", "3")
+    assert (shown["aging"], shown["max_held"], shown["rate"]) == (60.0, 3, None)
+    assert r.pslimit("jobs", aging=60, max_held=3)["aging"] == timedelta(minutes=1)  # the same, set again
+    assert cli.ok("limit", "jobs")["aging"] == 60.0
+    table = cli("stats", "jobs", "--table")
+    assert table.exit_code == 0 and "aging +1 per 60s" in table.stdout
+    assert cli.ok("limit", "jobs", "--clear")["aging"] is None
+    assert r.psstats("jobs")["aging"] is None and 0 <= r.psscores("jobs", ["old"])[0] < 0.01
 
 
 def test_clear_removes_the_limits_and_keeps_a_pause(cli: Cli, r: Any, k: Any) -> None:
@@ -160,6 +173,9 @@ def test_clear_removes_the_limits_and_keeps_a_pause(cli: Cli, r: Any, k: Any) ->
         (["--max-held", "x"], "--max-held"),
         (["--clear", "--rate", "5/s"], "--clear"),
         (["--clear", "--max-held", "1"], "--clear"),
+        (["--clear", "--aging", "1m"], "--clear"),
+        (["--aging", "x"], "--aging"),
+        (["--aging", "0s"], "aging"),
         (["--rate", "5/s", "-o", "raw"], "raw"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
@@ -188,7 +204,7 @@ def test_stats_shows_the_limits_in_json_and_in_the_table(cli: Cli, r: Any) -> No
     r.pspause("jobs")
     found = {s["name"]: s for s in cli.ok("stats")}
     assert {field: found["jobs"][field] for field in (*NO_LIMITS, "tokens")} == {
-        "paused": True, "rate": 50, "per": 1.0, "burst": 50, "max_held": 4, "tokens": 50.0,
+        "paused": True, "rate": 50, "per": 1.0, "burst": 50, "max_held": 4, "aging": None, "tokens": 50.0,
     }  # fmt: skip
     assert {field: found["mail"][field] for field in (*NO_LIMITS, "tokens")} == {**NO_LIMITS, "tokens": None}
     table = cli("stats", "--table", env={"COLUMNS": "200"}).stdout

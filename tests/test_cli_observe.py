@@ -59,7 +59,7 @@ def test_stats_of_every_stream_and_of_some(cli: Cli, r: Any) -> None:
     jobs = found[0]
     assert set(jobs) == {"name", "waiting", "delayed", "next_delayed_due", "held", "overdue", "overdue_capped",
                          "gated", "cooling", "next_cool_down_end", "dead", "top_score", "bottom_score", "counters",
-                         "server_time", "paused", "rate", "per", "burst", "max_held", "tokens"}  # fmt: skip
+                         "server_time", "paused", "rate", "per", "burst", "max_held", "aging", "tokens"}  # fmt: skip
     assert (jobs["waiting"], jobs["held"], jobs["gated"], jobs["cooling"], jobs["top_score"]) == (1, 1, 1, 1, 1.0)
     assert jobs["counters"]["added"] == 3 and jobs["counters"]["leased"] == 1
     assert jobs["next_cool_down_end"].endswith("Z") and jobs["server_time"].endswith("Z")

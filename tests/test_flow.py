@@ -87,7 +87,7 @@ def test_resume_restarts_a_blocked_puller_within_100_ms(backend, r, how):
 def test_a_call_gets_at_most_the_tokens_in_the_bucket(ps, r, k):
     ps.psaddmany("q", items(100))
     limits = ps.pslimit("q", rate=2, per=timedelta(seconds=1), burst=5)
-    assert limits == {"paused": False, "rate": 2.0, "per": timedelta(seconds=1), "burst": 5, "max_held": None}
+    assert limits == {"paused": False, "rate": 2.0, "per": timedelta(seconds=1), "burst": 5, "max_held": None, "aging": None}
     assert len(ps.pspull("q", count=50)) == 5  # a full bucket: the burst
     assert ps.pspull("q", count=50) == {}
     assert not ps.pslease("q")
@@ -261,7 +261,7 @@ def test_limits_are_data_in_the_streams_own_key(ps, r, k):
     ps.psaddmany("q", items(5))
     ps.pspause("q")
     limits = ps.pslimit("q", rate=10, per=timedelta(seconds=2), burst=4, max_held=7)
-    assert limits == {"paused": True, "rate": 10.0, "per": timedelta(seconds=2), "burst": 4, "max_held": 7}
+    assert limits == {"paused": True, "rate": 10.0, "per": timedelta(seconds=2), "burst": 4, "max_held": 7, "aging": None}
     assert r.hgetall(k("q").limits) == {
         b"paused": b"1", b"rate": b"10", b"per_ms": b"2000", b"burst": b"4", b"max_held": b"7"
     }
@@ -280,7 +280,7 @@ def test_limits_are_data_in_the_streams_own_key(ps, r, k):
 def test_clearing_the_limits_leaves_a_pause(ps, r, k):
     ps.psaddmany("q", items(5))
     ps.pslimit("q", rate=1, per=60, max_held=1)
-    assert ps.pslimit("q") == {"paused": False, "rate": None, "per": None, "burst": None, "max_held": None}
+    assert ps.pslimit("q") == {"paused": False, "rate": None, "per": None, "burst": None, "max_held": None, "aging": None}
     assert not r.exists(k("q").limits)
     assert len(ps.pspull("q", count=5)) == 5
     ps.psaddmany("q", items(5))

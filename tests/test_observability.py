@@ -104,11 +104,13 @@ def test_psstats_reads_a_streams_state(ps, r):
         "name": "q", "waiting": 1, "held": 2, "overdue": 1, "overdue_capped": False, "gated": 1, "cooling": 1,
         "next_cool_down_end": datetime(2031, 1, 1, tzinfo=timezone.utc), "dead": 1, "top_score": -2.5,
         "bottom_score": -2.5, "delayed": 0, "next_delayed_due": None, "paused": False, "rate": None, "per": None,
-        "burst": None, "max_held": None, "tokens": None,
+        "burst": None, "max_held": None, "aging": None, "tokens": None,
     }  # fmt: skip
 
 
-NO_LIMITS = {"paused": False, "rate": None, "per": None, "burst": None, "max_held": None, "tokens": None}
+NO_LIMITS = {
+    "paused": False, "rate": None, "per": None, "burst": None, "max_held": None, "aging": None, "tokens": None,
+}  # fmt: skip
 
 
 def limits_shown(stats: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def test_psstats_shows_the_flow_control_and_the_tokens_left(ps, r, k):
     ps.pslimit("q", rate=10, per=timedelta(seconds=2), burst=4, max_held=7)
     full = limits_shown(ps.psstats("q"))
     assert full == {"paused": False, "rate": 10.0, "per": timedelta(seconds=2), "burst": 4, "max_held": 7,
-                    "tokens": 4.0}  # fmt: skip (a bucket never used is full)
+                    "aging": None, "tokens": 4.0}  # fmt: skip (a bucket never used is full)
     assert len(ps.pspull("q", count=3)) == 3
     after = ps.psstats("q")["tokens"]
     assert 1 <= after < 1.5  # 4 - 3, and 5 a second since

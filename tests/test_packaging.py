@@ -54,7 +54,7 @@ def test_wheel_ships_the_scripts_and_works_installed(tmp_path, redis_url, r):
     )
     (wheel,) = dist.glob("psctl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "psctl/lua/add-12.lua" in names and "psctl/lua/includes/batch.lua" in names
+    assert "psctl/lua/add-13.lua" in names and "psctl/lua/includes/batch.lua" in names
     # the servers of the tests and the benchmarks stay out of it
     assert not [n for n in names if n.startswith(("testservers", "tests/", "benchmarks/"))]
     # a fresh environment holding only the wheel's psctl (its dependencies come

@@ -211,7 +211,16 @@ def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
 
 def worker_blocks() -> list[str]:
     section = README.read_text().split("\n## Workers in Python\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return re.findall(r"```python\n(.*?)```", section.split("\n### Aging\n", 1)[0], re.DOTALL)
+
+
+def test_the_aging_example_does_what_it_says(r, k):
+    section = README.read_text().split("\n### Aging\n", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    exec(compile(block, str(README), "exec"), {"r": r})
+    assert r.pskeys("jobs") == ["alert", "report"]
+    assert r.pslimit("jobs")["aging"] is None  # turned off at its end
+    assert set(r.hgetall(k("jobs").limits)) <= {b"base"}  # the points gained, while items wait
 
 
 def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys):
@@ -283,7 +292,7 @@ def flow_blocks(kind: str) -> list[str]:
 
 
 def test_the_flow_control_python_example_does_what_it_says(redis_url, r, monkeypatch, capsys):
-    [code] = flow_blocks("python")
+    code, *_ = flow_blocks("python")
     fetched: list[str] = []
     namespace: dict = {"download": fetched.append}
     exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, code), str(README), "exec"), namespace)

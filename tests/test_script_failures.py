@@ -37,12 +37,13 @@ def stream_with_everything(ps: Any, r: Any, k: Any) -> None:
     r.rpush(k("q").wake, "1")
 
 
-# the keys of the add scripts, every one of which is read before a write
+# the keys of the add scripts, every one of which is read before a write (NAME:limits
+# for aging's shift: one of the wrong type fails as any other)
 ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "deliveries", "dead", "stats", "delayed",
-         "delayed_scores", "failures")  # fmt: skip
+         "delayed_scores", "failures", "limits")  # fmt: skip
 # (a single add reads the records of a kept item only when its cool-down is over)
-ONE_ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "dead", "stats", "delayed")
-PRUNED = ("values", "scores", "gated", "deliveries", "stats", "failures")
+ONE_ADDED = ("values", "scores", "gated", "cooling", "wake", "held", "dead", "stats", "delayed", "limits")
+PRUNED = ("values", "scores", "gated", "deliveries", "stats", "failures", "limits")
 REMOVED = ("values", "scores", "gated", "held", "deliveries", "dead", "stats", "delayed", "delayed_scores", "failures")
 
 # operation, and the keys it must read (by StreamKeys field): with one of them
@@ -70,7 +71,7 @@ OPERATIONS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
         lambda ps: ps.pspull("q", count=2, purge=False, gate=True),
         ("values", "scores", "gated", "cooling", "leases", "stats", "delayed"),
     ),
-    "psincrement": (lambda ps: ps.psincrement("q", "c", 2), ("scores",)),
+    "psincrement": (lambda ps: ps.psincrement("q", "c", 2), ("scores", "limits")),
     "psdeletebelowthreshold": (lambda ps: ps.psdeletebelowthreshold("q", 4, gate=True), PRUNED),
     "psdecrement_all": (lambda ps: ps.psdecrement_all("q", 1), ("scores", "delayed_scores")),
     "psremove": (lambda ps: ps.psremove("q", ["c", "d"], gate=True), REMOVED),
@@ -78,6 +79,10 @@ OPERATIONS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "pslift": (lambda ps: ps.pslift("q", ["a", "b"]), ("gated", "cooling")),
     "pslift dry run": (lambda ps: ps.pslift("q", ["a", "b"], dry_run=True), ("gated", "cooling")),
     "psvalues": (lambda ps: ps.psvalues("q"), ("values", "scores")),
+    "psvalues with scores": (lambda ps: ps.psvalues("q", withscores=True), ("values", "scores", "limits")),
+    "pskeys with scores": (lambda ps: ps.pskeys("q", withscores=True), ("scores", "limits")),
+    "pskeys below": (lambda ps: ps.pskeys("q", below=4), ("scores", "limits")),
+    "psscores": (lambda ps: ps.psscores("q", ["c", "x"]), ("scores", "limits")),
 }
 
 CASES = [(op, field) for op, (_, fields) in OPERATIONS.items() for field in fields]
@@ -145,7 +150,7 @@ EVERY_LEASE_KEY = ("held", "leases", "lease", "deliveries", "dead")
 DUE = ("delayed", "delayed_scores", "failures")  # read (with every key) when something is due
 PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
 LEASED = ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
-RELEASED = ("scores", "wake", *EVERY_LEASE_KEY, "stats", *DUE)
+RELEASED = ("scores", "wake", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
 ACKED = ("values", "gated", "cooling", "held", "leases", "lease", "stats", "failures")
 # (something is due, f's lease having run out: every key of acklease-14.lua is read)
 ACK_LEASED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
@@ -155,7 +160,7 @@ WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
     "psadd": (lambda ps, t: ps.psadd("q", "new", "v", 3), ONE_ADDED),
     "psadd delayed": (  # i stays delayed, its score and time in the delayed keys
         lambda ps, t: ps.psadd("q", "i", "v", 3),
-        ("values", "gated", "cooling", "wake", "held", "dead", "stats", "delayed", "delayed_scores"),
+        ("values", "gated", "cooling", "wake", "held", "dead", "stats", "delayed", "delayed_scores", "limits"),
     ),
     "psadd held": (lambda ps, t: ps.psadd("q", "d", "v", 3), ("held", "stats")),  # refused: held
     "psadd dead": (lambda ps, t: ps.psadd("q", "c", "v", 3), ("held", "dead", "stats")),  # refused: dead
@@ -176,8 +181,10 @@ WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
     "psrelease delayed": (lambda ps, t: ps.psrelease("q", t.held, ["e"], delay=5, reason="x"), RELEASED),
     "psextend": (lambda ps, t: ps.psextend("q", t.held, 60), ("held", "leases", "lease")),
     "psdead": (lambda ps, t: ps.psdead("q"), ("dead", "values", "deliveries", "failures")),
-    "psrequeue": (lambda ps, t: ps.psrequeue("q"), ("scores", "deliveries", "dead", "failures")),
-    "psrequeue keys": (lambda ps, t: ps.psrequeue("q", ["c"], score=1), ("scores", "deliveries", "dead", "failures")),
+    "psrequeue": (lambda ps, t: ps.psrequeue("q"), ("scores", "deliveries", "dead", "failures", "limits")),
+    "psrequeue keys": (
+        lambda ps, t: ps.psrequeue("q", ["c"], score=1), ("scores", "deliveries", "dead", "failures", "limits")
+    ),
     "psremove": (  # dead, held (its lease is read, to forget it once it holds nothing), waiting, delayed
         lambda ps, t: ps.psremove("q", ["c", "d", "g", "i"], gate=True), (*REMOVED, "leases", "lease")
     ),
@@ -202,7 +209,7 @@ def test_a_wrong_type_beside_leases_fails_naming_the_key_and_changes_nothing(ps,
     assert snapshot(r, keys) == before
 
 
-@pytest.mark.parametrize("field", ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE))
+@pytest.mark.parametrize("field", ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits"))
 def test_expire_beside_leases_with_a_wrong_type_changes_nothing_in_that_stream(ps, r, k, field):
     stream_with_leases(ps, r, k)
     r.zadd(k("q").cooling, {"b": 1})  # due long ago

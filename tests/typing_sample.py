@@ -9,7 +9,7 @@ Every ``assert_type`` must hold and every ``type: ignore`` must be needed
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, assert_type
 
 from psctl import (
@@ -63,6 +63,7 @@ def sync(r: Redis, c: RedisCluster) -> None:
     assert_type(c.psresume("q"), bool)
     assert_type(r.pslimit("q", rate=10, max_held=4), Limits)
     assert_type(r.pslimit("q")["max_held"], int | None)
+    assert_type(r.pslimit("q", aging=timedelta(minutes=1))["aging"], timedelta | None)
     with r.psleased("q") as lease:
         assert_type(lease, Lease)
     r.pslen(3)  # type: ignore[arg-type]

@@ -4,7 +4,8 @@
 -- commands, so that a pile of due entries never makes one call long (the rest
 -- end in the next calls, and psexpire ends them all). `K`: the script's keys
 -- by name (its keys_by_name()), checked before any write (end_what_is_due
--- checks them all, `kinds` being its kinds_by_key()).
+-- checks them all, `kinds` being its kinds_by_key()). An item goes back into
+-- NAME:s by aging's `shift` (includes/aging.lua).
 -- @include batch
 -- @include keycheck
 -- @include reclaim
@@ -13,14 +14,14 @@ local DUE = 500
 
 -- Delayed items whose time has come (unix ms `now`) wait from now on, with
 -- the score they were given. Returns how many, and whether more may be due.
-local function promote(K, now, limit)
+local function promote(K, now, shift, limit)
   limit = limit or DUE
   local keys = redis.call("ZRANGEBYSCORE", K.delayed, "-inf", now, "LIMIT", 0, limit)
   if #keys == 0 then return 0, false end
   local scored = call_in_slices("ZMSCORE", K.delayed_scores, keys)
   local back = {}
   for i, key in ipairs(keys) do
-    back[2 * i - 1] = scored[i] or 0
+    back[2 * i - 1] = stored(scored[i] or 0, shift)
     back[2 * i] = key
   end
   count_in_slices("ZADD", K.scores, back)
@@ -69,10 +70,10 @@ end
 -- is checked first (`kinds`: each key's type), then leases that ran
 -- out give their items back, cool-downs end (`seconds`: the server's clock in
 -- whole unix seconds) and delayed items start waiting. Counts what it did.
-local function end_what_is_due(K, kinds, now, seconds, leases_due, cool_downs_due, items_due)
+local function end_what_is_due(K, kinds, now, seconds, shift, leases_due, cool_downs_due, items_due)
   for key, kind in pairs(kinds) do expect(key, kind) end
-  local reclaimed = leases_due and reclaim(K, now) or {0, 0}
+  local reclaimed = leases_due and reclaim(K, now, shift) or {0, 0}
   local expired = cool_downs_due and end_cool_downs(K, seconds) or 0
-  if items_due then promote(K, now) end
+  if items_due then promote(K, now, shift) end
   tally(K.stats, "redelivered", reclaimed[1], "dead", reclaimed[2], "expired", expired)
 end

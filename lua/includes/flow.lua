@@ -3,17 +3,28 @@
 -- every client obeys it at once. NAME:limits (written by limit-3.lua) holds
 -- `paused`, a token bucket (`rate` tokens per `per_ms`, at most `burst`; its
 -- state: `tokens` as of `at`, unix ms by the server's clock; a bucket never
--- used is full) and `max_held`, the most items leases may hold at once. A
--- stream with no limits has no NAME:limits: that costs one EXISTS per call.
+-- used is full), `max_held`, the most items leases may hold at once, and
+-- aging's fields (includes/aging.lua, whose shift the five scripts apply to
+-- what they take and give back). A stream with no limits has no
+-- NAME:limits: that costs one EXISTS per call.
 -- In three steps, so that a script reads the key before its first write and
 -- counts what is held once its own acknowledgements are done.
 -- @include keycheck
+-- @include aging
 
 -- flow_limits(limits): nil when the stream has no limits (the common case),
 -- else its fields, read (and checked) by the caller before its first write.
 local function flow_limits(limits)
   if redis.call("EXISTS", limits) == 0 then return nil end
-  return checked(limits, "hash", "HMGET", "paused", "rate", "per_ms", "burst", "max_held", "tokens", "at")
+  return checked(limits, "hash", "HMGET", "paused", "rate", "per_ms", "burst", "max_held", "tokens", "at",
+    "aging_ms", "epoch", "base")
+end
+
+-- flow_shift(flow, now): aging's shift at `now` (unix ms), by the limits
+-- `flow` (flow_limits'; nil: none, 0)
+local function flow_shift(flow, now)
+  if not flow then return 0 end
+  return shift_of(flow[8], flow[9], flow[10], now)
 end
 
 -- bucket(flow, now): the tokens in the rate limit's bucket at `now` (unix

@@ -6,6 +6,7 @@
 -- (includes/holding.lua). What is due comes first, as in pull-14.lua: the
 -- script ends it (includes/due.lua) between the two steps here.
 -- @include keycheck
+-- @include aging
 
 -- lease_reads(values, scores, held, lease, deliveries, stats, leases,
 -- cooling, delayed, now, seconds): checks the keys every lease writes, and
@@ -27,13 +28,15 @@ local function lease_reads(values, scores, held, lease, deliveries, stats, lease
 end
 
 -- take_and_hold(values, scores, held, leases, lease, deliveries, stats,
--- count, token, now, length, max_deliveries): takes up to `count` (1 to
--- 1000) of the highest-scored items and holds them under `token` for
--- `length` ms from `now`; every key was read by lease_reads. Returns
+-- count, token, now, length, max_deliveries, shift): takes up to `count` (1
+-- to 1000) of the highest-scored items and holds them under `token` for
+-- `length` ms from `now`; every key was read by lease_reads. A score is
+-- remembered and replied effective (aging's `shift`, includes/aging.lua).
+-- Returns
 -- {deadline, keys, values, scores, deliveries}: the deadline (unix ms) and
 -- four arrays in pull order, but deliveries is empty when every item is on
 -- its first; nil when nothing was waiting.
-local function take_and_hold(values, scores, held, leases, lease, deliveries, stats, count, token, now, length, max_deliveries)
+local function take_and_hold(values, scores, held, leases, lease, deliveries, stats, count, token, now, length, max_deliveries, shift)
   local taken, found, remembered = {}, {}, {}
   while #taken < count do
     local want = count - #taken
@@ -46,7 +49,7 @@ local function take_and_hold(values, scores, held, leases, lease, deliveries, st
       if got[i] then
         taken[#taken + 1] = key
         found[#found + 1] = got[i]
-        remembered[#remembered + 1] = page[2 * i]
+        remembered[#remembered + 1] = effective(page[2 * i], shift)
       end  -- (a score with no value was popped with the rest: dropped, not counted)
     end
     if #page / 2 < want then break end

@@ -11,13 +11,15 @@
 -- one call long; the rest come back in the next calls. Each item of a lease
 -- that ran out keeps "lease expired" as its last failure (NAME:fail). `K`:
 -- the script's keys by name (scores, held, leases, lease, deliveries, dead
--- and failures are used), of the right types: checked before any write.
--- Returns {redelivered, died, more}: the items of leases that ran out that
+-- and failures are used), of the right types: checked before any write;
+-- `shift`: aging's (includes/aging.lua), by which a remembered score goes
+-- back into NAME:s. Returns {redelivered, died, more}: the items of leases that ran out that
 -- came back, and those that went to NAME:dead.
 -- @include batch
+-- @include aging
 local RECLAIM = 500
 local RELEASED = -1  -- the max_deliveries of a delayed release's record (psctl 0.2)
-local function reclaim(K, now)
+local function reclaim(K, now, shift)
   local tokens = redis.call("ZRANGEBYSCORE", K.leases, "-inf", now, "LIMIT", 0, RECLAIM)
   if #tokens == 0 then return {0, 0, 0} end
   local records = redis.call("HMGET", K.lease, unpack(tokens))
@@ -55,7 +57,7 @@ local function reclaim(K, now)
           buried[#buried + 1] = key
           died = died + 1
         else
-          back[#back + 1] = lasts[i]
+          back[#back + 1] = stored(lasts[i], shift)
           back[#back + 1] = key
           if maxima[i] ~= RELEASED then redelivered = redelivered + 1 end
         end

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from psctl.cli.durations import shown_duration
+from psctl.cli.durations import duration_option, shown_duration
 from psctl.cli.fields import number, plain, text_field
 from psctl.cli.options import Name, output_options
 from psctl.cli.session import Session
@@ -98,6 +98,8 @@ def limits_summary(stats: Mapping[str, Any]) -> str:
         parts.append(rate_text(stats["rate"], stats["per"]) + left)
     if stats["max_held"] is not None:
         parts.append(f"max {stats['max_held']} held")
+    if stats.get("aging") is not None:
+        parts.append(f"aging +1 per {shown_duration(stats['aging'])}")
     return " · ".join(parts)
 
 
@@ -168,27 +170,36 @@ def limit(
             help="At most N items held by leases at once, across every worker and client.",
         ),
     ] = None,
+    aging: Annotated[
+        timedelta | None,
+        duration_option(
+            "--aging", help="A waiting item gains one point of priority per DURATION waited, so none starves "
+            "behind newer urgent items (scores shown are effective: score + points gained). At least 1ms.",
+        ),
+    ] = None,
     clear: Annotated[
-        bool, typer.Option("--clear", help="Remove the rate limit and max held (a pause stays).")
+        bool, typer.Option("--clear", help="Remove the rate limit, max held and aging (a pause stays).")
     ] = False,
 ) -> None:  # fmt: skip
-    """Show a stream's limits, or set them: a rate limit and a cap on the items held by leases at once.
+    """Show a stream's limits, or set them: a rate limit, a cap on the items held by leases at once, aging.
 
-    With no option it shows them: paused, rate (items per "per" seconds), burst, max_held and the tokens
-    left in the bucket now. With options it sets the limits to exactly those given: an option left out
-    is no limit (as from a config file: running the same line again, from cron say, changes nothing and
-    keeps the bucket's tokens), and it prints them all, so what was cleared shows as null. --clear
-    removes both. A pause is never changed here: see pause and resume. Enforced inside the scripts,
-    for every client at once: a pull or lease gets at most the tokens left, and waiting ones wait for the
-    next token or for a held item to leave.
+    With no option it shows them: paused, rate (items per "per" seconds), burst, max_held, aging
+    (seconds a point) and the tokens left in the bucket now. With options it sets the limits to exactly
+    those given: an option left out is no limit (as from a config file: running the same line again,
+    from cron say, changes nothing and keeps the bucket's tokens), and it prints them all, so what was
+    cleared shows as null. --clear removes them all (the points aging gave so far stay in the scores). A
+    pause is never changed here: see pause and resume. Enforced inside the scripts, for every client at
+    once: a pull or lease gets at most the tokens left, and waiting ones wait for the next token or for
+    a held item to leave.
 
     Example: psctl limit jobs
     Example: psctl limit scraper --rate 50/s
     Example: psctl limit jobs --rate 100/1m --burst 10 --max-held 4
+    Example: psctl limit crawl --aging 1m   (+1 point of priority per minute waited)
     Example: psctl limit jobs --clear
     """
-    given = [option for option, value in (("--rate", rate), ("--burst", burst), ("--max-held", max_held))
-             if value is not None]  # fmt: skip
+    options = (("--rate", rate), ("--burst", burst), ("--max-held", max_held), ("--aging", aging))
+    given = [option for option, value in options if value is not None]
     if clear and given:
         raise BadUsage(f"--clear removes every limit: give it alone, not with {', '.join(given)}")
     if burst is not None and rate is None:
@@ -199,7 +210,7 @@ def limit(
         return
     limits = client.pslimit(
         name, rate=None if rate is None else rate.count, per=timedelta(seconds=1) if rate is None else rate.per,
-        burst=burst, max_held=max_held,
+        burst=burst, max_held=max_held, aging=aging,
     )  # fmt: skip
     _hint(session, client, name)
     _show(session, name, limits, caption="set: a limit not given is none (null); a pause is kept")

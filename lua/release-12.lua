@@ -19,10 +19,12 @@
   KEYS[9]  NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[10] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
   KEYS[11] NAME:wake    list: wake-up tokens for blocked pullers (includes/wake.lua)
--- @keys scores held leases lease deliveries dead stats delayed delayed_scores failures wake
+  KEYS[12] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys scores held leases lease deliveries dead stats delayed delayed_scores failures wake limits
 
   ARGV[1]  the token
-  ARGV[2]  the score to come back with ("" for the remembered one; exact text)
+  ARGV[2]  the score to come back with ("" for the remembered one; exact
+           text; effective, as the remembered one, includes/aging.lua)
   ARGV[3]  the delay in ms (0: at once)
   ARGV[4]  "1": the items were worked on; "dead": they were, and go to
            NAME:dead now, whatever their deliveries and the lease's
@@ -44,6 +46,7 @@
 -- @include clock
 -- @include holding
 -- @include wake
+-- @include aging
 
 local token, score, delay = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local attempted, buried_now = ARGV[4] ~= "0", ARGV[4] == "dead"
@@ -68,6 +71,7 @@ if #mine > 0 then
   end
   queued = checked(wake, "list", "LLEN")
 end
+local shift = #mine > 0 and aging_shift(limits, now) or 0
 local max = record[1]
 local back, buried, later, later_scores, counted, failed = {}, {}, {}, {}, {}, {}
 for _, key in ipairs(mine) do
@@ -84,7 +88,7 @@ for _, key in ipairs(mine) do
     later_scores[#later_scores + 1] = remembered
     later_scores[#later_scores + 1] = key
   else
-    back[#back + 1] = remembered
+    back[#back + 1] = stored(remembered, shift)
     back[#back + 1] = key
   end
   if count > 0 then

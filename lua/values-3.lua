@@ -4,25 +4,28 @@
   a page at a time is not a snapshot: items added or taken between two pages
   shift the ranks.
 
-  KEYS[1]  NAME:s    sorted set: item key -> score
-  KEYS[2]  NAME:t    hash: item key -> value
--- @keys scores values
+  KEYS[1]  NAME:s      sorted set: item key -> score
+  KEYS[2]  NAME:t      hash: item key -> value
+  KEYS[3]  NAME:limits hash: flow control; aging's shift (includes/aging.lua)
+-- @keys scores values limits
 
   ARGV[1]  the first rank to read (0 is the highest-scored entry)
   ARGV[2]  the last rank to read; -1 for all
   ARGV[3]  "1": with each item's score
 
   Returns a flat array: key1, value1, key2, value2, ... (with scores: key1,
-  value1, score1, ...), and last the number of ranks read (orphans included),
+  value1, score1, ...; effective, includes/aging.lua), and last the number of ranks read (orphans included),
   so that a caller reading pages knows where the next one starts.
 ]]
 -- @include batch
 -- @include keycheck
+-- @include aging
 
 local withscores = ARGV[3] == "1"
 local members
 if withscores then
   members = checked(scores, "zset", "ZREVRANGE", ARGV[1], ARGV[2], "WITHSCORES")
+  effective_pairs(members, aging_shift(limits))
 else
   members = checked(scores, "zset", "ZREVRANGE", ARGV[1], ARGV[2])
 end

@@ -21,7 +21,8 @@
   KEYS[11] NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
   KEYS[12] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[13] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures
+  KEYS[14] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures limits
 
   ARGV[1]  the most cool-downs, and delayed items, to end in this call
 
@@ -37,15 +38,17 @@
 -- @include reclaim
 -- @include counters
 -- @include due
+-- @include aging
 
 for key, kind in pairs(kinds_by_key()) do expect(key, kind) end
 local K = keys_by_name()
 local now, seconds = clock()
+local shift = aging_shift(limits, now)
 local leased = {0, 0, 0}
-if redis.call("EXISTS", leases) == 1 then leased = reclaim(K, now) end
+if redis.call("EXISTS", leases) == 1 then leased = reclaim(K, now, shift) end
 local limit = tonumber(ARGV[1])
 local expired, more_cool_downs = end_cool_downs(K, math.floor(seconds), limit)
-local started, more_delayed = promote(K, now, limit)
+local started, more_delayed = promote(K, now, shift, limit)
 tally(stats, "expired", expired, "redelivered", leased[1], "dead", leased[2])
 local items = redis.call("EXISTS", values, scores, dead) > 0
 if not items then redis.call("DEL", deliveries, failures) end

@@ -7,15 +7,18 @@
   KEYS[2]  NAME:dlv     hash: item key -> deliveries so far
   KEYS[3]  NAME:dead    sorted set: dead item key -> its last score
   KEYS[4]  NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys scores deliveries dead failures
+  KEYS[5]  NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys scores deliveries dead failures limits
 
-  ARGV[1]  the score to come back with ("" for the remembered one; exact text)
+  ARGV[1]  the score to come back with ("" for the remembered one; exact
+           text; effective, as the remembered one, includes/aging.lua)
   ARGV[2]  "all": every dead item; "keys": the keys in ARGV[3..]
 
   Returns the number of items put back.
 ]]
 -- @include batch
 -- @include keycheck
+-- @include aging
 
 local found
 if ARGV[2] == "all" then
@@ -42,9 +45,10 @@ if #found == 0 then return 0 end
 expect(scores, "zset")
 expect(deliveries, "hash")
 expect(failures, "hash")
+local shift = aging_shift(limits)
 local back, keys = {}, {}
 for i = 1, #found, 2 do
-  back[i] = ARGV[1] ~= "" and ARGV[1] or found[i + 1]
+  back[i] = stored(ARGV[1] ~= "" and ARGV[1] or found[i + 1], shift)
   back[i + 1] = found[i]
   keys[#keys + 1] = found[i]
 end

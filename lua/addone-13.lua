@@ -1,5 +1,5 @@
 --[[
-  psadd of one item: the rules of add-12.lua with the fewest server calls.
+  psadd of one item: the rules of add-13.lua with the fewest server calls.
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
@@ -13,10 +13,11 @@
   KEYS[10] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[11] NAME:dlv     hash: item key -> deliveries so far, while not held
   KEYS[12] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys values scores gated cooling wake held dead stats delayed delayed_scores deliveries failures
+  KEYS[13] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys values scores gated cooling wake held dead stats delayed delayed_scores deliveries failures limits
 
   ARGV[1]  "1": re-add, clearing the key's gate and cool-down first
-  ARGV[2]  "1": the caller has registered the stream's name (see add-12.lua)
+  ARGV[2]  "1": the caller has registered the stream's name (see add-13.lua)
   ARGV[3]  "1": replace: the score is set to ARGV[6], not added to
   ARGV[4]  item key
   ARGV[5]  value
@@ -27,8 +28,8 @@
   Returns {state, score, reason, until, delayed_until}: state 1 when none of
   the stream's keys existed before this call, else 0; or 2, with nothing
   written, when the stream does not exist and ARGV[2] is not "1". score is
-  the new score (exact text), or false when the key was refused; then reason
-  says why, as add-12.lua does ("held", "dead", "gated", "cooling"), and
+  the new score (exact text; effective, includes/aging.lua), or false when the key was refused; then reason
+  says why, as add-13.lua does ("held", "dead", "gated", "cooling"), and
   until, for "cooling", when the cool-down ends (unix seconds).
   delayed_until: when a delayed item starts waiting (unix ms), else false.
   Counts what it did.
@@ -38,6 +39,7 @@
 -- @include score
 -- @include wake
 -- @include counters
+-- @include aging
 local readd, replace, key = ARGV[1] == "1", ARGV[3] == "1", ARGV[4]
 
 -- One EXISTS answers three questions: a key named n times counts n times, so
@@ -84,11 +86,12 @@ if present >= 3 then
     end
   end
 end
+local shift = aging_shift(limits, now)  -- (read before the first write)
 local current = pending
 local kept = false  -- a kept item whose cool-down is over: gone before it is added again
 if present > 0 and not later then
   expect(values, "hash")
-  current = checked(scores, "zset", "ZSCORE", key)
+  current = effective(checked(scores, "zset", "ZSCORE", key), shift)
   if current and ended then
     current, kept = nil, true
     expect(deliveries, "hash")
@@ -128,7 +131,7 @@ if due then
   redis.call("ZADD", delayed_scores, score, key)
   if current and not later then redis.call("ZREM", scores, key) end
 else
-  redis.call("ZADD", scores, score, key)
+  redis.call("ZADD", scores, stored(score, shift), key)
   if later then
     redis.call("ZREM", delayed, key)
     redis.call("ZREM", delayed_scores, key)

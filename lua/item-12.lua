@@ -16,7 +16,8 @@
   KEYS[9]  NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
   KEYS[10] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[11] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys scores gated cooling held leases lease deliveries dead delayed delayed_scores failures
+  KEYS[12] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys scores gated cooling held leases lease deliveries dead delayed delayed_scores failures limits
 
   ARGV[1]  the item's key
 
@@ -24,13 +25,14 @@
   delayed_until, failure}: state "held", "dead", "delayed", "waiting",
   "cooling", "gated" or "absent" (the first that applies, in that order);
   score (exact text: the one it had when leased, its last, the one it will
-  wait with, or its current one), deliveries, the lease's deadline (unix ms),
+  wait with, or its current one, effective: includes/aging.lua), deliveries, the lease's deadline (unix ms),
   the cool-down's end (unix seconds, only while it is to come), when a
   delayed item starts waiting (unix ms), its last failure {reason, unix ms,
   delivery}: each false where it does not apply; gated 1 or 0.
 ]]
 -- @include keycheck
 -- @include clock
+-- @include aging
 
 local key = ARGV[1]
 local now, seconds = clock()
@@ -63,7 +65,7 @@ if not state then
       state, score = "delayed", checked(delayed_scores, "zset", "ZSCORE", key) or false
     else
       local current = checked(scores, "zset", "ZSCORE", key)
-      if current then state, score = "waiting", current end
+      if current then state, score = "waiting", effective(current, aging_shift(limits, now)) end
     end
   end
   if state then delivered = tonumber(checked(deliveries, "hash", "HGET", key) or 0) end

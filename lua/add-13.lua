@@ -1,7 +1,7 @@
 --[[
   Adds items to a stream, or adds to the scores of items already there, unless
   the key is held, dead, gated or cooling down; an item may be delayed: kept
-  now, waiting only from a given time. (addone-12.lua does the same for one
+  now, waiting only from a given time. (addone-13.lua does the same for one
   item.) A cool-down whose time has come is over: the key is treated as
   psexpire would (it leaves NAME:exp; a kept item leaves with it), then added.
 
@@ -17,7 +17,8 @@
   KEYS[10] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[11] NAME:dlv     hash: item key -> deliveries so far, while not held
   KEYS[12] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys values scores gated cooling wake held dead stats delayed delayed_scores deliveries failures
+  KEYS[13] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys values scores gated cooling wake held dead stats delayed delayed_scores deliveries failures limits
 
   ARGV[1]  "1": re-add, clearing the gate and the cool-down of each key first
   ARGV[2]  "1": the caller has registered the stream's name in :ps:keys. A
@@ -36,7 +37,8 @@
   Returns an array: [1] 1 when none of the stream's keys existed before this
   call, else 0; or 2, and nothing else, when the stream does not exist and
   ARGV[2] is not "1": nothing was written. Then only the exceptions, as pairs:
-  the item's index (from 1) and its new score ("%.17g" text, exact), or why
+  the item's index (from 1) and its new score ("%.17g" text, exact; scores
+  given and replied are effective, includes/aging.lua), or why
   it was refused: "held" (by a lease), "dead", "gated" or "cooling" (readd
   lifts a gate and a cool-down, never a lease; a key refused for several
   reasons gives the first of these). An item not listed was a new key: its
@@ -53,6 +55,7 @@
 -- @include score
 -- @include wake
 -- @include counters
+-- @include aging
 
 local readd = ARGV[1] == "1"
 local replace = ARGV[3] == "1"
@@ -65,6 +68,7 @@ local reply = {born and 1 or 0}
 if count == 0 then return reply end
 
 local now, seconds = clock()
+local shift = aging_shift(limits, now)  -- (read before the first write)
 -- a time as the caller gives it, as unix ms; nil for none
 local function moment(text)
   if text == nil or text == "" then return nil end
@@ -115,6 +119,9 @@ if not born then
     end
   end
   current = call_in_slices("ZMSCORE", scores, keys)
+  if shift ~= 0 then
+    for i = 1, count do current[i] = effective(current[i], shift) end
+  end
   if redis.call("EXISTS", delayed) == 1 then
     later = call_in_slices("ZMSCORE", delayed, keys)
     local pending = call_in_slices("ZMSCORE", delayed_scores, keys)
@@ -153,7 +160,7 @@ if width == 3 and not default_time and not next(later) and not next(ended) then
       end
       running[key] = score
       hash_pairs[n + 1], hash_pairs[n + 2] = key, ARGV[at + 1]
-      zset_pairs[n + 1], zset_pairs[n + 2] = score, key
+      zset_pairs[n + 1], zset_pairs[n + 2] = stored(score, shift), key
       n = n + 2
     end
   end
@@ -245,7 +252,7 @@ for _, key in ipairs(order) do
     later_scores[#later_scores + 1] = key
     if state.was_waiting then leave_waiting[#leave_waiting + 1] = key end
   else
-    waiting_pairs[#waiting_pairs + 1] = state.score
+    waiting_pairs[#waiting_pairs + 1] = stored(state.score, shift)
     waiting_pairs[#waiting_pairs + 1] = key
     if state.was_delayed then leave_delayed[#leave_delayed + 1] = key end
   end

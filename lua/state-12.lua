@@ -15,7 +15,8 @@
   KEYS[9]  NAME:delayed sorted set: delayed item key -> unix ms it becomes waiting
   KEYS[10] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[11] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
--- @keys scores gated cooling held leases lease deliveries dead delayed delayed_scores failures
+  KEYS[12] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+-- @keys scores gated cooling held leases lease deliveries dead delayed delayed_scores failures limits
 
   ARGV[1]  the state: "waiting", "delayed", "held", "cooling", "gated" or "dead"
   ARGV[2]  where the page starts: a rank (0 first), or for "gated" a SSCAN cursor
@@ -31,11 +32,13 @@
     cooling  key, until (unix ms)               (soonest first; only cool-downs still to end)
     gated    key
     dead     key, score, deliveries, reason, failed_at (unix ms)   (highest score first)
-  where a reason or a time none is kept for is false.
+  where a reason or a time none is kept for is false. Scores are effective
+  (includes/aging.lua).
 ]]
 -- @include batch
 -- @include keycheck
 -- @include clock
+-- @include aging
 
 local state, start, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local rows = {}
@@ -62,6 +65,7 @@ if state == "waiting" or state == "dead" then
   local keys = {}
   for i = 1, #found, 2 do keys[#keys + 1] = found[i] end
   if #keys == 0 then return {false, rows} end
+  if state == "waiting" then effective_pairs(found, aging_shift(limits)) end
   local counts = deliveries_of(keys)
   local reasons = {}
   if state == "dead" then
