@@ -19,7 +19,8 @@
   KEYS[9]  NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[10] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
   KEYS[11] NAME:wake    list: wake-up tokens for blocked pullers (includes/wake.lua)
--- @keys scores held leases lease deliveries dead stats delayed delayed_scores failures wake
+  KEYS[12] NAME:limits  hash: flow control (includes/flow.lua)
+-- @keys scores held leases lease deliveries dead stats delayed delayed_scores failures wake limits
 
   ARGV[1]  the token
   ARGV[2]  the score to come back with ("" for the remembered one; exact text)
@@ -37,13 +38,15 @@
   Returns {released, died}: how many items the token gave back, of which how
   many went to NAME:dead; counts both. Blocked pullers are woken, so that
   they take what came back, or wait for a delayed item no longer than its
-  time.
+  time; under a max_held, leases blocked on it are woken for every item
+  (includes/flow.lua).
 ]]
 -- @include batch
 -- @include keycheck
 -- @include clock
 -- @include holding
 -- @include wake
+-- @include flow
 
 local token, score, delay = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local attempted, buried_now = ARGV[4] ~= "0", ARGV[4] == "dead"
@@ -60,13 +63,14 @@ end
 local now = clock()
 local mine, record, where, others = holding(held, leases, lease, token, wanted, now)
 if not mine then return {0, 0} end
-local queued = 0
+local queued, capped = 0, nil
 if #mine > 0 then
   local kinds = kinds_by_key()
   for _, key in ipairs({scores, deliveries, dead, stats, delayed, delayed_scores, failures}) do
     expect(key, kinds[key])
   end
   queued = checked(wake, "list", "LLEN")
+  capped = capped_wake(flow_limits(limits), wake)
 end
 local max = record[1]
 local back, buried, later, later_scores, counted, failed = {}, {}, {}, {}, {}, {}
@@ -107,6 +111,6 @@ if not others then forget(leases, lease, token) end
 if #mine > 0 then
   redis.call("HINCRBY", stats, "released", #mine)
   if #buried > 0 then redis.call("HINCRBY", stats, "dead", #buried / 2) end
-  wake_pullers(wake, #mine - #buried / 2, queued)
+  wake_pullers(wake, capped and #mine or #mine - #buried / 2, queued)
 end
 return {#mine, #buried / 2}
