@@ -58,7 +58,7 @@ def ready(client: Any, signals: Signals) -> None:
     signals.go.wait(60)
 
 
-def results(processes: list[Any], signals: Signals, timeout: float = 120) -> list[Any]:
+def results(processes: list[Any], signals: Signals, timeout: float = 300) -> list[Any]:
     """What each process put on ``out`` (one thing each), once all have ended well."""
     got = [signals.out.get(timeout=timeout) for _ in processes]
     for process in processes:
@@ -208,7 +208,9 @@ def test_a_pause_stops_every_worker_from_the_next_call_and_a_resume_restarts_the
     stop = SPAWN.Event()
     processes, signals = run_processes(run_worker, [(backend, stop)] * 3)
     signals.go.set()
+    deadline = time.monotonic() + 60
     while r.pslen("q") > total - 300:  # working
+        assert time.monotonic() < deadline, "the workers did not start"
         time.sleep(0.01)
 
     r.pspause("q")
