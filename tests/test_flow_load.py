@@ -41,14 +41,20 @@ class Signals(NamedTuple):
     out: Any
 
 
-def run_processes(target: Any, args: list[tuple[Any, ...]]) -> tuple[list[Any], Signals]:
+def run_processes(
+    target: Any, args: list[tuple[Any, ...]], background: list[bool] | bool = False
+) -> tuple[list[Any], Signals]:
     """Starts a spawned process per argument tuple, each given the
     ``Signals`` last, and waits until every one is ready (see ``ready``):
-    the test sets ``go`` when it starts the clock."""
+    the test sets ``go`` when it starts the clock. Those in the
+    ``background`` (each, or all) run niced from their start."""
     signals = Signals(SPAWN.Queue(), SPAWN.Event(), SPAWN.Queue())
     processes = [SPAWN.Process(target=target, args=(*each, signals)) for each in args]
-    for process in processes:
+    niced = background if isinstance(background, list) else [background] * len(args)
+    for process, nice in zip(processes, niced):
         process.start()
+        if nice:  # (a spawned process's start, its imports, is much of its work)
+            os.setpriority(os.PRIO_PROCESS, process.pid, BACKGROUND)
     for _ in processes:
         signals.ready.get(timeout=60)  # (each imports psctl and connects first: seconds on a busy box)
     return processes, signals
@@ -81,7 +87,6 @@ def work_under_cap(backend: Any, seed: int, total: int, counters: Any, signals: 
     its handlers hold in ``counters`` (now, peak, done: shared by all) from
     the lease's reply to just before the acknowledgement. Puts the keys it
     finished."""
-    os.nice(BACKGROUND)
     now_held, peak, done = counters
     client = backend.sync()
     rng = random.Random(seed)
@@ -113,7 +118,6 @@ def work_under_cap(backend: Any, seed: int, total: int, counters: Any, signals: 
 def sample_held(backend: Any, ended: Any, signals: Signals) -> None:
     """Reads ``HLEN NAME:held`` in a tight loop until ``ended``; puts how many
     times it saw each length."""
-    os.nice(BACKGROUND)
     client = backend.sync()
     held = backend.keys("q").held
     sampled: Counter[int] = Counter()
@@ -130,8 +134,8 @@ def test_max_held_is_never_exceeded_by_six_processes_of_30000_items(backend, r, 
     r.pslimit("q", max_held=MOST)
     counters = tuple(SPAWN.Value("i", 0) for _ in range(3))
     ended = SPAWN.Event()
-    processes, signals = run_processes(work_under_cap, [(backend, seed, total, counters) for seed in range(PROCESSES)])
-    sampler, sampler_signals = run_processes(sample_held, [(backend, ended)])
+    processes, signals = run_processes(work_under_cap, [(backend, seed, total, counters) for seed in range(PROCESSES)], True)
+    sampler, sampler_signals = run_processes(sample_held, [(backend, ended)], True)
     sampler_signals.go.set()
     signals.go.set()
     try:
@@ -157,8 +161,6 @@ def take_as_fast_as_possible(backend: Any, how: str, until: Any, signals: Signal
     """Pulls or leases (and acknowledges) in a loop until ``until`` (monotonic
     seconds, set before the go): without waiting, or blocking for the next
     token. Puts how many items it got."""
-    if how in ("pull", "lease"):  # (spinning: the blocking ones wake at each token, at the usual priority)
-        os.nice(BACKGROUND)
     client = backend.sync()
     taken = 0
     ready(client, signals)
@@ -180,7 +182,8 @@ def test_a_rate_of_50_a_second_over_10_s_stays_within_5_percent_across_4_process
     r.pslimit("q", rate=RATE, burst=BURST)  # (its bucket full: the burst)
     until = SPAWN.Value("d", 0.0)
     ways = ["pull", "lease", "pull blocking", "lease blocking"]
-    processes, signals = run_processes(take_as_fast_as_possible, [(backend, how, until) for how in ways])
+    spinning = [how in ("pull", "lease") for how in ways]  # (the blocking ones wake at each token: not niced)
+    processes, signals = run_processes(take_as_fast_as_possible, [(backend, how, until) for how in ways], spinning)
     began = time.monotonic()
     until.value = began + SECONDS
     signals.go.set()
