@@ -28,6 +28,7 @@ class Unit(enum.Enum):
     MEGABYTES = "MB"  # a figure a run reports itself (``Result.extra``)
     MILLISECONDS = "ms"  # likewise
     FIELDS = "fields"  # likewise: entries left in hashes and sorted sets
+    PERCENT = "%"  # likewise: a share
 
     def figure(self, items: int, seconds: float) -> float:
         if self is Unit.RATE:

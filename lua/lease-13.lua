@@ -3,7 +3,7 @@
   them under a token until a deadline instead of removing them
   (includes/leasing.lua). What is due comes first, as in pull-14.lua; flow
   control limits what it takes (includes/flow.lua).
-  (leaseone-13.lua does the same for one item; acklease-14.lua acknowledges
+  (leaseone-13.lua does the same for one item; acklease-15.lua acknowledges
   items of another lease first.)
 
   KEYS[1]  NAME:t       hash: item key -> value

@@ -19,7 +19,7 @@
   KEYS[9]  NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[10] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
   KEYS[11] NAME:wake    list: wake-up tokens for blocked pullers (includes/wake.lua)
-  KEYS[12] NAME:limits  hash: flow control; aging's shift (includes/aging.lua)
+  KEYS[12] NAME:limits  hash: flow control and aging's shift (includes/flow.lua)
 -- @keys scores held leases lease deliveries dead stats delayed delayed_scores failures wake limits
 
   ARGV[1]  the token
@@ -39,14 +39,15 @@
   Returns {released, died}: how many items the token gave back, of which how
   many went to NAME:dead; counts both. Blocked pullers are woken, so that
   they take what came back, or wait for a delayed item no longer than its
-  time.
+  time; under a max_held, leases blocked on it are woken for every item
+  (includes/flow.lua).
 ]]
 -- @include batch
 -- @include keycheck
 -- @include clock
 -- @include holding
 -- @include wake
--- @include aging
+-- @include flow
 
 local token, score, delay = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local attempted, buried_now = ARGV[4] ~= "0", ARGV[4] == "dead"
@@ -63,15 +64,17 @@ end
 local now = clock()
 local mine, record, where, others = holding(held, leases, lease, token, wanted, now)
 if not mine then return {0, 0} end
-local queued = 0
+local queued, capped, shift = 0, nil, 0
 if #mine > 0 then
   local kinds = kinds_by_key()
   for _, key in ipairs({scores, deliveries, dead, stats, delayed, delayed_scores, failures}) do
     expect(key, kinds[key])
   end
   queued = checked(wake, "list", "LLEN")
+  local flow = flow_limits(limits)  -- one read: the cap's wake-up, aging's shift
+  capped = capped_wake(flow, wake)
+  shift = flow_shift(flow, now)
 end
-local shift = #mine > 0 and aging_shift(limits, now) or 0
 local max = record[1]
 local back, buried, later, later_scores, counted, failed = {}, {}, {}, {}, {}, {}
 for _, key in ipairs(mine) do
@@ -111,6 +114,6 @@ if not others then forget(leases, lease, token) end
 if #mine > 0 then
   redis.call("HINCRBY", stats, "released", #mine)
   if #buried > 0 then redis.call("HINCRBY", stats, "dead", #buried / 2) end
-  wake_pullers(wake, #mine - #buried / 2, queued)
+  wake_pullers(wake, capped and #mine or #mine - #buried / 2, queued)
 end
 return {#mine, #buried / 2}

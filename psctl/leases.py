@@ -9,8 +9,8 @@ the dead set instead. A token acts only on what it still holds, so
 ``psack``, ``psrelease`` and ``psextend`` are safe to repeat after a lost reply.
 
 The plans here are the lease family's, beside ``operations.py``'s; the Lua
-scripts are ``lua/lease-13.lua`` (``leaseone-13`` for one item), ``ack-8``,
-``acklease-14`` (an acknowledgement and the next lease in one call),
+scripts are ``lua/lease-13.lua`` (``leaseone-13`` for one item), ``ack-10``,
+``acklease-15`` (an acknowledgement and the next lease in one call),
 ``release-12``, ``extend-3``, ``dead-4`` and ``requeue-5``.
 """
 
@@ -168,7 +168,7 @@ def _lease_count(count: Any) -> int:
 
 
 def _taken(keys: StreamKeys, token: str, deadline: Any, taken: Any, found: Any, scores: Any, counts: Any) -> Lease:
-    """The ``Lease`` of what ``lease-13.lua`` (or ``acklease-14.lua``) took."""
+    """The ``Lease`` of what ``lease-13.lua`` (or ``acklease-15.lua``) took."""
     names = decode_keys(taken)
     # (no deliveries listed: every item is on its first)
     return Lease(keys.name, token, _deadline(deadline), dict(zip(names, found)), scores, counts or [])
@@ -186,7 +186,7 @@ def ack(keys: StreamKeys, token: Any, items: Iterable[Any] | None, gate: bool, e
 
 
 def _ack_head(token: Any, gate: bool, expire_at: Any) -> tuple[Any, ...]:
-    """An acknowledgement's first arguments (``ack-8.lua``'s ARGV[1..4])."""
+    """An acknowledgement's first arguments (``ack-10.lua``'s ARGV[1..4])."""
     return (_token(token), flag(gate), *expiry(expire_at))
 
 
@@ -215,9 +215,9 @@ def ack_lease(
 ) -> Plan:
     """``psacklease``: ``psack`` of ``token``'s ``items``, then ``pslease``
     (never waiting) under ``new`` (``new_token()``), in one call of
-    ``acklease-14.lua``. Not safe to repeat: it leases. Keys past the first
-    thousand are acknowledged first, by ``ack-8.lua``, a call per thousand; with
-    ``count=0`` only ``ack-8.lua`` runs. The ``Lease`` comes back with no
+    ``acklease-15.lua``. Not safe to repeat: it leases. Keys past the first
+    thousand are acknowledged first, by ``ack-10.lua``, a call per thousand; with
+    ``count=0`` only ``ack-10.lua`` runs. The ``Lease`` comes back with no
     client, as ``lease``'s does."""
     head = _ack_head(token, gate, expire_at)
     count = _lease_count(count)

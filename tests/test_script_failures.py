@@ -150,10 +150,11 @@ EVERY_LEASE_KEY = ("held", "leases", "lease", "deliveries", "dead")
 DUE = ("delayed", "delayed_scores", "failures")  # read (with every key) when something is due
 PULLED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
 LEASED = ("values", "scores", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
+# (a max_held is set: what frees held items reads NAME:limits, and NAME:wake to wake leases blocked on it)
 RELEASED = ("scores", "wake", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
-ACKED = ("values", "gated", "cooling", "held", "leases", "lease", "stats", "failures")
-# (something is due, f's lease having run out: every key of acklease-14.lua is read)
-ACK_LEASED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits")
+ACKED = ("values", "gated", "cooling", "held", "leases", "lease", "stats", "failures", "limits", "wake")
+# (something is due, f's lease having run out: every key of acklease-15.lua is read)
+ACK_LEASED = ("values", "scores", "gated", "cooling", *EVERY_LEASE_KEY, "stats", *DUE, "limits", "wake")
 
 # operation (given the client and the setup's tokens), and the keys it touches
 WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
@@ -174,7 +175,9 @@ WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
     "psack keys": (lambda ps, t: ps.psack("q", t.held, ["d"], gate=True), ACKED),
     "psacklease": (lambda ps, t: ps.psacklease("q", t.held, count=3, gate=True), ACK_LEASED),
     "psacklease keys": (lambda ps, t: ps.psacklease("q", t.held, ["d"], gate=True), ACK_LEASED),
-    "psacklease late": (lambda ps, t: ps.psacklease("q", t.expired, count=2), ACK_LEASED),
+    "psacklease late": (  # (acknowledges nothing: frees no held slot)
+        lambda ps, t: ps.psacklease("q", t.expired, count=2), tuple(f for f in ACK_LEASED if f != "wake")
+    ),
     "psacklease count 0": (lambda ps, t: ps.psacklease("q", t.held, gate=True, count=0), ACKED),
     "psrelease": (lambda ps, t: ps.psrelease("q", t.held), RELEASED),
     "psrelease dead": (lambda ps, t: ps.psrelease("q", t.held, ["e"], reason="x", dead=True), RELEASED),
@@ -186,7 +189,7 @@ WITH_LEASES: dict[str, tuple[Callable[[Any, Tokens], Any], tuple[str, ...]]] = {
         lambda ps, t: ps.psrequeue("q", ["c"], score=1), ("scores", "deliveries", "dead", "failures", "limits")
     ),
     "psremove": (  # dead, held (its lease is read, to forget it once it holds nothing), waiting, delayed
-        lambda ps, t: ps.psremove("q", ["c", "d", "g", "i"], gate=True), (*REMOVED, "leases", "lease")
+        lambda ps, t: ps.psremove("q", ["c", "d", "g", "i"], gate=True), (*REMOVED, "leases", "lease", "limits", "wake")
     ),
     "psdeletebelowthreshold": (lambda ps, t: ps.psdeletebelowthreshold("q", 5, gate=True), PRUNED),  # g, h
 }

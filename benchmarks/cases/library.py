@@ -310,14 +310,17 @@ def psadd_round_trip(b: Bench) -> Case:
     )
 
 
-def pspull_round_trip(b: Bench) -> Case:
-    """``pspull(count=1)`` against its script called by hand."""
+def pspull_round_trip(b: Bench, limits: dict[str, Any] | None = None) -> Case:
+    """``pspull(count=1)`` against its script called by hand; with ``limits``
+    (``pslimit``'s keywords) set on the stream first, on both sides."""
     calls = b.call_items
     keys = stream_keys(NAME)
 
     def fill_calls() -> None:
         b.flush()
         b.fill(NAME, calls)
+        if limits:
+            b.ps.pslimit(NAME, **limits)
 
     def args() -> list[tuple[Any, ...]]:
         fill_calls()
@@ -328,7 +331,7 @@ def pspull_round_trip(b: Bench) -> Case:
         return expect("pspull(1)", sum(len(pspull(NAME)) for _ in calls), len(calls))
 
     return Case(
-        "pspull round trip",
+        "pspull round trip" + (" with limits" if limits else ""),
         Unit.LATENCY,
         script_by_hand(b, "pullone", args, lambda reply: len(reply) > 1),
         [(Measure("pspull(count=1)", pspull_one, fill_calls), Target("<=", 1.2))],

@@ -1,4 +1,4 @@
--- Acknowledging held items (ack-8.lua, acklease-14.lua): they leave the
+-- Acknowledging held items (ack-10.lua, acklease-15.lua): they leave the
 -- stream, and gating and the cool-down apply now, as a pull's would. Keys the
 -- token no longer holds are skipped, so acknowledging twice is harmless
 -- (includes/holding.lua). Their deliveries (a held item's are in its lease's

@@ -1,6 +1,8 @@
 -- Flow control (SPEC §12), enforced where items are handed out (pull-14.lua,
--- pullone-14.lua, lease-13.lua, leaseone-13.lua, acklease-14.lua), so that
--- every client obeys it at once. NAME:limits (written by limit-3.lua) holds
+-- pullone-14.lua, lease-13.lua, leaseone-13.lua, acklease-15.lua), so that
+-- every client obeys it at once; where held items leave (ack-10.lua,
+-- acklease-15.lua, release-12.lua, remove-14.lua), leases blocked on max_held
+-- are woken. NAME:limits (written by limit-3.lua) holds
 -- `paused`, a token bucket (`rate` tokens per `per_ms`, at most `burst`; its
 -- state: `tokens` as of `at`, unix ms by the server's clock; a bucket never
 -- used is full), `max_held`, the most items leases may hold at once, and
@@ -68,4 +70,15 @@ local function spend(limits, tokens, now, taken)
   if tokens and taken > 0 then
     redis.call("HSET", limits, "tokens", string.format("%.17g", tokens - taken), "at", now)
   end
+end
+
+-- capped_wake(flow, wake): for a script that frees held items, NAME:wake's
+-- length (read and checked before its first write) when the stream has a
+-- max_held (`flow`: flow_limits'); else nil. Leases blocked on max_held wait
+-- on NAME:wake: wake_pullers(wake, freed, queued) hands them the slots freed
+-- at once, instead of at the earliest lease deadline. A stream with no
+-- max_held gets no wake-up token from this.
+local function capped_wake(flow, wake)
+  if flow and flow[5] then return checked(wake, "list", "LLEN") end
+  return nil
 end

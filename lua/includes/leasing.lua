@@ -1,5 +1,5 @@
 -- Leasing up to a count of the highest-scored items (lease-13.lua,
--- acklease-14.lua): like a pull, but they are held under a token until a
+-- acklease-15.lua): like a pull, but they are held under a token until a
 -- deadline instead of removed: a held item is in no one else's pull, its
 -- value stays in NAME:t, and NAME:held remembers which token holds it, and
 -- the lease's record (NAME:lease) the score it had and its deliveries

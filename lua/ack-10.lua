@@ -2,7 +2,8 @@
   Finishes held items of a lease: they leave the stream, and gating and the
   cool-down apply now, as a pull's would (includes/acking.lua). Keys the
   token no longer holds are skipped, so acknowledging twice is harmless.
-  (acklease-14.lua does the same and leases the next items.)
+  Leases blocked on the stream's max_held are woken (includes/flow.lua).
+  (acklease-15.lua does the same and leases the next items.)
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:exc     set: gated keys
@@ -12,7 +13,9 @@
   KEYS[6]  NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
   KEYS[7]  NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
   KEYS[8]  NAME:stats   hash: the stream's counters (includes/counters.lua)
--- @keys values gated cooling held leases lease failures stats
+  KEYS[9]  NAME:limits  hash: flow control (includes/flow.lua)
+  KEYS[10] NAME:wake    list: wake-up tokens for blocked pullers (includes/wake.lua)
+-- @keys values gated cooling held leases lease failures stats limits wake
 
   ARGV[1]  the token
   ARGV[2]  "1": gate the keys (add them to NAME:exc)
@@ -26,6 +29,8 @@
 -- @include clock
 -- @include cooldown
 -- @include acking
+-- @include wake
+-- @include flow
 
 local token = ARGV[1]
 local wanted = nil
@@ -40,4 +45,7 @@ local gate, at = ARGV[2] == "1", cool_down_end(ARGV[3], ARGV[4], seconds)
 -- every key is read before the first write: NAME:t's is the first
 local mine, others, failed = ack_reads(held, leases, lease, gated, cooling, failures, stats, token, wanted, now, gate, at)
 if not mine then return 0 end
-return ack_writes(values, held, leases, lease, gated, cooling, failures, stats, token, mine, others, failed, gate, at)
+local queued = #mine > 0 and capped_wake(flow_limits(limits), wake)
+local acked = ack_writes(values, held, leases, lease, gated, cooling, failures, stats, token, mine, others, failed, gate, at)
+if queued then wake_pullers(wake, acked, queued) end
+return acked

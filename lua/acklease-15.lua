@@ -1,11 +1,13 @@
 --[[
   Acknowledges held items of one lease and leases the next items under a new
   token, in one call (as BullMQ's moveToFinished fetches the next job): what
-  ack-8.lua then lease-13.lua would do (includes/acking.lua,
+  ack-10.lua then lease-13.lua would do (includes/acking.lua,
   includes/leasing.lua), atomically. Every key is read before the first
   write: those of the lease and what is due first, then those the
   acknowledgement writes, and, when anything is due, every key. Flow control
-  limits what it leases, counted after the acknowledgement (includes/flow.lua).
+  limits what it leases, counted after the acknowledgement (includes/flow.lua);
+  under a max_held, leases blocked on it are woken for the held items it
+  frees without leasing again.
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
@@ -21,7 +23,8 @@
   KEYS[12] NAME:dscores sorted set: delayed item key -> the score it will wait with
   KEYS[13] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
   KEYS[14] NAME:limits hash: flow control (includes/flow.lua)
--- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures limits
+  KEYS[15] NAME:wake    list: wake-up tokens for blocked pullers (includes/wake.lua)
+-- @keys values scores gated cooling held leases lease deliveries dead stats delayed delayed_scores failures limits wake
 
   ARGV[1]  the token of the items acknowledged
   ARGV[2]  "1": gate the keys acknowledged (add them to NAME:exc)
@@ -46,6 +49,7 @@
 -- @include due
 -- @include acking
 -- @include leasing
+-- @include wake
 -- @include flow
 
 local token, gate = ARGV[1], ARGV[2] == "1"
@@ -61,10 +65,11 @@ local due_leases, due_cool_downs, due_items =
   lease_reads(values, scores, held, lease, deliveries, stats, leases, cooling, delayed, now, seconds)
 local flow = flow_limits(limits)
 local shift = flow_shift(flow, now)  -- aging's (includes/aging.lua)
-local acked, mine, others, failed = 0, nil, nil, nil
+local acked, mine, others, failed, queued = 0, nil, nil, nil, nil
 if not wanted or #wanted > 0 then
   mine, others, failed = ack_reads(held, leases, lease, gated, cooling, failures, stats, token, wanted, now, gate, at)
 end
+if mine and #mine > 0 then queued = capped_wake(flow, wake) end
 if mine then
   -- a cool-down that has ended already (expire_at in the past) is due for
   -- the lease, as it would be for a lease after the acknowledgement
@@ -83,10 +88,10 @@ local count, tokens = tonumber(ARGV[5]), nil
 if flow then
   local wait  -- (never waits)
   count, wait, tokens = allowance(flow, held, leases, now, count)
-  if count == 0 then return {acked} end
 end
-local leased = take_and_hold(values, scores, held, leases, lease, deliveries, stats,
+local leased = count > 0 and take_and_hold(values, scores, held, leases, lease, deliveries, stats,
   count, ARGV[6], now, tonumber(ARGV[7]), tonumber(ARGV[8]), shift)
+if queued then wake_pullers(wake, acked - (leased and #leased[2] or 0), queued) end
 if not leased then return {acked} end
 spend(limits, tokens, now, #leased[2])
 return {acked, leased[1], leased[2], leased[3], leased[4], leased[5]}

@@ -6,7 +6,8 @@
   (NAME:dead); with each its value, its deliveries and its last failure. A key that is none of
   those (only gated or cooling down, or unknown) is not counted. The
   acknowledgement of a pull that kept its items, and how an operator takes an
-  item out for good.
+  item out for good. Under a max_held, leases blocked on it are woken for
+  every held item removed (includes/flow.lua).
 
   KEYS[1]  NAME:t       hash: item key -> value
   KEYS[2]  NAME:s       sorted set: item key -> score (waiting items)
@@ -20,7 +21,9 @@
   KEYS[10] NAME:fail    hash: item key -> msgpack {reason, unix ms, delivery}
   KEYS[11] NAME:leases  sorted set: token -> deadline (unix ms)
   KEYS[12] NAME:lease   hash: token -> msgpack {max_deliveries, key, score, deliveries, ...}
--- @keys values scores gated held deliveries dead stats delayed delayed_scores failures leases lease
+  KEYS[13] NAME:limits  hash: flow control (includes/flow.lua)
+  KEYS[14] NAME:wake    list: wake-up tokens for blocked pullers (includes/wake.lua)
+-- @keys values scores gated held deliveries dead stats delayed delayed_scores failures leases lease limits wake
 
   ARGV[1]  "1": gate the given keys (add them to NAME:exc)
   ARGV[2]  "1": a dry run: count what would be removed, write nothing
@@ -34,6 +37,8 @@
 ]]
 -- @include batch
 -- @include keycheck
+-- @include wake
+-- @include flow
 
 local gate, dry = ARGV[1] == "1", ARGV[2] == "1"
 local keys = {}
@@ -61,11 +66,12 @@ expect(stats, "hash")
 expect(delayed_scores, "zset")
 local failed = expect(failures, "hash") > 0
 -- the leases of held items removed, and their records: each is forgotten once it holds nothing more
-local tokens, records = {}, {}
+local tokens, records, freed, queued = {}, {}, 0, nil
 if holders then
   local seen = {}
   for i = 1, #keys do
     local token = holders[i]
+    if token then freed = freed + 1 end
     if token and not seen[token] then
       seen[token] = true
       tokens[#tokens + 1] = token
@@ -74,6 +80,7 @@ if holders then
   if #tokens > 0 then
     expect(leases, "zset")
     records = checked(lease, "hash", "HMGET", unpack(tokens))  -- (a chunk's keys at most: 1000)
+    queued = capped_wake(flow_limits(limits), wake)
   end
 end
 
@@ -107,4 +114,5 @@ if counted then count_in_slices("HDEL", deliveries, keys) end
 if failed then count_in_slices("HDEL", failures, keys) end
 if gate then count_in_slices("SADD", gated, keys) end
 if removed > 0 then redis.call("HINCRBY", stats, "removed", removed) end
+if queued then wake_pullers(wake, freed, queued) end
 return removed
