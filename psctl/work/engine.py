@@ -85,7 +85,7 @@ class ThreadRunners:
 
 
 class Engine:
-    """Runs ``executor`` for items of ``options.name``: ``run()`` until a
+    """Runs ``executor`` for items of ``options.weights`` (one stream, or several: ``fair``): ``run()`` until a
     limit, idleness, a stop, a halt or a lost server ends it.
 
     ``client`` acknowledges, releases and extends (from the acknowledger);
@@ -266,7 +266,9 @@ class Engine:
         if board.queue and board.state.starts:
             queue = board.queue
             batch = self.executor.batch
-            items = [queue.popleft()] if batch == 1 else [queue.popleft() for _ in range(min(batch, len(queue)))]
+            items = [queue.popleft()]
+            while len(items) < batch and queue and queue[0].stream == items[0].stream:  # (a batch: of one stream)
+                items.append(queue.popleft())
             job = self.executor.job(items)
             board.jobs.add(job)
             board.started += len(items)
