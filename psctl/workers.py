@@ -26,7 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,13 +53,14 @@ class WorkSummary:
     given back for another delivery (``failed``), items that went to the dead
     items (``dead``), for how long (``seconds``), and why it ended
     (``outcome``: "limit", "idle", "stopped", or "forced" when a stop cut
-    running handlers short)."""
+    running handlers short); ``streams``: ``done`` by stream."""
 
     done: int
     failed: int
     dead: int
     seconds: float
     outcome: str
+    streams: dict[str, int] = field(default_factory=dict, repr=False)
 
 
 class ServerLost(PsctlError, LostConnection):
@@ -258,7 +259,7 @@ class BaseWorker:
         if engine.error is not None:
             raise engine.error
         tally = engine.snapshot()
-        summary = WorkSummary(tally.done, tally.failed, tally.dead, round(tally.seconds, 3), outcome)
+        summary = WorkSummary(tally.done, tally.failed, tally.dead, round(tally.seconds, 3), outcome, tally.streams)
         if outcome == "lost":
             patience = self.options.patience
             why = (f"refused commands for {patience:g} s ({engine.refusal})" if engine.refusal is not None

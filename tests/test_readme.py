@@ -215,7 +215,7 @@ def worker_blocks() -> list[str]:
 
 
 def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys):
-    first, second, third, fourth, fifth, sixth = worker_blocks()
+    first, second, third, fourth, fifth, sixth, several = worker_blocks()
     delivered: list[bytes] = []
     monkeypatch.setenv("REDIS_URL", redis_url)
     namespace: dict = {"deliver": delivered.append}
@@ -271,7 +271,15 @@ def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys
 
 
 def test_the_workers_testing_example_runs(psctl_redis):
-    *_, sixth = worker_blocks()
+    sixth = worker_blocks()[5]
     namespace: dict = {}
     exec(compile(sixth, str(README), "exec"), namespace)
     namespace["test_totals_are_summed"](psctl_redis)
+
+
+def test_the_several_streams_example_prints_what_it_says(redis_url, r, monkeypatch, capsys):
+    several = worker_blocks()[6]
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, several), str(README), "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "{'mail': 2, 'mail:urgent': 8}"
+    assert sorted(line.split()[0] for line in printed[:-1]) == ["mail"] * 2 + ["mail:urgent"] * 8

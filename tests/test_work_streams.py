@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import subprocess
 import sys
 import threading
@@ -95,6 +96,7 @@ def test_weights_1_3_1_over_5000_items_each_stream_within_2_percent(r: Any, back
                          lambda item: counts.update([item.stream]), concurrency=4, limit=5000)  # fmt: skip
     assert summary.done == 5000 and summary.outcome == "limit"
     assert_shares(counts, weights, 5000)
+    assert summary.streams == counts  # (what each one's done)
     assert sum(r.pslen(name) for name in names) == 3 * 3500 - 5000  # (taken = acknowledged: none left held)
 
 
@@ -295,8 +297,13 @@ def test_psctl_work_a_b3_c_takes_by_weight_with_the_item_s_stream_in_psctl_strea
     assert done.returncode == 0, done.stderr
     counts = collections.Counter(done.stdout.split())
     assert_shares(counts, dict(zip(names, WEIGHTS)), 1000)
-    assert f"psctl work {names[0]} {names[1]}:3 {names[2]}: 1000 done" in done.stderr
+    each = ", ".join(f"{name} {counts[name]}" for name in names)
+    assert f"psctl work {names[0]} {names[1]}:3 {names[2]}: 1000 done ({each}), 0 failed" in done.stderr
     assert sum(r.pslen(name) for name in names) == 3 * 700 - 1000
+    again = psctl_work(backend.url, *names, "--limit", "10", "--json", "--", "true", cluster=backend.cluster)
+    found = json.loads(again.stdout)
+    assert again.returncode == 0 and found["done"] == 10 and sum(found["streams"].values()) == 10
+    assert list(found["streams"]) == list(names)  # (in the order given, each one)
 
 
 def test_psctl_work_names_ending_in_digits_and_colons(r: Any, redis_url: str) -> None:

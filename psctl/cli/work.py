@@ -18,8 +18,8 @@ import typer
 from psctl import defaults
 from psctl.cli import terminal
 from psctl.cli.durations import duration_option, shown_duration
-from psctl.cli.group import StreamsThenCommand
-from psctl.cli.options import ExpireIn, Gate, NoExpire, Streams, cool_down
+from psctl.cli.group import DASHES, StreamsThenCommand
+from psctl.cli.options import ExpireIn, Gate, NoExpire, Streams, complete_names, cool_down
 from psctl.cli.session import Session, pass_session
 from psctl.cli.signals import WORK_STATUS, unstoppable
 from psctl.cli.status import BadUsage, ExitStatus
@@ -31,6 +31,14 @@ SOME_FAILED = 123  # as xargs: a command failed (its item was given back, or is 
 RATE_WINDOW = 5.0  # seconds the status line's items/s is measured over
 
 
+def _complete_streams_then_command(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Before --, one more stream's name (the registered ones not given yet); after it, none (the shell's files)."""
+    if ctx.meta.get(DASHES):
+        return []
+    given = {ctx.params.get("name"), *(ctx.params.get("command") or ())}
+    return [name for name in complete_names(ctx, incomplete) if name not in given]
+
+
 @commands.command(cls=StreamsThenCommand)
 @pass_session
 def work(
@@ -39,7 +47,7 @@ def work(
     command: Annotated[
         list[str],
         typer.Argument(
-            metavar="-- CMD [ARG...]", show_default=False,
+            metavar="-- CMD [ARG...]", show_default=False, autocompletion=_complete_streams_then_command,
             help="The command to run for each item (no shell: give one, sh -c '...', if you need it).",
         ),
     ],
@@ -264,7 +272,7 @@ def _run(
     tally = worker.snapshot()
     failed = tally.failed + tally.dead > 0
     if not (quiet and outcome in ("limit", "idle", "unread") and not failed):  # -q: nothing when all went as asked
-        _summarize(options.name, tally, outcome, worker.signal, as_json=as_json)
+        _summarize(options.name, tally, outcome, worker.signal, as_json=as_json, several=bool(options.streams))
     if outcome == "lost":
         if worker.refusal is not None:
             why = f"the server refused commands for {options.patience:g} s ({worker.refusal})"
@@ -280,12 +288,16 @@ def _run(
     return SOME_FAILED if failed else ExitStatus.OK
 
 
-def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_json: bool) -> None:
+def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_json: bool, several: bool) -> None:
+    """The summary: with ``several`` streams, what each one's done too."""
     seconds = tally.seconds
     if as_json:
         import json
 
-        summary = {"done": tally.done, "failed": tally.failed, "dead": tally.dead, "seconds": round(seconds, 3)}
+        summary: dict[str, Any] = {"done": tally.done, "failed": tally.failed, "dead": tally.dead,
+                                   "seconds": round(seconds, 3)}  # fmt: skip
+        if several:
+            summary["streams"] = tally.streams
         try:
             sys.stdout.write(json.dumps(summary) + "\n")
             sys.stdout.flush()
@@ -302,8 +314,10 @@ def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_js
         "unread": "the reader of its output went away",
     }.get(outcome, outcome)
     rate = tally.done / seconds if seconds > 0 else 0.0
+    each = f" ({', '.join(f'{stream} {done}' for stream, done in tally.streams.items())})" if several else ""
     _say(
-        f"psctl work {name}: {tally.done} done, {tally.failed} failed, {tally.dead} dead "
+        f"psctl work {name}: {tally.done} done{each}, {tally.failed} failed, "
+        f"{tally.dead} dead "
         f"in {seconds:.1f} s ({rate:.1f} items/s; {why})\n"
     )
 

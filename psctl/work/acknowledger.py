@@ -91,6 +91,7 @@ class Acknowledger:
                            "or they were removed): not counted as done; they may run again")  # fmt: skip
             with board.lock:
                 self._tally.done += acked
+                self._tally.streams[stream] = self._tally.streams.get(stream, 0) + acked
             self._keeper.untrack(token, len(keys))
         if back:
             self._keeper.give_back(back)

@@ -100,7 +100,8 @@ class Engine:
         self.options, self.executor = options, executor
         self.clock = clock or Clock()
         self._warn = warn or (lambda message: None)
-        self.tally = Tally(started=self.clock.now(), now=self.clock.now)
+        self.tally = Tally(started=self.clock.now(), now=self.clock.now,
+                           streams=dict.fromkeys((name for name, _ in options.weights), 0))  # fmt: skip
         self.signal: int | None = None  # the signal that asked it to stop, if one did
         self.error: BaseException | None = None  # an unexpected failure that ended it
         self.unstartable: BaseException | None = None  # why a job could not be started, if one could not
@@ -148,7 +149,8 @@ class Engine:
         board = self.board
         with board.lock:
             tally = self.tally
-            return Tally(tally.done, tally.failed, tally.dead, len(board.jobs), tally.started, self.clock.now)
+            return Tally(tally.done, tally.failed, tally.dead, len(board.jobs), tally.started, self.clock.now,
+                         dict(tally.streams))  # fmt: skip
 
     # -- the supervisor ----------------------------------------------------------
 

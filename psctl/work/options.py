@@ -72,6 +72,7 @@ class Tally:
     running: int = 0
     started: float = field(default_factory=time.monotonic)
     now: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)  # the worker's clock
+    streams: dict[str, int] = field(default_factory=dict)  # items acknowledged, by stream
 
     @property
     def seconds(self) -> float:
