@@ -36,7 +36,7 @@ from psctl import defaults
 from psctl.encoding import check_count, expiry
 from psctl.errors import InvalidArgument, PsctlError
 from psctl.work.engine import Engine
-from psctl.work.fair import shown, weighted
+from psctl.work.fair import Streams, shown, weighted
 from psctl.work.handlers import Delivery, injected, is_async, seconds
 from psctl.work.inloop import InLoop, LoopClient, LoopRunners
 from psctl.work.inprocess import InProcess
@@ -95,7 +95,7 @@ def _cool_down(expire_at: Any) -> Any:
 
 
 def work_options(
-    streams: Any, *, concurrency: int = 1, lease: timedelta | float = defaults.LEASE,
+    streams: Streams, *, concurrency: int = 1, lease: timedelta | float = defaults.LEASE,
     max_deliveries: int = defaults.MAX_DELIVERIES, retry_delay: timedelta | float = defaults.RETRY_DELAY,
     gate: bool = False, expire_at: Any = defaults.COOL_DOWN, limit: int | None = None,
     idle_exit: timedelta | float | None = None, grace: timedelta | float = defaults.GRACE,
@@ -171,7 +171,7 @@ class BaseWorker:
     asynchronous = False
 
     def __init__(
-        self, client: Any, streams: Any, handler: Callable[..., Any], *, concurrency: int = 1,
+        self, client: Any, streams: Streams, handler: Callable[..., Any], *, concurrency: int = 1,
         lease: timedelta | float = defaults.LEASE, max_deliveries: int = defaults.MAX_DELIVERIES,
         retry_delay: timedelta | float = defaults.RETRY_DELAY, gate: bool = False, expire_at: Any = defaults.COOL_DOWN,
         limit: int | None = None, idle_exit: timedelta | float | None = None, grace: timedelta | float = defaults.GRACE,

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Union
 
 from psctl.errors import InvalidArgument
 
+# what a worker takes: a name, a list of names and (name, weight) pairs, or a dict of name to weight
+Streams = Union[str, Iterable[Union[str, tuple[str, int]]], Mapping[str, int]]
 MOST_WEIGHT = 1000  # weights are whole numbers from 1 to this
 DRY = 0.05  # seconds a stream that gave fewer items than asked is left out (while others have work)
 TRAILING_WEIGHT = re.compile(r"^(.+):([0-9]+)$")  # "b:3" on the command line; "jobs:2:1": "jobs:2", weight 1

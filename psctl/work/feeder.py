@@ -132,16 +132,19 @@ class Feeder:
         ``everyone``, from every stream: nothing is waited for), shared out
         in smooth weighted round-robin (``fair``): one lease per stream
         picked; what a stream did not give goes to the others, in more
-        rounds (each leaves out a stream more, or takes all it asked)."""
+        rounds (each leaves out the streams that gave fewer than asked, or
+        takes all it asked)."""
         board, options, shares = self._board, self._board.options, self._board.shares
         assert shares is not None
         leases: list[tuple[str, Any]] = []
         order: list[str] = []
+        short: set[str] = set()  # the streams that gave fewer than asked (not asked again in this call)
         try:
             while want > 0:
                 now = board.clock.now()
                 with board.lock:
-                    picks = shares.plan(want, list(shares.weights) if everyone else shares.ready(now))
+                    among = [name for name in (shares.weights if everyone else shares.ready(now)) if name not in short]
+                    picks = shares.plan(want, among)
                 if not picks.counts:
                     return leases, order
                 order += picks.order
@@ -152,9 +155,10 @@ class Feeder:
                     leases.append((name, lease))
                     got = len(lease.items)
                     want -= got
+                    if got < count:
+                        short.add(name)
                     with board.lock:
                         shares.settle(picks, name, got, now)
-                everyone = False
         except BaseException:
             self.take(leases, "feeder", order)  # (what it took is the worker's: kept, extended, run)
             raise
