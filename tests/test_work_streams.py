@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from psctl import AsyncWorker, InvalidArgument, Worker
+from psctl import AsyncWorker, InvalidArgument, Redis, Worker
 from psctl.work.fair import Shares, from_words, shown, weighted
 from psctl.workers import WorkSummary
 
@@ -239,6 +239,23 @@ def test_a_resumed_stream_is_taken_from_again_within_a_poll(r: Any, backend: Any
     finally:
         worker.stop()
         thread.join(10)
+
+
+def test_empty_streams_on_a_slow_server_are_asked_once_a_round_then_waited_for(redis_url: str, r: Any) -> None:
+    calls = collections.Counter()
+
+    class Slow(Redis):  # (each lease slower than a stream is left out for: 50 ms)
+        def pslease(self, name: str, *args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            time.sleep(0.06)
+            return super().pslease(name, *args, **kwargs)
+
+    client = Slow.from_url(redis_url)
+    started = time.monotonic()
+    summary = Worker(client, ["a", ("b", 3), "c"], lambda item: None, idle_exit=0.3).run()
+    client.close()
+    assert summary.outcome == "idle" and time.monotonic() - started < 3
+    assert set(calls) == {"a", "b", "c"} and max(calls.values()) <= 3, calls
 
 
 # -- each item in its own stream ------------------------------------------------------------
