@@ -204,19 +204,22 @@ def test_all_empty_it_waits_without_spinning_and_any_stream_wakes_it_within_200_
         time.sleep(2)
         calls = (_script_calls(r, backend) - before - 1) / 2  # (less the INFO's own round)
         # one server: a BLPOP on the three wake-up lists and a lease of each a second (measured: 3.5, with
-        # the INFO); a cluster: a BLPOP per node (in threads) and a lease of each a second (measured: 5.5-6)
+        # the INFO); a cluster: a BLPOP per slot (in threads) and a lease of each a second (measured: 5.5-6)
         assert calls <= (12 if backend.cluster else 8), calls
-        for name in reversed(names):  # (on a cluster, the waited-on stream and the two looked at)
-            time.sleep(0.3)
-            added = time.monotonic()
-            r.psadd(name, f"for-{name}", b"v", 1)
-            while f"for-{name}" not in seen and time.monotonic() - added < 3:
-                time.sleep(0.001)
-            assert seen.get(f"for-{name}", added + 3) - added < 0.2, (name, seen)
+        for name in reversed(names):
+            waited = []
+            for i in range(3):  # (the median of three: a machine busy with other work delays one at times)
+                time.sleep(0.3)
+                added = time.monotonic()
+                r.psadd(name, f"for-{name}-{i}", b"v", 1)
+                while f"for-{name}-{i}" not in seen and time.monotonic() - added < 3:
+                    time.sleep(0.001)
+                waited.append(seen.get(f"for-{name}-{i}", added + 3) - added)
+            assert sorted(waited)[1] < 0.2, (name, waited)  # (measured alone: 1-25 ms)
     finally:
         worker.stop()
         thread.join(10)
-    assert result and result[0].done == 3 and result[0].outcome == "stopped"
+    assert result and result[0].done == 9 and result[0].outcome == "stopped"
 
 
 @pytest.mark.both_backends

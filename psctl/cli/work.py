@@ -130,8 +130,8 @@ def work(
     (b:3 gets 3 for every 1 of a), each by priority within its stream; an empty or paused stream never holds
     up the others, which share its part. --limit and the summary count all of them.
 
-    Variables: PSCTL_STREAM (the item's stream), PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte; for a key over
-    32 KiB, PSCTL_KEY_FILE names a file holding it), PSCTL_SCORE, PSCTL_DELIVERY (1 on the first),
+    Variables: PSCTL_STREAM (the item's stream), PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte;
+    for a key over 32 KiB, PSCTL_KEY_FILE names a file holding it), PSCTL_SCORE, PSCTL_DELIVERY (1 on the first),
     PSCTL_WORKER (one value per psctl work). Exit status: 0 every command succeeded, 123 some failed
     (as xargs), 1 the server was lost, 2 bad usage, 126/127 a command could not be started (its item goes
     back uncounted), 129/130/143 a signal stopped running commands.
@@ -316,8 +316,7 @@ def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_js
     rate = tally.done / seconds if seconds > 0 else 0.0
     each = f" ({', '.join(f'{stream} {done}' for stream, done in tally.streams.items())})" if several else ""
     _say(
-        f"psctl work {name}: {tally.done} done{each}, {tally.failed} failed, "
-        f"{tally.dead} dead "
+        f"psctl work {name}: {tally.done} done{each}, {tally.failed} failed, {tally.dead} dead "
         f"in {seconds:.1f} s ({rate:.1f} items/s; {why})\n"
     )
 

@@ -118,13 +118,12 @@ class Acknowledger:
                 )  # fmt: skip
             except UNANSWERED as exc:  # (it may have acknowledged them: sent again, they count as done)
                 board.patience.trouble(exc, board.clock.now(), "acknowledger")
+                self._settle(picks, stream, 0)  # (what it may have leased comes back by itself)
                 self._psack(stream, token, keys)
                 return len(keys)
             else:
                 board.patience.answered()
-                if picks is not None and board.shares is not None:
-                    with board.lock:
-                        board.shares.settle(picks, stream, len(lease.items), board.clock.now())
+                self._settle(picks, stream, len(lease.items))
                 self._take([(stream, lease)], "acknowledger")
                 return int(acked)
             finally:
@@ -133,6 +132,13 @@ class Acknowledger:
                         board.leasing = None
                         board.room.notify()
         return self._psack(stream, token, keys)
+
+    def _settle(self, picks: Picks | None, stream: str, got: int) -> None:
+        """With several streams, ``stream`` gave ``got`` items for its ``picks`` (``Shares.settle``)."""
+        board = self._board
+        if picks is not None and board.shares is not None:
+            with board.lock:
+                board.shares.settle(picks, stream, got, board.clock.now())
 
     def _psack(self, stream: str, token: str, keys: list[str]) -> int:
         """``psack``, tried again while the server does not answer (safe: it acts only on what the token holds)."""
