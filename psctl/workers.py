@@ -8,6 +8,12 @@ defaults.
         ...                  # return: acknowledged; raise: given back with back-off
 
     summary = Worker(Redis.from_url(url), "jobs", handle, concurrency=8).run()
+
+Several streams (SPEC §12), each with a weight (1 unless given): while
+several have work, items are taken in smooth weighted round-robin, and an
+empty or paused stream never holds up the others (``psctl.work.fair``):
+
+    Worker(client, ["a", ("b", 3), "c"], handle)   # or {"a": 1, "b": 3, "c": 1}
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +36,7 @@ from psctl import defaults
 from psctl.encoding import check_count, expiry
 from psctl.errors import InvalidArgument, PsctlError
 from psctl.work.engine import Engine
+from psctl.work.fair import Streams, shown, weighted
 from psctl.work.handlers import Delivery, injected, is_async, seconds
 from psctl.work.inloop import InLoop, LoopClient, LoopRunners
 from psctl.work.inprocess import InProcess
@@ -46,13 +53,14 @@ class WorkSummary:
     given back for another delivery (``failed``), items that went to the dead
     items (``dead``), for how long (``seconds``), and why it ended
     (``outcome``: "limit", "idle", "stopped", or "forced" when a stop cut
-    running handlers short)."""
+    running handlers short); ``streams``: ``done`` by stream."""
 
     done: int
     failed: int
     dead: int
     seconds: float
     outcome: str
+    streams: dict[str, int] = field(default_factory=dict, repr=False)
 
 
 class ServerLost(PsctlError, LostConnection):
@@ -87,19 +95,20 @@ def _cool_down(expire_at: Any) -> Any:
 
 
 def work_options(
-    name: str, *, concurrency: int = 1, lease: timedelta | float = defaults.LEASE,
+    streams: Streams, *, concurrency: int = 1, lease: timedelta | float = defaults.LEASE,
     max_deliveries: int = defaults.MAX_DELIVERIES, retry_delay: timedelta | float = defaults.RETRY_DELAY,
     gate: bool = False, expire_at: Any = defaults.COOL_DOWN, limit: int | None = None,
     idle_exit: timedelta | float | None = None, grace: timedelta | float = defaults.GRACE,
     patience: timedelta | float = defaults.PATIENCE, batch: int | None = None, prefetch: int | None = None,
 ) -> WorkOptions:  # fmt: skip
-    """The engine's options from a worker's keywords, each checked (``InvalidArgument``)."""
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument(f"a stream name must be a non-empty string, got {name!r}")
+    """The engine's options from a worker's keywords, each checked
+    (``InvalidArgument``); ``streams``: a name, or several (``fair.weighted``)."""
+    weights = weighted(streams)
     if not isinstance(gate, bool):
         raise InvalidArgument(f"gate must be True or False, got {gate!r}")
     return WorkOptions(
-        name=name,
+        name=shown(weights),
+        streams=weights if len(weights) > 1 else (),
         jobs=_whole(concurrency, "concurrency", 100_000),
         lease=seconds(lease, "lease"),
         max_deliveries=_whole(max_deliveries, "max_deliveries"),
@@ -162,14 +171,14 @@ class BaseWorker:
     asynchronous = False
 
     def __init__(
-        self, client: Any, name: str, handler: Callable[..., Any], *, concurrency: int = 1,
+        self, client: Any, streams: Streams, handler: Callable[..., Any], *, concurrency: int = 1,
         lease: timedelta | float = defaults.LEASE, max_deliveries: int = defaults.MAX_DELIVERIES,
         retry_delay: timedelta | float = defaults.RETRY_DELAY, gate: bool = False, expire_at: Any = defaults.COOL_DOWN,
         limit: int | None = None, idle_exit: timedelta | float | None = None, grace: timedelta | float = defaults.GRACE,
         patience: timedelta | float = defaults.PATIENCE, batch: int | None = None, prefetch: int | None = None,
     ) -> None:  # fmt: skip
         self.options = work_options(
-            name, concurrency=concurrency, lease=lease, max_deliveries=max_deliveries, retry_delay=retry_delay,
+            streams, concurrency=concurrency, lease=lease, max_deliveries=max_deliveries, retry_delay=retry_delay,
             gate=gate, expire_at=expire_at, limit=limit, idle_exit=idle_exit, grace=grace, patience=patience,
             batch=batch, prefetch=prefetch,
         )  # fmt: skip
@@ -182,7 +191,7 @@ class BaseWorker:
                 else "Worker runs plain functions: use AsyncWorker for an async def handler"
             )  # fmt: skip
         _check_handler(handler, batch)
-        self.client, self.name, self.batch = client, name, batch
+        self.client, self.name, self.batch = client, self.options.name, batch
         self.handler = injected(handler)
         self.warnings: deque[str] = deque(maxlen=100)  # the last things the worker said (all are logged)
         self._engine: Engine | None = None
@@ -221,9 +230,9 @@ class BaseWorker:
             raise
 
     def _wrap(self, item: Item) -> Delivery:
-        return Delivery(self.name, item, self._extend)
+        return Delivery(item, self._extend)
 
-    def _extend(self, token: str, lease: Any) -> Any:
+    def _extend(self, stream: str, token: str, lease: Any) -> Any:
         raise NotImplementedError
 
     def _kept(self, token: str, seconds: float, deadline: datetime | None) -> datetime | None:
@@ -250,7 +259,7 @@ class BaseWorker:
         if engine.error is not None:
             raise engine.error
         tally = engine.snapshot()
-        summary = WorkSummary(tally.done, tally.failed, tally.dead, round(tally.seconds, 3), outcome)
+        summary = WorkSummary(tally.done, tally.failed, tally.dead, round(tally.seconds, 3), outcome, tally.streams)
         if outcome == "lost":
             patience = self.options.patience
             why = (f"refused commands for {patience:g} s ({engine.refusal})" if engine.refusal is not None
@@ -265,11 +274,15 @@ class BaseWorker:
 
 
 class Worker(BaseWorker):
-    """Runs ``handler(item)`` for every item of stream ``name`` (a ``Delivery``;
-    with ``batch=N``, a list of up to N and it returns None or the keys that
-    failed), in ``concurrency`` threads, on leases. ``client`` is a
-    ``psctl.Redis`` (or ``RedisCluster``). ``run()`` works until ``limit``
-    items, ``idle_exit`` with nothing to do, ``stop()`` or SIGINT/SIGTERM."""
+    """Runs ``handler(item)`` for every item of ``streams`` (a ``Delivery``;
+    with ``batch=N``, a list of up to N, all of one stream, and it returns
+    None or the keys that failed), in ``concurrency`` threads, on leases.
+    ``streams`` is a stream's name, or several: a list of names and
+    ``(name, weight)`` pairs, or a dict of name to weight (whole numbers
+    from 1 to 1000; each name once), taken from in smooth weighted
+    round-robin. ``client`` is a ``psctl.Redis`` (or ``RedisCluster``).
+    ``run()`` works until ``limit`` items (in all), ``idle_exit`` with
+    nothing to do in any stream, ``stop()`` or SIGINT/SIGTERM."""
 
     def run(self) -> WorkSummary:
         """Works until the end; the summary. Raises ``ServerLost`` when the
@@ -281,9 +294,9 @@ class Worker(BaseWorker):
             outcome = engine.run(self._on_tick)
         return self._summary(engine, outcome)
 
-    def _extend(self, token: str, lease: Any) -> datetime | None:
+    def _extend(self, stream: str, token: str, lease: Any) -> datetime | None:
         length = seconds(lease, "lease")
-        return self._kept(token, length, self.client.psextend(self.name, token, length))
+        return self._kept(token, length, self.client.psextend(stream, token, length))
 
 
 class AsyncWorker(BaseWorker):
@@ -316,9 +329,9 @@ class AsyncWorker(BaseWorker):
                 bridge.cancel_all()
         return self._summary(engine, outcome)
 
-    async def _extend(self, token: str, lease: Any) -> datetime | None:  # type: ignore[override]
+    async def _extend(self, stream: str, token: str, lease: Any) -> datetime | None:  # type: ignore[override]
         length = seconds(lease, "lease")
-        return self._kept(token, length, await self.client.psextend(self.name, token, length))
+        return self._kept(token, length, await self.client.psextend(stream, token, length))
 
 
 def _run_then_set(engine: Engine, on_tick: Callable[[Any], None], done: threading.Event) -> str:

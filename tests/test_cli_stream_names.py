@@ -75,3 +75,12 @@ def test_tab_completes_stream_names_for_stats_and_metrics(redis_url: str, r: Any
     assert complete(f"psctl {command} ", env) == ["jobs", "journal", "mail"]
     assert complete(f"psctl {command} jobs ", env) == ["journal", "mail"]  # (each stream once)
     assert complete(f"psctl {command} jobs ma", env) == ["mail"]
+
+
+def test_tab_completes_psctl_work_s_streams_until_the_dashes(redis_url: str, r: Any) -> None:
+    streams(r)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))} | {"REDIS_URL": redis_url}
+    assert complete("psctl work jo", env) == ["jobs", "journal"]
+    assert complete("psctl work jobs ", env) == ["journal", "mail"]  # (several streams: each once)
+    assert complete("psctl work jobs -j 2 ma", env) == ["mail"]
+    assert complete("psctl work jobs -- ", env) == []  # (the command: the shell's own completion)

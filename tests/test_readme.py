@@ -211,7 +211,7 @@ def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
 
 def worker_blocks() -> list[str]:
     section = README.read_text().split("\n## Workers in Python\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section.split("\n### Aging\n", 1)[0], re.DOTALL)
+    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
 def test_the_aging_example_does_what_it_says(r, k):
@@ -280,7 +280,7 @@ def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys
 
 
 def test_the_workers_testing_example_runs(psctl_redis):
-    *_, sixth = worker_blocks()
+    sixth = worker_blocks()[5]
     namespace: dict = {}
     exec(compile(sixth, str(README), "exec"), namespace)
     namespace["test_totals_are_summed"](psctl_redis)
@@ -322,3 +322,11 @@ def test_the_flow_control_shell_examples_print_what_they_say(redis_url, r):
             checked += 1
     assert checked == 3
     assert r.psstats("scraper")["tokens"] == 50.0 and r.psstats("jobs")["rate"] is None
+
+
+def test_the_several_streams_example_prints_what_it_says(redis_url, r, monkeypatch, capsys):
+    several = flow_blocks("python")[1]
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, several), str(README), "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == "{'mail': 2, 'mail:urgent': 8}"
+    assert sorted(line.split()[0] for line in printed[:-1]) == ["mail"] * 2 + ["mail:urgent"] * 8

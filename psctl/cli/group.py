@@ -66,6 +66,33 @@ class BareWait(PsctlCommand):
         return super().parse_args(ctx, fixed)  # type: ignore[no-any-return]
 
 
+DASHES = "psctl.dashes"  # StreamsThenCommand's mark: the command line had a --
+
+
+class StreamsThenCommand(PsctlCommand):
+    """``psctl work NAME... -- CMD [ARG...]``: Click takes one list of
+    arguments at most, and drops the ``--``, so the command's words are
+    counted here, before it parses: the words before ``--`` are the streams
+    (``NAME`` and the start of ``command``), handed to the command as
+    ``streams`` (a hidden parameter: whatever was given for it is replaced);
+    with no ``--``, the first word alone (``psctl work jobs ./run``). Whether
+    a ``--`` was given is in ``ctx.meta[DASHES]`` (for the completion: stream
+    names before it, none after)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        after = len(args) - args.index("--") - 1 if "--" in args else None
+        ctx.meta[DASHES] = after is not None
+        rest = super().parse_args(ctx, args)
+        if ctx.resilient_parsing:  # (a TAB: nothing is run, and nothing may fail)
+            return rest  # type: ignore[no-any-return]
+        words = [ctx.params["name"], *(ctx.params.get("command") or ())]
+        split = 1 if after is None else len(words) - after
+        if split < 1:
+            raise BadUsage("give the stream's name before --, e.g. psctl work jobs -- ./process-one")
+        ctx.params["streams"], ctx.params["command"] = words[:split], words[split:]
+        return rest  # type: ignore[no-any-return]
+
+
 def _unbraced(piece: str) -> str:
     return piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
 

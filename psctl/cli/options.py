@@ -77,6 +77,17 @@ Name = Annotated[
         show_default=False,
     ),
 ]  # fmt: skip
+# ``psctl work``'s: the first stream (the others come with the command's words: ``group.StreamsThenCommand``)
+Streams = Annotated[
+    str,
+    typer.Argument(
+        metavar="NAME...", callback=_stream_name, autocompletion=complete_names, show_default=False,
+        help="The stream, or several before --, taken from in turn by weight: NAME:N takes N items for every one "
+        "of a NAME alone (N from 1 to 1000); a name that itself ends in :digits is given with its weight (jobs:2:1).",
+    ),
+]  # fmt: skip
+
+
 def _item_key(key: str) -> str:
     if not key:  # (as add-many refuses one: a key is never empty on the command line)
         raise typer.BadParameter("an item key must not be empty")

@@ -1,4 +1,5 @@
-"""``psctl work``: runs a command for every item of a stream (SPEC §7), on
+"""``psctl work``: runs a command for every item of a stream (SPEC §7), or
+of several, with weights (SPEC §12: ``psctl work a b:3 c -- CMD``), on
 leases; the engine is ``psctl.work``. Here: the options, the signals, the
 status line, the summary and the exit status."""
 
@@ -17,7 +18,8 @@ import typer
 from psctl import defaults
 from psctl.cli import terminal
 from psctl.cli.durations import duration_option, shown_duration
-from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down
+from psctl.cli.group import DASHES, StreamsThenCommand
+from psctl.cli.options import ExpireIn, Gate, NoExpire, Streams, complete_names, cool_down
 from psctl.cli.session import Session, pass_session
 from psctl.cli.signals import WORK_STATUS, unstoppable
 from psctl.cli.status import BadUsage, ExitStatus
@@ -29,15 +31,23 @@ SOME_FAILED = 123  # as xargs: a command failed (its item was given back, or is 
 RATE_WINDOW = 5.0  # seconds the status line's items/s is measured over
 
 
-@commands.command()
+def _complete_streams_then_command(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Before --, one more stream's name (the registered ones not given yet); after it, none (the shell's files)."""
+    if ctx.meta.get(DASHES):
+        return []
+    given = {ctx.params.get("name"), *(ctx.params.get("command") or ())}
+    return [name for name in complete_names(ctx, incomplete) if name not in given]
+
+
+@commands.command(cls=StreamsThenCommand)
 @pass_session
 def work(
     session: Session,
-    name: Name,
+    name: Streams,
     command: Annotated[
         list[str],
         typer.Argument(
-            metavar="-- CMD [ARG...]", show_default=False,
+            metavar="-- CMD [ARG...]", show_default=False, autocompletion=_complete_streams_then_command,
             help="The command to run for each item (no shell: give one, sh -c '...', if you need it).",
         ),
     ],
@@ -99,6 +109,7 @@ def work(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON on stdout (instead of a line on stderr).")
     ] = False,
+    streams: Annotated[list[str] | None, typer.Option("--streams", hidden=True)] = None,  # (StreamsThenCommand's)
 ) -> None:  # fmt: skip
     """Run a command for every item, most urgent first: the value on stdin, the item in PSCTL_* variables.
 
@@ -115,8 +126,12 @@ def work(
     when it exits. A reader that goes away (| head) stops the work quietly: the commands that fail for
     that give their items back uncounted.
 
-    Variables: PSCTL_STREAM, PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte; for a key over
-    32 KiB, PSCTL_KEY_FILE names a file holding it), PSCTL_SCORE, PSCTL_DELIVERY (1 on the first),
+    Several streams (a b:3 c --): while several have work, items are taken in smooth weighted round-robin
+    (b:3 gets 3 for every 1 of a), each by priority within its stream; an empty or paused stream never holds
+    up the others, which share its part. --limit and the summary count all of them.
+
+    Variables: PSCTL_STREAM (the item's stream), PSCTL_KEY (PSCTL_KEY_BASE64 for a key holding a NUL byte;
+    for a key over 32 KiB, PSCTL_KEY_FILE names a file holding it), PSCTL_SCORE, PSCTL_DELIVERY (1 on the first),
     PSCTL_WORKER (one value per psctl work). Exit status: 0 every command succeeded, 123 some failed
     (as xargs), 1 the server was lost, 2 bad usage, 126/127 a command could not be started (its item goes
     back uncounted), 129/130/143 a signal stopped running commands.
@@ -124,8 +139,16 @@ def work(
     Example: psctl work jobs -j 4 -- ./process-one
     Example: psctl work jobs --idle-exit 0 --timeout 5m -- sh -c 'curl -fsS -d @- https://example.com/hook'
     Example: psctl work mail --limit 100 --idle-exit 0 -q -- python send.py   (from cron: silent unless one fails)
+    Example: psctl work mail bulk urgent:5 -j 4 -- ./send   (5 of urgent for every one of mail and of bulk)
     """
+    from psctl.errors import InvalidArgument
     from psctl.work import WorkOptions
+    from psctl.work.fair import from_words, shown
+
+    try:
+        weights = from_words(streams or [name])
+    except InvalidArgument as exc:
+        raise BadUsage(str(exc)) from None
 
     seconds = {
         "--lease": _seconds(lease, defaults.LEASE),
@@ -140,7 +163,8 @@ def work(
         if seconds[option] is not None and seconds[option] <= 0:  # type: ignore[operator]
             raise BadUsage(f"{option} must be more than 0")
     options = WorkOptions(
-        name=name,
+        name=shown(weights),
+        streams=weights if len(weights) > 1 else (),
         command=(_executable(command), *command[1:]),
         jobs=jobs,
         lease=seconds["--lease"],  # type: ignore[arg-type]
@@ -248,7 +272,7 @@ def _run(
     tally = worker.snapshot()
     failed = tally.failed + tally.dead > 0
     if not (quiet and outcome in ("limit", "idle", "unread") and not failed):  # -q: nothing when all went as asked
-        _summarize(options.name, tally, outcome, worker.signal, as_json=as_json)
+        _summarize(options.name, tally, outcome, worker.signal, as_json=as_json, several=bool(options.streams))
     if outcome == "lost":
         if worker.refusal is not None:
             why = f"the server refused commands for {options.patience:g} s ({worker.refusal})"
@@ -264,12 +288,16 @@ def _run(
     return SOME_FAILED if failed else ExitStatus.OK
 
 
-def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_json: bool) -> None:
+def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_json: bool, several: bool) -> None:
+    """The summary: with ``several`` streams, what each one's done too."""
     seconds = tally.seconds
     if as_json:
         import json
 
-        summary = {"done": tally.done, "failed": tally.failed, "dead": tally.dead, "seconds": round(seconds, 3)}
+        summary: dict[str, Any] = {"done": tally.done, "failed": tally.failed, "dead": tally.dead,
+                                   "seconds": round(seconds, 3)}  # fmt: skip
+        if several:
+            summary["streams"] = tally.streams
         try:
             sys.stdout.write(json.dumps(summary) + "\n")
             sys.stdout.flush()
@@ -286,8 +314,9 @@ def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_js
         "unread": "the reader of its output went away",
     }.get(outcome, outcome)
     rate = tally.done / seconds if seconds > 0 else 0.0
+    each = f" ({', '.join(f'{stream} {done}' for stream, done in tally.streams.items())})" if several else ""
     _say(
-        f"psctl work {name}: {tally.done} done, {tally.failed} failed, {tally.dead} dead "
+        f"psctl work {name}: {tally.done} done{each}, {tally.failed} failed, {tally.dead} dead "
         f"in {seconds:.1f} s ({rate:.1f} items/s; {why})\n"
     )
 

@@ -14,6 +14,7 @@ from typing import Any
 from psctl.leases import MAX_LEASE
 from psctl.work.board import Board
 from psctl.work.executor import Executor, Job, Kind, Verdict
+from psctl.work.fair import Picks
 from psctl.work.leasekeeper import LeaseKeeper
 from psctl.work.options import Item, Tally, shown
 from psctl.work.patience import UNANSWERED, ServerLost
@@ -67,14 +68,14 @@ class Acknowledger:
 
     def report(self, finished: list[Job]) -> None:
         board = self._board
-        succeeded: dict[str, list[str]] = {}
+        succeeded: dict[tuple[str, str], list[str]] = {}  # (stream, token) -> keys
         back: list[Item] = []
         failed: list[tuple[Item, Verdict]] = []
         for job in finished:
             for item, verdict in self._executor.verdicts(job):
                 kind = verdict.kind
                 if kind is Kind.DONE:
-                    succeeded.setdefault(item.token, []).append(item.key)
+                    succeeded.setdefault((item.stream, item.token), []).append(item.key)
                 elif kind is Kind.ABANDONED:
                     self._keeper.untrack(item.token)  # nothing can reach the server: the lease gives the item back
                 elif kind is Kind.BACK:
@@ -82,74 +83,91 @@ class Acknowledger:
                 else:
                     failed.append((item, verdict))
         last = len(succeeded) - 1
-        for i, (token, keys) in enumerate(succeeded.items()):
-            acked = self._ack(token, keys, lease_too=i == last)
+        for i, ((stream, token), keys) in enumerate(succeeded.items()):
+            acked = self._ack(stream, token, keys, lease_too=i == last)
             if acked < len(keys):  # (their lease ran out, or someone removed or acknowledged them meanwhile)
                 late = len(keys) - acked
                 self._warn(f"{late} item(s) were no longer held by this worker when done (their lease ran out, "
                            "or they were removed): not counted as done; they may run again")  # fmt: skip
             with board.lock:
                 self._tally.done += acked
+                self._tally.streams[stream] = self._tally.streams.get(stream, 0) + acked
             self._keeper.untrack(token, len(keys))
         if back:
             self._keeper.give_back(back)
         for item, verdict in failed:
             self._fail(item, verdict)
 
-    def _ack(self, token: str, keys: list[str], lease_too: bool) -> int:
-        """Acknowledges ``keys`` of the lease ``token``; with ``lease_too``, when
+    def _ack(self, stream: str, token: str, keys: list[str], lease_too: bool) -> int:
+        """Acknowledges ``keys`` of the lease ``token`` in ``stream``; with ``lease_too``, when
         the queue is short of its target and no lease is under way, leases the
         next items in the same script call (``psacklease``: as BullMQ's
         completion hands back the next job), so that the steady state costs
         one round trip for both. Sent once: if its reply is lost, the
         acknowledgement alone is sent again (safe); what it leased comes back
-        when that lease runs out."""
+        when that lease runs out. With several streams, it leases only
+        ``stream``'s first picks of what the queue lacks, when it is
+        ``stream``'s turn (``Shares.first``): the others are left to the feeder."""
         options, board = self._board.options, self._board
-        want = self._claim() if lease_too and self._acklease is not None else 0
+        want, picks = self._claim(stream) if lease_too and self._acklease is not None else (0, None)
         if want:
             try:
                 acked, lease = self._acklease(
-                    options.name, token, keys, count=want, lease=options.lease, max_deliveries=options.max_deliveries,
+                    stream, token, keys, count=want, lease=options.lease, max_deliveries=options.max_deliveries,
                     gate=options.gate, expire_at=options.expire_at,
                 )  # fmt: skip
             except UNANSWERED as exc:  # (it may have acknowledged them: sent again, they count as done)
                 board.patience.trouble(exc, board.clock.now(), "acknowledger")
-                self._psack(token, keys)
+                self._settle(picks, stream, 0)  # (what it may have leased comes back by itself)
+                self._psack(stream, token, keys)
                 return len(keys)
             else:
                 board.patience.answered()
-                self._take(lease, "acknowledger")
+                self._settle(picks, stream, len(lease.items))
+                self._take([(stream, lease)], "acknowledger")
                 return int(acked)
             finally:
                 with board.lock:
                     if board.leasing == "acknowledger":
                         board.leasing = None
                         board.room.notify()
-        return self._psack(token, keys)
+        return self._psack(stream, token, keys)
 
-    def _psack(self, token: str, keys: list[str]) -> int:
+    def _settle(self, picks: Picks | None, stream: str, got: int) -> None:
+        """With several streams, ``stream`` gave ``got`` items for its ``picks`` (``Shares.settle``)."""
+        board = self._board
+        if picks is not None and board.shares is not None:
+            with board.lock:
+                board.shares.settle(picks, stream, got, board.clock.now())
+
+    def _psack(self, stream: str, token: str, keys: list[str]) -> int:
         """``psack``, tried again while the server does not answer (safe: it acts only on what the token holds)."""
         options = self._board.options
         return int(
             self._board.patience.call(
-                self._client.psack, options.name, token, keys, gate=options.gate, expire_at=options.expire_at
+                self._client.psack, stream, token, keys, gate=options.gate, expire_at=options.expire_at
             )
         )
 
-    def _claim(self) -> int:
-        """How many items to lease with an acknowledgement: what the queue
-        lacks of the feeder's target, when it lacks any and no lease is under
-        way (then the acknowledger's until it is done); 0 otherwise."""
-        board, options = self._board, self._board.options
+    def _claim(self, stream: str) -> tuple[int, Picks | None]:
+        """How many items to lease with an acknowledgement in ``stream``:
+        what the queue lacks of the feeder's target, when it lacks any and no
+        lease is under way (then the acknowledger's until it is done); with
+        several streams, ``stream``'s picks of it (and the picks); 0 otherwise."""
+        board, options, shares = self._board, self._board.options, self._board.shares
         with board.lock:
             if not board.state.leases or board.leasing is not None:
-                return 0
+                return 0, None
             left = MAX_LEASE if options.limit is None else options.limit - board.taken
             want = min(board.target - len(board.queue), MAX_LEASE, left)
+            picks = None
+            if shares is not None and want > 0:
+                picks = shares.plan(want, shares.ready(board.clock.now()))
+                want = shares.first(picks, stream)
             if want <= 0:
-                return 0
+                return 0, None
             board.leasing = "acknowledger"
-            return want
+            return want, picks
 
     def _fail(self, item: Item, verdict: Verdict) -> None:
         """A failed item goes back with the back-off (or the delay its verdict
@@ -161,7 +179,7 @@ class Acknowledger:
         delay = options.retry_delay_for(item.delivery) if verdict.delay is None else verdict.delay
         extra = {"dead": True} if verdict.kind is Kind.DEAD else {}
         board.patience.call(
-            self._client.psrelease, options.name, item.token, [item.key], delay=delay, reason=verdict.reason, **extra
+            self._client.psrelease, item.stream, item.token, [item.key], delay=delay, reason=verdict.reason, **extra
         )
         with board.lock:
             if dead:

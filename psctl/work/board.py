@@ -14,6 +14,7 @@ from collections.abc import Callable
 from psctl.operations import StopWaiting
 from psctl.work.clock import Clock
 from psctl.work.executor import Job
+from psctl.work.fair import Shares
 from psctl.work.options import Item, WorkOptions
 from psctl.work.patience import Patience
 from psctl.work.states import Event, State, WorkState
@@ -42,6 +43,8 @@ class Board:
         self.stop_at = float("inf")  # when the grace ends
         self.wait = StopWaiting()  # ends the feeder's wait for work
         self.on_work: Callable[[], None] | None = None  # runners elsewhere than on work_ready (an event loop's)
+        # several streams: which the next items are leased from (None: one stream)
+        self.shares = Shares(options.weights) if len(options.weights) > 1 else None
 
     def change(self, event: Event) -> None:
         """``event`` happened (the lock is held): the state table says where

@@ -77,7 +77,7 @@ class CommandRunner:
         self.clock, self.warn = clock, warn
         self.stdout_piped = sessions.piped(1)
         self.lifeline = Lifeline.start(warn)
-        environment = _base_environment(name, self.lifeline.mark if self.lifeline is not None else None)
+        environment = _base_environment(self.lifeline.mark if self.lifeline is not None else None)
         self.spawner = Spawner(self.command, environment, inherited())
 
     batch = 1  # (a command per item)
@@ -198,6 +198,7 @@ class CommandRunner:
             env[b"PSCTL_KEY_FILE"] = os.fsencode(key_file)
         else:
             env.update(_text_variable(b"PSCTL_KEY", item.key))
+        env.update(_text_variable(b"PSCTL_STREAM", item.stream))
         env[b"PSCTL_SCORE"] = repr(item.score).encode()
         env[b"PSCTL_DELIVERY"] = str(item.delivery).encode()
         return env, key_file
@@ -229,12 +230,11 @@ def _text_variable(name: bytes, text: str) -> dict[bytes, bytes]:
     return {name: raw}
 
 
-def _base_environment(name: str, mark: bytes | None) -> dict[bytes, bytes]:
+def _base_environment(mark: bytes | None) -> dict[bytes, bytes]:
     env = dict(os.environb)
     for variable in (b"PSCTL_KEY", b"PSCTL_KEY_BASE64", b"PSCTL_KEY_FILE", b"PSCTL_SCORE", b"PSCTL_DELIVERY",
                      b"PSCTL_STREAM", b"PSCTL_STREAM_BASE64", WORKER_VARIABLE):  # fmt: skip
         env.pop(variable, None)  # (from a psctl work that runs this one; the item's are given per command)
-    env.update(_text_variable(b"PSCTL_STREAM", name))
     if mark is not None:
         env[WORKER_VARIABLE] = mark
     return env

@@ -85,7 +85,7 @@ class ThreadRunners:
 
 
 class Engine:
-    """Runs ``executor`` for items of ``options.name``: ``run()`` until a
+    """Runs ``executor`` for items of ``options.weights`` (one stream, or several: ``fair``): ``run()`` until a
     limit, idleness, a stop, a halt or a lost server ends it.
 
     ``client`` acknowledges, releases and extends (from the acknowledger);
@@ -100,7 +100,8 @@ class Engine:
         self.options, self.executor = options, executor
         self.clock = clock or Clock()
         self._warn = warn or (lambda message: None)
-        self.tally = Tally(started=self.clock.now(), now=self.clock.now)
+        self.tally = Tally(started=self.clock.now(), now=self.clock.now,
+                           streams=dict.fromkeys((name for name, _ in options.weights), 0))  # fmt: skip
         self.signal: int | None = None  # the signal that asked it to stop, if one did
         self.error: BaseException | None = None  # an unexpected failure that ended it
         self.unstartable: BaseException | None = None  # why a job could not be started, if one could not
@@ -148,7 +149,8 @@ class Engine:
         board = self.board
         with board.lock:
             tally = self.tally
-            return Tally(tally.done, tally.failed, tally.dead, len(board.jobs), tally.started, self.clock.now)
+            return Tally(tally.done, tally.failed, tally.dead, len(board.jobs), tally.started, self.clock.now,
+                         dict(tally.streams))  # fmt: skip
 
     # -- the supervisor ----------------------------------------------------------
 
@@ -266,7 +268,9 @@ class Engine:
         if board.queue and board.state.starts:
             queue = board.queue
             batch = self.executor.batch
-            items = [queue.popleft()] if batch == 1 else [queue.popleft() for _ in range(min(batch, len(queue)))]
+            items = [queue.popleft()]
+            while len(items) < batch and queue and queue[0].stream == items[0].stream:  # (a batch: of one stream)
+                items.append(queue.popleft())
             job = self.executor.job(items)
             board.jobs.add(job)
             board.started += len(items)

@@ -74,14 +74,14 @@ class Delivery:
 
     __slots__ = ("_extend", "deliveries", "key", "score", "stream", "token", "value")
 
-    def __init__(self, stream: str, item: Item, extend: Callable[[str, Any], Any]) -> None:
-        self.stream, self.key, self.value, self.score = stream, item.key, item.value, item.score
+    def __init__(self, item: Item, extend: Callable[[str, str, Any], Any]) -> None:
+        self.stream, self.key, self.value, self.score = item.stream, item.key, item.value, item.score
         self.deliveries, self.token, self._extend = item.delivery, item.token, extend
 
     def extend(self, lease: timedelta | float) -> datetime | None:
         """The lease's new deadline, or None when the lease ran out already
         (its item may be running elsewhere). With ``AsyncWorker``, awaited."""
-        return self._extend(self.token, lease)
+        return self._extend(self.stream, self.token, lease)
 
     def __repr__(self) -> str:
         return f"Delivery(stream={self.stream!r}, key={self.key!r}, score={self.score!r}, deliveries={self.deliveries})"

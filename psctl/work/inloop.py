@@ -44,10 +44,9 @@ class InLoop:
         self.batch = batch or 1
         self.batched = batch is not None
         self.gather = GATHER
-        self.name = ""  # the stream's (open)
 
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:
-        self.name = name
+        pass
 
     def job(self, items: list[Item]) -> LoopJob:
         return LoopJob(items[0], items)
@@ -89,10 +88,10 @@ class InLoop:
             if self.batched:
                 wrap = self.wrap
                 batch = job.items if wrap is None else [wrap(item) for item in job.items]
-                return batch_verdicts(job.items, await self.handler(batch), self.name)
+                return batch_verdicts(job.items, await self.handler(batch), job.item.stream)
             await self.handler(job.item if self.wrap is None else self.wrap(job.item))
         except Exception as exc:  # noqa: BLE001 - the item's failure, kept as its reason
-            return failed(exc, job.items, self.name)
+            return failed(exc, job.items, job.item.stream)
         return DONE
 
 
@@ -190,6 +189,11 @@ class LoopClient:
     def __init__(self, client: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._client, self._loop = client, loop
         self._pending: set[concurrent.futures.Future[Any]] = set()
+
+    @property
+    def _ps_cluster(self) -> bool:
+        """Whether the client is a cluster's (as a psctl client says it)."""
+        return getattr(self._client, "_ps_cluster", False) is True
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._client, name)

@@ -46,12 +46,11 @@ class InProcess:
         self.batch = batch or 1
         self.batched = batch is not None  # (batch=1: a list of one)
         self.gather = GATHER
-        self.name = ""  # the stream's (open)
         self._lock = threading.Lock()  # orders a job's end against its cut
         self._report: Callable[[Job], None] = lambda job: None
 
     def open(self, name: str, clock: Clock, warn: Callable[[str], None]) -> None:
-        self.name = name
+        pass
 
     def job(self, items: list[Item]) -> HandlerJob:
         return HandlerJob(items[0], items)
@@ -93,10 +92,10 @@ class InProcess:
             if self.batched:
                 wrap = self.wrap
                 batch = job.items if wrap is None else [wrap(item) for item in job.items]
-                return batch_verdicts(job.items, self.handler(batch), self.name)
+                return batch_verdicts(job.items, self.handler(batch), job.item.stream)
             self.handler(job.item if self.wrap is None else self.wrap(job.item))
         except Exception as exc:  # noqa: BLE001 - the item's failure, kept as its reason
-            return failed(exc, job.items, self.name)
+            return failed(exc, job.items, job.item.stream)
         return DONE
 
     def begin(self, job: HandlerJob, lane: HandlerLane) -> bool:

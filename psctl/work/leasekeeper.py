@@ -22,15 +22,15 @@ from psctl.work.patience import Patience
 class Holding:
     """A lease the worker still holds items of."""
 
-    __slots__ = ("extended", "items", "until")
+    __slots__ = ("extended", "items", "stream", "until")
 
-    def __init__(self, items: int, now: float) -> None:
-        self.items, self.extended = items, now
+    def __init__(self, items: int, now: float, stream: str) -> None:
+        self.items, self.extended, self.stream = items, now, stream
         self.until = 0.0  # a handler asked for it to be held until then at least (by the worker's clock)
 
 
 class LeaseKeeper:
-    """``client``'s ``psextend`` and ``psrelease`` for the leases of ``options.name``."""
+    """``client``'s ``psextend`` and ``psrelease`` for the worker's leases, each in its own stream."""
 
     def __init__(
         self, client: Any, options: WorkOptions, patience: Patience, clock: Clock, warn: Callable[[str], None]
@@ -40,10 +40,10 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._leases: dict[str, Holding] = {}
 
-    def track(self, token: str, items: int) -> None:
-        """A lease was taken, of ``items`` items."""
+    def track(self, token: str, items: int, stream: str) -> None:
+        """A lease was taken in ``stream``, of ``items`` items."""
         with self._lock:
-            self._leases[token] = Holding(items, self._clock.now())
+            self._leases[token] = Holding(items, self._clock.now(), stream)
 
     def untrack(self, token: str, items: int = 1) -> None:
         """The worker is done with ``items`` items of the lease ``token``."""
@@ -72,10 +72,10 @@ class LeaseKeeper:
         """Moves the deadline of each lease still held, every third of its length."""
         now = self._clock.now()
         with self._lock:
-            due = [(token, max(self._options.lease, holding.until - now))
+            due = [(holding.stream, token, max(self._options.lease, holding.until - now))
                    for token, holding in self._leases.items() if now - holding.extended >= self._every]  # fmt: skip
-        for token, length in due:
-            deadline = self._patience.call(self._client.psextend, self._options.name, token, length)
+        for stream, token, length in due:
+            deadline = self._patience.call(self._client.psextend, stream, token, length)
             with self._lock:
                 holding = self._leases.get(token)
                 if holding is None:
@@ -90,15 +90,15 @@ class LeaseKeeper:
     def give_back(self, items: Iterable[Item], *, once: bool = False) -> None:
         """Items taken but never started (or stopped) go back at once, their
         delivery uncounted; ``once``: one try, without patience (the work is over)."""
-        by_token: dict[str, list[str]] = {}
+        by_lease: dict[tuple[str, str], list[str]] = {}
         for item in items:
-            by_token.setdefault(item.token, []).append(item.key)
-        for token, keys in by_token.items():
+            by_lease.setdefault((item.stream, item.token), []).append(item.key)
+        for (stream, token), keys in by_lease.items():
             try:
                 if once:
-                    self._client.psrelease(self._options.name, token, keys, attempted=False)
+                    self._client.psrelease(stream, token, keys, attempted=False)
                 else:
-                    self._patience.call(self._client.psrelease, self._options.name, token, keys, attempted=False)
+                    self._patience.call(self._client.psrelease, stream, token, keys, attempted=False)
             finally:
                 self.untrack(token, len(keys))
 

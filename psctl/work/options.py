@@ -23,7 +23,7 @@ class WorkOptions:
     """What the worker was told (``psctl work``'s options; ``command`` and
     ``timeout`` are the command runner's)."""
 
-    name: str
+    name: str  # the stream (with several: the first, or as shown: "a, b:3, c")
     command: tuple[str, ...] = ()
     jobs: int = 1
     lease: float = defaults.LEASE.total_seconds()
@@ -38,6 +38,12 @@ class WorkOptions:
     patience: float = defaults.PATIENCE.total_seconds()  # how long an unreachable server is tried again
     batch: int = 1  # items a runner takes at once (the Python workers' batch=)
     prefetch: int | None = None  # items queued at most, leased ahead of the runners (None: as they go, see below)
+    streams: tuple[tuple[str, int], ...] = ()  # several streams: (name, weight) each (none: ``name``, alone)
+
+    @property
+    def weights(self) -> tuple[tuple[str, int], ...]:
+        """The streams it takes from, each with its weight (one: ``name``'s, 1)."""
+        return self.streams or ((self.name, 1),)
 
     def queue_target(self, rate: float) -> int:
         """How many items the feeder keeps queued for the runners, at most:
@@ -66,6 +72,7 @@ class Tally:
     running: int = 0
     started: float = field(default_factory=time.monotonic)
     now: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)  # the worker's clock
+    streams: dict[str, int] = field(default_factory=dict)  # items acknowledged, by stream
 
     @property
     def seconds(self) -> float:
@@ -73,12 +80,14 @@ class Tally:
 
 
 class Item:
-    """One leased item, as an executor gets it."""
+    """One leased item, as an executor gets it: ``stream`` is where it was
+    leased (and where it is acknowledged, given back and extended)."""
 
-    __slots__ = ("delivery", "key", "score", "token", "value")
+    __slots__ = ("delivery", "key", "score", "stream", "token", "value")
 
-    def __init__(self, token: str, key: str, value: bytes, score: float, delivery: int) -> None:
+    def __init__(self, token: str, key: str, value: bytes, score: float, delivery: int, stream: str = "") -> None:
         self.token, self.key, self.value, self.score, self.delivery = token, key, value, score, delivery
+        self.stream = stream
 
     @property
     def deliveries(self) -> int:
