@@ -148,7 +148,7 @@ def lease(
         call = Call(one, one.keys_of(keys), (token, ms, most))
         reply = (yield call) if block is None else (yield from waiting(call, keys, block, stop, clock))
         if len(reply) < 2:  # nothing taken
-            return Lease(keys.name, token)
+            return _nothing(keys, token, reply)
         deadline, key, value, score, delivered = reply
         name = decode_key(key)
         return Lease(keys.name, token, _deadline(deadline), {name: value}, {name: float(score)}, {name: delivered})
@@ -156,8 +156,14 @@ def lease(
     call = Call(many, many.keys_of(keys), (count, token, ms, most))
     reply = yield from waiting(call, keys, block, stop, clock)
     if len(reply) < 2:  # nothing taken
-        return Lease(keys.name, token)
+        return _nothing(keys, token, reply)
     return _taken(keys, token, *reply)
+
+
+def _nothing(keys: StreamKeys, token: str, reply: Any) -> Lease:
+    """An empty lease, from a reply that took nothing: ``{}``, or ``{ms}`` until
+    the server expects to hand items out (``Lease.retry_in``)."""
+    return Lease(keys.name, token, retry_in=int(reply[0]) / 1000 if reply else None)
 
 
 def _lease_count(count: Any) -> int:

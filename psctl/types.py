@@ -102,11 +102,15 @@ class Lease:
     """``pslease``: items held under ``token`` until ``deadline`` (UTC, by the
     server's clock): ``items`` (key → value, in pull order), each one's
     ``scores`` (what it had when it was leased) and ``deliveries`` (1 on its
-    first lease). Empty (false) when nothing was waiting. ``ack``, ``release``
-    and ``extend`` act on it early, through the client that leased it; with
-    an async client they are awaitable."""
+    first lease). Empty (false) when nothing was handed out; then
+    ``retry_in`` is how many seconds until the server expects to hand some
+    out (a delayed item comes due, the rate limit's next token, a held slot's
+    lease runs out: SPEC §12), None when nothing is expected (an empty or
+    paused stream: an add or a resume wakes a blocked lease). ``ack``,
+    ``release`` and ``extend`` act on it early, through the client that
+    leased it; with an async client they are awaitable."""
 
-    __slots__ = ("_client", "name", "token", "deadline", "items", "_scores", "_deliveries")
+    __slots__ = ("_client", "name", "token", "deadline", "items", "_scores", "_deliveries", "retry_in")
 
     def __init__(
         self,
@@ -117,9 +121,11 @@ class Lease:
         scores: dict[str, float] | list[Any] | None = None,
         deliveries: dict[str, int] | list[int] | None = None,
         client: Any = None,
+        retry_in: float | None = None,
     ) -> None:
         self._client, self.name, self.token, self.deadline = client, name, token, deadline
         self.items = items or {}
+        self.retry_in = retry_in
         # (a lease of a thousand items may come with its scores and deliveries
         # as the server's lists, in the order of ``items``: read when first asked for)
         self._scores = {} if scores is None else scores

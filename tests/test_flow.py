@@ -157,6 +157,26 @@ def _script_calls(r) -> int | None:
     return int(stats["cmdstat_evalsha"]["calls"])
 
 
+def test_an_empty_lease_says_when_the_limits_let_items_out_again(ps, r, k):
+    """``Lease.retry_in``: the next token, the first held slot's end, a
+    delayed item's time; None for an empty or a paused stream."""
+    assert ps.pslease("q").retry_in is None  # (empty)
+    ps.psaddmany("q", items(3))
+    ps.pslimit("q", rate=4, burst=1)
+    assert ps.pslease("q", count=2)
+    for count in (1, 2):
+        assert 0.1 <= ps.pslease("q", count=count).retry_in <= 0.25  # a token in 250 ms at 4/s
+    ps.pslimit("q", max_held=1)
+    assert 250 <= ps.pslease("q", count=3, lease=timedelta(minutes=5)).retry_in <= 300  # (at 1 held already)
+    ps.pspause("q")
+    assert ps.pslease("q").retry_in is None
+    ps.psresume("q")
+    ps.pslimit("q")
+    assert ps.pslease("q", count=2) and ps.pslease("q").retry_in is None  # (everything held now)
+    ps.psadd("d", "later", "v", delay=timedelta(seconds=30))
+    assert 29 <= ps.pslease("d").retry_in <= 30
+
+
 def test_setting_the_rate_again_does_not_refill_the_bucket(ps, r):
     ps.psaddmany("q", items(50))
     ps.pslimit("q", rate=1, per=timedelta(minutes=1), burst=3)

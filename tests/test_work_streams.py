@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -433,3 +434,52 @@ def test_the_command_line_s_words() -> None:
     assert from_words(["jobs:2"]) == (("jobs:2", 1),)
     assert shown((("a", 1), ("b", 3), ("jobs:2", 1))) == "a b:3 jobs:2:1"
     assert weighted({"a": 2}) == (("a", 2),) and weighted("a") == (("a", 1),)
+
+
+# -- limits that hold items back are not idleness --------------------------------------
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("kind", KINDS)
+def test_idle_exit_waits_for_a_rate_limited_stream_s_tokens_while_its_items_wait(
+    r: Any, backend: Any, kind: str
+) -> None:
+    """Before, a worker with idle_exit=0 ended at the first lease that had to
+    wait for a token: 5 of 12 done (the burst)."""
+    a, _, _ = names_for(backend, r)
+    backlog(r, (a,), 12)
+    r.pslimit(a, rate=20, burst=5)
+    started = time.monotonic()
+    summary = run_worker(backend, kind, a, lambda item: None, concurrency=2, idle_exit=0)
+    took = time.monotonic() - started
+    assert (summary.done, summary.outcome, r.pslen(a)) == (12, "idle", 0)
+    assert 0.3 <= took < 2.0, took  # (7 tokens after the burst, at 20/s: 0.35 s)
+
+
+@pytest.mark.both_backends
+def test_idle_exit_still_ends_on_a_paused_stream_and_on_only_delayed_items(r: Any, backend: Any) -> None:
+    a, b, _ = names_for(backend, r)
+    backlog(r, (a,), 3)
+    r.pspause(a)
+    r.psadd(b, "later", "v", delay=timedelta(hours=1))
+    for streams in (a, b, [a, b]):
+        summary = run_worker(backend, "sync", streams, lambda item: None, idle_exit=0.2)
+        assert (summary.done, summary.outcome) == (0, "idle")
+    assert r.pslen(a) == 3
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_rate_limited_stream_among_empty_ones_is_served_at_its_rate_not_once_a_poll(
+    r: Any, backend: Any, kind: str
+) -> None:
+    """Before, with every stream waiting, the worker looked again once a POLL
+    (1 s): a stream of 5/s with a burst of 1 gave one item a second."""
+    a, b, c = names_for(backend, r)
+    backlog(r, (b,), 6)
+    r.pslimit(b, rate=5, burst=1)
+    started = time.monotonic()
+    summary = run_worker(backend, kind, [a, (b, 3), c], lambda item: None, idle_exit=0.5)
+    took = time.monotonic() - started
+    assert (summary.done, summary.outcome) == (6, "idle")
+    assert took < 2.5, took  # (6 items at 5/s: 1 s, then 0.5 s idle; at one a poll: over 5 s)

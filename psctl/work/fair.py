@@ -20,6 +20,7 @@ was given.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
@@ -116,6 +117,9 @@ class Shares:
         self.weights = dict(streams)
         self.current = dict.fromkeys(self.weights, 0)
         self.dry_until = dict.fromkeys(self.weights, 0.0)
+        # when a dry stream's last lease said it may hand items out (its
+        # ``retry_in``: a token, a held slot, a delayed item): a wait ends then
+        self.due = dict.fromkeys(self.weights, math.inf)
 
     def ready(self, now: float) -> list[str]:
         """The streams that may have work (not dry), in the order given."""
@@ -147,11 +151,14 @@ class Shares:
         self.current[name] += picks.total * count
         picks.counts[name] -= count
 
-    def settle(self, picks: Picks, name: str, got: int, now: float) -> None:
+    def settle(self, picks: Picks, name: str, got: int, now: float, retry_in: float | None = None) -> None:
         """``name`` gave ``got`` items for its picks: the picks it did not use
         are undone, and it is dry for ``DRY`` seconds (its credit forfeit: it
-        comes back at its share, not owed what the others took meanwhile)."""
+        comes back at its share, not owed what the others took meanwhile), and
+        looked at again ``retry_in`` seconds from ``now`` at the latest when
+        its lease said so (``Lease.retry_in``: limits hold its items back)."""
         asked = picks.counts.get(name, 0)
+        self.due[name] = math.inf if retry_in is None else now + retry_in
         if got < asked:
             self.unpick(picks, name, asked - got)
             self.dry_until[name] = now + DRY
@@ -170,9 +177,10 @@ class Shares:
         return run
 
     def wait_longer(self, names: Iterable[str], until: float) -> None:
-        """``names`` are looked at again at ``until`` at the soonest, unless woken (a wait covers them)."""
+        """``names`` are looked at again at ``until`` at the soonest, unless
+        woken (a wait covers them) or due sooner (their ``retry_in``)."""
         for name in names:
-            self.dry_until[name] = max(self.dry_until[name], until)
+            self.dry_until[name] = max(self.dry_until[name], min(until, self.due[name]))
 
     def woken(self, name: str) -> None:
         self.dry_until[name] = 0.0

@@ -95,6 +95,9 @@ class Feeder:
             self._done_leasing(leases, order)
             if any(lease for _, lease in leases):
                 idle_since = None
+            elif options.idle_exit is not None and (retry := self._held_back(leases)) is not None:
+                idle_since = None  # items wait, held back by the limits (SPEC §12): not idle
+                self._pause(retry)
             elif busy and options.idle_exit is not None:
                 self._while_busy()
             elif (
@@ -158,7 +161,7 @@ class Feeder:
                     if got < count:
                         short.add(name)
                     with board.lock:
-                        shares.settle(picks, name, got, now)
+                        shares.settle(picks, name, got, now, lease.retry_in)
         except BaseException:
             self.take(leases, "feeder", order)  # (what it took is the worker's: kept, extended, run)
             raise
@@ -189,6 +192,19 @@ class Feeder:
             return None
         left = idle_exit - (now - (idle_since or now))
         return left if left > 0 else None
+
+    def _held_back(self, leases: list[tuple[str, Any]]) -> float | None:
+        """With --idle-exit, after leases that took nothing: how long until a
+        stream whose waiting items its limits hold back (a rate limit's next
+        token, ``max_held``) may hand some out, ``BUSY_WAIT`` at most; None
+        when no stream's are (empty, paused, or only delayed items ahead:
+        idle, as it always was)."""
+        waits = [(name, lease.retry_in) for name, lease in leases if lease.retry_in is not None]
+        try:
+            held = [retry for name, retry in waits if self._client.pslen(name) > 0]
+        except UNANSWERED:  # (the next lease meets the same trouble, and deals with it)
+            return BUSY_WAIT
+        return min(*held, BUSY_WAIT) if held else None
 
     def _while_busy(self) -> None:
         """With --idle-exit, the stream empty while items are still held: waits
