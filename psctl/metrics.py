@@ -26,6 +26,8 @@ The metrics (each labelled with its ``stream``):
   and the tokens left in its bucket now (absent without a rate limit);
 - ``psctl_max_held``: the most items its leases may hold at once (absent
   without one);
+- ``psctl_aging_seconds``: the wait that gives a waiting item one point of
+  priority (absent without aging);
 - ``psctl_stream_failed``: 1 for a stream whose keys could not be read (a key
   of the wrong type, an ACL), whose other metrics are then absent.
 
@@ -132,6 +134,7 @@ def _flow_families() -> dict[str, GaugeMetricFamily]:
         "burst": ("psctl_rate_limit_burst", "The most items the stream's rate limit hands out at once."),
         "tokens": ("psctl_rate_limit_tokens", "The tokens left in the stream's rate limit's bucket now."),
         "max_held": ("psctl_max_held", "The most items the stream's leases may hold at once."),
+        "aging": ("psctl_aging_seconds", "The wait that gives one of the stream's waiting items a point of priority."),
     }
     return {field: GaugeMetricFamily(name, text, labels=["stream"]) for field, (name, text) in helps.items()}
 
@@ -144,6 +147,8 @@ def _add_flow(flow: dict[str, GaugeMetricFamily], stream: str, stats: dict[str, 
     for field in ("burst", "tokens", "max_held"):
         if stats[field] is not None:
             flow[field].add_metric([stream], stats[field])
+    if stats["aging"] is not None:
+        flow["aging"].add_metric([stream], stats["aging"].total_seconds())
 
 
 def _label(name: str) -> str:

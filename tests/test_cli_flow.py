@@ -233,7 +233,7 @@ def test_the_live_table_marks_a_paused_stream(r: Any) -> None:
 def test_metrics_export_the_limits(cli: Cli, r: Any) -> None:
     jobs(r)
     r.psadd("mail", "m", "v")
-    r.pslimit("jobs", rate=30, per=timedelta(minutes=1), burst=6, max_held=4)
+    r.pslimit("jobs", rate=30, per=timedelta(minutes=1), burst=6, max_held=4, aging=timedelta(minutes=5))
     r.pspause("jobs")
     found = samples(cli("metrics").stdout)
     jobs_label, mail_label = (("stream", "jobs"),), (("stream", "mail"),)
@@ -242,9 +242,10 @@ def test_metrics_export_the_limits(cli: Cli, r: Any) -> None:
     assert found[("psctl_rate_limit_burst", jobs_label)] == 6
     assert found[("psctl_rate_limit_tokens", jobs_label)] == 6
     assert found[("psctl_max_held", jobs_label)] == 4
+    assert found[("psctl_aging_seconds", jobs_label)] == 300
     # a stream with no limits has none of those gauges (absent, as a top score with nothing waiting)
     for gauge in ("psctl_rate_limit_per_second", "psctl_rate_limit_burst", "psctl_rate_limit_tokens",
-                  "psctl_max_held"):  # fmt: skip
+                  "psctl_max_held", "psctl_aging_seconds"):  # fmt: skip
         assert (gauge, mail_label) not in found
     r.psresume("jobs")
     r.pspull("jobs", count=4)
