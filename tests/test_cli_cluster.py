@@ -73,7 +73,7 @@ def test_flow_control_on_the_cluster(cli, rc):
     assert cli.ok("pause", "flow-0") == {"name": "flow-0", "paused": True, "changed": True}
     assert cli.ok("pull", "flow-0") == []
     assert cli.ok("limit", "flow-1", "--rate", "2/1m", "--max-held", "3") == {
-        "name": "flow-1", "paused": False, "rate": 2.0, "per": 60.0, "burst": 2, "max_held": 3,
+        "name": "flow-1", "paused": False, "rate": 2.0, "per": 60.0, "burst": 2, "max_held": 3, "aging": None,
     }  # fmt: skip
     assert len(cli.ok("pull", "flow-1", "--count", "5")) == 2  # the burst, then a token every 30 s
     assert 0 <= cli.ok("limit", "flow-1")["tokens"] < 0.1
