@@ -16,6 +16,7 @@ from typing import Any
 
 from psctl.errors import InvalidArgument
 from psctl.layout import StreamKeys
+from psctl.encoding import MAX_SECONDS
 from psctl.leases import milliseconds
 from psctl.protocol import Call, Plan
 from psctl.scripts import script
@@ -80,6 +81,11 @@ def _rate(rate: Any, per: Any, burst: Any) -> tuple[bytes, bytes, bytes]:
     ):
         raise InvalidArgument(f"rate must be a number of items above 0 and at most {MAX_RATE:,}, got {rate!r}")
     per_ms = milliseconds(per, "per")
+    if per_ms / rate > MAX_SECONDS * 1000:  # (the wait for a token, in ms, must fit the scripts' integer reply)
+        raise InvalidArgument(
+            f"rate must give at least one item per {MAX_SECONDS:,} seconds (about 31 years), got {rate!r} per "
+            f"{per_ms / 1000:g} seconds"
+        )
     if burst is None:  # a period's worth at once, as "N per period" reads
         burst = max(1, math.ceil(rate))
     elif isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_RATE:

@@ -159,11 +159,12 @@ def test_clear_removes_the_limits_and_keeps_a_pause(cli: Cli, r: Any, k: Any) ->
         (["--rate", "nan/s"], "not a rate"),
         (["--rate", "inf/s"], "not a rate"),
         (["--rate", "1e3/s"], "not a rate"),
-        (["--rate", "5/0"], "at least 1 ms"),
+        (["--rate", "5/0"], "at least 0.001s (1 ms)"),
         (["--rate", "5/xs"], "'xs' is not a duration"),
         (["--rate", "5/-1s"], "not a duration"),
         (["--rate", "2000000000/s"], "at most"),
-        (["--rate", "1/0.0001s"], "at least 1 ms"),
+        (["--rate", "1/0.0001s"], "at least 0.001s (1 ms)"),
+        (["--rate", "0.00000000000000001/s"], "at least one item per 1,000,000,000 seconds"),
         (["--burst", "3"], "--burst applies to a rate limit"),
         (["--rate", "5/s", "--burst", "0"], "--burst"),
         (["--rate", "5/s", "--burst", "-1"], "--burst"),
@@ -192,6 +193,13 @@ def test_limit_help_says_what_a_partial_set_does(cli: Cli) -> None:
     shown = cli("limit", "--help").stdout
     assert "N/DURATION" in shown and "--max-held" in shown and "--clear" in shown
     assert "an option left out" in " ".join(shown.split())
+
+
+def test_the_least_aging_and_period_are_given_as_the_messages_say(cli: Cli, r: Any) -> None:
+    # (DURATION has no ms: the help and the message once said "1ms", which is refused)
+    assert "At least 0.001 (1 ms)" in " ".join(cli("limit", "--help").stdout.replace("│", " ").split())
+    assert cli.ok("limit", "jobs", "--aging", "0.001")["aging"] == 0.001
+    assert cli.ok("limit", "jobs", "--rate", "5/0.001s")["per"] == 0.001
 
 
 # -- stats, the live table and metrics -----------------------------------------------

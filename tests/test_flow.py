@@ -146,6 +146,19 @@ def test_a_blocking_pull_waits_for_the_next_token_rather_than_spin(backend, r):
         assert _script_calls(r) - calls_before <= 4  # woke at the token, not in a loop
 
 
+def test_the_slowest_rate_makes_a_blocking_pull_wait_out_its_block(backend):
+    # one item per 10**9 s: the wait for the next token (10**12 ms) is a whole
+    # number the scripts reply; a rate below it (1e-16/s, say) is refused, its
+    # wait overflowed to a negative one and a blocking pull spun past its block
+    ps = backend.sync()
+    ps.psaddmany("q", items(3))
+    ps.pslimit("q", rate=1, per=10**9)
+    assert len(ps.pspull("q", 3)) == 1
+    started = time.monotonic()
+    assert ps.pspull("q", block=0.3) == {}
+    assert 0.25 <= time.monotonic() - started < 2
+
+
 def _script_calls(r) -> int | None:
     """EVALSHA calls the server has seen (None on a cluster: several servers)."""
     try:
@@ -329,6 +342,9 @@ def test_no_limits_means_no_key_and_no_writes(ps, r, k):
         {"rate": True},
         {"rate": "5"},
         {"rate": 10**10},
+        {"rate": 1e-16},
+        {"rate": 5e-324},
+        {"rate": 0.5, "per": 10**9},
         {"rate": 5, "per": 0},
         {"rate": 5, "per": -1},
         {"rate": 5, "per": "1s"},

@@ -54,7 +54,7 @@ def rate_parameter(text: str) -> Rate:
     except ValueError as exc:
         raise typer.BadParameter(f"{text!r}: {exc}") from None
     if per < timedelta(milliseconds=1):
-        raise typer.BadParameter(f"{text!r}: the DURATION must be at least 1 ms")
+        raise typer.BadParameter(f"{text!r}: the DURATION must be at least 0.001s (1 ms)")
     return Rate(items, per)
 
 
@@ -174,7 +174,7 @@ def limit(
         timedelta | None,
         duration_option(
             "--aging", help="A waiting item gains one point of priority per DURATION waited, so none starves "
-            "behind newer urgent items (scores shown are effective: score + points gained). At least 1ms.",
+            "behind newer urgent items (scores shown are effective: score + points gained). At least 0.001 (1 ms).",
         ),
     ] = None,
     clear: Annotated[
