@@ -24,6 +24,7 @@ from psctl.types import Limits
 
 MAX_RATE = 10**9  # tokens per period: far beyond what any server hands out
 MAX_HELD = 10**9
+DEFAULT_PER = timedelta(seconds=1)  # pslimit's per: a rate is items a second unless told
 
 
 def pause(keys: StreamKeys) -> Plan:
@@ -72,6 +73,8 @@ def _rate(rate: Any, per: Any, burst: Any) -> tuple[bytes, bytes, bytes]:
     if rate is None:
         if burst is not None:
             raise InvalidArgument(f"burst applies to a rate limit: give rate= with burst={burst!r}")
+        if per is not None and per != DEFAULT_PER and per != DEFAULT_PER.total_seconds():
+            raise InvalidArgument(f"per applies to a rate limit: give rate= with per={per!r}")
         return b"", b"", b""
     if (
         isinstance(rate, bool)

@@ -351,6 +351,8 @@ def test_no_limits_means_no_key_and_no_writes(ps, r, k):
         {"rate": 5, "burst": 0},
         {"rate": 5, "burst": 1.5},
         {"burst": 3},
+        {"per": timedelta(minutes=1)},
+        {"per": 60, "max_held": 3},
         {"max_held": 0},
         {"max_held": -2},
         {"max_held": 2.0},
