@@ -36,6 +36,7 @@ SOON = 2.0  # seconds of real time a test waits for the engine's threads to do s
 class FakeLease:
     def __init__(self, token: str, items: dict[str, bytes], scores: dict[str, float], deliveries: dict[str, int]):
         self.token, self.items, self.scores, self.deliveries = token, items, scores, deliveries
+        self.retry_in = None  # (an empty stream: no limits here)
 
     def __bool__(self) -> bool:
         return bool(self.items)

@@ -14,7 +14,6 @@ import asyncio
 import collections
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from psctl.work.fair import Shares, from_words, shown, weighted
 from psctl.workers import WorkSummary
 
 from .helpers import PSCTL
+from .test_workers import work
 
 KINDS = ["sync", "async"]
 WEIGHTS = (1, 3, 1)
@@ -48,25 +48,8 @@ def names_for(backend: Any, r: Any) -> tuple[str, str, str]:
 
 
 def run_worker(backend: Any, kind: str, streams: Any, body: Callable[[Any], Any], **options: Any) -> WorkSummary:
-    """A worker of ``kind`` over ``streams`` with ``body`` as its handler, until it ends."""
-    if kind == "sync":
-        client = backend.sync()
-        try:
-            return Worker(client, streams, body, **options).run()
-        finally:
-            client.close()
-
-    async def handler(item: Any) -> Any:
-        return body(item)
-
-    async def main() -> WorkSummary:
-        client = backend.async_()
-        try:
-            return await AsyncWorker(client, streams, handler, **options).run()
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
+    """A worker of ``kind`` over ``streams`` with ``body`` as its handler, until it ends (no idle exit unless told)."""
+    return work(backend, kind, body, streams, **{"idle_exit": None, **options})
 
 
 def backlog(r: Any, names: tuple[str, ...], count: int) -> None:

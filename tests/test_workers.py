@@ -41,8 +41,8 @@ from testservers import start_server
 KINDS = ["sync", "async"]
 
 
-def work(backend: Any, kind: str, body: Callable[[Any], Any], name: str = "q", **options: Any) -> WorkSummary:
-    """Runs a worker of ``kind`` over stream ``name`` until it is idle (unless
+def work(backend: Any, kind: str, body: Callable[[Any], Any], name: Any = "q", **options: Any) -> WorkSummary:
+    """Runs a worker of ``kind`` over stream ``name`` (or streams) until it is idle (unless
     told otherwise), with ``body`` as its handler (for the async worker, in
     an ``async def`` that calls it)."""
     options.setdefault("idle_exit", 0)
