@@ -238,8 +238,8 @@ def test_a_pause_stops_every_worker_from_the_next_call_and_a_resume_restarts_the
     quiet = time.monotonic()
     time.sleep(0.5)
 
+    resumed = time.monotonic()  # (before the call: a worker it wakes may start before its reply is read here)
     r.psresume("q")
-    resumed = time.monotonic()
     time.sleep(0.5)
     stop.set()
     per_worker = results(processes, signals)
