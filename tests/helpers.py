@@ -303,7 +303,10 @@ def tcp_listeners(pid: int) -> list[str]:
     """The process's listening TCP sockets, from /proc/net/tcp{,6}."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since it was listed (a client gone, a file the server is done with)
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     listening = []

@@ -138,7 +138,7 @@ class Acknowledger:
         board = self._board
         if picks is not None and board.shares is not None:
             with board.lock:
-                board.shares.settle(picks, stream, got, board.clock.now())
+                board.shares.settle(picks, stream, got, board.clock.now(), told=False)  # (an acklease never waits)
 
     def _psack(self, stream: str, token: str, keys: list[str]) -> int:
         """``psack``, tried again while the server does not answer (safe: it acts only on what the token holds)."""

@@ -151,14 +151,21 @@ class Shares:
         self.current[name] += picks.total * count
         picks.counts[name] -= count
 
-    def settle(self, picks: Picks, name: str, got: int, now: float, retry_in: float | None = None) -> None:
+    def settle(
+        self, picks: Picks, name: str, got: int, now: float, retry_in: float | None = None, told: bool = True
+    ) -> None:
         """``name`` gave ``got`` items for its picks: the picks it did not use
         are undone, and it is dry for ``DRY`` seconds (its credit forfeit: it
         comes back at its share, not owed what the others took meanwhile), and
         looked at again ``retry_in`` seconds from ``now`` at the latest when
-        its lease said so (``Lease.retry_in``: limits hold its items back)."""
+        its lease said so (``Lease.retry_in``: limits hold its items back).
+        Not ``told``: the lease says nothing of what comes (``psacklease``'s),
+        and what an earlier one said stands unless it took all it asked."""
         asked = picks.counts.get(name, 0)
-        self.due[name] = math.inf if retry_in is None else now + retry_in
+        if retry_in is not None:
+            self.due[name] = now + retry_in
+        elif told or got >= asked:
+            self.due[name] = math.inf
         if got < asked:
             self.unpick(picks, name, asked - got)
             self.dry_until[name] = now + DRY

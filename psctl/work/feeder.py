@@ -199,7 +199,13 @@ class Feeder:
         token, ``max_held``) may hand some out, ``BUSY_WAIT`` at most; None
         when no stream's are (empty, paused, or only delayed items ahead:
         idle, as it always was)."""
-        waits = [(name, lease.retry_in) for name, lease in leases if lease.retry_in is not None]
+        board = self._board
+        if board.shares is None:
+            waits = [(name, lease.retry_in) for name, lease in leases if lease.retry_in is not None]
+        else:  # (what each stream's last lease said: this round may not have leased them all)
+            now = board.clock.now()
+            with board.lock:
+                waits = [(name, max(due - now, 0.0)) for name, due in board.shares.due.items() if due != math.inf]
         try:
             held = [retry for name, retry in waits if self._client.pslen(name) > 0]
         except UNANSWERED:  # (the next lease meets the same trouble, and deals with it)
@@ -332,7 +338,9 @@ class Waiter:
             self._under_way.update(starting)
         for i in starting:
             threading.Thread(target=self._blpop, args=(i, timeout), name="psctl-wake", daemon=True).start()
-        self._woken.wait(seconds + 1.0)  # (its BLPOP ends by then: the server's timeout)
+        # (a BLPOP started now ends by its timeout, with a margin for the server's tick; one
+        # under way since an earlier, longer wait is not waited for beyond this wait's end)
+        self._woken.wait(seconds + (1.0 if starting else 0.0))
 
     def _blpop(self, i: int, timeout: str) -> None:
         try:
