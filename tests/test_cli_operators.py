@@ -272,11 +272,15 @@ def run_with_a_terminal(
                     interrupt = False
             elif process.poll() is not None:
                 break
-        if process.poll() is None:  # (still there after 30 s: it hung; the test fails, not the run)
+        # its terminal closes as it exits, a moment before it can be waited for: it is
+        # given until the deadline (then it hung: killed, the test fails, not the run)
+        try:
+            status = process.wait(max(deadline - time.monotonic(), 1.0))
+        except subprocess.TimeoutExpired:
             process.kill()
+            status = process.wait(30)
         assert process.stdout is not None
         out = process.stdout.read()
-        status = process.wait(30)
     finally:
         os.close(main)
     return status, out, shown
