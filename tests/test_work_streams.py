@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from psctl import AsyncWorker, InvalidArgument, Redis, Worker
-from psctl.work.fair import Shares, from_words, shown, weighted
+from psctl.work.fair import DRY, Shares, from_words, shown, weighted
 from psctl.workers import WorkSummary
 
 from .helpers import PSCTL
@@ -414,6 +414,14 @@ def test_a_stream_held_back_by_its_limits_is_waited_for_until_its_lease_said_not
     picks = shares.plan(1, ["b"])
     shares.settle(picks, "b", 1, now=0.4, told=False)
     assert shares.due["b"] == math.inf
+    # one that took fewer than asked after a lease that took all: looked at again
+    # after DRY (its lease then says why), not a POLL later (a worker idled with b's
+    # items waiting, its last word from b "all taken")
+    picks = shares.plan(1, ["b"])
+    shares.settle(picks, "b", 0, now=0.5, told=False)
+    assert shares.due["b"] == 0.5 + DRY
+    shares.wait_longer(["a", "b"], until=1.5)
+    assert shares.ready(0.5 + DRY) == ["b"]
 
 
 def test_an_acknowledgement_leases_its_stream_only_on_its_turn_every_later_pick_undone() -> None:

@@ -159,13 +159,16 @@ class Shares:
         comes back at its share, not owed what the others took meanwhile), and
         looked at again ``retry_in`` seconds from ``now`` at the latest when
         its lease said so (``Lease.retry_in``: limits hold its items back).
-        Not ``told``: the lease says nothing of what comes (``psacklease``'s),
-        and what an earlier one said stands unless it took all it asked."""
+        Not ``told``: the lease says nothing of what comes (``psacklease``'s):
+        one that took fewer than asked has it looked at again after ``DRY`` at
+        the latest (a lease then says why), not only when woken."""
         asked = picks.counts.get(name, 0)
         if retry_in is not None:
             self.due[name] = now + retry_in
         elif told or got >= asked:
             self.due[name] = math.inf
+        else:
+            self.due[name] = min(self.due[name], now + DRY)
         if got < asked:
             self.unpick(picks, name, asked - got)
             self.dry_until[name] = now + DRY
