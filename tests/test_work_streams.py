@@ -409,7 +409,7 @@ def test_a_stream_held_back_by_its_limits_is_waited_for_until_its_lease_said_not
     # an acknowledgement's lease of b (psacklease: it never says when) that took
     # nothing leaves what b's last lease said; one that took all it asked clears it
     picks = shares.plan(1, ["b"])
-    shares.settle(picks, "b", 0, now=0.3, told=False)
+    shares.settle(picks, "b", 0, now=0.18, told=False)
     assert shares.due["b"] == 0.2
     picks = shares.plan(1, ["b"])
     shares.settle(picks, "b", 1, now=0.4, told=False)
@@ -422,6 +422,13 @@ def test_a_stream_held_back_by_its_limits_is_waited_for_until_its_lease_said_not
     assert shares.due["b"] == 0.5 + DRY
     shares.wait_longer(["a", "b"], until=1.5)
     assert shares.ready(0.5 + DRY) == ["b"]
+    # a lease that took some, not all (a token for one of three): the same
+    picks = shares.plan(3, ["b"])
+    shares.settle(picks, "b", 1, now=2.0)
+    assert shares.due["b"] == 2.0 + DRY
+    picks = shares.plan(3, ["b"])
+    shares.settle(picks, "b", 0, now=3.0)  # nothing, and nothing to come (empty, paused)
+    assert shares.due["b"] == math.inf
 
 
 def test_an_acknowledgement_leases_its_stream_only_on_its_turn_every_later_pick_undone() -> None:

@@ -159,16 +159,18 @@ class Shares:
         comes back at its share, not owed what the others took meanwhile), and
         looked at again ``retry_in`` seconds from ``now`` at the latest when
         its lease said so (``Lease.retry_in``: limits hold its items back).
-        Not ``told``: the lease says nothing of what comes (``psacklease``'s):
-        one that took fewer than asked has it looked at again after ``DRY`` at
-        the latest (a lease then says why), not only when woken."""
+        A lease that took some items but fewer than asked says nothing of what
+        comes (a limit, or the last of them?), nor does one not ``told``
+        (``psacklease``'s) that took fewer: the stream is looked at again after
+        ``DRY`` at the latest (that lease says why), not only when woken."""
         asked = picks.counts.get(name, 0)
         if retry_in is not None:
             self.due[name] = now + retry_in
-        elif told or got >= asked:
+        elif got >= asked or (told and got == 0):  # (all it asked; or nothing, and nothing to come)
             self.due[name] = math.inf
-        else:
-            self.due[name] = min(self.due[name], now + DRY)
+        else:  # some but not all, or an acknowledgement's lease short: why is not said
+            due = self.due[name]
+            self.due[name] = now + DRY if due <= now else min(due, now + DRY)  # (one said, still to come, stands)
         if got < asked:
             self.unpick(picks, name, asked - got)
             self.dry_until[name] = now + DRY
