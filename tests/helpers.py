@@ -60,6 +60,20 @@ def counts(added: int, **refused_by: int) -> dict[str, Any]:
 DEAD = "unix:///nonexistent/psctl-test.sock"  # commands that reach for the server fail with 1
 
 
+def complete(words: str, env: dict[str, str], patience: str | None = "30") -> list[str]:
+    """What TAB offers after ``words`` in bash. A TAB waits half a second for
+    the server unless ``--timeout``/``PSCTL_TIMEOUT`` says otherwise: the tests
+    give it ``patience``, so that a loaded machine cannot make an answer empty
+    (``patience=None`` keeps the half second)."""
+    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
+    env = env | {"_PSCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+    if patience is not None:
+        env.setdefault("PSCTL_TIMEOUT", patience)
+    done = subprocess.run([str(PSCTL)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout.split()
+
+
 class Cli:
     def __init__(self, url: str) -> None:
         self.url = url

@@ -18,7 +18,7 @@ import pytest
 from psctl.cli import completion
 from testservers import free_port
 
-from .helpers import counts
+from .helpers import complete, counts
 
 PSCTL = Path(sys.executable).with_name("psctl")
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,15 +245,6 @@ def test_regenerating_writes_the_three_scripts(tmp_path: Path) -> None:
     for shell in completion.SHELLS:
         assert (tmp_path / f"psctl.{shell}").read_text() == (ROOT / "completions" / f"psctl.{shell}").read_text()
 
-
-def complete(words: str, env: dict[str, str]) -> list[str]:
-    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
-    done = subprocess.run(
-        [str(PSCTL)], env=env | {"_PSCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    return done.stdout.split()
 
 
 def test_completion_of_commands_options_and_stream_names(env: dict[str, str], r: Any) -> None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import threading
 from typing import Any
 
 import pytest
 
-from .helpers import PSCTL, Cli
+from .helpers import Cli, complete
 
 
 @pytest.fixture
@@ -57,15 +57,6 @@ def test_metrics_of_a_mistyped_name_says_which_was_meant(cli: Cli, r: Any, tmp_p
     assert cli("metrics", "jobs").stderr == ""
 
 
-def complete(words: str, env: dict[str, str]) -> list[str]:
-    cword = len(words.split()) - (0 if words.endswith(" ") else 1)
-    done = subprocess.run(
-        [str(PSCTL)], env=env | {"_PSCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    return done.stdout.split()
-
 
 @pytest.mark.parametrize("command", ["stats", "metrics"])
 def test_tab_completes_stream_names_for_stats_and_metrics(redis_url: str, r: Any, command: str) -> None:
@@ -75,6 +66,21 @@ def test_tab_completes_stream_names_for_stats_and_metrics(redis_url: str, r: Any
     assert complete(f"psctl {command} ", env) == ["jobs", "journal", "mail"]
     assert complete(f"psctl {command} jobs ", env) == ["journal", "mail"]  # (each stream once)
     assert complete(f"psctl {command} jobs ma", env) == ["mail"]
+
+
+BUSY = "local t = redis.call('TIME') local e = t[1] * 1000000 + t[2] + ARGV[1] * 1000 repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= e return 1"
+
+
+def test_a_given_timeout_lets_tab_wait_for_a_slow_server(redis_url: str, r: Any) -> None:
+    streams(r)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))} | {"REDIS_URL": redis_url}
+    for given, expected in (({}, []), ({"PSCTL_TIMEOUT": "20"}, ["jobs", "journal", "mail"])):
+        busy = threading.Thread(target=r.eval, args=(BUSY, 0, 2500))
+        busy.start()
+        try:
+            assert complete("psctl stats ", env | given, patience=None) == expected
+        finally:
+            busy.join()
 
 
 def test_tab_completes_psctl_work_s_streams_until_the_dashes(redis_url: str, r: Any) -> None:

@@ -40,7 +40,7 @@ from testservers import ServerProcess, free_port, start_server
 
 
 from .conftest import flushed
-from .helpers import Cli, counts, fake_embedded
+from .helpers import Cli, complete, counts, fake_embedded
 
 OPT_OUT = "pytest -m 'not tls'"
 # every setting that could point a command elsewhere, cleared unless a test sets it
@@ -224,10 +224,7 @@ def test_shell_completion_of_names_over_tls(tls: TlsServer) -> None:
     tls.client().psadd("jobs", "a", "v")
     words = f"psctl --url {tls.url} --tls-ca {tls.certs.ca} len "
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))}
-    env |= {"_PSCTL_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()))}
-    done = subprocess.run([str(Path(sys.executable).with_name("psctl"))], env=env, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
-    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["jobs"], "")
+    assert complete(words, env) == ["jobs"]
 
 
 @pytest.mark.tls

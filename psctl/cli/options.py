@@ -31,7 +31,8 @@ DEFAULT_COOL_DOWN = defaults.COOL_DOWN
 
 def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Stream names starting with ``incomplete``, from the server the command
-    would use: at most half a second, and never starting the embedded server."""
+    would use: at most half a second (or the ``--timeout`` given), and never
+    starting the embedded server."""
     try:
         client = _completion_client(ctx)
         if client is None:
@@ -61,7 +62,8 @@ def _completion_client(ctx: typer.Context) -> Any:
         if running is None:
             return None
         target = connection.Target(Settings.resolve({}, url=running), embedded=True)
-    return connection.connect(target, timeout=NAMES_TIMEOUT)
+    given = root.params.get("timeout")  # (--timeout or PSCTL_TIMEOUT: a slow link's user asks for more)
+    return connection.connect(target, timeout=given.total_seconds() if given else NAMES_TIMEOUT)
 
 
 def _stream_name(name: str) -> str:
