@@ -230,7 +230,6 @@ def test_a_pause_stops_every_worker_from_the_next_call_and_a_resume_restarts_the
         time.sleep(0.01)
 
     r.pspause("q")
-    paused = time.monotonic()
     waiting = r.zcard(k("q").scores)  # (what any hand-out after the pause would lower)
     time.sleep(1.0)
     assert r.zcard(k("q").scores) == waiting  # nothing handed out since pspause returned
