@@ -25,7 +25,7 @@ EXIT_STATUSES = {
     ExitStatus.OK: "Success (an empty result too: a pull of an empty stream prints []).",
     ExitStatus.SERVER: "The server failed, refused or could not be reached.",
     ExitStatus.USAGE: "Bad usage or bad input (nothing was written).",
-    ExitStatus.NOT_FOUND: "No such item or stream (get, incr, extend, item, server status).",
+    ExitStatus.NOT_FOUND: "No such item, stream or lease (the command's help says when).",
     INTERRUPTED: "Interrupted (Ctrl-C).",
 }
 
@@ -190,8 +190,9 @@ def man_page() -> str:
     prose, examples = _paragraphs(root.help)
     out = [
         rf'.\" written by {REGENERATE} from the commands\(aq --help: change the help, then run it',
+        ".nr HY 0",  # (no words broken at line ends: option and variable names stay whole)
         f'.TH PSCTL 1 "" "psctl {__version__}" "User Commands"',
-        ".nh",  # (no words broken at line ends: option and variable names stay whole)
+        ".nh",
         ".ad l",
         ".SH NAME",
         rf"psctl \- {_roff(prose[0][:1].lower() + prose[0][1:].rstrip('.'))}",
@@ -219,7 +220,8 @@ def man_page() -> str:
     out += [".SH EXIT STATUS", *_roff_definitions(tuple((str(int(s)), m) for s, m in EXIT_STATUSES.items()), term=False)]
     out += [".PP", _roff("Some commands say more in their own help: psctl work, for one.")]
     first_examples = [_paragraphs(page.help)[1][:1] for page in commands]
-    out += [".SH EXAMPLES", *_roff_examples(examples + [line for found in first_examples for line in found])]
+    every = dict.fromkeys(examples + [line for found in first_examples for line in found])
+    out += [".SH EXAMPLES", *_roff_examples(list(every))]
     out += [".SH SEE ALSO", ", ".join(rf"\fB{_roff(n.split('(')[0])}\fR({n.split('(')[1]}" for n in SEE_ALSO)]
     out += [".PP", _roff(DOCS)]
     return "\n".join(out) + "\n"
