@@ -14,8 +14,12 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from psctl.cli.status import INTERRUPTED, ExitStatus
+
+if TYPE_CHECKING:
+    from psctl.cli.group import HelpPage
 
 REFERENCE = Path("docs/reference/cli.md")
 MAN_PAGE = Path("man/psctl.1")
@@ -56,7 +60,7 @@ FILES = (
     ),
 )
 
-SEE_ALSO = ("redis-cli(1)", "redis-server(1)", "crontab(5)")
+SEE_ALSO = (("redis-cli", 1), ("redis-server", 1), ("crontab", 5))
 
 DOCS = (
     "The documentation site (a tutorial, how-tos, the library's API) is built from the docs/ folder of psctl's "
@@ -64,7 +68,7 @@ DOCS = (
 )
 
 
-def _pages() -> list:
+def _pages() -> list[HelpPage]:
     from psctl.cli.app import app
     from psctl.cli.group import help_pages
 
@@ -182,6 +186,10 @@ def _roff_examples(examples: list[str]) -> list[str]:
     return [".PP", ".EX", *(_roff(line) for line in examples), ".EE"] if examples else []
 
 
+def _roff_usage(page: HelpPage) -> str:
+    return rf"\fB{_roff(page.path)}\fR {_roff(page.usage.removeprefix(page.path).strip())}"
+
+
 def man_page() -> str:
     """``man/psctl.1``."""
     from psctl import __version__
@@ -201,7 +209,7 @@ def man_page() -> str:
     synopsis = [root, *(page for page in commands if not page.is_group)]
     for i, page in enumerate(synopsis):
         out += [".br"] if i else []
-        out.append(rf"\fB{_roff(page.path)}\fR {_roff(page.usage.removeprefix(page.path).strip())}")
+        out.append(_roff_usage(page))
     out.append(".SH DESCRIPTION")
     for paragraph in prose[1:]:
         out += [".PP", _roff(paragraph)]
@@ -210,19 +218,18 @@ def man_page() -> str:
     out.append(".SH COMMANDS")
     for page in commands:
         command_prose, command_examples = _paragraphs(page.help)
-        out += [f'.SS "{_roff(page.path)}"', rf"\fB{_roff(page.path)}\fR {_roff(page.usage.removeprefix(page.path).strip())}"]
+        out += [f'.SS "{_roff(page.path)}"', _roff_usage(page)]
         for paragraph in command_prose:
             out += [".PP", _roff(paragraph)]
         out += _roff_examples(command_examples)
+        examples += command_examples[:1]  # (each command's first, after the root's, in EXAMPLES)
         out += [*_roff_definitions(page.arguments), *_roff_definitions(page.options)]
     out += [".SH ENVIRONMENT", *_roff_definitions(ENVIRONMENT, term=False)]
     out += [".SH FILES", *_roff_definitions(FILES, term=False)]
     out += [".SH EXIT STATUS", *_roff_definitions(tuple((str(int(s)), m) for s, m in EXIT_STATUSES.items()), term=False)]
     out += [".PP", _roff("Some commands say more in their own help: psctl work, for one.")]
-    first_examples = [_paragraphs(page.help)[1][:1] for page in commands]
-    every = dict.fromkeys(examples + [line for found in first_examples for line in found])
-    out += [".SH EXAMPLES", *_roff_examples(list(every))]
-    out += [".SH SEE ALSO", ", ".join(rf"\fB{_roff(n.split('(')[0])}\fR({n.split('(')[1]}" for n in SEE_ALSO)]
+    out += [".SH EXAMPLES", *_roff_examples(list(dict.fromkeys(examples)))]
+    out += [".SH SEE ALSO", ", ".join(rf"\fB{_roff(name)}\fR({section})" for name, section in SEE_ALSO)]
     out += [".PP", _roff(DOCS)]
     return "\n".join(out) + "\n"
 
