@@ -33,12 +33,12 @@ __all__ = [
     "StopWaiting",
 ]
 
-# where an item stands (``psitem``; ``psstats`` counts them), and the states
-# ``pskeys(state=...)`` lists
 State = Literal["waiting", "delayed", "held", "cooling", "gated", "dead", "absent"]
+"""Where an item stands (``psitem``; ``psstats`` counts them)."""
 ListedState = Literal["waiting", "delayed", "held", "cooling", "gated", "dead"]
-# why an add refused a key, most telling first
+"""The states ``pskeys(state=...)`` lists."""
 Refusal = Literal["held", "dead", "gated", "cooling"]
+"""Why an add refused a key, most telling first."""
 
 
 # -- given -------------------------------------------------------------------------
@@ -81,6 +81,8 @@ class Added(NamedTuple):
 
 
 class RefusedBy(TypedDict):
+    """How many keys an add refused, by why (``Refusal``)."""
+
     held: int
     dead: int
     gated: int

@@ -44,15 +44,21 @@ def test_loader_rejects_a_file_name_that_lies_about_its_keys(tmp_path, monkeypat
         scripts.script.cache_clear()
 
 
-@pytest.mark.slow
-def test_wheel_ships_the_scripts_and_works_installed(tmp_path, redis_url, r):
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """psctl's wheel, built once for this module's tests."""
+    dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
         check=True,
         capture_output=True,
     )
-    (wheel,) = dist.glob("psctl-*.whl")
+    (built,) = dist.glob("psctl-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_scripts_and_works_installed(wheel, tmp_path, redis_url, r):
     names = zipfile.ZipFile(wheel).namelist()
     assert "psctl/lua/add-13.lua" in names and "psctl/lua/includes/batch.lua" in names
     # the servers of the tests and the benchmarks stay out of it
@@ -79,3 +85,29 @@ def test_wheel_ships_the_scripts_and_works_installed(tmp_path, redis_url, r):
     assert out[1] == str(target / "psctl" / "lua")
     assert out[2] == "4.0"
     assert r.pslen("wheel") == 1
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_the_man_page_where_man_finds_it(wheel, tmp_path):
+    from psctl import __version__
+
+    page = f"psctl-{__version__}.data/data/share/man/man1/psctl.1"
+    assert page in zipfile.ZipFile(wheel).namelist()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps", "-q",
+         str(wheel)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    installed = venv / "share" / "man" / "man1" / "psctl.1"
+    assert installed.read_text() == (ROOT / "man" / "psctl.1").read_text()
+    # no MANPATH: man looks in ../share/man beside each folder on PATH, as it
+    # does for a venv's bin/ or pipx's ~/.local/bin
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "MANPAGER": "cat", "MANWIDTH": "80",
+           "LANG": "C.UTF-8"}  # fmt: skip
+    found = subprocess.run(["man", "-w", "psctl"], env=env, capture_output=True, text=True, timeout=60)
+    assert (found.returncode, found.stdout.strip()) == (0, str(installed)), found.stderr
+    shown = subprocess.run(["man", "psctl"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "psctl server status [OPTIONS]" in re.sub(r".\x08", "", shown.stdout)

@@ -9,7 +9,8 @@ result goes) with ``formats.py`` (the registry of output formats),
 ``fields.py`` and ``tables.py``; ``errors.py`` (exceptions to exit statuses,
 in one place) and ``status.py``; ``group.py`` (every use of Typer's and
 Click's internals); ``connection.py`` (the choice of server), ``signals.py``,
-``hints.py``, ``durations.py``, ``completion.py`` and ``terminal.py``. The
+``hints.py``, ``durations.py``, ``completion.py`` and ``terminal.py``;
+``manual.py`` writes the reference page and the man page from ``--help``. The
 readers of ``add-many`` are the library's (``psctl.readers``).
 """
 

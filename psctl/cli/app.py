@@ -51,6 +51,7 @@ app = typer.Typer(
         "Example: psctl len jobs -o raw\n"
         "Example: psctl --url redis://db:6379/0 values jobs -o ndjson | head"
     ),
+    epilog="Manual: man psctl. One command in full: psctl COMMAND --help.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

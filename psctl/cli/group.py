@@ -12,6 +12,7 @@ shell completion list, and so build, them all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -189,6 +190,49 @@ def click_command(app: typer.Typer) -> Any:
     from typer.main import get_command
 
     return get_command(app)
+
+
+@dataclass(frozen=True)
+class HelpPage:
+    """What ``--help`` says of one command, as plain text: the manual's source
+    (``manual.py``). ``arguments`` and ``options`` are pairs of what is typed
+    (``-n, --count N``) and what it does, with Click's ``[default: 1]``,
+    ``[env var: …]`` and ``[required]`` (``-h, --help`` is left out: every
+    command takes it)."""
+
+    path: str  # "psctl server status"
+    usage: str  # "psctl server status [OPTIONS]"
+    help: str
+    arguments: tuple[tuple[str, str], ...]
+    options: tuple[tuple[str, str], ...]
+    is_group: bool
+
+
+def help_pages(app: typer.Typer) -> list[HelpPage]:
+    """The root of ``app`` and every command under it, depth first, in the
+    order ``--help`` lists them; hidden commands and parameters left out."""
+    pages: list[HelpPage] = []
+
+    def walk(command: Any, ctx: Any) -> None:
+        records = [(param, param.get_help_record(ctx)) for param in command.params]
+        pages.append(HelpPage(
+            path=ctx.command_path,
+            usage=" ".join([ctx.command_path, *command.collect_usage_pieces(ctx)]),
+            help=command.help or "",
+            arguments=tuple(record for param, record in records
+                            if record and getattr(param, "param_type_name", "") == "argument"),
+            options=tuple(record for param, record in records
+                          if record and getattr(param, "param_type_name", "") == "option"),
+            is_group=hasattr(command, "commands"),
+        ))  # fmt: skip
+        for name in getattr(command, "commands", {}):
+            sub = command.commands[name]
+            if not sub.hidden:
+                walk(sub, typer.Context(sub, info_name=name, parent=ctx))
+
+    root = click_command(app)
+    walk(root, typer.Context(root, info_name=app.info.name))
+    return pages
 
 
 # The root's options, which may also follow the command (SPEC §9): those that
