@@ -46,7 +46,7 @@ def prune(
         float,
         typer.Option("--below", metavar="T", help="Remove the items scored strictly below T.", show_default=False),
     ],
-    gate: Annotated[bool, typer.Option("--gate", help="Gate the removed keys: refused by add until --readd.")] = False,
+    gate: Gate = False,
     dry_run: DryRun = False,
     yes: Yes = False,
 ) -> None:
@@ -174,7 +174,7 @@ def _show_expired(session: Session, expired: dict[str, int]) -> None:
 def delete(
     session: Session,
     name: Name,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")] = False,
+    yes: Yes = False,
     dry_run: DryRun = False,
 ) -> None:
     """Delete a stream: all its items, gates, cool-downs, leases, dead items and counters.

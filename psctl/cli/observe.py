@@ -97,7 +97,7 @@ def stats(
     watch: Annotated[
         timedelta | None,
         duration_option(
-            "--watch", "-w", metavar="[INTERVAL]",
+            "--watch", metavar="[INTERVAL]",
             help="Keep watching: a live table with rates per second (JSON lines when piped), every INTERVAL "
             "(default 2s), until Ctrl-C.",
         ),

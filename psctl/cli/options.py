@@ -115,6 +115,14 @@ ExpireIn = Annotated[
     ),
 ]  # fmt: skip
 NoExpire = Annotated[bool, typer.Option("--no-expire", help="No cool-down.")]
+# pull's and lease's (``group.BareWait``: --wait alone waits for ever)
+Wait = Annotated[
+    timedelta | None,
+    duration_option(
+        "--wait", "-w", metavar="[DURATION]",
+        help="When the stream is empty, wait up to DURATION (90, 90s, 15m, 2h) for an item; alone (or 0), for ever.",
+    ),
+]  # fmt: skip
 
 # Commands taking a number as an argument let "-5" through as one (not an option)
 NUMBER_ARGUMENTS = {"ignore_unknown_options": True}

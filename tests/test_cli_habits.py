@@ -1,0 +1,131 @@
+"""A command line that fits a person's habits: one meaning per option name,
+an empty result said in words on a terminal, a closed pipe is a normal end,
+declining a prompt changes nothing and exits 0, stream names complete for
+every command that takes one, and no help text cites the project's own
+papers (specs, issues, tests)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from typer.main import get_command
+
+from psctl.cli.app import app
+
+from .helpers import PSCTL, Cli, command_paths, complete
+
+
+@pytest.fixture
+def cli(redis_url: str, r: Any) -> Cli:
+    return Cli(redis_url)
+
+
+@pytest.fixture
+def env(redis_url: str, r: Any) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_", "_PSCTL"))}
+    return clean | {"REDIS_URL": redis_url}
+
+
+# -- one meaning per option name ---------------------------------------------------------
+
+# Names worded for each command that mean one thing wherever they are; every
+# other option name has one help text across psctl (the global options are
+# one object each, given before or after any command).
+SAME_MEANING = {
+    "--count": "how many items to take (pull) or lease (lease)",
+    "-n": "at most N items: --count where items are taken, --limit where they are listed (as head -n)",
+    "--limit": "at most N items: listed (keys, values, dead) or run (work)",
+    "--for": "how long a lease holds its items (lease, extend)",
+    "--json": "print JSON: work's is its summary",
+    "--max-deliveries": "the deliveries after which an item is dead (lease, work)",
+    "--readd": "lift a gate or cool-down first (one key or many)",
+    "--replace": "set the score instead of adding to it (one item or many)",
+    "--score": "the score the item has after the command (add adds to it, as add does)",
+    "-s": "--score",
+}
+
+
+def _option_meanings() -> tuple[dict[str, dict[str, list[str]]], dict[str, set[str]]]:
+    """Each visible option name: its help texts, each with the commands that
+    have it; each short name: the long names it stands for."""
+    helps: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    longs: dict[str, set[str]] = defaultdict(set)
+
+    def visit(command: Any, path: tuple[str, ...]) -> None:
+        for param in command.params:
+            if getattr(param, "param_type_name", "") != "option" or param.hidden:
+                continue
+            names = (*param.opts, *param.secondary_opts)
+            for name in names:
+                helps[name][param.help or ""].append(" ".join(path) or "psctl")
+                if not name.startswith("--"):
+                    longs[name].update(n for n in names if n.startswith("--"))
+        for name, sub in getattr(command, "commands", {}).items():
+            visit(sub, (*path, name))
+
+    visit(get_command(app), ())
+    return helps, longs
+
+
+def test_each_option_name_has_one_meaning_across_psctl() -> None:
+    helps, longs = _option_meanings()
+    assert "--timeout" in helps and "--time-limit" in helps and "-w" in helps  # (the walk sees them)
+    twice = {name: dict(texts) for name, texts in helps.items() if len(texts) > 1 and name not in SAME_MEANING}
+    assert twice == {}, "an option name with two help texts: one meaning, or say why in SAME_MEANING"
+    shorts = {name: names for name, names in longs.items() if len(names) > 1 and name not in SAME_MEANING}
+    assert shorts == {}, "a short option standing for two long ones"
+    # the allow-list holds no stale entry
+    assert all(len(helps[name]) > 1 for name in SAME_MEANING), [n for n in SAME_MEANING if len(helps[n]) < 2]
+
+
+def test_timeout_is_the_reply_timeout_everywhere_and_time_limit_works() -> None:
+    helps, _ = _option_meanings()
+    assert list(helps["--timeout"].values()) == [["psctl"]]
+    assert list(helps["--time-limit"].values()) == [["work"]]
+    assert set(next(iter(helps["-w"].values()))) == {"pull", "lease"}  # (stats --watch has no -w)
+
+
+@pytest.mark.parametrize("args", [
+    ("work", "q", "--timeout", "5m", "--", "true"),
+    ("work", "q", "--timeout=5m", "--", "true"),
+    ("work", "--timeout", "5m", "q", "--", "true"),
+    ("work", "q", "--idle-exit", "0", "--timeout", "5", "--", "true"),
+])  # fmt: skip
+def test_an_old_work_timeout_is_refused_not_reread(cli: Cli, r: Any, args: tuple[str, ...]) -> None:
+    """An old cron line's ``work Q --timeout D`` (the command's time limit,
+    once) must not silently become the server's reply timeout."""
+    r.psadd("q", "a", "v")
+    message = cli.fails(2, *args)
+    assert "--time-limit" in message and "--timeout" in message and "before work" in message
+    assert r.pslen("q") == 1  # nothing was taken
+
+
+def test_timeout_before_work_and_time_limit_after_it(env: dict[str, str], r: Any) -> None:
+    r.psadd("q", "a", "v")
+    done = subprocess.run(
+        [str(PSCTL), "--timeout", "5s", "work", "q", "--time-limit", "0.3s", "--max-deliveries", "1", "--idle-exit",
+         "0", "--json", "--", "sleep", "30"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 123, done.stderr  # the command ran past its time limit: a failure
+    assert "ran longer than 0.3 s" in done.stderr
+    assert '"dead": 1' in done.stdout
+
+
+def test_a_timeout_among_the_commands_words_is_the_commands(env: dict[str, str], r: Any) -> None:
+    """``--`` ends psctl's options: a --timeout after it is the command's own word."""
+    r.psadd("q", "a", "v")
+    done = subprocess.run(
+        [str(PSCTL), "work", "q", "--idle-exit", "0", "-q", "--", "sh", "-c", 'cat >/dev/null; echo "$1"', "sh",
+         "--timeout"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "--timeout\n", "")
