@@ -129,3 +129,43 @@ def test_a_timeout_among_the_commands_words_is_the_commands(env: dict[str, str],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (done.returncode, done.stdout, done.stderr) == (0, "--timeout\n", "")
+
+
+# -- declining a prompt --------------------------------------------------------------------
+
+ASKING = [  # every command that asks on a terminal: what it asks, and what it would change
+    (["prune", "jobs", "--below", "0"], b"Remove 2 items scored below 0 from 'jobs'?"),
+    (["remove", "jobs", "a", "b"], b"Remove 2 items from 'jobs'?"),
+    (["delete", "jobs"], b"Delete stream 'jobs' and its 3 items?"),
+]
+
+
+def test_the_asking_commands_are_those_that_take_yes() -> None:
+    """Every command with --yes is in ASKING (a new one is tested here too)."""
+    with_yes = {" ".join(path) for path in command_paths()
+                if any("--yes" in p.opts for p in _command(path).params if hasattr(p, "opts"))}  # fmt: skip
+    assert with_yes == {args[0] for args, _ in ASKING}
+
+
+@pytest.mark.parametrize("answer", [b"n\n", b"\n", b"nope\n", b"\x04"])
+@pytest.mark.parametrize("args, question", ASKING)
+def test_declining_a_prompt_changes_nothing_and_exits_0(
+    env: dict[str, str], r: Any, args: list[str], question: bytes, answer: bytes
+) -> None:
+    """As ``rm -i``: told no (or Enter, or Ctrl-D), nothing changes, exit status 0."""
+    from .test_cli_operators import run_with_a_terminal
+
+    r.psaddmany("jobs", [("a", "1", -5), ("b", "2", -1), ("c", "3", 2)])
+    status, out, shown = run_with_a_terminal(args, env, answer)
+    assert question in shown
+    assert (status, out) == (0, b"")
+    assert shown.rstrip().endswith(b"psctl: nothing changed")
+    assert b"Traceback" not in shown
+    assert r.pskeys("jobs") == ["c", "b", "a"]
+
+
+def _command(path: tuple[str, ...]) -> Any:
+    command = get_command(app)
+    for word in path:
+        command = command.commands[word]
+    return command

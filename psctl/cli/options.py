@@ -207,9 +207,10 @@ DryRun = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first (on a terminal it asks).")]
 
 
-def ask(question: str) -> bool:
+def confirm(question: str) -> None:
     """Asks ``question [y/N]`` on stderr and reads the answer from stdin (stdout
-    stays clean for the output); no, unless the answer starts with y."""
+    stays clean for the output); anything but y (or yes) declines: ``nothing
+    changed`` on stderr, exit status 0, as ``rm -i`` does when told no."""
     import sys
 
     try:  # (the prompt too: a Ctrl-C as soon as it shows must not slip past)
@@ -223,4 +224,6 @@ def ask(question: str) -> bool:
         raise typer.Exit(INTERRUPTED) from None
     if not answer:  # Ctrl-D
         sys.stderr.write("\n")
-    return answer.strip().lower() in ("y", "yes")
+    if answer.strip().lower() not in ("y", "yes"):
+        sys.stderr.write("psctl: nothing changed\n")
+        raise typer.Exit(0)
