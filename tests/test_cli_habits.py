@@ -6,6 +6,7 @@ papers (specs, issues, tests)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -169,3 +170,43 @@ def _command(path: tuple[str, ...]) -> Any:
     for word in path:
         command = command.commands[word]
     return command
+
+
+# -- an empty result on a terminal -------------------------------------------------------
+
+EMPTY = [  # a command with nothing to show, and what a terminal says of it
+    (["pull", "q"], "(no items)"),
+    (["keys", "q"], "(no items)"),
+    (["values", "q"], "(no items)"),
+    (["dead", "q"], "(no items)"),
+    (["names"], "(no streams)"),
+    (["stats"], "(no streams)"),
+    (["lease", "q"], "nothing to lease"),
+    (["expire"], "nothing was due"),
+]
+
+
+@pytest.mark.parametrize("args, said", EMPTY)
+def test_an_empty_result_on_a_terminal_says_so(env: dict[str, str], args: list[str], said: str) -> None:
+    """A person reads words, not ``[]``; a program still reads ``[]`` (or its JSON)."""
+    from .test_cli_process import run_on_a_terminal
+
+    status, shown = run_on_a_terminal(args, env)
+    assert (status, shown.replace("\r\n", "\n")) == (0, f"{said}\n")
+    piped = subprocess.run([str(PSCTL), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert (piped.returncode, piped.stderr) == (0, "")
+    assert json.loads(piped.stdout) is not None and said not in piped.stdout  # (JSON: expire's is an object)
+    if args[0] in ("pull", "keys", "values", "dead", "names"):
+        assert piped.stdout == "[]\n"
+    table = subprocess.run([str(PSCTL), *args, "--table"], env=env, capture_output=True, text=True, timeout=60)
+    assert (table.returncode, table.stdout, table.stderr) == (0, f"{said}\n", "")
+
+
+def test_the_empty_note_is_dim_where_colours_show(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from psctl.cli import terminal
+
+    monkeypatch.setattr(terminal, "stdout_is_terminal", lambda: True)
+    done = cli("keys", "q", env={"FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": None})
+    assert done.exit_code == 0
+    assert done.stdout == "\x1b[2m(no items)\x1b[0m\n"
+    assert cli("keys", "q", "-o", "json").stdout == "[]\n"

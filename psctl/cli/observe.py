@@ -123,7 +123,7 @@ def stats(
     if watch is None:
         found, failed = _read(client, chosen)
         data = [stats_json(s) for s in found]
-        rows, caption = [_row(s) for s in found], None if found else "no streams"
+        rows, caption = [_row(s) for s in found], None if found else "(no streams)"
         if found and session.out.table:
             from psctl.cli.tables import table_width
 
