@@ -210,3 +210,50 @@ def test_the_empty_note_is_dim_where_colours_show(cli: Cli, monkeypatch: pytest.
     assert done.exit_code == 0
     assert done.stdout == "\x1b[2m(no items)\x1b[0m\n"
     assert cli("keys", "q", "-o", "json").stdout == "[]\n"
+
+
+# -- a reader that goes away ---------------------------------------------------------------
+
+
+def _into_a_closed_pipe(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """psctl writing to a pipe nobody reads any more: its status and stderr."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([str(PSCTL), *args], env=env, stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    return done.returncode, done.stderr
+
+
+def test_every_help_read_in_part_ends_quietly(env: dict[str, str]) -> None:
+    """``psctl CMD --help | head -1``: exit 0, nothing on stderr (Rich exited 1)."""
+    for path in [(), *command_paths()]:
+        assert _into_a_closed_pipe([*path, "--help"], env) == (0, ""), path
+    assert _into_a_closed_pipe(["--version"], env) == (0, "")
+
+
+def test_help_into_head_exits_0_under_pipefail(env: dict[str, str]) -> None:
+    for words in ("--help", "work --help", "stats --help", "server --help"):
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", f"'{PSCTL}' {words} | head -1"], env=env,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, ""), words
+        assert len(done.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["keys", "q"], ["values", "q"], ["dump", "q"], ["values", "q", "-o", "ndjson"], ["keys", "q", "-o", "csv"],
+    ["keys", "q", "-o", "raw"], ["keys", "q", "--table", "--limit", "3000"], ["names"], ["stats", "--table"],
+])  # fmt: skip
+def test_a_big_output_read_in_part_ends_quietly(env: dict[str, str], r: Any, args: list[str]) -> None:
+    """``psctl keys Q | head -1``: a closed stdout is a normal end, exit 0, no Broken pipe."""
+    r.psaddmany("q", [(f"key-{i:05}", "v" * 50, i) for i in range(3000)])
+    for i in range(300):
+        r.psadd(f"stream-{i:03}", "a", "v")
+    assert _into_a_closed_pipe(args, env) == (0, "")
+    words = " ".join(args)
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", f"'{PSCTL}' {words} | head -1"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, ""), words
+    assert r.pslen("q") == 3000
