@@ -257,3 +257,29 @@ def test_a_big_output_read_in_part_ends_quietly(env: dict[str, str], r: Any, arg
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (0, ""), words
     assert r.pslen("q") == 3000
+
+
+# -- stream names complete everywhere ----------------------------------------------------
+
+NO_STREAM = {"names", "expire", "server status", "server start", "server stop"}  # the commands that take none
+
+
+def _takes_a_stream(path: tuple[str, ...]) -> bool:
+    """Whether the command's first argument is a stream's name (NAME, NAME..., [NAME...])."""
+    arguments = [p for p in _command(path).params if getattr(p, "param_type_name", "") == "argument"]
+    return bool(arguments) and "NAME" in (arguments[0].metavar or "")
+
+
+def test_tab_completes_stream_names_for_every_command_that_takes_one(env: dict[str, str], r: Any) -> None:
+    for name in ("jobs", "journal", "mail"):
+        r.psadd(name, "a", "v")
+    paths = command_paths()
+    taking = [path for path in paths if _takes_a_stream(path)]
+    assert {" ".join(path) for path in paths if path not in taking} == NO_STREAM
+    for path in taking:
+        words = " ".join(path)
+        assert complete(f"psctl {words} ", env) == ["jobs", "journal", "mail"], words
+        assert complete(f"psctl {words} jo", env) == ["jobs", "journal"], words
+    # after the global options too, before or after the command
+    assert complete("psctl --table keys ma", env) == ["mail"]
+    assert complete("psctl keys --table ma", env) == ["mail"]
