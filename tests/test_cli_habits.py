@@ -283,3 +283,37 @@ def test_tab_completes_stream_names_for_every_command_that_takes_one(env: dict[s
     # after the global options too, before or after the command
     assert complete("psctl --table keys ma", env) == ["mail"]
     assert complete("psctl keys --table ma", env) == ["mail"]
+
+
+# -- what users read cites no project papers ------------------------------------------------
+
+PAPERS = re.compile(r"\bSPEC\b|§|\b[Ii]ssues?\b|test_")
+
+
+def test_no_help_text_cites_specs_issues_or_tests(cli: Cli) -> None:
+    """``psctl stats --help`` once cited "SPEC §8", a file no user has."""
+    for path in [(), *command_paths()]:
+        done = cli(*path, "--help", env={"COLUMNS": "250"})
+        assert done.exit_code == 0 and "Usage" in done.stdout, path
+        assert PAPERS.findall(done.stdout) == [], (path, [line for line in done.stdout.splitlines() if PAPERS.search(line)])
+
+
+def test_no_public_docstring_cites_specs_issues_or_tests() -> None:
+    """What the library's reference shows: the docstrings of what ``psctl`` exports, and of their methods."""
+    import inspect
+
+    import psctl
+
+    checked = 0
+    for name in psctl.__all__:
+        exported = getattr(psctl, name)
+        if not (inspect.isclass(exported) or inspect.isfunction(exported) or inspect.ismodule(exported)):
+            continue
+        members = [exported, *(m for _, m in inspect.getmembers(exported) if inspect.isfunction(m) or isinstance(m, property))]
+        for member in members:
+            if not getattr(getattr(member, "fget", member), "__module__", "psctl").startswith("psctl"):
+                continue  # (redis-py's own, inherited)
+            text = inspect.getdoc(member) or ""
+            checked += bool(text)
+            assert PAPERS.findall(text) == [], (name, getattr(member, "__name__", member), text)
+    assert checked > 50

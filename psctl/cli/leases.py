@@ -1,4 +1,4 @@
-"""The commands of leases (SPEC §6): lease items, then acknowledge, release or
+"""The commands of leases: lease items, then acknowledge, release or
 extend them by the lease's token; see and requeue the dead ones."""
 
 from datetime import timedelta

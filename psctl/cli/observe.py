@@ -1,4 +1,4 @@
-"""The commands that observe many streams (SPEC §8): ``stats`` (and ``stats
+"""The commands that observe many streams: ``stats`` (and ``stats
 --watch``), ``metrics`` (stdout, ``--textfile``, ``--serve``)."""
 
 import signal

@@ -3,7 +3,7 @@ item, the way ``xargs -P`` runs one per line.
 
 A command runs in a session of its own: a process group of its own, so that
 the terminal's Ctrl-C reaches psctl only, which decides what the commands get
-(SPEC §7: a grace, then SIGTERM, then SIGKILL; at once on a second Ctrl-C),
+(a grace, then SIGTERM, then SIGKILL; at once on a second Ctrl-C),
 and a stop reaches the command's children too; and no controlling terminal,
 so that a command that asks a question on the terminal fails at once instead
 of being stopped for ever by SIGTTIN. Its stdin holds the whole value before

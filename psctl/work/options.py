@@ -91,7 +91,7 @@ class Item:
 
     @property
     def deliveries(self) -> int:
-        """Which delivery of the item this is (1 on the first): SPEC §11's name."""
+        """Which delivery of the item this is (1 on the first): ``delivery``, by another name."""
         return self.delivery
 
 
