@@ -65,10 +65,11 @@ class Output:
         (``data`` when None): a list of objects is a table with a column per
         field; a list of strings one column named ``column``; one object a
         one-row table (a field/value table when ``vertical``); an empty result
-        says so, dim: ``caption``, else ``empty`` (JSON prints ``[]``). NDJSON writes each element of a list (or
-        the object) on a line; CSV the rows of ``csv`` (else of ``table``, else
-        ``data``) under a header; raw writes ``raw``: bytes as they are, text
-        and numbers on a line, a list one element per line."""
+        says so, dim: ``caption``, else ``empty`` (JSON prints ``[]``). NDJSON
+        writes each element of a list (or the object) on a line; CSV the rows
+        of ``csv`` (else of ``table``, else ``data``) under a header; raw
+        writes ``raw``: bytes as they are, text and numbers on a line, a list
+        one element per line."""
         if self.quiet:
             return
         self.renderer.show(Shown(data, table, caption, column, vertical, raw, csv, empty))
