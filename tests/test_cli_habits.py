@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import subprocess
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -22,17 +19,8 @@ from typer.main import get_command
 from psctl.cli.app import app
 
 from .helpers import PSCTL, Cli, command_paths, complete
-
-
-@pytest.fixture
-def cli(redis_url: str, r: Any) -> Cli:
-    return Cli(redis_url)
-
-
-@pytest.fixture
-def env(redis_url: str, r: Any) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_", "_PSCTL"))}
-    return clean | {"REDIS_URL": redis_url}
+from .test_cli import cli  # noqa: F401  (the fixtures: the CLI in-process, and a real process's environment)
+from .test_cli_process import env  # noqa: F401
 
 
 # -- one meaning per option name ---------------------------------------------------------
