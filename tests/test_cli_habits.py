@@ -217,7 +217,7 @@ def _into_a_closed_pipe(args: list[str], env: dict[str, str]) -> tuple[int, str]
 
 def test_every_help_read_in_part_ends_quietly(env: dict[str, str]) -> None:
     """``psctl CMD --help | head -1``: exit 0, nothing on stderr (Rich exited 1)."""
-    for path in [(), *command_paths()]:
+    for path in [(), ("server",), *command_paths()]:
         assert _into_a_closed_pipe([*path, "--help"], env) == (0, ""), path
     assert _into_a_closed_pipe(["--version"], env) == (0, "")
 
@@ -280,7 +280,7 @@ PAPERS = re.compile(r"\bSPEC\b|§|\b[Ii]ssues?\b|test_")
 
 def test_no_help_text_cites_specs_issues_or_tests(cli: Cli) -> None:
     """``psctl stats --help`` once cited "SPEC §8", a file no user has."""
-    for path in [(), *command_paths()]:
+    for path in [(), ("server",), *command_paths()]:
         done = cli(*path, "--help", env={"COLUMNS": "250"})
         assert done.exit_code == 0 and "Usage" in done.stdout, path
         assert PAPERS.findall(done.stdout) == [], (path, [line for line in done.stdout.splitlines() if PAPERS.search(line)])
