@@ -57,9 +57,9 @@ def pull(
 ) -> None:  # fmt: skip
     """Take the highest-scored items, atomically: no two pullers get the same one.
 
-    Prints the items in pull order; [] when the stream is empty (exit status 0). With --wait, an empty
-    stream is waited on: an add wakes the puller at once, items written by other tools are seen within
-    a second; [] when the wait ends with nothing. Ctrl-C ends a wait with exit status 130, having taken
+    Prints the items in pull order; when the stream is empty, [] (a table: (no items)), exit status 0.
+    With --wait, an empty stream is waited on: an add wakes the puller at once, items written by other
+    tools are seen within a second; [] when the wait ends with nothing. Ctrl-C ends a wait with exit status 130, having taken
     nothing; an item already taken is always printed.
 
     Example: psctl pull jobs --count 5 --expire-in 2h
