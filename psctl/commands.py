@@ -403,7 +403,7 @@ class LeaseCommands(_StreamCommandsBase):
 
 
 class FlowCommands(_StreamCommandsBase):
-    """Flow control (SPEC §12): kept in the stream, enforced by every pull and lease."""
+    """Flow control: kept in the stream, enforced by every pull and lease."""
 
     @operation
     def pspause(self, name: str) -> bool:
@@ -442,7 +442,7 @@ class FlowCommands(_StreamCommandsBase):
         score given + the points gained); ``NAME:s`` keeps it less the points
         every waiting item has gained since a per-stream epoch, so that its
         order is the order by effective score with nothing rewritten as time
-        passes. A tool that knows only SPEC §1 still reads and writes the
+        passes. A tool that knows only the data layout still reads and writes the
         stream, but its raw scores are offset while aging is on, and after
         it was turned off while items waited. Scores are doubles: the round
         trip adds an error of about the points gained × 2⁻⁵² (1 ms aging for

@@ -1,4 +1,4 @@
-"""Flow control (SPEC §12): pausing a stream, its rate limit, its cap on
+"""Flow control: pausing a stream, its rate limit, its cap on
 items held at once and its aging, kept in the stream's own ``NAME:limits``
 and enforced inside the scripts that hand items out (``lua/includes/flow.lua``;
 aging in every script that reads or writes a score, ``lua/includes/aging.lua``),

@@ -11,7 +11,7 @@ takes, by the names of ``SUFFIXES``, in its ``-- @keys`` line (``scripts.py``).
 In Redis Cluster every key of a stream must hash to one slot, and two names
 must never share a key:
 
-- a name without braces is wrapped: ``jobs`` -> ``{jobs}:t`` (SPEC §1);
+- a name without braces is wrapped: ``jobs`` -> ``{jobs}:t``;
 - a name with braces is prefixed with a tag of its own: its hash tag when it
   has one, so that ``{tenant-7}:jobs`` -> ``{tenant-7}{tenant-7}:jobs:t``
   still shares a node with every other ``{tenant-7}`` stream; else its text
@@ -101,7 +101,7 @@ class StreamKeys:
 
     @property
     def all(self) -> tuple[Key, Key, Key, Key]:
-        """The four keys of SPEC §1."""
+        """The four keys of a stream: values, scores, gates, cool-downs."""
         return (self.values, self.scores, self.gated, self.cooling)
 
     @property

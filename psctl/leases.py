@@ -1,4 +1,4 @@
-"""Leases (SPEC §6): at-least-once work that survives a dead worker.
+"""Leases: at-least-once work that survives a dead worker.
 
 ``pslease`` takes items like a pull but *holds* them under a new random token
 until a deadline, by the server's clock; ``psack`` finishes them, ``psrelease``

@@ -1,4 +1,4 @@
-"""Prometheus metrics of streams (SPEC §8), with the official
+"""Prometheus metrics of streams, with the official
 ``prometheus_client`` package: a collector that reads ``psstatsmany`` at every
 collection, for ``psctl metrics`` and for applications that serve their own
 ``/metrics``::
@@ -20,7 +20,7 @@ The metrics (each labelled with its ``stream``):
   waiting (absent when none waits);
 - ``psctl_next_cool_down_end_timestamp_seconds``: when the next cool-down
   ends (absent when none);
-- ``psctl_paused``: 1 while the stream is paused (SPEC §12), else 0;
+- ``psctl_paused``: 1 while the stream is paused, else 0;
 - ``psctl_rate_limit_per_second``, ``psctl_rate_limit_burst``,
   ``psctl_rate_limit_tokens``: its rate limit in items per second, its burst
   and the tokens left in its bucket now (absent without a rate limit);
@@ -127,7 +127,7 @@ def _families(found: list[dict[str, Any]], failed: dict[str, BaseException]) -> 
 
 
 def _flow_families() -> dict[str, GaugeMetricFamily]:
-    """The gauges of a stream's flow control (SPEC §12), by the field they show."""
+    """The gauges of a stream's flow control, by the field they show."""
     helps = {
         "paused": ("psctl_paused", "1 while the stream is paused, else 0."),
         "rate": ("psctl_rate_limit_per_second", "The stream's rate limit, in items per second."),

@@ -1,4 +1,4 @@
-"""Observing streams (SPEC §8): the plans of ``psstats``, ``psitem`` and
+"""Observing streams: the plans of ``psstats``, ``psitem`` and
 ``pslift``, beside ``operations.py``'s.
 
 The scripts keep the counters themselves (``lua/includes/counters.lua``, in

@@ -107,7 +107,7 @@ class Lease:
     first lease). Empty (false) when nothing was handed out; then
     ``retry_in`` is how many seconds until the server expects to hand some
     out (a delayed item comes due, the rate limit's next token, a held slot's
-    lease runs out: SPEC §12), None when nothing is expected (an empty or
+    lease runs out), None when nothing is expected (an empty or
     paused stream: an add or a resume wakes a blocked lease). ``ack``,
     ``release`` and ``extend`` act on it early, through the client that
     leased it; with an async client they are awaitable."""
@@ -245,7 +245,7 @@ class Counters(TypedDict):
 
 
 class Limits(TypedDict):
-    """A stream's flow control (SPEC §12), as ``pslimit`` leaves it: whether it
+    """A stream's flow control, as ``pslimit`` leaves it: whether it
     is ``paused``; its rate limit, ``rate`` items per ``per`` with bursts of at
     most ``burst`` (all three None without one); ``max_held``, the most items
     leases may hold at once (None: no cap); ``aging``, the wait that gives a

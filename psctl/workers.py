@@ -1,4 +1,4 @@
-"""Python workers (SPEC §11): ``Worker`` runs a function for every item of a
+"""Python workers: ``Worker`` runs a function for every item of a
 stream, on leases, in threads; ``AsyncWorker`` awaits a coroutine function,
 on the caller's event loop. Both are the engine of ``psctl work``
 (``psctl.work``) with another executor, and take its options, names and
@@ -9,7 +9,7 @@ defaults.
 
     summary = Worker(Redis.from_url(url), "jobs", handle, concurrency=8).run()
 
-Several streams (SPEC §12), each with a weight (1 unless given): while
+Several streams, each with a weight (1 unless given): while
 several have work, items are taken in smooth weighted round-robin, and an
 empty or paused stream never holds up the others (``psctl.work.fair``):
 

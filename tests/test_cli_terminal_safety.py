@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from psctl.cli.formats import json_text, visible
+from psctl.cli.formats import json_text
+from psctl.cli.terminal import visible
 from psctl.cli.status import ExitStatus
 
 from .helpers import PSCTL, Cli

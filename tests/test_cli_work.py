@@ -251,7 +251,7 @@ def test_failures_come_back_later_each_time_then_go_dead(work: Work, r: Any) -> 
 def test_a_command_running_past_its_timeout_is_stopped_and_fails(work: Work, r: Any, slow: tuple[str, ...]) -> None:
     r.psadd("q", "a", "v")
     started_at = time.monotonic()
-    done = work.run("q", "--timeout", "0.5s", "--max-deliveries", "1", "--idle-exit", "0", "--json", command=slow,
+    done = work.run("q", "--time-limit", "0.5s", "--max-deliveries", "1", "--idle-exit", "0", "--json", command=slow,
                     **slow_env(work, 30))  # fmt: skip
     assert time.monotonic() - started_at < 10
     assert summary(done) | {"seconds": 0} == {"done": 0, "failed": 0, "dead": 1, "seconds": 0}
@@ -273,7 +273,7 @@ def test_a_command_that_cannot_start_is_bad_usage(work: Work, r: Any) -> None:
 
 @pytest.mark.parametrize(("options", "said"), [
     (("--lease", "0.5s"), "--lease must be at least 1s"),
-    (("--timeout", "0"), "--timeout must be more than 0"),
+    (("--time-limit", "0"), "--time-limit must be more than 0"),
     (("-j", "0"), "-j"),
     (("--idle-exit", "soon"), "is not a duration"),
 ])  # fmt: skip

@@ -121,13 +121,13 @@ def test_a_process_that_left_the_command_s_group_ends_with_the_command(
     work: Work, r: Any, leftovers: list[int], running: list[Running], how: str
 ) -> None:
     """GNU timeout in a command (`sh -c 'timeout 60 ...'`) moves itself and its
-    child to a process group of their own: --timeout, the end of --grace and
+    child to a process group of their own: --time-limit, the end of --grace and
     the command's exit must reach them too (they stay in the command's
     session), before the item is given back or acknowledged."""
     r.psadd("q", "a", "v")
     env: dict[str, str] = {"FOLDER": str(work.folder)}
     if how == "timeout":  # (a child that ignores SIGTERM: SIGKILL 5 s later must reach it too)
-        options: tuple[str, ...] = ("--timeout", "0.5s", "--max-deliveries", "1", "--idle-exit", "0", "--json")
+        options: tuple[str, ...] = ("--time-limit", "0.5s", "--max-deliveries", "1", "--idle-exit", "0", "--json")
         env["STUBBORN"] = "1"
     elif how == "grace":
         options = ("--grace", "0.5s")
@@ -174,10 +174,10 @@ def test_what_left_the_group_is_stopped_while_the_next_command_runs(
 
 def test_the_literal_gnu_timeout_case(work: Work, r: Any, running: list[Running]) -> None:
     """The tester's repro: `sh -c 'timeout 60 sh -c "sleep 44; ..."'` with
-    --timeout: the sleep must be gone when psctl work is."""
+    --time-limit: the sleep must be gone when psctl work is."""
     marker = f"{os.getpid() % 97 + 1}.{time.monotonic_ns() % 10**9}"  # a sleep of its own, found by its argument
     r.psadd("q", "a", "v")
-    run = Running(work, "--idle-exit", "0", "--timeout", "0.5s", "--max-deliveries", "1",
+    run = Running(work, "--idle-exit", "0", "--time-limit", "0.5s", "--max-deliveries", "1",
                   command=("sh", "-c", f'timeout 60 sh -c "sleep {marker}; echo still-working"'))  # fmt: skip
     running.append(run)
 

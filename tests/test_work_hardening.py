@@ -193,7 +193,7 @@ def test_a_stopped_command_s_whole_group_dies_before_its_item_is_given_back(
     r.psadd("q", "a", "v")
     env = {"FOLDER": str(work.folder), "LATER": "9"}
     if how == "timeout":
-        options: tuple[str, ...] = ("--timeout", "0.5s", "--max-deliveries", "1", "--idle-exit", "0", "--json")
+        options: tuple[str, ...] = ("--time-limit", "0.5s", "--max-deliveries", "1", "--idle-exit", "0", "--json")
     else:
         options = ("--grace", "0.5s")
     process = work.start("q", *options, command=family, **env)
@@ -232,12 +232,12 @@ time.sleep(30)
 def test_a_stopped_command_is_timed_out_on_time_and_continued_to_end(
     work: Work, r: Any, leftovers: list[int]
 ) -> None:
-    """--timeout counts wall time for a stopped command (state T) too, and its
+    """--time-limit counts wall time for a stopped command (state T) too, and its
     SIGTERM comes with a SIGCONT, so that it ends as it chooses, at once."""
     script = work.folder / "stops.py"
     script.write_text(STOPS_ITSELF)
     r.psadd("q", "a", "v")
-    process = work.start("q", "--timeout", "1s", "--max-deliveries", "1", "--idle-exit", "0", "--json",
+    process = work.start("q", "--time-limit", "1s", "--max-deliveries", "1", "--idle-exit", "0", "--json",
                          command=(sys.executable, str(script)), FOLDER=str(work.folder))  # fmt: skip
     try:
         (path,) = wait_for(lambda: list(work.folder.glob("started-*")), "the command to start")

@@ -56,7 +56,7 @@ def _exit(status: int) -> None:
 
     try:
         sys.stdout.flush()
-    except (OSError, ValueError):  # the reader went away: quietly, as errors._quiet_broken_pipe
+    except (OSError, ValueError):  # the reader went away: quietly, as errors.quiet_broken_pipe
         pass
     try:
         sys.stderr.flush()

@@ -10,7 +10,7 @@ import typer
 
 from psctl.cli import terminal
 from psctl.cli.fields import number, text_field
-from psctl.cli.options import NUMBER_ARGUMENTS, DryRun, Gate, Key, Name, Yes, ask, finite, output_options
+from psctl.cli.options import NUMBER_ARGUMENTS, DryRun, Gate, Key, Name, Yes, confirm, finite, output_options
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, NotFound
 
@@ -46,7 +46,7 @@ def prune(
         float,
         typer.Option("--below", metavar="T", help="Remove the items scored strictly below T.", show_default=False),
     ],
-    gate: Annotated[bool, typer.Option("--gate", help="Gate the removed keys: refused by add until --readd.")] = False,
+    gate: Gate = False,
     dry_run: DryRun = False,
     yes: Yes = False,
 ) -> None:
@@ -64,8 +64,8 @@ def prune(
     else:
         if not yes and terminal.stdin_is_terminal():  # (nobody to ask in cron or a pipe)
             count = len(client.pskeys(name, below=below))
-            if count and not ask(f"Remove {count} items scored below {number(below)} from {name!r}?"):
-                raise BadUsage(f"not pruned: {name!r} is unchanged")
+            if count:
+                confirm(f"Remove {count} items scored below {number(below)} from {name!r}?")
         removed = client.psdeletebelowthreshold(name, below, gate=gate)
     verb = "would be removed" if dry_run else "removed"
     session.out.show({"removed": removed} | _dry(dry_run), table=removed, column="removed",
@@ -123,8 +123,8 @@ def remove(
     else:
         if not yes and terminal.stdin_is_terminal():
             there = client.psremove(name, keys, dry_run=True)
-            if there and not ask(f"Remove {there} item{'s' if there > 1 else ''} from {name!r}?"):
-                raise BadUsage(f"not removed: {name!r} is unchanged")
+            if there:
+                confirm(f"Remove {there} item{'s' if there > 1 else ''} from {name!r}?")
         removed = client.psremove(name, keys, gate=gate)
     session.out.show({"removed": removed} | _dry(dry_run), raw=removed)
 
@@ -174,7 +174,7 @@ def _show_expired(session: Session, expired: dict[str, int]) -> None:
 def delete(
     session: Session,
     name: Name,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")] = False,
+    yes: Yes = False,
     dry_run: DryRun = False,
 ) -> None:
     """Delete a stream: all its items, gates, cool-downs, leases, dead items and counters.
@@ -196,8 +196,8 @@ def delete(
     if dry_run:
         session.out.show({"deleted": True, "items": _every_item(client, name), "dry_run": True}, raw=True)
         return
-    if not yes and not ask(f"Delete stream {name!r} and its {_every_item(client, name)} items?"):
-        raise BadUsage(f"not deleted: {name!r} is unchanged")
+    if not yes:
+        confirm(f"Delete stream {name!r} and its {_every_item(client, name)} items?")
     deleted = bool(client.psdelete(name))
     session.out.show({"deleted": deleted}, raw=deleted)
 

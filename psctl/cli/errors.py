@@ -175,7 +175,7 @@ def reported(ctx: Any) -> Iterator[None]:
     except typer.TyperException as exc:  # Click's usage errors
         usage_error(exc)
     except BrokenPipeError:
-        _quiet_broken_pipe()
+        quiet_broken_pipe()
     except KeyboardInterrupt:
         sys.stderr.write("psctl: interrupted\n")
         raise typer.Exit(INTERRUPTED) from None
@@ -211,7 +211,7 @@ def usage_error(exc: typer.TyperException) -> NoReturn:
     raise typer.Exit(exc.exit_code)
 
 
-def _quiet_broken_pipe() -> NoReturn:
+def quiet_broken_pipe() -> NoReturn:
     """The reader of our output went away (``psctl values q | head``): stop
     quietly, exit status 0 (what it read was right; a table and JSON alike)."""
     import os

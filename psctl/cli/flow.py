@@ -1,4 +1,4 @@
-"""The commands of flow control (SPEC §12): ``pause``, ``resume`` and
+"""The commands of flow control: ``pause``, ``resume`` and
 ``limit``; and how a stream's limits read in a table, for them and for
 ``stats``. The limits are enforced inside the scripts (``lua/includes/flow.lua``);
 these commands only set and show them, through the library.

@@ -23,7 +23,6 @@ from typing import Any, Callable
 from psctl.cli import terminal
 from psctl.cli.fields import BASE64 as _BASE64, number
 from psctl.cli.status import BadUsage
-from psctl.cli.terminal import visible
 
 
 class _NoRaw:
@@ -31,6 +30,7 @@ class _NoRaw:
 
 
 NO_RAW = _NoRaw()
+NO_ITEMS = "(no items)"  # what a table says of an empty result (JSON: [])
 
 
 class Shown:
@@ -38,12 +38,12 @@ class Shown:
     what other formats show instead when it differs (see ``Output.show``).
     (A plain class, not a dataclass: one fewer class generated at every start.)"""
 
-    __slots__ = ("data", "table", "caption", "column", "vertical", "raw", "csv")
+    __slots__ = ("data", "table", "caption", "column", "vertical", "raw", "csv", "empty")
 
     def __init__(self, data: Any, table: Any = None, caption: str | None = None, column: str = "name",
-                 vertical: bool = False, raw: Any = NO_RAW, csv: Any = None) -> None:  # fmt: skip
+                 vertical: bool = False, raw: Any = NO_RAW, csv: Any = None, empty: str = NO_ITEMS) -> None:  # fmt: skip
         self.data, self.table, self.caption, self.column = data, table, caption, column
-        self.vertical, self.raw, self.csv = vertical, raw, csv
+        self.vertical, self.raw, self.csv, self.empty = vertical, raw, csv, empty
 
 
 class Renderer:
@@ -63,7 +63,8 @@ class Renderer:
 class Table(Renderer):
     """A Rich table: a list of objects a column per field, a list of strings one
     column named ``column``, one object a one-row table (a field/value table
-    when ``vertical``); an empty result prints ``caption`` or ``[]``."""
+    when ``vertical``); an empty result says so in words, dim: ``caption``, else
+    ``empty`` (``(no items)``), never ``[]``."""
 
     name = "table"
     for_a_person = True
@@ -71,7 +72,9 @@ class Table(Renderer):
     def show(self, shown: Shown) -> None:
         view = shown.data if shown.table is None else shown.table
         if view is None or (isinstance(view, (list, tuple, dict)) and not view):
-            write_text((visible(shown.caption) if shown.caption is not None else "[]") + "\n")
+            from psctl.cli.tables import print_note
+
+            print_note(shown.caption if shown.caption is not None else shown.empty)
             return
         from psctl.cli.tables import print_table
 

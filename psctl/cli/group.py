@@ -24,7 +24,21 @@ from psctl.cli import errors
 from psctl.cli.status import BadUsage
 
 
-class CatchingGroup(TyperGroup):
+class UnreadHelp:
+    """A command whose help read only in part (``psctl --help | head -1``) ends
+    as any output does when its reader goes away: quietly, exit status 0.
+    (Rich, which prints the help, exits 1 when the pipe closes.)"""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        try:
+            super().format_help(ctx, formatter)  # type: ignore[misc]
+        except SystemExit as exc:  # (nothing else exits while the help is written)
+            if exc.code != 1:
+                raise
+            raise typer.Exit(0) from None
+
+
+class CatchingGroup(UnreadHelp, TyperGroup):
     """Typer's group, with every error reported the same way (``errors.reported``)."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
@@ -32,18 +46,35 @@ class CatchingGroup(TyperGroup):
             return super().make_context(info_name, args, parent=parent, **extra)
         except typer.TyperException as exc:  # Click's usage errors
             errors.usage_error(exc)
+        except BrokenPipeError:  # what an eager option printed went unread (psctl --version | false)
+            errors.quiet_broken_pipe()
 
     def invoke(self, ctx: Any) -> Any:
         with errors.reported(ctx):
             return super().invoke(ctx)
 
 
-class PsctlCommand(TyperCommand):
+class PsctlCommand(UnreadHelp, TyperCommand):
     """Typer's command, with a plain usage line: ``psctl add [OPTIONS] NAME KEY
-    VALUE``, where Typer writes required arguments as ``{NAME}``."""
+    VALUE``, where Typer writes required arguments as ``{NAME}``. ``refused``:
+    option names refused after the command (before any ``--``), each with the
+    message that says why (a name that once meant something else there: an
+    old cron line must not silently change meaning); ``hoisted`` leaves them."""
+
+    refused: dict[str, str] = {}
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [_unbraced(piece) for piece in super().collect_usage_pieces(ctx)]
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # (a TAB: nothing may fail)
+            for arg in args:
+                if arg == "--":
+                    break
+                message = self.refused.get(arg.split("=", 1)[0])
+                if message is not None:
+                    raise BadUsage(message)
+        return super().parse_args(ctx, args)  # type: ignore[no-any-return]
 
 
 def _is_option(arg: str) -> bool:
@@ -235,9 +266,9 @@ def help_pages(app: typer.Typer) -> list[HelpPage]:
     return pages
 
 
-# The root's options, which may also follow the command (SPEC §9): those that
-# take a value, and flags. A command's own option of the same name wins
-# (``work --timeout`` is the longest a command may run).
+# The root's options, which may also follow the command: those that take a
+# value, and flags. A command's own option of the same name would win; none
+# has one (one meaning per option name: tests/test_cli_habits.py walks them).
 GLOBAL_VALUES = frozenset({"--url", "--tls-ca", "--timeout", "--output", "-o"})
 GLOBAL_FLAGS = frozenset({"--cluster", "--no-embedded", "--debug", "--json", "--table", "--quiet", "-q"})
 
@@ -254,6 +285,7 @@ def hoisted(group: Any, ctx: Any, args: list[str]) -> list[str]:
         return args
     end = start + 1
     own = _options_of(command)
+    refused = getattr(command, "refused", {})
     subcommands = getattr(command, "commands", None)
     if subcommands is not None and end < len(args) and not args[end].startswith("-"):
         sub = command.get_command(ctx, args[end])
@@ -269,7 +301,10 @@ def hoisted(group: Any, ctx: Any, args: list[str]) -> list[str]:
             kept += rest[i:]
             break
         name = arg.split("=", 1)[0] if arg.startswith("--") else arg
-        if name in own:
+        if name in refused:  # (left for the command to refuse)
+            kept.append(arg)
+            i += 1
+        elif name in own:
             takes = own[name]
             kept += rest[i : i + (2 if takes and "=" not in arg else 1)]
             i += 2 if takes and "=" not in arg else 1

@@ -1,4 +1,4 @@
-"""The commands of leases (SPEC §6): lease items, then acknowledge, release or
+"""The commands of leases: lease items, then acknowledge, release or
 extend them by the lease's token; see and requeue the dead ones."""
 
 from datetime import timedelta
@@ -14,6 +14,7 @@ from psctl.cli.options import (
     Gate,
     Name,
     NoExpire,
+    Wait,
     argv_bytes,
     cool_down,
     finite,
@@ -56,13 +57,7 @@ def lease(
             help="An item leased N times goes to the dead items when this lease runs out or is released.",
         ),
     ] = None,
-    wait: Annotated[
-        timedelta | None,
-        duration_option(
-            "--wait", "-w", metavar="[DURATION]",
-            help="When the stream is empty, wait up to DURATION for an item; alone (or 0), for ever.",
-        ),
-    ] = None,
+    wait: Wait = None,
 ) -> None:  # fmt: skip
     """Lease the highest-scored items: hold them under a token until the lease runs out.
 

@@ -1,4 +1,4 @@
-"""The commands that observe many streams (SPEC §8): ``stats`` (and ``stats
+"""The commands that observe many streams: ``stats`` (and ``stats
 --watch``), ``metrics`` (stdout, ``--textfile``, ``--serve``)."""
 
 import signal
@@ -97,7 +97,7 @@ def stats(
     watch: Annotated[
         timedelta | None,
         duration_option(
-            "--watch", "-w", metavar="[INTERVAL]",
+            "--watch", metavar="[INTERVAL]",
             help="Keep watching: a live table with rates per second (JSON lines when piped), every INTERVAL "
             "(default 2s), until Ctrl-C.",
         ),
@@ -123,7 +123,7 @@ def stats(
     if watch is None:
         found, failed = _read(client, chosen)
         data = [stats_json(s) for s in found]
-        rows, caption = [_row(s) for s in found], None if found else "no streams"
+        rows, caption = [_row(s) for s in found], None if found else "(no streams)"
         if found and session.out.table:
             from psctl.cli.tables import table_width
 

@@ -115,6 +115,14 @@ ExpireIn = Annotated[
     ),
 ]  # fmt: skip
 NoExpire = Annotated[bool, typer.Option("--no-expire", help="No cool-down.")]
+# pull's and lease's (``group.BareWait``: --wait alone waits for ever)
+Wait = Annotated[
+    timedelta | None,
+    duration_option(
+        "--wait", "-w", metavar="[DURATION]",
+        help="When the stream is empty, wait up to DURATION (90, 90s, 15m, 2h) for an item; alone (or 0), for ever.",
+    ),
+]  # fmt: skip
 
 # Commands taking a number as an argument let "-5" through as one (not an option)
 NUMBER_ARGUMENTS = {"ignore_unknown_options": True}
@@ -199,9 +207,10 @@ DryRun = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first (on a terminal it asks).")]
 
 
-def ask(question: str) -> bool:
+def confirm(question: str) -> None:
     """Asks ``question [y/N]`` on stderr and reads the answer from stdin (stdout
-    stays clean for the output); no, unless the answer starts with y."""
+    stays clean for the output); anything but y (or yes) declines: ``nothing
+    changed`` on stderr, exit status 0, as ``rm -i`` does when told no."""
     import sys
 
     try:  # (the prompt too: a Ctrl-C as soon as it shows must not slip past)
@@ -215,4 +224,6 @@ def ask(question: str) -> bool:
         raise typer.Exit(INTERRUPTED) from None
     if not answer:  # Ctrl-D
         sys.stderr.write("\n")
-    return answer.strip().lower() in ("y", "yes")
+    if answer.strip().lower() not in ("y", "yes"):
+        sys.stderr.write("psctl: nothing changed\n")
+        raise typer.Exit(0)

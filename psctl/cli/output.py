@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from psctl.cli import terminal
-from psctl.cli.formats import FORMATS, NO_RAW, RENDERERS, Shown, write_bytes
+from psctl.cli.formats import FORMATS, NO_ITEMS, NO_RAW, RENDERERS, Shown, write_bytes
 from psctl.cli.status import BadUsage
 
 # Rows that ``keys`` and ``values`` show on a terminal unless --limit says otherwise.
@@ -59,18 +59,20 @@ class Output:
         vertical: bool = False,
         raw: Any = NO_RAW,
         csv: Any = None,
+        empty: str = NO_ITEMS,
     ) -> None:
         """Prints ``data`` in the chosen format. A table shows ``table``
         (``data`` when None): a list of objects is a table with a column per
         field; a list of strings one column named ``column``; one object a
         one-row table (a field/value table when ``vertical``); an empty result
-        prints ``[]`` or ``caption``. NDJSON writes each element of a list (or
-        the object) on a line; CSV the rows of ``csv`` (else of ``table``, else
-        ``data``) under a header; raw writes ``raw``: bytes as they are, text
-        and numbers on a line, a list one element per line."""
+        says so, dim: ``caption``, else ``empty`` (JSON prints ``[]``). NDJSON
+        writes each element of a list (or the object) on a line; CSV the rows
+        of ``csv`` (else of ``table``, else ``data``) under a header; raw
+        writes ``raw``: bytes as they are, text and numbers on a line, a list
+        one element per line."""
         if self.quiet:
             return
-        self.renderer.show(Shown(data, table, caption, column, vertical, raw, csv))
+        self.renderer.show(Shown(data, table, caption, column, vertical, raw, csv, empty))
 
     def stream(self, rows: Iterable[dict[str, Any]], *, raw: Callable[[dict[str, Any]], Any] | None = None) -> int:
         """Writes ``rows`` as they come (bounded memory whatever their number),

@@ -265,7 +265,7 @@ def names(session: Session) -> None:
     Example: psctl names -o raw | xargs -n 1 psctl len
     """
     found = session.client().psnames()
-    session.out.show(found, column="name", raw=found)
+    session.out.show(found, column="name", raw=found, empty="(no streams)")
 
 
 @commands.command("item")

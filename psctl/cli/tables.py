@@ -15,7 +15,6 @@ from psctl.cli.terminal import visible
 
 def print_table(view: Any, *, caption: str | None, column: str, vertical: bool) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -37,14 +36,27 @@ def print_table(view: Any, *, caption: str | None, column: str, vertical: bool) 
             table.add_column(column, overflow="fold")
             for value in rows:
                 table.add_row(_cell(column, value))
+    console = _console()
+    console.print(table)
+    if caption:
+        print_note(caption, console)
+
+
+def print_note(note: str, console: Any = None) -> None:
+    """A line about the table (or the lack of one: ``(no items)``), dim."""
+    from rich.text import Text
+
+    (console or _console()).print(Text(visible(note), style="dim"))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
     class _Console(Console):
         def on_broken_pipe(self) -> None:  # Rich's exits 1: ours is quiet, 0, as for JSON (errors.py)
             raise BrokenPipeError
 
-    console = _Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
-    console.print(table)
-    if caption:
-        console.print(Text(visible(caption), style="dim"))
+    return _Console(file=sys.stdout, markup=False, emoji=False, highlight=False)
 
 
 def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -4,15 +4,13 @@ one way a command takes items (``pull``, ``lease``) under Ctrl-C and SIGTERM.
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from psctl.cli.durations import duration_option
 from psctl.cli.fields import item
 from psctl.cli.group import BareWait
-from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, cool_down, output_options
+from psctl.cli.options import ExpireIn, Gate, Name, NoExpire, Wait, cool_down, output_options
 from psctl.cli.session import Session
 
 commands = typer.Typer()
@@ -55,20 +53,13 @@ def pull(
     gate: Gate = False,
     expire_in: ExpireIn = None,
     no_expire: NoExpire = False,
-    wait: Annotated[
-        timedelta | None,
-        duration_option(
-            "--wait", "-w", metavar="[DURATION]",
-            help="When the stream is empty, wait up to DURATION (90, 90s, 15m, 2h) for an item; alone (or 0), "
-            "for ever.",
-        ),
-    ] = None,
+    wait: Wait = None,
 ) -> None:  # fmt: skip
     """Take the highest-scored items, atomically: no two pullers get the same one.
 
-    Prints the items in pull order; [] when the stream is empty (exit status 0). With --wait, an empty
-    stream is waited on: an add wakes the puller at once, items written by other tools are seen within
-    a second; [] when the wait ends with nothing. Ctrl-C ends a wait with exit status 130, having taken
+    Prints the items in pull order; when the stream is empty, [] (a table: (no items)), exit status 0.
+    With --wait, an empty stream is waited on: an add wakes the puller at once, items written by other
+    tools are seen within a second; [] when the wait ends with nothing. Ctrl-C ends a wait with exit status 130, having taken
     nothing; an item already taken is always printed.
 
     Example: psctl pull jobs --count 5 --expire-in 2h

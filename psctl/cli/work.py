@@ -1,5 +1,5 @@
-"""``psctl work``: runs a command for every item of a stream (SPEC §7), or
-of several, with weights (SPEC §12: ``psctl work a b:3 c -- CMD``), on
+"""``psctl work``: runs a command for every item of a stream, or of
+several, with weights (``psctl work a b:3 c -- CMD``), on
 leases; the engine is ``psctl.work``. Here: the options, the signals, the
 status line, the summary and the exit status."""
 
@@ -39,7 +39,15 @@ def _complete_streams_then_command(ctx: typer.Context, incomplete: str) -> list[
     return [name for name in complete_names(ctx, incomplete) if name not in given]
 
 
-@commands.command(cls=StreamsThenCommand)
+class WorkCommand(StreamsThenCommand):
+    # (--timeout after work was once the command's time limit: an old cron line is refused, not reread)
+    refused = {
+        "--timeout": "--time-limit D is the command's time limit now, and --timeout the server's reply timeout: "
+        "give that before work (psctl --timeout D work ...)",
+    }
+
+
+@commands.command(cls=WorkCommand)
 @pass_session
 def work(
     session: Session,
@@ -61,10 +69,11 @@ def work(
             help="How long a lease holds its items; extended while their commands run.",
         ),
     ] = None,
-    timeout: Annotated[
+    time_limit: Annotated[
         timedelta | None,
         duration_option(
-            "--timeout", help="Stop a command that runs longer, stopped or not (a failure: its item is given back)."
+            "--time-limit",
+            help="Stop a command that runs longer, stopped or not (a failure: its item is given back).",
         ),
     ] = None,
     max_deliveries: Annotated[
@@ -114,7 +123,7 @@ def work(
     """Run a command for every item, most urgent first: the value on stdin, the item in PSCTL_* variables.
 
     Exit 0 acknowledges the item (gated and cooled down as a pull's would be); any other exit, a signal or
-    --timeout gives it back for another try, later each time, with why (exit status 3, killed by SIGKILL,
+    --time-limit gives it back for another try, later each time, with why (exit status 3, killed by SIGKILL,
     timed out after 5 s, and the last line it wrote to stderr: see psctl dead and psctl item); after
     --max-deliveries it is dead, and said so on stderr, -q or not. Items are
     leased, so a worker that dies loses nothing: its items come back when the lease runs out, and its
@@ -137,7 +146,7 @@ def work(
     back uncounted), 129/130/143 a signal stopped running commands.
 
     Example: psctl work jobs -j 4 -- ./process-one
-    Example: psctl work jobs --idle-exit 0 --timeout 5m -- sh -c 'curl -fsS -d @- https://example.com/hook'
+    Example: psctl work jobs --idle-exit 0 --time-limit 5m -- sh -c 'curl -fsS -d @- https://example.com/hook'
     Example: psctl work mail --limit 100 --idle-exit 0 -q -- python send.py   (from cron: silent unless one fails)
     Example: psctl work mail bulk urgent:5 -j 4 -- ./send   (5 of urgent for every one of mail and of bulk)
     """
@@ -152,14 +161,14 @@ def work(
 
     seconds = {
         "--lease": _seconds(lease, defaults.LEASE),
-        "--timeout": None if timeout is None else timeout.total_seconds(),
+        "--time-limit": None if time_limit is None else time_limit.total_seconds(),
         "--retry-delay": _seconds(retry_delay, defaults.RETRY_DELAY),
         "--grace": _seconds(grace, defaults.GRACE),
         "--patience": _seconds(patience, defaults.PATIENCE),
     }
     if seconds["--lease"] < 1:  # type: ignore[operator]
         raise BadUsage("--lease must be at least 1s: it is extended every third of it while a command runs")
-    for option in ("--timeout", "--patience"):
+    for option in ("--time-limit", "--patience"):
         if seconds[option] is not None and seconds[option] <= 0:  # type: ignore[operator]
             raise BadUsage(f"{option} must be more than 0")
     options = WorkOptions(
@@ -168,7 +177,7 @@ def work(
         command=(_executable(command), *command[1:]),
         jobs=jobs,
         lease=seconds["--lease"],  # type: ignore[arg-type]
-        timeout=seconds["--timeout"],
+        time_limit=seconds["--time-limit"],
         max_deliveries=max_deliveries,
         retry_delay=seconds["--retry-delay"],  # type: ignore[arg-type]
         gate=gate,
@@ -230,7 +239,7 @@ def _run(
             line.clear()
         _say(f"psctl work: {terminal.one_line(message)}\n")  # (keys and the commands' own words, escaped)
 
-    runner = CommandRunner(options.command, options.timeout)
+    runner = CommandRunner(options.command, options.time_limit)
     worker = Engine(client, feeder, options, runner, warn=warn, feeder_timeout=feeder_timeout)
     told_stop = told_suspend = False
     suspend_asked = []  # (noted by the handler, said by the supervisor: no writing in a signal handler)

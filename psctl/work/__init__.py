@@ -1,4 +1,4 @@
-"""The worker engine: items of a stream run on leases by an executor (SPEC §7, §11).
+"""The worker engine: items of a stream run on leases by an executor.
 
 - ``options``: what a worker is told (``WorkOptions``), the ``Item`` an executor gets, the ``Tally``;
 - ``states``: the worker's states and every transition, as one table;

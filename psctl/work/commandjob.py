@@ -43,7 +43,7 @@ class CommandJob(Job):
         self.gone = False  # nothing is left of its process group
         self.killed = False  # SIGKILL was sent to its process group
         self.lingering = False  # SIGKILL did not empty its session in time
-        self.deadline = float("inf")  # --timeout
+        self.deadline = float("inf")  # --time-limit
         self.kill_at = float("inf")  # SIGKILL after a SIGTERM that was not enough
         self.reason: str | None = None  # why psctl ends it: "timeout", "stopped", "lost", NOT_STARTED, UNREAD
         self.stderr: Tail | None = None  # the end of what it wrote to stderr: its last line says why it failed

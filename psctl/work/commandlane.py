@@ -33,7 +33,7 @@ class Runner(Protocol):
     """What a lane reads of its ``CommandRunner``."""
 
     command: tuple[str, ...]
-    timeout: float | None
+    time_limit: float | None
     clock: Clock
     lifeline: Lifeline | None
     spawner: Spawner | None
@@ -110,8 +110,8 @@ class CommandLane:
             runner.lifeline.started(pid)  # (a session leader leads its process group)
         with job.lock:
             job.pid = pid
-        if runner.timeout is not None:
-            job.deadline = runner.clock.now() + runner.timeout
+        if runner.time_limit is not None:
+            job.deadline = runner.clock.now() + runner.time_limit
         if job.reason is not None:  # ended before it started
             send(job, signal.SIGKILL)
         return True

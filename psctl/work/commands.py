@@ -3,7 +3,7 @@ item, the way ``xargs -P`` runs one per line.
 
 A command runs in a session of its own: a process group of its own, so that
 the terminal's Ctrl-C reaches psctl only, which decides what the commands get
-(SPEC §7: a grace, then SIGTERM, then SIGKILL; at once on a second Ctrl-C),
+(a grace, then SIGTERM, then SIGKILL; at once on a second Ctrl-C),
 and a stop reaches the command's children too; and no controlling terminal,
 so that a command that asks a question on the terminal fails at once instead
 of being stopped for ever by SIGTTIN. Its stdin holds the whole value before
@@ -60,10 +60,10 @@ KEY_IN_ENVIRONMENT = 32 * 1024
 
 
 class CommandRunner:
-    """Runs ``command`` for each item, stopped after ``timeout`` seconds if given."""
+    """Runs ``command`` for each item, stopped after ``time_limit`` seconds if given."""
 
-    def __init__(self, command: tuple[str, ...], timeout: float | None = None) -> None:
-        self.command, self.timeout = command, timeout
+    def __init__(self, command: tuple[str, ...], time_limit: float | None = None) -> None:
+        self.command, self.time_limit = command, time_limit
         self.clock = Clock()
         self.lifeline: Lifeline | None = None
         self.stdout_piped = False  # psctl's stdout (the commands') is a pipe or a socket: its reader may go
@@ -157,7 +157,7 @@ class CommandRunner:
             return Verdict(Kind.DONE)
         warning = None
         if job.reason == "timeout":
-            warning = f"{shown(job.item.key)}: the command ran longer than {self.timeout:g} s and was stopped"
+            warning = f"{shown(job.item.key)}: the command ran longer than {self.time_limit:g} s and was stopped"
         elif job.lingering:
             warning = (
                 f"{shown(job.item.key)}: SIGKILL did not end every process of the command: "
@@ -171,7 +171,7 @@ class CommandRunner:
         wrote to stderr."""
         returncode = job.returncode
         if job.reason == "timeout":
-            why = f"timed out after {self.timeout:g} s"
+            why = f"timed out after {self.time_limit:g} s"
         elif job.lingering:
             why = "its processes outlived SIGKILL"
         elif returncode is not None and returncode < 0:

@@ -1,4 +1,4 @@
-"""The engine that runs items of a stream on leases (SPEC §7, §11), whatever
+"""The engine that runs items of a stream on leases, whatever
 runs them (an ``Executor``: a command per item for ``psctl work``, a Python
 callable for the Python workers).
 

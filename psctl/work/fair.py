@@ -1,4 +1,4 @@
-"""Several streams for one worker (SPEC §12, "Several streams, fairly"):
+"""Several streams for one worker, fairly:
 which stream the next items are leased from.
 
 While several streams have work, items are taken in smooth weighted

@@ -1,4 +1,4 @@
-"""What a Python handler gets and may raise (SPEC §11), and how what it did
+"""What a Python handler gets and may raise, and how what it did
 becomes a verdict: shared by the thread executor (``inprocess``) and the
 event loop's (``inloop``).
 

@@ -21,13 +21,13 @@ MOST_AHEAD = 1000  # items queued at most, when the prefetch is not set (a lease
 @dataclass(frozen=True)
 class WorkOptions:
     """What the worker was told (``psctl work``'s options; ``command`` and
-    ``timeout`` are the command runner's)."""
+    ``time_limit`` are the command runner's)."""
 
     name: str  # the stream (with several: the first, or as shown: "a, b:3, c")
     command: tuple[str, ...] = ()
     jobs: int = 1
     lease: float = defaults.LEASE.total_seconds()
-    timeout: float | None = None  # per command
+    time_limit: float | None = None  # per command (psctl work --time-limit)
     max_deliveries: int = defaults.MAX_DELIVERIES
     retry_delay: float = defaults.RETRY_DELAY.total_seconds()
     gate: bool = False
@@ -91,7 +91,7 @@ class Item:
 
     @property
     def deliveries(self) -> int:
-        """Which delivery of the item this is (1 on the first): SPEC §11's name."""
+        """Which delivery of the item this is (1 on the first): ``delivery``, by another name."""
         return self.delivery
 
 

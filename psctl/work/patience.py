@@ -1,4 +1,4 @@
-"""The worker's patience with a server that stopped answering (SPEC §7).
+"""The worker's patience with a server that stopped answering.
 
 A lost server does not stop the work at once: acknowledgements, releases and
 leases are tried again with backoff until the server has owed an answer for

@@ -1,6 +1,6 @@
 """What ``psctl work``'s commands write to stderr: passed through as it comes,
-and each command's last line kept, so that a failure can say why (SPEC §10:
-``exit status 3: connection refused``).
+and each command's last line kept, so that a failure can say why
+(``exit status 3: connection refused``).
 
 A command's stderr is a pipe that the thread running the command reads while
 it waits for the command to exit (``wait_reading``: one ``poll`` on the pipe
