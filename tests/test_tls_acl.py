@@ -40,6 +40,7 @@ from testservers import ServerProcess, free_port, start_server
 
 
 from .conftest import flushed
+from .docs import blocks
 from .helpers import Cli, complete, counts, fake_embedded
 
 OPT_OUT = "pytest -m 'not tls'"
@@ -282,7 +283,7 @@ WRONG_PASSWORD = "wr0ng-Guess-pw"
 SECRETS = (PASSWORD, URL_PASSWORD, ADMIN_PASSWORD, WRONG_PASSWORD)
 
 
-# the README's example of a worker's rights: one stream and the registry, reads and writes, scripts
+# the documentation's example of a worker's rights: one stream and the registry, reads and writes, scripts
 WORKER_RIGHTS = "~jobs:* ~:ps:keys +@read +@write +@scripting +time -@dangerous"
 
 
@@ -469,6 +470,6 @@ def test_a_missing_tool_fails_naming_the_opt_out(monkeypatch: pytest.MonkeyPatch
         need("redis-server", "built with TLS")
 
 
-def test_the_readme_shows_the_worker_rights_tested_here() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert f"ACL SETUSER worker on >PASSWORD {WORKER_RIGHTS}\n" in readme
+def test_the_documentation_shows_the_worker_rights_tested_here() -> None:
+    *_, rights = blocks("docs/howto/tls-acl.md", "TLS, passwords and ACLs", "text")
+    assert rights == f"ACL SETUSER worker on >PASSWORD {WORKER_RIGHTS}\n"
