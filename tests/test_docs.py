@@ -4,12 +4,14 @@ written, and nothing a user reads cites an issue, the spec or a test's name."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,7 @@ def test_no_page_cites_an_issue_the_spec_or_a_test(path: str) -> None:
     cited = re.findall(r"\bissues? \d+|\bSPEC\b|§ ?\d|test_\w+\.py::|\btest_\w+_\w+\b(?!\.py)", text)
     if path != "docs/contributing.md":  # (where the tests are is its subject)
         cited += re.findall(r"tests/test_\w+", text)
-    allowed = {"test_my_worker", "test_with_the_fixture", "test_totals_are_summed"}  # the examples' own tests
+    allowed = {"test_next_job_takes_the_most_urgent", "test_with_the_fixture", "test_totals_are_summed"}  # the examples' own tests
     assert not [c for c in cited if c not in allowed], cited
 
 
@@ -169,3 +171,163 @@ def test_the_readme_first_command_works_in_a_fresh_venv_with_an_empty_home() -> 
         left = servers_in(root / "home" / ".local" / "state" / "psctl")
         shutil.rmtree(root, ignore_errors=True)
         assert not left, f"the embedded server was left running: {left}"
+
+
+# -- the other pages' examples that no test of their subject runs ---------------------------
+
+
+def server_env(redis_url: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_", "_PSCTL"))}
+    return clean | {"REDIS_URL": redis_url, "PATH": f"{PSCTL.parent}:{os.environ['PATH']}"}
+
+
+def test_the_embedded_servers_examples(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From Python, then the shell: the server runs, stops, and its folder goes (here in HOME's default place)."""
+    page = "docs/explanation/embedded-server.md"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    [python] = blocks("docs/explanation/embedded-server.md", "The embedded server", "python")
+    namespace: dict[str, Any] = {}
+    exec(compile(python, page, "exec"), namespace)
+    assert namespace["redis"].psget("demo", "job-1") == "hello"
+    namespace["redis"].close()
+    [shell] = blocks("docs/explanation/embedded-server.md", "The embedded server", "sh")
+    status, stop, forget = run_lines(shell, dict(os.environ) | {"PATH": f"{PSCTL.parent}:{os.environ['PATH']}"}, tmp_path)
+
+    assert status.status == 0 and json.loads(status.stdout)["running"] is True
+    assert stop.status == 0 and json.loads(stop.stdout)["stopped"] is True
+    assert forget.status == 0 and not (home.root / ".local" / "state" / "psctl").exists()
+
+
+def test_the_benchmarks_commands_are_ones_they_take() -> None:
+    import tomllib
+
+    from benchmarks.run import parse
+
+    [console] = blocks("docs/explanation/performance.md", "Performance", "console")
+    install, *runs = [line.split("  #", 1)[0].strip().removeprefix("$ ") for line in console.splitlines()]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert install == "pip install -e '.[test,hiredis]'" and {"test", "hiredis"} <= extras.keys()
+    for run in runs:
+        words = run.split()
+        assert words[:3] == ["python", "-m", "benchmarks"], run
+        parse(words[3:])  # (an argument it does not take exits 2)
+
+
+def test_the_cluster_example_runs_on_a_cluster(cluster_backend: Any, rc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = "docs/howto/cluster.md"
+    [code] = blocks("docs/howto/cluster.md", "Redis Cluster", "python")
+    monkeypatch.setenv("REDIS_URL", cluster_backend.url)
+    namespace: dict[str, Any] = {}
+    exec(compile(code.replace("redis://node-1:6379", cluster_backend.url), page, "exec"), namespace)
+    assert rc.pskeys("jobs", withscores=True) == [("job-1", 5.0)]
+    assert namespace["worker"]() == {"job-1": b"payload"}  # its client injected, a cluster's
+
+
+def test_the_cron_pages_expire_lines(redis_url: str, r: Any, tmp_path: Path) -> None:
+    """The crontab's two expire lines; the second logs what the page shows."""
+
+    page = "docs/howto/cron.md"
+    lines, *_ = blocks("docs/howto/cron.md", "Feed and drain from cron", "sh")  # (its worker loops: test_examples.py)
+    [shown] = blocks("docs/howto/cron.md", "Feed and drain from cron", "json")
+    quiet, logged = [line for line in lines.splitlines() if " expire" in line]
+    ran = run_lines(quiet.replace("/var/log/", f"{tmp_path}/"), server_env(redis_url), tmp_path, redis_url)
+    assert [(done.status, done.stdout) for done in ran] == [(0, "")]
+    for name, count in json.loads(shown)["expired"].items():
+        r.psaddmany(name, [(f"{name}-{n}", "v", 1) for n in range(count)])
+        r.pspull(name, count=count, expire_at=timedelta(seconds=-1))  # cooling down, and due
+    run_lines(logged.replace("/var/log/", f"{tmp_path}/"), server_env(redis_url), tmp_path, redis_url)
+    assert json.loads((tmp_path / "psctl-expire.log").read_text()) == json.loads(shown)
+
+
+def test_the_loading_examples_load_what_they_say(redis_url: str, r: Any, tmp_path: Path) -> None:
+    page = "docs/howto/dump-restore.md"
+    [csv] = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "csv")
+    [array] = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "json")
+    [shell] = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "sh")
+    (tmp_path / "jobs.csv").write_text(csv)
+    (tmp_path / "jobs.json").write_text(array)
+    ran = run_lines(shell, server_env(redis_url), tmp_path)
+    assert [done.status for done in ran] == [0] * len(ran), ran
+    assert r.pskeys("jobs", withscores=True) == [
+        ("job-4", 5.0), ("job-5", 5.0), ("job-6", 5.0), ("job-1", 5.0), ("job-3", 2.0), ("job-2", 1.0)
+    ] or sorted(r.pskeys("jobs", withscores=True)) == [
+        ("job-1", 5.0), ("job-2", 1.0), ("job-3", 2.0), ("job-4", 5.0), ("job-5", 5.0), ("job-6", 5.0)
+    ]  # fmt: skip
+    assert r.psget("jobs", "job-2") == b"send mail, then log"
+    assert r.psitem("jobs", "report")["state"] == "delayed"
+
+
+def test_the_flow_control_crontab(redis_url: str, r: Any, tmp_path: Path) -> None:
+    [crontab] = blocks("docs/howto/flow-control.md", "Flow control", "text")
+    ran = run_lines(crontab, server_env(redis_url), tmp_path, redis_url)
+    assert [(done.status, done.stdout) for done in ran] == [(0, "")] * 3  # -q: nothing printed
+    stats = r.psstats("reports") | {"rate": r.psstats("scraper")["rate"]}
+    assert (stats["paused"], stats["rate"]) == (False, 50.0)
+
+
+def test_the_observing_examples(redis_url: str, r: Any, tmp_path: Path) -> None:
+    """Each line (but the two that run until stopped: the live table and the
+    metrics server, run by their own tests) on a stream holding what they show."""
+    page = "docs/howto/observe.md"
+    [shell] = blocks("docs/howto/observe.md", "Observe streams", "sh")
+    r.psadd("jobs", "job-7", "resize", 5)
+    r.pslease("jobs")  # job-7: held
+    r.psadd("jobs", "job-8", "x")
+    r.pspull("jobs")  # cooling down
+    r.psadd("jobs", "job-9", "x")
+    r.pspull("jobs", gate=True, expire_at=None)  # gated
+    r.psadd("jobs", "later", "x", delay=timedelta(hours=1))
+    lines = "".join(line + "\n" for line in shell.splitlines() if not {"--watch", "--serve"} & set(line.split()))
+    ran = run_lines(lines.replace("/var/lib/prometheus/node-exporter/", f"{tmp_path}/"), server_env(redis_url), tmp_path)
+    assert check_comments(ran) == 2
+    assert 'psctl_stream_items{state="delayed",stream="jobs"} 1.0' in ran[-2].stdout
+    assert "psctl_up 1.0" in (tmp_path / "psctl.prom").read_text()
+
+    [live] = blocks("docs/howto/observe.md", "Observe streams", "text")
+    from psctl.cli.observe import LIVE_PRIORITY
+
+    header = live.splitlines()[0].split()
+    assert header[0] == "stream" and sorted(header[1:]) == sorted(LIVE_PRIORITY)  # the live table's columns
+
+
+def test_the_testing_examples_pass(psctl_fake_redis: Any) -> None:
+    page = "docs/howto/testing.md"
+    [code] = blocks("docs/howto/testing.md", "Test your own code", "python")
+    namespace: dict[str, Any] = {}
+    exec(compile(code, page, "exec"), namespace)
+    namespace["test_next_job_takes_the_most_urgent"]()
+    namespace["test_with_the_fixture"](psctl_fake_redis)
+
+
+def test_the_command_synopsis_and_the_completion_scripts(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from psctl.cli.app import app
+
+    page = "docs/reference/commands.md"
+    [synopsis] = blocks("docs/reference/commands.md", "Commands at a glance", "text")
+    usage = " ".join(CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).stdout.split())
+    for option in re.findall(r"\[(-[-\w]+)", synopsis):
+        assert option in usage, option
+    version = CliRunner().invoke(app, synopsis.splitlines()[1].split()[1:])
+    assert version.exit_code == 0 and version.stdout.startswith("psctl ")
+
+    completion = next(block for block in blocks("docs/reference/commands.md", "Commands at a glance", "sh") if "completions/" in block)
+    bash, *copies = completion.splitlines()
+    done = subprocess.run(["bash", "-c", bash.split("  #", 1)[0] + " && complete -p psctl"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0 and "psctl" in done.stdout, done.stderr
+    for line in copies:  # (copied where zsh and fish look: their files are there)
+        assert (ROOT / line.split()[1]).is_file(), line
+
+
+def test_the_output_examples_print_what_they_say(redis_url: str, r: Any, tmp_path: Path) -> None:
+    [shell] = blocks("docs/reference/output.md", "Output: a table for you, JSON for programs", "sh")
+    r.psaddmany("jobs", [("job-1", "resize", 5), ("job-2", "mail", 8), ("job-3", "report", 1)])
+    ran = run_lines(shell, server_env(redis_url), tmp_path)
+    assert [done.status for done in ran] == [0] * 6, ran
+    values, count, first, ranked, _, digest = (done.stdout for done in ran)
+    assert values == "mail\nresize\nreport\n" and count == "1\n"  # (scores above 5: job-2)
+    assert first.count("\n") == 3 and ranked.splitlines()[0].split("\t")[0] == "job-3"
+    assert (tmp_path / "stats.csv").read_text().startswith("name,")
+    assert digest.split()[0] == __import__("hashlib").sha256(b"resize").hexdigest()
