@@ -89,19 +89,17 @@ def claims(tests: Path | None = None) -> set[tuple[str, str, str]]:
         tree = ast.parse(source.read_text())
         given: dict[str, set[str]] = {}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
                 for target in node.targets:
-                    if isinstance(target, ast.Name):
+                    if isinstance(target, ast.Name) and isinstance(node.value.value, str):
                         given.setdefault(target.id, set()).add(node.value.value)
         constants = {name: values.pop() for name, values in given.items() if len(values) == 1}
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or len(node.args) != 3:
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
-            values = [
-                arg.value if isinstance(arg, ast.Constant) else constants.get(arg.id) if isinstance(arg, ast.Name) else None
-                for arg in node.args
-            ]
+            values = [arg.value if isinstance(arg, ast.Constant) else constants.get(getattr(arg, "id", ""))
+                      for arg in node.args]  # fmt: skip
             if name == "blocks" and all(isinstance(value, str) for value in values):
                 found.add((values[0], values[1], values[2]))
     return found
@@ -153,7 +151,8 @@ def matches(found: Any, shown: Any) -> bool:
     if shown == "…":
         return True
     if isinstance(shown, dict):
-        return isinstance(found, dict) and found.keys() == shown.keys() and all(matches(found[k], shown[k]) for k in shown)
+        same_keys = isinstance(found, dict) and found.keys() == shown.keys()
+        return same_keys and all(matches(found[key], shown[key]) for key in shown)
     if isinstance(shown, list):
         return isinstance(found, list) and len(found) == len(shown) and all(map(matches, found, shown))
     return found == shown and type(found) is type(shown)

@@ -64,7 +64,8 @@ def test_no_page_cites_an_issue_the_spec_or_a_test(path: str) -> None:
     cited = re.findall(r"\bissues? \d+|\bSPEC\b|§ ?\d|test_\w+\.py::|\btest_\w+_\w+\b(?!\.py)", text)
     if path != "docs/contributing.md":  # (where the tests are is its subject)
         cited += re.findall(r"tests/test_\w+", text)
-    allowed = {"test_next_job_takes_the_most_urgent", "test_with_the_fixture", "test_totals_are_summed"}  # the examples' own tests
+    # the examples' own tests
+    allowed = {"test_next_job_takes_the_most_urgent", "test_with_the_fixture", "test_totals_are_summed"}
     assert not [c for c in cited if c not in allowed], cited
 
 
@@ -191,7 +192,8 @@ def test_the_embedded_servers_examples(home: Home, tmp_path: Path, monkeypatch: 
     assert namespace["redis"].psget("demo", "job-1") == "hello"
     namespace["redis"].close()
     [shell] = blocks("docs/explanation/embedded-server.md", "The embedded server", "sh")
-    status, stop, forget = run_lines(shell, dict(os.environ) | {"PATH": f"{PSCTL.parent}:{os.environ['PATH']}"}, tmp_path)
+    env = dict(os.environ) | {"PATH": f"{PSCTL.parent}:{os.environ['PATH']}"}  # (HOME's default state folder)
+    status, stop, forget = run_lines(shell, env, tmp_path)
 
     assert status.status == 0 and json.loads(status.stdout)["running"] is True
     assert stop.status == 0 and json.loads(stop.stdout)["stopped"] is True
@@ -278,7 +280,8 @@ def test_the_observing_examples(redis_url: str, r: Any, tmp_path: Path) -> None:
     r.pspull("jobs", gate=True, expire_at=None)  # gated
     r.psadd("jobs", "later", "x", delay=timedelta(hours=1))
     lines = "".join(line + "\n" for line in shell.splitlines() if not {"--watch", "--serve"} & set(line.split()))
-    ran = run_lines(lines.replace("/var/lib/prometheus/node-exporter/", f"{tmp_path}/"), server_env(redis_url), tmp_path)
+    lines = lines.replace("/var/lib/prometheus/node-exporter/", f"{tmp_path}/")
+    ran = run_lines(lines, server_env(redis_url), tmp_path)
     assert check_comments(ran) == 2
     assert 'psctl_stream_items{state="delayed",stream="jobs"} 1.0' in ran[-2].stdout
     assert "psctl_up 1.0" in (tmp_path / "psctl.prom").read_text()
@@ -312,7 +315,7 @@ def test_the_command_synopsis_and_the_completion_scripts(tmp_path: Path) -> None
     version = CliRunner().invoke(app, synopsis.splitlines()[1].split()[1:])
     assert version.exit_code == 0 and version.stdout.startswith("psctl ")
 
-    completion = next(block for block in blocks("docs/reference/commands.md", "Commands at a glance", "sh") if "completions/" in block)
+    *_, completion = blocks("docs/reference/commands.md", "Commands at a glance", "sh")  # (the last: after Safety's)
     bash, *copies = completion.splitlines()
     done = subprocess.run(["bash", "-c", bash.split("  #", 1)[0] + " && complete -p psctl"], cwd=ROOT,
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip

@@ -64,7 +64,7 @@ def stack(redis_url: str, r: Any, tmp_path: Path) -> Iterator[Any]:
     [scrape] = blocks(PAGE, "Prometheus and node_exporter", "yaml")  # the page's, scraping every second here
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        + scrape.replace("127.0.0.1:9808", f"127.0.0.1:{psctl_port}").replace("scrape_interval: 15s", "scrape_interval: 1s")
+        + scrape.replace("127.0.0.1:9808", f"127.0.0.1:{psctl_port}").replace("interval: 15s", "interval: 1s")
         + f"  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n"
     )
     [crontab] = blocks(PAGE, "Prometheus and node_exporter", "text")  # the textfile written as cron would
