@@ -107,7 +107,8 @@ def test_bad_usage_exits_2_before_any_io(cli: Cli, args: list[str], expected: st
 
 
 def readme_lease_loop() -> str:
-    [loop] = [b for b in blocks("docs/howto/leases.md", "Leases by hand", "sh") if b.startswith("while ")]
+    loop, _ = blocks("docs/howto/leases.md", "Leases by hand", "sh")  # (then the lease commands)
+    assert loop.startswith("while ")
     return loop
 
 

@@ -229,7 +229,7 @@ def test_the_cron_pages_expire_lines(redis_url: str, r: Any, tmp_path: Path) -> 
     """The crontab's two expire lines; the second logs what the page shows."""
 
     page = "docs/howto/cron.md"
-    lines, *_ = blocks("docs/howto/cron.md", "Feed and drain from cron", "sh")  # (its worker loops: test_examples.py)
+    lines, _, _ = blocks("docs/howto/cron.md", "Feed and drain from cron", "sh")  # (its workers: test_examples.py)
     [shown] = blocks("docs/howto/cron.md", "Feed and drain from cron", "json")
     quiet, logged = [line for line in lines.splitlines() if " expire" in line]
     ran = run_lines(quiet.replace("/var/log/", f"{tmp_path}/"), server_env(redis_url), tmp_path, redis_url)
@@ -315,7 +315,7 @@ def test_the_command_synopsis_and_the_completion_scripts(tmp_path: Path) -> None
     version = CliRunner().invoke(app, synopsis.splitlines()[1].split()[1:])
     assert version.exit_code == 0 and version.stdout.startswith("psctl ")
 
-    *_, completion = blocks("docs/reference/commands.md", "Commands at a glance", "sh")  # (the last: after Safety's)
+    _, _, completion = blocks("docs/reference/commands.md", "Commands at a glance", "sh")  # (test_cli_docs.py: the others)
     bash, *copies = completion.splitlines()
     done = subprocess.run(["bash", "-c", bash.split("  #", 1)[0] + " && complete -p psctl"], cwd=ROOT,
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip

@@ -41,7 +41,8 @@ def run_block(code: str, redis_url: str, monkeypatch) -> dict:
 
 def test_quick_example_returns_what_its_comments_say(redis_url, r, monkeypatch):
     """Each ``# -> value`` or ``# {...}`` comment is the statement's result."""
-    code = re.sub(r"redis://localhost:6379/0", redis_url, library_blocks()[0])
+    quick, _, _ = library_blocks()  # (then Async's and Dependency injection's)
+    code = re.sub(r"redis://localhost:6379/0", redis_url, quick)
     comments = {
         token.start[0]: token.string
         for token in tokenize.generate_tokens(io.StringIO(code).readline)
@@ -146,7 +147,8 @@ def test_the_cron_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
     """The "From cron" worker loop, run by bash with jq, over values with quotes,
     spaces, newlines, shell syntax, bytes that are not UTF-8 and nothing at all:
     ./process-one gets each value on stdin, byte for byte, and nothing else."""
-    [loop] = [block for block in blocks(CRON, "Feed and drain from cron", "sh") if block.startswith("while ")]
+    _, _, loop = blocks(CRON, "Feed and drain from cron", "sh")  # (after the crontab lines)
+    assert loop.startswith("while ")
     add_awkward(r)
     run_to_the_end(loop, redis_url, tmp_path)
     check_handed_over_exactly(tmp_path)
@@ -167,8 +169,7 @@ def test_the_old_cron_loop_fails_that_check(redis_url, r, tmp_path):
 
 def test_the_cron_work_line_hands_any_value_over_exactly(redis_url, r, tmp_path):
     """The crontab line of "From cron": psctl work, until the stream is empty."""
-    [line] = [line for block in blocks(CRON, "Feed and drain from cron", "sh") for line in block.splitlines()
-              if " work " in line]  # fmt: skip
+    _, [line], _ = (block.splitlines() for block in blocks(CRON, "Feed and drain from cron", "sh"))
     command = line.split("  ", 1)[1]  # (the crontab's time fields off; then its folder, server and path)
     command = re.sub(r"\S*/bin/psctl", "psctl", re.sub(r"cd \S+ && |REDIS_URL=\S+ ", "", command))
     assert command == "psctl work jobs --idle-exit 0 -q -- ./process-one"
@@ -181,7 +182,8 @@ def test_the_cron_work_line_hands_any_value_over_exactly(redis_url, r, tmp_path)
 @pytest.mark.slow
 def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
     """The shell loop of "Leases by hand" (it waits for more work: stopped with Ctrl-C once done)."""
-    [loop] = [block for block in blocks(LEASES, "Leases by hand", "sh") if block.startswith("while ")]
+    loop, _ = blocks(LEASES, "Leases by hand", "sh")  # (then the lease commands)
+    assert loop.startswith("while ")
     (tmp_path / "process-one").write_text(PROCESS_ONE)
     (tmp_path / "process-one").chmod(0o755)
     add_awkward(r)
@@ -274,14 +276,14 @@ def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys
 
 
 def test_the_workers_testing_example_runs(psctl_redis):
-    sixth = worker_blocks()[5]
+    *_, sixth = worker_blocks()
     namespace: dict = {}
     exec(compile(sixth, WORKERS, "exec"), namespace)
     namespace["test_totals_are_summed"](psctl_redis)
 
 
 def test_the_flow_control_python_example_does_what_it_says(redis_url, r, monkeypatch, capsys):
-    code, *_ = blocks(FLOW, "Flow control", "python")
+    code, _, _ = blocks(FLOW, "Flow control", "python")  # (then Several streams' and Aging's)
     fetched: list[str] = []
     namespace: dict = {"download": fetched.append}
     exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, code), FLOW, "exec"), namespace)

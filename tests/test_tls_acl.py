@@ -472,7 +472,7 @@ def test_a_missing_tool_fails_naming_the_opt_out(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_documentation_shows_the_worker_rights_tested_here() -> None:
-    *_, rights = blocks("docs/howto/tls-acl.md", "TLS, passwords and ACLs", "text")
+    _, rights = blocks("docs/howto/tls-acl.md", "TLS, passwords and ACLs", "text")  # (after the messages)
     assert rights == f"ACL SETUSER worker on >PASSWORD {WORKER_RIGHTS}\n"
 
 
