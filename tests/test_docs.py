@@ -245,7 +245,7 @@ def test_the_loading_examples_load_what_they_say(redis_url: str, r: Any, tmp_pat
     page = "docs/howto/dump-restore.md"
     [csv] = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "csv")
     [array] = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "json")
-    [shell] = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "sh")
+    shell, restore = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "sh")
     (tmp_path / "jobs.csv").write_text(csv)
     (tmp_path / "jobs.json").write_text(array)
     ran = run_lines(shell, server_env(redis_url), tmp_path)
@@ -257,6 +257,9 @@ def test_the_loading_examples_load_what_they_say(redis_url: str, r: Any, tmp_pat
     ]  # fmt: skip
     assert r.psget("jobs", "job-2") == b"send mail, then log"
     assert r.psitem("jobs", "report")["state"] == "delayed"
+
+    assert check_comments(run_lines(restore, server_env(redis_url), tmp_path)) == 2
+    assert r.pskeys("jobs-restored", withscores=True) == r.pskeys("jobs", withscores=True)
 
 
 def test_the_flow_control_crontab(redis_url: str, r: Any, tmp_path: Path) -> None:
