@@ -30,8 +30,18 @@ class Block:
     headings: tuple[str, ...]  # the headings it is under, outermost first
 
 
+# generated from the code, or tested by their own tests (the settings' pages)
+OWN_TESTS = {"docs/reference/cli.md", "docs/reference/api.md", "docs/howto/profiles.md", "docs/reference/settings.md"}
+
+
 def page(path: str) -> str:
     return (ROOT / path).read_text()
+
+
+def pages() -> list[str]:
+    """README.md and the pages of docs/ whose examples these tests run."""
+    found = ["README.md", *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*.md"))]
+    return [path for path in found if path not in OWN_TESTS]
 
 
 def all_blocks(path: str) -> list[Block]:

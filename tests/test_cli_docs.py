@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from psctl.cli.errors import ExitStatus
-from .docs import blocks, page
-from .test_docs import pages
+from .docs import blocks, page, pages
 from .helpers import DEAD, Cli, command_paths, fake_embedded
 
 COMMANDS = "docs/reference/commands.md"

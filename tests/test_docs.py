@@ -18,17 +18,8 @@ from typing import Any
 import pytest
 
 from . import docs
-from .docs import ROOT, all_blocks, blocks, check_comments, run_lines, run_python
+from .docs import OWN_TESTS, ROOT, all_blocks, blocks, check_comments, pages, run_lines, run_python
 from .helpers import PSCTL, Home
-
-# generated from the code, or tested by their own tests (the settings' pages)
-OWN_TESTS = {"docs/reference/cli.md", "docs/reference/api.md", "docs/howto/profiles.md", "docs/reference/settings.md"}
-
-
-def pages() -> list[str]:
-    found = ["README.md", *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "docs").rglob("*.md"))]
-    return [path for path in found if path not in OWN_TESTS]
-
 
 def test_every_example_is_run_by_a_test() -> None:
     """Each fenced block of README.md and docs/ is taken in by a test's
