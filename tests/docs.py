@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -116,6 +117,17 @@ def claims(tests: Path | None = None) -> set[tuple[str, str, str]]:
 
 
 # -- running the examples --------------------------------------------------------------
+
+def shell_env(redis_url: str | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for the examples' shell lines: ``environ`` (the tests'
+    own by default) with no server setting but ``redis_url``, and the
+    installed psctl first on PATH."""
+    from .helpers import PSCTL
+
+    base = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in base.items() if not k.startswith(("REDIS_", "PSCTL_", "_PSCTL"))}
+    return env | {"PATH": f"{PSCTL.parent}:{base['PATH']}"} | ({"REDIS_URL": redis_url} if redis_url else {})
+
 
 CRONTAB = re.compile(r"^(?:[\d*/,-]+\s+){5}")
 COMMENT = re.compile(r"\s{2,}# ?")

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from . import docs
-from .docs import OWN_TESTS, ROOT, all_blocks, blocks, check_comments, pages, run_lines, run_python
-from .helpers import PSCTL, Home
+from .docs import OWN_TESTS, ROOT, all_blocks, blocks, check_comments, pages, run_lines, run_python, shell_env
+from .helpers import Home
 
 def test_every_example_is_run_by_a_test() -> None:
     """Each fenced block of README.md and docs/ is taken in by a test's
@@ -60,10 +60,6 @@ def test_no_page_cites_an_issue_the_spec_or_a_test(path: str) -> None:
     assert not [c for c in cited if c not in allowed], cited
 
 
-def shell_env(home: Home) -> dict[str, str]:
-    return home.env | {"PATH": f"{PSCTL.parent}:{home.env['PATH']}"}
-
-
 def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Its steps in order, on the embedded server of a fresh home: each
     command prints the JSON its comment shows. (Its installation is run by
@@ -72,7 +68,7 @@ def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest
     [fresh, pulled] = blocks(tutorial, "2. Add and pull", "sh")
     [leases] = blocks(tutorial, "3. Leases: take an item, and give it back if you fail", "sh")
     [worker] = blocks(tutorial, "4. A worker", "sh")
-    env, url = shell_env(home), f"unix://{home.socket}"
+    env, url = shell_env(environ=home.env), f"unix://{home.socket}"
     assert check_comments(run_lines(fresh + pulled + leases, env, tmp_path)) == 14
     assert check_comments(run_lines(worker, env, tmp_path), statuses={"psctl work": 123}) == 4
 
@@ -114,7 +110,7 @@ def test_the_readme_tour_runs_as_written(home: Home, tmp_path: Path, capsys: pyt
     """The five-minute tour, in order, on the embedded server of a fresh home."""
     tour = "A five-minute tour"
     adding, working, cron = blocks("README.md", tour, "sh")
-    env, url = shell_env(home), f"unix://{home.socket}"
+    env, url = shell_env(environ=home.env), f"unix://{home.socket}"
     assert check_comments(run_lines(adding, env, tmp_path)) == 6
     ran = run_lines(working, env, tmp_path)
     assert check_comments(ran) == 2
@@ -168,11 +164,6 @@ def test_the_readme_first_command_works_in_a_fresh_venv_with_an_empty_home() -> 
 # -- the other pages' examples that no test of their subject runs ---------------------------
 
 
-def server_env(redis_url: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_", "_PSCTL"))}
-    return clean | {"REDIS_URL": redis_url, "PATH": f"{PSCTL.parent}:{os.environ['PATH']}"}
-
-
 def test_the_embedded_servers_examples(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """From Python, then the shell: the server runs, stops, and its folder goes (here in HOME's default place)."""
     page = "docs/explanation/embedded-server.md"
@@ -183,8 +174,7 @@ def test_the_embedded_servers_examples(home: Home, tmp_path: Path, monkeypatch: 
     assert namespace["redis"].psget("demo", "job-1") == "hello"
     namespace["redis"].close()
     [shell] = blocks("docs/explanation/embedded-server.md", "The embedded server", "sh")
-    env = dict(os.environ) | {"PATH": f"{PSCTL.parent}:{os.environ['PATH']}"}  # (HOME's default state folder)
-    status, stop, forget = run_lines(shell, env, tmp_path)
+    status, stop, forget = run_lines(shell, shell_env(), tmp_path)  # (HOME's default state folder)
 
     assert status.status == 0 and json.loads(status.stdout)["running"] is True
     assert stop.status == 0 and json.loads(stop.stdout)["stopped"] is True
@@ -223,12 +213,12 @@ def test_the_cron_pages_expire_lines(redis_url: str, r: Any, tmp_path: Path) -> 
     lines, _, _ = blocks("docs/howto/cron.md", "Feed and drain from cron", "sh")  # (its workers: test_examples.py)
     [shown] = blocks("docs/howto/cron.md", "Feed and drain from cron", "json")
     quiet, logged = [line for line in lines.splitlines() if " expire" in line]
-    ran = run_lines(quiet.replace("/var/log/", f"{tmp_path}/"), server_env(redis_url), tmp_path, redis_url)
+    ran = run_lines(quiet.replace("/var/log/", f"{tmp_path}/"), shell_env(redis_url), tmp_path, redis_url)
     assert [(done.status, done.stdout) for done in ran] == [(0, "")]
     for name, count in json.loads(shown)["expired"].items():
         r.psaddmany(name, [(f"{name}-{n}", "v", 1) for n in range(count)])
         r.pspull(name, count=count, expire_at=timedelta(seconds=-1))  # cooling down, and due
-    run_lines(logged.replace("/var/log/", f"{tmp_path}/"), server_env(redis_url), tmp_path, redis_url)
+    run_lines(logged.replace("/var/log/", f"{tmp_path}/"), shell_env(redis_url), tmp_path, redis_url)
     assert json.loads((tmp_path / "psctl-expire.log").read_text()) == json.loads(shown)
 
 
@@ -239,7 +229,7 @@ def test_the_loading_examples_load_what_they_say(redis_url: str, r: Any, tmp_pat
     shell, restore = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "sh")
     (tmp_path / "jobs.csv").write_text(csv)
     (tmp_path / "jobs.json").write_text(array)
-    ran = run_lines(shell, server_env(redis_url), tmp_path)
+    ran = run_lines(shell, shell_env(redis_url), tmp_path)
     assert [done.status for done in ran] == [0] * len(ran), ran
     assert r.pskeys("jobs", withscores=True) == [
         ("job-4", 5.0), ("job-5", 5.0), ("job-6", 5.0), ("job-1", 5.0), ("job-3", 2.0), ("job-2", 1.0)
@@ -249,13 +239,13 @@ def test_the_loading_examples_load_what_they_say(redis_url: str, r: Any, tmp_pat
     assert r.psget("jobs", "job-2") == b"send mail, then log"
     assert r.psitem("jobs", "report")["state"] == "delayed"
 
-    assert check_comments(run_lines(restore, server_env(redis_url), tmp_path)) == 2
+    assert check_comments(run_lines(restore, shell_env(redis_url), tmp_path)) == 2
     assert r.pskeys("jobs-restored", withscores=True) == r.pskeys("jobs", withscores=True)
 
 
 def test_the_flow_control_crontab(redis_url: str, r: Any, tmp_path: Path) -> None:
     [crontab] = blocks("docs/howto/flow-control.md", "Flow control", "text")
-    ran = run_lines(crontab, server_env(redis_url), tmp_path, redis_url)
+    ran = run_lines(crontab, shell_env(redis_url), tmp_path, redis_url)
     assert [(done.status, done.stdout) for done in ran] == [(0, "")] * 3  # -q: nothing printed
     stats = r.psstats("reports") | {"rate": r.psstats("scraper")["rate"]}
     assert (stats["paused"], stats["rate"]) == (False, 50.0)
@@ -275,7 +265,7 @@ def test_the_observing_examples(redis_url: str, r: Any, tmp_path: Path) -> None:
     r.psadd("jobs", "later", "x", delay=timedelta(hours=1))
     lines = "".join(line + "\n" for line in shell.splitlines() if not {"--watch", "--serve"} & set(line.split()))
     lines = lines.replace("/var/lib/prometheus/node-exporter/", f"{tmp_path}/")
-    ran = run_lines(lines, server_env(redis_url), tmp_path)
+    ran = run_lines(lines, shell_env(redis_url), tmp_path)
     assert check_comments(ran) == 2
     assert 'psctl_stream_items{state="delayed",stream="jobs"} 1.0' in ran[-2].stdout
     assert "psctl_up 1.0" in (tmp_path / "psctl.prom").read_text()
@@ -321,7 +311,7 @@ def test_the_command_synopsis_and_the_completion_scripts(tmp_path: Path) -> None
 def test_the_output_examples_print_what_they_say(redis_url: str, r: Any, tmp_path: Path) -> None:
     [shell] = blocks("docs/reference/output.md", "Output: a table for you, JSON for programs", "sh")
     r.psaddmany("jobs", [("job-1", "resize", 5), ("job-2", "mail", 8), ("job-3", "report", 1)])
-    ran = run_lines(shell, server_env(redis_url), tmp_path)
+    ran = run_lines(shell, shell_env(redis_url), tmp_path)
     assert [done.status for done in ran] == [0] * 6, ran
     values, count, first, ranked, _, digest = (done.stdout for done in ran)
     assert values == "mail\nresize\nreport\n" and count == "1\n"  # (scores above 5: job-2)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .docs import blocks
-from .helpers import PSCTL, blocked_clients
+from .docs import blocks, shell_env
+from .helpers import blocked_clients
 
 LIBRARY = "docs/howto/library.md"
 LEASES = "docs/howto/leases.md"
@@ -114,11 +114,6 @@ OLD_CRON_LOOP = """while item=$(psctl pull jobs --json) && [ "$item" != "[]" ]; 
     printf '%s\\n' "$item" | jq -r '.[0].value' | xargs -r ./process-one
 done
 """
-
-
-def shell_env(redis_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))}
-    return env | {"REDIS_URL": redis_url, "PATH": f"{PSCTL.parent}:{env['PATH']}"}
 
 
 def handed_over(folder: Path) -> list[tuple[bytes, str]]:

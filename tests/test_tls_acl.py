@@ -41,7 +41,7 @@ from testservers import ServerProcess, free_port, start_server
 
 
 from .conftest import flushed
-from .docs import blocks, run_lines
+from .docs import blocks, run_lines, shell_env
 from .helpers import Cli, complete, counts, fake_embedded
 
 OPT_OUT = "pytest -m 'not tls'"
@@ -486,9 +486,7 @@ def test_the_documented_tls_lines_work(tls: TlsServer, tmp_path: Path) -> None:
     [block] = blocks(PAGE, "TLS, passwords and ACLs", "sh")
     tls.client().psadd("jobs", "a", "x")  # (for the pull that waits for ever)
     block = block.replace("/etc/ssl/queue-ca.pem", str(tls.certs.ca))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    length, pulled = run_lines(block, env, tmp_path, url=tls.url)
+    length, pulled = run_lines(block, shell_env(), tmp_path, url=tls.url)
     assert (length.status, json.loads(length.stdout)) == (0, {"name": "jobs", "length": 1})
     assert (pulled.status, json.loads(pulled.stdout)) == (0, [{"key": "a", "value": "x"}])
 
