@@ -365,7 +365,7 @@ def test_without_limits_nothing_creates_them_and_raw_scores_are_the_scores(ps, r
 
 
 def test_a_tool_that_knows_only_spec_1_reads_and_writes_offset_scores(ps, r, k, aged):
-    """Documented (README, pslimit): while aging is on, raw scores are offset
+    """Documented (Flow control, pslimit): while aging is on, raw scores are offset
     by the points gained since the epoch; items written raw still take part."""
     window = aged()
     time.sleep(0.2)

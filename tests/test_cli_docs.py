@@ -1,4 +1,5 @@
-"""The README's "The command line" section documents every command, and its
+"""The documentation's "Commands at a glance" (with "Leases by hand", for the
+lease commands) documents every command and the JSON it prints, and its
 examples are commands psctl accepts."""
 
 from __future__ import annotations
@@ -13,21 +14,28 @@ from typing import Any
 import pytest
 
 from psctl.cli.errors import ExitStatus
+from .docs import blocks, page, pages
 from .helpers import DEAD, Cli, command_paths, fake_embedded
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+COMMANDS = "docs/reference/commands.md"
+LEASES = "docs/howto/leases.md"
+OUTPUT = "docs/reference/output.md"
 
 
 def section() -> str:
-    """The README's sections on the command line: "Leases" (its commands) and
-    "The command line"."""
-    text = README.read_text()
-    return "".join(text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0] for title in ("Leases", "The command line"))
+    """The pages that document the commands: "Commands at a glance", and
+    "Leases by hand" for the lease commands."""
+    return page(COMMANDS) + page(LEASES)
+
+
+def sh_examples() -> list[str]:
+    return [*blocks(COMMANDS, "Commands at a glance", "sh"), *blocks(LEASES, "Leases by hand", "sh"),
+            *blocks(OUTPUT, "Output: a table for you, JSON for programs", "sh")]  # fmt: skip
 
 
 def test_every_command_is_documented_with_an_example_and_its_json() -> None:
     text = section()
-    examples = "\n".join(re.findall(r"```sh\n(.*?)```", text, re.DOTALL))
+    examples = "\n".join(sh_examples())
     for path in command_paths():
         command = "psctl " + " ".join(path)
         assert f"| `{command}" in text, f"{command} is missing from the command table"
@@ -116,9 +124,10 @@ def test_each_example_prints_the_json_its_command_documents(redis_url: str, r: A
 
 
 def test_exit_statuses_and_the_rest_are_documented() -> None:
-    text = section()
+    statuses = page("docs/reference/exit-statuses.md")
     for status in ExitStatus:
-        assert f"| {int(status)} |" in text
+        assert f"| {int(status)} |" in statuses
+    text = "".join(page(path) for path in pages())
     for needle in ("--json", "--table", "--debug", "--timeout", "DURATION", "crontab", "line 3", "stdin", "--yes",
                    "python -m psctl.cli.completion completions/", "completions/psctl.bash", "jsonl", "value_base64"):  # fmt: skip
         assert needle in text, needle
@@ -127,7 +136,7 @@ def test_exit_statuses_and_the_rest_are_documented() -> None:
 def example_commands() -> list[list[str]]:
     """The psctl invocations in the section's sh blocks, pipelines split, redirections cut."""
     found = []
-    for block in re.findall(r"```sh\n(.*?)```", section(), re.DOTALL):
+    for block in sh_examples():
         for line in block.splitlines():
             if not line.startswith(("psctl ", "printf ")):
                 continue

@@ -10,6 +10,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from psctl import readers as inputs
 from psctl.cli import signals, terminal
 from psctl.cli.errors import ExitStatus
 
+from .docs import blocks
 from .helpers import DEAD, Cli, counts
 from .test_plans import KEYS, describe
 
@@ -94,6 +96,9 @@ def test_ctrl_c_while_writing_ends_after_the_chunk_in_flight(env: dict[str, str]
     assert 0 < written < ROWS and written % op.ADD_CHUNK == 0  # whole chunks, not all of them
     assert json.loads(out) == counts(written)
     assert err.decode() == f"psctl: interrupted: wrote {written} of {ROWS} rows; {RERUN}\n"
+    [shown] = blocks("docs/howto/dump-restore.md", "Load, dump and restore", "text")  # as the page shows it
+    numbers = {"37000": str(written), "200000": str(ROWS)}
+    assert re.sub(r"\d+", lambda found: numbers.get(found[0], found[0]), shown) == (out + err).decode()
 
     assert added(psctl("add-many", "jobs", str(path), "--replace", env=env)) == counts(ROWS)
     assert dict(r.pskeys("jobs", withscores=True)) == scores  # none added twice

@@ -1,10 +1,9 @@
 """``psctl lease``, ``ack``, ``release``, ``extend``, ``dead`` and ``requeue``
-(SPEC §6), in-process and as the README's shell worker."""
+(SPEC §6), in-process and as the documentation's shell worker."""
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -16,9 +15,9 @@ import pytest
 
 from psctl.cli.status import ExitStatus
 
+from .docs import blocks
 from .helpers import DEAD, PSCTL, Cli, blocked_clients
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture
@@ -104,12 +103,12 @@ def test_bad_usage_exits_2_before_any_io(cli: Cli, args: list[str], expected: st
     assert expected in cli.fails(ExitStatus.USAGE, *args, env={"REDIS_URL": DEAD})
 
 
-# -- the README's shell worker -----------------------------------------------------------
+# -- the shell worker of "Leases by hand" -----------------------------------------------
 
 
 def readme_lease_loop() -> str:
-    section = README.read_text().split("\n## Leases\n", 1)[1].split("\n## ", 1)[0]
-    [loop] = [b for b in re.findall(r"```sh\n(.*?)```", section, re.DOTALL) if b.startswith("while ")]
+    loop, _ = blocks("docs/howto/leases.md", "Leases by hand", "sh")  # (then the lease commands)
+    assert loop.startswith("while ")
     return loop
 
 

@@ -25,7 +25,6 @@ from psctl.operations import POLL
 from .helpers import DEAD, Cli, blocked_clients, retries, wait_until_blocked
 
 PSCTL = Path(sys.executable).with_name("psctl")
-README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture

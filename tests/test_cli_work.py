@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from psctl.launcher import pid_running
 from psctl.layout import stream_keys
 from testservers import start_server
 
+from .docs import blocks, command_of
 from .helpers import PSCTL, wait_until_blocked
 
 # A command that records what it got: one JSON line per run, appended to the
@@ -470,6 +472,9 @@ def test_a_summary_line_always_and_a_status_line_on_a_terminal(work: Work, r: An
     assert done.returncode == 0 and done.stdout == ""
     assert done.stderr.startswith("psctl work q: 3 done, 0 failed, 0 dead in ")
     assert "\r" not in done.stderr  # no status line when stderr is no terminal
+    shown, _ = blocks("docs/howto/shell-workers.md", "Shell workers: psctl work", "text")  # (and a crontab line)
+    numbers = re.sub(r"\d+(?:\.\d+)?", "0", shown.strip()).replace("work jobs:", "work q:")
+    assert re.fullmatch(re.escape(numbers).replace("0", r"[\d.]+") + "\n", done.stderr), (shown, done.stderr)
 
     r.psaddmany("q", [(f"m{i}", "v", i) for i in range(3)])  # (the k's cool down)
     main, terminal = os.openpty()
@@ -495,15 +500,11 @@ def test_a_summary_line_always_and_a_status_line_on_a_terminal(work: Work, r: An
     assert "psctl work q: 3 done, 0 failed, 0 dead in " in text
 
 
-# -- the README's examples ---------------------------------------------------------------
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
+# -- the examples of "Shell workers" -------------------------------------------------------
 
 
 def readme_work_examples() -> list[str]:
-    section = README.read_text().split("\n### Workers: psctl work\n", 1)[1].split("\n### ", 1)[0]
-    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    [block] = blocks("docs/howto/shell-workers.md", "Shell workers: psctl work", "sh")
     return [line.split("  #", 1)[0].strip() for line in block.splitlines()]
 
 
@@ -536,3 +537,10 @@ def test_the_readme_work_examples_work_as_written(work: Work, r: Any) -> None:
                           check=False)  # fmt: skip
     assert done.returncode == 0 and "3 done" in done.stderr, done.stderr
     assert (work.folder / "sent.txt").read_text() == "mail 2|mail 1|mail 0|"
+
+    _, crontab = blocks("docs/howto/shell-workers.md", "Shell workers: psctl work", "text")  # (the summary's, above)
+    r.psaddmany("jobs", [("job-3", "from cron", 1)])
+    done = subprocess.run(["bash", "-c", command_of(crontab.strip())], cwd=work.folder, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0 and "1 done" in done.stderr, done.stderr
+    assert handled.read_text().endswith("job-3=from cron|")

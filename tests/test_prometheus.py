@@ -24,7 +24,10 @@ import pytest
 
 from testservers import free_port
 
+from .docs import blocks, command_of
 from .helpers import PSCTL
+
+PAGE = "docs/howto/prometheus.md"
 
 pytestmark = pytest.mark.prometheus
 
@@ -58,12 +61,14 @@ def stack(redis_url: str, r: Any, tmp_path: Path) -> Iterator[Any]:
     textfiles = tmp_path / "textfiles"
     textfiles.mkdir()
     config = tmp_path / "prometheus.yml"
+    [scrape] = blocks(PAGE, "Prometheus and node_exporter", "yaml")  # the page's, scraping every second here
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n"
-        f"  - job_name: psctl\n    static_configs:\n      - targets: ['127.0.0.1:{psctl_port}']\n"
-        f"  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n"
+        + scrape.replace("127.0.0.1:9808", f"127.0.0.1:{psctl_port}").replace("interval: 15s", "interval: 1s")
+        + f"  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node_port}']\n"
     )
+    [crontab] = blocks(PAGE, "Prometheus and node_exporter", "text")  # the textfile written as cron would
+    textfile_command = command_of(crontab.strip()).replace("/var/lib/prometheus/node-exporter", str(textfiles))
     processes = [
         started([str(PSCTL), "metrics", "--serve", f"127.0.0.1:{psctl_port}"], tmp_path / "psctl.log", env=env),
         started([binary("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{node_port}",
@@ -75,8 +80,8 @@ def stack(redis_url: str, r: Any, tmp_path: Path) -> Iterator[Any]:
 
     class Stack:
         def write_textfile(self) -> None:
-            subprocess.run([str(PSCTL), "metrics", "--textfile", str(textfiles / "psctl.prom")], env=env,
-                           check=True)  # fmt: skip
+            path = f"{PSCTL.parent}:{os.environ['PATH']}"
+            subprocess.run(["bash", "-c", textfile_command], env=env | {"PATH": path}, check=True)
 
         def query(self, promql: str) -> list[dict[str, Any]]:
             url = f"http://127.0.0.1:{prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})

