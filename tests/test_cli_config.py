@@ -239,6 +239,9 @@ def test_psctl_work_and_completion_use_the_profile_too(setup: Setup) -> None:
         assert client.pslen("jobs") == 0
         client.psadd("journal", "c", "3")
     assert complete("psctl --profile p stats jo", setup.env()) == ["jobs", "journal"]
+    assert complete("psctl len jobs --profile ", setup.env()) == ["p"]  # (the profiles themselves)
+    setup.write("[default]\nurl = \n")
+    assert complete("psctl --profile ", setup.env()) == []  # (a broken file: nothing, and no error)
 
 
 def test_an_empty_home_with_no_file_uses_the_embedded_server(home: Home) -> None:

@@ -2,7 +2,8 @@
 
 The commands live in modules named for what they do to a stream
 (``adding.py``, ``taking.py``, ``reading.py``, ``changing.py``, ``leases.py``,
-``work.py``, ``flow.py``, ``observe.py``) and ``server.py`` (the embedded server); this
+``work.py``, ``flow.py``, ``observe.py``), ``server.py`` (the embedded server) and
+``config.py`` (the settings; the config file: ``profiles.py``); this
 module imports them and registers them, and none of them imports it. Each
 command is built from its function only when it runs (``group.py``), and
 modules that talk to a server are imported by the commands that need them, so
@@ -18,7 +19,7 @@ from typing import Annotated
 import typer
 
 from psctl import __version__
-from psctl.cli.profiles import LEAST_TIMEOUT
+from psctl.cli.profiles import LEAST_TIMEOUT, profile_names
 from psctl.cli.durations import duration_option
 from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
@@ -78,7 +79,7 @@ def root(
     profile: Annotated[
         str | None,
         typer.Option(
-            "--profile", metavar="NAME", envvar="PSCTL_PROFILE", show_default=False,
+            "--profile", metavar="NAME", envvar="PSCTL_PROFILE", show_default=False, autocompletion=profile_names,
             help="Use the settings of profile NAME in the config file (psctl config path; default: the file's "
             "default section); flags and REDIS_* variables still win.",
         ),

@@ -1,13 +1,19 @@
 """``psctl config``: the settings a command would use and where each came
 from, and where the config file is (``profiles.py``)."""
 
+from datetime import timedelta
 from typing import Any
 
 import typer
 
+from psctl.cli import connection
 from psctl.cli.group import CatchingGroup
 from psctl.cli.options import output_options
+from psctl.cli.profiles import DEFAULT, Chosen, config_path
 from psctl.cli.session import Session
+from psctl.cli.status import BadUsage
+from psctl.durations import shown_duration
+from psctl.settings import Settings
 
 config_app = typer.Typer(
     name="config",
@@ -38,8 +44,6 @@ def path(session: Session) -> None:
 
     Example: psctl config path -o raw
     """
-    from psctl.cli.profiles import config_path
-
     found = config_path()
     shown = None if found is None else str(found)
     session.out.show(  # type: ignore[union-attr]
@@ -47,19 +51,12 @@ def path(session: Session) -> None:
     )
 
 
-def rows(chosen: Any) -> list[dict[str, Any]]:
-    """The settings ``chosen`` (``profiles.Chosen``) as ``config show`` prints them, no password in sight."""
-    from psctl.cli import connection
-    from psctl.cli.status import BadUsage
-    from psctl.durations import shown_duration
-    from datetime import timedelta
-
+def rows(chosen: Chosen) -> list[dict[str, Any]]:
+    """The settings ``chosen`` as ``config show`` prints them, no password in sight."""
     sources = chosen.sources
-    named = sources["url"] != "default"
+    named = sources["url"] != DEFAULT
     settings = None
     if named:
-        from psctl.settings import Settings
-
         try:
             settings = Settings.resolve(chosen.env, url=chosen.url, cluster=chosen.cluster or None,
                                         ssl_ca_certs=chosen.tls_ca, username=chosen.username,
@@ -73,7 +70,7 @@ def rows(chosen: Any) -> list[dict[str, Any]]:
         "cluster": settings.cluster if settings else bool(chosen.cluster),
         "timeout": shown_duration(timedelta(seconds=chosen.timeout)),
         "username": connection.user(chosen.url, chosen.env, chosen.username) if named else None,
-        "password": "***" if settings and (settings.password or sources["password"] != "default") else None,
+        "password": "***" if settings and (settings.password or sources["password"] != DEFAULT) else None,
         "tls_ca": settings.ssl_ca_certs if settings else None,
     }
-    return [{"setting": name, "value": value, "from": sources.get(name, "default")} for name, value in values.items()]
+    return [{"setting": name, "value": value, "from": sources.get(name, DEFAULT)} for name, value in values.items()]

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psctl.cli import connection
-from psctl.cli.status import BadUsage
+from psctl.cli.status import BadUsage, CliError
 from psctl.urls import check_url, redact_url
 
 if TYPE_CHECKING:
@@ -116,21 +116,38 @@ class Profile:
 
     def _path(self, given: str) -> Path:
         """A path of the file: ``~`` is the home folder, a relative one is the config file's folder's."""
-        return self.path.parent / Path(given).expanduser()
+        try:
+            return self.path.parent / Path(given).expanduser()
+        except RuntimeError:  # ~ with no home folder to stand for
+            raise BadUsage(f"{self.path}: {self._table}: {given}: no home folder for ~ to stand for") from None
 
 
 def load(path: Path, name: str | None, named_by: str | None) -> Profile | None:
     """The profile ``name`` (None: ``[default]``, if any) of the config file
     at ``path``, named as ``named_by`` says (``--profile prod``,
     ``PSCTL_PROFILE=prod``); the whole file checked first."""
+    tables = _read(path)
+    if tables is None:
+        if name is not None:
+            raise BadUsage(f"{named_by}: no such profile: there is no config file ({path})")
+        return None
+    profiles = _checked(path, tables)
+    if name is None:
+        return profiles.get(None)
+    if name not in profiles:
+        known = ", ".join(sorted({n or "default" for n in profiles})) or "none"
+        raise BadUsage(f"{named_by}: no such profile in {path} (profiles: {known})")
+    return profiles[name]
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """The config file's tables; None when there is no file."""
     import tomllib
 
     try:
         with open(path, "rb") as file:
-            tables = tomllib.load(file)
+            return tomllib.load(file)
     except FileNotFoundError:
-        if name is not None:
-            raise BadUsage(f"{named_by}: no such profile: there is no config file ({path})") from None
         return None
     except OSError as exc:
         raise BadUsage(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
@@ -141,13 +158,6 @@ def load(path: Path, name: str | None, named_by: str | None) -> Profile | None:
         raise BadUsage(f"{path}{at}: not valid TOML: {what}") from None
     except UnicodeDecodeError:
         raise BadUsage(f"{path}: not valid TOML: not UTF-8 text") from None
-    profiles = _checked(path, tables)
-    if name is None:
-        return profiles.get(None)
-    if name not in profiles:
-        known = ", ".join(sorted({n or "default" for n in profiles})) or "none"
-        raise BadUsage(f"{named_by}: no such profile in {path} (profiles: {known})")
-    return profiles[name]
 
 
 def _checked(path: Path, tables: Mapping[str, Any]) -> dict[str | None, Profile]:
@@ -219,6 +229,18 @@ def timeout_seconds(value: Any, given: str) -> float:
     if not LEAST_TIMEOUT <= seconds <= 10**9:
         raise BadUsage(f"{given} must be at least {LEAST_TIMEOUT} seconds (and at most 10**9), got {seconds:g}")
     return seconds
+
+
+def profile_names(incomplete: str) -> list[str]:
+    """The profiles of the config file starting with ``incomplete`` (for a TAB:
+    none when the file is missing or wrong)."""
+    path = config_path()
+    try:
+        tables = _read(path) if path is not None else None
+        found = {name or "default" for name in _checked(path, tables)} if tables is not None else set()  # type: ignore[arg-type]
+    except (CliError, OSError, ValueError):
+        return []
+    return sorted(name for name in found if name.startswith(incomplete))
 
 
 # -- the server's URL -------------------------------------------------------------------------

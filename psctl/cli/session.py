@@ -18,7 +18,8 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from psctl.cli import connection
+from psctl.cli import connection, profiles
+from psctl.cli.status import CliError
 
 if TYPE_CHECKING:
     from psctl.cli.output import Output
@@ -83,9 +84,6 @@ class Session:
         out: Output | None = None,
         quiet: bool | None = None,
     ) -> None:
-        from psctl.cli import profiles
-        from psctl.cli.status import CliError
-
         options = options or GlobalOptions()
         self.debug, self.no_embedded, self.as_json = options.debug, options.no_embedded, options.as_json
         self.command, self.stream, self.out = command, stream, out
