@@ -40,8 +40,8 @@ HELP_ORDER = (
 app = typer.Typer(
     name="psctl",
     cls=lazy_group(
-        [module.commands for module in (adding, taking, reading, changing, leases, work, flow, observe)], [server_app, config_app],
-        order=HELP_ORDER,
+        [module.commands for module in (adding, taking, reading, changing, leases, work, flow, observe)],
+        [server_app, config_app], order=HELP_ORDER,
     ),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"

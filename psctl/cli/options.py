@@ -31,8 +31,8 @@ DEFAULT_COOL_DOWN = defaults.COOL_DOWN
 
 def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Stream names starting with ``incomplete``, from the server the command
-    would use (its profile's too): at most half a second (or the ``--timeout`` given), and never
-    starting the embedded server."""
+    would use (a profile's too): at most half a second (or the ``--timeout``
+    given), and never starting the embedded server."""
     try:
         client = _completion_client(ctx)
         if client is None:

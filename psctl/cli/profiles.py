@@ -27,9 +27,10 @@ a ``REDIS_URL`` never receives a profile's user name or password, and a
 profile's server never receives ``REDIS_USERNAME``, ``REDIS_PASSWORD``,
 ``REDIS_SSL_CA_CERTS`` or ``REDIS_CLUSTER``, which go with ``REDIS_URL``.
 
-The file is read when a command first needs its settings (never for
-``--help``, ``--version`` or completion scripts); ``tomllib`` is imported
-then.
+The file is read when a command runs (its ``Session`` is made), never for
+``--help``, ``--version`` or a completion script; ``tomllib`` is imported
+then. A TAB reads it for the profiles' names, and for the server whose
+stream names it offers.
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ def profile_names(incomplete: str) -> list[str]:
     path = config_path()
     try:
         tables = _read(path) if path is not None else None
-        found = {name or "default" for name in _checked(path, tables)} if tables is not None else set()  # type: ignore[arg-type]
+        found = {name or "default" for name in _checked(path, tables)} if path and tables else set()
     except (CliError, OSError, ValueError):
         return []
     return sorted(name for name in found if name.startswith(incomplete))

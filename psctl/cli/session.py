@@ -93,8 +93,9 @@ class Session:
             self._chosen = profiles.choose(options)
         except CliError as exc:  # (kept for when the settings are needed; messages use the flags')
             self._problem = exc
+            timeout = options.timeout or connection.DEFAULT_TIMEOUT
             self._chosen = profiles.Chosen(url=options.url, cluster=options.cluster, tls_ca=options.tls_ca,
-                                           timeout=options.timeout or connection.DEFAULT_TIMEOUT, sources={})  # fmt: skip
+                                           timeout=timeout, sources={})  # fmt: skip
         chosen = self._chosen
         self.url, self.cluster, self.tls_ca, self.timeout = chosen.url, chosen.cluster, chosen.tls_ca, chosen.timeout
         # what messages may say, worked out without I/O: never a password
