@@ -17,14 +17,15 @@ def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``: whatever follows the
     first ``:`` of the user information (up to the last ``@``), so that even a
     password holding an unescaped ``#``, ``?`` or ``/`` is hidden whole, and a
-    ``password=`` query parameter."""
+    ``password=`` query parameter; the same in text meant as a URL that has
+    no ``://`` (``user:password@host``)."""
     scheme, sep, rest = url.partition("://")
-    if sep:
-        userinfo, at, host = rest.rpartition("@")
-        if at and ":" in userinfo:
-            rest = f"{userinfo.partition(':')[0]}:***@{host}"
-        url = f"{scheme}{sep}{rest}"
-    return _QUERY_PASSWORD.sub(r"\1***", url)
+    if not sep:  # (not a URL: "user:password@host", say, given without its scheme)
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{host}"
+    return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}{sep}{rest}")
 
 
 def check_url(url: str) -> None:

@@ -83,6 +83,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # tests that press Ctrl-C on one would wait for ever. Ctrl-C is what they test.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # the user's own config file and profile must not change what the tests run
+    # (tests of the config file give psctl a HOME of their own)
+    os.environ.pop("PSCTL_PROFILE", None)
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="psctl-config-")
 
 
 @pytest.fixture(scope="session")

@@ -579,7 +579,7 @@ def test_the_command_list_is_complete() -> None:
         "add", "add-many", "pull", "keys", "values", "get", "len", "names", "incr", "prune", "decr-all",
         "remove", "expire", "delete", "lease", "ack", "release", "extend", "dead", "requeue", "work", "stats", "metrics",
         "item", "lift", "dump", "pause", "resume", "limit", "server status", "server start",
-        "server stop",
+        "server stop", "config show", "config path",
     }  # fmt: skip
 
 

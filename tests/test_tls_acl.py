@@ -275,6 +275,26 @@ def test_ca_files_that_cannot_be_used_are_bad_usage_before_any_io(
         "REDIS_URL": "unix:///nonexistent/psctl.sock", "REDIS_SSL_CA_CERTS": str(garbage)})  # fmt: skip
 
 
+@pytest.mark.tls
+def test_a_profile_s_tls_ca_verifies_its_server(tls: TlsServer, tmp_path: Path) -> None:
+    folder = tmp_path / ".config" / "psctl"
+    folder.mkdir(parents=True)
+    shutil.copy(tls.certs.ca, folder / "ca.pem")
+    (folder / "config.toml").write_text(f'[profiles.tls]\nurl = "{tls.url}"\ntls_ca = "ca.pem"\n'
+                                        '[profiles.plain]\nurl = "redis://127.0.0.1:1"\ntls_ca = "ca.pem"\n')  # fmt: skip
+    cli = Cli(tls.url)
+    env = CLEAN | {"HOME": str(tmp_path), "XDG_CONFIG_HOME": None}
+    assert cli.ok("--profile", "tls", "add", "jobs", "a", "x", env=env)["added"] is True
+    assert tls.client().pslen("jobs") == 1
+    # REDIS_SSL_CA_CERTS goes with REDIS_URL's server, not the profile's
+    assert cli.ok("--profile", "tls", "len", "jobs", env=env | {"REDIS_SSL_CA_CERTS": "/nonexistent.pem"}) == {
+        "name": "jobs", "length": 1,
+    }  # fmt: skip
+    plain = cli.fails(ExitStatus.USAGE, "--profile", "plain", "len", "jobs", env=env)
+    assert plain.startswith(f"psctl: the tls_ca of profile plain in {folder / 'config.toml'} applies to TLS "
+                            "connections only")  # fmt: skip
+
+
 # -- ACL ---------------------------------------------------------------------------
 
 PASSWORD = "s3cret@pw-Worker"  # "@" must be %40 in a URL: both spellings are kept out of output

@@ -2,7 +2,8 @@
 
 The commands live in modules named for what they do to a stream
 (``adding.py``, ``taking.py``, ``reading.py``, ``changing.py``, ``leases.py``,
-``work.py``, ``flow.py``, ``observe.py``) and ``server.py`` (the embedded server); this
+``work.py``, ``flow.py``, ``observe.py``), ``server.py`` (the embedded server) and
+``config.py`` (the settings; the config file: ``profiles.py``); this
 module imports them and registers them, and none of them imports it. Each
 command is built from its function only when it runs (``group.py``), and
 modules that talk to a server are imported by the commands that need them, so
@@ -18,28 +19,29 @@ from typing import Annotated
 import typer
 
 from psctl import __version__
-from psctl.cli import connection
+from psctl.cli.profiles import LEAST_TIMEOUT, profile_names
 from psctl.cli.durations import duration_option
 from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
-from psctl.cli.group import check_output_options, lazy_group
+from psctl.cli.group import check_output_options, given_by, lazy_group
 from psctl.cli.session import GlobalOptions
 from psctl.cli import adding, changing, flow, leases, observe, reading, taking, work
 from psctl.cli.server import server_app
+from psctl.cli.config import config_app
 
 # The commands in the order --help lists them: the everyday ones first.
 HELP_ORDER = (
     "add", "pull", "keys", "values", "dump", "get", "len", "names", "incr", "prune", "decr-all", "remove", "expire",
     "delete", "add-many", "lease", "ack", "release", "extend", "dead", "requeue", "work", "pause", "resume", "limit",
-    "stats", "metrics", "item", "lift", "server",
+    "stats", "metrics", "item", "lift", "server", "config",
 )  # fmt: skip
 
 app = typer.Typer(
     name="psctl",
     cls=lazy_group(
-        [module.commands for module in (adding, taking, reading, changing, leases, work, flow, observe)], [server_app],
-        order=HELP_ORDER,
+        [module.commands for module in (adding, taking, reading, changing, leases, work, flow, observe)],
+        [server_app, config_app], order=HELP_ORDER,
     ),
     help=(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
@@ -72,7 +74,15 @@ def root(
         typer.Option(
             "--url", metavar="URL", show_default=False,
             help="The server: redis://, rediss:// or unix:// (default: $REDIS_URL, else $REDIS_HOST, "
-            "else the embedded server).",
+            "else the profile's url, else the embedded server).",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", metavar="NAME", envvar="PSCTL_PROFILE", show_default=False, autocompletion=profile_names,
+            help="Use the settings of profile NAME in the config file (psctl config path; default: the file's "
+            "default section); flags and REDIS_* variables still win.",
         ),
     ] = None,
     cluster: Annotated[
@@ -112,13 +122,14 @@ def root(
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:  # fmt: skip
-    seconds = connection.DEFAULT_TIMEOUT if timeout is None else timeout.total_seconds()
-    if seconds < 0.01:
-        raise BadUsage(f"--timeout must be at least 0.01 seconds, got {seconds:g}")
+    seconds = None if timeout is None else timeout.total_seconds()
+    if seconds is not None and seconds < LEAST_TIMEOUT:
+        raise BadUsage(f"--timeout must be at least {LEAST_TIMEOUT} seconds, got {seconds:g}")
     ctx.obj = GlobalOptions(
         url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
         format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
-        quiet=quiet, no_embedded=no_embedded,
+        quiet=quiet, no_embedded=no_embedded, profile=profile or None,
+        given={name: found for name in ("timeout", "profile") if (found := given_by(ctx, name))},
     )  # fmt: skip
     asked = [option for option, on in (("-o", output_format is not None), ("--json", as_json),
                                        ("--table", as_table)) if on]  # fmt: skip

@@ -1,10 +1,11 @@
 """Which server a command talks to, and a client for it that cannot hang.
 
 ``--url``, else ``REDIS_URL``, else ``REDIS_HOST`` (with ``REDIS_PORT`` and
-the rest, read by ``psctl.settings.Settings``) names a server, and then that
-server only: when it cannot be reached the command fails (exit 1) and nothing
-falls back to the embedded server. With none of them, commands use the
-embedded server (``psctl.embedded``), started if needed.
+the rest, read by ``psctl.settings.Settings``), else the profile's url
+(``profiles.py`` chooses) names a server, and then that server only: when it
+cannot be reached the command fails (exit 1) and nothing falls back to the
+embedded server. With none of them, commands use the embedded server
+(``psctl.embedded``), started if needed.
 
 The CLI's client is a psctl client (``psctl.connections``: one connection
 attempt, no command ever re-sent) with tighter timeouts: at most
@@ -62,10 +63,10 @@ def cluster_wanted(cluster: bool | None, env: Mapping[str, str] | None = None) -
     return Settings.resolve(os.environ if env is None else env, cluster=cluster or None).cluster
 
 
-def secrets(url: str | None, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Every password the command could come to know, to keep out of its messages."""
+def secrets(url: str | None, env: Mapping[str, str] | None = None, password: str | None = None) -> tuple[str, ...]:
+    """Every password the command could come to know (``password``: a profile's), to keep out of its messages."""
     env = os.environ if env is None else env
-    found = [env.get("REDIS_PASSWORD")]
+    found = [env.get("REDIS_PASSWORD"), password]
     for candidate in (url, env.get("REDIS_URL")):
         if candidate:
             # read leniently (up to the last "@"): a password may hold an unescaped "#", "?" or "/"
@@ -80,11 +81,11 @@ def secrets(url: str | None, env: Mapping[str, str] | None = None) -> tuple[str,
     return tuple(sorted({s for s in found if s}, key=len, reverse=True))
 
 
-def user(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
+def user(url: str | None, env: Mapping[str, str] | None = None, username: str | None = None) -> str | None:
     """The user name the command would log in as, when one is given (no I/O)."""
     env = os.environ if env is None else env
     try:
-        settings = Settings.resolve(env, url=url or None)
+        settings = Settings.resolve(env, url=url or None, username=username)
         if settings.url:
             return unquote(urlsplit(settings.url).username or "") or settings.username
     except ValueError:
@@ -113,6 +114,10 @@ def resolve(
     tls_ca: str | None = None,
     quiet: bool = False,
     no_embedded: bool = False,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    tls_ca_from: str = "--tls-ca",
 ) -> Target:
     """The server for this command; starts the embedded one when no other is
     named, unless ``no_embedded`` (or ``PSCTL_NO_EMBEDDED``) forbids it or the
@@ -123,15 +128,17 @@ def resolve(
     Using the embedded server is said on stderr: always when stderr is not a
     terminal (a cron mail or a log, where a job that lost its REDIS_URL must
     be noticed) unless ``quiet``; and whenever this command started the
-    server, ``quiet`` or not."""
+    server, ``quiet`` or not. ``username``, ``password`` and ``tls_ca`` (named
+    by ``tls_ca_from`` in messages): a profile's, or a flag's."""
     env = os.environ if env is None else env
     try:
-        settings = Settings.resolve(env, url=url or None, cluster=cluster or None, ssl_ca_certs=tls_ca or None)
+        settings = Settings.resolve(env, url=url or None, cluster=cluster or None, ssl_ca_certs=tls_ca or None,
+                                    username=username, password=password)  # fmt: skip
     except ValueError as exc:  # REDIS_PORT=abc, say
         raise BadUsage(str(exc)) from None
     if settings.cluster:
         check_cluster_available()
-    check_tls(settings, tls_ca, explicit(url, env))
+    check_tls(settings, tls_ca, explicit(url, env), tls_ca_from)
     if explicit(url, env):
         return Target(settings, embedded=False)
     if settings.cluster:
@@ -169,16 +176,17 @@ def embedded_module() -> Any:
         raise ServerUnavailable(f"the embedded server is not available in this installation ({exc})") from None
 
 
-def check_tls(settings: Settings, tls_ca: str | None, named: bool) -> None:
-    """Refuses a CA file that would not be used, or that cannot be used, before any I/O."""
+def check_tls(settings: Settings, tls_ca: str | None, named: bool, tls_ca_from: str = "--tls-ca") -> None:
+    """Refuses a CA file that would not be used, or that cannot be used, before
+    any I/O; ``tls_ca_from`` says where ``tls_ca`` was given."""
     if tls_ca and not (named and settings.uses_tls):
         raise BadUsage(
-            "--tls-ca applies to TLS connections only: give a rediss:// URL (or REDIS_SSL=1 with REDIS_HOST), "
-            "or leave --tls-ca out"
+            f"{tls_ca_from} applies to TLS connections only: give a rediss:// URL (or REDIS_SSL=1 with REDIS_HOST), "
+            f"or leave {tls_ca_from} out"
         )
     if not (named and settings.uses_tls and settings.ssl_ca_certs):
         return
-    given = "--tls-ca" if tls_ca else "REDIS_SSL_CA_CERTS"
+    given = tls_ca_from if tls_ca else "REDIS_SSL_CA_CERTS"
     import ssl
 
     try:

@@ -216,6 +216,13 @@ def check_output_options(ctx: Any, asked: list[str]) -> None:
             raise BadUsage(f"psctl {ctx.invoked_subcommand} takes no {option}: it has no output format to choose")
 
 
+def given_by(ctx: Any, name: str) -> str | None:
+    """Whether the parameter ``name`` was given as a flag ("flag") or by its
+    environment variable ("env"), or not at all (None): Click's parameter source."""
+    source = getattr(ctx.get_parameter_source(name), "name", None)
+    return {"COMMANDLINE": "flag", "ENVIRONMENT": "env"}.get(source or "")
+
+
 def click_command(app: typer.Typer) -> Any:
     """The Click command Typer makes of ``app`` (for completion scripts)."""
     from typer.main import get_command
@@ -269,7 +276,7 @@ def help_pages(app: typer.Typer) -> list[HelpPage]:
 # The root's options, which may also follow the command: those that take a
 # value, and flags. A command's own option of the same name would win; none
 # has one (one meaning per option name: tests/test_cli_habits.py walks them).
-GLOBAL_VALUES = frozenset({"--url", "--tls-ca", "--timeout", "--output", "-o"})
+GLOBAL_VALUES = frozenset({"--url", "--tls-ca", "--timeout", "--profile", "--output", "-o"})
 GLOBAL_FLAGS = frozenset({"--cluster", "--no-embedded", "--debug", "--json", "--table", "--quiet", "-q"})
 
 

@@ -31,8 +31,8 @@ DEFAULT_COOL_DOWN = defaults.COOL_DOWN
 
 def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Stream names starting with ``incomplete``, from the server the command
-    would use: at most half a second (or the ``--timeout`` given), and never
-    starting the embedded server."""
+    would use (a profile's too): at most half a second (or the ``--timeout``
+    given), and never starting the embedded server."""
     try:
         client = _completion_client(ctx)
         if client is None:
@@ -50,19 +50,20 @@ NAMES_TIMEOUT = 0.5  # seconds a TAB may wait for the server
 
 
 def _completion_client(ctx: typer.Context) -> Any:
-    from psctl.cli import connection
+    from psctl.cli import connection, profiles
     from psctl.settings import Settings
 
-    root = ctx.find_root()
-    url, cluster = root.params.get("url"), root.params.get("cluster")
-    if connection.explicit(url, os.environ):
-        target = connection.resolve(url, cluster, tls_ca=root.params.get("tls_ca"))
+    params = ctx.find_root().params
+    given = params.get("timeout")  # (--timeout or PSCTL_TIMEOUT: a slow link's user asks for more)
+    chosen = profiles.choose(GlobalOptions(params.get("url"), params.get("cluster"), tls_ca=params.get("tls_ca"),
+                                           profile=params.get("profile")))  # fmt: skip
+    if connection.explicit(chosen.url, chosen.env):
+        target = chosen.target()
     else:  # the embedded server, only when it already runs
         running = connection.embedded_module().running_url()
         if running is None:
             return None
         target = connection.Target(Settings.resolve({}, url=running), embedded=True)
-    given = root.params.get("timeout")  # (--timeout or PSCTL_TIMEOUT: a slow link's user asks for more)
     return connection.connect(target, timeout=given.total_seconds() if given else NAMES_TIMEOUT)
 
 

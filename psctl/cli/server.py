@@ -23,7 +23,7 @@ server_app = typer.Typer(
 
 
 def _embedded(session: Session) -> Any:
-    if connection.cluster_wanted(session.cluster):
+    if session.wants_cluster():
         raise BadUsage("psctl server manages the embedded server, which is not used in cluster mode")
     return connection.embedded_module()
 
@@ -42,7 +42,7 @@ def status(session: Session) -> None:
     found = _embedded(session).status()
     output.show(found, vertical=True, raw="running" if found["running"] else "stopped")
     if output.table and connection.explicit(session.url, os.environ):
-        named = "--url, REDIS_URL or REDIS_HOST"
+        named = "--url, REDIS_URL, REDIS_HOST or a profile"
         sys.stderr.write(f"psctl: other commands use {session.where} ({named}), not this server\n")
     if not found["running"]:
         raise typer.Exit(ExitStatus.NOT_FOUND)

@@ -18,7 +18,8 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from psctl.cli import connection
+from psctl.cli import connection, profiles
+from psctl.cli.status import CliError
 
 if TYPE_CHECKING:
     from psctl.cli.output import Output
@@ -28,16 +29,18 @@ _SESSION = "psctl.session"  # (the key of the command's session in the Click con
 
 
 class GlobalOptions:
-    """The options given before (or after: ``group.hoisted``) the command."""
+    """The options given before (or after: ``group.hoisted``) the command;
+    ``timeout`` None when not given; ``given``: whether ``timeout`` and
+    ``profile`` came from a flag or the environment (``profiles.FLAG``, ``ENV``)."""
 
     __slots__ = ("url", "cluster", "timeout", "debug", "tls_ca", "format", "as_json", "as_table", "quiet",
-                 "no_embedded")  # fmt: skip
+                 "no_embedded", "profile", "given")  # fmt: skip
 
     def __init__(
         self,
         url: str | None = None,
         cluster: bool | None = None,
-        timeout: float = connection.DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         debug: bool = False,
         tls_ca: str | None = None,
         *,
@@ -46,11 +49,13 @@ class GlobalOptions:
         as_table: bool = False,
         quiet: bool = False,
         no_embedded: bool = False,
+        profile: str | None = None,
+        given: dict[str, str] | None = None,
     ) -> None:
         self.url, self.cluster, self.timeout, self.debug, self.tls_ca = url, cluster, timeout, debug, tls_ca
         # the output options given before the command (a command's own win)
         self.format, self.as_json, self.as_table, self.quiet = format, as_json, as_table, quiet
-        self.no_embedded = no_embedded
+        self.no_embedded, self.profile, self.given = no_embedded, profile, given or {}
 
     @classmethod
     def of(cls, ctx: Any) -> GlobalOptions:
@@ -63,7 +68,12 @@ class GlobalOptions:
 class Session:
     """A command's connection, output and identity (for messages): ``command``
     as typed (``psctl add``), the ``stream`` it works on, if one, ``out``
-    (None for a command without output options) and ``quiet``."""
+    (None for a command without output options) and ``quiet``.
+
+    Its settings (``profiles.choose``: flags, environment, profile) are chosen
+    when it is made; a mistake in them (the config file, a URL) is raised when
+    the command first needs them (``settings``, ``client``), so that a command
+    that needs no server (``psctl server status``) still runs."""
 
     def __init__(
         self,
@@ -75,14 +85,24 @@ class Session:
         quiet: bool | None = None,
     ) -> None:
         options = options or GlobalOptions()
-        self.url, self.cluster, self.timeout, self.debug = options.url, options.cluster, options.timeout, options.debug
-        self.tls_ca, self.no_embedded, self.as_json = options.tls_ca, options.no_embedded, options.as_json
+        self.debug, self.no_embedded, self.as_json = options.debug, options.no_embedded, options.as_json
         self.command, self.stream, self.out = command, stream, out
         self.quiet = options.quiet if quiet is None else quiet
+        self._problem: CliError | None = None
+        try:
+            self._chosen = profiles.choose(options)
+        except CliError as exc:  # (kept for when the settings are needed; messages use the flags')
+            self._problem = exc
+            timeout = options.timeout or connection.DEFAULT_TIMEOUT
+            self._chosen = profiles.Chosen(url=options.url, cluster=options.cluster, tls_ca=options.tls_ca,
+                                           timeout=timeout, sources={})  # fmt: skip
+        chosen = self._chosen
+        self.url, self.cluster, self.tls_ca, self.timeout = chosen.url, chosen.cluster, chosen.tls_ca, chosen.timeout
         # what messages may say, worked out without I/O: never a password
-        self.secrets: tuple[str, ...] = connection.secrets(self.url)
-        self.user = connection.user(self.url)
-        self._where = connection.where(self.url)
+        env = chosen.env
+        self.secrets: tuple[str, ...] = connection.secrets(self.url, env, chosen.password)
+        self.user = connection.user(self.url, env, chosen.username)
+        self._where = connection.where(self.url, env)
         self._client: Any = None
         self._others: list[Any] = []
         self._target: Any = None
@@ -93,6 +113,13 @@ class Session:
         when none was made (the error came first), one of the global options."""
         found = ctx.meta.get(_SESSION)
         return found if isinstance(found, Session) else cls(GlobalOptions.of(ctx))
+
+    @property
+    def settings(self) -> Any:
+        """The settings chosen (``profiles.Chosen``); ``BadUsage`` when they are wrong."""
+        if self._problem is not None:
+            raise self._problem
+        return self._chosen
 
     @property
     def where(self) -> str:
@@ -115,10 +142,12 @@ class Session:
 
     def _target_server(self) -> Any:
         if self._target is None:
-            self._target = connection.resolve(
-                self.url, self.cluster, tls_ca=self.tls_ca, quiet=self.quiet, no_embedded=self.no_embedded
-            )
+            self._target = self.settings.target(quiet=self.quiet, no_embedded=self.no_embedded)
         return self._target
+
+    def wants_cluster(self) -> bool:
+        """Whether the server is a cluster (``ValueError``: REDIS_PORT=abc, say)."""
+        return connection.cluster_wanted(self.cluster, self._chosen.env)
 
     def needed_keys(self) -> str:
         """The keys the command touches, for a message about permissions."""
@@ -127,7 +156,7 @@ class Session:
         if not self.stream:
             return f"{REGISTRY} and the keys of every stream"
         try:
-            cluster = connection.cluster_wanted(self.cluster)
+            cluster = self.wants_cluster()
         except ValueError:  # REDIS_PORT=abc: reported already
             cluster = bool(self.cluster)
         keys = stream_keys(self.stream, cluster=cluster)
