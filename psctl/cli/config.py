@@ -4,10 +4,9 @@ from, and where the config file is (``profiles.py``)."""
 from datetime import timedelta
 from typing import Any
 
-import typer
 
 from psctl.cli import connection
-from psctl.cli.group import CatchingGroup
+from psctl.cli.group import command_group
 from psctl.cli.options import output_options
 from psctl.cli.profiles import DEFAULT, Chosen, config_path
 from psctl.cli.session import Session
@@ -15,12 +14,9 @@ from psctl.cli.status import BadUsage
 from psctl.durations import shown_duration
 from psctl.settings import Settings
 
-config_app = typer.Typer(
-    name="config",
-    cls=CatchingGroup,
-    help="The settings commands use (flags, then the environment, then the profile), and the config file.",
-    no_args_is_help=True,
-    add_completion=False,
+config_app = command_group(
+    "config",
+    "The settings commands use (flags, then the environment, then the profile), and the config file.",
 )
 
 

@@ -54,6 +54,12 @@ class CatchingGroup(UnreadHelp, TyperGroup):
             return super().invoke(ctx)
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """A group of subcommands (``psctl server …``): its errors reported as the
+    root's are, its help shown when it is called bare."""
+    return typer.Typer(name=name, cls=CatchingGroup, help=help, no_args_is_help=True, add_completion=False)
+
+
 class PsctlCommand(UnreadHelp, TyperCommand):
     """Typer's command, with a plain usage line: ``psctl add [OPTIONS] NAME KEY
     VALUE``, where Typer writes required arguments as ``{NAME}``. ``refused``:

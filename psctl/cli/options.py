@@ -12,7 +12,6 @@ so that Typer need not evaluate them from text at every start.
 import functools
 import inspect
 import math
-import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar

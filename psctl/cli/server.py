@@ -8,17 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from psctl.cli import connection
-from psctl.cli.group import CatchingGroup
+from psctl.cli.group import command_group
 from psctl.cli.options import output_options
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, ExitStatus
 
-server_app = typer.Typer(
-    name="server",
-    cls=CatchingGroup,
-    help="The embedded server psctl starts when no --url, REDIS_URL or REDIS_HOST names one.",
-    no_args_is_help=True,
-    add_completion=False,
+server_app = command_group(
+    "server",
+    "The embedded server psctl starts when no --url, REDIS_URL, REDIS_HOST or profile names one.",
 )
 
 
