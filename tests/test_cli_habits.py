@@ -249,7 +249,7 @@ def test_a_big_output_read_in_part_ends_quietly(env: dict[str, str], r: Any, arg
 
 # -- stream names complete everywhere ----------------------------------------------------
 
-NO_STREAM = {"names", "expire", "server status", "server start", "server stop"}  # the commands that take none
+NO_STREAM = {"names", "expire", "server status", "server start", "server stop", "config show", "config path"}  # (none)
 
 
 def _takes_a_stream(path: tuple[str, ...]) -> bool:

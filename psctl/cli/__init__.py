@@ -2,8 +2,11 @@
 
 ``app.py`` assembles the app from the commands, grouped by what they do to a
 stream: ``adding.py``, ``taking.py``, ``reading.py``, ``changing.py``,
-``leases.py``, ``work.py``, ``observe.py``, and ``server.py`` (the embedded
-server). What they share: ``session.py`` (the session handed to each command),
+``leases.py``, ``work.py``, ``observe.py``, ``flow.py``, ``server.py`` (the
+embedded server) and ``config.py`` (the settings in use). What they share:
+``session.py`` (the session handed to each command) with
+``global_options.py`` (the options before the command) and ``profiles.py``
+(the config file's profiles and the choice of settings),
 ``options.py`` (arguments and options declared once), ``output.py`` (where a
 result goes) with ``formats.py`` (the registry of output formats),
 ``fields.py`` and ``tables.py``; ``errors.py`` (exceptions to exit statuses,

@@ -25,7 +25,7 @@ from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
 from psctl.cli.group import check_output_options, given_by, lazy_group
-from psctl.cli.session import GlobalOptions
+from psctl.cli.global_options import GlobalOptions
 from psctl.cli import adding, changing, flow, leases, observe, reading, taking, work
 from psctl.cli.server import server_app
 from psctl.cli.config import config_app

@@ -23,7 +23,8 @@ from psctl.cli.durations import duration_option
 from psctl.cli.status import BadUsage
 from psctl.cli.formats import FORMAT_HELP, Format, instead_of_raw
 from psctl.cli.output import TERMINAL_ROWS, Output
-from psctl.cli.session import GlobalOptions, passing_session
+from psctl.cli.global_options import GlobalOptions
+from psctl.cli.session import passing_session
 
 DEFAULT_COOL_DOWN = defaults.COOL_DOWN
 

@@ -47,7 +47,7 @@ from psctl.cli.status import BadUsage, CliError
 from psctl.urls import check_url, redact_url
 
 if TYPE_CHECKING:
-    from psctl.cli.session import GlobalOptions
+    from psctl.cli.global_options import GlobalOptions
 
 KEYS = ("url", "cluster", "timeout", "username", "password_file", "tls_ca")
 SERVER_KEYS = ("cluster", "username", "password_file", "tls_ca")  # (those that go with a url)

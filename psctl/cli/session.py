@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from psctl.cli import connection, profiles
+from psctl.cli.global_options import GlobalOptions
 from psctl.cli.status import CliError
 
 if TYPE_CHECKING:
@@ -26,43 +27,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 _SESSION = "psctl.session"  # (the key of the command's session in the Click context's shared ``meta``)
-
-
-class GlobalOptions:
-    """The options given before (or after: ``group.hoisted``) the command;
-    ``timeout`` None when not given; ``given``: whether ``timeout`` and
-    ``profile`` came from a flag or the environment (``profiles.FLAG``, ``ENV``)."""
-
-    __slots__ = ("url", "cluster", "timeout", "debug", "tls_ca", "format", "as_json", "as_table", "quiet",
-                 "no_embedded", "profile", "given")  # fmt: skip
-
-    def __init__(
-        self,
-        url: str | None = None,
-        cluster: bool | None = None,
-        timeout: float | None = None,
-        debug: bool = False,
-        tls_ca: str | None = None,
-        *,
-        format: str | None = None,
-        as_json: bool = False,
-        as_table: bool = False,
-        quiet: bool = False,
-        no_embedded: bool = False,
-        profile: str | None = None,
-        given: dict[str, str] | None = None,
-    ) -> None:
-        self.url, self.cluster, self.timeout, self.debug, self.tls_ca = url, cluster, timeout, debug, tls_ca
-        # the output options given before the command (a command's own win)
-        self.format, self.as_json, self.as_table, self.quiet = format, as_json, as_table, quiet
-        self.no_embedded, self.profile, self.given = no_embedded, profile, given or {}
-
-    @classmethod
-    def of(cls, ctx: Any) -> GlobalOptions:
-        """The global options of the command line ``ctx`` belongs to (the defaults
-        for a context made without the root callback: completion, a test)."""
-        found = ctx.find_root().obj
-        return found if isinstance(found, GlobalOptions) else cls()
 
 
 class Session:
