@@ -36,13 +36,20 @@ def retries(retry: Any) -> int:
 
 
 def blocked_clients(r: Any) -> int:
-    return sum("b" in client["flags"] for client in r.client_list())
+    """Clients waiting in BLPOP (on a cluster: on any node)."""
+    if hasattr(r, "get_nodes"):  # a cluster client
+        per_node = r.client_list(target_nodes=r.ALL_NODES).values()
+    else:
+        per_node = [r.client_list()]
+    return sum("b" in client["flags"] for clients in per_node for client in clients)
 
 
-def wait_until_blocked(r: Any, process: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
-    """Returns once some client waits in BLPOP (a psctl pull --wait)."""
+def wait_until_blocked(
+    r: Any, process: subprocess.Popen[Any] | None = None, timeout: float = 30, more_than: int = 0
+) -> None:
+    """Returns once more than ``more_than`` clients wait in BLPOP (a psctl pull --wait)."""
     deadline = time.monotonic() + timeout
-    while blocked_clients(r) == 0:
+    while blocked_clients(r) <= more_than:
         assert process is None or process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no client ever blocked"
         time.sleep(0.02)
