@@ -102,6 +102,25 @@ def summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return found
 
 
+def gone(pid: int, timeout: float = 10) -> bool:
+    """Whether the process ``pid`` is gone, ended and reaped, within ``timeout``
+    seconds (the init process that reaps an orphan may be slow on a loaded
+    machine; a command that was not stopped sleeps far longer)."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def pending(pid: int, signum: int) -> bool:
+    """Whether ``signum`` waits to be delivered to the process ``pid``."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    masks = [int(line.split()[1], 16) for line in lines if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & 1 << (signum - 1) for mask in masks)
+
+
 def started(work: Work, process: Any, n: int = 1) -> list[dict[str, Any]]:
     """Waits until ``n`` commands have started (they write a pid file first)."""
     deadline = time.monotonic() + 30
@@ -241,7 +260,8 @@ def test_failures_come_back_later_each_time_then_go_dead(work: Work, r: Any) -> 
     bad = [run for run in work.runs() if bytes.fromhex(run["key"]) == b"bad"]
     assert [run["delivery"] for run in bad] == [1, 2, 3]
     gaps = [later["start"] - earlier["end"] for earlier, later in itertools.pairwise(bad)]
-    assert 0.3 <= gaps[0] < 0.6 + 1 and 0.6 <= gaps[1] < 1.2 + 1, gaps  # 0.3 s, then twice that
+    # 0.3 s, then twice that (and a command's start, up to 2 s on a loaded machine)
+    assert 0.3 <= gaps[0] < 0.6 + 2 and 0.6 <= gaps[1] < 1.2 + 2, gaps
     dead = r.psdead("q")
     assert dead == {"bad": b"v"} and dead.deliveries == {"bad": 3}
     assert dead.reasons == {"bad": "exit status 1"}
@@ -354,7 +374,11 @@ def test_a_stop_past_the_grace_or_a_second_ctrl_c_ends_commands_and_gives_items_
         (run,) = started(work, process)
         began = time.monotonic()
         process.send_signal(first)
-        if second_signal:
+        if second_signal:  # a second signal, not one that two pending at once would be
+            deadline = time.monotonic() + 30
+            while pending(process.pid, first):
+                assert time.monotonic() < deadline, "the first signal was never delivered"
+                time.sleep(0.01)
             time.sleep(0.3)
             process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
@@ -363,8 +387,7 @@ def test_a_stop_past_the_grace_or_a_second_ctrl_c_ends_commands_and_gives_items_
     assert process.returncode == 128 + first, err  # 130 or 143
     assert time.monotonic() - began < 10
     assert f"stopped by {first.name}, running commands ended" in err
-    time.sleep(0.2)
-    assert not Path(f"/proc/{run['pid']}").exists()  # the command was ended (and reaped)
+    assert gone(run["pid"])  # the command was ended (and reaped), not left to sleep its 30 s
     assert r.pskeys("q") == ["a"] and r.psdead("q") == {}  # back at once, not dead for all its max of 1
     assert r.pslease("q").deliveries == {"a": 1}
 
@@ -450,8 +473,7 @@ def test_a_server_gone_for_longer_than_the_patience_is_exit_1(work: Work, tmp_pa
         process.kill()
     assert process.returncode == ExitStatus.SERVER, err
     assert "did not answer for 1 s" in err and "Traceback" not in err
-    time.sleep(0.2)
-    assert not Path(f"/proc/{run['pid']}").exists()  # its command was stopped
+    assert gone(run["pid"])  # its command was stopped, not left to sleep its 30 s
 
 
 def test_a_server_unreachable_at_the_start_is_exit_1_at_once(work: Work) -> None:

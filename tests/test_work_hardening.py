@@ -112,7 +112,7 @@ def test_a_killed_worker_takes_its_commands_and_their_children_with_it(
         process.wait(10)
         killed_at = time.monotonic()
         wait_for(lambda: not alive(run), "the command and its child to die", timeout=5)
-        assert time.monotonic() - killed_at < 3  # at once, not when the command is done
+        assert time.monotonic() - killed_at < 10  # at once, not when the command is done (30 s)
         process.communicate(timeout=10)  # nothing holds psctl's stdout and stderr any more
     finally:
         process.kill()
@@ -247,7 +247,7 @@ def test_a_stopped_command_is_timed_out_on_time_and_continued_to_end(
     finally:
         process.kill()
     assert process.returncode == 123, err  # (its command failed: timed out)
-    assert time.monotonic() - began < 4  # 1 s, not the SIGKILL 5 s after the SIGTERM
+    assert time.monotonic() - began < 5  # 1 s, not the SIGKILL 5 s after the SIGTERM
     assert (work.folder / "terminated").exists()
     assert json.loads(out)["dead"] == 1
 
@@ -423,7 +423,7 @@ def test_patience_is_wall_clock_time_against_a_frozen_server(
         server.stop()
     assert process.returncode == 1, err
     assert "did not answer for 2 s" in err and "Traceback" not in err
-    assert took < 7, took  # 1.5 s of the command, 2 s of patience, the rest to stop
+    assert took < 9, took  # 1.5 s of the command, 2 s of patience, the rest to stop; not a 10 s reply timeout
 
 
 @pytest.mark.slow
@@ -447,7 +447,7 @@ def test_patience_is_wall_clock_time_for_an_idle_worker_too(work: Work, tmp_path
         server.stop()
     assert process.returncode == 1, err
     assert "did not answer for 2 s" in err and "Traceback" not in err
-    assert took < 6, took  # a blocked wait's second, 2 s of patience, the rest to stop
+    assert took < 9, took  # a blocked wait's second, 2 s of patience, the rest to stop; not a 10 s reply timeout
 
 
 # -- point 12: a long key; a command that cannot start ----------------------------------------------
