@@ -357,6 +357,16 @@ def kill9(pid: int) -> None:
     assert not pid_running(pid)
 
 
+def wait_until_in_the_aof(client: Any, timeout: float = 30) -> None:
+    """Returns once the server has written every change it made to its
+    append-only file (the OS has them: a SIGKILL of the server loses none). A
+    busy disk can make it hold them back for seconds (appendfsync everysec)."""
+    deadline = time.monotonic() + timeout
+    while client.info("persistence")["aof_buffer_length"]:
+        assert time.monotonic() < deadline, "never written to the append-only file"
+        time.sleep(0.02)
+
+
 def fill_disk(path: Path) -> None:
     """Writes zeros to the file ``path`` until its file system is full."""
     filler = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
