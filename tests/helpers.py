@@ -55,6 +55,12 @@ def wait_until_blocked(
         time.sleep(0.02)
 
 
+def server_ms(r: Any) -> float:
+    """The server's clock (TIME), in ms: what the scripts read theirs from."""
+    seconds, micros = r.time()
+    return seconds * 1000 + micros / 1000
+
+
 def counts(added: int, **refused_by: int) -> dict[str, Any]:
     """What ``add-many`` (and ``psaddmany(summary=True)``) reports: ``added``
     items, and the refused ones by reason (held, dead, gated, cooling)."""

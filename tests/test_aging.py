@@ -17,17 +17,12 @@ import pytest
 
 from psctl import InvalidArgument
 
-from .helpers import Cli
+from .helpers import Cli, server_ms
 
 pytestmark = pytest.mark.both_backends
 
 AGING = 50  # ms per point
 SLACK = 1  # ms: a script reads the server's clock in whole ms
-
-
-def server_ms(r: Any) -> float:
-    seconds, micros = r.time()
-    return seconds * 1000 + micros / 1000
 
 
 def around(r: Any, call: Callable[[], Any]) -> tuple[Any, tuple[float, float]]:
