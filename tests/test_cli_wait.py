@@ -162,7 +162,7 @@ def test_ctrl_c_while_waiting_exits_130_quietly_and_takes_nothing(env: dict[str,
     finally:
         waiter.kill()
     assert (waiter.returncode, out, err) == (INTERRUPTED, "", "")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while blocked_clients(r) and time.monotonic() < deadline:  # its connection is gone too
         time.sleep(0.02)
     assert blocked_clients(r) == 0

@@ -328,7 +328,7 @@ def test_it_waits_for_work_and_an_add_wakes_it(work: Work, r: Any) -> None:
     try:
         wait_until_blocked(r, process)  # waiting on the blocking lease's wake-up, not polling
         r.psadd("q", "late", "v")
-        work.wait_for_runs(1, timeout=5)
+        work.wait_for_runs(1)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     finally:
@@ -401,7 +401,7 @@ def test_a_killed_worker_s_items_come_back_to_another_after_the_lease(
         (run,) = started(work, process)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15  # (it sleeps 30 s otherwise)
         while pid_running(run["pid"]):  # its command dies with it (issue 20: the lifeline)
             assert time.monotonic() < deadline, "the command outlived its worker"
             time.sleep(0.02)

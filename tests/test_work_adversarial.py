@@ -210,7 +210,7 @@ def test_a_killed_worker_takes_along_what_left_the_group_without_its_mark(
     first = started_run(work, run, leftovers)
     run.process.send_signal(signal.SIGKILL)
     run.wait()
-    wait_for(lambda: not pid_running(first["child"]), "the escaped child to die", timeout=5)
+    wait_for(lambda: not pid_running(first["child"]), "the escaped child to die", timeout=15)
 
 
 # -- 2: a reader that goes away ------------------------------------------------------------
