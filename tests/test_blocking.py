@@ -27,8 +27,8 @@ def add_later(client, delay: float, *args) -> threading.Thread:
 
 def test_blocked_pull_wakes_on_an_add(backend, r, long_poll):
     waiter, adder = backend.sync(), backend.sync()
+    started = time.monotonic()  # (before the thread: it adds 0.3 s after its own start)
     thread = add_later(adder, 0.3, "q", "job", "payload", 5)
-    started = time.monotonic()
     assert waiter.pspull("q", block=10) == {"job": b"payload"}
     waited = time.monotonic() - started
     thread.join()

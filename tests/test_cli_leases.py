@@ -81,8 +81,8 @@ def test_a_bare_wait_waits_for_ever_and_an_add_wakes_it(
     from psctl import Redis
 
     timer = threading.Timer(0.3, lambda: Redis.from_url(redis_url).psadd("jobs", "late", "v"))
+    started = time.monotonic()  # (before the timer: it adds 0.3 s after its own start)
     timer.start()
-    started = time.monotonic()
     found = cli.ok(command, "jobs", "--wait")
     timer.join()
     assert (found["items"] if command == "lease" else found)[0]["key"] == "late"

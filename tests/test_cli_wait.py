@@ -71,8 +71,8 @@ def test_wakes_within_a_second_of_an_add_from_another_process(env: dict[str, str
 
 
 def test_wakes_within_a_second_of_an_add_from_another_thread(cli: Cli, r: Any, long_poll: None) -> None:
+    started = time.monotonic()  # (before the timer: it adds 0.3 s after its own start)
     timer = later(0.3, lambda: psctl.client.Redis.from_url(cli.url).psadd("jobs", "a", "v"))
-    started = time.monotonic()
     assert cli.ok("pull", "jobs", "--wait", "10", "--keep") == [{"key": "a", "value": "v"}]
     assert 0.25 <= time.monotonic() - started < 5  # woken by the add, not by a poll nor the 10 s wait
     timer.join()
