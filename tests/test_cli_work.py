@@ -417,7 +417,8 @@ def test_a_killed_worker_s_items_come_back_to_another_after_the_lease(
 
 def test_a_command_that_outlives_the_lease_keeps_its_item(work: Work, r: Any, slow: tuple[str, ...]) -> None:
     r.psadd("q", "a", "v")
-    process = work.start("q", "--lease", "1s", "--idle-exit", "0", "--json", command=slow, **slow_env(work, 3))
+    # (a 2 s lease, extended every 0.67 s: a loaded machine may be late by more than the 0.67 s of a 1 s one)
+    process = work.start("q", "--lease", "2s", "--idle-exit", "0", "--json", command=slow, **slow_env(work, 3))
     try:
         started(work, process)
         deadline = time.monotonic() + 2.8
