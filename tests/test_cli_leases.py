@@ -59,9 +59,10 @@ def test_extend_and_its_exit_status_when_nothing_is_held(cli: Cli, r: Any) -> No
 def test_release_with_a_delay_then_dead_and_requeue(cli: Cli, r: Any) -> None:
     r.psadd("jobs", "a", "v", 4)
     token = cli.ok("lease", "jobs", "--max-deliveries", "2")["token"]
-    assert cli.ok("release", "jobs", token, "--delay", "0.3") == {"released": 1}
+    # (a second: the lease below must come before it ends, on a loaded machine too)
+    assert cli.ok("release", "jobs", token, "--delay", "1") == {"released": 1}
     assert cli.ok("lease", "jobs")["items"] == []
-    time.sleep(0.35)
+    time.sleep(1.05)
     again = cli.ok("lease", "jobs", "--max-deliveries", "2")
     assert again["items"][0]["deliveries"] == 2
     assert cli.ok("release", "jobs", again["token"]) == {"released": 1}  # its second delivery: dead

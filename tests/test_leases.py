@@ -200,10 +200,11 @@ def test_release_gives_items_back_at_once_with_their_score_or_a_new_one(ps, r):
 def test_release_with_a_delay_keeps_them_delayed_until_it_has_passed(ps, r):
     ps.psadd("q", "a", "v", 2)
     lease = ps.pslease("q")
-    assert ps.psrelease("q", lease.token, delay=timedelta(milliseconds=300)) == 1
+    # (a second: the two looks below must come before it ends, on a loaded machine too)
+    assert ps.psrelease("q", lease.token, delay=timedelta(seconds=1)) == 1
     assert ps.pspull("q") == {}  # not back yet
     assert ps.psitem("q", "a")["state"] == "delayed"
-    time.sleep(0.35)
+    time.sleep(1.05)
     again = ps.pslease("q")
     assert again.items == {"a": b"v"} and again.deliveries == {"a": 2}  # back, its deliveries kept
     assert ps.psrelease("q", lease.token) == 0
