@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from psctl import embedded, launcher
+from psctl import embedded, launcher, operations
 from psctl.errors import ServerError
 from psctl.launcher import find_binary, pid_running
 from psctl.layout import StreamKeys, stream_keys
@@ -204,6 +204,15 @@ class Synced:
     def close(self) -> None:
         self._loop.run_until_complete(self._client.aclose())
         self._loop.close()
+
+
+@pytest.fixture
+def long_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process blocked waits poll once a minute, not once a second
+    (``operations.POLL``): only a wake-up, a hint of the server's, or the
+    block's end can end one early, and a bound on how soon one returns can be
+    loose enough for a loaded machine."""
+    monkeypatch.setattr(operations, "POLL", 60.0)
 
 
 @pytest.fixture(params=["sync", "async"])

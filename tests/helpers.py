@@ -36,16 +36,29 @@ def retries(retry: Any) -> int:
 
 
 def blocked_clients(r: Any) -> int:
-    return sum("b" in client["flags"] for client in r.client_list())
+    """Clients waiting in BLPOP (on a cluster: on any node)."""
+    if hasattr(r, "get_nodes"):  # a cluster client
+        per_node = r.client_list(target_nodes=r.ALL_NODES).values()
+    else:
+        per_node = [r.client_list()]
+    return sum("b" in client["flags"] for clients in per_node for client in clients)
 
 
-def wait_until_blocked(r: Any, process: subprocess.Popen[Any] | None = None, timeout: float = 30) -> None:
-    """Returns once some client waits in BLPOP (a psctl pull --wait)."""
+def wait_until_blocked(
+    r: Any, process: subprocess.Popen[Any] | None = None, timeout: float = 30, more_than: int = 0
+) -> None:
+    """Returns once more than ``more_than`` clients wait in BLPOP (a psctl pull --wait)."""
     deadline = time.monotonic() + timeout
-    while blocked_clients(r) == 0:
+    while blocked_clients(r) <= more_than:
         assert process is None or process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no client ever blocked"
         time.sleep(0.02)
+
+
+def server_ms(r: Any) -> float:
+    """The server's clock (TIME), in ms: what the scripts read theirs from."""
+    seconds, micros = r.time()
+    return seconds * 1000 + micros / 1000
 
 
 def counts(added: int, **refused_by: int) -> dict[str, Any]:
@@ -348,6 +361,16 @@ def kill9(pid: int) -> None:
     while pid_running(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not pid_running(pid)
+
+
+def wait_until_in_the_aof(client: Any, timeout: float = 30) -> None:
+    """Returns once the server has written every change it made to its
+    append-only file (the OS has them: a SIGKILL of the server loses none). A
+    busy disk can make it hold them back for seconds (appendfsync everysec)."""
+    deadline = time.monotonic() + timeout
+    while client.info("persistence")["aof_buffer_length"]:
+        assert time.monotonic() < deadline, "never written to the append-only file"
+        time.sleep(0.02)
 
 
 def fill_disk(path: Path) -> None:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from .helpers import blocked_clients, wait_until_blocked
 
 pytestmark = pytest.mark.both_backends
 
@@ -24,20 +25,20 @@ def add_later(client, delay: float, *args) -> threading.Thread:
     return thread
 
 
-def test_blocked_pull_wakes_on_an_add(backend, r):
+def test_blocked_pull_wakes_on_an_add(backend, r, long_poll):
     waiter, adder = backend.sync(), backend.sync()
+    started = time.monotonic()  # (before the thread: it adds 0.3 s after its own start)
     thread = add_later(adder, 0.3, "q", "job", "payload", 5)
-    started = time.monotonic()
     assert waiter.pspull("q", block=10) == {"job": b"payload"}
     waited = time.monotonic() - started
     thread.join()
-    assert 0.25 <= waited < 1.0  # woken by the add, not by the 1 s poll
+    assert 0.25 <= waited < 5  # woken by the add, not by a poll nor the 10 s block
 
 
 def test_blocked_pull_returns_empty_after_the_timeout(backend, r):
     started = time.monotonic()
     assert backend.sync().pspull("q", block=1.5) == {}
-    assert 1.4 <= time.monotonic() - started < 3
+    assert 1.4 <= time.monotonic() - started < 5
 
 
 def test_blocked_pull_sees_items_written_with_plain_commands(backend, r, k):
@@ -52,7 +53,7 @@ def test_blocked_pull_sees_items_written_with_plain_commands(backend, r, k):
     thread.start()
     started = time.monotonic()
     assert backend.sync().pspull("q", block=5) == {"plain": b"v"}
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3  # at the 1 s poll, well before the 5 s block
     thread.join()
 
 
@@ -62,12 +63,12 @@ def test_block_zero_waits_until_an_item_comes(backend, r):
     thread.join()
 
 
-def test_items_already_there_are_pulled_without_waiting(backend, r):
+def test_items_already_there_are_pulled_without_waiting(backend, r, long_poll):
     client = backend.sync()
     client.psadd("q", "a", "v")
     started = time.monotonic()
     assert client.pspull("q", block=30) == {"a": b"v"}
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # not after a wait (a poll's is a minute here)
 
 
 def start_waiters(backend, count: int) -> tuple[list[threading.Thread], list[dict]]:
@@ -84,36 +85,38 @@ def start_waiters(backend, count: int) -> tuple[list[threading.Thread], list[dic
     return threads, results
 
 
-def test_several_waiters_each_get_one_item(backend, r):
+def test_several_waiters_each_get_one_item(backend, r, long_poll):
+    blocked = blocked_clients(r)
     threads, results = start_waiters(backend, 4)
-    time.sleep(0.3)
+    wait_until_blocked(r, more_than=blocked + 3)  # all four
     started = time.monotonic()
     backend.sync().psaddmany("q", [(f"k{i}", "v", 1) for i in range(4)])
     for t in threads:
         t.join()
     assert sorted(key for got in results for key in got) == ["k0", "k1", "k2", "k3"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4  # woken by the adds, not by a poll nor the 5 s block
 
 
-def test_waiters_wake_for_single_adds_while_a_stale_token_waits(backend, r, k):
+def test_waiters_wake_for_single_adds_while_a_stale_token_waits(backend, r, k, long_poll):
     """A token left by an earlier add (nobody was waiting) must not stop later
     adds from queueing theirs: each of two waiters gets an item at once."""
     client = backend.sync()
     client.psadd("q", "old", "v")
     assert client.pspull("q") == {"old": b"v"}
     assert r.llen(k("q").wake) == 1  # the stale token
+    blocked = blocked_clients(r)
     threads, results = start_waiters(backend, 2)
-    time.sleep(0.3)  # both have taken a token or are blocked
+    wait_until_blocked(r, more_than=blocked + 1)  # both (one took the stale token, looked, and waits again)
     started = time.monotonic()
     client.psadd("q", "a", "v")
     client.psadd("q", "b", "v")
     for t in threads:
         t.join()
     assert sorted(key for got in results for key in got) == ["a", "b"]
-    assert time.monotonic() - started < 0.9  # neither waited for the 1 s poll
+    assert time.monotonic() - started < 4  # neither waited for a poll nor the 5 s block
 
 
-async def test_async_blocked_pull(standalone_backend, r):
+async def test_async_blocked_pull(standalone_backend, r, long_poll):
     client = standalone_backend.async_()
 
     async def add():
@@ -123,7 +126,7 @@ async def test_async_blocked_pull(standalone_backend, r):
     task = asyncio.create_task(add())
     started = time.monotonic()
     assert await client.pspull("q", block=5) == {"a": b"v"}
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4  # woken by the add, not by a poll nor the 5 s block
     await task
     await client.aclose()
 

@@ -373,7 +373,7 @@ def test_an_unreachable_server_exits_1_quickly(cli: Cli) -> None:
     port = free_port()
     started = time.monotonic()
     message = cli.fails(ExitStatus.SERVER, "--url", f"redis://127.0.0.1:{port}/0", "len", "jobs")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # refused at once (loose: a loaded machine; a reply waits 10 s)
     assert message.startswith(f"psctl: cannot reach the server at redis://127.0.0.1:{port}/0")
 
 
@@ -411,7 +411,7 @@ def test_a_server_that_never_answers_times_out(cli: Cli, silent: SilentServer) -
     port, accepted = silent.port, silent.held
     started = time.monotonic()
     message = cli.fails(ExitStatus.SERVER, "--timeout", "0.5", "--url", f"redis://127.0.0.1:{port}", "len", "jobs")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6  # its 0.5 s, not the default 10 s (loose: a loaded machine)
     assert "did not answer in time" in message
     assert len(accepted) == 1  # one attempt: nothing is re-sent
 
@@ -420,7 +420,7 @@ def test_the_timeout_comes_from_the_environment_too(cli: Cli, silent: SilentServ
     port = silent.port
     started = time.monotonic()
     cli.fails(ExitStatus.SERVER, "--url", f"redis://127.0.0.1:{port}", "len", "jobs", env={"PSCTL_TIMEOUT": "0.3"})
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6  # its 0.3 s, not the default 10 s (loose: a loaded machine)
 
 
 def test_a_server_error_exits_1(cli: Cli, r: Any) -> None:

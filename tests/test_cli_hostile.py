@@ -235,7 +235,8 @@ def fails_in_time(port: int, args: list[str], per_reply: float) -> str:
     started = time.monotonic()
     message = Cli(url).fails(ExitStatus.SERVER, "--timeout", str(TIMEOUT), "--url", url, *args)
     elapsed = time.monotonic() - started
-    assert elapsed < per_reply + 1.0, elapsed
+    # within its timeout, not the default 10 s (loose: the scheduler of a loaded machine)
+    assert elapsed < 3 * per_reply + 2.0, elapsed
     return message
 
 
@@ -262,7 +263,7 @@ def test_a_tls_handshake_that_never_ends_times_out() -> None:
         started = time.monotonic()
         message = Cli(url).fails(ExitStatus.SERVER, "--timeout", str(TIMEOUT), "len", "jobs",
                                  env={"REDIS_URL": url, "REDIS_SSL_CA_CERTS": None})  # fmt: skip
-        assert time.monotonic() - started < TIMEOUT + 1.0
+        assert time.monotonic() - started < 3 * TIMEOUT + 2.0  # not the default 10 s
         assert "did not answer in time" in message
     finally:
         silent.close()
@@ -280,6 +281,6 @@ def test_a_real_process_never_hangs_on_a_silent_server() -> None:
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.startswith("psctl: the server at ") and "did not answer in time" in done.stderr
         assert len(done.stderr.splitlines()) == 1
-        assert elapsed < 0.5 + 2.0, elapsed  # process start-up included
+        assert elapsed < 0.5 + 5.0, elapsed  # not the default 10 s; process start-up included (a loaded machine's)
     finally:
         silent.close()

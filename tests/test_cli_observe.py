@@ -225,13 +225,13 @@ def test_metrics_served_over_http_read_the_streams_at_each_scrape(redis_url: str
         deadline = time.monotonic() + 20
         while True:
             try:
-                first = urllib.request.urlopen(url, timeout=5).read().decode()
+                first = urllib.request.urlopen(url, timeout=30).read().decode()
                 break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, server.communicate()
                 time.sleep(0.1)
         r.psadd("mail", "n", "v")
-        second = urllib.request.urlopen(url, timeout=5).read().decode()
+        second = urllib.request.urlopen(url, timeout=30).read().decode()
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=10)
     finally:

@@ -53,23 +53,27 @@ def test_wakes_within_a_second_of_an_add_from_another_process(env: dict[str, str
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         wait_until_blocked(r, waiter)
-        added = time.monotonic()
         r.psadd("jobs", "job-1", "payload", 5)  # this process: not the waiter's
+        added = time.monotonic()  # (after the reply: the wake-up can come no sooner than the add)
+        deadline = added + 30
+        while r.zscore("jobs:exp", "job-1") is None:  # pulled: its cool-down begins
+            assert time.monotonic() < deadline, "never pulled"
+            time.sleep(0.001)
+        woke = time.monotonic() - added  # (not the waiter's printing and exit: a loaded machine's)
         out, err = waiter.communicate(timeout=30)
-        woke = time.monotonic() - added  # the waiter's printing and exit included
     finally:
         waiter.kill()
     assert (waiter.returncode, err) == (0, "")
     assert json.loads(out) == [{"key": "job-1", "value": "payload"}]
+    assert r.pslen("jobs") == 0
     assert woke < 1.0, woke
-    assert r.pslen("jobs") == 0 and r.zscore("jobs:exp", "job-1")
 
 
-def test_wakes_within_a_second_of_an_add_from_another_thread(cli: Cli, r: Any) -> None:
+def test_wakes_within_a_second_of_an_add_from_another_thread(cli: Cli, r: Any, long_poll: None) -> None:
+    started = time.monotonic()  # (before the timer: it adds 0.3 s after its own start)
     timer = later(0.3, lambda: psctl.client.Redis.from_url(cli.url).psadd("jobs", "a", "v"))
-    started = time.monotonic()
     assert cli.ok("pull", "jobs", "--wait", "10", "--keep") == [{"key": "a", "value": "v"}]
-    assert 0.25 <= time.monotonic() - started < 1.0
+    assert 0.25 <= time.monotonic() - started < 5  # woken by the add, not by a poll nor the 10 s wait
     timer.join()
     assert r.pskeys("jobs", withscores=True) == [("a", -1.0)]  # --keep still applies
 
@@ -79,7 +83,7 @@ def test_returns_an_empty_list_after_the_wait_even_beyond_timeout(cli: Cli) -> N
     started = time.monotonic()
     done = cli("--timeout", "0.3", "pull", "jobs", "--wait", "1.5")
     assert (done.exit_code, done.stdout, done.stderr) == (0, "[]\n", "")
-    assert 1.4 <= time.monotonic() - started < 3
+    assert 1.4 <= time.monotonic() - started < 5
 
 
 def test_sees_items_written_with_plain_hset_and_zadd(cli: Cli, r: Any) -> None:
@@ -90,7 +94,7 @@ def test_sees_items_written_with_plain_hset_and_zadd(cli: Cli, r: Any) -> None:
     timer = later(0.2, write)
     started = time.monotonic()
     assert cli.ok("pull", "jobs", "--wait", "5") == [{"key": "plain", "value": "v"}]
-    assert time.monotonic() - started < 0.2 + POLL + 0.5
+    assert time.monotonic() - started < 0.2 + POLL + 2  # at a poll, well before the 5 s wait
     timer.join()
 
 
@@ -100,12 +104,12 @@ def test_wait_zero_waits_for_ever(cli: Cli, r: Any) -> None:
     timer.join()
 
 
-def test_items_already_there_come_at_once_and_durations_work(cli: Cli, r: Any) -> None:
+def test_items_already_there_come_at_once_and_durations_work(cli: Cli, r: Any, long_poll: None) -> None:
     r.psaddmany("jobs", [("a", "1", 3), ("b", "2", 2), ("c", "3", 1)])
     started = time.monotonic()
     assert cli.ok("pull", "jobs", "--wait", "1d", "-n", "2") == [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}]
     assert cli.ok("pull", "jobs", "-w", "15m", "--no-expire") == [{"key": "c", "value": "3"}]
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # not after a wait (a poll's is a minute here)
     assert r.zscore("jobs:exp", "c") is None
 
 
@@ -128,7 +132,7 @@ def test_bad_waits_and_conflicting_flags_exit_2_before_any_io(cli: Cli, args: li
     started = time.monotonic()
     message = cli.fails(ExitStatus.USAGE, "pull", "jobs", *args, env={"REDIS_URL": DEAD})
     assert expected in message
-    assert time.monotonic() - started < 0.5  # refused, not waited on
+    assert time.monotonic() - started < 3  # refused, not waited on (5 s)
 
 
 def test_the_reply_timeout_of_a_waiting_pull_stays_above_the_blocking_time(redis_url: str) -> None:
@@ -157,7 +161,7 @@ def test_ctrl_c_while_waiting_exits_130_quietly_and_takes_nothing(env: dict[str,
     finally:
         waiter.kill()
     assert (waiter.returncode, out, err) == (INTERRUPTED, "", "")
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while blocked_clients(r) and time.monotonic() < deadline:  # its connection is gone too
         time.sleep(0.02)
     assert blocked_clients(r) == 0
@@ -215,12 +219,14 @@ def test_a_second_ctrl_c_during_the_pull_still_loses_nothing(
     assert r.pslen("jobs") == 0
 
 
-def test_ctrl_c_during_the_wait_in_process(cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_during_the_wait_in_process(
+    cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch, long_poll: None
+) -> None:
     sent = interrupt_during(monkeypatch, "BLPOP")
     started = time.monotonic()
-    done = cli("pull", "jobs", "--wait", "3")
+    done = cli("pull", "jobs", "--wait", "20")  # (a BLPOP of 20 s: the poll is a minute here)
     assert (done.exit_code, done.stdout, done.stderr) == (INTERRUPTED, "", "")
-    assert sent.count("BLPOP") == 1 and time.monotonic() - started < POLL
+    assert sent.count("BLPOP") == 1 and time.monotonic() - started < 5  # not after the BLPOP's 20 s
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 

@@ -14,7 +14,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from psctl.errors import ServerError
 from psctl.launcher import pid_running
 from testservers import free_port, start_server
 
-from .helpers import PSCTL, Home, kill9, server_pid, tcp_listeners
+from .helpers import PSCTL, Home, kill9, server_pid, tcp_listeners, wait_until_in_the_aof
 
 
 # -- the library -------------------------------------------------------------
@@ -113,8 +112,8 @@ def test_after_sigkill_the_next_call_restarts_with_the_data(home: Home) -> None:
     url = embedded.ensure_server()
     with Redis.from_url(url) as client:
         client.psadd("demo", "job-1", "hello", score=5)
+        wait_until_in_the_aof(client)
     pid = server_pid()
-    time.sleep(1.2)  # appendfsync everysec
     kill9(pid)
     assert home.socket.exists() and (home.state / "server.pid").exists()  # left behind
     assert embedded.status()["running"] is False
@@ -273,7 +272,8 @@ def test_cli_concurrent_first_commands_start_exactly_one_server(home: Home) -> N
 def test_cli_after_sigkill_the_next_command_has_the_data(home: Home) -> None:
     assert home.psctl("add", "demo", "job-1", "hello", "--score", "5").returncode == 0
     pid = home.servers()[0]
-    time.sleep(1.2)  # appendfsync everysec
+    with Redis.from_url(f"unix://{home.socket}") as client:
+        wait_until_in_the_aof(client)
     kill9(pid)
     pulled = home.psctl("pull", "demo")
     assert pulled.returncode == 0, pulled.stderr

@@ -223,7 +223,7 @@ def test_a_full_disk_is_named_reads_go_on_and_nothing_is_lost(home: Home, small_
     length = home.psctl("len", "demo")
     assert length.returncode == 0, length.stderr
     assert json.loads(length.stdout)["length"] == written
-    assert time.monotonic() - started < 3  # at once, not after a wait
+    assert time.monotonic() - started < 8  # at once, not after a wait (10 s for a busy server; start-up included)
     assert "disk" in length.stderr.lower()  # and it says what is wrong
 
     add = home.psctl("add", "demo", "more", "x")
@@ -236,7 +236,7 @@ def test_a_full_disk_is_named_reads_go_on_and_nothing_is_lost(home: Home, small_
     [pid] = home.servers()  # still running: stopping now would lose what is not on disk
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # (each try a psctl process: seconds on a loaded machine)
     while home.psctl("add", "demo", "more", "x").returncode != 0:
         assert time.monotonic() < deadline, "the server did not recover once the disk had room"
         time.sleep(0.2)

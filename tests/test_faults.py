@@ -110,7 +110,7 @@ def test_a_server_that_never_answers_times_out():
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError):
             client.pslen("q")
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 10  # its 0.5 s, not the default 30 s (loose: a loaded machine)
         assert Redis(host="127.0.0.1", port=silent.port).connection_pool.connection_kwargs["socket_timeout"] == 30.0
     finally:
         silent.close()
@@ -147,7 +147,7 @@ def test_a_silent_server_times_out_through_a_url_client(call, parser):
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError, match="Timeout reading from"):
             client.psadd("q", "a", "v") if call == "script" else client.pslen("q")
-        assert 0.35 <= time.monotonic() - started < 2
+        assert 0.35 <= time.monotonic() - started < 10  # its 0.4 s, not the default 30 s
     finally:
         silent.close()
 
@@ -155,24 +155,28 @@ def test_a_silent_server_times_out_through_a_url_client(call, parser):
 @pytest.mark.slow
 def test_a_server_that_stops_reading_is_a_write_timeout(server, r):
     """A command bigger than the socket buffers while the server is busy (a
-    script that spins for 3 s, reading nothing meanwhile): the write ends as a
+    script that spins for 4 s, reading nothing meanwhile): the write ends as a
     TimeoutError, and the client then works. The kernel bounds each send(): a
     first one that fills the buffers returns, the next one times out."""
     import threading
 
-    spin = "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1e6 + (t[2] - t0[2]) > 3e6"
+    spin = "local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1e6 + (t[2] - t0[2]) > 4e6"
     client = Redis.from_url(server.url, socket_timeout=0.5)
     client.ping()
+    # the script is sent before the write begins (not a thread given 0.1 s to send
+    # it): the server reads it no later than the write's first bytes, and spins
+    spinner = take_connection(r.connection_pool)
+    spinner.send_command("EVAL", spin, 0)
     spun: list[float] = []
-    busy = threading.Thread(target=lambda: (r.eval(spin, 0), spun.append(time.monotonic())))
+    busy = threading.Thread(target=lambda: (spinner.read_response(), spun.append(time.monotonic())))
     busy.start()
     try:
-        time.sleep(0.1)
         with pytest.raises(redis.TimeoutError, match="Timeout writing to"):
             client.set("k", b"x" * 20_000_000)
         raised = time.monotonic()
     finally:
         busy.join()
+        r.connection_pool.release(spinner)
     # the write gave up while the server still read nothing (by order, not by a
     # bound in seconds: a loaded CI machine once took 2.1 s over its two timeouts)
     assert raised < spun[0]
@@ -186,7 +190,7 @@ def test_an_unreachable_server_fails_fast():
     started = time.monotonic()
     with pytest.raises(redis.ConnectionError):
         client.psadd("q", "a", "v")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3  # refused at once, not its 5 s connect timeout (loose: a loaded machine)
 
 
 # -- a stream that holds data is registered, whatever connection fails when (issue 11, point 3)
@@ -342,6 +346,6 @@ def test_a_safe_call_gives_up_after_its_retries(r):
         with pytest.raises(redis.TimeoutError):
             client.pslen("q")
         # sent 1 + 3 times, with pauses of 0.1, 0.2 and 0.4 s between
-        assert len(silent.held) == 4 and 1.4 <= time.monotonic() - started < 4
+        assert len(silent.held) == 4 and 1.4 <= time.monotonic() - started < 10
     finally:
         silent.close()

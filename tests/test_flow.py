@@ -16,6 +16,8 @@ import redis
 
 from psctl import InvalidArgument
 
+from .helpers import blocked_clients, wait_until_blocked
+
 pytestmark = pytest.mark.both_backends
 
 
@@ -52,8 +54,10 @@ def test_a_paused_stream_hands_nothing_out_from_the_next_call(ps, r, k):
     assert len(ps.pslease("q", count=5).items) == 5
 
 
-@pytest.mark.parametrize("how", ["pull", "pull many", "lease", "lease many"])
-def test_resume_restarts_a_blocked_puller_within_100_ms(backend, r, how):
+def restarted_after(backend, r, how: str) -> float:
+    """One try on a fresh stream: seconds from a resume's reply to the return
+    of a pull or lease blocked on the paused stream."""
+    r.flushdb()
     client, other = backend.sync(), backend.sync()
     client.psaddmany("q", items(3))
     client.pspause("q")
@@ -70,15 +74,25 @@ def test_resume_restarts_a_blocked_puller_within_100_ms(backend, r, how):
         got.append(take())
         ended.append(time.monotonic())
 
+    blocked = blocked_clients(r)
     thread = threading.Thread(target=wait)
     thread.start()
-    time.sleep(0.4)
+    wait_until_blocked(r, more_than=blocked)
     assert not got  # still waiting, paused
-    resumed = time.monotonic()
     other.psresume("q")
+    resumed = time.monotonic()  # (after the reply: the wake-up can come no sooner than the resume)
     thread.join(5)
+    client.close(), other.close()
     assert got and got[0], got
-    assert ended[0] - resumed < 0.1
+    return ended[0] - resumed
+
+
+@pytest.mark.parametrize("how", ["pull", "pull many", "lease", "lease many"])
+def test_resume_restarts_a_blocked_puller_within_100_ms(backend, r, how):
+    # the median of three: a loaded machine delays one at times; without the
+    # wake-up, each would wait for its poll (up to a second)
+    waits = sorted(restarted_after(backend, r, how) for _ in range(3))
+    assert waits[1] < 0.1, waits
 
 
 # -- rate ----------------------------------------------------------------------------
@@ -130,10 +144,11 @@ def test_a_rate_hands_out_within_rate_times_time_plus_burst(backend, r):
     assert total >= rate * 2.0 * 0.7 + burst
 
 
-def test_a_blocking_pull_waits_for_the_next_token_rather_than_spin(backend, r):
+def test_a_blocking_pull_waits_for_the_next_token_rather_than_spin(backend, r, long_poll):
     ps = backend.sync()
     ps.psaddmany("q", items(10))
     ps.pslimit("q", rate=1, per=timedelta(seconds=1), burst=1)
+    first = time.monotonic()  # (before the first pull: the next token comes a second after it)
     assert len(ps.pspull("q")) == 1
     # (each wake-up token left by the add wakes a waiter for one more look, as
     # it would without limits; a wait for a token is one of the server's clock)
@@ -141,8 +156,9 @@ def test_a_blocking_pull_waits_for_the_next_token_rather_than_spin(backend, r):
     calls_before = _script_calls(r)
     started = time.monotonic()
     assert len(ps.pspull("q", block=5)) == 1
-    waited = time.monotonic() - started
-    assert 0.8 <= waited < 1.3
+    returned = time.monotonic()
+    # at the token (a second after the first pull), not after a poll nor the 5 s block
+    assert returned - first >= 0.95 and returned - started < 3
     if calls_before is not None:
         assert _script_calls(r) - calls_before <= 4  # woke at the token, not in a loop
 
@@ -157,7 +173,7 @@ def test_the_slowest_rate_makes_a_blocking_pull_wait_out_its_block(backend):
     assert len(ps.pspull("q", 3)) == 1
     started = time.monotonic()
     assert ps.pspull("q", block=0.3) == {}
-    assert 0.25 <= time.monotonic() - started < 2
+    assert 0.25 <= time.monotonic() - started < 5  # its block, not a spin past it
 
 
 def _script_calls(r) -> int | None:
@@ -217,14 +233,14 @@ def test_max_held_caps_what_leases_hold(ps, r, k):
     assert r.hlen(k("q").held) == 3
 
 
-def test_a_blocking_lease_waits_for_a_held_slot(backend, r):
+def test_a_blocking_lease_waits_for_a_held_slot(backend, r, long_poll):
     ps = backend.sync()
     ps.psaddmany("q", items(5))
     ps.pslimit("q", max_held=1)
     ps.pslease("q", lease=timedelta(milliseconds=400))  # never acknowledged
     started = time.monotonic()
     lease = ps.pslease("q", block=5)
-    assert lease and time.monotonic() - started < 1.0  # when the first lease ran out
+    assert lease and time.monotonic() - started < 3  # when the first lease ran out, not after a poll nor the block
 
 
 def test_max_held_is_never_exceeded_by_several_workers(backend, r, k):

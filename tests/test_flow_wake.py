@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from .helpers import blocked_clients, wait_until_blocked
+
 pytestmark = pytest.mark.both_backends
 
 LONG = timedelta(minutes=5)  # no lease runs out during a test: a wake-up is the slot's
@@ -58,22 +60,34 @@ def blocked_lease(backend: Any, client: str) -> tuple[threading.Thread, list[Any
     return thread, got
 
 
-@pytest.mark.parametrize("client", ["sync", "async"])
-@pytest.mark.parametrize("frees", list(FREES))
-def test_a_lease_blocked_on_max_held_wakes_within_100_ms_of_a_slot_freed(backend, r, k, frees, client):
+def woken_after(backend: Any, r: Any, k: Any, frees: str, client: str) -> float:
+    """One try on a fresh stream: seconds from the free's reply to the return
+    of a lease blocked on max_held (which took one item; two held again)."""
+    r.flushdb()
     ps = backend.sync()
     token = full(ps, r, k)
+    blocked = blocked_clients(r)
     thread, got = blocked_lease(backend, client)
-    time.sleep(0.3)
+    wait_until_blocked(r, more_than=blocked)
     assert not got  # waiting for a held slot
-    freed = time.monotonic()
     FREES[frees](ps, token)
+    freed = time.monotonic()  # (after the reply: the wake-up can come no sooner than the free)
     thread.join(6)
+    ps.close()
     assert got, "the blocked lease never returned"
     lease, returned = got[0]
     assert len(lease.items) == 1
-    assert returned - freed < 0.1
     assert r.hlen(k("q").held) == 2
+    return returned - freed
+
+
+@pytest.mark.parametrize("client", ["sync", "async"])
+@pytest.mark.parametrize("frees", list(FREES))
+def test_a_lease_blocked_on_max_held_wakes_within_100_ms_of_a_slot_freed(backend, r, k, frees, client):
+    # the median of three: a loaded machine delays one at times (one took 275 ms);
+    # without the wake-up, each would wait for its poll (up to a second)
+    waits = sorted(woken_after(backend, r, k, frees, client) for _ in range(3))
+    assert waits[1] < 0.1, waits
 
 
 @pytest.mark.parametrize("frees", list(FREES))

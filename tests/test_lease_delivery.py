@@ -26,9 +26,10 @@ SPAWN = multiprocessing.get_context("spawn")
 
 
 def hold_and_hang(url: str, ready: Any) -> None:
-    """A worker that leases three items and then hangs until it is killed."""
+    """A worker that leases three items (for 3 s: a loaded machine may take a
+    second to kill it) and then hangs until it is killed."""
     client = Redis.from_url(url)
-    lease = client.pslease("jobs", count=3, lease=timedelta(seconds=1))
+    lease = client.pslease("jobs", count=3, lease=timedelta(seconds=3))
     ready.put(sorted(lease.items))
     time.sleep(600)
 
@@ -43,7 +44,7 @@ def test_a_killed_workers_items_come_back_to_another_after_the_lease(redis_url, 
     os.kill(worker.pid, signal.SIGKILL)
     worker.join(10)
     assert r.pslease("jobs", count=5).items.keys() == {"j3", "j4"}  # the held ones are not handed out...
-    time.sleep(1.1)
+    time.sleep(3.1)
     again = r.pslease("jobs", count=5)  # ...until their lease has run out
     assert sorted(again.items) == held and set(again.deliveries.values()) == {2}
     assert again.scores == {"j0": 10.0, "j1": 9.0, "j2": 8.0}

@@ -126,8 +126,9 @@ def test_a_process_that_left_the_command_s_group_ends_with_the_command(
     session), before the item is given back or acknowledged."""
     r.psadd("q", "a", "v")
     env: dict[str, str] = {"FOLDER": str(work.folder)}
-    if how == "timeout":  # (a child that ignores SIGTERM: SIGKILL 5 s later must reach it too)
-        options: tuple[str, ...] = ("--time-limit", "0.5s", "--max-deliveries", "1", "--idle-exit", "0", "--json")
+    if how == "timeout":  # (a child that ignores SIGTERM: SIGKILL 5 s later must reach it too; 2 s: long
+        # enough for the command to start its child and note both, on a loaded machine)
+        options: tuple[str, ...] = ("--time-limit", "2s", "--max-deliveries", "1", "--idle-exit", "0", "--json")
         env["STUBBORN"] = "1"
     elif how == "grace":
         options = ("--grace", "0.5s")
@@ -144,7 +145,7 @@ def test_a_process_that_left_the_command_s_group_ends_with_the_command(
     assert not list(work.folder.glob("finished-*"))
     if how == "timeout":
         assert status == 123, run.stderr
-        assert json.loads(run.out.read_text())["dead"] == 1 and r.psdead("q").reasons == {"a": "timed out after 0.5 s"}
+        assert json.loads(run.out.read_text())["dead"] == 1 and r.psdead("q").reasons == {"a": "timed out after 2 s"}
     elif how == "grace":
         assert status == 143, run.stderr
         assert r.pskeys("q") == ["a"] and r.psdead("q") == {}
@@ -210,7 +211,7 @@ def test_a_killed_worker_takes_along_what_left_the_group_without_its_mark(
     first = started_run(work, run, leftovers)
     run.process.send_signal(signal.SIGKILL)
     run.wait()
-    wait_for(lambda: not pid_running(first["child"]), "the escaped child to die", timeout=5)
+    wait_for(lambda: not pid_running(first["child"]), "the escaped child to die", timeout=15)
 
 
 # -- 2: a reader that goes away ------------------------------------------------------------
