@@ -247,7 +247,7 @@ def test_a_stopped_command_is_timed_out_on_time_and_continued_to_end(
     finally:
         process.kill()
     assert process.returncode == 123, err  # (its command failed: timed out)
-    # 2 s from the command's start (--timeout: long enough for it to start on a loaded
+    # 2 s from the command's start (--time-limit: long enough for it to start on a loaded
     # machine), not the SIGKILL 5 s after the SIGTERM
     assert time.monotonic() - began < 5.5
     assert (work.folder / "terminated").exists()
