@@ -337,6 +337,8 @@ BAD_FILES = [
     ('[default]\nurl = "redis://h:1/0"\ncluster = "redis://u:Zq7-secret@h"\n',
      r"FILE: \[default\]: cluster must be true or false, got 'redis://u:\*\*\*@h'"),
     ('[default]\nurl = "redis://h:1/0"\ncluster = 1\n', r"FILE: \[default\]: cluster must be true or false, got 1$"),
+    ('[default]\ntimeout = "redis://u:Zq7-secret@h"\n', r"FILE: \[default\]: timeout: 'redis://u:\*\*\*@h' is not a "
+                                                    r"duration"),
     ('[default]\ntimeout = true\n', r"FILE: \[default\]: timeout must be a DURATION \(\"5s\"\), got true$"),
     ('[default]\nusername = "u"\n', r"FILE: \[default\]: username without a url"),
     ('[profiles.default]\nurl = "redis://h:1/0"\n', r"FILE: \[profiles.default\]: write it as \[default\]"),

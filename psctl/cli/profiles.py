@@ -245,8 +245,8 @@ def timeout_seconds(value: Any, given: str) -> float:
 
         try:
             seconds = parse_duration(value).total_seconds()
-        except ValueError as exc:
-            raise BadUsage(f"{given}: {exc}") from None
+        except ValueError as exc:  # (it shows the value: a password there is hidden too)
+            raise BadUsage(f"{given}: {str(exc).replace(repr(value), _shown(value))}") from None
     else:
         seconds = float(value)
     if not LEAST_TIMEOUT <= seconds <= 10**9:
