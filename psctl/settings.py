@@ -131,10 +131,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 def _host(given: str) -> str:
     """``REDIS_HOST``: a host name or an address (IPv6 without brackets), not a
     URL nor ``user:password@host`` (shown with its password hidden)."""
-    import ipaddress
-
     odd = any(c in given for c in "@/?#[]") or any(c.isspace() for c in given)
     if ":" in given and not odd:
+        import ipaddress
+
         try:
             ipaddress.IPv6Address(given)
         except ValueError:

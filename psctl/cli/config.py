@@ -34,9 +34,9 @@ def show(session: Session) -> None:
     Example: psctl --profile prod config show
     """
     chosen = session.settings
-    found = rows(chosen, no_embedded=session.no_embedded)
-    session.out.show(found, column="setting")  # type: ignore[union-attr]
-    for problem in problems(chosen, no_embedded=session.no_embedded).values():
+    trouble = problems(chosen, no_embedded=session.no_embedded)
+    session.out.show(rows(chosen, trouble), column="setting")  # type: ignore[union-attr]
+    for problem in trouble.values():  # (the first: the one a command would fail with)
         raise problem
 
 
@@ -63,14 +63,14 @@ def path(session: Session) -> None:
 
 
 def problems(chosen: Chosen, *, no_embedded: bool = False) -> dict[str, CliError]:
-    """By setting, what would stop a command using ``chosen`` before it connects
-    (the first raised by the command, in this order); none when all is well."""
+    """By setting, what would stop a command using ``chosen`` before it connects,
+    in the order the command meets them; none when all is well."""
     found = dict(chosen.problems)
     named = chosen.sources["url"] != DEFAULT
     try:
         settings = _settings(chosen)
     except BadUsage as exc:
-        return {"url": exc} | found
+        return found | {"url": exc}
     if settings is not None:
         try:
             connection.check_tls(settings, chosen.tls_ca, named, chosen.tls_ca_from)
@@ -86,12 +86,11 @@ def problems(chosen: Chosen, *, no_embedded: bool = False) -> dict[str, CliError
     return found
 
 
-def rows(chosen: Chosen, *, no_embedded: bool = False) -> list[dict[str, Any]]:
+def rows(chosen: Chosen, trouble: dict[str, CliError]) -> list[dict[str, Any]]:
     """The settings ``chosen`` as ``config show`` prints them, no password in
-    sight, each with the problem that would stop a command, if any."""
+    sight, each with its problem (``trouble``: ``problems()``), if any."""
     sources = dict(chosen.sources)
     named = sources["url"] != DEFAULT
-    trouble = problems(chosen, no_embedded=no_embedded)
     settings = None if "url" in trouble else _settings(chosen)
     profile = chosen.profile
     file = config_path()
@@ -102,9 +101,9 @@ def rows(chosen: Chosen, *, no_embedded: bool = False) -> list[dict[str, Any]]:
     else:
         url = None if "url" in trouble else _embedded_url()
         sources["url"] = f"{DEFAULT} (the embedded server)"
-    password_file = profile is not None and sources.get("password") == profile.origin
-    if password_file:
+    if profile is not None and sources.get("password") == profile.origin:  # (named by the file as written)
         sources["password"] = f"{profile.origin}: password_file {profile.values['password_file']}"
+    has_password = bool(settings and (settings.password or sources["password"] != DEFAULT))
     values: dict[str, Any] = {
         "config_file": None if file is None else str(file),
         "profile": None if profile is None else profile.name or "default",
@@ -112,8 +111,7 @@ def rows(chosen: Chosen, *, no_embedded: bool = False) -> list[dict[str, Any]]:
         "cluster": settings.cluster if settings else bool(chosen.cluster),
         "timeout": shown_duration(timedelta(seconds=chosen.timeout)),
         "username": connection.user(chosen.url, chosen.env, chosen.username) or chosen.username if named else None,
-        "password": "***" if settings and (settings.password or sources["password"] != DEFAULT)
-        and "password" not in trouble else None,
+        "password": "***" if has_password and "password" not in trouble else None,
         "tls_ca": settings.ssl_ca_certs if settings else chosen.tls_ca,
     }
     return [
