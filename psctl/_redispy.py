@@ -85,6 +85,19 @@ def url_parameters() -> frozenset[str]:
     return frozenset(names)
 
 
+def url_parameter_readable(name: str, value: str) -> bool:
+    """Whether ``from_url`` can read ``value`` for its query parameter
+    ``name`` (``URL_QUERY_ARGUMENT_PARSERS``: ``db=x`` is a ValueError there)."""
+    parser = getattr(redis.connection, "URL_QUERY_ARGUMENT_PARSERS", {}).get(name)
+    if parser is None:  # (handed to the connection class as it is)
+        return True
+    try:
+        parser(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 # -- connections whose waits the kernel bounds --------------------------------------
 
 

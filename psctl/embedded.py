@@ -116,6 +116,12 @@ def start_server() -> tuple[str, bool]:
     return url, True
 
 
+def url() -> str:
+    """The URL the embedded server has, running or not; starts, creates and
+    connects to nothing (``ServerError`` when there is no place for it)."""
+    return f"unix://{quote(str(_socket_path(_state_path())))}"
+
+
 def running_url() -> str | None:
     """The URL of the embedded server when it runs; starts and creates nothing."""
     folder = _state_path()

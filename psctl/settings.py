@@ -53,8 +53,11 @@ class Settings:
 
     @property
     def where(self) -> str:
-        """The server, for messages: never the password."""
-        return redact_url(self.url) if self.url else f"{self.host}:{self.port}"
+        """The server as a URL, for messages: never the password."""
+        if self.url:
+            return redact_url(self.url)
+        host = f"[{self.host}]" if ":" in self.host else self.host  # (an IPv6 address)
+        return f"{'rediss' if self.ssl else 'redis'}://{host}:{self.port}/{self.db}"
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **explicit: Any) -> Settings:
@@ -74,6 +77,9 @@ class Settings:
         if "url" in chosen:
             check_url(chosen["url"])
             chosen.update(_credentials_for(chosen["url"], chosen, env))
+            if chosen.get("cluster") and chosen["url"].lower().startswith("unix://"):
+                shown = redact_url(chosen["url"])
+                raise InvalidArgument(f"cluster mode takes a redis:// or rediss:// URL, not a unix:// socket ({shown})")
         return replace(cls(options=options), **chosen)
 
     def connection_kwargs(self) -> dict[str, Any]:
@@ -104,15 +110,15 @@ def _credentials_for(url: str, chosen: Mapping[str, Any], env: Mapping[str, str]
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    try:
-        if env.get("REDIS_HOST"):
-            found["host"] = env["REDIS_HOST"]
-        if env.get("REDIS_PORT"):
-            found["port"] = int(env["REDIS_PORT"])
-        if env.get("REDIS_DB"):
-            found["db"] = int(env["REDIS_DB"])
-    except ValueError as exc:
-        raise InvalidArgument(f"REDIS_PORT and REDIS_DB must be whole numbers ({exc})") from None
+    if env.get("REDIS_HOST"):
+        found["host"] = _host(env["REDIS_HOST"])
+    for name, key, most in (("REDIS_PORT", "port", 65535), ("REDIS_DB", "db", None)):
+        if env.get(name):
+            given = env[name]
+            if not given.strip().isdigit() or most is not None and int(given) > most:
+                upto = f" from 0 to {most}" if most else ""
+                raise InvalidArgument(f"{name} must be a whole number{upto}, got {redact_url(given)!r}")
+            found[key] = int(given)
     if env.get("REDIS_USERNAME"):
         found["username"] = env["REDIS_USERNAME"]
     if env.get("REDIS_PASSWORD"):
@@ -120,6 +126,25 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if env.get("REDIS_SSL"):
         found["ssl"] = env["REDIS_SSL"].lower() in _TRUE
     return found
+
+
+def _host(given: str) -> str:
+    """``REDIS_HOST``: a host name or an address (IPv6 without brackets), not a
+    URL nor ``user:password@host`` (shown with its password hidden)."""
+    odd = any(c in given for c in "@/?#[]") or any(c.isspace() for c in given)
+    if ":" in given and not odd:
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(given)
+        except ValueError:
+            odd = True
+    if odd:
+        raise InvalidArgument(
+            f"REDIS_HOST {redact_url(given)!r} is not a host name or address: "
+            "a URL goes in REDIS_URL, a port in REDIS_PORT, a password in REDIS_PASSWORD"
+        )
+    return given
 
 
 _lock = threading.Lock()

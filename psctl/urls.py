@@ -11,6 +11,7 @@ from psctl.errors import InvalidArgument
 
 SCHEMES = ("redis", "rediss", "unix")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+_DB_PATH = re.compile(r"/?|/[0-9]+")  # (no path, or the database's number)
 
 
 def redact_url(url: str) -> str:
@@ -31,13 +32,27 @@ def redact_url(url: str) -> str:
 def check_url(url: str) -> None:
     """Refuses a URL redis-py would misread or fail on, with a message that
     holds no part of it beyond its scheme (a password could be anywhere in a
-    malformed one)."""
+    malformed one): a database that is not a number (redis-py would use
+    database 0, or read ``/0/5`` as 5), a bad IPv6 host, a unix:// URL with
+    no path or with a host, an unknown query parameter or one whose value
+    redis-py cannot read (``?db=x``)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         shown = f" starting with {scheme!r}" if sep and len(scheme) < 20 else ""
         raise InvalidArgument(f"a server URL starts with redis://, rediss:// or unix://; got one{shown}")
-    parts = urlsplit(url)
-    if scheme.lower() != "unix":
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # "redis://[::1/0", "redis://[not-an-address]"
+        raise InvalidArgument("the URL's host is not a host name, nor an IPv6 address in brackets ([::1])") from None
+    if scheme.lower() == "unix":
+        if hostname:
+            raise InvalidArgument(
+                "a unix:// URL has no host, only the socket's full path: unix:///PATH (three slashes)"
+            )
+        if parts.path in ("", "/"):
+            raise InvalidArgument("a unix:// URL names the socket by its full path, unix:///PATH; this one has none")
+    else:
         userinfo, at, _ = rest.rpartition("@")
         if at and "@" not in parts.netloc or any(c in userinfo for c in "/?#"):
             raise InvalidArgument(
@@ -48,12 +63,19 @@ def check_url(url: str) -> None:
             parts.port
         except ValueError:
             raise InvalidArgument("the URL's port is not a number from 0 to 65535") from None
+        if not _DB_PATH.fullmatch(parts.path):
+            raise InvalidArgument(
+                "the URL's path is the database's number, alone (redis://HOST:PORT/DB); this one is not"
+            )
     names = parse_qs(parts.query, keep_blank_values=True)
     if not names:
         return
-    from psctl._redispy import url_parameters  # (redis-py: only for a URL with parameters)
+    from psctl._redispy import url_parameter_readable, url_parameters  # (redis-py: only for a URL with parameters)
 
-    for name in names:
+    for name, values in names.items():
         if name not in url_parameters():
             hint = ": for TLS, use a rediss:// URL" if name.lower() in ("ssl", "tls") else ""
             raise InvalidArgument(f"the URL parameter {name!r} is not one redis-py takes{hint}")
+        if not url_parameter_readable(name, values[0]):
+            expected = ": the database's number" if name == "db" else ""
+            raise InvalidArgument(f"the URL parameter {name!r} has a value redis-py cannot read{expected}")

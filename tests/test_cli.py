@@ -346,9 +346,10 @@ def test_no_command_shows_the_help(cli: Cli) -> None:
 
 def test_cluster_mode_without_the_cluster_module(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psctl.cluster", None)  # as if it were not installed
-    message = cli.fails(ExitStatus.USAGE, "--cluster", "len", "jobs", env={"REDIS_URL": DEAD})
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # (a cluster is never a unix:// socket's)
+    message = cli.fails(ExitStatus.USAGE, "--cluster", "len", "jobs", env={"REDIS_URL": dead})
     assert "cluster mode is not available" in message
-    cli.fails(ExitStatus.USAGE, "len", "jobs", env={"REDIS_URL": DEAD, "REDIS_CLUSTER": "1"})
+    cli.fails(ExitStatus.USAGE, "len", "jobs", env={"REDIS_URL": dead, "REDIS_CLUSTER": "1"})
 
 
 def test_cluster_mode_refuses_the_server_commands(cli: Cli) -> None:

@@ -24,8 +24,10 @@ import pytest
 
 from psctl import Redis
 from psctl.cli.errors import ExitStatus
+from psctl.cli.profiles import KEYS
 
 from .helpers import PSCTL, Cli, Home, complete
+from .test_tls_acl import make_ca
 
 ROOT = Path(__file__).resolve().parent.parent
 HOWTO = ROOT / "docs" / "howto" / "profiles.md"
@@ -71,10 +73,11 @@ class Setup:
         return subprocess.run([str(PSCTL), *args], env=self.env(env), capture_output=True, text=True, timeout=60,
                               cwd=cwd, input=input)  # fmt: skip
 
-    def shown(self, *args: str, env: dict[str, str] | None = None) -> dict[str, tuple[Any, str]]:
-        """``psctl config show``: each setting's value and where it came from."""
+    def shown(self, *args: str, env: dict[str, str] | None = None, status: int = 0) -> dict[str, tuple[Any, str]]:
+        """``psctl config show``: each setting's value and where it came from
+        (``status``: the exit status expected; other than 0, a problem is named)."""
         done = self.psctl(*args, "config", "show", "--json", env=env)
-        assert done.returncode == 0 and done.stderr == "", done.stderr
+        assert done.returncode == status and (done.stderr == "") == (status == 0), done.stderr
         return {row["setting"]: (row["value"], row["from"]) for row in json.loads(done.stdout)}
 
     def cli(self) -> Cli:
@@ -148,7 +151,7 @@ def test_the_server_is_the_first_named_and_items_land_there(
     expected[db] = 1
     assert lengths(setup.url) == expected
     shown = setup.shown(*args, env=environ)
-    origin = f"profile {'default' if table == '[default]' else 'p'} in {setup.path}"
+    origin = f"profile {'default' if table == '[default]' else 'p'}"
     assert shown["url"][1] == source.replace("PROFILE", origin)
     assert shown["timeout"] == ("7s", origin)  # not the server's: the profile's whichever server
 
@@ -169,7 +172,7 @@ def test_the_timeout_comes_from_flag_env_profile_default(
     setup.write("[default]\n" + (f'timeout = "{profile}"\n' if profile else ""))
     args = ["--timeout", flag] if flag else []
     shown = setup.shown(*args, env={"PSCTL_TIMEOUT": env} if env else {})
-    assert shown["timeout"] == (expected[0], expected[1].replace("PROFILE", f"profile default in {setup.path}"))
+    assert shown["timeout"] == (expected[0], expected[1].replace("PROFILE", f"profile default"))
 
 
 def test_the_server_settings_go_with_the_server_that_names_them(setup: Setup, tmp_path: Path) -> None:
@@ -178,12 +181,12 @@ def test_the_server_settings_go_with_the_server_that_names_them(setup: Setup, tm
     REDIS_*'s for the profile's."""
     ca = tmp_path / "ca.pem"
     password = setup.password_file()
-    setup.write(f'[default]\nurl = "{on_db(setup.url, 3)}"\nusername = "pro"\npassword_file = "{password}"\n'
+    setup.write(f'[default]\nurl = "rediss://127.0.0.1:1/0"\nusername = "pro"\npassword_file = "{password}"\n'
                 f'tls_ca = "{ca}"\ncluster = true\n')  # fmt: skip
-    origin = f"profile default in {setup.path}"
+    origin = "profile default"
     shown = setup.shown(env={"REDIS_USERNAME": "envuser", "REDIS_PASSWORD": "envpw", "REDIS_CLUSTER": "0",
-                             "REDIS_SSL_CA_CERTS": "/env/ca.pem"})  # fmt: skip
-    assert shown["username"] == ("pro", origin) and shown["password"] == ("***", origin)
+                             "REDIS_SSL_CA_CERTS": "/env/ca.pem"}, status=ExitStatus.USAGE)  # (no such ca.pem)
+    assert shown["username"] == ("pro", origin) and shown["password"] == ("***", f"{origin}: password_file {password}")
     assert shown["cluster"] == (True, origin) and shown["tls_ca"] == (str(ca), origin)
 
     by_env = {"REDIS_URL": on_db(setup.url, 2)}
@@ -194,8 +197,9 @@ def test_the_server_settings_go_with_the_server_that_names_them(setup: Setup, tm
     shown = setup.shown(env=by_env | {"REDIS_USERNAME": "envuser", "REDIS_PASSWORD": "envpw"})
     assert shown["username"] == ("envuser", "env REDIS_USERNAME") and shown["password"] == ("***", "env REDIS_PASSWORD")
 
-    shown = setup.shown("--url", "redis://urluser:urlpw@h:1/0", "--tls-ca", "/flag/ca.pem", "--cluster")
-    assert shown["url"] == ("redis://urluser:***@h:1/0", "flag --url")
+    shown = setup.shown("--url", "rediss://urluser:urlpw@h:1/0", "--tls-ca", "/flag/ca.pem", "--cluster",
+                        status=ExitStatus.USAGE)  # (no such /flag/ca.pem)
+    assert shown["url"] == ("rediss://urluser:***@h:1/0", "flag --url")
     assert shown["username"] == ("urluser", "flag --url") and shown["password"] == ("***", "flag --url")
     assert shown["tls_ca"] == ("/flag/ca.pem", "flag --tls-ca") and shown["cluster"] == (True, "flag --cluster")
 
@@ -244,15 +248,24 @@ def test_psctl_work_and_completion_use_the_profile_too(setup: Setup) -> None:
     assert complete("psctl --profile ", setup.env()) == []  # (a broken file: nothing, and no error)
 
 
+def shown_url(done: subprocess.CompletedProcess[str]) -> Any:
+    """The url ``config show --json`` printed."""
+    assert done.returncode == 0, done.stderr
+    return {row["setting"]: row["value"] for row in json.loads(done.stdout)}["url"]
+
+
 def test_an_empty_home_with_no_file_uses_the_embedded_server(home: Home) -> None:
     env = {k: v for k, v in home.env.items() if not k.startswith("PSCTL_") and k != "XDG_CONFIG_HOME"}
     done = home.psctl("add", "jobs", "k", "v", env=env)
     assert done.returncode == 0, done.stderr
-    assert "embedded server" in done.stderr
+    [started] = re.findall(r"the embedded server at (unix://\S+);", done.stderr)
     assert home.servers()
     done = home.psctl("config", "show", "--json", env=env)
     shown = {row["setting"]: (row["value"], row["from"]) for row in json.loads(done.stdout)}
-    assert shown["url"] == ("the embedded server", "default") and shown["profile"] == (None, "default")
+    # the URL the embedded server has (a URL, not a description of one), whether or not it runs
+    assert shown["url"] == (started, "default (the embedded server)") and shown["profile"] == (None, "default")
+    home.psctl("server", "stop", env=env)
+    assert shown_url(home.psctl("config", "show", "--json", env=env)) == started
     # a default section with no url (a timeout only) still leaves the embedded server
     (home.root / ".config" / "psctl").mkdir(parents=True)
     (home.root / ".config" / "psctl" / "config.toml").write_text('[default]\ntimeout = "7s"\n')
@@ -283,9 +296,14 @@ def test_config_show_masks_every_password(setup: Setup) -> None:
 
 def test_config_path_says_where_the_file_is_and_whether_it_exists(setup: Setup) -> None:
     cli = setup.cli()
-    assert cli.ok("config", "path", env=setup.clean()) == {"path": str(setup.path), "exists": False}
+    found = {"path": str(setup.path), "exists": False, "problem": None}
+    assert cli.ok("config", "path", env=setup.clean()) == found
     setup.write("")
-    assert cli.ok("config", "path", env=setup.clean()) == {"path": str(setup.path), "exists": True}
+    assert cli.ok("config", "path", env=setup.clean()) == found | {"exists": True}
+    # a file psctl cannot use exists, and says why it cannot be used (the message commands print)
+    setup.write("[default]\nurll = 1\n")
+    problem = f"{setup.path}: [default]: unknown key 'urll' (known: {', '.join(KEYS)})"
+    assert cli.ok("config", "path", env=setup.clean()) == found | {"exists": True, "problem": problem}
     elsewhere = setup.home / "xdg"
     done = cli("config", "path", "-o", "raw", env=setup.clean({"XDG_CONFIG_HOME": str(elsewhere)}))
     assert done.stdout == f"{elsewhere}/psctl/config.toml\n"
@@ -313,6 +331,15 @@ BAD_FILES = [
     ('[default]\ntimeout = "5x"\n', r"FILE: \[default\]: timeout: '5x' is not a duration"),
     ("[default]\ntimeout = 0.001\n", r"FILE: \[default\]: timeout must be at least 0.01 seconds"),
     ("[default]\nurl = 6379\n", r"FILE: \[default\]: url must be text, got 6379"),
+    # a value of the wrong kind is shown with its password hidden, an array or a table by its kind alone
+    ('[default]\nurl = ["redis://u:Zq7-secret@h"]\n', r"FILE: \[default\]: url must be text, got an array"),
+    ('[default]\nurl = {h = "redis://u:Zq7-secret@h"}\n', r"FILE: \[default\]: url must be text, got a table"),
+    ('[default]\nurl = "redis://h:1/0"\ncluster = "redis://u:Zq7-secret@h"\n',
+     r"FILE: \[default\]: cluster must be true or false, got 'redis://u:\*\*\*@h'"),
+    ('[default]\nurl = "redis://h:1/0"\ncluster = 1\n', r"FILE: \[default\]: cluster must be true or false, got 1$"),
+    ('[default]\ntimeout = "redis://u:Zq7-secret@h"\n', r"FILE: \[default\]: timeout: 'redis://u:\*\*\*@h' is not a "
+                                                    r"duration"),
+    ('[default]\ntimeout = true\n', r"FILE: \[default\]: timeout must be a DURATION \(\"5s\"\), got true$"),
     ('[default]\nusername = "u"\n', r"FILE: \[default\]: username without a url"),
     ('[profiles.default]\nurl = "redis://h:1/0"\n', r"FILE: \[profiles.default\]: write it as \[default\]"),
     ('[default]\nurl = "localhost:6379"\n', r"FILE: \[default\]: url 'localhost:6379' is not a URL; expected "
@@ -365,7 +392,89 @@ def test_an_unknown_profile_is_refused_naming_how_it_was_named(setup: Setup) -> 
     line = cli.fails(ExitStatus.USAGE, "len", "jobs", "--profile", "prod", env=setup.clean())
     assert line.startswith("psctl: --profile prod: no such profile")
     # --profile default names the default section
-    assert setup.shown("--profile", "default")["timeout"] == ("5s", f"profile default in {setup.path}")
+    assert setup.shown("--profile", "default")["timeout"] == ("5s", f"profile default")
+
+
+def test_a_link_to_a_missing_config_file_is_refused_not_ignored(setup: Setup, r: Any) -> None:
+    setup.folder.mkdir(parents=True)
+    setup.path.symlink_to(setup.home / "dotfiles" / "psctl.toml")
+    cli = setup.cli()
+    line = cli.fails(ExitStatus.USAGE, "add", "jobs", "k", "v", env=setup.clean({"REDIS_URL": setup.url}))
+    target = setup.home / "dotfiles" / "psctl.toml"
+    assert line == f"psctl: {setup.path}: the config file is a link to {target}, which does not exist"
+    assert r.pslen("jobs") == 0
+    assert cli.ok("config", "path", env=setup.clean()) == {"path": str(setup.path), "exists": True, "problem": line[7:]}
+
+
+def test_an_empty_profile_name_is_refused_not_taken_for_the_default(setup: Setup) -> None:
+    setup.write('[default]\ntimeout = "5s"\n')
+    line = setup.cli().fails(ExitStatus.USAGE, "--profile", "", "len", "jobs", env=setup.clean())
+    assert line == "psctl: --profile '': expected a profile's NAME (the file's [default] is used when none is named)"
+    assert setup.shown(env={"PSCTL_PROFILE": ""})["profile"] == ("default", "profile default")  # (unset, as ever)
+
+
+def test_config_show_names_a_problem_in_its_row_shows_the_rest_and_exits_as_a_command_would(setup: Setup) -> None:
+    setup.write(f'[profiles.p]\nurl = "redis://127.0.0.1:1/0"\nusername = "u"\npassword_file = "gone.password"\n'
+                f'[profiles.t]\nurl = "rediss://127.0.0.1:1/0"\ntls_ca = "nope.pem"\n')  # fmt: skip
+    cases = [
+        (["--profile", "p"], {}, "password", "cannot read it (No such file or directory)", ExitStatus.USAGE),
+        (["--profile", "t"], {}, "tls_ca", "not a readable CA certificate file (No such file or directory)",
+         ExitStatus.USAGE),
+        (["--url", "unix:///x.sock", "--cluster"], {}, "url",
+         "cluster mode takes a redis:// or rediss:// URL, not a unix:// socket (unix:///x.sock)", ExitStatus.USAGE),
+        ([], {"REDIS_HOST": "h", "REDIS_PORT": "x"}, "url",
+         "REDIS_PORT must be a whole number from 0 to 65535, got 'x'", ExitStatus.USAGE),
+        (["--no-embedded"], {}, "url", "no server named: give --url, set REDIS_URL or use a profile with a url (the "
+         "embedded server is off: --no-embedded)", ExitStatus.SERVER),
+    ]  # fmt: skip
+    for args, env, setting, problem, status in cases:
+        done = setup.psctl(*args, "config", "show", "--json", env=env)
+        rows = {row["setting"]: row for row in json.loads(done.stdout)}
+        assert list(rows) == ["config_file", "profile", "url", "cluster", "timeout", "username", "password", "tls_ca"]
+        assert rows[setting]["problem"] == problem, args
+        assert [name for name, row in rows.items() if row["problem"]] == [setting]
+        [line] = done.stderr.splitlines()
+        assert done.returncode == status and line.startswith("psctl: ") and line.endswith(problem), (args, line)
+    # the rest is still shown: the profile's user, and where its password would come from
+    rows = {row["setting"]: row for row in json.loads(setup.psctl("--profile", "p", "config", "show", "--json").stdout)}
+    assert (rows["username"]["value"], rows["username"]["from"]) == ("u", "profile p")
+    assert (rows["password"]["value"], rows["password"]["from"]) == (None, "profile p: password_file gone.password")
+    # and a command with those settings fails with the same line, before connecting
+    assert setup.psctl("--profile", "p", "len", "jobs").stderr == setup.psctl("--profile", "p", "config", "show").stderr
+
+
+def test_config_show_shows_what_a_url_or_the_environment_names(setup: Setup) -> None:
+    shown = setup.shown("--url", "unix:///s.sock?username=worker&password=x")
+    assert shown["url"] == ("unix:///s.sock?username=worker&password=***", "flag --url")  # (not "uni***")
+    assert shown["username"] == ("worker", "flag --url") and shown["password"] == ("***", "flag --url")
+    shown = setup.shown(env={"REDIS_HOST": "example.org", "REDIS_PORT": "1234", "REDIS_DB": "2"})
+    assert shown["url"] == ("redis://example.org:1234/2", "env REDIS_HOST")  # a URL, as the row's name says
+    shown = setup.shown(env={"REDIS_HOST": "::1", "REDIS_SSL": "1"})
+    assert shown["url"] == ("rediss://[::1]:6379/0", "env REDIS_HOST")
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"), [("u:Zq7-secret@queue-host", "u:***@queue-host"), ("redis://queue-host", "redis://queue-host"),
+                        ("queue-host:6379", "queue-host:6379"), ("queue host", "queue host")],
+)  # fmt: skip
+def test_a_redis_host_that_is_not_a_host_is_refused(setup: Setup, host: str, shown: str) -> None:
+    line = setup.cli().fails(ExitStatus.USAGE, "len", "jobs", env=setup.clean({"REDIS_HOST": host}))
+    assert line == (f"psctl: REDIS_HOST {shown!r} is not a host name or address: a URL goes in REDIS_URL, a port in "
+                    "REDIS_PORT, a password in REDIS_PASSWORD")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config"),
+    [(["--url", "unix:///x.sock", "--cluster"], {}, ""), (["--url", "unix:///x.sock"], {"REDIS_CLUSTER": "1"}, ""),
+     (["--profile", "c"], {}, '[profiles.c]\nurl = "unix:///x.sock"\ncluster = true\n')],
+)  # fmt: skip
+def test_cluster_mode_with_a_unix_socket_is_refused_before_connecting(
+    setup: Setup, args: list[str], env: dict[str, str], config: str
+) -> None:
+    if config:
+        setup.write(config)
+    line = setup.cli().fails(ExitStatus.USAGE, *args, "len", "jobs", env=setup.clean(env))
+    assert line == "psctl: cluster mode takes a redis:// or rediss:// URL, not a unix:// socket (unix:///x.sock)"
 
 
 def test_a_broken_file_does_not_stop_a_command_that_needs_no_server(setup: Setup, home: Home) -> None:
@@ -399,6 +508,19 @@ EXPECTED = r"expected redis://HOST\[:PORT\]\[/DB\], rediss://… or unix:///PATH
                                             r"character a URL reserves .*"),
         ("redis://queue-host:99999", r"'redis://queue-host:99999': the URL's port is not a number from 0 to 65535"),
         ("foo bar", rf"'foo bar' is not a URL; {EXPECTED}"),
+        # what redis-py would misread (another database) or fail on (a traceback)
+        ("redis://queue-host:6379/abc", r"'redis://queue-host:6379/abc': the URL's path is the database's number, "
+                                        r"alone \(redis://HOST:PORT/DB\); this one is not"),
+        ("redis://queue-host/0/5", r"'redis://queue-host/0/5': the URL's path is the database's number, alone .*"),
+        ("redis://u:Zq7-secret@queue-host/x", r"'redis://u:\*\*\*@queue-host/x': the URL's path is the database's .*"),
+        ("redis://[::1/0", r"'redis://\[::1/0': the URL's host is not a host name, nor an IPv6 address in brackets "
+                           r"\(\[::1\]\)"),
+        ("redis://queue-host/0?db=x", r"'redis://queue-host/0\?db=x': the URL parameter 'db' has a value redis-py "
+                                      r"cannot read: the database's number"),
+        ("unix://", r"'unix://': a unix:// URL names the socket by its full path, unix:///PATH; this one has none"),
+        ("unix://relative.sock", r"'unix://relative.sock': a unix:// URL has no host, only the socket's full path: "
+                                 r"unix:///PATH \(three slashes\)"),
+        ("unix:relative.sock", rf"'unix:relative.sock' is not a URL; {EXPECTED}"),  # (no "did you mean redis://")
     ],
 )  # fmt: skip
 def test_a_url_psctl_cannot_use_says_what_was_given_and_what_is_expected(setup: Setup, given: str, message: str) -> None:
@@ -440,7 +562,7 @@ def test_every_toml_example_is_a_file_psctl_takes(setup: Setup) -> None:
         for text in found:
             assert tomllib.loads(text)
             setup.write(text)
-            assert setup.shown()["profile"] == ("default", f"profile default in {setup.path}")
+            assert setup.shown()["profile"] == ("default", f"profile default")
 
 
 def test_the_howto_s_examples_run(setup: Setup, tmp_path: Path) -> None:
@@ -491,17 +613,26 @@ def test_the_howto_s_examples_run(setup: Setup, tmp_path: Path) -> None:
 
 def test_the_reference_s_config_show_output_is_what_psctl_prints(setup: Setup) -> None:
     (config,) = blocks(REFERENCE, "toml")
-    setup.write(config)
+    setup.folder.mkdir(parents=True)
+    ca = make_ca(setup.folder, "prod-ca")  # (the page's /etc/ssl/prod-ca.pem: a CA file psctl can use)
+    setup.write(config.replace("/etc/ssl/prod-ca.pem", str(ca)))
     setup.password_file(name="prod.password")
     (line,) = commands(blocks(REFERENCE, "sh")[0])
     done = setup.psctl(*shlex.split(line)[1:])
     assert done.returncode == 0, done.stderr
-    (documented,) = blocks(REFERENCE, "json")
-    assert done.stdout.replace(str(setup.home), "/home/me") == documented
+    (documented, broken) = blocks(REFERENCE, "json")
+    assert done.stdout.replace(str(ca), "/etc/ssl/prod-ca.pem").replace(str(setup.home), "/home/me") == documented
+    # the page's example of a password file that cannot be read: every row, the problem in its own, exit 2
+    (setup.folder / "prod.password").unlink()
+    done = setup.psctl(*shlex.split(line)[1:])
+    assert done.returncode == ExitStatus.USAGE
+    assert done.stdout.replace(str(ca), "/etc/ssl/prod-ca.pem").replace(str(setup.home), "/home/me") == broken
+    (message, _) = blocks(REFERENCE, "text")
+    assert done.stderr.replace(str(setup.home), "/home/me") == message
 
 
 def test_the_reference_s_url_message_is_what_psctl_prints(setup: Setup) -> None:
-    (documented,) = blocks(REFERENCE, "text")
+    (_, documented) = blocks(REFERENCE, "text")
     given = re.search(r"--url '([^']+)'", documented)[1]  # type: ignore[index]
     done = setup.psctl("--url", given, "len", "jobs")
     assert done.returncode == ExitStatus.USAGE and done.stderr == documented

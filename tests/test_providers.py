@@ -10,6 +10,7 @@ from fast_depends import inject
 
 from psctl import AsyncRedis, AsyncRedisProvider, Redis, RedisProvider, Settings
 from psctl.connections import TimedConnection, TimedUnixDomainSocketConnection
+from psctl.errors import InvalidArgument
 from psctl.settings import sync_pool
 from psctl.urls import redact_url
 
@@ -112,3 +113,30 @@ def test_unix_and_tls_urls_make_the_right_pools():
     assert sync_pool(Settings(url="redis://localhost:6390/0")).connection_class is TimedConnection
     assert sync_pool(Settings(host="localhost", port=6391)).connection_class is TimedConnection
     assert sync_pool(Settings(url="unix:///tmp/psctl-test.sock")) is unix
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_URL": "redis://h:1/abc"}, "the URL's path is the database's number"),  # (redis-py: database 0)
+        ({"REDIS_URL": "redis://h:1/0/5"}, "the URL's path is the database's number"),  # (redis-py: database 5)
+        ({"REDIS_URL": "redis://h:1/0?db=x"}, "the URL parameter 'db' has a value redis-py cannot read"),
+        ({"REDIS_URL": "redis://[::1/0"}, "the URL's host is not a host name, nor an IPv6 address"),
+        ({"REDIS_URL": "unix://"}, "a unix:// URL names the socket by its full path"),
+        ({"REDIS_URL": "unix://run/redis.sock"}, "a unix:// URL has no host"),  # (redis-py: /redis.sock)
+        ({"REDIS_URL": "unix:///x.sock", "REDIS_CLUSTER": "1"}, "cluster mode takes a redis:// or rediss:// URL"),
+        ({"REDIS_HOST": "u:hunter2@h"}, r"REDIS_HOST 'u:\*\*\*@h' is not a host name"),
+        ({"REDIS_HOST": "h", "REDIS_PORT": "99999"}, "REDIS_PORT must be a whole number from 0 to 65535"),
+        ({"REDIS_HOST": "h", "REDIS_DB": "x"}, "REDIS_DB must be a whole number, got 'x'"),
+    ],
+)
+def test_settings_refuse_what_redis_py_would_misread(env, message):
+    with pytest.raises(InvalidArgument, match=message) as refused:
+        Settings.resolve(env)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_settings_show_a_host_as_a_url():
+    assert Settings.resolve({"REDIS_HOST": "h", "REDIS_PORT": "7", "REDIS_DB": "3"}).where == "redis://h:7/3"
+    assert Settings.resolve({"REDIS_HOST": "::1", "REDIS_SSL": "yes"}).where == "rediss://[::1]:6379/0"
+    assert Settings.resolve({"REDIS_URL": "unix:///x.sock?db=2"}).url == "unix:///x.sock?db=2"

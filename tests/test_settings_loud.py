@@ -125,8 +125,21 @@ def test_no_embedded_makes_a_missing_url_an_error(home: Home, how: str) -> None:
     done = home.psctl(*args, "add", "q", "k", "v", env=env)
     assert (done.returncode, done.stdout) == (1, "")
     [line] = done.stderr.splitlines()
-    assert "set REDIS_URL or give --url" in line and how in line
+    assert line.startswith("psctl: no server named: give --url, set REDIS_URL or use a profile with a url")
+    assert how in line
     assert home.servers() == [] and not home.state.exists()
+
+
+def test_a_no_embedded_variable_that_is_neither_yes_nor_no_is_refused(home: Home) -> None:
+    """PSCTL_NO_EMBEDDED=foo was taken as no: a cron job meaning yes wrote into a fresh private server."""
+    for value in ("foo", "2", "enable"):
+        done = home.psctl("add", "q", "k", "v", env=home.env | {"PSCTL_NO_EMBEDDED": value})
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert done.stderr == (f"psctl: PSCTL_NO_EMBEDDED={value!r}: expected 1 (or true, yes, on) to forbid the "
+                               "embedded server, or 0 (false, no, off)\n")  # fmt: skip
+        assert home.servers() == [] and not home.state.exists()
+    done = home.psctl("add", "q", "k", "v", env=home.env | {"PSCTL_NO_EMBEDDED": "Off"})
+    assert done.returncode == 0 and "started the embedded server" in done.stderr, done.stderr
 
 
 def test_no_embedded_with_a_url_works(home: Home, guarded: ServerProcess) -> None:

@@ -291,8 +291,12 @@ def test_a_profile_s_tls_ca_verifies_its_server(tls: TlsServer, tmp_path: Path) 
         "name": "jobs", "length": 1,
     }  # fmt: skip
     plain = cli.fails(ExitStatus.USAGE, "--profile", "plain", "len", "jobs", env=env)
-    assert plain.startswith(f"psctl: the tls_ca of profile plain in {folder / 'config.toml'} applies to TLS "
-                            "connections only")  # fmt: skip
+    assert plain == (f"psctl: {folder / 'config.toml'}: [profiles.plain]: tls_ca applies to TLS connections only: "
+                     "give a rediss:// URL (or REDIS_SSL=1 with REDIS_HOST), or leave it out")  # fmt: skip
+    (folder / "config.toml").write_text(f'[profiles.tls]\nurl = "{tls.url}"\ntls_ca = "nope.pem"\n')
+    missing = cli.fails(ExitStatus.USAGE, "--profile", "tls", "len", "jobs", env=env)
+    assert missing.startswith(f"psctl: {folder / 'config.toml'}: [profiles.tls]: tls_ca {folder / 'nope.pem'}: not a "
+                              "readable CA certificate file (")  # fmt: skip
 
 
 # -- ACL ---------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def root(
     ctx.obj = GlobalOptions(
         url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
         format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
-        quiet=quiet, no_embedded=no_embedded, profile=profile or None,
+        quiet=quiet, no_embedded=no_embedded, profile=profile,
         given={name: found for name in ("timeout", "profile") if (found := given_by(ctx, name))},
     )  # fmt: skip
     asked = [option for option, on in (("-o", output_format is not None), ("--json", as_json),

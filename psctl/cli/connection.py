@@ -32,6 +32,8 @@ from psctl.urls import redact_url
 CONNECT_TIMEOUT = 2.0  # seconds to establish a connection
 DEFAULT_TIMEOUT = 10.0  # seconds to wait for any reply (--timeout)
 TRUE = {"1", "true", "yes", "on"}  # PSCTL_NO_EMBEDDED
+FALSE = {"", "0", "false", "no", "off"}
+NAME_ANOTHER = "give --url, set REDIS_URL or use a profile with a url"
 
 
 class Target:
@@ -87,7 +89,9 @@ def user(url: str | None, env: Mapping[str, str] | None = None, username: str | 
     try:
         settings = Settings.resolve(env, url=url or None, username=username)
         if settings.url:
-            return unquote(urlsplit(settings.url).username or "") or settings.username
+            parts = urlsplit(settings.url)
+            in_query = parse_qs(parts.query).get("username", [None])[0]  # unix:///s?username=worker
+            return unquote(parts.username or "") or in_query or settings.username
     except ValueError:
         return None
     return settings.username
@@ -99,8 +103,8 @@ def where(url: str | None, env: Mapping[str, str] | None = None) -> str:
     if not explicit(url, env):
         return "the embedded server"
     try:
-        shown = Settings.resolve(env, url=url or None).where
-    except ValueError:
+        return Settings.resolve(env, url=url or None).where  # (its password hidden)
+    except ValueError:  # (read leniently: hide every password it could hold)
         shown = redact_url(url or env.get("REDIS_URL", "")) or "the server"
     for secret in secrets(url, env):
         shown = shown.replace(secret, "***")
@@ -142,23 +146,23 @@ def resolve(
     if explicit(url, env):
         return Target(settings, embedded=False)
     if settings.cluster:
-        raise BadUsage("cluster mode needs a cluster to talk to: give --url or set REDIS_URL")
-    if no_embedded or env.get("PSCTL_NO_EMBEDDED", "").lower() in TRUE:
-        given = "--no-embedded" if no_embedded else "PSCTL_NO_EMBEDDED"
-        raise ServerUnavailable(f"no server named: set REDIS_URL or give --url (the embedded server is off: {given})")
+        raise BadUsage(f"cluster mode needs a cluster to talk to: {NAME_ANOTHER}")
+    forbidden = embedded_forbidden(no_embedded, env)
+    if forbidden is not None:
+        raise forbidden
     embedded = embedded_module()
     missing = embedded.missing_home()
     if missing is not None:
         raise ServerUnavailable(
             f"no server named, and {missing}, where the embedded server would keep its data: "
-            "set REDIS_URL or give --url (or set HOME or XDG_STATE_HOME to a folder of yours)"
+            f"{NAME_ANOTHER}; or set HOME or XDG_STATE_HOME to a folder of yours"
         )
     running, started = embedded.start_server()
     # the embedded server has no password: REDIS_USERNAME/REDIS_PASSWORD are another server's
     found = Target(Settings.resolve({}, url=running), embedded=True)
     if started or (not quiet and not terminal.stderr_is_terminal()):
         done = "started" if started else "using"
-        sys.stderr.write(f"psctl: {done} the embedded server at {found.where}; set REDIS_URL to use another\n")
+        sys.stderr.write(f"psctl: {done} the embedded server at {found.where}; to use another, {NAME_ANOTHER}\n")
     problem = embedded.problem()
     if problem is not None:  # reads still work; every change is refused until it can save again
         sys.stderr.write(
@@ -167,6 +171,25 @@ def resolve(
         )
     sys.stderr.flush()
     return found
+
+
+def embedded_forbidden(no_embedded: bool, env: Mapping[str, str]) -> ServerUnavailable | None:
+    """Why a command that names no server fails here (``--no-embedded``,
+    ``PSCTL_NO_EMBEDDED``), or None: the embedded server may be used."""
+    if no_embedded or no_embedded_env(env):
+        given = "--no-embedded" if no_embedded else "PSCTL_NO_EMBEDDED"
+        return ServerUnavailable(f"no server named: {NAME_ANOTHER} (the embedded server is off: {given})")
+    return None
+
+
+def no_embedded_env(env: Mapping[str, str]) -> bool:
+    """Whether ``PSCTL_NO_EMBEDDED`` forbids the embedded server; a value that
+    is neither yes nor no is refused (BadUsage), not taken as no."""
+    given = env.get("PSCTL_NO_EMBEDDED", "")
+    if given.strip().lower() in TRUE | FALSE:
+        return given.strip().lower() in TRUE
+    raise BadUsage(f"PSCTL_NO_EMBEDDED={given!r}: expected 1 (or true, yes, on) to forbid the embedded server, "
+                   "or 0 (false, no, off)")  # fmt: skip
 
 
 def embedded_module() -> Any:
@@ -182,7 +205,7 @@ def check_tls(settings: Settings, tls_ca: str | None, named: bool, tls_ca_from: 
     if tls_ca and not (named and settings.uses_tls):
         raise BadUsage(
             f"{tls_ca_from} applies to TLS connections only: give a rediss:// URL (or REDIS_SSL=1 with REDIS_HOST), "
-            f"or leave {tls_ca_from} out"
+            "or leave it out"
         )
     if not (named and settings.uses_tls and settings.ssl_ca_certs):
         return

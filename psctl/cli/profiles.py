@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,7 +80,13 @@ class Profile:
 
     @property
     def origin(self) -> str:
-        return f"profile {self.name or 'default'} in {self.path}"
+        """Where its settings come from, for ``config show`` (whose ``file`` row names the file)."""
+        return f"profile {self.name or 'default'}"
+
+    @property
+    def where(self) -> str:
+        """The file and the table, for messages: ``FILE: [profiles.NAME]``."""
+        return f"{self.path}: {self._table}"
 
     def password(self) -> str | None:
         """The password its ``password_file`` holds (read now), or None."""
@@ -87,7 +94,7 @@ class Profile:
         if given is None:
             return None
         path = self._path(given)
-        where = f"{self.path}: {self._table}: password_file {path}"
+        where = f"{self.where}: password_file {path}"
         try:
             with open(path, "rb") as file:
                 mode = os.fstat(file.fileno()).st_mode
@@ -120,7 +127,7 @@ class Profile:
         try:
             return self.path.parent / Path(given).expanduser()
         except RuntimeError:  # ~ with no home folder to stand for
-            raise BadUsage(f"{self.path}: {self._table}: {given}: no home folder for ~ to stand for") from None
+            raise BadUsage(f"{self.where}: {given}: no home folder for ~ to stand for") from None
 
 
 def load(path: Path, name: str | None, named_by: str | None) -> Profile | None:
@@ -149,6 +156,8 @@ def _read(path: Path) -> dict[str, Any] | None:
         with open(path, "rb") as file:
             return tomllib.load(file)
     except FileNotFoundError:
+        if path.is_symlink():  # a link to nothing is a mistake, not "no file"
+            raise BadUsage(f"{path}: the config file is a link to {os.readlink(path)}, which does not exist") from None
         return None
     except OSError as exc:
         raise BadUsage(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
@@ -194,7 +203,7 @@ def _profile(path: Path, name: str | None, values: Any) -> Profile:
         expected = bool if key == "cluster" else (str, int, float) if key == "timeout" else str
         if isinstance(value, bool) and key != "cluster" or not isinstance(value, expected):
             kind = "true or false" if key == "cluster" else "a DURATION (\"5s\")" if key == "timeout" else "text"
-            raise BadUsage(f"{where}: {key} must be {kind}, got {value!r}")
+            raise BadUsage(f"{where}: {key} must be {kind}, got {_shown(value)}")
         if isinstance(value, str) and not value:
             raise BadUsage(f"{where}: {key} is empty")
     checked = dict(values)
@@ -212,6 +221,19 @@ def _profile(path: Path, name: str | None, values: Any) -> Profile:
     return Profile(name, path, checked)
 
 
+def _shown(value: Any) -> str:
+    """A TOML value, for a message: text with any password it could hold
+    hidden, the kind of an array or a table (which could hold one), not its
+    contents."""
+    if isinstance(value, str):
+        return repr(redact_url(value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return "an array" if isinstance(value, list) else "a table" if isinstance(value, dict) else "a date or time"
+
+
 def _url_password(url: str) -> bool:
     return redact_url(url) != url
 
@@ -223,8 +245,8 @@ def timeout_seconds(value: Any, given: str) -> float:
 
         try:
             seconds = parse_duration(value).total_seconds()
-        except ValueError as exc:
-            raise BadUsage(f"{given}: {exc}") from None
+        except ValueError as exc:  # (it shows the value: a password there is hidden too)
+            raise BadUsage(f"{given}: {str(exc).replace(repr(value), _shown(value))}") from None
     else:
         seconds = float(value)
     if not LEAST_TIMEOUT <= seconds <= 10**9:
@@ -278,6 +300,8 @@ def _suggested(shown: str) -> str | None:
     if mistyped and mistyped[2]:
         kind, rest = mistyped[1].lower(), mistyped[2]
         return f"unix:///{rest.lstrip('/')}" if kind == "unix" else f"{kind}://{rest}"
+    if shown.lower().startswith("unix:"):  # a socket, by a path that is not a full one: nothing to suggest
+        return None
     if shown.startswith("/"):
         return f"unix://{shown}"
     if shown and not any(c.isspace() for c in shown):
@@ -291,21 +315,31 @@ def _suggested(shown: str) -> str | None:
 class Chosen:
     """The settings a command uses and, by setting, where each came from
     (``sources``): what ``connection.resolve`` is given, ``env`` the
-    environment it reads (a profile's server: without ``SERVER_ENV``)."""
+    environment it reads (a profile's server: without ``SERVER_ENV``);
+    ``problems``: by setting, why it cannot be used (a password file that
+    cannot be read), raised when the server is needed, shown by ``config show``."""
 
-    __slots__ = ("url", "cluster", "tls_ca", "timeout", "username", "password", "env", "profile", "sources")
+    __slots__ = ("url", "cluster", "tls_ca", "timeout", "username", "password", "env", "profile", "sources",
+                 "problems")  # fmt: skip
 
     def __init__(self, **values: Any) -> None:
         for name in self.__slots__:
             setattr(self, name, values.get(name))
+        self.problems = self.problems or {}
+
+    @property
+    def tls_ca_from(self) -> str:
+        """How the CA file was given, for messages: ``--tls-ca``, or the profile's file and table."""
+        from_flag = self.sources.get("tls_ca", "").startswith(FLAG)
+        return "--tls-ca" if from_flag or self.profile is None else f"{self.profile.where}: tls_ca"
 
     def target(self, *, quiet: bool = False, no_embedded: bool = False) -> Any:
         """The server (``connection.Target``): ``connection.resolve`` given these settings."""
-        tls_ca_from = self.sources.get("tls_ca", "")
+        for problem in self.problems.values():
+            raise problem
         return connection.resolve(
             self.url, self.cluster, self.env, tls_ca=self.tls_ca, quiet=quiet, no_embedded=no_embedded,
-            username=self.username, password=self.password,
-            tls_ca_from="--tls-ca" if tls_ca_from.startswith(FLAG) else f"the tls_ca of {tls_ca_from}",
+            username=self.username, password=self.password, tls_ca_from=self.tls_ca_from,
         )  # fmt: skip
 
 
@@ -316,7 +350,10 @@ def choose(options: GlobalOptions, env: Mapping[str, str] | None = None) -> Chos
     env = os.environ if env is None else env
     given = options.given
     profile_name = options.profile
-    named_by = f"PSCTL_PROFILE={profile_name}" if given.get("profile") == ENV else f"--profile {profile_name}"
+    quoted = shlex.quote(profile_name or "")
+    named_by = f"PSCTL_PROFILE={quoted}" if given.get("profile") == ENV else f"--profile {quoted}"
+    if profile_name == "":
+        raise BadUsage(f"{named_by}: expected a profile's NAME (the file's [default] is used when none is named)")
     path = config_path()
     profile = None
     if path is not None:
@@ -371,7 +408,10 @@ def _from_profile(values: dict[str, Any], sources: dict[str, str], profile: Prof
     values["cluster"] = profile.values.get("cluster", False)
     values["tls_ca"] = profile.tls_ca()
     values["username"] = profile.values.get("username")
-    values["password"] = profile.password()
+    try:
+        values["password"] = profile.password()
+    except BadUsage as exc:  # (for when the server is needed: config show shows the rest)
+        values["problems"] = {"password": exc}
     for key, source in (("cluster", "cluster"), ("tls_ca", "tls_ca"), ("username", "username"),
                         ("password", "password_file")):  # fmt: skip
         sources[key] = origin if source in profile.values else DEFAULT
