@@ -31,6 +31,17 @@ def cases(b: Bench) -> list[Case]:
 
 
 @cache
+def profiles(url: str) -> str:
+    """A config folder whose ``config.toml`` names ``url`` in the profile ``bench``, beside a default."""
+    folder = Path(tempfile.mkdtemp(prefix="psctl-bench-config-"))
+    (folder / "psctl").mkdir()
+    (folder / "psctl" / "config.toml").write_text(
+        f'[default]\nurl = "redis://localhost:6379/0"\ntimeout = "5s"\n\n[profiles.{NAME}]\nurl = "{url}"\n'
+    )
+    return str(folder)
+
+
+@cache
 def byte_compiled() -> None:
     """psctl's modules compiled to ``__pycache__`` (once per run)."""
     import compileall
@@ -133,11 +144,22 @@ def cold_start(b: Bench) -> Case:
             raise _fail("psctl len x", status, err)
         return 1
 
+    def psctl_len_by_profile(_: Any) -> int:
+        """The server named by a profile of the config file: the file read and checked at every start."""
+        env = os.environ | {"XDG_CONFIG_HOME": profiles(b.url), "PSCTL_PROFILE": NAME}
+        env = {name: value for name, value in env.items() if not name.startswith("REDIS_")}
+        status, _, err, _ = run_child([b.psctl_exe or "psctl", "len", "x"], env=env)
+        if status != 0:
+            raise _fail("psctl len x (a profile's server)", status, err)
+        return 1
+
     return Case(
         "cold start",
         Unit.DURATION,
         Measure('python -c "import redis"', python_import_redis),
-        [(Measure("psctl len x", psctl_len, byte_compiled), Target("<=", 1.3))],
+        [(Measure("psctl len x", psctl_len, byte_compiled), Target("<=", 1.3)),
+         (Measure("psctl len x, its server from a profile", psctl_len_by_profile, byte_compiled),
+          Target("<=", 1.3))],
         repeats=b.sizes.cold_runs,
         unavailable=missing,
     )
