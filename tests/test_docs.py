@@ -61,14 +61,17 @@ def test_no_page_cites_an_issue_the_spec_or_a_test(path: str) -> None:
 
 
 def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Its steps in order, on the embedded server of a fresh home: each
-    command prints the JSON its comment shows. (Its installation is run by
-    the test of the README's first command.)"""
+    """Its steps in order, on the embedded server of a home where the README's
+    tour ran first (as a reader may have done): each command prints the JSON
+    its comment shows. (Its installation is run by the test of the README's
+    first command.)"""
     tutorial = "docs/tutorial.md"
+    [toured, worked, _] = blocks("README.md", "A five-minute tour", "sh")
     [fresh, pulled] = blocks(tutorial, "2. Add and pull", "sh")
     [leases] = blocks(tutorial, "3. Leases: take an item, and give it back if you fail", "sh")
     [worker] = blocks(tutorial, "4. A worker", "sh")
     env, url = shell_env(environ=home.env), f"unix://{home.socket}"
+    run_lines(toured + worked, env, tmp_path)
     assert check_comments(run_lines(fresh + pulled + leases, env, tmp_path)) == 14
     assert check_comments(run_lines(worker, env, tmp_path), statuses={"psctl work": 123}) == 4
 
