@@ -1,6 +1,6 @@
 """A command line that fits a person's habits: one meaning per option name,
-an empty result said in words on a terminal, a closed pipe is a normal end,
-declining a prompt changes nothing and exits 0, stream names complete for
+an empty result said in words on a terminal, a closed pipe is a normal end
+(but an answer that cannot be written at all is a failure), declining a prompt changes nothing and exits 0, stream names complete for
 every command that takes one, and no help text cites the project's own
 papers (specs, issues, tests)."""
 
@@ -245,6 +245,47 @@ def test_a_big_output_read_in_part_ends_quietly(env: dict[str, str], r: Any, arg
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (0, ""), words
     assert r.pslen("q") == 3000
+
+
+# -- an answer that cannot be written, messages that cannot be -----------------------------
+
+WRITE_FAILED = {">&-": "psctl: standard output is closed\n", ">/dev/full": "psctl: No space left on device\n"}
+
+
+def _in_bash(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("redirect", list(WRITE_FAILED))
+@pytest.mark.parametrize("words", ["len q", "keys q --table", "--help", "len --help", "--version", "server"])
+def test_an_answer_that_cannot_be_written_fails_in_one_line(env: dict[str, str], words: str, redirect: str) -> None:
+    """A closed stdout or a full disk: status 1, one line on stderr, no traceback (the
+    help and the version too, which are written outside any command)."""
+    done = _in_bash(f"'{PSCTL}' {words} {redirect}", env)
+    assert (done.returncode, done.stderr) == (1, WRITE_FAILED[redirect]), words
+    debugged = _in_bash(f"'{PSCTL}' --debug {words} {redirect}", env)
+    assert debugged.returncode == 1 and debugged.stderr.endswith(WRITE_FAILED[redirect]), words
+
+
+def test_a_closed_stderr_loses_the_messages_not_the_answer(env: dict[str, str], r: Any) -> None:
+    """``2>&-``: the answer is written, and the status is the command's own,
+    also where a message (the worker's summary) had nowhere to go."""
+    r.psadd("q", "k", "v")
+    done = _in_bash(f"'{PSCTL}' len q 2>&-", env)
+    assert (done.returncode, done.stdout) == (0, '{"name": "q", "length": 1}\n')
+    worked = _in_bash(f"'{PSCTL}' work q --idle-exit 0 -- cat 2>&-", env)
+    assert (worked.returncode, worked.stdout) == (0, "v") and r.pslen("q") == 0
+    both = _in_bash(f"'{PSCTL}' len q >&- 2>&-", env)
+    assert (both.returncode, both.stdout, both.stderr) == (1, "", "")
+
+
+def test_a_worker_with_its_stdout_closed_gives_its_commands_none(env: dict[str, str], r: Any) -> None:
+    """psctl's closed stdout stays closed for the commands it runs: their
+    output fails (the item comes back) and lands in no socket of psctl's."""
+    r.psadd("q", "k", "v")
+    done = _in_bash(f"'{PSCTL}' work q --idle-exit 0 --max-deliveries 1 -- sh -c 'echo out' >&-", env)
+    assert done.returncode == 123, done.stderr
+    assert list(r.psdead("q")) == ["k"]
 
 
 # -- stream names complete everywhere ----------------------------------------------------

@@ -24,6 +24,7 @@ from psctl.cli.durations import duration_option
 from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
+from psctl.cli.errors import fail, quiet_broken_pipe
 from psctl.cli.group import check_output_options, given_by, lazy_group
 from psctl.cli.global_options import GlobalOptions
 from psctl.cli import adding, changing, flow, leases, observe, reading, taking, work
@@ -145,6 +146,11 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("psctl: interrupted\n")
         raise SystemExit(INTERRUPTED) from None
+    except OSError as exc:  # writing the help or the version: as a command's output would fail
+        try:
+            quiet_broken_pipe() if isinstance(exc, BrokenPipeError) else fail(exc)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
     except BaseException as exc:  # outside any command: still one line, no traceback
         sys.stderr.write(f"psctl: unexpected error: {type(exc).__name__}: {exc}\n")
         raise SystemExit(1) from None
