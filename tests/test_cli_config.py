@@ -25,6 +25,7 @@ import pytest
 from psctl import Redis
 from psctl.cli.errors import ExitStatus
 
+from .docs import command_of
 from .helpers import PSCTL, Cli, Home, complete
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -428,7 +429,7 @@ def commands(block: str, crontab: bool = False) -> list[str]:
     for line in block.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        found.append(line.split(None, 5)[5] if crontab else line)
+        found.append(command_of(line) if crontab else line)
     return found
 
 

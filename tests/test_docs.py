@@ -60,6 +60,18 @@ def test_no_page_cites_an_issue_the_spec_or_a_test(path: str) -> None:
     assert not [c for c in cited if c not in allowed], cited
 
 
+@pytest.mark.parametrize("path", [*pages(), *sorted(docs.OWN_TESTS)])
+def test_crontab_lines_give_psctls_path_and_forbid_the_embedded_server(path: str) -> None:
+    """Cron's PATH holds no venv; a line that names its server (REDIS_URL) sets
+    PSCTL_NO_EMBEDDED=1 too, so that losing that setting fails the job."""
+    for block in docs.all_blocks(path):
+        for line in block.text.splitlines():
+            if not docs.CRONTAB.match(line) or "psctl" not in line:
+                continue
+            assert re.search(r"(^|\s)/\S+/bin/psctl ", line), (path, line)
+            assert "REDIS_URL=" not in line or "PSCTL_NO_EMBEDDED=1 " in line, (path, line)
+
+
 def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Its steps in order, on the embedded server of a home where the README's
     tour ran first (as a reader may have done): each command prints the JSON
