@@ -17,9 +17,11 @@ import pytest
 from typer.main import get_command
 
 from psctl.cli.app import app
+from psctl.cli.status import ExitStatus
 
 from .helpers import PSCTL, Cli, command_paths, complete
 from .test_cli import cli  # noqa: F401  (the fixtures: the CLI in-process, and a real process's environment)
+from .test_cli_config import Setup, setup  # noqa: F401  (a HOME with a config file)
 from .test_cli_process import env  # noqa: F401
 
 
@@ -286,6 +288,18 @@ def test_a_worker_with_its_stdout_closed_gives_its_commands_none(env: dict[str, 
     done = _in_bash(f"'{PSCTL}' work q --idle-exit 0 --max-deliveries 1 -- sh -c 'echo out' >&-", env)
     assert done.returncode == 123, done.stderr
     assert list(r.psdead("q")) == ["k"]
+
+
+# -- a message quotes a value as it was typed ----------------------------------------------
+
+
+@pytest.mark.parametrize(("written", "said"), [("true", "a DURATION (\"5s\"), got true"),
+                                               ("1e12", "from 0.01 to 1,000,000,000 seconds, got 1e12")])  # fmt: skip
+def test_a_config_files_bad_value_is_quoted_as_it_is_typed(setup: Setup, written: str, said: str) -> None:
+    """TOML's spelling (true, 1e12), not Python's (True, 1e+12, 10**9)."""
+    setup.write(f"[default]\ntimeout = {written}\n")
+    message = setup.cli().fails(ExitStatus.USAGE, "len", "q", env=setup.clean())
+    assert message == f"psctl: {setup.path}: [default]: timeout must be {said}"
 
 
 # -- stream names complete everywhere ----------------------------------------------------

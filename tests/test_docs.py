@@ -72,7 +72,9 @@ def test_crontab_lines_give_psctls_path_and_forbid_the_embedded_server(path: str
             assert "REDIS_URL=" not in line or "PSCTL_NO_EMBEDDED=1 " in line, (path, line)
 
 
-def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_tutorial_runs_as_written(
+    home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """Its steps in order, on the embedded server of a home where the README's
     tour ran first (as a reader may have done): each command prints the JSON
     its comment shows. (Its installation is run by the test of the README's
@@ -96,6 +98,8 @@ def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest
     [library] = blocks(tutorial, "6. The library", "python")
     assert run_python(library, {}, tutorial) == 3
     assert capsys.readouterr().out == "sending to alan@example.org\n1 1\n"
+    [logged] = [record for record in caplog.records if record.name == "psctl.worker"]  # as the page says
+    assert logged.exc_info is not None and repr(logged.exc_info[1]) == "ValueError('no recipient')"
 
     [stop] = blocks(tutorial, "7. Done for now", "sh")
     check_comments(run_lines(stop, env, tmp_path))

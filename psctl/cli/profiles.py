@@ -44,7 +44,9 @@ from typing import TYPE_CHECKING, Any
 
 from psctl.cli import connection
 from psctl.cli.status import BadUsage, CliError
+from psctl.durations import MAX_SECONDS
 from psctl.urls import check_url, redact_url
+from psctl.wording import typed
 
 if TYPE_CHECKING:
     from psctl.cli.global_options import GlobalOptions
@@ -194,7 +196,7 @@ def _profile(path: Path, name: str | None, values: Any) -> Profile:
         expected = bool if key == "cluster" else (str, int, float) if key == "timeout" else str
         if isinstance(value, bool) and key != "cluster" or not isinstance(value, expected):
             kind = "true or false" if key == "cluster" else "a DURATION (\"5s\")" if key == "timeout" else "text"
-            raise BadUsage(f"{where}: {key} must be {kind}, got {value!r}")
+            raise BadUsage(f"{where}: {key} must be {kind}, got {typed(value)}")
         if isinstance(value, str) and not value:
             raise BadUsage(f"{where}: {key} is empty")
     checked = dict(values)
@@ -227,8 +229,8 @@ def timeout_seconds(value: Any, given: str) -> float:
             raise BadUsage(f"{given}: {exc}") from None
     else:
         seconds = float(value)
-    if not LEAST_TIMEOUT <= seconds <= 10**9:
-        raise BadUsage(f"{given} must be at least {LEAST_TIMEOUT} seconds (and at most 10**9), got {seconds:g}")
+    if not LEAST_TIMEOUT <= seconds <= MAX_SECONDS:
+        raise BadUsage(f"{given} must be from {LEAST_TIMEOUT} to {MAX_SECONDS:,} seconds, got {typed(seconds)}")
     return seconds
 
 
