@@ -98,8 +98,10 @@ def test_the_tutorial_runs_as_written(
     [library] = blocks(tutorial, "6. The library", "python")
     assert run_python(library, {}, tutorial) == 3
     assert capsys.readouterr().out == "sending to alan@example.org\n1 1\n"
-    [logged] = [record for record in caplog.records if record.name == "psctl.worker"]  # as the page says
-    assert logged.exc_info is not None and repr(logged.exc_info[1]) == "ValueError('no recipient')"
+    failed, dead = [record for record in caplog.records if record.name == "psctl.worker"]  # as the page says
+    assert failed.exc_info is not None and repr(failed.exc_info[1]) == "ValueError('no recipient')"
+    assert dead.getMessage() == "mail: 'm-2' is dead after 1 delivery: ValueError: no recipient"
+    assert f"`{dead.getMessage()}`" in " ".join(docs.section(tutorial, "6. The library").split())
 
     [stop] = blocks(tutorial, "7. Done for now", "sh")
     check_comments(run_lines(stop, env, tmp_path))
