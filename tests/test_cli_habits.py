@@ -95,8 +95,17 @@ def test_an_old_work_timeout_is_refused_not_reread(cli: Cli, r: Any, args: tuple
     once) must not silently become the server's reply timeout."""
     r.psadd("q", "a", "v")
     message = cli.fails(2, *args)
-    assert "--time-limit" in message and "--timeout" in message and "before work" in message
+    assert message == ("psctl: work takes --time-limit D for the command's time limit; --timeout (the server's "
+                       "reply timeout) goes before work: psctl --timeout D work ...")  # (no history: no "now")
     assert r.pslen("q") == 1  # nothing was taken
+
+
+def test_the_global_help_names_the_option_that_goes_before_work() -> None:
+    """Global options may come after the command, but --timeout not after work."""
+    group = get_command(app)
+    [timeout] = [param for param in group.params if param.name == "timeout"]
+    assert "but --timeout before work" in " ".join((group.help or "").split())
+    assert (timeout.help or "").endswith("Before work, not after it.")
 
 
 def test_timeout_before_work_and_time_limit_after_it(env: dict[str, str], r: Any) -> None:

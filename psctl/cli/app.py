@@ -48,7 +48,7 @@ app = typer.Typer(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
         f"Output is a table on a terminal and JSON otherwise; -o {'|'.join(FORMATS)} on any command chooses "
         "(--json and --table too), -q prints nothing on success. Global options may come before or after the "
-        "command. Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no "
+        "command, but --timeout before work (after it, --time-limit is the command's own). Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no "
         "such item or stream, 130 interrupted.\n\n"
         "Example: psctl add jobs job-1 'resize photo.jpg' --score 5 && psctl pull jobs\n"
         "Example: psctl len jobs -o raw\n"
@@ -102,7 +102,7 @@ def root(
         duration_option(
             "--timeout", envvar="PSCTL_TIMEOUT",
             help="Longest wait for any reply from the server: 2, 2s, 0.5, 1m (default 10s; pull --wait "
-            "allows a second more).",
+            "allows a second more). Before work, not after it.",
         ),
     ] = None,
     no_embedded: Annotated[

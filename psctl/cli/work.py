@@ -43,8 +43,8 @@ def _complete_streams_then_command(ctx: typer.Context, incomplete: str) -> list[
 class WorkCommand(StreamsThenCommand):
     # (--timeout after work was once the command's time limit: an old cron line is refused, not reread)
     refused = {
-        "--timeout": "--time-limit D is the command's time limit now, and --timeout the server's reply timeout: "
-        "give that before work (psctl --timeout D work ...)",
+        "--timeout": "work takes --time-limit D for the command's time limit; --timeout (the server's reply "
+        "timeout) goes before work: psctl --timeout D work ...",
     }
 
 
