@@ -4,7 +4,6 @@ Python prints it (``True``, ``1e+12``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 
@@ -18,8 +17,11 @@ def typed(value: Any) -> str:
     line: ``true``, ``1e12``, ``0.5``, ``"text"``."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}".replace("e+", "e")
+    if isinstance(value, float):  # the shorter of the two spellings that is exact
+        short = f"{value:g}"
+        return (short if float(short) == value else repr(value)).replace("e+", "e")
     if isinstance(value, int):
         return str(value)
+    import json
+
     return json.dumps(value, ensure_ascii=False)

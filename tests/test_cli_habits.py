@@ -302,6 +302,15 @@ def test_a_worker_with_its_stdout_closed_gives_its_commands_none(env: dict[str, 
 # -- a message quotes a value as it was typed ----------------------------------------------
 
 
+@pytest.mark.parametrize(("value", "shown"), [
+    (True, "true"), (1e12, "1e12"), (1234567.5, "1234567.5"), (0.001, "0.001"), (7, "7"), ("5x", '"5x"'),
+])  # fmt: skip
+def test_a_value_is_quoted_as_it_is_typed_and_exactly(value: Any, shown: str) -> None:
+    from psctl.wording import typed
+
+    assert typed(value) == shown
+
+
 @pytest.mark.parametrize(("written", "said"), [("true", "a DURATION (\"5s\"), got true"),
                                                ("1e12", "from 0.01 to 1,000,000,000 seconds, got 1e12")])  # fmt: skip
 def test_a_config_files_bad_value_is_quoted_as_it_is_typed(setup: Setup, written: str, said: str) -> None:
