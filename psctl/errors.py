@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from psctl.wording import counted
+
 if TYPE_CHECKING:
     from redis.exceptions import ResponseError
 
@@ -89,8 +91,7 @@ class StreamsFailed(PsctlError):
     def __init__(self, operation: str, done: dict[str, Any], failed: dict[str, BaseException]) -> None:
         self.done, self.failed = done, failed
         listed = "; ".join(f"{name!r}: {error}" for name, error in failed.items())
-        count = f"{len(failed)} stream" + ("s" if len(failed) != 1 else "")
-        super().__init__(f"{operation} failed on {count} ({listed}); every other stream was done")
+        super().__init__(f"{operation} failed on {counted(len(failed), 'stream')} ({listed}); every other stream was done")
 
 
 # Replies that say the server did not carry a command out, for now: the same

@@ -38,6 +38,7 @@ from psctl.layout import REGISTRY, StreamKeys
 from psctl.protocol import Batch, Call, Command, Pause, Plan, Receive, Send
 from psctl.scripts import script
 from psctl.types import Added, Expired, StopWaiting  # (here too, as before psctl.types)
+from psctl.wording import counted
 
 # Items per script call of psaddmany and psremove: big enough to amortise the
 # round trip, small enough that one call stays around a millisecond.
@@ -168,7 +169,7 @@ def add(
             merge(reply, current[1])
             current = following
     except Exception as exc:  # how far it got, for whoever reads the error
-        note = f"psaddmany wrote {written} items before the failure"
+        note = f"psaddmany wrote {counted(written, 'item')} before the failure"
         exc.add_note(note + (f"; the {unknown} after them may have been written too" if unknown else ""))
         raise
     return counts if summary else scores

@@ -42,6 +42,7 @@ from psctl.work.inloop import InLoop, LoopClient, LoopRunners
 from psctl.work.inprocess import InProcess
 from psctl.leases import MAX_LEASE
 from psctl.work.options import Item, WorkOptions
+from psctl.wording import counted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LOG = logging.getLogger("psctl.worker")
@@ -249,7 +250,7 @@ class BaseWorker:
             self._told_stop = True
             if tally.running:
                 self._warn(
-                    f"stopping: {tally.running} running handler(s) may finish within {self.options.grace:g} s "
+                    f"stopping: {counted(tally.running, 'running handler')} may finish within {self.options.grace:g} s "
                     "(a second signal stops them now)"
                 )
 

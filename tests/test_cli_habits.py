@@ -1,6 +1,6 @@
 """A command line that fits a person's habits: one meaning per option name,
-an empty result said in words on a terminal, a closed pipe is a normal end,
-declining a prompt changes nothing and exits 0, stream names complete for
+an empty result said in words on a terminal, a closed pipe is a normal end
+(but an answer that cannot be written at all is a failure), declining a prompt changes nothing and exits 0, stream names complete for
 every command that takes one, and no help text cites the project's own
 papers (specs, issues, tests)."""
 
@@ -17,9 +17,11 @@ import pytest
 from typer.main import get_command
 
 from psctl.cli.app import app
+from psctl.cli.status import ExitStatus
 
 from .helpers import PSCTL, Cli, command_paths, complete
 from .test_cli import cli  # noqa: F401  (the fixtures: the CLI in-process, and a real process's environment)
+from .test_cli_config import Setup, setup  # noqa: F401  (a HOME with a config file)
 from .test_cli_process import env  # noqa: F401
 
 
@@ -93,8 +95,17 @@ def test_an_old_work_timeout_is_refused_not_reread(cli: Cli, r: Any, args: tuple
     once) must not silently become the server's reply timeout."""
     r.psadd("q", "a", "v")
     message = cli.fails(2, *args)
-    assert "--time-limit" in message and "--timeout" in message and "before work" in message
+    assert message == ("psctl: work takes --time-limit D for the command's time limit; --timeout (the server's "
+                       "reply timeout) goes before work: psctl --timeout D work ...")  # (no history: no "now")
     assert r.pslen("q") == 1  # nothing was taken
+
+
+def test_the_global_help_names_the_option_that_goes_before_work() -> None:
+    """Global options may come after the command, but --timeout not after work."""
+    group = get_command(app)
+    [timeout] = [param for param in group.params if param.name == "timeout"]
+    assert "but --timeout before work" in " ".join((group.help or "").split())
+    assert (timeout.help or "").endswith("Before work, not after it.")
 
 
 def test_timeout_before_work_and_time_limit_after_it(env: dict[str, str], r: Any) -> None:
@@ -245,6 +256,68 @@ def test_a_big_output_read_in_part_ends_quietly(env: dict[str, str], r: Any, arg
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (0, ""), words
     assert r.pslen("q") == 3000
+
+
+# -- an answer that cannot be written, messages that cannot be -----------------------------
+
+WRITE_FAILED = {">&-": "psctl: standard output is closed\n", ">/dev/full": "psctl: No space left on device\n"}
+
+
+def _in_bash(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("redirect", list(WRITE_FAILED))
+@pytest.mark.parametrize("words", ["len q", "keys q --table", "--help", "len --help", "--version", "server"])
+def test_an_answer_that_cannot_be_written_fails_in_one_line(env: dict[str, str], words: str, redirect: str) -> None:
+    """A closed stdout or a full disk: status 1, one line on stderr, no traceback (the
+    help and the version too, which are written outside any command)."""
+    done = _in_bash(f"'{PSCTL}' {words} {redirect}", env)
+    assert (done.returncode, done.stderr) == (1, WRITE_FAILED[redirect]), words
+    debugged = _in_bash(f"'{PSCTL}' --debug {words} {redirect}", env)
+    assert debugged.returncode == 1 and debugged.stderr.endswith(WRITE_FAILED[redirect]), words
+
+
+def test_a_closed_stderr_loses_the_messages_not_the_answer(env: dict[str, str], r: Any) -> None:
+    """``2>&-``: the answer is written, and the status is the command's own,
+    also where a message (the worker's summary) had nowhere to go."""
+    r.psadd("q", "k", "v")
+    done = _in_bash(f"'{PSCTL}' len q 2>&-", env)
+    assert (done.returncode, done.stdout) == (0, '{"name": "q", "length": 1}\n')
+    worked = _in_bash(f"'{PSCTL}' work q --idle-exit 0 -- cat 2>&-", env)
+    assert (worked.returncode, worked.stdout) == (0, "v") and r.pslen("q") == 0
+    both = _in_bash(f"'{PSCTL}' len q >&- 2>&-", env)
+    assert (both.returncode, both.stdout, both.stderr) == (1, "", "")
+
+
+def test_a_worker_with_its_stdout_closed_gives_its_commands_none(env: dict[str, str], r: Any) -> None:
+    """psctl's closed stdout stays closed for the commands it runs: their
+    output fails (the item comes back) and lands in no socket of psctl's."""
+    r.psadd("q", "k", "v")
+    done = _in_bash(f"'{PSCTL}' work q --idle-exit 0 --max-deliveries 1 -- sh -c 'echo out' >&-", env)
+    assert done.returncode == 123, done.stderr
+    assert list(r.psdead("q")) == ["k"]
+
+
+# -- a message quotes a value as it was typed ----------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (True, "true"), (1e12, "1e12"), (1234567.5, "1234567.5"), (0.001, "0.001"), (7, "7"), ("5x", '"5x"'),
+])  # fmt: skip
+def test_a_value_is_quoted_as_it_is_typed_and_exactly(value: Any, shown: str) -> None:
+    from psctl.wording import typed
+
+    assert typed(value) == shown
+
+
+@pytest.mark.parametrize(("written", "said"), [("true", "a DURATION (\"5s\"), got true"),
+                                               ("1e12", "from 0.01 to 1,000,000,000 seconds, got 1e12")])  # fmt: skip
+def test_a_config_files_bad_value_is_quoted_as_it_is_typed(setup: Setup, written: str, said: str) -> None:
+    """TOML's spelling (true, 1e12), not Python's (True, 1e+12, 10**9)."""
+    setup.write(f"[default]\ntimeout = {written}\n")
+    message = setup.cli().fails(ExitStatus.USAGE, "len", "q", env=setup.clean())
+    assert message == f"psctl: {setup.path}: [default]: timeout must be {said}"
 
 
 # -- stream names complete everywhere ----------------------------------------------------

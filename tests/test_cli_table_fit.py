@@ -139,3 +139,18 @@ def test_stats_watch_keeps_every_name_whole_however_narrow(redis_url: str, r: An
         assert "top" in screen and "added/s" in screen and SHOWN in screen
     for line in screen.splitlines():
         assert len(line.rstrip()) <= columns, screen
+
+
+PATH_KEY = "/srv/app/data/incoming/2026/12/06/photo-0001.jpg"
+
+
+@pytest.mark.parametrize("args", [("item", "q", PATH_KEY), ("keys", "q")])
+def test_a_path_too_long_for_its_column_breaks_after_a_slash(cli: Cli, r: Any, args: tuple[str, ...]) -> None:
+    """A path (the server's binary in ``server status``, a key named like one)
+    breaks where a person would break it, not mid-name; a field list and a table alike."""
+    r.psadd("q", PATH_KEY, "v")
+    done = cli(*args, "--table", env={"COLUMNS": "30"})
+    assert done.exit_code == 0, done.stderr
+    pieces = [word for word in done.stdout.split() if len(word) > 1 and word in PATH_KEY]
+    assert len(pieces) > 1 and "".join(pieces) == PATH_KEY, done.stdout
+    assert all(piece.endswith("/") for piece in pieces[:-1]), done.stdout

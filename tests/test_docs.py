@@ -60,15 +60,32 @@ def test_no_page_cites_an_issue_the_spec_or_a_test(path: str) -> None:
     assert not [c for c in cited if c not in allowed], cited
 
 
-def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Its steps in order, on the embedded server of a fresh home: each
-    command prints the JSON its comment shows. (Its installation is run by
-    the test of the README's first command.)"""
+@pytest.mark.parametrize("path", [*pages(), *sorted(docs.OWN_TESTS)])
+def test_crontab_lines_give_psctls_path_and_forbid_the_embedded_server(path: str) -> None:
+    """Cron's PATH holds no venv; a line that names its server (REDIS_URL) sets
+    PSCTL_NO_EMBEDDED=1 too, so that losing that setting fails the job."""
+    for block in docs.all_blocks(path):
+        for line in block.text.splitlines():
+            if not docs.CRONTAB.match(line) or "psctl" not in line:
+                continue
+            assert re.search(r"(^|\s)/\S+/bin/psctl ", line), (path, line)
+            assert "REDIS_URL=" not in line or "PSCTL_NO_EMBEDDED=1 " in line, (path, line)
+
+
+def test_the_tutorial_runs_as_written(
+    home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its steps in order, on the embedded server of a home where the README's
+    tour ran first (as a reader may have done): each command prints the JSON
+    its comment shows. (Its installation is run by the test of the README's
+    first command.)"""
     tutorial = "docs/tutorial.md"
+    [toured, worked, _] = blocks("README.md", "A five-minute tour", "sh")
     [fresh, pulled] = blocks(tutorial, "2. Add and pull", "sh")
     [leases] = blocks(tutorial, "3. Leases: take an item, and give it back if you fail", "sh")
     [worker] = blocks(tutorial, "4. A worker", "sh")
     env, url = shell_env(environ=home.env), f"unix://{home.socket}"
+    run_lines(toured + worked, env, tmp_path)
     assert check_comments(run_lines(fresh + pulled + leases, env, tmp_path)) == 14
     assert check_comments(run_lines(worker, env, tmp_path), statuses={"psctl work": 123}) == 4
 
@@ -81,6 +98,10 @@ def test_the_tutorial_runs_as_written(home: Home, tmp_path: Path, capsys: pytest
     [library] = blocks(tutorial, "6. The library", "python")
     assert run_python(library, {}, tutorial) == 3
     assert capsys.readouterr().out == "sending to alan@example.org\n1 1\n"
+    failed, dead = [record for record in caplog.records if record.name == "psctl.worker"]  # as the page says
+    assert failed.exc_info is not None and repr(failed.exc_info[1]) == "ValueError('no recipient')"
+    assert dead.getMessage() == "mail: 'm-2' is dead after 1 delivery: ValueError: no recipient"
+    assert f"`{dead.getMessage()}`" in " ".join(docs.section(tutorial, "6. The library").split())
 
     [stop] = blocks(tutorial, "7. Done for now", "sh")
     check_comments(run_lines(stop, env, tmp_path))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .docs import blocks, shell_env
+from .docs import blocks, command_of, shell_env
 from .helpers import blocked_clients
 
 LIBRARY = "docs/howto/library.md"
@@ -165,9 +165,8 @@ def test_the_old_cron_loop_fails_that_check(redis_url, r, tmp_path):
 def test_the_cron_work_line_hands_any_value_over_exactly(redis_url, r, tmp_path):
     """The crontab line of "From cron": psctl work, until the stream is empty."""
     _, [line], _ = (block.splitlines() for block in blocks(CRON, "Feed and drain from cron", "sh"))
-    command = line.split("  ", 1)[1]  # (the crontab's time fields off; then its folder, server and path)
-    command = re.sub(r"\S*/bin/psctl", "psctl", re.sub(r"cd \S+ && |REDIS_URL=\S+ ", "", command))
-    assert command == "psctl work jobs --idle-exit 0 -q -- ./process-one"
+    command = command_of(line)  # (the crontab's time fields, folder, server and path off)
+    assert command == "PSCTL_NO_EMBEDDED=1 psctl work jobs --idle-exit 0 -q -- ./process-one"
     add_awkward(r)
     run_to_the_end(command, redis_url, tmp_path)
     check_handed_over_exactly(tmp_path)

@@ -24,8 +24,8 @@ def test_a_cron_job_whose_every_item_died_says_so_and_exits_123(work: Work, r: A
     done = work.run("q", "--idle-exit", "0", "-q", "--max-deliveries", "1", command=("false",))
     assert done.returncode == 123, done.stderr
     lines = done.stderr.splitlines()
-    assert "psctl work: 'a' is dead after 1 deliveries: exit status 1" in lines
-    assert "psctl work: 'b' is dead after 1 deliveries: exit status 1" in lines
+    assert "psctl work: 'a' is dead after 1 delivery: exit status 1" in lines
+    assert "psctl work: 'b' is dead after 1 delivery: exit status 1" in lines
     assert lines[-1].startswith("psctl work q: 0 done, 0 failed, 2 dead")  # the summary too: not a success
     assert r.psdead("q").reasons == {"a": "exit status 1", "b": "exit status 1"}
 

@@ -756,4 +756,4 @@ def test_a_stop_is_said_as_psctl_work_says_it(r: Any, backend: Any, caplog: pyte
     with caplog.at_level("WARNING", logger="psctl.worker"):
         assert worker.run().done == 1
     client.close()
-    assert "q: stopping: 1 running handler(s) may finish within 30 s (a second signal stops them now)" in caplog.messages
+    assert "q: stopping: 1 running handler may finish within 30 s (a second signal stops them now)" in caplog.messages

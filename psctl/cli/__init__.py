@@ -19,6 +19,7 @@ readers of ``add-many`` are the library's (``psctl.readers``).
 
 from __future__ import annotations
 
+import io
 import sys
 
 
@@ -31,6 +32,7 @@ def main() -> None:
     a sixth of a short command's time, for nothing a user could see. Every
     file and temporary file the command opened is closed by then.
     """
+    _closed_streams()
     try:
         from psctl.cli.app import main as run
 
@@ -41,6 +43,55 @@ def main() -> None:
     except KeyboardInterrupt:  # before the app could catch it (while starting): quietly
         status = 130
     _exit(status)
+
+
+def _closed_streams() -> None:
+    """A standard stream the shell closed (``>&-``, ``2>&-``, ``<&-``), which
+    Python leaves as None. Its number gets /dev/null, opened the other way
+    round, so that no file or socket of psctl's takes it and a worker's command
+    meets it as closed. psctl's own messages to a closed stderr are dropped
+    (the answer on stdout stands); reading a closed stdin or writing the answer
+    to a closed stdout fails with one line and status 1, as on a full disk."""
+    import os
+
+    for fd, name, mode in ((0, "stdin", os.O_WRONLY), (1, "stdout", os.O_RDONLY), (2, "stderr", os.O_RDONLY)):
+        if getattr(sys, name) is not None:
+            continue
+        held = os.open(os.devnull, mode)
+        if held != fd:
+            os.dup2(held, fd)
+            os.close(held)
+    if sys.stdin is None:
+        sys.stdin = io.TextIOWrapper(io.BufferedReader(_Closed("input")), encoding="utf-8")
+    if sys.stdout is None:
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(_Closed("output")), encoding="utf-8")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (for the life of the process)
+
+
+class _Closed(io.RawIOBase):
+    """A standard stream the shell closed, to psctl: reading or writing it fails, saying so."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._name = name
+
+    def readable(self) -> bool:
+        return self._name == "input"
+
+    def writable(self) -> bool:
+        return self._name == "output"
+
+    def readinto(self, buffer: object) -> int:
+        raise self._error()
+
+    def write(self, data: object) -> int:
+        raise self._error()
+
+    def _error(self) -> OSError:
+        import errno
+
+        return OSError(errno.EBADF, f"standard {self._name} is closed")
 
 
 def _status(code: object) -> int:

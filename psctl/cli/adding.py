@@ -25,6 +25,7 @@ from psctl.cli.fields import iso, text_field
 from psctl.cli.options import Key, Name, argv_bytes, finite, output_options
 from psctl.cli.session import Session
 from psctl.cli.status import INTERRUPTED, BadUsage
+from psctl.wording import counted
 
 commands = typer.Typer()
 
@@ -193,7 +194,7 @@ def add_many(
     session.out.show(counts, raw=counts["added"])
     written = counts["added"] + counts["refused"]
     if caught is not None and caught.signal is not None and written < total:
-        done = f"wrote {written} of {total} rows; {RERUN}" if written else f"wrote 0 of {total} rows: nothing was written"
+        done = f"wrote {written} of {counted(total, 'row')}; {RERUN}" if written else f"wrote 0 of {counted(total, 'row')}: nothing was written"
         sys.stderr.write(f"psctl: interrupted: {done}\n")
         raise typer.Exit(caught.status)
 

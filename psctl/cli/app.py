@@ -24,6 +24,7 @@ from psctl.cli.durations import duration_option
 from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
 from psctl.cli.status import INTERRUPTED, BadUsage
+from psctl.cli.errors import fail, quiet_broken_pipe
 from psctl.cli.group import check_output_options, given_by, lazy_group
 from psctl.cli.global_options import GlobalOptions
 from psctl.cli import adding, changing, flow, leases, observe, reading, taking, work
@@ -47,8 +48,9 @@ app = typer.Typer(
         "Prioritized streams on Redis: add work, pull the most urgent first, from a shell, a pipe or cron.\n\n"
         f"Output is a table on a terminal and JSON otherwise; -o {'|'.join(FORMATS)} on any command chooses "
         "(--json and --table too), -q prints nothing on success. Global options may come before or after the "
-        "command. Exit status: 0 ok, 1 the server failed or could not be reached, 2 bad usage or input, 3 no "
-        "such item or stream, 130 interrupted.\n\n"
+        "command, but --timeout before work (after it, --time-limit is the command's own). Exit status: 0 ok, "
+        "1 the server failed or could not be reached, 2 bad usage or input, 3 no such item or stream, 130 "
+        "interrupted.\n\n"
         "Example: psctl add jobs job-1 'resize photo.jpg' --score 5 && psctl pull jobs\n"
         "Example: psctl len jobs -o raw\n"
         "Example: psctl --url redis://db:6379/0 values jobs -o ndjson | head"
@@ -101,7 +103,7 @@ def root(
         duration_option(
             "--timeout", envvar="PSCTL_TIMEOUT",
             help="Longest wait for any reply from the server: 2, 2s, 0.5, 1m (default 10s; pull --wait "
-            "allows a second more).",
+            "allows a second more). Before work, not after it.",
         ),
     ] = None,
     no_embedded: Annotated[
@@ -145,6 +147,11 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("psctl: interrupted\n")
         raise SystemExit(INTERRUPTED) from None
+    except OSError as exc:  # writing the help or the version: as a command's output would fail
+        try:
+            quiet_broken_pipe() if isinstance(exc, BrokenPipeError) else fail(exc)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
     except BaseException as exc:  # outside any command: still one line, no traceback
         sys.stderr.write(f"psctl: unexpected error: {type(exc).__name__}: {exc}\n")
         raise SystemExit(1) from None

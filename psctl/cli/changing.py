@@ -13,6 +13,7 @@ from psctl.cli.fields import number, text_field
 from psctl.cli.options import NUMBER_ARGUMENTS, DryRun, Gate, Key, Name, Yes, confirm, finite, output_options
 from psctl.cli.session import Session
 from psctl.cli.status import BadUsage, NotFound
+from psctl.wording import counted
 
 commands = typer.Typer()
 
@@ -65,7 +66,7 @@ def prune(
         if not yes and terminal.stdin_is_terminal():  # (nobody to ask in cron or a pipe)
             count = len(client.pskeys(name, below=below))
             if count:
-                confirm(f"Remove {count} items scored below {number(below)} from {name!r}?")
+                confirm(f"Remove {counted(count, 'item')} scored below {number(below)} from {name!r}?")
         removed = client.psdeletebelowthreshold(name, below, gate=gate)
     verb = "would be removed" if dry_run else "removed"
     session.out.show({"removed": removed} | _dry(dry_run), table=removed, column="removed",
@@ -124,7 +125,7 @@ def remove(
         if not yes and terminal.stdin_is_terminal():
             there = client.psremove(name, keys, dry_run=True)
             if there:
-                confirm(f"Remove {there} item{'s' if there > 1 else ''} from {name!r}?")
+                confirm(f"Remove {counted(there, 'item')} from {name!r}?")
         removed = client.psremove(name, keys, gate=gate)
     session.out.show({"removed": removed} | _dry(dry_run), raw=removed)
 
@@ -197,7 +198,7 @@ def delete(
         session.out.show({"deleted": True, "items": _every_item(client, name), "dry_run": True}, raw=True)
         return
     if not yes:
-        confirm(f"Delete stream {name!r} and its {_every_item(client, name)} items?")
+        confirm(f"Delete stream {name!r} and its {counted(_every_item(client, name), 'item')}?")
     deleted = bool(client.psdelete(name))
     session.out.show({"deleted": deleted}, raw=deleted)
 

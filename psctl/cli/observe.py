@@ -16,6 +16,7 @@ from psctl.cli.options import complete_names, output_options
 from psctl.cli.session import Session, pass_session
 from psctl.cli.status import BadUsage, CliError
 from psctl.cli.terminal import one_line
+from psctl.wording import counted
 
 commands = typer.Typer()
 
@@ -253,7 +254,7 @@ def _live_table(found: list[dict[str, Any]], last: dict[str, dict[str, Any]], in
         rows.append(row)
     rows, left_out = fitted(rows, LIVE_PRIORITY, width) if rows else ([{"stream": "(no streams)"}], [])
     moment = iso(found[0]["server_time"]) if found else ""
-    note = f" · {len(left_out)} columns left out (too narrow)" if left_out else ""
+    note = f" · {counted(len(left_out), 'column')} left out (too narrow)" if left_out else ""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   caption=f"every {interval:g} s · {moment}{note} · Ctrl-C to stop")  # fmt: skip
     name, *others = dict.fromkeys(field.removesuffix("_base64") for field in rows[0])

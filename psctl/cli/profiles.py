@@ -45,7 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 from psctl.cli import connection
 from psctl.cli.status import BadUsage, CliError
+from psctl.durations import MAX_SECONDS
 from psctl.urls import check_url, redact_url
+from psctl.wording import typed
 
 if TYPE_CHECKING:
     from psctl.cli.global_options import GlobalOptions
@@ -222,15 +224,13 @@ def _profile(path: Path, name: str | None, values: Any) -> Profile:
 
 
 def _shown(value: Any) -> str:
-    """A TOML value, for a message: text with any password it could hold
-    hidden, the kind of an array or a table (which could hold one), not its
-    contents."""
+    """A TOML value, for a message, as it is typed (``wording.typed``): text
+    with any password it could hold hidden, the kind of an array or a table
+    (which could hold one), not its contents."""
     if isinstance(value, str):
-        return repr(redact_url(value))
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return f"{value:g}" if isinstance(value, float) else str(value)
+        return typed(redact_url(value))
+    if isinstance(value, (bool, int, float)):
+        return typed(value)
     return "an array" if isinstance(value, list) else "a table" if isinstance(value, dict) else "a date or time"
 
 
@@ -249,8 +249,8 @@ def timeout_seconds(value: Any, given: str) -> float:
             raise BadUsage(f"{given}: {str(exc).replace(repr(value), _shown(value))}") from None
     else:
         seconds = float(value)
-    if not LEAST_TIMEOUT <= seconds <= 10**9:
-        raise BadUsage(f"{given} must be at least {LEAST_TIMEOUT} seconds (and at most 10**9), got {seconds:g}")
+    if not LEAST_TIMEOUT <= seconds <= MAX_SECONDS:
+        raise BadUsage(f"{given} must be from {LEAST_TIMEOUT} to {MAX_SECONDS:,} seconds, got {typed(seconds)}")
     return seconds
 
 

@@ -4,7 +4,9 @@ columns fitted to the terminal's width. Rich is imported only to draw one."""
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -93,11 +95,52 @@ def row_text(row: Mapping[str, Any], name: str) -> str:
 
 
 def _cell(name: str, value: Any) -> Any:
-    from rich.text import Text
-
     if name.endswith(_BASE64):
         return _base64_cell(value)
-    return Text(cell_text(value), style="dim" if value is None else "")
+    return _path_breaking_text()(cell_text(value), style="dim" if value is None else "")
+
+
+@functools.cache
+def _path_breaking_text() -> type:
+    """Rich's ``Text``, but one word too long for its column that holds a
+    ``/`` (a path, a URL, a key named like one) breaks after a ``/`` rather
+    than mid-name: ``/srv/app/.venv/bin/`` then ``valkey-server``."""
+    from rich.cells import cell_len
+    from rich.measure import Measurement
+    from rich.text import Text
+
+    class PathBreakingText(Text):
+        def wrap(self, console: Any, width: int, **options: Any) -> Any:
+            plain = self.plain
+            if cell_len(plain) <= width or "/" not in plain or any(char.isspace() for char in plain):
+                return super().wrap(console, width, **options)
+            lines = self.divide(_slash_breaks(plain, width))
+            return Text.wrap(Text("\n").join(lines), console, width, **options)  # (a piece wider still: folded)
+
+        def __rich_measure__(self, console: Any, options: Any) -> Any:
+            measured = super().__rich_measure__(console, options)
+            pieces = _SLASHED.findall(self.plain) if "/" in self.plain else []
+            least = max((cell_len(piece) for piece in pieces), default=measured.minimum)
+            return Measurement(min(measured.minimum, least), measured.maximum)
+
+    return PathBreakingText
+
+
+_SLASHED = re.compile(r"[^/]*/|[^/]+$")  # each name with the / after it
+
+
+def _slash_breaks(text: str, width: int) -> list[int]:
+    """Where lines of at most ``width`` cells break ``text``: after a ``/``."""
+    from rich.cells import cell_len
+
+    breaks, line = [], 0
+    for found in _SLASHED.finditer(text):
+        size = cell_len(found[0])
+        if line and line + size > width:
+            breaks.append(found.start())
+            line = 0
+        line += size
+    return breaks
 
 
 def cell_text(value: Any) -> str:

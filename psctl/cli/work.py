@@ -23,6 +23,7 @@ from psctl.cli.options import ExpireIn, Gate, NoExpire, Streams, complete_names,
 from psctl.cli.session import Session, pass_session
 from psctl.cli.signals import WORK_STATUS, unstoppable
 from psctl.cli.status import BadUsage, ExitStatus
+from psctl.wording import counted
 
 commands = typer.Typer()
 
@@ -42,8 +43,8 @@ def _complete_streams_then_command(ctx: typer.Context, incomplete: str) -> list[
 class WorkCommand(StreamsThenCommand):
     # (--timeout after work was once the command's time limit: an old cron line is refused, not reread)
     refused = {
-        "--timeout": "--time-limit D is the command's time limit now, and --timeout the server's reply timeout: "
-        "give that before work (psctl --timeout D work ...)",
+        "--timeout": "work takes --time-limit D for the command's time limit; --timeout (the server's reply "
+        "timeout) goes before work: psctl --timeout D work ...",
     }
 
 
@@ -256,7 +257,7 @@ def _run(
             told_stop = True
             if tally.running:
                 warn(
-                    f"stopping: {tally.running} running command(s) may finish within {options.grace:g} s "
+                    f"stopping: {counted(tally.running, 'running command')} may finish within {options.grace:g} s "
                     "(Ctrl-C again to stop them now)"
                 )
         if line is not None:

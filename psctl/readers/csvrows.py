@@ -17,6 +17,7 @@ from psctl.readers.fields import (
     checked_score,
     checked_text,
 )
+from psctl.wording import counted
 
 # CSV's default limit of 128 KiB per field would refuse large values
 CSV_FIELD_LIMIT = (1 << 31) - 1
@@ -57,7 +58,7 @@ def csv_rows(fp: IO[bytes], layout: CsvLayout) -> Iterator[Row]:
             if len(record) != len(columns):
                 raise InputError(
                     line,
-                    f"expected {len(columns)} fields ({','.join(columns)}), got {len(record)}",
+                    f"expected {counted(len(columns), 'field')} ({','.join(columns)}), got {len(record)}",
                 )
             yield Row(
                 line,

@@ -18,6 +18,7 @@ from psctl.work.fair import Picks
 from psctl.work.leasekeeper import LeaseKeeper
 from psctl.work.options import Item, Tally, shown
 from psctl.work.patience import UNANSWERED, ServerLost
+from psctl.wording import counted
 
 
 class Acknowledger:
@@ -187,6 +188,6 @@ class Acknowledger:
             else:
                 self._tally.failed += 1
         if dead:  # (said whatever -q says: an item is lost to the dead items)
-            after = "at once" if verdict.kind is Kind.DEAD else f"after {item.delivery} deliveries"
+            after = "at once" if verdict.kind is Kind.DEAD else f"after {counted(item.delivery, 'delivery', 'deliveries')}"
             self._warn(f"{shown(item.key)} is dead {after}: {verdict.reason}")
         self._keeper.untrack(item.token)
