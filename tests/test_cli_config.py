@@ -328,7 +328,7 @@ BAD_FILES = [
     ('[default]\nurll = "redis://h:1/0"\n', r"FILE: \[default\]: unknown key 'urll' \(known: url, cluster"),
     ('[profiles.p]\npassword = "Zq7-secret"\n', r"FILE: \[profiles.p\]: no password in the config file: .*password_file"),
     ('[default]\nurl = "redis://u:Zq7-secret@h:1/0"\n', r"FILE: \[default\]: url 'redis://u:\*\*\*@h:1/0' holds a password"),
-    ('[default]\ncluster = "yes"\nurl = "redis://h:1/0"\n', r'FILE: \[default\]: cluster must be true or false, got "yes"'),
+    ('[default]\ncluster = "yes"\nurl = "redis://h:1/0"\n', r"FILE: \[default\]: cluster must be true or false, got 'yes'"),
     ('[default]\ntimeout = "5x"\n', r"FILE: \[default\]: timeout: '5x' is not a duration"),
     ("[default]\ntimeout = 0.001\n", r"FILE: \[default\]: timeout must be from 0.01 to 1,000,000,000 seconds, got 0.001"),
     ("[default]\nurl = 6379\n", r"FILE: \[default\]: url must be text, got 6379"),

@@ -224,11 +224,12 @@ def _profile(path: Path, name: str | None, values: Any) -> Profile:
 
 
 def _shown(value: Any) -> str:
-    """A TOML value, for a message, as it is typed (``wording.typed``): text
-    with any password it could hold hidden, the kind of an array or a table
-    (which could hold one), not its contents."""
+    """A TOML value, for a message: text quoted as the other messages quote
+    what was given, with any password it could hold hidden; a number or a
+    boolean as it is typed (``wording.typed``); the kind of an array or a
+    table (which could hold a password), not its contents."""
     if isinstance(value, str):
-        return typed(redact_url(value))
+        return repr(redact_url(value))
     if isinstance(value, (bool, int, float)):
         return typed(value)
     return "an array" if isinstance(value, list) else "a table" if isinstance(value, dict) else "a date or time"
