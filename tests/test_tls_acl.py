@@ -413,7 +413,7 @@ def test_a_wrong_password_exits_1_with_a_clear_message(acl: AclServer, carrier: 
 def test_no_password_at_all_says_one_is_needed(acl: AclServer) -> None:
     url = f"redis://127.0.0.1:{acl.port}/0"
     message = Cli(url).fails(ExitStatus.SERVER, "len", "jobs", env=CLEAN | {"REDIS_URL": url})
-    assert message.startswith(f"psctl: the server at {url} needs a password: give one in the URL or REDIS_PASSWORD")
+    assert message.startswith(f"psctl: the server at {url} needs a password: give one in the URL, REDIS_PASSWORD or a profile's password_file")
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)

@@ -61,7 +61,7 @@ def describe(
         return ExitStatus.SERVER, "; ".join(failures) + done
     if isinstance(exc, redis_errors.AuthenticationError):
         if "invalid" not in str(exc).lower():  # NOAUTH: no password was given
-            needs = "needs a password: give one in the URL or REDIS_PASSWORD"
+            needs = "needs a password: give one in the URL, REDIS_PASSWORD or a profile's password_file"
             return ExitStatus.SERVER, f"the server{at} {needs} ({exc})"
         of = f" of user {user!r}" if user else ""
         return ExitStatus.SERVER, f"the server{at} refused the credentials{of}: {exc}"
