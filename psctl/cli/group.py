@@ -12,7 +12,6 @@ shell completion list, and so build, them all.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -236,20 +235,25 @@ def click_command(app: typer.Typer) -> Any:
     return get_command(app)
 
 
-@dataclass(frozen=True)
 class HelpPage:
     """What ``--help`` says of one command, as plain text: the manual's source
     (``manual.py``). ``arguments`` and ``options`` are pairs of what is typed
     (``-n, --count N``) and what it does, with Click's ``[default: 1]``,
     ``[env var: …]`` and ``[required]`` (``-h, --help`` is left out: every
-    command takes it)."""
+    command takes it). (A plain class, not a dataclass: this module is loaded
+    at every start, and only the manual's generator makes these.)"""
 
+    __slots__ = ("path", "usage", "help", "arguments", "options", "is_group")
     path: str  # "psctl server status"
     usage: str  # "psctl server status [OPTIONS]"
     help: str
     arguments: tuple[tuple[str, str], ...]
     options: tuple[tuple[str, str], ...]
     is_group: bool
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields[name])
 
 
 def help_pages(app: typer.Typer) -> list[HelpPage]:
