@@ -427,6 +427,9 @@ def test_config_show_names_a_problem_in_its_row_shows_the_rest_and_exits_as_a_co
          "REDIS_PORT must be a whole number from 0 to 65535, got 'x'", ExitStatus.USAGE),
         (["--no-embedded"], {}, "url", "no server named: give --url, set REDIS_URL or use a profile with a url (the "
          "embedded server is off: --no-embedded)", ExitStatus.SERVER),
+        # (its own check found none of this once: config show said all was well where every command exited 2)
+        (["--cluster"], {}, "url", "cluster mode needs a cluster to talk to: give --url, set REDIS_URL or use a "
+         "profile with a url", ExitStatus.USAGE),
     ]  # fmt: skip
     for args, env, setting, problem, status in cases:
         done = setup.psctl(*args, "config", "show", "--json", env=env)

@@ -83,6 +83,11 @@ def problems(chosen: Chosen, *, no_embedded: bool = False) -> dict[str, CliError
             forbidden = exc
         if forbidden is not None:
             found["url"] = forbidden
+    if not found:  # (what the checks above do not tell apart, the command's own check finds: --cluster with no url)
+        try:
+            chosen.check(no_embedded=no_embedded)
+        except CliError as exc:
+            found["url"] = exc
     return found
 
 

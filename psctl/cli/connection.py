@@ -135,21 +135,10 @@ def resolve(
     server, ``quiet`` or not. ``username``, ``password`` and ``tls_ca`` (named
     by ``tls_ca_from`` in messages): a profile's, or a flag's."""
     env = os.environ if env is None else env
-    try:
-        settings = Settings.resolve(env, url=url or None, cluster=cluster or None, ssl_ca_certs=tls_ca or None,
-                                    username=username, password=password)  # fmt: skip
-    except ValueError as exc:  # REDIS_PORT=abc, say
-        raise BadUsage(str(exc)) from None
-    if settings.cluster:
-        check_cluster_available()
-    check_tls(settings, tls_ca, explicit(url, env), tls_ca_from)
+    settings = checked(url, cluster, env, tls_ca, no_embedded, username=username, password=password,
+                       tls_ca_from=tls_ca_from)  # fmt: skip
     if explicit(url, env):
         return Target(settings, embedded=False)
-    if settings.cluster:
-        raise BadUsage(f"cluster mode needs a cluster to talk to: {NAME_ANOTHER}")
-    forbidden = embedded_forbidden(no_embedded, env)
-    if forbidden is not None:
-        raise forbidden
     embedded = embedded_module()
     missing = embedded.missing_home()
     if missing is not None:
@@ -171,6 +160,37 @@ def resolve(
         )
     sys.stderr.flush()
     return found
+
+
+def checked(
+    url: str | None,
+    cluster: bool | None,
+    env: Mapping[str, str],
+    tls_ca: str | None = None,
+    no_embedded: bool = False,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    tls_ca_from: str = "--tls-ca",
+) -> Settings:
+    """What ``resolve`` checks before any I/O (``psctl config show`` asks it
+    too): the settings of the server named, or of the embedded one when none
+    is; ``BadUsage``, or ``ServerUnavailable`` when no server may be used."""
+    try:
+        settings = Settings.resolve(env, url=url or None, cluster=cluster or None, ssl_ca_certs=tls_ca or None,
+                                    username=username, password=password)  # fmt: skip
+    except ValueError as exc:  # REDIS_PORT=abc, say
+        raise BadUsage(str(exc)) from None
+    if settings.cluster:
+        check_cluster_available()
+    check_tls(settings, tls_ca, explicit(url, env), tls_ca_from)
+    if not explicit(url, env):
+        if settings.cluster:
+            raise BadUsage(f"cluster mode needs a cluster to talk to: {NAME_ANOTHER}")
+        forbidden = embedded_forbidden(no_embedded, env)
+        if forbidden is not None:
+            raise forbidden
+    return settings
 
 
 def embedded_forbidden(no_embedded: bool, env: Mapping[str, str]) -> ServerUnavailable | None:

@@ -338,10 +338,15 @@ class Chosen:
         """The server (``connection.Target``): ``connection.resolve`` given these settings."""
         for problem in self.problems.values():
             raise problem
-        return connection.resolve(
-            self.url, self.cluster, self.env, tls_ca=self.tls_ca, quiet=quiet, no_embedded=no_embedded,
-            username=self.username, password=self.password, tls_ca_from=self.tls_ca_from,
-        )  # fmt: skip
+        return connection.resolve(self.url, self.cluster, self.env, quiet=quiet, **self._server(no_embedded))
+
+    def check(self, *, no_embedded: bool = False) -> None:
+        """What ``target`` checks before any I/O (``connection.checked``), and nothing more."""
+        connection.checked(self.url, self.cluster, self.env, **self._server(no_embedded))
+
+    def _server(self, no_embedded: bool) -> dict[str, Any]:
+        return {"tls_ca": self.tls_ca, "no_embedded": no_embedded, "username": self.username,
+                "password": self.password, "tls_ca_from": self.tls_ca_from}  # fmt: skip
 
 
 def choose(options: GlobalOptions, env: Mapping[str, str] | None = None) -> Chosen:
