@@ -173,7 +173,7 @@ def test_the_timeout_comes_from_flag_env_profile_default(
     setup.write("[default]\n" + (f'timeout = "{profile}"\n' if profile else ""))
     args = ["--timeout", flag] if flag else []
     shown = setup.shown(*args, env={"PSCTL_TIMEOUT": env} if env else {})
-    assert shown["timeout"] == (expected[0], expected[1].replace("PROFILE", f"profile default"))
+    assert shown["timeout"] == (expected[0], expected[1].replace("PROFILE", "profile default"))
 
 
 def test_the_server_settings_go_with_the_server_that_names_them(setup: Setup, tmp_path: Path) -> None:
@@ -393,7 +393,7 @@ def test_an_unknown_profile_is_refused_naming_how_it_was_named(setup: Setup) -> 
     line = cli.fails(ExitStatus.USAGE, "len", "jobs", "--profile", "prod", env=setup.clean())
     assert line.startswith("psctl: --profile prod: no such profile")
     # --profile default names the default section
-    assert setup.shown("--profile", "default")["timeout"] == ("5s", f"profile default")
+    assert setup.shown("--profile", "default")["timeout"] == ("5s", "profile default")
 
 
 def test_a_link_to_a_missing_config_file_is_refused_not_ignored(setup: Setup, r: Any) -> None:
@@ -415,8 +415,8 @@ def test_an_empty_profile_name_is_refused_not_taken_for_the_default(setup: Setup
 
 
 def test_config_show_names_a_problem_in_its_row_shows_the_rest_and_exits_as_a_command_would(setup: Setup) -> None:
-    setup.write(f'[profiles.p]\nurl = "redis://127.0.0.1:1/0"\nusername = "u"\npassword_file = "gone.password"\n'
-                f'[profiles.t]\nurl = "rediss://127.0.0.1:1/0"\ntls_ca = "nope.pem"\n')  # fmt: skip
+    setup.write('[profiles.p]\nurl = "redis://127.0.0.1:1/0"\nusername = "u"\npassword_file = "gone.password"\n'
+                '[profiles.t]\nurl = "rediss://127.0.0.1:1/0"\ntls_ca = "nope.pem"\n')  # fmt: skip
     cases = [
         (["--profile", "p"], {}, "password", "cannot read it (No such file or directory)", ExitStatus.USAGE),
         (["--profile", "t"], {}, "tls_ca", "not a readable CA certificate file (No such file or directory)",
@@ -566,7 +566,7 @@ def test_every_toml_example_is_a_file_psctl_takes(setup: Setup) -> None:
         for text in found:
             assert tomllib.loads(text)
             setup.write(text)
-            assert setup.shown()["profile"] == ("default", f"profile default")
+            assert setup.shown()["profile"] == ("default", "profile default")
 
 
 def test_the_howto_s_examples_run(setup: Setup, tmp_path: Path) -> None:
@@ -659,3 +659,9 @@ def test_the_config_commands_are_documented_with_examples() -> None:
     text = REFERENCE.read_text() + HOWTO.read_text()
     for command in ("psctl config show", "psctl config path"):
         assert re.search(rf"^psctl (--profile \w+ )?{command[6:]}", text, re.MULTILINE), command
+
+
+def test_a_timeout_flag_too_short_is_refused_as_the_file_s_is(setup: Setup) -> None:
+    """(One check for both: the flag's had a message of its own.)"""
+    line = setup.cli().fails(ExitStatus.USAGE, "--timeout", "0.001", "len", "jobs", env=setup.clean())
+    assert line == "psctl: --timeout must be from 0.01 to 1,000,000,000 seconds, got 0.001"

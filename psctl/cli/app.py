@@ -19,11 +19,11 @@ from typing import Annotated
 import typer
 
 from psctl import __version__
-from psctl.cli.profiles import LEAST_TIMEOUT, profile_names
+from psctl.cli.profiles import profile_names, timeout_seconds
 from psctl.cli.durations import duration_option
 from psctl.cli.formats import FORMATS
 from psctl.cli.options import AsJson, AsTable, OutputFormat, Quiet
-from psctl.cli.status import INTERRUPTED, BadUsage
+from psctl.cli.status import INTERRUPTED
 from psctl.cli.errors import fail, quiet_broken_pipe
 from psctl.cli.group import check_output_options, given_by, lazy_group
 from psctl.cli.global_options import GlobalOptions
@@ -124,9 +124,7 @@ def root(
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:  # fmt: skip
-    seconds = None if timeout is None else timeout.total_seconds()
-    if seconds is not None and seconds < LEAST_TIMEOUT:
-        raise BadUsage(f"--timeout must be at least {LEAST_TIMEOUT} seconds, got {seconds:g}")
+    seconds = None if timeout is None else timeout_seconds(timeout.total_seconds(), "--timeout")
     ctx.obj = GlobalOptions(
         url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
         format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
