@@ -106,7 +106,7 @@ def start_server() -> tuple[str, bool]:
         raise ServerError(f"no place for the embedded server: {missing} (set HOME or XDG_STATE_HOME to a folder of yours)")
     sock = _socket_path(_state_path())  # a path too long fails before anything is created
     folder = state_dir()
-    url = f"unix://{quote(str(sock))}"
+    url = _url(sock)
     if _probe(sock).alive:
         return url, False
     with _locked(folder):
@@ -119,7 +119,11 @@ def start_server() -> tuple[str, bool]:
 def url() -> str:
     """The URL the embedded server has, running or not; starts, creates and
     connects to nothing (``ServerError`` when there is no place for it)."""
-    return f"unix://{quote(str(_socket_path(_state_path())))}"
+    return _url(_socket_path(_state_path()))
+
+
+def _url(sock: Path) -> str:
+    return f"unix://{quote(str(sock))}"
 
 
 def running_url() -> str | None:
@@ -129,7 +133,7 @@ def running_url() -> str | None:
         return None
     _check_folder(folder)
     sock = folder / SOCKET
-    return f"unix://{quote(str(sock))}" if _probe(sock).alive else None
+    return _url(sock) if _probe(sock).alive else None
 
 
 def problem() -> str | None:
