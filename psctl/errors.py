@@ -109,6 +109,38 @@ _REFUSAL_CLASSES = {
 }  # fmt: skip
 
 
+# What redis-py's cluster clients raise when a cluster did not run a command
+# because its slots are moving or a node is failing over: it gave up following
+# MOVED/ASK/TRYAGAIN replies ("TTL exhausted"), a slot has no master for now,
+# or no node answered its refresh of the topology. (Each is raised before the
+# command is sent, or after replies that say it did not run.)
+_CLUSTER_GAVE_UP = ("TTL exhausted", "not covered", "cannot be connected")
+
+
+def cluster_moving(error: BaseException) -> str | None:
+    """Why a Redis Cluster did not run a command, when ``error`` says it did
+    not and a moment may mend it: a slot being moved (TRYAGAIN, ASK, MOVED),
+    a failover under way (CLUSTERDOWN), or redis-py giving up on either (see
+    ``_CLUSTER_GAVE_UP``). Nothing was done, so even a request that is not
+    safe to repeat may be sent again. None for any other error."""
+    import redis.exceptions as rx
+
+    message = str(error).split(" script: ")[0]
+    if isinstance(error, rx.ClusterDownError):
+        return message if message.startswith(("CLUSTERDOWN", "MASTERDOWN")) else f"CLUSTERDOWN {message}"
+    if isinstance(error, rx.TryAgainError):
+        return message if message.startswith("TRYAGAIN") else f"TRYAGAIN {message}"
+    if isinstance(error, rx.AskError):  # (and MovedError)
+        return f"{'MOVED' if isinstance(error, rx.MovedError) else 'ASK'} {message}"
+    if isinstance(error, (rx.ClusterError, rx.RedisClusterException)) and any(
+        part in message for part in _CLUSTER_GAVE_UP
+    ):
+        return f"the cluster is moving slots or failing over ({message.strip()})"
+    if isinstance(error, rx.ResponseError) and message.split(" ", 1)[0] in ("TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK"):
+        return message
+    return None
+
+
 def refused_for_now(error: BaseException) -> str | None:
     """The server's reply, code first (``MISCONF Errors writing to the AOF
     file: No space left on device``), when ``error`` is a refusal that may
@@ -116,6 +148,9 @@ def refused_for_now(error: BaseException) -> str | None:
     error."""
     import redis.exceptions
 
+    moving = cluster_moving(error)
+    if moving is not None:
+        return moving
     message = str(error).split(" script: ")[0]  # (inside a script: which line says nothing here)
     for name, code in _REFUSAL_CLASSES.items():
         cls = getattr(redis.exceptions, name, None)
