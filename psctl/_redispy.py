@@ -56,6 +56,38 @@ def single_connection_lock(client: Any) -> Any:
     return lock
 
 
+class AsyncNodePool:
+    """An async cluster node's connections as a pool (``get_connection``,
+    ``release``), for a line that holds one for a whole plan: redis.asyncio's
+    ``ClusterNode`` keeps its own (``acquire_connection``, then ``release`` in
+    redis-py 7+, or back onto ``_free`` before), where the sync cluster client
+    gives each node a plain ``ConnectionPool``."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    async def get_connection(self) -> Any:
+        return self.node.acquire_connection()
+
+    async def release(self, connection: Any) -> None:
+        release = getattr(self.node, "release", None)
+        if release is not None:
+            release(connection)
+        else:
+            self.node._free.append(connection)
+
+
+def refresh_slots(client: Any) -> None:
+    """A sync cluster client's slots table read again from the cluster
+    (``NodesManager.initialize``): after a MOVED reply that psctl followed
+    itself, so that the client routes the slot's next commands right."""
+    client.nodes_manager.initialize()
+
+
+async def refresh_async_slots(client: Any) -> None:
+    await client.nodes_manager.initialize()
+
+
 def pool_options(pool: Any) -> dict[str, Any]:
     """The keyword arguments a pool makes its connections with
     (``ConnectionPool.connection_kwargs``): the CLI reads and sets its own."""

@@ -55,9 +55,23 @@ def _next_held_by(client: Any, plan: Plan) -> Plan:
 class _StreamCommandsBase:
     _ps_cluster = False
     _ps_run: Any  # the runner mixin's: runs a plan, sync or async
+    # Every write waits until this many replicas have it (``replicas=`` on a
+    # call overrides it), up to ``ps_replicas_timeout`` seconds.
+    ps_replicas = 0
+    ps_replicas_timeout = 1.0
 
     def _ps_keys(self, name: str) -> StreamKeys:
         return stream_keys(name, cluster=self._ps_cluster)
+
+    def _ps_write(self, operation: str, plan: Plan, replicas: int | None = None, timeout: float | None = None) -> Any:
+        """Runs ``plan`` (a write), then, when replicas are asked for (by the call
+        or the client's ``ps_replicas``), waits until that many have it, on the
+        connections that carried it (``operations.replicated``)."""
+        wanted = self.ps_replicas if replicas is None else replicas
+        if not wanted:
+            return self._ps_run(plan)
+        waited = self.ps_replicas_timeout if timeout is None else timeout
+        return self._ps_run(op.replicated(plan, operation, wanted, waited), hold=True)
 
 
 class ItemCommands(_StreamCommandsBase):
@@ -75,6 +89,8 @@ class ItemCommands(_StreamCommandsBase):
         replace: bool = False,
         explain: bool = False,
         delay: timedelta | datetime | None = None,
+        replicas: int | None = None,
+        replicas_timeout: float | None = None,
     ) -> Any:
         """Adds an item, or adds ``score`` to its score (``replace``: sets it to
         ``score``): the new score, or ``None`` when its key is refused (gated,
@@ -83,8 +99,14 @@ class ItemCommands(_StreamCommandsBase):
         from the server's clock, or a ``datetime`` (naive means UTC); an add to
         a delayed key without one keeps its time. With ``explain``, a
         ``psctl.types.Added`` instead: ``(score, reason, until)``, saying
-        why a key was refused, or until when it is delayed."""
-        return self._ps_run(op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace, delay))
+        why a key was refused, or until when it is delayed.
+
+        ``replicas``: returns only once that many replicas have the write
+        (waiting up to ``replicas_timeout`` seconds), else raises
+        ``psctl.errors.NotReplicated``; the client's ``ps_replicas`` when
+        None. The other writes take them too."""
+        plan = op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace, delay)
+        return self._ps_write("psadd", plan, replicas, replicas_timeout)
 
     @shaped(AddManyShapes)
     def psaddmany(
@@ -97,6 +119,8 @@ class ItemCommands(_StreamCommandsBase):
         replace: bool = False,
         stop: Any = None,
         delay: timedelta | datetime | None = None,
+        replicas: int | None = None,
+        replicas_timeout: float | None = None,
     ) -> Any:
         """``psadd`` for many ``(key, value, score)`` items, about a thousand per script call.
         An item may give its own delay as a 4th field (``(key, value, score,
@@ -110,8 +134,9 @@ class ItemCommands(_StreamCommandsBase):
         interrupted ingest safe to run again). ``stop`` (a ``psctl.StopWaiting``
         or a ``threading.Event``), once set, ends the add before its next chunk:
         the call returns the scores (or counts) of the items written until then,
-        a whole number of chunks from the start."""
-        return self._ps_run(op.add(self._ps_keys(name), items, readd, summary, replace, stop, delay))
+        a whole number of chunks from the start. ``replicas``: as ``psadd``'s."""
+        plan = op.add(self._ps_keys(name), items, readd, summary, replace, stop, delay)
+        return self._ps_write("psaddmany", plan, replicas, replicas_timeout)
 
     @operation
     def pspull(
@@ -129,7 +154,7 @@ class ItemCommands(_StreamCommandsBase):
         ``block``: when the stream is empty, wait up to that many seconds (0: no
         limit) for an item, then pull as usual; ``{}`` when none came. ``stop``
         (a ``psctl.StopWaiting`` or a ``threading.Event``) ends the wait early."""
-        return self._ps_run(op.pull(self._ps_keys(name), count, purge, gate, expire_at, block, stop))
+        return self._ps_write("pspull", op.pull(self._ps_keys(name), count, purge, gate, expire_at, block, stop))
 
     @shaped(KeysShapes)
     def pskeys(
@@ -205,37 +230,46 @@ class ItemCommands(_StreamCommandsBase):
     def psincrement(self, name: str, key: str, score: float) -> float | None:
         """Adds ``score`` to an existing item's score (waiting or delayed); ``None``
         (and no entry made) when there is no such item."""
-        return self._ps_run(op.increment(self._ps_keys(name), key, score))
+        return self._ps_write("psincrement", op.increment(self._ps_keys(name), key, score))
 
     @operation
     def psdeletebelowthreshold(self, name: str, threshold: float, gate: bool = False) -> list[str]:
         """Removes the items scored strictly below ``threshold``; returns their keys."""
-        return self._ps_run(op.delete_below(self._ps_keys(name), threshold, gate))
+        return self._ps_write("psdeletebelowthreshold", op.delete_below(self._ps_keys(name), threshold, gate))
 
     @operation
     def psdecrement_all(self, name: str, decrement: float) -> int:
         """Subtracts ``decrement`` from every score (waiting and delayed items);
         returns how many items changed."""
-        return self._ps_run(op.decrement_all(self._ps_keys(name), decrement))
+        return self._ps_write("psdecrement_all", op.decrement_all(self._ps_keys(name), decrement))
 
     @operation
-    def psremove(self, name: str, keys: Iterable[str], gate: bool = False, *, dry_run: bool = False) -> int:
+    def psremove(
+        self,
+        name: str,
+        keys: Iterable[str],
+        gate: bool = False,
+        *,
+        dry_run: bool = False,
+        replicas: int | None = None,
+        replicas_timeout: float | None = None,
+    ) -> int:
         """Removes the given items whole, waiting, delayed, held or dead
         (acknowledging a ``purge=False`` pull, say), with every record they
         have; returns how many there were, each once. ``dry_run``: only counts
-        them."""
-        return self._ps_run(op.remove(self._ps_keys(name), keys, gate, dry_run))
+        them. ``replicas``: as ``psadd``'s."""
+        return self._ps_write("psremove", op.remove(self._ps_keys(name), keys, gate, dry_run), replicas, replicas_timeout)
 
     @operation
     def psdelete(self, name: str) -> bool:
         """Deletes the stream's keys and its registry entry; ``True`` when there was anything."""
-        return self._ps_run(op.delete(self._ps_keys(name), self._ps_keys))
+        return self._ps_write("psdelete", op.delete(self._ps_keys(name), self._ps_keys))
 
     @operation
     def pslift(self, name: str, keys: Iterable[Any], *, dry_run: bool = False) -> int:
         """Ends the gates and cool-downs of ``keys`` without adding them: how
         many had one. ``dry_run``: only counts them."""
-        return self._ps_run(observing.lift(self._ps_keys(name), keys, dry_run))
+        return self._ps_write("pslift", observing.lift(self._ps_keys(name), keys, dry_run))
 
 
 class ObservingCommands(_StreamCommandsBase):
@@ -300,7 +334,7 @@ class LeaseCommands(_StreamCommandsBase):
         ``stop`` wait as ``pspull``'s do; an item leased ``max_deliveries``
         times goes to the dead set when its lease runs out or is released."""
         plan = leases.lease(self._ps_keys(name), leases.new_token(), count, lease, max_deliveries, block, stop)
-        return self._ps_run(_held_by(self, plan))
+        return self._ps_write("pslease", _held_by(self, plan))
 
     @operation
     def psack(
@@ -310,11 +344,17 @@ class LeaseCommands(_StreamCommandsBase):
         keys: Iterable[Any] | None = None,
         gate: bool = False,
         expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
+        *,
+        replicas: int | None = None,
+        replicas_timeout: float | None = None,
     ) -> int:
         """Finishes held items of ``token`` (all it holds when ``keys`` is None):
         they leave the stream, gated and cooled down as a pull's would be. Keys it
-        no longer holds are skipped; returns how many were acknowledged."""
-        return self._ps_run(leases.ack(self._ps_keys(name), token, keys, gate, expire_at))
+        no longer holds are skipped; returns how many were acknowledged.
+        ``replicas``: as ``psadd``'s (an acknowledgement a failover undoes
+        holds its items again, to be delivered again)."""
+        plan = leases.ack(self._ps_keys(name), token, keys, gate, expire_at)
+        return self._ps_write("psack", plan, replicas, replicas_timeout)
 
     @operation
     def psacklease(
@@ -328,17 +368,20 @@ class LeaseCommands(_StreamCommandsBase):
         max_deliveries: int | None = None,
         gate: bool = False,
         expire_at: timedelta | datetime | None = defaults.COOL_DOWN,
+        replicas: int | None = None,
+        replicas_timeout: float | None = None,
     ) -> AckLease:
         """``psack(name, token, keys, gate, expire_at)`` then ``pslease(name,
         count, lease, max_deliveries)``, in one script call: a
         ``psctl.types.AckLease``, ``(acked, lease)``. Never waits; ``count=0``
         only acknowledges (an empty lease). Sent once, never again (it leases:
         a lost reply loses nothing, the items come back on their deadline).
-        Keys past the first thousand are acknowledged first, by ``psack``."""
+        Keys past the first thousand are acknowledged first, by ``psack``.
+        ``replicas``: as ``psadd``'s."""
         plan = leases.ack_lease(
             self._ps_keys(name), token, keys, gate, expire_at, leases.new_token(), count, lease, max_deliveries
         )
-        return self._ps_run(_next_held_by(self, plan))
+        return self._ps_write("psacklease", _next_held_by(self, plan), replicas, replicas_timeout)
 
     @operation
     def psrelease(
@@ -352,6 +395,8 @@ class LeaseCommands(_StreamCommandsBase):
         reason: Any = None,
         *,
         dead: bool = False,
+        replicas: int | None = None,
+        replicas_timeout: float | None = None,
     ) -> int:
         """Gives held items of ``token`` back (all it holds when ``keys`` is
         None): at once, or delayed until ``delay`` (a timedelta or seconds) has
@@ -363,14 +408,15 @@ class LeaseCommands(_StreamCommandsBase):
         kept, and they never go to the dead items. ``dead=True`` sends them to
         the dead items now, ``reason`` kept, whatever their deliveries and
         ``max_deliveries`` (``score`` and ``delay`` do not apply to them then,
-        as to an item at its ``max_deliveries``)."""
-        return self._ps_run(leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason, dead))
+        as to an item at its ``max_deliveries``). ``replicas``: as ``psadd``'s."""
+        plan = leases.release(self._ps_keys(name), token, keys, score, delay, attempted, reason, dead)
+        return self._ps_write("psrelease", plan, replicas, replicas_timeout)
 
     @operation
     def psextend(self, name: str, token: str, lease: timedelta | float) -> datetime | None:
         """Moves the deadline of what ``token`` still holds to ``lease`` from now:
         the new deadline (UTC), or None when it holds nothing any more."""
-        return self._ps_run(leases.extend(self._ps_keys(name), token, lease))
+        return self._ps_write("psextend", leases.extend(self._ps_keys(name), token, lease))
 
     def psleased(
         self,
@@ -399,7 +445,7 @@ class LeaseCommands(_StreamCommandsBase):
     def psrequeue(self, name: str, keys: Iterable[Any] | None = None, score: float | None = None) -> int:
         """Puts dead items back (all when ``keys`` is None), deliveries and last
         failure forgotten, with their last score or ``score``; returns how many."""
-        return self._ps_run(leases.requeue(self._ps_keys(name), keys, score))
+        return self._ps_write("psrequeue", leases.requeue(self._ps_keys(name), keys, score))
 
 
 class FlowCommands(_StreamCommandsBase):
@@ -410,12 +456,12 @@ class FlowCommands(_StreamCommandsBase):
         """Pauses the stream: pulls and leases hand nothing out (blocking ones
         wait) until ``psresume``; adds, acknowledgements and releases go on.
         True when it was not paused already."""
-        return self._ps_run(flow.pause(self._ps_keys(name)))
+        return self._ps_write("pspause", flow.pause(self._ps_keys(name)))
 
     @operation
     def psresume(self, name: str) -> bool:
         """Ends a pause, waking blocked pulls and leases. True when the stream was paused."""
-        return self._ps_run(flow.resume(self._ps_keys(name)))
+        return self._ps_write("psresume", flow.resume(self._ps_keys(name)))
 
     @operation
     def pslimit(
@@ -448,7 +494,7 @@ class FlowCommands(_StreamCommandsBase):
         trip adds an error of about the points gained × 2⁻⁵² (1 ms aging for
         a year: ~10⁻⁵; 1 s aging, 30 years: ~10⁻⁷), so a threshold equal to
         a score just shown may fall on either side of it."""
-        return self._ps_run(flow.limit(self._ps_keys(name), rate, per, burst, max_held, aging))
+        return self._ps_write("pslimit", flow.limit(self._ps_keys(name), rate, per, burst, max_held, aging))
 
 
 class PrioritizedStreamCommands(ItemCommands, ObservingCommands, LeaseCommands, FlowCommands):

@@ -4,6 +4,7 @@
     ├── InvalidArgument (also a ValueError): bad input, refused before anything is sent
     ├── WrongType (also a redis ResponseError): a stream's key holds another type; nothing was changed
     ├── StreamsFailed: an operation over many streams failed on some of them
+    ├── NotReplicated: a write was done, but fewer replicas than asked for have it
     └── ServerError (also a RuntimeError): the embedded or a test server did not start or stop
 
 The command line maps these types to its exit statuses (``psctl/cli/errors.py``).
@@ -92,6 +93,25 @@ class StreamsFailed(PsctlError):
         self.done, self.failed = done, failed
         listed = "; ".join(f"{name!r}: {error}" for name, error in failed.items())
         super().__init__(f"{operation} failed on {counted(len(failed), 'stream')} ({listed}); every other stream was done")
+
+
+class NotReplicated(PsctlError):
+    """A write asked for ``replicas=N`` was done on the master, but only
+    ``acknowledged`` of its replicas had it within the timeout: a failover
+    now could undo it. ``result`` is what the operation returned (the scores
+    added, the count acknowledged, the items pulled): the write stands on
+    the master, and sending it again would apply it twice."""
+
+    def __init__(self, operation: str, wanted: int, acknowledged: int, timeout: float, result: Any) -> None:
+        self.operation, self.wanted, self.acknowledged, self.timeout = operation, wanted, acknowledged, timeout
+        self.result = result
+        super().__init__(
+            f"{operation} was done on the master, but only {acknowledged} of {counted(wanted, 'replica')} "
+            f"acknowledged it within {timeout:g}s: a failover now could undo it"
+        )
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.operation, self.wanted, self.acknowledged, self.timeout, self.result))
 
 
 # Replies that say the server did not carry a command out, for now: the same

@@ -33,9 +33,9 @@ from psctl.encoding import (
     encode_score,
     utc_moment,
 )
-from psctl.errors import InvalidArgument, StreamsFailed
+from psctl.errors import InvalidArgument, NotReplicated, StreamsFailed
 from psctl.layout import REGISTRY, StreamKeys
-from psctl.protocol import Batch, Call, Command, Pause, Plan, Receive, Send
+from psctl.protocol import Batch, Call, Command, Pause, Plan, Receive, Replicated, Send
 from psctl.scripts import script
 from psctl.types import Added, Expired, StopWaiting  # (here too, as before psctl.types)
 from psctl.wording import counted
@@ -408,6 +408,21 @@ def remove(keys: StreamKeys, item_keys: Any, gate: bool, dry_run: bool = False) 
             yield from _register(keys)  # (an unregistering psexpire may have run between the two)
         removed += count
     return removed
+
+
+def replicated(plan: Plan, operation: str, replicas: Any, timeout: Any) -> Plan:
+    """``plan``, then a wait of up to ``timeout`` seconds until ``replicas``
+    replicas have what it wrote; ``NotReplicated`` (holding the plan's
+    result) when fewer had it by then. A plan that fails is not waited for."""
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise InvalidArgument(f"replicas must be a whole number from 0, got {replicas!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not 0 < timeout < math.inf:
+        raise InvalidArgument(f"replicas_timeout must be a number of seconds above 0, got {timeout!r}")
+    result = yield from plan
+    acknowledged = yield Replicated(replicas, float(timeout))
+    if acknowledged < replicas:
+        raise NotReplicated(operation, replicas, acknowledged, float(timeout), result)
+    return result
 
 
 def _unregister(names: Sequence[str], layout: Layout) -> Plan:

@@ -8,7 +8,8 @@ A plan (``operations.py``) yields requests and receives their replies:
 - ``Batch``: requests sent together in one round trip (a non-transactional
   pipeline), all of them safe to repeat;
 - ``Send`` then ``Receive``: a call written now and its reply read later, so
-  that the plan can prepare its next call while the server runs this one.
+  that the plan can prepare its next call while the server runs this one;
+- ``Replicated``: how many replicas have the plan's writes so far (``WAIT``).
 
 ``exchange(request)`` turns one request into *steps* for a runner
 (``runner.py``) to carry out, and returns its reply. It reloads a script the
@@ -26,6 +27,7 @@ client's ``execute_command``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -89,9 +91,22 @@ class Receive:
         self.call = call
 
 
+class Replicated:
+    """How many replicas have acknowledged what the plan wrote so far, waiting up
+    to ``timeout`` seconds for ``replicas`` of them: ``WAIT`` on each connection
+    that carried one of the plan's writes (a ``WAIT`` counts its own
+    connection's writes only). Never sent again: on another connection it
+    would prove nothing."""
+
+    __slots__ = ("replicas", "timeout")
+
+    def __init__(self, replicas: int, timeout: float) -> None:
+        self.replicas, self.timeout = replicas, timeout
+
+
 # (Plain slotted classes, not dataclasses: a request is made for every call,
 # and a frozen dataclass's __init__ costs several times as much.)
-Request = Call | Command | Batch | Send | Receive  # and a Pause (below): a plan may wait too
+Request = Call | Command | Batch | Send | Receive | Replicated  # and a Pause (below): a plan may wait too
 Plan = Generator[Request, Any, Any]
 
 # -- steps (carried out by the runners) --------------------------------------------
@@ -124,12 +139,17 @@ class Read:
 READ = Read()
 
 
+class Wait(tuple[Any, ...]):
+    """``WAIT`` sent on every connection of the plan's line that wrote (see
+    ``Replicated``): the fewest replicas any of them counted."""
+
+
 class Pause(float):
     """Wait this many seconds (before sending a safe request again; a plan's
     wait for a delayed item)."""
 
 
-Step = Direct | Plain | Pipelined | Write | Read | Pause
+Step = Direct | Plain | Pipelined | Write | Read | Wait | Pause
 
 # seconds between the attempts of a request that is safe to repeat: 3 more tries
 RETRY_PAUSES = (0.1, 0.2, 0.4)
@@ -178,6 +198,8 @@ def _steps(request: Request) -> Generator[Step, Any, Any]:
         return (yield from _batch(request))
     if type(request) is Pause:
         return (yield request)
+    if type(request) is Replicated:
+        return int((yield Wait(("WAIT", request.replicas, math.ceil(request.timeout * 1000)))))
     raise TypeError(f"not a request: {request!r}")
 
 

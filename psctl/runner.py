@@ -12,7 +12,10 @@ command not safe to repeat) go over a *line* that no retry setting reaches:
   script's work);
 - a ``single_connection_client`` uses its one connection, under its lock;
 - a cluster client sends through ``execute_command`` with the target node
-  named, which redis-py never retries (it still follows MOVED and ASK).
+  named, which redis-py never retries (it still follows MOVED and ASK); a
+  plan that waits for replicas (``Replicated``) instead holds a connection of
+  each node it writes to, as a standalone client does, and follows MOVED and
+  ASK itself: its ``WAIT`` must go where its writes went.
 
 Everything else (``Plain`` and ``Pipelined``) goes through the client's
 ``execute_command`` and pipelines, retries and response callbacks included.
@@ -27,15 +30,33 @@ import time
 from functools import cache
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import AskError, MovedError, ResponseError
 
-from psctl._redispy import single_connection_lock, take_async_connection, take_connection
-from psctl.protocol import RETRY_PAUSES, Direct, Pause, Pipelined, Plain, Plan, Read, Step, Write, exchange
+from psctl._redispy import (
+    AsyncNodePool,
+    refresh_async_slots,
+    refresh_slots,
+    single_connection_lock,
+    take_async_connection,
+    take_connection,
+)
+from psctl.protocol import RETRY_PAUSES, Direct, Pause, Pipelined, Plain, Plan, Read, Step, Wait, Write, exchange
 
 
 def _routing_key(command: tuple[Any, ...]) -> Any:
     """The key a cluster routes a command by: an EVALSHA's first key, else the first argument."""
     return command[3] if command[0] == "EVALSHA" else command[1]
+
+
+# how many MOVED or ASK replies a held cluster connection follows for one command
+# (redis-py's own cluster client follows 16)
+REDIRECTS = 16
+
+
+def _fewest(replies: list[Any], command: tuple[Any, ...]) -> int:
+    """The fewest replicas any ``WAIT`` of ``replies`` counted; the number asked
+    for when none was sent (nothing was written on the line)."""
+    return min((int(reply) for reply in replies), default=int(command[1]))
 
 
 # -- sync lines ------------------------------------------------------------------
@@ -79,6 +100,9 @@ class _PoolLine:
     def call(self, command: tuple[Any, ...]) -> Any:
         self.write(command)
         return self.read()
+
+    def wait(self, command: Wait) -> int:
+        return int(self.call(command))
 
     def close(self) -> None:
         if self.connection is not None:
@@ -126,15 +150,42 @@ class _SingleLine(_PoolLine):
 class _ClusterLine:
     """A cluster client's commands with the target node named: redis-py does
     not retry those. A ``Write`` runs its command at once; ``Read`` hands over
-    the outcome."""
+    the outcome. ``hold``: each command on a connection of its node held
+    until the plan ends (a ``_PoolLine`` per node), for a ``Wait`` to go
+    where the writes went."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, hold: bool = False) -> None:
         self.client = client
         self.outcome: tuple[bool, Any] = (True, None)
+        self.held: dict[str, _PoolLine] | None = {} if hold else None
 
     def call(self, command: tuple[Any, ...]) -> Any:
         node = self.client.get_node_from_key(_routing_key(command))
-        return self.client.execute_command(*command, target_nodes=node)
+        if self.held is None:
+            return self.client.execute_command(*command, target_nodes=node)
+        asking = False
+        for _ in range(REDIRECTS):  # (a MOVED or ASK reply: the command did not run)
+            line = self.held.get(node.name)
+            if line is None:
+                line = self.held[node.name] = _PoolLine(self.client.get_redis_connection(node).connection_pool)
+            try:
+                if asking:
+                    line.call(("ASKING",))
+                return line.call(command)
+            except MovedError as moved:
+                redirect: AskError = moved
+                refresh_slots(self.client)
+                node, asking = self.client.get_node_from_key(_routing_key(command)), False
+            except AskError as ask:
+                redirect = ask
+                node, asking = self.client.get_node(host=ask.host, port=ask.port), True
+                if node is None:  # a node the client does not know yet
+                    refresh_slots(self.client)
+                    raise
+        raise redirect
+
+    def wait(self, command: Wait) -> int:
+        return _fewest([line.call(command) for line in (self.held or {}).values()], command)
 
     def write(self, command: tuple[Any, ...]) -> None:
         try:
@@ -149,7 +200,8 @@ class _ClusterLine:
         return value
 
     def close(self) -> None:
-        pass
+        for line in (self.held or {}).values():
+            line.close()
 
 
 class SyncRunner:
@@ -157,8 +209,10 @@ class SyncRunner:
 
     ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
 
-    def _ps_run(self, plan: Plan) -> Any:
-        line = self._ps_line()
+    def _ps_run(self, plan: Plan, hold: bool = False) -> Any:
+        """``plan``'s result; ``hold``: a cluster client holds a connection per
+        node for the whole plan (it waits for replicas)."""
+        line = self._ps_line(hold)
         try:
             request = plan.send(None)
             while True:
@@ -181,9 +235,9 @@ class SyncRunner:
         finally:
             line.close()
 
-    def _ps_line(self) -> Any:
+    def _ps_line(self, hold: bool = False) -> Any:
         if getattr(self, "nodes_manager", None) is not None:
-            return _ClusterLine(self)
+            return _ClusterLine(self, hold)
         if getattr(self, "connection", None) is not None:
             return _SingleLine(self)
         return _PoolLine(getattr(self, "connection_pool"))
@@ -203,6 +257,8 @@ class SyncRunner:
         if type(step) is Pause:
             time.sleep(step)
             return None
+        if type(step) is Wait:
+            return line.wait(step)
         return _pipeline(self, step).execute(raise_on_error=False)
 
 
@@ -288,6 +344,9 @@ class _AsyncPoolLine:
         await self.write(command)
         return await self.read()
 
+    async def wait(self, command: Wait) -> int:
+        return int(await self.call(command))
+
     async def close(self) -> None:
         if self.connection is not None:
             if self.pending:
@@ -333,14 +392,39 @@ class _AsyncSingleLine(_AsyncPoolLine):
 class _AsyncClusterLine:
     """``_ClusterLine``, awaited."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, hold: bool = False) -> None:
         self.client = client
         self.outcome: tuple[bool, Any] = (True, None)
+        self.held: dict[str, _AsyncPoolLine] | None = {} if hold else None
 
     async def call(self, command: tuple[Any, ...]) -> Any:
         await self.client.initialize()  # (a no-op once done) the slots table, before the first command
         node = self.client.get_node_from_key(_routing_key(command))
-        return await self.client.execute_command(*command, target_nodes=node)
+        if self.held is None:
+            return await self.client.execute_command(*command, target_nodes=node)
+        asking = False
+        for _ in range(REDIRECTS):  # as _ClusterLine.call
+            line = self.held.get(node.name)
+            if line is None:
+                line = self.held[node.name] = _AsyncPoolLine(AsyncNodePool(node))
+            try:
+                if asking:
+                    await line.call(("ASKING",))
+                return await line.call(command)
+            except MovedError as moved:
+                redirect: AskError = moved
+                await refresh_async_slots(self.client)
+                node, asking = self.client.get_node_from_key(_routing_key(command)), False
+            except AskError as ask:
+                redirect = ask
+                node, asking = self.client.get_node(host=ask.host, port=ask.port), True
+                if node is None:
+                    await refresh_async_slots(self.client)
+                    raise
+        raise redirect
+
+    async def wait(self, command: Wait) -> int:
+        return _fewest([await line.call(command) for line in (self.held or {}).values()], command)
 
     async def write(self, command: tuple[Any, ...]) -> None:
         try:
@@ -355,7 +439,8 @@ class _AsyncClusterLine:
         return value
 
     async def close(self) -> None:
-        pass
+        for line in (self.held or {}).values():
+            await line.close()
 
 
 class AsyncRunner:
@@ -363,8 +448,8 @@ class AsyncRunner:
 
     ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
 
-    async def _ps_run(self, plan: Plan) -> Any:
-        line = self._ps_line()
+    async def _ps_run(self, plan: Plan, hold: bool = False) -> Any:
+        line = self._ps_line(hold)
         try:
             request = plan.send(None)  # as SyncRunner._ps_run
             while True:
@@ -387,9 +472,9 @@ class AsyncRunner:
         finally:
             await line.close()
 
-    def _ps_line(self) -> Any:
+    def _ps_line(self, hold: bool = False) -> Any:
         if getattr(self, "nodes_manager", None) is not None:
-            return _AsyncClusterLine(self)
+            return _AsyncClusterLine(self, hold)
         if getattr(self, "single_connection_client", False):
             return _AsyncSingleLine(self)
         return _AsyncPoolLine(getattr(self, "connection_pool"))
@@ -409,4 +494,6 @@ class AsyncRunner:
         if type(step) is Pause:
             await asyncio.sleep(step)
             return None
+        if type(step) is Wait:
+            return await line.wait(step)
         return await _pipeline(self, step).execute(raise_on_error=False)

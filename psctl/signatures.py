@@ -83,16 +83,19 @@ class Add(Protocol[R1, R2]):
     def __call__(
         self, name: str, key: str, value: Any, score: float = 1, readd: bool = False, *,
         replace: bool = False, explain: Literal[False] = False, delay: timedelta | datetime | None = None,
+        replicas: int | None = None, replicas_timeout: float | None = None,
     ) -> R1: ...  # fmt: skip
     @overload
     def __call__(
         self, name: str, key: str, value: Any, score: float = 1, readd: bool = False, *,
         replace: bool = False, explain: Literal[True], delay: timedelta | datetime | None = None,
+        replicas: int | None = None, replicas_timeout: float | None = None,
     ) -> R2: ...  # fmt: skip
     @overload
     def __call__(
         self, name: str, key: str, value: Any, score: float = 1, readd: bool = False, *,
         replace: bool = False, explain: bool = False, delay: timedelta | datetime | None = None,
+        replicas: int | None = None, replicas_timeout: float | None = None,
     ) -> R1 | R2: ...  # fmt: skip
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...  # (lets typing.get_overloads list them)
 
@@ -108,16 +111,19 @@ class AddMany(Protocol[R1, R2]):
     def __call__(
         self, name: str, items: Iterable[Any], readd: bool = False, *, summary: Literal[False] = False,
         replace: bool = False, stop: Any = None, delay: timedelta | datetime | None = None,
+        replicas: int | None = None, replicas_timeout: float | None = None,
     ) -> R1: ...  # fmt: skip
     @overload
     def __call__(
         self, name: str, items: Iterable[Any], readd: bool = False, *, summary: Literal[True],
         replace: bool = False, stop: Any = None, delay: timedelta | datetime | None = None,
+        replicas: int | None = None, replicas_timeout: float | None = None,
     ) -> R2: ...  # fmt: skip
     @overload
     def __call__(
         self, name: str, items: Iterable[Any], readd: bool = False, *, summary: bool = False,
         replace: bool = False, stop: Any = None, delay: timedelta | datetime | None = None,
+        replicas: int | None = None, replicas_timeout: float | None = None,
     ) -> R1 | R2: ...  # fmt: skip
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...  # (lets typing.get_overloads list them)
 
