@@ -93,7 +93,8 @@ class Cli:
         self.runner = CliRunner()
 
     def __call__(self, *args: str, input: str | bytes | None = None, env: dict[str, str | None] | None = None) -> Any:
-        environ = {"REDIS_URL": self.url, "REDIS_HOST": None, "REDIS_CLUSTER": None, "PSCTL_TIMEOUT": None}
+        environ = {"REDIS_URL": self.url, "REDIS_HOST": None, "REDIS_CLUSTER": None, "PSCTL_TIMEOUT": None,
+                   "PSCTL_WAIT_REPLICAS": None}  # fmt: skip
         return self.runner.invoke(app, list(args), input=input, env=environ | (env or {}))
 
     def ok(self, *args: str, **kwargs: Any) -> Any:

@@ -434,7 +434,8 @@ def test_config_show_names_a_problem_in_its_row_shows_the_rest_and_exits_as_a_co
     for args, env, setting, problem, status in cases:
         done = setup.psctl(*args, "config", "show", "--json", env=env)
         rows = {row["setting"]: row for row in json.loads(done.stdout)}
-        assert list(rows) == ["config_file", "profile", "url", "cluster", "timeout", "username", "password", "tls_ca"]
+        assert list(rows) == ["config_file", "profile", "url", "cluster", "timeout", "wait_replicas", "username", "password",
+                              "tls_ca"]
         assert rows[setting]["problem"] == problem, args
         assert [name for name, row in rows.items() if row["problem"]] == [setting]
         [line] = done.stderr.splitlines()

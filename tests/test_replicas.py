@@ -20,6 +20,7 @@ from psctl.cluster import AsyncRedisCluster, RedisCluster
 from psctl.errors import InvalidArgument, NotReplicated
 from psctl.launcher import find_binary
 from psctl.layout import stream_keys
+from .helpers import Cli
 from testservers import ClusterProcess, ServerProcess, free_port, start_cluster, start_server
 
 pytestmark = pytest.mark.slow
@@ -122,6 +123,28 @@ def test_replicas_and_their_timeout_are_checked_before_anything_is_sent(pair: An
         with pytest.raises(InvalidArgument):
             r.psadd("checked", "a", "v", 1, **bad)
     assert r.pslen("checked") == 0
+
+
+def test_the_command_line_waits_for_replicas_and_says_when_they_did_not_have_a_write(pair: Any) -> None:
+    master, replica = pair
+    cli = Cli(f"redis://127.0.0.1:{master.port}")
+    r = Redis.from_url(cli.url)
+    r.delete(*stream_keys("cli").every)
+    assert cli.ok("--wait-replicas", "1", "add-many", "cli", "-", "--format", "csv", input="key,value,score\na,x,1\nb,y,2\nc,z,3\n")
+    token = cli.ok("lease", "cli", "--wait-replicas", "1")["token"]
+    with _stalled(replica):
+        done = cli("--timeout", "0.4", "--wait-replicas", "1", "ack", "cli", token)
+        assert (done.exit_code, done.stdout) == (1, "")
+        assert done.stderr == (
+            f"psctl: the write was done on the server at redis://127.0.0.1:{master.port}, but only 0 of 1 replica had it "
+            "within 0.2s (--wait-replicas): a failover now could undo it\n"
+        )
+        pulled = cli("pull", "cli", "-o", "raw", "--timeout", "0.4", env={"PSCTL_WAIT_REPLICAS": "1"})
+        assert (pulled.exit_code, pulled.stdout) == (1, "y\n")  # what it took is printed all the same
+        assert "only 0 of 1 replica" in pulled.stderr and pulled.stderr.count("\n") == 1
+    assert r.pslen("cli") == 1
+    bad = cli("--wait-replicas", "-1", "len", "cli")
+    assert bad.exit_code == 2
 
 
 class _stalled:

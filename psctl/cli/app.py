@@ -106,6 +106,14 @@ def root(
             "allows a second more). Before work, not after it.",
         ),
     ] = None,
+    wait_replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--wait-replicas", metavar="N", envvar="PSCTL_WAIT_REPLICAS", min=0, show_default=False,
+            help="Every write returns only once N replicas have it (WAIT, for up to half the --timeout), else "
+            "exits 1 saying it was done but not replicated: a failover then could undo it (default 0: no wait).",
+        ),
+    ] = None,
     no_embedded: Annotated[
         bool,
         typer.Option(
@@ -128,8 +136,8 @@ def root(
     ctx.obj = GlobalOptions(
         url=url, cluster=cluster or None, timeout=seconds, debug=debug, tls_ca=tls_ca,
         format=None if output_format is None else output_format.value, as_json=as_json, as_table=as_table,
-        quiet=quiet, no_embedded=no_embedded, profile=profile,
-        given={name: found for name in ("timeout", "profile") if (found := given_by(ctx, name))},
+        quiet=quiet, no_embedded=no_embedded, profile=profile, wait_replicas=wait_replicas,
+        given={name: found for name in ("timeout", "profile", "wait_replicas") if (found := given_by(ctx, name))},
     )  # fmt: skip
     asked = [option for option, on in (("-o", output_format is not None), ("--json", as_json),
                                        ("--table", as_table)) if on]  # fmt: skip

@@ -115,6 +115,7 @@ def rows(chosen: Chosen, trouble: dict[str, CliError]) -> list[dict[str, Any]]:
         "url": url,
         "cluster": settings.cluster if settings else bool(chosen.cluster),
         "timeout": shown_duration(timedelta(seconds=chosen.timeout)),
+        "wait_replicas": chosen.wait_replicas,
         "username": connection.user(chosen.url, chosen.env, chosen.username) or chosen.username if named else None,
         "password": "***" if has_password and "password" not in trouble else None,
         "tls_ca": settings.ssl_ca_certs if settings else chosen.tls_ca,

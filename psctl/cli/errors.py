@@ -21,6 +21,7 @@ import typer
 
 from psctl.cli.status import INTERRUPTED, BadUsage, CliError, ExitStatus, NotFound, ServerUnavailable
 from psctl.cli.terminal import one_line, visible
+from psctl.wording import counted
 
 __all__ = ["INTERRUPTED", "BadUsage", "CliError", "ExitStatus", "NotFound", "ServerUnavailable", "describe", "fail", "reported", "usage_error"]
 
@@ -51,6 +52,12 @@ def describe(
         return ExitStatus.SERVER, (
             f"the server{at} holds a key psctl cannot use: {exc}. Another tool wrote it; "
             "move or delete that key to use the stream"
+        )
+    if isinstance(exc, errors.NotReplicated):
+        return ExitStatus.SERVER, (
+            f"the write was done on the server{at}, but only {exc.acknowledged} of "
+            f"{counted(exc.wanted, 'replica')} had it within {exc.timeout:g}s (--wait-replicas): "
+            "a failover now could undo it"
         )
     if isinstance(exc, errors.StreamsFailed):
         failures = []

@@ -9,11 +9,12 @@ from typing import Any
 
 class GlobalOptions:
     """The options given before (or after: ``group.hoisted``) the command;
-    ``timeout`` None when not given; ``given``: whether ``timeout`` and
-    ``profile`` came from a flag or the environment (``profiles.FLAG``, ``ENV``)."""
+    ``timeout`` and ``wait_replicas`` None when not given; ``given``: whether
+    ``timeout``, ``wait_replicas`` and ``profile`` came from a flag or the
+    environment (``profiles.FLAG``, ``ENV``)."""
 
     __slots__ = ("url", "cluster", "timeout", "debug", "tls_ca", "format", "as_json", "as_table", "quiet",
-                 "no_embedded", "profile", "given")  # fmt: skip
+                 "no_embedded", "profile", "wait_replicas", "given")  # fmt: skip
 
     def __init__(
         self,
@@ -29,12 +30,14 @@ class GlobalOptions:
         quiet: bool = False,
         no_embedded: bool = False,
         profile: str | None = None,
+        wait_replicas: int | None = None,
         given: dict[str, str] | None = None,
     ) -> None:
         self.url, self.cluster, self.timeout, self.debug, self.tls_ca = url, cluster, timeout, debug, tls_ca
         # the output options given before the command (a command's own win)
         self.format, self.as_json, self.as_table, self.quiet = format, as_json, as_table, quiet
         self.no_embedded, self.profile, self.given = no_embedded, profile, given or {}
+        self.wait_replicas = wait_replicas
 
     @classmethod
     def of(cls, ctx: Any) -> GlobalOptions:

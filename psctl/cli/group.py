@@ -286,7 +286,7 @@ def help_pages(app: typer.Typer) -> list[HelpPage]:
 # The root's options, which may also follow the command: those that take a
 # value, and flags. A command's own option of the same name would win; none
 # has one (one meaning per option name: tests/test_cli_habits.py walks them).
-GLOBAL_VALUES = frozenset({"--url", "--tls-ca", "--timeout", "--profile", "--output", "-o"})
+GLOBAL_VALUES = frozenset({"--url", "--tls-ca", "--timeout", "--wait-replicas", "--profile", "--output", "-o"})
 GLOBAL_FLAGS = frozenset({"--cluster", "--no-embedded", "--debug", "--json", "--table", "--quiet", "-q"})
 
 

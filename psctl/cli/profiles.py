@@ -5,20 +5,21 @@ The file is ``$XDG_CONFIG_HOME/psctl/config.toml`` (``~/.config/psctl/config.tom
 
     [default]                     # used when no profile is named
     timeout = "5s"
+    wait_replicas = 1             # every write waits for a replica (--wait-replicas)
 
     [profiles.prod]               # --profile prod, or PSCTL_PROFILE=prod
     url = "rediss://prod-redis:6380/0"
     username = "worker"
     password_file = "~/.config/psctl/prod.password"
 
-Keys: ``url``, ``cluster``, ``timeout``, ``username``, ``password_file``,
-``tls_ca``. A named profile is read on its own: it does not inherit from
+Keys: ``url``, ``cluster``, ``timeout``, ``wait_replicas``, ``username``,
+``password_file``, ``tls_ca``. A named profile is read on its own: it does not inherit from
 ``[default]``. A password is never in the file (a ``password`` key, or one in
 the ``url``, is refused): ``password_file`` names a file of the user's own
 that only they can read.
 
 Each setting comes from the first of: a flag, the environment, the profile,
-the default (the embedded server; a 10 s reply timeout). The server's
+the default (the embedded server; a 10 s reply timeout; no wait for replicas). The server's
 settings (``url``, ``username``, the password, ``tls_ca``, ``cluster``) are
 one group: the one place that names the server (``--url``; else
 ``REDIS_URL`` or ``REDIS_HOST``; else the profile's ``url``) gives them all,
@@ -52,11 +53,16 @@ from psctl.wording import typed
 if TYPE_CHECKING:
     from psctl.cli.global_options import GlobalOptions
 
-KEYS = ("url", "cluster", "timeout", "username", "password_file", "tls_ca")
+KEYS = ("url", "cluster", "timeout", "wait_replicas", "username", "password_file", "tls_ca")
 SERVER_KEYS = ("cluster", "username", "password_file", "tls_ca")  # (those that go with a url)
 SERVER_ENV = ("REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_SSL_CA_CERTS", "REDIS_CLUSTER")
 LEAST_TIMEOUT = 0.01  # seconds
 EXPECTED_URL = "expected redis://HOST[:PORT][/DB], rediss://… or unix:///PATH"
+# the keys that hold no text: what each may be, and how a message says so
+_KINDS: dict[str, tuple[Any, str]] = {
+    "cluster": (bool, "true or false"), "timeout": ((str, int, float), 'a DURATION ("5s")'),
+    "wait_replicas": (int, "a whole number from 0"),
+}  # fmt: skip
 FLAG, ENV, DEFAULT = "flag", "env", "default"  # (what ``GlobalOptions.given`` says of an option)
 
 
@@ -202,9 +208,11 @@ def _profile(path: Path, name: str | None, values: Any) -> Profile:
                            "and name that file with password_file")  # fmt: skip
         if key not in KEYS:
             raise BadUsage(f"{where}: unknown key {key!r} (known: {', '.join(KEYS)})")
-        expected = bool if key == "cluster" else (str, int, float) if key == "timeout" else str
-        if isinstance(value, bool) and key != "cluster" or not isinstance(value, expected):
-            kind = "true or false" if key == "cluster" else "a DURATION (\"5s\")" if key == "timeout" else "text"
+        expected = _KINDS.get(key, (str, "text"))
+        if isinstance(value, bool) and key != "cluster" or not isinstance(value, expected[0]) or (
+            key == "wait_replicas" and value < 0
+        ):
+            kind = expected[1]
             raise BadUsage(f"{where}: {key} must be {kind}, got {_shown(value)}")
         if isinstance(value, str) and not value:
             raise BadUsage(f"{where}: {key} is empty")
@@ -320,8 +328,8 @@ class Chosen:
     ``problems``: by setting, why it cannot be used (a password file that
     cannot be read), raised when the server is needed, shown by ``config show``."""
 
-    __slots__ = ("url", "cluster", "tls_ca", "timeout", "username", "password", "env", "profile", "sources",
-                 "problems")  # fmt: skip
+    __slots__ = ("url", "cluster", "tls_ca", "timeout", "wait_replicas", "username", "password", "env", "profile",
+                 "sources", "problems")  # fmt: skip
 
     def __init__(self, **values: Any) -> None:
         for name in self.__slots__:
@@ -377,6 +385,13 @@ def choose(options: GlobalOptions, env: Mapping[str, str] | None = None) -> Chos
         values["timeout"], sources["timeout"] = profile.values["timeout"], profile.origin
     else:
         values["timeout"], sources["timeout"] = connection.DEFAULT_TIMEOUT, DEFAULT
+    if options.wait_replicas is not None:
+        values["wait_replicas"] = options.wait_replicas
+        sources["wait_replicas"] = _named_by(given.get("wait_replicas"), "--wait-replicas", "PSCTL_WAIT_REPLICAS")
+    elif profile is not None and "wait_replicas" in profile.values:
+        values["wait_replicas"], sources["wait_replicas"] = profile.values["wait_replicas"], profile.origin
+    else:
+        values["wait_replicas"], sources["wait_replicas"] = 0, DEFAULT
     if options.url:
         checked_url(options.url, "--url")
         values["url"], server = options.url, "flag --url"

@@ -59,9 +59,10 @@ class Session:
             self._problem = exc
             timeout = options.timeout or connection.DEFAULT_TIMEOUT
             self._chosen = profiles.Chosen(url=options.url, cluster=options.cluster, tls_ca=options.tls_ca,
-                                           timeout=timeout, sources={})  # fmt: skip
+                                           timeout=timeout, wait_replicas=options.wait_replicas, sources={})  # fmt: skip
         chosen = self._chosen
         self.url, self.cluster, self.tls_ca, self.timeout = chosen.url, chosen.cluster, chosen.tls_ca, chosen.timeout
+        self.wait_replicas: int = chosen.wait_replicas or 0
         # what messages may say, worked out without I/O: never a password
         env = chosen.env
         self.secrets: tuple[str, ...] = connection.secrets(self.url, env, chosen.password)
@@ -93,15 +94,22 @@ class Session:
     def client(self, *, waiting: bool = False) -> Any:
         """The client; ``waiting`` for a pull that blocks (longer reply timeouts)."""
         if self._client is None:
-            self._client = connection.connect(self._target_server(), self.timeout, waiting=waiting)
+            self._client = self._replicated(connection.connect(self._target_server(), self.timeout, waiting=waiting))
         return self._client
 
     def another_client(self, *, waiting: bool = False, timeout: float | None = None) -> Any:
         """A second client of the same server (``psctl work`` waits for work on
         one while it acknowledges on the other), closed with the session;
         ``timeout``: its own reply timeout (default: the session's)."""
-        client = connection.connect(self._target_server(), timeout or self.timeout, waiting=waiting)
+        client = self._replicated(connection.connect(self._target_server(), timeout or self.timeout, waiting=waiting))
         self._others.append(client)
+        return client
+
+    def _replicated(self, client: Any) -> Any:
+        """``client``, its writes waiting for ``--wait-replicas`` replicas for up
+        to half the reply timeout (the rest is the reply's)."""
+        client.ps_replicas = self.wait_replicas
+        client.ps_replicas_timeout = self.timeout / 2
         return client
 
     def _target_server(self) -> Any:

@@ -26,19 +26,27 @@ def taking(take: Callable[[Any], T]) -> Iterator[T]:
     An interrupt never cuts between the take and the output: the items taken
     are printed (exit status 0); SIGINT and SIGTERM only set ``stop``
     (``signals.held``). Only a wait, which holds nothing, is cut short: the
-    command exits with the signal's status (130, 143), having taken nothing."""
+    command exits with the signal's status (130, 143), having taken nothing.
+    Items taken whose take no replica had in time (``--wait-replicas``) are
+    printed too, then the error (exit status 1)."""
     from psctl.cli import signals
+    from psctl.errors import NotReplicated
     from psctl.operations import StopWaiting
 
     stop = StopWaiting()
+    unreplicated = None
     with signals.held(stop) as caught:
         try:
             taken = take(stop)
         except KeyboardInterrupt:
             raise typer.Exit(caught.status) from None
+        except NotReplicated as exc:  # taken all the same: printed, then the error
+            taken, unreplicated = exc.result, exc
         if not taken and caught.signal is not None:
             raise typer.Exit(caught.status)
         yield taken
+    if unreplicated is not None:
+        raise unreplicated
 
 
 @commands.command(cls=BareWait)
