@@ -109,6 +109,27 @@ def start_server(
     raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {last_log_line(log)}")
 
 
+def start_replicated(dir: Path, *, binary: Path | None = None, timeout: float = 10) -> tuple[ServerProcess, ServerProcess]:
+    """A master and its replica on loopback TCP, in ``dir``; returns once the
+    replica's link to its master is up. A full sync starts at once (no wait
+    for more replicas)."""
+    master = start_server(dir / "master", binary=binary, port=free_port(), extra={"repl-diskless-sync-delay": "0"})
+    try:
+        replica = start_server(dir / "replica", binary=binary, port=free_port(),
+                               extra={"replicaof": f"127.0.0.1 {master.port}"})  # fmt: skip
+    except BaseException:
+        master.stop()
+        raise
+    deadline = time.monotonic() + timeout
+    while b"master_link_status:up" not in _command(replica.port, "INFO", "replication"):
+        if time.monotonic() > deadline:
+            replica.stop()
+            master.stop()
+            raise ServerError(f"the replica did not link to its master within {timeout:g}s")
+        time.sleep(0.05)
+    return master, replica
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (at this moment)."""
     with socket.socket() as sock:

@@ -23,7 +23,7 @@ from psctl.layout import REGISTRY, stream_keys
 if TYPE_CHECKING:
     import redis.cluster
 
-    from testservers import ClusterProcess
+    from testservers import ClusterProcess, ServerProcess
     from psctl.cluster import RedisCluster
 
 Item = tuple[str, bytes, int]
@@ -134,13 +134,30 @@ class Bench:
         self.cluster_plain.flushdb(target_nodes=self.cluster_plain.PRIMARIES)
 
     def stop_cluster(self) -> None:
-        """Stops the cluster, if one was started: its idle servers would
-        otherwise share this machine's two cores with what is measured next."""
-        for name in ("cluster_plain", "cluster_ps"):
+        """Stops the cluster and the replicated pair, if they were started: their
+        idle servers would otherwise share this machine's two cores with what
+        is measured next."""
+        for name in ("cluster_plain", "cluster_ps", "replicated_ps"):
             if name in self.__dict__:
                 self.__dict__.pop(name).close()
         if "cluster" in self.__dict__:
             self.__dict__.pop("cluster").stop()
+        for server in self.__dict__.pop("replicated", ()):
+            server.stop()
+
+    # -- a master with one replica, started on first use ----------------------------
+
+    @cached_property
+    def replicated(self) -> tuple[ServerProcess, ServerProcess]:
+        """A master and its replica on loopback TCP."""
+        from testservers import start_replicated
+        from psctl.launcher import find_binary
+
+        return start_replicated(self.tmp / "replicated", binary=self.binary or find_binary())
+
+    @cached_property
+    def replicated_ps(self) -> Redis:
+        return Redis.from_url(f"redis://127.0.0.1:{self.replicated[0].port}")
 
     def close(self) -> None:
         for name in ("plain", "ps"):

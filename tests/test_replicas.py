@@ -8,6 +8,7 @@ reaches only the master."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from psctl.errors import InvalidArgument, NotReplicated
 from psctl.launcher import find_binary
 from psctl.layout import stream_keys
 from .helpers import Cli
-from testservers import ClusterProcess, ServerProcess, free_port, start_cluster, start_server
+from testservers import ClusterProcess, ServerProcess, start_cluster, start_replicated
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +42,12 @@ def _linked(admin: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    folder = tmp_path_factory.mktemp("pair")
-    # (no wait for more replicas before a full sync: 5 s by default)
-    master = start_server(folder / "master", binary=_binary(), port=free_port(), extra={"repl-diskless-sync-delay": "0"})
-    replica = start_server(folder / "replica", binary=_binary(), port=free_port(),
-                           extra={"replicaof": f"127.0.0.1 {master.port}"})  # fmt: skip
+    master, replica = start_replicated(tmp_path_factory.mktemp("pair"), binary=_binary())
     try:
-        import redis
-
-        admin = redis.Redis(port=replica.port, decode_responses=True)
-        deadline = time.monotonic() + 10
-        while not _linked(admin):
-            assert time.monotonic() < deadline, "the replica did not link to its master"
-            time.sleep(0.05)
         yield master, replica
     finally:
         for process in (replica, master):
-            os.kill(process.pid, 18)  # SIGCONT: a stalled one stops too
+            os.kill(process.pid, signal.SIGCONT)  # (a stalled one stops too)
             process.stop()
 
 
@@ -154,10 +144,10 @@ class _stalled:
         self.node = node
 
     def __enter__(self) -> None:
-        os.kill(self.node.pid, 19)
+        os.kill(self.node.pid, signal.SIGSTOP)
 
     def __exit__(self, *exc: Any) -> None:
-        os.kill(self.node.pid, 18)
+        os.kill(self.node.pid, signal.SIGCONT)
 
 
 # -- a 3+3 cluster ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from benchmarks.cases import (
     leases,
     library,
     observe,
+    replicas,
     work,
 )
 from benchmarks.harness import Case
@@ -35,5 +36,6 @@ GROUPS: dict[str, Callable[[Bench], list[Case]]] = {
     "cli": cli.cases,
     "work": work.cases,
     "bullmq": bullmq.cases,  # BullMQ for Node, installed into a cache (skipped without node and npm)
+    "replicas": replicas.cases,  # a master and its replica, started here
     "cluster": cluster.cases,  # last: its three servers run until its cases are done
 }
