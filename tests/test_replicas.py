@@ -262,13 +262,17 @@ async def test_the_async_cluster_client_waits_on_the_node_that_wrote(cluster: Cl
         await r.aclose()
 
 
-def test_a_replicated_write_follows_its_slot_to_another_master(cluster: ClusterProcess) -> None:
-    """The held connection's MOVED: the client's slots table is stale after a reshard."""
+async def test_a_replicated_write_follows_its_slot_to_another_master(cluster: ClusterProcess) -> None:
+    """The held connection's MOVED: the clients' slots tables are stale after a reshard (sync and async)."""
     (master, _), (other, _) = _replicated_masters(cluster)[:2]
     name = _name_on(cluster, master, "moved")
-    r = RedisCluster.from_url(_url(cluster))
-    assert r.psadd(name, "a", "v", 1, replicas=1) == 1.0
-    slot = key_slot(stream_keys(name, cluster=True).scores.encode())
-    cluster.migrate_slot(slot, other)
-    assert r.psadd(name, "b", "v", 2, replicas=1) == 2.0
-    assert r.pslen(name) == 2
+    r, ar = RedisCluster.from_url(_url(cluster)), AsyncRedisCluster.from_url(_url(cluster))
+    try:
+        assert r.psadd(name, "a", "v", 1, replicas=1) == 1.0
+        assert await ar.psadd(name, "b", "v", 1, replicas=1) == 1.0
+        cluster.migrate_slot(key_slot(stream_keys(name, cluster=True).scores.encode()), other)
+        assert r.psadd(name, "a", "v", 1, replicas=1) == 2.0
+        assert await ar.psadd(name, "b", "v", 1, replicas=1) == 2.0
+        assert cluster.admin(other).zscore(stream_keys(name, cluster=True).scores, "b") == 2.0
+    finally:
+        await ar.aclose()
