@@ -104,7 +104,7 @@ class ItemCommands(_StreamCommandsBase):
         ``replicas``: returns only once that many replicas have the write
         (waiting up to ``replicas_timeout`` seconds), else raises
         ``psctl.errors.NotReplicated``; the client's ``ps_replicas`` when
-        None. The other writes take them too."""
+        None (which every write but ``psexpire`` waits for)."""
         plan = op.add_one(self._ps_keys(name), key, value, score, readd, explain, replace, delay)
         return self._ps_write("psadd", plan, replicas, replicas_timeout)
 
