@@ -18,6 +18,14 @@ Everything else (``Plain`` and ``Pipelined``) goes through the client's
 ``execute_command`` and pipelines, retries and response callbacks included.
 A request safe to repeat is sent again by psctl itself after a lost
 connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
+
+On a cluster, a ``Pipelined`` step goes out as one pipeline per node (the
+async client sends them at once), each node's part succeeding or failing on
+its own: a node that is down or does not answer puts its error, naming it, in
+place of each of its commands' replies, and the other nodes' replies stand.
+redis-py's pipeline of each part still follows MOVED and ASK. A script's
+``SCRIPT LOAD`` goes to each master on its own too, so that a master that is
+down does not stop the others from loading it.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import time
 from functools import cache
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, ResponseError, TimeoutError
 
 from psctl._redispy import single_connection_lock, take_async_connection, take_connection
 from psctl.protocol import RETRY_PAUSES, Direct, Pause, Pipelined, Plain, Plan, Read, Step, Write, exchange
@@ -36,6 +44,50 @@ from psctl.protocol import RETRY_PAUSES, Direct, Pause, Pipelined, Plain, Plan, 
 def _routing_key(command: tuple[Any, ...]) -> Any:
     """The key a cluster routes a command by: an EVALSHA's first key, else the first argument."""
     return command[3] if command[0] == "EVALSHA" else command[1]
+
+
+# what a node's part of a cluster pipeline (or a script's load on one master)
+# may raise when that node is down, stalled or moving its slots
+_NODE_FAILURES = (RedisError, RedisClusterException, OSError)
+
+
+def _by_node(client: Any, step: Step) -> dict[str, tuple[Any, list[int]]]:
+    """The indexes of a ``Pipelined`` step's commands, by the node that serves each."""
+    parts: dict[str, tuple[Any, list[int]]] = {}
+    for i, command in enumerate(step):
+        node = client.get_node_from_key(_routing_key(command))
+        parts.setdefault(node.name, (node, []))[1].append(i)
+    return parts
+
+
+def _named(error: Any, node: str) -> Any:
+    """``error`` (a reply or a part's failure), naming ``node`` when it is a
+    failure to reach it that does not name it already."""
+    if not isinstance(error, (ConnectionError, TimeoutError, RedisClusterException)) or node in str(error):
+        return error
+    try:
+        named = type(error)(f"{error} (node {node})")
+    except Exception:  # (a class that wants other arguments: as it is)
+        return error
+    named.__cause__ = error
+    return named
+
+
+def _placed(replies: list[Any], indexes: list[int], part: Any, node: str) -> None:
+    """A node's part's replies (or the error that failed it) put in place."""
+    if isinstance(part, BaseException):
+        part = [_named(part, node)] * len(indexes)
+    for i, reply in zip(indexes, part):
+        replies[i] = _named(reply, node)
+
+
+def _loaded(results: list[Any]) -> Any:
+    """A ``SCRIPT LOAD`` sent to each master on its own: its SHA when one master
+    at least loaded it; else the first master's error."""
+    for result in results:
+        if not isinstance(result, BaseException):
+            return result
+    raise results[0]
 
 
 # -- sync lines ------------------------------------------------------------------
@@ -195,6 +247,8 @@ class SyncRunner:
         if type(step) is Direct:
             return line.call(step)
         if type(step) is Plain:
+            if step[0] == "SCRIPT LOAD" and getattr(self, "nodes_manager", None) is not None:
+                return _load_on_each(self, step)
             return self.execute_command(*step)
         if type(step) is Write:
             return line.write(step)
@@ -203,23 +257,47 @@ class SyncRunner:
         if type(step) is Pause:
             time.sleep(step)
             return None
+        if getattr(self, "nodes_manager", None) is not None:
+            return _cluster_parts(self, step)
         return _pipeline(self, step).execute(raise_on_error=False)
 
 
-def _pipeline(client: Any, step: Step) -> Any:
-    """A pipeline of the step's commands, not yet executed. A sync cluster
-    client's pipeline is told each command's node: redis-py 8 would otherwise
-    ask a server (COMMAND GETKEYS), one round trip per script call, to route
-    what the EVALSHA's own arguments say."""
-    assert type(step) is Pipelined
+def _pipeline(client: Any, commands: list[tuple[Any, ...]], node: Any = None) -> Any:
+    """A pipeline of ``commands``, not yet executed. ``node``: the one a sync
+    cluster client's part goes to, named for each command: redis-py 8 would
+    otherwise ask a server (COMMAND GETKEYS), one round trip per script call,
+    to route what the EVALSHA's own arguments say."""
     pipe = client.pipeline(transaction=False)
-    routed = isinstance(client, SyncRunner) and getattr(client, "nodes_manager", None) is not None
-    for command in step:
-        if routed:
-            pipe.execute_command(*command, target_nodes=client.get_node_from_key(_routing_key(command)))
+    for command in commands:
+        if node is not None:
+            pipe.execute_command(*command, target_nodes=node)
         else:
             pipe.execute_command(*command)
     return pipe
+
+
+def _cluster_parts(client: Any, step: Step) -> list[Any]:
+    """A ``Pipelined`` step on a sync cluster client: one pipeline per node."""
+    replies: list[Any] = [None] * len(step)
+    for name, (node, indexes) in _by_node(client, step).items():
+        part = _pipeline(client, [step[i] for i in indexes], node)
+        _placed(replies, indexes, _attempt(lambda: part.execute(raise_on_error=False), name), name)
+    return replies
+
+
+def _load_on_each(client: Any, step: Step) -> Any:
+    """A script's ``SCRIPT LOAD`` on a sync cluster client: each master on its own."""
+    return _loaded([
+        _attempt(lambda: client.execute_command(*step, target_nodes=node), node.name) for node in client.get_primaries()
+    ])  # fmt: skip
+
+
+def _attempt(call: Any, node: str) -> Any:
+    """``call()``'s result, or the error that failed it on ``node``."""
+    try:
+        return call()
+    except _NODE_FAILURES as exc:
+        return _named(exc, node)
 
 
 def _packer(connection: Any, list_of: bool = False) -> Any:
@@ -401,6 +479,8 @@ class AsyncRunner:
         if type(step) is Direct:
             return await line.call(step)
         if type(step) is Plain:
+            if step[0] == "SCRIPT LOAD" and getattr(self, "nodes_manager", None) is not None:
+                return await _async_load_on_each(self, step)
             return await self.execute_command(*step)
         if type(step) is Write:
             return await line.write(step)
@@ -409,4 +489,35 @@ class AsyncRunner:
         if type(step) is Pause:
             await asyncio.sleep(step)
             return None
+        if getattr(self, "nodes_manager", None) is not None:
+            return await _async_cluster_parts(self, step)
         return await _pipeline(self, step).execute(raise_on_error=False)
+
+
+async def _async_cluster_parts(client: Any, step: Step) -> list[Any]:
+    """``_cluster_parts``, each node's pipeline sent at once. (The async
+    client routes each EVALSHA by its keys itself.)"""
+    await client.initialize()  # (a no-op once done) the slots table, before the first command
+    parts = _by_node(client, step)
+    done = await asyncio.gather(
+        *(_pipeline(client, [step[i] for i in indexes]).execute(raise_on_error=False) for _, indexes in parts.values()),
+        return_exceptions=True,
+    )  # fmt: skip
+    replies: list[Any] = [None] * len(step)
+    for (name, (_, indexes)), part in zip(parts.items(), done):
+        if isinstance(part, BaseException) and not isinstance(part, _NODE_FAILURES):
+            raise part
+        _placed(replies, indexes, part, name)
+    return replies
+
+
+async def _async_load_on_each(client: Any, step: Step) -> Any:
+    await client.initialize()
+    primaries = client.get_primaries()
+    done = await asyncio.gather(
+        *(client.execute_command(*step, target_nodes=node) for node in primaries), return_exceptions=True
+    )
+    for result in done:
+        if isinstance(result, BaseException) and not isinstance(result, _NODE_FAILURES):
+            raise result
+    return _loaded([_named(result, node.name) for node, result in zip(primaries, done)])

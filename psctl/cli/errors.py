@@ -44,6 +44,8 @@ def describe(
     # imported here, on the way out: psctl --help must not import redis-py
     import redis.exceptions as redis_errors
 
+    if where and _another_node(str(exc), where):
+        where = None  # it names the node that failed, a cluster's: not the URL's
     at = f" at {where}" if where else ""
     if isinstance(exc, errors.ServerError):
         return ExitStatus.SERVER, f"the embedded server: {exc}"
@@ -54,9 +56,10 @@ def describe(
         )
     if isinstance(exc, errors.StreamsFailed):
         failures = []
-        for name, error in exc.failed.items():
-            _, message = describe(error, where, command=command, user=user, keys=_stream_keys(name))
-            failures.append(f"stream {name!r}: {message}")
+        for names, error in errors.grouped(exc.failed):
+            _, message = describe(error, where, command=command, user=user, keys=_stream_keys(names[0]))
+            listed = ", ".join(repr(name) for name in names)
+            failures.append(f"{'stream' if len(names) == 1 else 'streams'} {listed}: {message}")
         done = "; every other stream was done" if exc.done else ""
         return ExitStatus.SERVER, "; ".join(failures) + done
     if isinstance(exc, redis_errors.AuthenticationError):
@@ -90,6 +93,22 @@ def describe(
     if isinstance(exc, OSError):
         return ExitStatus.SERVER, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return ExitStatus.SERVER, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+_ADDRESS = re.compile(r"\S:\d+\b")  # host:port
+
+
+def _another_node(message: str, where: str) -> bool:
+    """Whether ``message`` names a host:port other than ``where``'s (a URL)."""
+    from urllib.parse import urlsplit
+
+    if "://" not in where or not _ADDRESS.search(message):
+        return False
+    try:
+        address = urlsplit(where).netloc.rpartition("@")[2]
+    except ValueError:
+        return False
+    return bool(address) and address not in message
 
 
 def _stream_keys(name: str) -> str:
