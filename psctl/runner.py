@@ -24,7 +24,7 @@ async client sends them at once), each node's part succeeding or failing on
 its own: a node that is down or does not answer puts its error, naming it, in
 place of each of its commands' replies, and the other nodes' replies stand.
 redis-py's pipeline of each part still follows MOVED and ASK. A script's
-``SCRIPT LOAD`` goes to each master on its own too, so that a master that is
+``SCRIPT LOAD`` goes to each node on its own too, so that a node that is
 down does not stop the others from loading it.
 """
 
@@ -46,7 +46,7 @@ def _routing_key(command: tuple[Any, ...]) -> Any:
     return command[3] if command[0] == "EVALSHA" else command[1]
 
 
-# what a node's part of a cluster pipeline (or a script's load on one master)
+# what a node's part of a cluster pipeline (or a script's load on one node)
 # may raise when that node is down, stalled or moving its slots
 _NODE_FAILURES = (RedisError, RedisClusterException, OSError)
 
@@ -82,8 +82,8 @@ def _placed(replies: list[Any], indexes: list[int], part: Any, node: str) -> Non
 
 
 def _loaded(results: list[Any]) -> Any:
-    """A ``SCRIPT LOAD`` sent to each master on its own: its SHA when one master
-    at least loaded it; else the first master's error."""
+    """A ``SCRIPT LOAD`` sent to each node on its own: its SHA when one node
+    at least loaded it; else the first node's error."""
     for result in results:
         if not isinstance(result, BaseException):
             return result
@@ -286,9 +286,12 @@ def _cluster_parts(client: Any, step: Step) -> list[Any]:
 
 
 def _load_on_each(client: Any, step: Step) -> Any:
-    """A script's ``SCRIPT LOAD`` on a sync cluster client: each master on its own."""
+    """A script's ``SCRIPT LOAD`` on a sync cluster client: each node on its
+    own, replicas too (redis-py 5.0 counts a master whose slot moved away a
+    replica until it reads the slots again, and a replica that takes over
+    then has the script already)."""
     return _loaded([
-        _attempt(lambda: client.execute_command(*step, target_nodes=node), node.name) for node in client.get_primaries()
+        _attempt(lambda: client.execute_command(*step, target_nodes=node), node.name) for node in client.get_nodes()
     ])  # fmt: skip
 
 
@@ -495,29 +498,27 @@ class AsyncRunner:
 
 
 async def _async_cluster_parts(client: Any, step: Step) -> list[Any]:
-    """``_cluster_parts``, each node's pipeline sent at once. (The async
-    client routes each EVALSHA by its keys itself.)"""
+    """``_cluster_parts``, awaited. (The async client routes each EVALSHA by
+    its keys itself.) One part after the other, not all at once: redis-py
+    5.0's async pipeline that meets a node down closes the client's other
+    connections, those of the parts still under way too."""
     await client.initialize()  # (a no-op once done) the slots table, before the first command
-    parts = _by_node(client, step)
-    done = await asyncio.gather(
-        *(_pipeline(client, [step[i] for i in indexes]).execute(raise_on_error=False) for _, indexes in parts.values()),
-        return_exceptions=True,
-    )  # fmt: skip
     replies: list[Any] = [None] * len(step)
-    for (name, (_, indexes)), part in zip(parts.items(), done):
-        if isinstance(part, BaseException) and not isinstance(part, _NODE_FAILURES):
-            raise part
-        _placed(replies, indexes, part, name)
+    for name, (_, indexes) in _by_node(client, step).items():
+        part = _pipeline(client, [step[i] for i in indexes])
+        _placed(replies, indexes, await _async_attempt(part.execute(raise_on_error=False), name), name)
     return replies
 
 
 async def _async_load_on_each(client: Any, step: Step) -> Any:
     await client.initialize()
-    primaries = client.get_primaries()
-    done = await asyncio.gather(
-        *(client.execute_command(*step, target_nodes=node) for node in primaries), return_exceptions=True
-    )
-    for result in done:
-        if isinstance(result, BaseException) and not isinstance(result, _NODE_FAILURES):
-            raise result
-    return _loaded([_named(result, node.name) for node, result in zip(primaries, done)])
+    return _loaded([
+        await _async_attempt(client.execute_command(*step, target_nodes=node), node.name) for node in client.get_nodes()
+    ])  # fmt: skip
+
+
+async def _async_attempt(call: Any, node: str) -> Any:
+    try:
+        return await call
+    except _NODE_FAILURES as exc:
+        return _named(exc, node)
