@@ -44,7 +44,9 @@ def describe(
     # imported here, on the way out: psctl --help must not import redis-py
     import redis.exceptions as redis_errors
 
-    if where and _another_node(str(exc), where):
+    if where and isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)) and _another_node(
+        str(exc), where
+    ):
         where = None  # it names the node that failed, a cluster's: not the URL's
     at = f" at {where}" if where else ""
     if isinstance(exc, errors.ServerError):
