@@ -44,10 +44,11 @@ def describe(
     # imported here, on the way out: psctl --help must not import redis-py
     import redis.exceptions as redis_errors
 
+    server = "the server"
     if where and isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)) and _another_node(
         str(exc), where
     ):
-        where = None  # it names the node that failed, a cluster's: not the URL's
+        server, where = "a node of the cluster", None  # named in the error: not the URL's
     at = f" at {where}" if where else ""
     if isinstance(exc, errors.ServerError):
         return ExitStatus.SERVER, f"the embedded server: {exc}"
@@ -76,9 +77,9 @@ def describe(
         hint = ""
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             hint = "; give the CA that signed the server's certificate with --tls-ca FILE or REDIS_SSL_CA_CERTS"
-        return ExitStatus.SERVER, f"cannot reach the server{at}: {_joined(exc, hint)}"
+        return ExitStatus.SERVER, f"cannot reach {server}{at}: {_joined(exc, hint)}"
     if isinstance(exc, redis_errors.TimeoutError):
-        return ExitStatus.SERVER, f"the server{at} did not answer in time ({exc}); see --timeout"
+        return ExitStatus.SERVER, f"{server}{at} did not answer in time ({exc}); see --timeout"
     if isinstance(exc, redis_errors.ResponseError):
         if str(exc).startswith("MISCONF"):
             reason = str(exc).split(" script: ")[0]  # (inside a script: which line says nothing here)
