@@ -19,9 +19,8 @@ Everything else (``Plain`` and ``Pipelined``) goes through the client's
 A request safe to repeat is sent again by psctl itself after a lost
 connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
 
-On a cluster, a ``Pipelined`` step goes out as one pipeline per node (the
-async client sends them at once), each node's part succeeding or failing on
-its own: a node that is down or does not answer puts its error, naming it, in
+On a cluster, a ``Pipelined`` step goes out as one pipeline per node, one
+after the other, each node's part succeeding or failing on its own: a node that is down or does not answer puts its error, naming it, in
 place of each of its commands' replies, and the other nodes' replies stand.
 redis-py's pipeline of each part still follows MOVED and ASK. A script's
 ``SCRIPT LOAD`` goes to each node on its own too, so that a node that is
