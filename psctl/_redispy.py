@@ -197,3 +197,36 @@ class TimedUnixDomainSocketConnection(_KernelTimeouts, redis.connection.UnixDoma
 
 # by URL scheme; TLS keeps redis-py's own timeouts
 TIMED: dict[str, type] = {"redis": TimedConnection, "unix": TimedUnixDomainSocketConnection}
+
+
+# -- a cluster client that starts while a master is down ----------------------------
+
+
+def on_a_live_node(client: Any) -> None:
+    """Makes a redis.asyncio cluster client read its table of commands
+    (``COMMAND``) from a master that answers. redis-py asks its default node,
+    the master of slot 0, with no retry, when the client first connects
+    (``commands_parser.initialize(node)``, which calls the node's own
+    ``execute_command``: the client's would wait for the lock that its
+    ``initialize`` holds): with that master down, no client could start
+    although the other masters serve their slots."""
+    parser = client.commands_parser
+    first_try = parser.initialize
+
+    async def initialize(node: Any = None) -> None:
+        try:
+            await first_try(node)
+        except (ConnectionError, TimeoutError, OSError):
+            for other in client.get_primaries():
+                if other is node:
+                    continue
+                try:
+                    await other.execute_command("PING")
+                except (ConnectionError, TimeoutError, OSError):
+                    continue
+                client.set_default_node(other)
+                await first_try(other)
+                return
+            raise
+
+    parser.initialize = initialize

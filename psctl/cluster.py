@@ -1,13 +1,25 @@
 """psctl's Redis Cluster clients: the same operations and plans as the
-standalone clients, with each stream's keys under one hash tag."""
+standalone clients, with each stream's keys under one hash tag.
+
+A client starts from any node that answers: with a master down (and no
+replica to take over), it still starts and serves the slots of the others.
+redis-py reads its table of commands (``COMMAND``) from its default node, the
+master of slot 0, while it makes the client, and with psctl's ``Retry`` of no
+retries nothing else would be tried; psctl's clients ask another master then,
+and keep it as their default node.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.cluster
 import redis.retry
+from redis.exceptions import ConnectionError, TimeoutError
 
+from psctl._redispy import on_a_live_node
 from psctl.commands import PrioritizedStreamCommands
 from psctl.connections import SafeConnections
 from psctl.runner import AsyncRunner, SyncRunner
@@ -19,9 +31,31 @@ class RedisCluster(SafeConnections, PrioritizedStreamCommands, SyncRunner, redis
     _ps_cluster = True
     _ps_retry_class = redis.retry.Retry
 
+    def command(self, **kwargs: Any) -> Any:
+        """``COMMAND``, from the default node or, when it does not answer, from
+        the first master that does, which becomes the default node."""
+        try:
+            return super().command(**kwargs)
+        except (ConnectionError, TimeoutError):
+            failed = self.get_default_node()
+            for node in self.get_primaries():
+                if node is failed:
+                    continue
+                try:
+                    self.execute_command("PING", target_nodes=node)
+                except (ConnectionError, TimeoutError):
+                    continue
+                self.set_default_node(node)
+                return super().command(**kwargs)
+            raise
+
 
 class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner, redis.asyncio.cluster.RedisCluster):
     """A ``redis.asyncio.cluster.RedisCluster`` with the prioritized-stream operations, awaitable."""
 
     _ps_cluster = True
     _ps_retry_class = redis.asyncio.retry.Retry
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        on_a_live_node(self)

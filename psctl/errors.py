@@ -91,7 +91,9 @@ class StreamsFailed(PsctlError):
 
     def __init__(self, operation: str, done: dict[str, Any], failed: dict[str, BaseException]) -> None:
         self.done, self.failed = done, failed
-        listed = "; ".join(f"{name!r}: {error}" for name, error in failed.items())
+        listed = "; ".join(
+            f"{', '.join(repr(name) for name in names)}: {error}" for names, error in grouped(failed)
+        )  # fmt: skip
         super().__init__(f"{operation} failed on {counted(len(failed), 'stream')} ({listed}); every other stream was done")
 
 
@@ -112,6 +114,15 @@ class NotReplicated(PsctlError):
 
     def __reduce__(self) -> Any:
         return (type(self), (self.operation, self.wanted, self.acknowledged, self.timeout, self.result))
+
+
+def grouped(failed: dict[str, BaseException]) -> list[tuple[list[str], BaseException]]:
+    """The failed streams, those whose errors read the same together (the
+    streams of one node that is down, say), in order of first failure."""
+    groups: dict[str, tuple[list[str], BaseException]] = {}
+    for name, error in failed.items():
+        groups.setdefault(str(error), ([], error))[0].append(name)
+    return list(groups.values())
 
 
 # Replies that say the server did not carry a command out, for now: the same

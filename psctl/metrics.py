@@ -11,8 +11,8 @@ collection, for ``psctl metrics`` and for applications that serve their own
 
 The metrics (each labelled with its ``stream``):
 
-- ``psctl_up``: 1 when the server answered the last collection, 0 when not
-  (then nothing else is exported);
+- ``psctl_up``: 1 when the server (on a cluster, a node of it) answered the
+  last collection, 0 when not (then nothing else is exported);
 - ``psctl_stream_items{state}``: waiting, held, overdue, gated, cooling, dead;
 - ``psctl_items_total{event}``: the counters (added, updated, refused,
   pulled, leased, acked, released, redelivered, dead, expired, removed);
@@ -29,7 +29,8 @@ The metrics (each labelled with its ``stream``):
 - ``psctl_aging_seconds``: the wait that gives a waiting item one point of
   priority (absent without aging);
 - ``psctl_stream_failed``: 1 for a stream whose keys could not be read (a key
-  of the wrong type, an ACL), whose other metrics are then absent.
+  of the wrong type, an ACL, its cluster node down), whose other metrics are
+  then absent.
 
 ``MetricsServer`` serves a registry at ``/metrics`` (``psctl metrics
 --serve``), in a way fit to face a network: stalled clients cost no thread.
@@ -43,22 +44,28 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
 
 from psctl.errors import PsctlError, StreamsFailed
 from psctl.observing import COUNTERS
 
 STATES = ("waiting", "delayed", "held", "overdue", "gated", "cooling", "dead")
+# what a collection may meet when servers are down (redis-py's cluster errors are not all RedisErrors)
+SERVER_DOWN = (RedisError, RedisClusterException, PsctlError, OSError)
 
 
 class StreamsCollector(Collector):
     """Collects the stats of ``names`` (every registered stream when None)
     through ``client`` (a sync psctl client), one round trip per server per
     collection. ``error`` keeps the last collection's failure, if any, and
-    ``found`` the stats it read (``psstatsmany``'s)."""
+    ``found`` the stats it read (``psstatsmany``'s).
 
-    def __init__(self, client: Any, names: Iterable[str] | None = None) -> None:
-        self.client = client
+    ``connect``: makes the client (when ``client`` is None) at the first
+    collection, and again at each one until it is made, so that a collector
+    whose server does not answer yet still says so (``psctl_up 0``)."""
+
+    def __init__(self, client: Any, names: Iterable[str] | None = None, *, connect: Any = None) -> None:
+        self.client, self.connect = client, connect
         self.names = None if names is None else list(names)
         self.error: BaseException | None = None
         self.found: list[dict[str, Any]] = []
@@ -70,21 +77,30 @@ class StreamsCollector(Collector):
         up = GaugeMetricFamily("psctl_up", "1 when the server answered the last collection, else 0.")
         failed_streams: dict[str, BaseException] = {}
         try:
+            if self.client is None:
+                self.client = self.connect()
             found = self.client.psstatsmany(self.names)
             self.error = None
         except StreamsFailed as partial:
             found = list(partial.done.values())
             failed_streams = partial.failed
             self.error = partial
-        except (RedisError, PsctlError, OSError) as exc:
+        except SERVER_DOWN as exc:
             self.error, self.found = exc, []
             up.add_metric([], 0)
             yield up
             return
         self.found = found
-        up.add_metric([], 1)
+        up.add_metric([], 1 if self._answered(found, failed_streams) else 0)
         yield up
         yield from _families(found, failed_streams)
+
+    def _answered(self, found: list[Any], failed: dict[str, BaseException]) -> bool:
+        """Whether a server answered: the registry (read when no names were
+        given), a stream's keys, or an error of its own (a stream whose node
+        did not answer is no answer)."""
+        unanswered = (ConnectionError, TimeoutError, RedisClusterException)
+        return bool(self.names is None or found or any(not isinstance(e, unanswered) for e in failed.values()))
 
 
 def _families(found: list[dict[str, Any]], failed: dict[str, BaseException]) -> Iterator[Metric]:

@@ -17,7 +17,7 @@ from psctl.encoding import check_count, decode_key, encode_key, flag, in_chunks,
 from psctl.errors import InvalidArgument, StreamsFailed
 from psctl.flow import limits_of
 from psctl.layout import StreamKeys
-from psctl.operations import ADD_CHUNK, Layout, names
+from psctl.operations import ADD_CHUNK, Layout, registered
 from psctl.protocol import Batch, Call, Plan
 from psctl.scripts import script
 from psctl.types import Counters, Failure, Item, KeyRow, State, Stats
@@ -86,8 +86,9 @@ def stats(keys: StreamKeys) -> Plan:
 def stats_many(layout: Layout, wanted: Iterable[str] | None) -> Plan:
     """``psstatsmany``: the stats of ``wanted`` streams (every registered one
     when None), in one round trip per server. A stream that fails (a key of
-    the wrong type) is named in ``StreamsFailed``, once the others are read."""
-    chosen = list((yield from names()) if wanted is None else wanted)
+    the wrong type, its cluster node down) is named in ``StreamsFailed``,
+    once the others are read."""
+    chosen = list((yield from registered()) if wanted is None else wanted)
     if not chosen:
         return []
     for name in chosen:

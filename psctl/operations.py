@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError, RedisClusterException, TimeoutError
+
 from psctl.encoding import (
     as_float,
     in_chunks,
@@ -454,11 +456,23 @@ def names() -> Plan:
     return sorted(decode_key(name) for name in reply)
 
 
+def registered() -> Plan:
+    """``names()`` for an operation over every registered stream: a registry
+    that cannot be read is said to be the failure (on a cluster its node may
+    be down while the streams' nodes answer)."""
+    try:
+        return (yield from names())
+    except (ConnectionError, TimeoutError, RedisClusterException) as exc:
+        exc.add_note(f"reading the registry of stream names, {REGISTRY}")
+        raise
+
+
 def expire(layout: Layout) -> Plan:
     """Every registered stream's due cool-downs, a chunk per stream per round
-    trip. A stream that fails (a key of the wrong type, say) is left as it is
-    and named in ``StreamsFailed`` once every other stream is done."""
-    pending = yield from names()
+    trip. A stream that fails (a key of the wrong type, its cluster node down)
+    is left as it is and named in ``StreamsFailed`` once every other stream
+    is done."""
+    pending = yield from registered()
     expired = dict.fromkeys(pending, 0)
     returned: dict[str, int] = {}
     started: dict[str, int] = {}

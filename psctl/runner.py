@@ -21,6 +21,13 @@ Everything else (``Plain`` and ``Pipelined``) goes through the client's
 ``execute_command`` and pipelines, retries and response callbacks included.
 A request safe to repeat is sent again by psctl itself after a lost
 connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
+
+On a cluster, a ``Pipelined`` step goes out as one pipeline per node, one
+after the other, each node's part succeeding or failing on its own: a node that is down or does not answer puts its error, naming it, in
+place of each of its commands' replies, and the other nodes' replies stand.
+redis-py's pipeline of each part still follows MOVED and ASK. A script's
+``SCRIPT LOAD`` goes to each node on its own too, so that a node that is
+down does not stop the others from loading it.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import time
 from functools import cache
 from typing import Any
 
-from redis.exceptions import AskError, MovedError, ResponseError
+from redis.exceptions import AskError, ConnectionError, MovedError, RedisClusterException, RedisError, ResponseError, TimeoutError
 
 from psctl._redispy import (
     AsyncNodePool,
@@ -57,6 +64,50 @@ def _fewest(replies: list[Any], command: tuple[Any, ...]) -> int:
     """The fewest replicas any ``WAIT`` of ``replies`` counted; the number asked
     for when none was sent (nothing was written on the line)."""
     return min((int(reply) for reply in replies), default=int(command[1]))
+
+
+# what a node's part of a cluster pipeline (or a script's load on one node)
+# may raise when that node is down, stalled or moving its slots
+_NODE_FAILURES = (RedisError, RedisClusterException, OSError)
+
+
+def _by_node(client: Any, step: Step) -> dict[str, tuple[Any, list[int]]]:
+    """The indexes of a ``Pipelined`` step's commands, by the node that serves each."""
+    parts: dict[str, tuple[Any, list[int]]] = {}
+    for i, command in enumerate(step):
+        node = client.get_node_from_key(_routing_key(command))
+        parts.setdefault(node.name, (node, []))[1].append(i)
+    return parts
+
+
+def _named(error: Any, node: str) -> Any:
+    """``error`` (a reply or a part's failure), naming ``node`` when it is a
+    failure to reach it that does not name it already."""
+    if not isinstance(error, (ConnectionError, TimeoutError, RedisClusterException)) or node in str(error):
+        return error
+    try:
+        named = type(error)(f"{error} (node {node})")
+    except Exception:  # (a class that wants other arguments: as it is)
+        return error
+    named.__cause__ = error
+    return named
+
+
+def _placed(replies: list[Any], indexes: list[int], part: Any, node: str) -> None:
+    """A node's part's replies (or the error that failed it) put in place."""
+    if isinstance(part, BaseException):
+        part = [_named(part, node)] * len(indexes)
+    for i, reply in zip(indexes, part):
+        replies[i] = _named(reply, node)
+
+
+def _loaded(results: list[Any]) -> Any:
+    """A ``SCRIPT LOAD`` sent to each node on its own: its SHA when one node
+    at least loaded it; else the first node's error."""
+    for result in results:
+        if not isinstance(result, BaseException):
+            return result
+    raise results[0]
 
 
 # -- sync lines ------------------------------------------------------------------
@@ -249,6 +300,8 @@ class SyncRunner:
         if type(step) is Direct:
             return line.call(step)
         if type(step) is Plain:
+            if step[0] == "SCRIPT LOAD" and getattr(self, "nodes_manager", None) is not None:
+                return _load_on_each(self, step)
             return self.execute_command(*step)
         if type(step) is Write:
             return line.write(step)
@@ -259,23 +312,50 @@ class SyncRunner:
             return None
         if type(step) is Wait:
             return line.wait(step)
+        if getattr(self, "nodes_manager", None) is not None:
+            return _cluster_parts(self, step)
         return _pipeline(self, step).execute(raise_on_error=False)
 
 
-def _pipeline(client: Any, step: Step) -> Any:
-    """A pipeline of the step's commands, not yet executed. A sync cluster
-    client's pipeline is told each command's node: redis-py 8 would otherwise
-    ask a server (COMMAND GETKEYS), one round trip per script call, to route
-    what the EVALSHA's own arguments say."""
-    assert type(step) is Pipelined
+def _pipeline(client: Any, commands: list[tuple[Any, ...]], node: Any = None) -> Any:
+    """A pipeline of ``commands``, not yet executed. ``node``: the one a sync
+    cluster client's part goes to, named for each command: redis-py 8 would
+    otherwise ask a server (COMMAND GETKEYS), one round trip per script call,
+    to route what the EVALSHA's own arguments say."""
     pipe = client.pipeline(transaction=False)
-    routed = isinstance(client, SyncRunner) and getattr(client, "nodes_manager", None) is not None
-    for command in step:
-        if routed:
-            pipe.execute_command(*command, target_nodes=client.get_node_from_key(_routing_key(command)))
+    for command in commands:
+        if node is not None:
+            pipe.execute_command(*command, target_nodes=node)
         else:
             pipe.execute_command(*command)
     return pipe
+
+
+def _cluster_parts(client: Any, step: Step) -> list[Any]:
+    """A ``Pipelined`` step on a sync cluster client: one pipeline per node."""
+    replies: list[Any] = [None] * len(step)
+    for name, (node, indexes) in _by_node(client, step).items():
+        part = _pipeline(client, [step[i] for i in indexes], node)
+        _placed(replies, indexes, _attempt(lambda: part.execute(raise_on_error=False), name), name)
+    return replies
+
+
+def _load_on_each(client: Any, step: Step) -> Any:
+    """A script's ``SCRIPT LOAD`` on a sync cluster client: each node on its
+    own, replicas too (redis-py 5.0 counts a master whose slot moved away a
+    replica until it reads the slots again, and a replica that takes over
+    then has the script already)."""
+    return _loaded([
+        _attempt(lambda: client.execute_command(*step, target_nodes=node), node.name) for node in client.get_nodes()
+    ])  # fmt: skip
+
+
+def _attempt(call: Any, node: str) -> Any:
+    """``call()``'s result, or the error that failed it on ``node``."""
+    try:
+        return call()
+    except _NODE_FAILURES as exc:
+        return _named(exc, node)
 
 
 def _packer(connection: Any, list_of: bool = False) -> Any:
@@ -486,6 +566,8 @@ class AsyncRunner:
         if type(step) is Direct:
             return await line.call(step)
         if type(step) is Plain:
+            if step[0] == "SCRIPT LOAD" and getattr(self, "nodes_manager", None) is not None:
+                return await _async_load_on_each(self, step)
             return await self.execute_command(*step)
         if type(step) is Write:
             return await line.write(step)
@@ -496,4 +578,33 @@ class AsyncRunner:
             return None
         if type(step) is Wait:
             return await line.wait(step)
+        if getattr(self, "nodes_manager", None) is not None:
+            return await _async_cluster_parts(self, step)
         return await _pipeline(self, step).execute(raise_on_error=False)
+
+
+async def _async_cluster_parts(client: Any, step: Step) -> list[Any]:
+    """``_cluster_parts``, awaited. (The async client routes each EVALSHA by
+    its keys itself.) One part after the other, not all at once: redis-py
+    5.0's async pipeline that meets a node down closes the client's other
+    connections, those of the parts still under way too."""
+    await client.initialize()  # (a no-op once done) the slots table, before the first command
+    replies: list[Any] = [None] * len(step)
+    for name, (_, indexes) in _by_node(client, step).items():
+        part = _pipeline(client, [step[i] for i in indexes])
+        _placed(replies, indexes, await _async_attempt(part.execute(raise_on_error=False), name), name)
+    return replies
+
+
+async def _async_load_on_each(client: Any, step: Step) -> Any:
+    await client.initialize()
+    return _loaded([
+        await _async_attempt(client.execute_command(*step, target_nodes=node), node.name) for node in client.get_nodes()
+    ])  # fmt: skip
+
+
+async def _async_attempt(call: Any, node: str) -> Any:
+    try:
+        return await call
+    except _NODE_FAILURES as exc:
+        return _named(exc, node)

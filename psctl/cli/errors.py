@@ -45,6 +45,11 @@ def describe(
     # imported here, on the way out: psctl --help must not import redis-py
     import redis.exceptions as redis_errors
 
+    server = "the server"
+    if where and isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)) and _another_node(
+        str(exc), where
+    ):
+        server, where = "a node of the cluster", None  # named in the error: not the URL's
     at = f" at {where}" if where else ""
     if isinstance(exc, errors.ServerError):
         return ExitStatus.SERVER, f"the embedded server: {exc}"
@@ -61,9 +66,10 @@ def describe(
         )
     if isinstance(exc, errors.StreamsFailed):
         failures = []
-        for name, error in exc.failed.items():
-            _, message = describe(error, where, command=command, user=user, keys=_stream_keys(name))
-            failures.append(f"stream {name!r}: {message}")
+        for names, error in errors.grouped(exc.failed):
+            _, message = describe(error, where, command=command, user=user, keys=_stream_keys(names[0]))
+            listed = ", ".join(repr(name) for name in names)
+            failures.append(f"{'stream' if len(names) == 1 else 'streams'} {listed}: {message}")
         done = "; every other stream was done" if exc.done else ""
         return ExitStatus.SERVER, "; ".join(failures) + done
     if isinstance(exc, redis_errors.AuthenticationError):
@@ -78,9 +84,9 @@ def describe(
         hint = ""
         if "CERTIFICATE_VERIFY_FAILED" in str(exc):
             hint = "; give the CA that signed the server's certificate with --tls-ca FILE or REDIS_SSL_CA_CERTS"
-        return ExitStatus.SERVER, f"cannot reach the server{at}: {_joined(exc, hint)}"
+        return ExitStatus.SERVER, f"cannot reach {server}{at}: {_joined(exc, hint)}"
     if isinstance(exc, redis_errors.TimeoutError):
-        return ExitStatus.SERVER, f"the server{at} did not answer in time ({exc}); see --timeout"
+        return ExitStatus.SERVER, f"{server}{at} did not answer in time ({exc}); see --timeout"
     if isinstance(exc, redis_errors.ResponseError):
         if str(exc).startswith("MISCONF"):
             reason = str(exc).split(" script: ")[0]  # (inside a script: which line says nothing here)
@@ -97,6 +103,22 @@ def describe(
     if isinstance(exc, OSError):
         return ExitStatus.SERVER, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return ExitStatus.SERVER, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+_ADDRESS = re.compile(r"\S:\d+\b")  # host:port
+
+
+def _another_node(message: str, where: str) -> bool:
+    """Whether ``message`` names a host:port other than ``where``'s (a URL)."""
+    from urllib.parse import urlsplit
+
+    if "://" not in where or not _ADDRESS.search(message):
+        return False
+    try:
+        address = urlsplit(where).netloc.rpartition("@")[2]
+    except ValueError:
+        return False
+    return bool(address) and address not in message
 
 
 def _stream_keys(name: str) -> str:

@@ -309,9 +309,13 @@ def metrics(
     address = _address(serve) if serve else None
     from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
 
-    from psctl.metrics import StreamsCollector
+    from psctl.metrics import SERVER_DOWN, StreamsCollector
 
-    collector = StreamsCollector(session.client(), names or None)
+    try:
+        client = session.client()
+    except SERVER_DOWN:  # (a cluster none of whose nodes answers): psctl_up 0, and tried again at each collection
+        client = None
+    collector = StreamsCollector(client, names or None, connect=session.client)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     if address is not None:
@@ -326,7 +330,7 @@ def metrics(
         text = generate_latest(registry)
         sys.stdout.buffer.write(text)
         sys.stdout.flush()
-    if names:
+    if names and collector.client is not None:
         _hint_mistyped(collector.client, collector.found, session.quiet)
     if collector.error is not None:
         raise collector.error
