@@ -47,7 +47,7 @@ from psctl._redispy import (
     take_async_connection,
     take_connection,
 )
-from psctl.protocol import RETRY_PAUSES, Direct, Pause, Pipelined, Plain, Plan, Read, Step, Wait, Write, exchange
+from psctl.protocol import RETRY_PAUSES, Direct, Pause, Plain, Plan, Read, Step, Wait, Write, exchange
 
 
 def _routing_key(command: tuple[Any, ...]) -> Any:
