@@ -27,15 +27,43 @@ import time
 from functools import cache
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
 from psctl._redispy import single_connection_lock, take_async_connection, take_connection
-from psctl.protocol import RETRY_PAUSES, Direct, Pause, Pipelined, Plain, Plan, Read, Step, Write, exchange
+from psctl.protocol import (
+    RETRY_PAUSES,
+    Direct,
+    OnNode,
+    Pause,
+    Pipelined,
+    Plain,
+    Plan,
+    Primaries,
+    Read,
+    Step,
+    Write,
+    exchange,
+)
 
 
 def _routing_key(command: tuple[Any, ...]) -> Any:
     """The key a cluster routes a command by: an EVALSHA's first key, else the first argument."""
     return command[3] if command[0] == "EVALSHA" else command[1]
+
+
+def _primaries(client: Any) -> list[str] | None:
+    """``PRIMARIES``' answer: the cluster's primaries by name, from the client's slots table."""
+    if getattr(client, "nodes_manager", None) is None:
+        return None
+    return [node.name for node in client.get_primaries()]
+
+
+def _node(client: Any, name: str) -> Any:
+    """The cluster node named ``name``, which an ``OnNode`` step goes to."""
+    node = client.get_node(node_name=name)
+    if node is None:  # (gone from the slots table since PRIMARIES named it)
+        raise ConnectionError(f"{name} is no node of the cluster any more")
+    return node
 
 
 # -- sync lines ------------------------------------------------------------------
@@ -203,6 +231,10 @@ class SyncRunner:
         if type(step) is Pause:
             time.sleep(step)
             return None
+        if type(step) is OnNode:
+            return self.execute_command(*step[1:], target_nodes=_node(self, step[0]))
+        if type(step) is Primaries:
+            return _primaries(self)
         return _pipeline(self, step).execute(raise_on_error=False)
 
 
@@ -409,4 +441,10 @@ class AsyncRunner:
         if type(step) is Pause:
             await asyncio.sleep(step)
             return None
+        if type(step) is OnNode:
+            return await self.execute_command(*step[1:], target_nodes=_node(self, step[0]))
+        if type(step) is Primaries:
+            if getattr(self, "nodes_manager", None) is not None:
+                await self.initialize()  # (a no-op once done) the slots table
+            return _primaries(self)
         return await _pipeline(self, step).execute(raise_on_error=False)

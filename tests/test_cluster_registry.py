@@ -1,0 +1,148 @@
+"""The registry heals itself on a real 3+3 cluster: a stream whose ``SADD``
+a failover of the registry's master lost comes back into ``:ps:keys`` at the
+next read of the registry, found by one sweep of the masters' keys; a key
+that is no stream's is never taken for one; and a sweep happens once per
+change of the registry's node, not once per call."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from psctl.cluster import AsyncRedisCluster, RedisCluster
+from psctl.launcher import find_binary
+from psctl.layout import REGISTRY, SWEPT, stream_keys
+from testservers import ClusterProcess, ServerProcess, start_cluster
+
+from .helpers import Cli
+
+pytestmark = pytest.mark.slow
+
+PAST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # a cool-down that ends at once
+
+
+@pytest.fixture(scope="module")
+def healing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
+    """A 3+3 cluster of this module's own: the registry's master is failed over here."""
+    binary = find_binary(os.environ.get("PSCTL_TEST_SERVER") or None)
+    process = start_cluster(tmp_path_factory.mktemp("registry"), replicas=1, node_timeout=1000, binary=binary)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def client(healing: ClusterProcess) -> Iterator[Any]:
+    with RedisCluster.from_url(healing.url) as made:
+        made.flushdb(target_nodes=made.PRIMARIES)
+        yield made
+
+
+def scans(cluster: ClusterProcess) -> int:
+    """SCAN calls the live masters have served so far."""
+    total = 0
+    for node in cluster.masters():
+        stats = cluster.admin(node).info("commandstats")
+        total += int(stats.get("cmdstat_scan", {}).get("calls", 0))
+    return total
+
+
+def away_from(cluster: ClusterProcess, node: ServerProcess, prefix: str) -> str:
+    """A stream name whose keys live on another master than ``node``."""
+    for i in range(100):
+        name = f"{prefix}-{i}"
+        if cluster.owner_of_key(stream_keys(name, cluster=True).values) is not node:
+            return name
+    raise AssertionError("every name hashed to one master")
+
+
+def promoted(cluster: ClusterProcess, replica: ServerProcess, slot_key: str, timeout: float = 30) -> None:
+    """Until ``replica`` serves ``slot_key``'s slot and the cluster is ok."""
+    deadline = time.monotonic() + timeout
+    while cluster.owner_of_key(slot_key) is not replica:
+        assert time.monotonic() < deadline, "the replica was not promoted"
+        time.sleep(0.05)
+    cluster.wait_ok()
+
+
+def test_a_stream_whose_registration_a_failover_lost_comes_back(healing, client):
+    registry_master = healing.owner_of_key(REGISTRY)
+    [replica] = healing.replicas_of(registry_master)
+    name = away_from(healing, registry_master, "orphan")
+    client.psnames()  # the registry known whole, as a running system's is
+    with healing.stalled(replica):
+        # a stalled replica still takes into its socket's buffer what its master
+        # sends: its link is cut too, so that the SADD never leaves the master
+        healing.admin(registry_master).client_kill_filter(_type="replica")
+        client.psaddmany(name, [(f"k{i:02d}", b"v", i) for i in range(41)])
+        assert len(client.pspull(name, count=10, expire_at=PAST)) == 10  # 10 cool-downs, due
+        healing.kill(registry_master)
+    promoted(healing, replica, REGISTRY)
+    assert not healing.admin(replica).sismember(REGISTRY, name)  # the SADD was lost: an orphan
+
+    with RedisCluster.from_url(healing.url) as fresh:  # (no further add)
+        assert fresh.psnames() == [name]
+        [stats] = fresh.psstatsmany()
+        assert (stats["name"], stats["waiting"]) == (name, 31)  # (its cool-downs have ended: not "cooling")
+    cli = Cli(healing.url)
+    [row] = cli.ok("--cluster", "stats")
+    assert (row["name"], row["waiting"]) == (name, 31)
+    done = cli("--cluster", "metrics")
+    assert done.exit_code == 0, done.stderr
+    assert f'psctl_stream_items{{state="waiting",stream="{name}"}} 31.0' in done.stdout
+    assert cli.ok("--cluster", "expire") == {"expired": {name: 10}, "total": 10}
+
+
+def test_a_key_that_is_no_streams_is_never_registered(healing, client):
+    client.psadd("real", "k", b"v")
+    k = lambda name: stream_keys(name, cluster=True)  # noqa: E731
+    client.zadd(k("half").scores, {"k": 1})  # written by another tool: only a stream's scores
+    client.hset(k("{tenant}:jobs").values, "k", "v")  # a braced name's values
+    client.sadd(k("}odd").gated, "k")  # a name with a stray brace: only its gates
+    client.set(k("user").values, "a string, not a hash")  # a stream's key name, not its type
+    client.hset(k("counted").stats, "added", 1)  # counters alone hold no items
+    client.rpush(k("woken").wake, "1")  # nor does a wake-up token
+    client.set("plain", "x")
+    client.hset("{odd}x:t", "k", "v")  # not a key psctl would build for any name
+    client.delete(SWEPT)  # as if the registry had just moved
+    assert client.psnames() == sorted(["real", "half", "{tenant}:jobs", "}odd"])
+    assert client.exists(SWEPT)  # (a whole sweep marks the registry)
+
+
+def test_a_sweep_happens_once_per_registry_change_not_per_call(healing, client):
+    client.psadd("kept", "k", b"v")
+    client.srem(REGISTRY, "kept")  # lost, as a failover would lose it
+    client.set(SWEPT, "another node")  # the registry's node changed since its last sweep
+    before = scans(healing)
+    assert client.psnames() == ["kept"]
+    swept = scans(healing)
+    assert swept > before
+    for _ in range(5):
+        assert client.psnames() == ["kept"]
+        client.psexpire()
+        client.psstatsmany()
+    assert scans(healing) == swept
+    client.delete(SWEPT)  # changed again: one more sweep
+    client.srem(REGISTRY, "kept")
+    assert client.psnames() == ["kept"]
+    assert scans(healing) > swept
+
+
+def test_the_async_client_heals_the_registry_too(healing, client):
+    client.psadd("later", "k", b"v")
+    client.srem(REGISTRY, "later")
+    client.delete(SWEPT)
+
+    async def names() -> list[str]:
+        async with AsyncRedisCluster.from_url(healing.url) as aclient:
+            return await aclient.psnames()
+
+    assert asyncio.run(names()) == ["later"]
+    assert client.sismember(REGISTRY, "later")
