@@ -18,8 +18,10 @@ must never share a key:
   without the braces (``}jobs`` -> ``{jobs}}jobs:t``), or ``_``.
 
 The prefix ends at its first ``}`` and the name follows whole, so the name can
-be read back from any of its keys (no two names share one), and a wrapped
-brace-free name (two braces) never equals a prefixed one (three or more).
+be read back from any of its keys (no two names share one: ``cluster_stream_of``),
+and a wrapped brace-free name (two braces) never equals a prefixed one (three
+or more). Beside the registry, in its slot, a cluster keeps ``SWEPT``: the
+server that held the registry when it was last known whole (``operations.names``).
 
 A name that is not UTF-8 (as psctl hands such names back: ``str`` with
 surrogate escapes) gets its keys as ``bytes``, so that they reach the server

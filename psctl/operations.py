@@ -35,7 +35,7 @@ from psctl.encoding import (
     encode_score,
     utc_moment,
 )
-from psctl.errors import InvalidArgument, StreamsFailed
+from psctl.errors import InvalidArgument, StreamsFailed, acl_denied
 from psctl.layout import KINDS, REGISTRY, REGISTRY_KEYS, StreamKeys, cluster_stream_of, stream_keys
 from psctl.protocol import PRIMARIES, Batch, Call, Command, Pause, Plan, Receive, Send
 from psctl.scripts import script
@@ -463,7 +463,10 @@ def _cluster_registry(primaries: list[str]) -> Plan:
     registered = script("registered")
     try:
         members, run_id = yield Call(registered, registered.keys_of(REGISTRY_KEYS), (), safe=True)
-    except ResponseError:  # a user not allowed INFO or the marker (ACL): the registry as it is
+    except ResponseError as error:
+        if not acl_denied(error):
+            raise
+        # a user not allowed INFO or the marker: the registry as it is
         return (yield Command(("SMEMBERS", REGISTRY)))
     if not run_id:
         return members

@@ -15,7 +15,10 @@ command not safe to repeat) go over a *line* that no retry setting reaches:
   named, which redis-py never retries (it still follows MOVED and ASK).
 
 Everything else (``Plain`` and ``Pipelined``) goes through the client's
-``execute_command`` and pipelines, retries and response callbacks included.
+``execute_command`` and pipelines, retries and response callbacks included;
+an ``OnNode`` step too, with its cluster node named. ``PRIMARIES`` is
+answered from the client itself: a cluster's primaries by name, from its
+slots table, or None on a standalone server.
 A request safe to repeat is sent again by psctl itself after a lost
 connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
 """

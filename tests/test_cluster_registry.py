@@ -80,7 +80,7 @@ def test_a_stream_whose_registration_a_failover_lost_comes_back(healing, client)
     with healing.stalled(replica):
         # a stalled replica still takes into its socket's buffer what its master
         # sends: its link is cut too, so that the SADD never leaves the master
-        healing.admin(registry_master).client_kill_filter(_type="replica")
+        healing.admin(registry_master).execute_command("CLIENT", "KILL", "TYPE", "replica")
         client.psaddmany(name, [(f"k{i:02d}", b"v", i) for i in range(41)])
         assert len(client.pspull(name, count=10, expire_at=PAST)) == 10  # 10 cool-downs, due
         healing.kill(registry_master)
@@ -146,3 +146,20 @@ def test_the_async_client_heals_the_registry_too(healing, client):
 
     assert asyncio.run(names()) == ["later"]
     assert client.sismember(REGISTRY, "later")
+
+
+def test_a_user_an_acl_keeps_from_the_marker_reads_the_registry_as_it_is(healing, client):
+    rights = "~:ps:keys ~{seen}:* ~{lost}:* +@read +@write +@scripting +time -@dangerous +info +cluster|slots +command"
+    for node in healing.alive():  # (a cluster's nodes do not share their ACLs)
+        healing.admin(node).execute_command("ACL", "SETUSER", "worker", "reset", "on", ">pw", *rights.split())
+    client.psadd("seen", "k", b"v")
+    client.psadd("lost", "k", b"v")
+    client.srem(REGISTRY, "lost")
+    client.delete(SWEPT)
+    url = healing.url.replace("redis://", "redis://worker:pw@")
+    with RedisCluster.from_url(url) as worker:
+        assert worker.psnames() == ["seen"]  # no sweep, and no error
+    for node in healing.alive():
+        healing.admin(node).execute_command("ACL", "SETUSER", "worker", f"~{SWEPT}")
+    with RedisCluster.from_url(url) as worker:
+        assert worker.psnames() == ["lost", "seen"]

@@ -303,10 +303,13 @@ def test_a_primary_that_fails_leaves_the_registry_to_be_swept_again():
 
 
 def test_a_user_not_allowed_the_sweep_reads_the_registry_as_it_is():
-    denied = ResponseError("NOPERM this user has no permissions to run the 'info' command")
+    denied = ResponseError("ACL failure in script: User worker has no permissions to run the 'info' command")
     requests, names = drive(op.names(), [["n1"], denied, {b"a"}])
     assert [describe(r) for r in requests] == [PRIMARIES, ("call", "registered", ()), ("SMEMBERS", REGISTRY)]
     assert names == ["a"]
+    other = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):  # any other error is the caller's
+        drive(op.names(), [["n1"], other])
 
 
 def test_unregistering_removes_first_then_puts_back_what_exists_again():
