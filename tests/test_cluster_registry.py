@@ -1,14 +1,17 @@
-"""The registry heals itself on a real 3+3 cluster: a stream whose ``SADD``
-a failover of the registry's master lost comes back into ``:ps:keys`` at the
-next read of the registry, found by one sweep of the masters' keys; a key
-that is no stream's is never taken for one; and a sweep happens once per
-change of the registry's node, not once per call."""
+"""The registry heals itself on a real cluster: a stream whose ``SADD`` a
+failover of the registry's master lost (on a 3+3 cluster of its own) comes
+back into ``:ps:keys`` at the next read of the registry, found by one sweep
+of the masters' keys; a key that is no stream's is never taken for one; and
+a sweep happens once per change of the registry's node, not once per call
+(those on the session's shared cluster, its registry's marker deleted or
+changed by hand as a failover would)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -22,27 +25,18 @@ from testservers import ClusterProcess, ServerProcess, start_cluster
 
 from .helpers import Cli
 
-pytestmark = pytest.mark.slow
-
 PAST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # a cool-down that ends at once
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def healing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
-    """A 3+3 cluster of this module's own: the registry's master is failed over here."""
+    """A 3+3 cluster of the test's own: its registry's master is failed over."""
     binary = find_binary(os.environ.get("PSCTL_TEST_SERVER") or None)
     process = start_cluster(tmp_path_factory.mktemp("registry"), replicas=1, node_timeout=1000, binary=binary)
     try:
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-def client(healing: ClusterProcess) -> Iterator[Any]:
-    with RedisCluster.from_url(healing.url) as made:
-        made.flushdb(target_nodes=made.PRIMARIES)
-        yield made
 
 
 def scans(cluster: ClusterProcess) -> int:
@@ -72,7 +66,25 @@ def promoted(cluster: ClusterProcess, replica: ServerProcess, slot_key: str, tim
     cluster.wait_ok()
 
 
-def test_a_stream_whose_registration_a_failover_lost_comes_back(healing, client):
+@pytest.mark.slow
+def test_a_stream_whose_registration_a_failover_lost_comes_back(healing):
+    with RedisCluster.from_url(healing.url) as client:
+        name = orphan(healing, client)
+    with RedisCluster.from_url(healing.url) as fresh:  # (and no further add)
+        assert fresh.psnames() == [name]
+        [stats] = fresh.psstatsmany()
+        assert (stats["name"], stats["waiting"]) == (name, 31)  # (its cool-downs have ended: not "cooling")
+    cli = Cli(healing.url)
+    [row] = cli.ok("--cluster", "stats")
+    assert (row["name"], row["waiting"]) == (name, 31)
+    done = cli("--cluster", "metrics")
+    assert done.exit_code == 0, done.stderr
+    assert f'psctl_stream_items{{state="waiting",stream="{name}"}} 31.0' in done.stdout
+    assert cli.ok("--cluster", "expire") == {"expired": {name: 10}, "total": 10}
+
+
+def orphan(healing: ClusterProcess, client: Any) -> str:
+    """Creates a stream while the registry's master cannot replicate, then kills that master."""
     registry_master = healing.owner_of_key(REGISTRY)
     [replica] = healing.replicas_of(registry_master)
     name = away_from(healing, registry_master, "orphan")
@@ -86,80 +98,88 @@ def test_a_stream_whose_registration_a_failover_lost_comes_back(healing, client)
         healing.kill(registry_master)
     promoted(healing, replica, REGISTRY)
     assert not healing.admin(replica).sismember(REGISTRY, name)  # the SADD was lost: an orphan
-
-    with RedisCluster.from_url(healing.url) as fresh:  # (no further add)
-        assert fresh.psnames() == [name]
-        [stats] = fresh.psstatsmany()
-        assert (stats["name"], stats["waiting"]) == (name, 31)  # (its cool-downs have ended: not "cooling")
-    cli = Cli(healing.url)
-    [row] = cli.ok("--cluster", "stats")
-    assert (row["name"], row["waiting"]) == (name, 31)
-    done = cli("--cluster", "metrics")
-    assert done.exit_code == 0, done.stderr
-    assert f'psctl_stream_items{{state="waiting",stream="{name}"}} 31.0' in done.stdout
-    assert cli.ok("--cluster", "expire") == {"expired": {name: 10}, "total": 10}
+    return name
 
 
-def test_a_key_that_is_no_streams_is_never_registered(healing, client):
-    client.psadd("real", "k", b"v")
+def test_a_key_that_is_no_streams_is_never_registered(cluster, rc):
+    rc.psadd("real", "k", b"v")
     k = lambda name: stream_keys(name, cluster=True)  # noqa: E731
-    client.zadd(k("half").scores, {"k": 1})  # written by another tool: only a stream's scores
-    client.hset(k("{tenant}:jobs").values, "k", "v")  # a braced name's values
-    client.sadd(k("}odd").gated, "k")  # a name with a stray brace: only its gates
-    client.set(k("user").values, "a string, not a hash")  # a stream's key name, not its type
-    client.hset(k("counted").stats, "added", 1)  # counters alone hold no items
-    client.rpush(k("woken").wake, "1")  # nor does a wake-up token
-    client.set("plain", "x")
-    client.hset("{odd}x:t", "k", "v")  # not a key psctl would build for any name
-    client.delete(SWEPT)  # as if the registry had just moved
-    assert client.psnames() == sorted(["real", "half", "{tenant}:jobs", "}odd"])
-    assert client.exists(SWEPT)  # (a whole sweep marks the registry)
+    rc.zadd(k("half").scores, {"k": 1})  # written by another tool: only a stream's scores
+    rc.hset(k("{tenant}:jobs").values, "k", "v")  # a braced name's values
+    rc.sadd(k("}odd").gated, "k")  # a name with a stray brace: only its gates
+    rc.set(k("user").values, "a string, not a hash")  # a stream's key name, not its type
+    rc.hset(k("counted").stats, "added", 1)  # counters alone hold no items
+    rc.rpush(k("woken").wake, "1")  # nor does a wake-up token
+    rc.set("plain", "x")
+    rc.hset("{odd}x:t", "k", "v")  # not a key psctl would build for any name
+    rc.delete(SWEPT)  # as if the registry had just moved
+    assert rc.psnames() == sorted(["real", "half", "{tenant}:jobs", "}odd"])
+    assert rc.exists(SWEPT)  # (a whole sweep marks the registry)
 
 
-def test_a_sweep_happens_once_per_registry_change_not_per_call(healing, client):
-    client.psadd("kept", "k", b"v")
-    client.srem(REGISTRY, "kept")  # lost, as a failover would lose it
-    client.set(SWEPT, "another node")  # the registry's node changed since its last sweep
-    before = scans(healing)
-    assert client.psnames() == ["kept"]
-    swept = scans(healing)
+def test_a_sweep_happens_once_per_registry_change_not_per_call(cluster, rc):
+    rc.psadd("kept", "k", b"v")
+    rc.srem(REGISTRY, "kept")  # lost, as a failover would lose it
+    rc.set(SWEPT, "another node")  # the registry's node changed since its last sweep
+    before = scans(cluster)
+    assert rc.psnames() == ["kept"]
+    swept = scans(cluster)
     assert swept > before
     for _ in range(5):
-        assert client.psnames() == ["kept"]
-        client.psexpire()
-        client.psstatsmany()
-    assert scans(healing) == swept
-    client.delete(SWEPT)  # changed again: one more sweep
-    client.srem(REGISTRY, "kept")
-    assert client.psnames() == ["kept"]
-    assert scans(healing) > swept
+        assert rc.psnames() == ["kept"]
+        rc.psexpire()
+        rc.psstatsmany()
+    assert scans(cluster) == swept
+    rc.delete(SWEPT)  # changed again: one more sweep
+    rc.srem(REGISTRY, "kept")
+    assert rc.psnames() == ["kept"]
+    assert scans(cluster) > swept
 
 
-def test_the_async_client_heals_the_registry_too(healing, client):
-    client.psadd("later", "k", b"v")
-    client.srem(REGISTRY, "later")
-    client.delete(SWEPT)
+def test_the_async_client_heals_the_registry_too(cluster, rc):
+    rc.psadd("later", "k", b"v")
+    rc.srem(REGISTRY, "later")
+    rc.delete(SWEPT)
 
     async def names() -> list[str]:
-        async with AsyncRedisCluster.from_url(healing.url) as aclient:
+        async with AsyncRedisCluster.from_url(cluster.url) as aclient:
             return await aclient.psnames()
 
     assert asyncio.run(names()) == ["later"]
-    assert client.sismember(REGISTRY, "later")
+    assert rc.sismember(REGISTRY, "later")
 
 
-def test_a_user_an_acl_keeps_from_the_marker_reads_the_registry_as_it_is(healing, client):
+def test_a_user_an_acl_keeps_from_the_marker_reads_the_registry_as_it_is(cluster, rc):
     rights = "~:ps:keys ~{seen}:* ~{lost}:* +@read +@write +@scripting +time -@dangerous +info +cluster|slots +command"
-    for node in healing.alive():  # (a cluster's nodes do not share their ACLs)
-        healing.admin(node).execute_command("ACL", "SETUSER", "worker", "reset", "on", ">pw", *rights.split())
-    client.psadd("seen", "k", b"v")
-    client.psadd("lost", "k", b"v")
-    client.srem(REGISTRY, "lost")
-    client.delete(SWEPT)
-    url = healing.url.replace("redis://", "redis://worker:pw@")
-    with RedisCluster.from_url(url) as worker:
-        assert worker.psnames() == ["seen"]  # no sweep, and no error
-    for node in healing.alive():
-        healing.admin(node).execute_command("ACL", "SETUSER", "worker", f"~{SWEPT}")
-    with RedisCluster.from_url(url) as worker:
-        assert worker.psnames() == ["lost", "seen"]
+    admins = [cluster.admin(node) for node in cluster.alive()]  # (a cluster's nodes do not share their ACLs)
+    rc.psadd("seen", "k", b"v")
+    rc.psadd("lost", "k", b"v")
+    rc.srem(REGISTRY, "lost")
+    rc.delete(SWEPT)
+    url = cluster.url.replace("redis://", "redis://worker:pw@")
+    try:
+        for admin in admins:
+            admin.execute_command("ACL", "SETUSER", "worker", "reset", "on", ">pw", *rights.split())
+        with RedisCluster.from_url(url) as worker:
+            assert worker.psnames() == ["seen"]  # no sweep, and no error
+        for admin in admins:
+            admin.execute_command("ACL", "SETUSER", "worker", f"~{SWEPT}")
+        with RedisCluster.from_url(url) as worker:
+            assert worker.psnames() == ["lost", "seen"]
+    finally:
+        for admin in admins:
+            admin.execute_command("ACL", "DELUSER", "worker")
+
+
+def test_concurrent_sweeps_are_harmless(cluster, rc):
+    names = [f"many-{i}" for i in range(30)]
+    for name in names:
+        rc.psadd(name, "k", b"v")
+    rc.srem(REGISTRY, *names[::2])
+    rc.delete(SWEPT)
+    with RedisCluster.from_url(cluster.url) as other, ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda c: c.psnames(), [rc, other, rc, other]))
+    assert found == [sorted(names)] * 4
+    assert rc.smembers(REGISTRY) == {name.encode() for name in names}
+    run_id = cluster.admin(cluster.owner_of_key(REGISTRY)).info("server")["run_id"]
+    assert rc.get(SWEPT) == run_id.encode()
