@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from psctl.encoding import (
     as_float,
@@ -459,15 +459,21 @@ def names() -> Plan:
 
 
 def _cluster_registry(primaries: list[str]) -> Plan:
-    """The registry's members, swept first when it may have lost some."""
+    """The registry's members, swept first when it may have lost some. The
+    marker is read beside them, in one round trip to the registry's node
+    (SMEMBERS itself, not through Lua: that costs the server four times as
+    much for a big registry)."""
     registered = script("registered")
-    try:
-        members, run_id = yield Call(registered, registered.keys_of(REGISTRY_KEYS), (), safe=True)
-    except ResponseError as error:
-        if not acl_denied(error):
-            raise
-        # a user not allowed INFO or the marker: the registry as it is
-        return (yield Command(("SMEMBERS", REGISTRY)))
+    run_id, members = yield Batch(
+        (Call(registered, registered.keys_of(REGISTRY_KEYS), (), safe=True), Command(("SMEMBERS", REGISTRY))),
+        errors="return",
+    )
+    if isinstance(members, Exception):
+        raise members
+    if isinstance(run_id, Exception):
+        if not acl_denied(run_id):
+            raise run_id
+        return members  # a user not allowed INFO or the marker: the registry as it is
     if not run_id:
         return members
     found, whole = yield from _sweep(primaries, {decode_key(name) for name in members})

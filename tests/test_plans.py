@@ -245,6 +245,9 @@ def cluster_key(name: str, field: str) -> bytes:
     return getattr(stream_keys(name, cluster=True), field).encode()
 
 
+READ_REGISTRY = [("call", "registered", ()), ("SMEMBERS", REGISTRY)]  # the marker, beside the registry
+
+
 def test_a_standalone_registry_is_read_as_it_is():
     requests, names = drive(op.names(), [None, {b"b", b"a"}])
     assert [describe(r) for r in requests] == [PRIMARIES, ("SMEMBERS", REGISTRY)]
@@ -252,16 +255,16 @@ def test_a_standalone_registry_is_read_as_it_is():
 
 
 def test_a_cluster_registry_known_whole_is_read_in_one_call():
-    requests, names = drive(op.names(), [["n1", "n2"], [[b"b", b"a"], None]])
-    assert [describe(r) for r in requests] == [PRIMARIES, ("call", "registered", ())]
-    assert requests[1].keys == (REGISTRY, SWEPT)
+    requests, names = drive(op.names(), [["n1", "n2"], [None, {b"b", b"a"}]])
+    assert [describe(r) for r in requests] == [PRIMARIES, READ_REGISTRY]
+    assert requests[1].requests[0].keys == (REGISTRY, SWEPT)  # (one slot: one node, one round trip)
     assert names == ["a", "b"]
 
 
 def test_a_sweep_registers_what_holds_data_and_marks_the_registry_whole():
     replies = [
         ["n1", "n2"],
-        [[b"known"], b"ab12"],  # a sweep is due: the registry's server is ab12 now
+        [b"ab12", {b"known"}],  # a sweep is due: the registry's server is ab12 now
         [({"n1": 7}), [cluster_key("known", "values"), cluster_key("lost", "scores"), b"{user}:t", b"plain"]],
         ["zset", "string"],  # TYPEs: lost's scores, user's "values" (a string: no stream's)
         [{"n1": 0}, [cluster_key("lost", "values"), cluster_key("fake", "values")]],
@@ -274,7 +277,7 @@ def test_a_sweep_registers_what_holds_data_and_marks_the_registry_whole():
     requests, names = drive(op.names(), replies)
     assert [describe(r) for r in requests] == [
         PRIMARIES,
-        ("call", "registered", ()),
+        READ_REGISTRY,
         ("SCAN", 0, "COUNT", op.SWEEP_COUNT),
         [("TYPE", cluster_key("lost", "scores")), ("TYPE", b"{user}:t")],  # (not known's, nor plain's)
         ("SCAN", 7, "COUNT", op.SWEEP_COUNT),
@@ -291,7 +294,7 @@ def test_a_sweep_registers_what_holds_data_and_marks_the_registry_whole():
 def test_a_primary_that_fails_leaves_the_registry_to_be_swept_again():
     replies = [
         ["n1", "n2"],
-        [[], b"ab12"],
+        [b"ab12", set()],
         ConnectionError("n1 is down"),
         [0, [cluster_key("lost", "values")]],
         ["hash"],
@@ -304,12 +307,13 @@ def test_a_primary_that_fails_leaves_the_registry_to_be_swept_again():
 
 def test_a_user_not_allowed_the_sweep_reads_the_registry_as_it_is():
     denied = ResponseError("ACL failure in script: User worker has no permissions to run the 'info' command")
-    requests, names = drive(op.names(), [["n1"], denied, {b"a"}])
-    assert [describe(r) for r in requests] == [PRIMARIES, ("call", "registered", ()), ("SMEMBERS", REGISTRY)]
+    requests, names = drive(op.names(), [["n1"], [denied, {b"a"}]])
+    assert [describe(r) for r in requests] == [PRIMARIES, READ_REGISTRY]
     assert names == ["a"]
     other = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
-    with pytest.raises(ResponseError, match="WRONGTYPE"):  # any other error is the caller's
-        drive(op.names(), [["n1"], other])
+    for replies in ([other, {b"a"}], [None, other]):  # any other error is the caller's
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            drive(op.names(), [["n1"], replies])
 
 
 def test_unregistering_removes_first_then_puts_back_what_exists_again():
