@@ -127,7 +127,7 @@ def names(b: Bench) -> Case:
         "cluster names",
         Unit.LATENCY,
         Measure(f"psnames as before: SMEMBERS ({STREAMS} streams)", _calls(b, lambda: _unswept(b.cluster.url).psnames()), lambda: _streams(b)),
-        [(Measure("psnames: the registry and its marker, one script call", _calls(b, b.cluster_ps.psnames), lambda: _streams(b)), None)],
+        [(Measure("psnames: SMEMBERS beside the marker's script, one round trip", _calls(b, b.cluster_ps.psnames), lambda: _streams(b)), None)],
         unavailable=b.cluster_missing,
     )
 
@@ -137,7 +137,7 @@ def expire(b: Bench) -> Case:
         "cluster expire",
         Unit.LATENCY,
         Measure(f"psexpire as before: SMEMBERS, then a pipeline ({STREAMS} streams)", _calls(b, lambda: _unswept(b.cluster.url).psexpire()), lambda: _streams(b)),
-        [(Measure("psexpire: the registry and its marker, then a pipeline", _calls(b, b.cluster_ps.psexpire), lambda: _streams(b)), None)],
+        [(Measure("psexpire: SMEMBERS beside the marker's script, then a pipeline", _calls(b, b.cluster_ps.psexpire), lambda: _streams(b)), None)],
         unavailable=b.cluster_missing,
     )
 
