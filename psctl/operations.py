@@ -512,7 +512,7 @@ def _sweep(primaries: list[str], known: set[str]) -> Plan:
                             found.append(name)
                 if cursor == 0:
                     break
-        except RedisError:
+        except (RedisError, UnicodeDecodeError):  # (the latter: a client that decodes, a key that is not UTF-8)
             whole = False
     return found, whole
 

@@ -51,7 +51,8 @@ class Call:
 class Command:
     """A plain Redis command; ``safe=False`` for one a repeat could apply twice.
     ``node``: the name of the cluster node it goes to (one of ``PRIMARIES``),
-    for a command about a node rather than a key (``SCAN``)."""
+    for a command about a node rather than a key (``SCAN``); it goes out as a
+    plain command, so only one that is safe to repeat."""
 
     __slots__ = ("args", "safe", "node")
 
