@@ -11,6 +11,8 @@
                              stream in it (swept-2.lua)
 -- @keys registry swept
 
+  ARGV[]   none
+
   Returns this server's run_id when KEYS[2] names another server, or none
   (a sweep is due), else false. A run_id is new at every start of a
   server, so a failover, a restart and a move of the registry's slot each
