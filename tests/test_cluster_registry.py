@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from psctl.cluster import AsyncRedisCluster, RedisCluster
+from psctl.errors import ServerError
 from psctl.launcher import find_binary
 from psctl.layout import REGISTRY, SWEPT, stream_keys
 from testservers import ClusterProcess, ServerProcess, start_cluster
@@ -60,7 +61,12 @@ def away_from(cluster: ClusterProcess, node: ServerProcess, prefix: str) -> str:
 def promoted(cluster: ClusterProcess, replica: ServerProcess, slot_key: str, timeout: float = 30) -> None:
     """Until ``replica`` serves ``slot_key``'s slot and the cluster is ok."""
     deadline = time.monotonic() + timeout
-    while cluster.owner_of_key(slot_key) is not replica:
+    while True:
+        try:
+            if cluster.owner_of_key(slot_key) is replica:
+                break
+        except ServerError:  # (no live node serves the slot for a moment)
+            pass
         assert time.monotonic() < deadline, "the replica was not promoted"
         time.sleep(0.05)
     cluster.wait_ok()
