@@ -285,7 +285,9 @@ class ObservingCommands(_StreamCommandsBase):
 
     @operation
     def psnames(self) -> list[str]:
-        """Registered stream names, sorted."""
+        """Registered stream names, sorted. On a cluster, the first call after
+        the registry's node changed (a failover) registers again the streams
+        that hold data and are missing from it."""
         return self._ps_run(op.names())
 
     @operation

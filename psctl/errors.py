@@ -140,6 +140,19 @@ _REFUSAL_CLASSES = {
 }  # fmt: skip
 
 
+# a command inside a script refused by an ACL: not a NOPERM reply, but an error
+# of the script (Valkey: "ACL failure in script: …"; Redis 7: "The user executing
+# the script can't run this command or subcommand …")
+ACL_IN_SCRIPT = re.compile(r"ACL failure in script|user executing the script can't", re.IGNORECASE)
+
+
+def acl_denied(error: BaseException) -> bool:
+    """Whether an ACL refused what was asked: a command, a key, or a command a script runs."""
+    from redis.exceptions import NoPermissionError
+
+    return isinstance(error, NoPermissionError) or ACL_IN_SCRIPT.search(str(error)) is not None
+
+
 # What redis-py's cluster clients raise when a cluster did not run a command
 # because its slots are moving or a node is failing over: it gave up following
 # MOVED/ASK/TRYAGAIN replies ("TTL exhausted"), a slot has no master for now,

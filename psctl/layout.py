@@ -18,8 +18,10 @@ must never share a key:
   without the braces (``}jobs`` -> ``{jobs}}jobs:t``), or ``_``.
 
 The prefix ends at its first ``}`` and the name follows whole, so the name can
-be read back from any of its keys (no two names share one), and a wrapped
-brace-free name (two braces) never equals a prefixed one (three or more).
+be read back from any of its keys (no two names share one: ``cluster_stream_of``),
+and a wrapped brace-free name (two braces) never equals a prefixed one (three
+or more). Beside the registry, in its slot, a cluster keeps ``SWEPT``: the
+server that held the registry when it was last known whole (``operations.names``).
 
 A name that is not UTF-8 (as psctl hands such names back: ``str`` with
 surrogate escapes) gets its keys as ``bytes``, so that they reach the server
@@ -30,10 +32,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter
 
 from psctl.errors import InvalidArgument
 
 REGISTRY = ":ps:keys"
+# Beside the registry in its slot (its hash tag is the registry's whole name):
+# the run_id of the server that held the registry when a sweep last found every
+# stream in it. Only a cluster has it (``operations.names``).
+SWEPT = "{:ps:keys}:swept"
 
 Key = str | bytes
 
@@ -79,6 +86,26 @@ KINDS = {
 }
 
 
+# The keys that hold a stream's data, by their names in SUFFIXES: while any
+# exists, the stream belongs in the registry (the wake-up list is gone within a
+# minute anyway; the counters and the limits outlive the items).
+DATA = (
+    "values", "scores", "gated", "cooling", "held", "leases", "lease", "deliveries", "dead", "delayed",
+    "delayed_scores", "failures",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryKeys:
+    """The keys of the registry's scripts, by the names their ``-- @keys`` lines use."""
+
+    registry: Key
+    swept: Key
+
+
+REGISTRY_KEYS = RegistryKeys(REGISTRY, SWEPT)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamKeys:
     name: str
@@ -111,10 +138,8 @@ class StreamKeys:
 
     @property
     def holding_data(self) -> tuple[Key, ...]:
-        """The keys that hold the stream's data: while any exists, the stream
-        stays registered (the wake-up list is gone within a minute anyway; the
-        counters outlive the data, so that they only ever grow)."""
-        return (*self.all, *self.leasing, self.delayed, self.delayed_scores, self.failures)
+        """The keys that hold the stream's data (``DATA``): while any exists, the stream stays registered."""
+        return _data_keys(self)
 
     @property
     def every(self) -> tuple[Key, ...]:
@@ -145,6 +170,28 @@ def cluster_base(name: str) -> str:
         return f"{{{name}}}"
     tag = hash_tag(name) or name.replace("{", "").replace("}", "") or "_"
     return f"{{{tag}}}{name}"
+
+
+_data_keys = attrgetter(*DATA)
+# (suffix, its key's name in SUFFIXES) of the keys that hold data
+_DATA_SUFFIXES = tuple((SUFFIXES[field], field) for field in DATA)
+
+
+def cluster_stream_of(key: Key) -> tuple[str, str] | None:
+    """The stream whose data a cluster key holds, if it is one of those keys
+    psctl builds (``DATA``): its name and the key's name in ``SUFFIXES``
+    (whose ``KINDS`` says the type it must have); else None."""
+    text = key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else key
+    for suffix, field in _DATA_SUFFIXES:
+        if text.endswith(suffix):  # (no suffix ends another one: at most one does)
+            base = text[: -len(suffix)]
+            end = base.find("}")
+            # a brace-free name is the whole tag; any other follows its prefix whole
+            name = base[1:end] if end == len(base) - 1 else base[end + 1 :]
+            if base.startswith("{") and name and cluster_base(name) == base:
+                return name, field
+            return None
+    return None
 
 
 def stream_keys(name: str, *, cluster: bool = False) -> StreamKeys:

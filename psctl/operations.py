@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from redis.exceptions import ConnectionError, RedisClusterException, TimeoutError
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
 
 from psctl.encoding import (
     as_float,
@@ -35,9 +35,9 @@ from psctl.encoding import (
     encode_score,
     utc_moment,
 )
-from psctl.errors import InvalidArgument, NotReplicated, StreamsFailed
-from psctl.layout import REGISTRY, StreamKeys
-from psctl.protocol import Batch, Call, Command, Pause, Plan, Receive, Replicated, Send
+from psctl.errors import InvalidArgument, NotReplicated, StreamsFailed, acl_denied
+from psctl.layout import KINDS, REGISTRY, REGISTRY_KEYS, StreamKeys, cluster_stream_of, stream_keys
+from psctl.protocol import PRIMARIES, Batch, Call, Command, Pause, Plan, Receive, Replicated, Send
 from psctl.scripts import script
 from psctl.types import Added, Expired, StopWaiting  # (here too, as before psctl.types)
 from psctl.wording import counted
@@ -53,6 +53,9 @@ POLL = 1.0
 # The shortest wait for a delayed item (seconds): BLPOP's timeout is in whole
 # milliseconds, and one due sooner is taken by calling again at once.
 MIN_WAIT = 0.001
+# Keys a registry sweep asks a primary for per SCAN: one call stays well under
+# a millisecond of the server's time.
+SWEEP_COUNT = 1000
 # How late a server may end a blocked wait (seconds): it checks their timeouts
 # on its timer, 10 times a second by default (hz 10)
 SERVER_TICK = 0.1
@@ -452,7 +455,21 @@ def delete(keys: StreamKeys, layout: Layout) -> Plan:
 
 
 def names() -> Plan:
-    reply = yield Command(("SMEMBERS", REGISTRY))
+    """``psnames``: the registered names, sorted. On a cluster the registry
+    heals itself: a stream is registered on the registry's node before it is
+    created on its own, and a failover of the registry's node can lose that
+    ``SADD``; so the registry is read with a marker beside it (``SWEPT``)
+    naming the server that held it when it was last known whole. When it
+    names another (a failover, a restart, a move of its slot), every
+    primary's keys are swept once for streams that hold data, and those
+    missing are registered (``_sweep``). A standalone server needs none of
+    this: there the registry and the streams share one server and one order
+    of writes."""
+    primaries = yield PRIMARIES
+    if primaries is None:
+        reply = yield Command(("SMEMBERS", REGISTRY))
+    else:
+        reply = yield from _cluster_registry(primaries)
     return sorted(decode_key(name) for name in reply)
 
 
@@ -465,6 +482,73 @@ def registered() -> Plan:
     except (ConnectionError, TimeoutError, RedisClusterException) as exc:
         exc.add_note(f"reading the registry of stream names, {REGISTRY}")
         raise
+
+
+def _cluster_registry(primaries: list[str]) -> Plan:
+    """The registry's members, swept first when it may have lost some. The
+    marker is read beside them, in one round trip to the registry's node
+    (SMEMBERS itself, not through Lua: that costs the server four times as
+    much for a big registry)."""
+    registered = script("registered")
+    run_id, members = yield Batch(
+        (Call(registered, registered.keys_of(REGISTRY_KEYS), (), safe=True), Command(("SMEMBERS", REGISTRY))),
+        errors="return",
+    )
+    if isinstance(members, Exception):
+        raise members
+    if isinstance(run_id, Exception):
+        if not acl_denied(run_id):
+            raise run_id
+        return members  # a user not allowed INFO or the marker: the registry as it is
+    if not run_id:
+        return members
+    found, whole = yield from _sweep(primaries, {decode_key(name) for name in members})
+    for chunk in in_chunks(found, ADD_CHUNK):
+        yield Command(("SADD", REGISTRY, *(stream_keys(name, cluster=True).member for name in chunk)))
+    if whole:  # (unless the registry's server changed meanwhile: then the next read sweeps again)
+        swept = script("swept")
+        yield Call(swept, swept.keys_of(REGISTRY_KEYS), (run_id,), safe=True)
+    return [*members, *(stream_keys(name, cluster=True).member for name in found)]
+
+
+def _sweep(primaries: list[str], known: set[str]) -> Plan:
+    """The streams that hold data on ``primaries`` and are not ``known``, and
+    whether every primary was swept whole (one that fails is left for the
+    next sweep). A key is taken for a stream's only when psctl would build
+    it for that name (``layout.cluster_stream_of``) and it has the type psctl
+    gives it (``KINDS``): ``{user}:t`` holding a string is no stream's. Memory
+    grows with the streams, not the keys."""
+    found: list[str] = []
+    whole = True
+    for node in primaries:
+        cursor = 0
+        try:
+            while True:
+                cursor, keys = _scanned((yield Command(("SCAN", cursor, "COUNT", SWEEP_COUNT), node=node)))
+                candidates: dict[Any, tuple[str, str]] = {}
+                for key in keys:
+                    stream = cluster_stream_of(key)
+                    if stream is not None and stream[0] not in known:
+                        candidates[key] = stream
+                if candidates:
+                    kinds = yield Batch(tuple(Command(("TYPE", key)) for key in candidates))
+                    for (name, field), kind in zip(candidates.values(), kinds):
+                        if name not in known and decode_key(kind) == KINDS[field]:
+                            known.add(name)
+                            found.append(name)
+                if cursor == 0:
+                    break
+        except (RedisError, UnicodeDecodeError):  # (the latter: a client that decodes, a key that is not UTF-8)
+            whole = False
+    return found, whole
+
+
+def _scanned(reply: Any) -> tuple[int, list[Any]]:
+    """A ``SCAN`` reply's cursor and keys (a cluster client gives the cursor by node name)."""
+    cursor, keys = reply
+    if isinstance(cursor, dict):
+        [cursor] = cursor.values()
+    return int(cursor), keys
 
 
 def expire(layout: Layout) -> Plan:

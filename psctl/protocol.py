@@ -9,7 +9,9 @@ A plan (``operations.py``) yields requests and receives their replies:
   pipeline), all of them safe to repeat;
 - ``Send`` then ``Receive``: a call written now and its reply read later, so
   that the plan can prepare its next call while the server runs this one;
-- ``Replicated``: how many replicas have the plan's writes so far (``WAIT``).
+- ``Replicated``: how many replicas have the plan's writes so far (``WAIT``);
+- ``PRIMARIES``: the names of a cluster's primaries (None on a standalone
+  server), for a ``Command`` sent to one of them by name.
 
 ``exchange(request)`` turns one request into *steps* for a runner
 (``runner.py``) to carry out, and returns its reply. It reloads a script the
@@ -49,12 +51,15 @@ class Call:
 
 
 class Command:
-    """A plain Redis command; ``safe=False`` for one a repeat could apply twice."""
+    """A plain Redis command; ``safe=False`` for one a repeat could apply twice.
+    ``node``: the name of the cluster node it goes to (one of ``PRIMARIES``),
+    for a command about a node rather than a key (``SCAN``); it goes out as a
+    plain command, so only one that is safe to repeat."""
 
-    __slots__ = ("args", "safe")
+    __slots__ = ("args", "safe", "node")
 
-    def __init__(self, args: tuple[Any, ...], safe: bool = True) -> None:
-        self.args, self.safe = args, safe
+    def __init__(self, args: tuple[Any, ...], safe: bool = True, node: str | None = None) -> None:
+        self.args, self.safe, self.node = args, safe, node
 
 
 class Batch:
@@ -104,9 +109,19 @@ class Replicated:
         self.replicas, self.timeout = replicas, timeout
 
 
+class Primaries:
+    """The names of a cluster's primaries, as the client knows them (the
+    runner answers from its slots table, sending nothing); None on a
+    standalone server. A request and a step in one, as ``Pause`` is."""
+
+    __slots__ = ()
+
+
+PRIMARIES = Primaries()
+
 # (Plain slotted classes, not dataclasses: a request is made for every call,
 # and a frozen dataclass's __init__ costs several times as much.)
-Request = Call | Command | Batch | Send | Receive | Replicated  # and a Pause (below): a plan may wait too
+Request = Call | Command | Batch | Send | Receive | Replicated | Primaries  # and a Pause (below): a plan may wait too
 Plan = Generator[Request, Any, Any]
 
 # -- steps (carried out by the runners) --------------------------------------------
@@ -120,6 +135,10 @@ class Direct(tuple[Any, ...]):
 class Plain(tuple[Any, ...]):
     """A command through the client's ``execute_command`` (response callbacks
     apply; the client's own retries may resend it: safe requests only)."""
+
+
+class OnNode(tuple[Any, ...]):
+    """A ``Plain`` command on one cluster node: its name first, then the command."""
 
 
 class Pipelined(list[tuple[Any, ...]]):
@@ -149,7 +168,7 @@ class Pause(float):
     wait for a delayed item)."""
 
 
-Step = Direct | Plain | Pipelined | Write | Read | Wait | Pause
+Step = Direct | Plain | OnNode | Pipelined | Write | Read | Wait | Pause | Primaries
 
 # seconds between the attempts of a request that is safe to repeat: 3 more tries
 RETRY_PAUSES = (0.1, 0.2, 0.4)
@@ -189,6 +208,8 @@ def _steps(request: Request) -> Generator[Step, Any, Any]:
     if type(request) is Call:
         return (yield from _call(request))
     if type(request) is Command:
+        if request.node is not None:
+            return (yield OnNode((request.node, *request.args)))
         return (yield (Plain if request.safe else Direct)(request.args))
     if type(request) is Send:
         return (yield Write(evalsha(request.call)))
@@ -196,7 +217,7 @@ def _steps(request: Request) -> Generator[Step, Any, Any]:
         return (yield from _receive(request.call))
     if type(request) is Batch:
         return (yield from _batch(request))
-    if type(request) is Pause:
+    if type(request) is Pause or type(request) is Primaries:
         return (yield request)
     if type(request) is Replicated:
         return int((yield Wait(("WAIT", request.replicas, math.ceil(request.timeout * 1000)))))

@@ -18,7 +18,10 @@ command not safe to repeat) go over a *line* that no retry setting reaches:
   ASK itself: its ``WAIT`` must go where its writes went.
 
 Everything else (``Plain`` and ``Pipelined``) goes through the client's
-``execute_command`` and pipelines, retries and response callbacks included.
+``execute_command`` and pipelines, retries and response callbacks included;
+an ``OnNode`` step too, with its cluster node named. ``PRIMARIES`` is
+answered from the client itself: a cluster's primaries by name, from its
+slots table, or None on a standalone server.
 A request safe to repeat is sent again by psctl itself after a lost
 connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
 
@@ -47,7 +50,20 @@ from psctl._redispy import (
     take_async_connection,
     take_connection,
 )
-from psctl.protocol import RETRY_PAUSES, Direct, Pause, Plain, Plan, Read, Step, Wait, Write, exchange
+from psctl.protocol import (
+    RETRY_PAUSES,
+    Direct,
+    OnNode,
+    Pause,
+    Plain,
+    Plan,
+    Primaries,
+    Read,
+    Step,
+    Wait,
+    Write,
+    exchange,
+)
 
 
 def _routing_key(command: tuple[Any, ...]) -> Any:
@@ -108,6 +124,21 @@ def _loaded(results: list[Any]) -> Any:
         if not isinstance(result, BaseException):
             return result
     raise results[0]
+
+
+def _primaries(client: Any) -> list[str] | None:
+    """``PRIMARIES``' answer: the cluster's primaries by name, from the client's slots table."""
+    if getattr(client, "nodes_manager", None) is None:
+        return None
+    return [node.name for node in client.get_primaries()]
+
+
+def _node(client: Any, name: str) -> Any:
+    """The cluster node named ``name``, which an ``OnNode`` step goes to."""
+    node = client.get_node(node_name=name)
+    if node is None:  # (gone from the slots table since PRIMARIES named it)
+        raise ConnectionError(f"{name} is no node of the cluster any more")
+    return node
 
 
 # -- sync lines ------------------------------------------------------------------
@@ -310,6 +341,10 @@ class SyncRunner:
         if type(step) is Pause:
             time.sleep(step)
             return None
+        if type(step) is OnNode:
+            return self.execute_command(*step[1:], target_nodes=_node(self, step[0]))
+        if type(step) is Primaries:
+            return _primaries(self)
         if type(step) is Wait:
             return line.wait(step)
         if getattr(self, "nodes_manager", None) is not None:
@@ -576,6 +611,12 @@ class AsyncRunner:
         if type(step) is Pause:
             await asyncio.sleep(step)
             return None
+        if type(step) is OnNode:
+            return await self.execute_command(*step[1:], target_nodes=_node(self, step[0]))
+        if type(step) is Primaries:
+            if getattr(self, "nodes_manager", None) is not None:
+                await self.initialize()  # (a no-op once done) the slots table
+            return _primaries(self)
         if type(step) is Wait:
             return await line.wait(step)
         if getattr(self, "nodes_manager", None) is not None:

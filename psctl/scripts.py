@@ -2,7 +2,8 @@
 
 One file per operation, named ``<operation>-<numkeys>.lua`` as in BullMQ. Its
 ``-- @keys NAME ...`` line names the stream's keys it takes, in order, by their
-names in ``layout.SUFFIXES``: the only place a script's keys are listed.
+names in ``layout.SUFFIXES`` (a script of the registry: by the names of
+``layout.RegistryKeys``): the only place a script's keys are listed.
 ``LuaScript.keys_of`` builds a call's KEYS from it, and the script gets a
 local of each name (``local values, scores = KEYS[1], KEYS[2]``) put before
 its text; one that calls ``keys_by_name()`` or ``kinds_by_key()`` also gets
@@ -28,13 +29,14 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from psctl.layout import KINDS, SUFFIXES, Key, StreamKeys
+from psctl.layout import KINDS, SUFFIXES, Key, RegistryKeys, StreamKeys
 
 _INCLUDE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 _KEYS = re.compile(r"^-- @keys ([\w ]+)$", re.MULTILINE)
 _FILE_NAME = re.compile(r"^(?P<name>[a-z]+)-(?P<numkeys>\d+)\.lua$")
 _USES_KEYS_BY_NAME = re.compile(r"\bkeys_by_name\b")
 _USES_KINDS_BY_KEY = re.compile(r"\bkinds_by_key\b")
+REGISTRY_FIELDS = frozenset(RegistryKeys.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +50,9 @@ class LuaScript:
     key_names: tuple[str, ...] = ()
     _getter: Any = field(default=None, repr=False, compare=False)
 
-    def keys_of(self, keys: StreamKeys) -> tuple[Key, ...]:
-        """The script's KEYS for the stream ``keys``, in its order."""
+    def keys_of(self, keys: StreamKeys | RegistryKeys) -> tuple[Key, ...]:
+        """The script's KEYS for the stream ``keys`` (the registry's, for a
+        script of the registry), in its order."""
         found = self._getter(keys)
         return found if type(found) is tuple else (found,)
 
@@ -77,7 +80,9 @@ def script(name: str) -> LuaScript:
     if named is None:
         raise ValueError(f"{path.name} has no '-- @keys' line naming its keys")
     key_names = tuple(named[1].split())
-    unknown = [n for n in key_names if n not in SUFFIXES]
+    # a stream's keys, or the registry's (``layout.RegistryKeys``): never some of each
+    known = SUFFIXES if key_names[0] in SUFFIXES else REGISTRY_FIELDS
+    unknown = [n for n in key_names if n not in known]
     if len(key_names) != numkeys or unknown or len(set(key_names)) != numkeys:
         raise ValueError(f"{path.name}: its '-- @keys' line names {key_names}, not {numkeys} keys of a stream")
     documented = set(map(int, re.findall(r"KEYS\[(\d+)\]", text)))

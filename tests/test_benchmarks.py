@@ -29,7 +29,8 @@ def test_quick_benchmark_prints_the_table(redis_url: str) -> None:
     cases = (
         "add", "pull", "pull + cool-down", "expire", "round trip", "async add", "async pull",
         "psadd round trip", "pspull round trip", "pslease round trip", "psack round trip",
-        "replicated add", "replicated ack", "cluster add", "cluster pull", "add-many", "cold start", "longest call",
+        "replicated add", "replicated ack", "cluster add", "cluster pull", "cluster names", "cluster expire", "cluster sweep",
+        "add-many", "cold start", "longest call",
         "records left", "due backlog", "delayed wake-up", "pull with limits", "lease + ack with limits",
         "pspull round trip with limits", "pslease round trip with limits", "no limits",
     )  # fmt: skip

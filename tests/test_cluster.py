@@ -82,8 +82,9 @@ def test_psexpire_across_nodes_in_one_batch(rc, monkeypatch):
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
     assert rc.psexpire() == dict.fromkeys(names, 1)
-    # SMEMBERS, then one pipeline with every stream's script: one write per node
-    assert [w.count(b"\r\nSMEMBERS\r\n") for w in writes] == [1, 0, 0, 0]
+    # the registry read (SMEMBERS and its marker's script, in one write), then one pipeline with every
+    # stream's script: one write per node
+    assert [w.count(b"\r\n:ps:keys\r\n") for w in writes] == [2, 0, 0, 0]
     assert sorted(w.count(b"\r\nEVALSHA\r\n") for w in writes[1:]) == sorted(
         sum(node_of(rc, stream_keys(n, cluster=True).values) == node for n in names)
         for node in {node_of(rc, stream_keys(n, cluster=True).values) for n in names}

@@ -15,8 +15,9 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from psctl import operations as op
 from psctl.errors import InvalidArgument, StreamsFailed, WrongType
-from psctl.layout import REGISTRY, stream_keys
+from psctl.layout import REGISTRY, SWEPT, stream_keys
 from psctl.protocol import (
+    PRIMARIES,
     READ,
     Batch,
     Call,
@@ -209,6 +210,7 @@ def layout(name: str) -> Any:
 
 def test_expire_pages_only_the_streams_with_more_due():
     replies = [
+        None,  # PRIMARIES: a standalone server
         {b"a", b"b"},  # SMEMBERS
         [[1000, 1, 1], [3, 0, 1]],  # a: a full page, more may be due; b: done, alive
         [[10, 0, 0]],  # a again: done, and no key left
@@ -217,6 +219,7 @@ def test_expire_pages_only_the_streams_with_more_due():
     ]
     requests, expired = drive(op.expire(layout), replies)
     assert [describe(r) for r in requests] == [
+        PRIMARIES,
         ("SMEMBERS", REGISTRY),
         [("call", "expire", (op.EXPIRE_CHUNK,)), ("call", "expire", (op.EXPIRE_CHUNK,))],
         [("call", "expire", (op.EXPIRE_CHUNK,))],
@@ -230,9 +233,87 @@ def test_expire_pages_only_the_streams_with_more_due():
 def test_expire_finishes_every_good_stream_and_names_the_bad_ones():
     bad = WrongType("bad:t", "string", "hash")
     with pytest.raises(StreamsFailed) as raised:
-        drive(op.expire(layout), [{b"bad", b"good"}, [bad, [1000, 1, 1]], [[5, 0, 1]]])
+        drive(op.expire(layout), [None, {b"bad", b"good"}, [bad, [1000, 1, 1]], [[5, 0, 1]]])
     assert raised.value.failed == {"bad": bad}
     assert raised.value.done == {"good": 1005}
+
+
+# -- names: a cluster's registry heals itself ------------------------------------------
+
+
+def cluster_key(name: str, field: str) -> bytes:
+    return getattr(stream_keys(name, cluster=True), field).encode()
+
+
+READ_REGISTRY = [("call", "registered", ()), ("SMEMBERS", REGISTRY)]  # the marker, beside the registry
+
+
+def test_a_standalone_registry_is_read_as_it_is():
+    requests, names = drive(op.names(), [None, {b"b", b"a"}])
+    assert [describe(r) for r in requests] == [PRIMARIES, ("SMEMBERS", REGISTRY)]
+    assert names == ["a", "b"]
+
+
+def test_a_cluster_registry_known_whole_is_read_in_one_call():
+    requests, names = drive(op.names(), [["n1", "n2"], [None, {b"b", b"a"}]])
+    assert [describe(r) for r in requests] == [PRIMARIES, READ_REGISTRY]
+    assert requests[1].requests[0].keys == (REGISTRY, SWEPT)  # (one slot: one node, one round trip)
+    assert names == ["a", "b"]
+
+
+def test_a_sweep_registers_what_holds_data_and_marks_the_registry_whole():
+    replies = [
+        ["n1", "n2"],
+        [b"ab12", {b"known"}],  # a sweep is due: the registry's server is ab12 now
+        [({"n1": 7}), [cluster_key("known", "values"), cluster_key("lost", "scores"), b"{user}:t", b"plain"]],
+        ["zset", "string"],  # TYPEs: lost's scores, user's "values" (a string: no stream's)
+        [{"n1": 0}, [cluster_key("lost", "values"), cluster_key("fake", "values")]],
+        ["string"],  # fake's values: not a hash (lost is found already: not asked again)
+        [0, [cluster_key("other", "dead")]],  # n2, in one page
+        [b"zset"],
+        2,  # SADD
+        1,  # marked
+    ]
+    requests, names = drive(op.names(), replies)
+    assert [describe(r) for r in requests] == [
+        PRIMARIES,
+        READ_REGISTRY,
+        ("SCAN", 0, "COUNT", op.SWEEP_COUNT),
+        [("TYPE", cluster_key("lost", "scores")), ("TYPE", b"{user}:t")],  # (not known's, nor plain's)
+        ("SCAN", 7, "COUNT", op.SWEEP_COUNT),
+        [("TYPE", cluster_key("fake", "values"))],
+        ("SCAN", 0, "COUNT", op.SWEEP_COUNT),
+        [("TYPE", cluster_key("other", "dead"))],
+        ("SADD", REGISTRY, "lost", "other"),
+        ("call", "swept", (b"ab12",)),
+    ]
+    assert [r.node for r in requests[2:7:2]] == ["n1", "n1", "n2"]
+    assert names == ["known", "lost", "other"]
+
+
+def test_a_primary_that_fails_leaves_the_registry_to_be_swept_again():
+    replies = [
+        ["n1", "n2"],
+        [b"ab12", set()],
+        ConnectionError("n1 is down"),
+        [0, [cluster_key("lost", "values")]],
+        ["hash"],
+        1,  # SADD: what the others hold is registered all the same; no mark
+    ]
+    requests, names = drive(op.names(), replies)
+    assert describe(requests[-1]) == ("SADD", REGISTRY, "lost")
+    assert names == ["lost"]
+
+
+def test_a_user_not_allowed_the_sweep_reads_the_registry_as_it_is():
+    denied = ResponseError("ACL failure in script: User worker has no permissions to run the 'info' command")
+    requests, names = drive(op.names(), [["n1"], [denied, {b"a"}]])
+    assert [describe(r) for r in requests] == [PRIMARIES, READ_REGISTRY]
+    assert names == ["a"]
+    other = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    for replies in ([other, {b"a"}], [None, other]):  # any other error is the caller's
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            drive(op.names(), [["n1"], replies])
 
 
 def test_unregistering_removes_first_then_puts_back_what_exists_again():

@@ -7,28 +7,47 @@ import re
 
 import pytest
 
-from psctl.layout import SUFFIXES, stream_keys
-from psctl.scripts import _FILE_NAME, lua_dir, script
+from psctl.layout import REGISTRY, REGISTRY_KEYS, SUFFIXES, SWEPT, stream_keys
+from psctl.scripts import _FILE_NAME, REGISTRY_FIELDS, lua_dir, script
 
 NAMES = sorted(match["name"] for path in lua_dir().glob("*.lua") if (match := _FILE_NAME.match(path.name)))
+REGISTRY_SCRIPTS = ["registered", "swept"]  # the registry's keys, not a stream's
+STREAM_SCRIPTS = [name for name in NAMES if name not in REGISTRY_SCRIPTS]
 BY_SUFFIX = {suffix: name for name, suffix in SUFFIXES.items()}
+BY_KEY = {getattr(REGISTRY_KEYS, field): field for field in REGISTRY_FIELDS}
 
 
-@pytest.mark.parametrize("name", NAMES)
+def _header(name: str) -> str:
+    return (lua_dir() / f"{name}-{script(name).numkeys}.lua").read_text().split("]]", 1)[0]
+
+
+@pytest.mark.parametrize("name", STREAM_SCRIPTS)
 def test_the_header_names_the_keys_of_the_keys_line_in_order(name: str) -> None:
     found = script(name)
-    header = (lua_dir() / f"{name}-{found.numkeys}.lua").read_text().split("]]", 1)[0]
-    documented = re.findall(r"^\s+KEYS\[(\d+)\]\s+NAME(:\w+)", header, re.MULTILINE)
+    documented = re.findall(r"^\s+KEYS\[(\d+)\]\s+NAME(:\w+)", _header(name), re.MULTILINE)
     assert [int(i) for i, _ in documented] == list(range(1, found.numkeys + 1))
     assert tuple(BY_SUFFIX[suffix] for _, suffix in documented) == found.key_names
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", REGISTRY_SCRIPTS)
+def test_a_registry_scripts_header_names_the_registrys_keys_in_order(name: str) -> None:
+    found = script(name)
+    documented = re.findall(r"^\s+KEYS\[(\d+)\]\s+(\S+)", _header(name), re.MULTILINE)
+    assert [int(i) for i, _ in documented] == list(range(1, found.numkeys + 1))
+    assert tuple(BY_KEY[key] for _, key in documented) == found.key_names
+    assert found.keys_of(REGISTRY_KEYS) == (REGISTRY, SWEPT)
+
+
+@pytest.mark.parametrize("name", STREAM_SCRIPTS)
 def test_a_calls_keys_come_from_the_keys_line(name: str) -> None:
     keys = stream_keys("q")
     found = script(name)
     assert found.keys_of(keys) == tuple(getattr(keys, field) for field in found.key_names)
     assert len(found.keys_of(keys)) == found.numkeys
+
+
+def test_the_scripts_that_take_the_registrys_keys_are_known_here() -> None:
+    assert [name for name in NAMES if set(script(name).key_names) <= REGISTRY_FIELDS] == REGISTRY_SCRIPTS
 
 
 def test_a_script_without_a_keys_line_is_refused(tmp_path, monkeypatch) -> None:

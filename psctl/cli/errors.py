@@ -78,7 +78,7 @@ def describe(
             return ExitStatus.SERVER, f"the server{at} {needs} ({exc})"
         of = f" of user {user!r}" if user else ""
         return ExitStatus.SERVER, f"the server{at} refused the credentials{of}: {exc}"
-    if isinstance(exc, redis_errors.NoPermissionError) or _ACL_IN_SCRIPT.search(str(exc)):
+    if errors.acl_denied(exc):
         return ExitStatus.SERVER, _denied(exc, at, command, user, keys)
     if isinstance(exc, redis_errors.ConnectionError):
         hint = ""
@@ -133,15 +133,11 @@ def _joined(exc: BaseException, hint: str) -> str:
     return f"{str(exc).rstrip('.')}{hint}" if hint else str(exc)
 
 
-# a command inside a script refused by an ACL: not a NOPERM reply, but an error
-# of the script (Valkey: "ACL failure in script: …"; Redis 7: "The user executing
-# the script can't run this command or subcommand …")
-_ACL_IN_SCRIPT = re.compile(r"ACL failure in script|user executing the script can't", re.IGNORECASE)
-
-
 def _denied(exc: BaseException, at: str, command: str | None, user: str | None, keys: str | None) -> str:
     """What an ACL refused, and to whom, from the server's message, which names a
     command (``… to run the 'evalsha' command``), or only "a key", or neither."""
+    from psctl.errors import ACL_IN_SCRIPT
+
     text = str(exc)
     who = f"user {user!r}" if user else "the default user"
     named = re.search(r"'([^']+)' command", text)
@@ -151,11 +147,11 @@ def _denied(exc: BaseException, at: str, command: str | None, user: str | None, 
         what = f"access the keys it needs ({keys})" if keys else "access a key it needs"
     elif "channel" in text.lower():
         what = "use a channel it needs"
-    elif _ACL_IN_SCRIPT.search(text):
+    elif ACL_IN_SCRIPT.search(text):
         what = "run a command that psctl's Lua scripts use"
     else:
         what = "do what it asked"
-    prefix = "" if _ACL_IN_SCRIPT.search(text) else "NOPERM "
+    prefix = "" if ACL_IN_SCRIPT.search(text) else "NOPERM "
     return f"the server{at} denied {command or 'the command'}: {who} may not {what} ({prefix}{text})"
 
 
