@@ -25,10 +25,14 @@ slots table, or None on a standalone server.
 A request safe to repeat is sent again by psctl itself after a lost
 connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
 
-On a cluster, a ``Pipelined`` step goes out as one pipeline per node, one
-after the other, each node's part succeeding or failing on its own: a node that is down or does not answer puts its error, naming it, in
-place of each of its commands' replies, and the other nodes' replies stand.
-redis-py's pipeline of each part still follows MOVED and ASK. A script's
+On a cluster, a ``Pipelined`` step goes out in one part per node, written
+on a connection of that node, every part before any replies are read (on
+the async client, a task per part), so that the nodes work on their parts at
+once; each part succeeds or fails on its own: a node that is down or does not
+answer puts its error, naming it, in place of each of its commands' replies,
+and the other nodes' replies stand. A reply that says its command did not run
+there (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) is replaced by the command's reply
+sent again through the client, which follows the redirection. A script's
 ``SCRIPT LOAD`` goes to each node on its own too, so that a node that is
 down does not stop the others from loading it.
 """
@@ -50,6 +54,7 @@ from psctl._redispy import (
     take_async_connection,
     take_connection,
 )
+from psctl.errors import cluster_moving
 from psctl.protocol import (
     RETRY_PAUSES,
     Direct,
@@ -352,27 +357,90 @@ class SyncRunner:
         return _pipeline(self, step).execute(raise_on_error=False)
 
 
-def _pipeline(client: Any, commands: list[tuple[Any, ...]], node: Any = None) -> Any:
-    """A pipeline of ``commands``, not yet executed. ``node``: the one a sync
-    cluster client's part goes to, named for each command: redis-py 8 would
-    otherwise ask a server (COMMAND GETKEYS), one round trip per script call,
-    to route what the EVALSHA's own arguments say."""
+def _pipeline(client: Any, commands: list[tuple[Any, ...]]) -> Any:
+    """A pipeline of ``commands``, not yet executed."""
     pipe = client.pipeline(transaction=False)
     for command in commands:
-        if node is not None:
-            pipe.execute_command(*command, target_nodes=node)
-        else:
-            pipe.execute_command(*command)
+        pipe.execute_command(*command)
     return pipe
 
 
+class _NodePart(_PoolLine):
+    """A node's part of a ``Pipelined`` step on a sync cluster client: its
+    commands written at once on a connection of the node's pool; then their
+    replies, each parsed by the node's client as its pipeline parses it
+    (response callbacks included), an error reply in its place."""
+
+    def __init__(self, client: Any, node: Any, commands: list[tuple[Any, ...]]) -> None:
+        self.node = client.get_redis_connection(node)
+        super().__init__(self.node.connection_pool)
+        self.commands = commands
+
+    def send(self) -> None:
+        self._take()
+        self.pending = True
+        self.connection.send_packed_command(_packed(self.connection, self.commands))
+
+    def replies(self) -> list[Any]:
+        replies = []
+        for command in self.commands:
+            try:
+                replies.append(self.node.parse_response(self.connection, command[0]))
+            except ResponseError as error:
+                replies.append(error)
+        self.pending = False
+        return replies
+
+
 def _cluster_parts(client: Any, step: Step) -> list[Any]:
-    """A ``Pipelined`` step on a sync cluster client: one pipeline per node."""
+    """A ``Pipelined`` step on a sync cluster client: every node's part
+    written before any replies are read, so that the nodes work on theirs at
+    once; a part whose write or read fails fails alone."""
     replies: list[Any] = [None] * len(step)
-    for name, (node, indexes) in _by_node(client, step).items():
-        part = _pipeline(client, [step[i] for i in indexes], node)
-        _placed(replies, indexes, _attempt(lambda: part.execute(raise_on_error=False), name), name)
+    by_node = _by_node(client, step)
+    parts = {name: _NodePart(client, node, [step[i] for i in indexes]) for name, (node, indexes) in by_node.items()}
+    try:
+        sent = {name: _attempt(part.send, name) for name, part in parts.items()}
+        for name, (_, indexes) in by_node.items():
+            failed = sent[name]
+            _placed(replies, indexes, failed if failed is not None else _attempt(parts[name].replies, name), name)
+    finally:
+        for part in parts.values():
+            part.close()
+    if _lost(replies):
+        try:
+            refresh_slots(client)
+        except _NODE_FAILURES:
+            pass  # (the next command that meets the table's gap reads it again)
+    for i in _not_run(replies):
+        try:
+            replies[i] = client.execute_command(*step[i])
+        except _NODE_FAILURES as exc:
+            replies[i] = exc
     return replies
+
+
+def _lost(replies: list[Any]) -> bool:
+    """Whether a node's part failed to connect or lost its connection: its
+    slots may be served elsewhere now (a failover), which the slots table
+    learns when read again, as redis-py's own pipeline has it read."""
+    return any(isinstance(reply, ConnectionError) for reply in replies)
+
+
+def _not_run(replies: list[Any]) -> list[int]:
+    """The indexes of the replies that say their command did not run where it
+    was sent, its slot moving or served elsewhere (MOVED, ASK, TRYAGAIN,
+    CLUSTERDOWN): each is sent again through the client, which follows the
+    redirection (a ``Pipelined`` step is safe to repeat)."""
+    return [i for i, reply in enumerate(replies) if isinstance(reply, ResponseError) and cluster_moving(reply) is not None]
+
+
+def _packed(connection: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """``commands`` packed for one write on a connection (``_packer``'s way)."""
+    pack = _packer(connection)
+    if pack is _hiredis_pack:
+        return [b"".join(map(pack, commands))]
+    return connection.pack_commands(commands)  # type: ignore[no-any-return]
 
 
 def _load_on_each(client: Any, step: Step) -> Any:
@@ -624,16 +692,55 @@ class AsyncRunner:
         return await _pipeline(self, step).execute(raise_on_error=False)
 
 
+class _AsyncNodePart(_AsyncPoolLine):
+    """``_NodePart`` for the async client, on a connection of the node's own."""
+
+    def __init__(self, node: Any, commands: list[tuple[Any, ...]]) -> None:
+        super().__init__(AsyncNodePool(node))
+        self.node = node
+        self.commands = commands
+
+    async def replies(self) -> list[Any]:
+        await self._take()
+        self.pending = True
+        await self.connection.send_packed_command(_packed(self.connection, self.commands))
+        replies = []
+        for command in self.commands:
+            try:
+                replies.append(await self.node.parse_response(self.connection, command[0]))
+            except ResponseError as error:
+                replies.append(error)
+        self.pending = False
+        return replies
+
+
 async def _async_cluster_parts(client: Any, step: Step) -> list[Any]:
-    """``_cluster_parts``, awaited. (The async client routes each EVALSHA by
-    its keys itself.) One part after the other, not all at once: redis-py
-    5.0's async pipeline that meets a node down closes the client's other
-    connections, those of the parts still under way too."""
+    """``_cluster_parts``, awaited: each node's part its own task, on a
+    connection of its own. (The async client routes each EVALSHA by its keys
+    itself. redis-py's async pipeline is not used: in redis-py 5.0, one that
+    meets a node down closes the client's other connections, those of the
+    parts still under way too.)"""
     await client.initialize()  # (a no-op once done) the slots table, before the first command
     replies: list[Any] = [None] * len(step)
-    for name, (_, indexes) in _by_node(client, step).items():
-        part = _pipeline(client, [step[i] for i in indexes])
-        _placed(replies, indexes, await _async_attempt(part.execute(raise_on_error=False), name), name)
+    by_node = _by_node(client, step)
+    parts = {name: _AsyncNodePart(node, [step[i] for i in indexes]) for name, (node, indexes) in by_node.items()}
+    try:
+        outcomes = await asyncio.gather(*(_async_attempt(part.replies(), name) for name, part in parts.items()))
+    finally:
+        for part in parts.values():
+            await part.close()
+    for (name, (_, indexes)), outcome in zip(by_node.items(), outcomes):
+        _placed(replies, indexes, outcome, name)
+    if _lost(replies):
+        try:
+            await refresh_async_slots(client)
+        except _NODE_FAILURES:
+            pass  # as in _cluster_parts
+    for i in _not_run(replies):
+        try:
+            replies[i] = await client.execute_command(*step[i])
+        except _NODE_FAILURES as exc:
+            replies[i] = exc
     return replies
 
 
