@@ -10,6 +10,7 @@ import redis.retry
 
 from psctl.commands import PrioritizedStreamCommands
 from psctl.connections import SafeConnections
+from psctl.protocol import CLUSTER_WAIT
 from psctl.runner import AsyncRunner, SyncRunner
 
 
@@ -18,6 +19,8 @@ class RedisCluster(SafeConnections, PrioritizedStreamCommands, SyncRunner, redis
 
     _ps_cluster = True
     _ps_retry_class = redis.retry.Retry
+    # seconds a request the cluster did not run (a reshard, a failover) is sent again for
+    ps_cluster_wait = CLUSTER_WAIT
 
 
 class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner, redis.asyncio.cluster.RedisCluster):
@@ -25,3 +28,4 @@ class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner,
 
     _ps_cluster = True
     _ps_retry_class = redis.asyncio.retry.Retry
+    ps_cluster_wait = CLUSTER_WAIT

@@ -17,7 +17,9 @@ command not safe to repeat) go over a *line* that no retry setting reaches:
 Everything else (``Plain`` and ``Pipelined``) goes through the client's
 ``execute_command`` and pipelines, retries and response callbacks included.
 A request safe to repeat is sent again by psctl itself after a lost
-connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
+connection or a timeout, ``ps_retries`` times at most; on a cluster, any
+request the cluster did not run (its slots moving, a failover under way) for
+``ps_cluster_wait`` seconds at most (``protocol.exchange``).
 """
 
 from __future__ import annotations
@@ -156,13 +158,14 @@ class SyncRunner:
     """Mixed into ``redis.Redis`` subclasses: runs a plan to its result."""
 
     ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
+    ps_cluster_wait = 0.0  # seconds a request a cluster did not run is sent again for (cluster clients: CLUSTER_WAIT)
 
     def _ps_run(self, plan: Plan) -> Any:
         line = self._ps_line()
         try:
             request = plan.send(None)
             while True:
-                steps = exchange(request, self.ps_retries)
+                steps = exchange(request, self.ps_retries, self.ps_cluster_wait)
                 try:
                     step = steps.send(None)
                     while True:
@@ -362,13 +365,14 @@ class AsyncRunner:
     """Mixed into ``redis.asyncio.Redis`` subclasses: awaits a plan to its result."""
 
     ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
+    ps_cluster_wait = 0.0  # as SyncRunner's
 
     async def _ps_run(self, plan: Plan) -> Any:
         line = self._ps_line()
         try:
             request = plan.send(None)  # as SyncRunner._ps_run
             while True:
-                steps = exchange(request, self.ps_retries)
+                steps = exchange(request, self.ps_retries, self.ps_cluster_wait)
                 try:
                     step = steps.send(None)
                     while True:
