@@ -139,14 +139,17 @@ def reshard(weather: ClusterProcess, name: str, times: int, *, gap: float = 0.2)
 
 
 def revive(weather: ClusterProcess, node: ServerProcess) -> None:
-    """Starts a killed node again, on its own port and config: it rejoins as a replica."""
+    """Starts a killed node again, on its own port and config: a master that failed
+    over rejoins as a replica; one nobody took over from serves its slots again."""
     extra = {"cluster-enabled": "yes", "cluster-config-file": str(node.dir / "nodes.conf"),
              "cluster-node-timeout": str(weather.node_timeout)}  # fmt: skip
     again = start_server(node.dir, binary=node.binary, port=node.port, extra=extra)
     weather.nodes[weather.nodes.index(node)] = again
     deadline = time.monotonic() + 30
-    while weather.admin(again).info("replication").get("master_link_status") != "up":
-        assert time.monotonic() < deadline, "the revived node did not become a replica"
+    while (replication := weather.admin(again).info("replication"))["role"] != "master" and (
+        replication.get("master_link_status") != "up"
+    ):
+        assert time.monotonic() < deadline, "the revived node did not catch up with its master"
         time.sleep(0.05)
     weather.wait_ok()
 
@@ -353,11 +356,13 @@ def test_safe_calls_ride_out_failovers(weather: ClusterProcess, client: RedisClu
 # -- the workers ---------------------------------------------------------------------
 
 
-def work(weather: ClusterProcess, name: str, *options: str, command: tuple[str, ...]) -> subprocess.Popen[str]:
+def work(
+    weather: ClusterProcess, name: str, *options: str, command: tuple[str, ...], idle_exit: bool = True
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_HOST", "PSCTL_TIMEOUT")}
-    env |= {"REDIS_URL": weather.url, "REDIS_CLUSTER": "1"}
+    env |= {"REDIS_URL": f"redis://127.0.0.1:{weather.owner(slot_of(name)).port}", "REDIS_CLUSTER": "1"}
     return subprocess.Popen(
-        [PSCTL, "work", name, "--idle-exit", "1", "--json", *options, "--", *command], env=env,
+        [PSCTL, "work", name, *(("--idle-exit", "1") if idle_exit else ()), "--json", *options, "--", *command], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
@@ -398,6 +403,29 @@ def test_psctl_work_rides_out_reshards_and_failovers(weather: ClusterProcess, cl
     fail_over(weather, another_master(weather, name))
     assert "Traceback" not in finished(process, 200)
     assert client.pslen(name) == 0
+
+
+@pytest.mark.slow
+def test_psctl_work_waits_for_a_cluster_down_for_its_patience_only(weather: ClusterProcess, client: RedisCluster) -> None:
+    name = "work-down"
+    client.psaddmany(name, [(f"k{i}", "v", i) for i in range(10)])
+    process = work(weather, name, "--patience", "2s", command=(shutil.which("true") or "true",), idle_exit=False)
+    until(lambda: client.pslen(name) == 0)  # (and then it waits for work)
+    master = another_master(weather, name)
+    replica = weather.replicas_of(master)[0]
+    weather.kill(replica)
+    weather.kill(master)  # nothing serves its slots: the others answer CLUSTERDOWN until it is back
+    try:
+        out, err = process.communicate(timeout=15)  # (not the clients' own 20 s, and then the patience)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        revive(weather, master)
+        revive(weather, replica)
+    assert process.returncode == 1, err
+    assert "refused commands for 2 s (CLUSTERDOWN" in err and "Traceback" not in err
+    assert json.loads(out)["done"] == 10
 
 
 def test_psctl_work_prints_its_summary_whatever_ends_it(cluster: ClusterProcess, rc: RedisCluster) -> None:

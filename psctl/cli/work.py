@@ -193,6 +193,8 @@ def work(
     # (the lease that waits for work: a frozen server is noticed within --patience, not the reply timeout)
     feeder_timeout = min(session.timeout, options.patience)
     feeder = session.another_client(waiting=True, timeout=feeder_timeout)
+    # (a cluster's reshard or failover: ridden out by the clients, but never for longer than --patience)
+    client.ps_cluster_wait = feeder.ps_cluster_wait = min(client.ps_cluster_wait, options.patience)
     status = _run(client, feeder, options, as_json or session.as_json, quiet=session.quiet, feeder_timeout=feeder_timeout)
     raise typer.Exit(status)
 
