@@ -138,13 +138,13 @@ Step = Direct | Plain | Pipelined | Write | Read | Pause
 # seconds between the attempts of a request that is safe to repeat: 3 more tries
 RETRY_PAUSES = (0.1, 0.2, 0.4)
 # seconds between the attempts of a request a cluster did not run (its slots
-# moving, a failover under way): short at first (a slot's keys move in well under
-# a second), growing to the last, repeated until the client's ``ps_cluster_wait``
+# moving, a failover under way): short at first (most slots move in a moment),
+# growing to the last, repeated until the client's ``ps_cluster_wait``
 CLUSTER_PAUSES = (0.05, 0.1, 0.2, 0.3, 0.5)
 # seconds a cluster client keeps sending such a request again (``ps_cluster_wait``):
 # a reshard's TRYAGAIN storm lasts about as long as a slot's keys take to move
-# (0.6 s for 60,000 keys on loopback), a failover about the cluster's node timeout
-# and a second or two more (15 s by default: ``cluster-node-timeout 15000``)
+# (1 to 1.6 s for 60,000 keys on loopback), a failover about the cluster's node
+# timeout and a second or two more (15 s by default: ``cluster-node-timeout 15000``)
 CLUSTER_WAIT = 20.0
 
 
