@@ -1,7 +1,8 @@
 """A cluster's routine weather: a stream's slot moved to another master while
 clients work on it (SETSLOT/MIGRATE, its keys moving for most of a second),
 and a master failed over to its replica (SIGKILL). Library calls ride both
-out; ``psctl work`` and the Python workers finish every item.
+out; ``psctl work`` and the Python workers finish every item. First, what the
+protocol sends again on a cluster, driven without a server (as ``test_plans``).
 
 One 3+3 cluster for the module: each test leaves it healthy (a killed master
 is started again, and rejoins as its old replica's replica)."""
