@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError, TimeoutError
 from psctl._redispy import on_a_live_node
 from psctl.commands import PrioritizedStreamCommands
 from psctl.connections import SafeConnections
+from psctl.protocol import CLUSTER_WAIT
 from psctl.runner import AsyncRunner, SyncRunner
 
 
@@ -30,6 +31,8 @@ class RedisCluster(SafeConnections, PrioritizedStreamCommands, SyncRunner, redis
 
     _ps_cluster = True
     _ps_retry_class = redis.retry.Retry
+    # seconds a request the cluster did not run (a reshard, a failover) is sent again for
+    ps_cluster_wait = CLUSTER_WAIT
 
     def command(self, **kwargs: Any) -> Any:
         """``COMMAND``, from the default node or, when it does not answer, from
@@ -55,6 +58,7 @@ class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner,
 
     _ps_cluster = True
     _ps_retry_class = redis.asyncio.retry.Retry
+    ps_cluster_wait = CLUSTER_WAIT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

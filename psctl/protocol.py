@@ -18,7 +18,10 @@ A plan (``operations.py``) yields requests and receives their replies:
 server does not have (``NOSCRIPT`` means nothing ran, so calling again cannot
 apply it twice), turns the scripts' own errors into ``psctl.errors`` types,
 and sends a request that is safe to repeat again after a lost connection or a
-timeout, a few times, with a pause between (``RETRY_PAUSES``).
+timeout, a few times, with a pause between (``RETRY_PAUSES``). On a cluster it
+also sends again any request the cluster says it did not run, its slots moving
+or a master failing over (``errors.cluster_moving``: nothing ran there either),
+for a while (``CLUSTER_PAUSES``, ``CLUSTER_WAIT``).
 
 Every request is safe to repeat or not. What is not (every script call, unless
 marked, and a ``Command`` marked ``safe=False``) goes out as a ``Direct`` step,
@@ -30,12 +33,13 @@ client's ``execute_command``.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Generator
 from typing import Any
 
 from redis.exceptions import AuthenticationError, ConnectionError, NoScriptError, ResponseError, TimeoutError
 
-from psctl.errors import InvalidArgument, wrong_type
+from psctl.errors import InvalidArgument, cluster_moving, wrong_type
 from psctl.scripts import LuaScript
 
 # -- requests (made by the plans) ------------------------------------------------
@@ -172,6 +176,15 @@ Step = Direct | Plain | OnNode | Pipelined | Write | Read | Wait | Pause | Prima
 
 # seconds between the attempts of a request that is safe to repeat: 3 more tries
 RETRY_PAUSES = (0.1, 0.2, 0.4)
+# seconds between the attempts of a request a cluster did not run (its slots
+# moving, a failover under way): short at first (most slots move in a moment),
+# growing to the last, repeated until the client's ``ps_cluster_wait``
+CLUSTER_PAUSES = (0.05, 0.1, 0.2, 0.3, 0.5)
+# seconds a cluster client keeps sending such a request again (``ps_cluster_wait``):
+# a reshard's TRYAGAIN storm lasts about as long as a slot's keys take to move
+# (1 to 1.6 s for 60,000 keys on loopback), a failover about the cluster's node
+# timeout and a second or two more (15 s by default: ``cluster-node-timeout 15000``)
+CLUSTER_WAIT = 20.0
 
 
 def evalsha(call: Call) -> tuple[Any, ...]:
@@ -183,19 +196,57 @@ def _load(call: Call) -> Plain:
     return Plain(("SCRIPT LOAD", call.script.source))
 
 
-def exchange(request: Request, retries: int = 0) -> Generator[Step, Any, Any]:
+def exchange(request: Request, retries: int = 0, wait: float = 0.0) -> Generator[Step, Any, Any]:
     """The steps of one request; returns its reply. A request that is safe to
     repeat is sent again, up to ``retries`` times, after a lost connection or
-    a timeout (not a refused password: that does not mend itself)."""
-    tries = 0
+    a timeout (not a refused password: that does not mend itself).
+
+    On a cluster client (``wait``: its ``ps_cluster_wait`` seconds), a request
+    the cluster did not run because its slots move or a node fails over
+    (``cluster_moving``) is sent again, safe to repeat or not (nothing ran),
+    until ``wait`` seconds after its first such failure; so is what failed so
+    in a ``Batch``, and a safe request whose connection was lost once its
+    ``retries`` are spent (a failed master: its replica answers once promoted;
+    not with ``retries`` 0). A request that is not safe to repeat and lost its
+    connection is not: whether it ran is unknown."""
+    tries = waits = 0
+    since: float | None = None  # when a cluster first failed it
     while True:
         try:
-            return (yield from _steps(request))
+            return (yield from _steps(request, wait))
         except (ConnectionError, TimeoutError) as error:
-            if isinstance(error, AuthenticationError) or tries >= retries or not _safe(request):
+            if isinstance(error, AuthenticationError) or not _safe(request) or retries <= 0:
                 raise
-            yield Pause(RETRY_PAUSES[min(tries, len(RETRY_PAUSES) - 1)])
-            tries += 1
+            if tries < retries:
+                yield Pause(RETRY_PAUSES[min(tries, len(RETRY_PAUSES) - 1)])
+                tries += 1
+                continue
+            since = _within(since, wait)
+            if since is None:
+                raise
+        except Exception as error:
+            if not wait or cluster_moving(error) is None:
+                raise
+            since = _within(since, wait)
+            if since is None:
+                raise
+            if type(request) is Receive:  # what its Send wrote did not run: called again, at once
+                request = request.call
+        yield Pause(_cluster_pause(waits))
+        waits += 1
+
+
+def _within(since: float | None, wait: float) -> float | None:
+    """When a cluster first failed a request (``since``, or now if it had not),
+    while less than ``wait`` seconds have passed since; None after."""
+    now = time.monotonic()
+    if since is None:
+        since = now
+    return since if now - since < wait else None
+
+
+def _cluster_pause(waits: int) -> Pause:
+    return Pause(CLUSTER_PAUSES[min(waits, len(CLUSTER_PAUSES) - 1)])
 
 
 def _safe(request: Request) -> bool:
@@ -204,7 +255,7 @@ def _safe(request: Request) -> bool:
     return type(request) is Batch  # (it holds safe requests only; Send and Receive never are)
 
 
-def _steps(request: Request) -> Generator[Step, Any, Any]:
+def _steps(request: Request, wait: float = 0.0) -> Generator[Step, Any, Any]:
     if type(request) is Call:
         return (yield from _call(request))
     if type(request) is Command:
@@ -216,7 +267,7 @@ def _steps(request: Request) -> Generator[Step, Any, Any]:
     if type(request) is Receive:
         return (yield from _receive(request.call))
     if type(request) is Batch:
-        return (yield from _batch(request))
+        return (yield from _batch(request, wait))
     if type(request) is Pause or type(request) is Primaries:
         return (yield request)
     if type(request) is Replicated:
@@ -247,10 +298,37 @@ def _receive(call: Call) -> Generator[Step, Any, Any]:
         raise script_error(error, call) from None
 
 
-def _batch(batch: Batch) -> Generator[Step, Any, list[Any]]:
+def _batch(batch: Batch, wait: float = 0.0) -> Generator[Step, Any, list[Any]]:
+    """A Batch's replies; with ``wait`` (a cluster's), the requests a cluster
+    did not run are sent again, by themselves, for ``wait`` seconds at most."""
     requests = batch.requests
+    replies = yield from _sent(requests)
+    if wait:
+        waits = 0
+        since: float | None = None
+        while True:
+            moving = [i for i, reply in enumerate(replies) if isinstance(reply, Exception) and cluster_moving(reply)]
+            if not moving:
+                break
+            since = _within(since, wait)
+            if since is None:  # (time is up: the replies stand as they are)
+                break
+            yield _cluster_pause(waits)
+            waits += 1
+            for i, reply in zip(moving, (yield from _sent(tuple(requests[i] for i in moving)))):
+                replies[i] = reply
+    if batch.errors == "raise":
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+    return replies
+
+
+def _sent(requests: tuple[Call | Command, ...]) -> Generator[Step, Any, list[Any]]:
+    """Their replies from one pipeline, errors in place (scripts the server did
+    not have loaded and called again)."""
     steps = [evalsha(r) if type(r) is Call else r.args for r in requests]
-    replies = yield Pipelined(steps)
+    replies = list((yield Pipelined(steps)))
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
     if missing:
         loaded: set[str] = set()
@@ -264,11 +342,7 @@ def _batch(batch: Batch) -> Generator[Step, Any, list[Any]]:
     for i, (reply, request) in enumerate(zip(replies, requests)):
         if isinstance(reply, ResponseError) and type(request) is Call:
             replies[i] = script_error(reply, request)
-    if batch.errors == "raise":
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-    return list(replies)
+    return replies
 
 
 def script_error(error: ResponseError, call: Call) -> Exception:

@@ -23,7 +23,9 @@ an ``OnNode`` step too, with its cluster node named. ``PRIMARIES`` is
 answered from the client itself: a cluster's primaries by name, from its
 slots table, or None on a standalone server.
 A request safe to repeat is sent again by psctl itself after a lost
-connection or a timeout, ``ps_retries`` times at most (``protocol.exchange``).
+connection or a timeout, ``ps_retries`` times at most; on a cluster, any
+request the cluster did not run (its slots moving, a failover under way) for
+``ps_cluster_wait`` seconds at most (``protocol.exchange``).
 
 On a cluster, a ``Pipelined`` step goes out in one part per node, written
 on a connection of that node, every part before any replies are read (on
@@ -295,6 +297,7 @@ class SyncRunner:
     """Mixed into ``redis.Redis`` subclasses: runs a plan to its result."""
 
     ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
+    ps_cluster_wait = 0.0  # seconds a request a cluster did not run is sent again for (cluster clients: CLUSTER_WAIT)
 
     def _ps_run(self, plan: Plan, hold: bool = False) -> Any:
         """``plan``'s result; ``hold``: a cluster client holds a connection per
@@ -303,7 +306,7 @@ class SyncRunner:
         try:
             request = plan.send(None)
             while True:
-                steps = exchange(request, self.ps_retries)
+                steps = exchange(request, self.ps_retries, self.ps_cluster_wait)
                 try:
                     step = steps.send(None)
                     while True:
@@ -630,13 +633,14 @@ class AsyncRunner:
     """Mixed into ``redis.asyncio.Redis`` subclasses: awaits a plan to its result."""
 
     ps_retries = len(RETRY_PAUSES)  # how often a request safe to repeat is sent again
+    ps_cluster_wait = 0.0  # as SyncRunner's
 
     async def _ps_run(self, plan: Plan, hold: bool = False) -> Any:
         line = self._ps_line(hold)
         try:
             request = plan.send(None)  # as SyncRunner._ps_run
             while True:
-                steps = exchange(request, self.ps_retries)
+                steps = exchange(request, self.ps_retries, self.ps_cluster_wait)
                 try:
                     step = steps.send(None)
                     while True:

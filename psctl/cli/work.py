@@ -193,6 +193,8 @@ def work(
     # (the lease that waits for work: a frozen server is noticed within --patience, not the reply timeout)
     feeder_timeout = min(session.timeout, options.patience)
     feeder = session.another_client(waiting=True, timeout=feeder_timeout)
+    # (a cluster's reshard or failover: ridden out by the clients, but never for longer than --patience)
+    client.ps_cluster_wait = feeder.ps_cluster_wait = min(client.ps_cluster_wait, options.patience)
     status = _run(client, feeder, options, as_json or session.as_json, quiet=session.quiet, feeder_timeout=feeder_timeout)
     raise typer.Exit(status)
 
@@ -277,12 +279,13 @@ def _run(
             signal.signal(number, handler)
         if line is not None:
             line.clear()
-    if worker.error is not None:
-        raise worker.error
     tally = worker.snapshot()
     failed = tally.failed + tally.dead > 0
     if not (quiet and outcome in ("limit", "idle", "unread") and not failed):  # -q: nothing when all went as asked
+        # (whatever ended the work, an unexpected error too: what was done is said)
         _summarize(options.name, tally, outcome, worker.signal, as_json=as_json, several=bool(options.streams))
+    if worker.error is not None:
+        raise worker.error
     if outcome == "lost":
         if worker.refusal is not None:
             why = f"the server refused commands for {options.patience:g} s ({worker.refusal})"
@@ -322,6 +325,7 @@ def _summarize(name: str, tally: Any, outcome: str, signum: int | None, *, as_js
         "lost": "the server was lost",
         "unstartable": "a command could not be started",
         "unread": "the reader of its output went away",
+        "error": "an error ended it",
     }.get(outcome, outcome)
     rate = tally.done / seconds if seconds > 0 else 0.0
     each = f" ({', '.join(f'{stream} {done}' for stream, done in tally.streams.items())})" if several else ""

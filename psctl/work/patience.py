@@ -4,9 +4,10 @@ A lost server does not stop the work at once: acknowledgements, releases and
 leases are tried again with backoff until the server has owed an answer for
 ``patience`` seconds, by the worker's clock, counted from the first request
 it did not answer (a server that refuses writes for now, its disk full, say,
-counts as not answering). The supervisor asks ``overdue`` every round,
-whatever a request in flight still waits for, and declares the server lost
-(``lose``): retries end then (``ServerLost``).
+counts as not answering, and so does a cluster whose slots move or whose
+nodes fail over, beyond what its client rides out by itself). The supervisor
+asks ``overdue`` every round, whatever a request in flight still waits for,
+and declares the server lost (``lose``): retries end then (``ServerLost``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ClusterError, RedisClusterException, ResponseError
 from redis.exceptions import ConnectionError as LostConnection
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as NoReply
 
 from psctl.errors import refused_for_now
 from psctl.work.clock import Clock
 
-UNANSWERED = (LostConnection, NoReply, ResponseError)  # what ``trouble`` sorts out
+# what ``trouble`` sorts out (a cluster's own errors: its slots moving, a failover)
+UNANSWERED = (LostConnection, NoReply, ResponseError, ClusterError, RedisClusterException)
 FIRST_PAUSE = 0.25  # seconds before the first retry, doubled up to LONGEST_PAUSE
 LONGEST_PAUSE = 5.0
 
@@ -70,13 +72,13 @@ class Patience:
         ``since``, or refused it for now; any other error is raised again (it
         ends the work)."""
         refusal = refused_for_now(error)
-        if refusal is None and isinstance(error, ResponseError):
+        if refusal is None and not isinstance(error, (LostConnection, NoReply)):
             raise error
         with self._lock:
             first = not self._owed
             self._owed[asker] = min(self._owed.get(asker, since), since)
             self.refusal = refusal
-        if first:
+        if first:  # (what failed, and where: a cluster's error names its node)
             why = f"refuses commands for now ({refusal})" if refusal is not None else f"does not answer ({error})"
             self._warn(f"the server {why}; trying again for {self.patience:g} s")
 
