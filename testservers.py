@@ -353,7 +353,8 @@ def start_cluster(
             port = _free_cluster_port()
             node_dir = dir / f"node-{i}"
             extra = {"cluster-enabled": "yes", "cluster-config-file": str(node_dir / "nodes.conf"),
-                     "cluster-node-timeout": str(node_timeout)}  # fmt: skip
+                     "cluster-node-timeout": str(node_timeout),
+                     "repl-diskless-sync-delay": "0"}  # (a replica syncs at once, not after 5 s)  # fmt: skip
             nodes.append(start_server(node_dir, binary=binary, port=port, extra=extra))
         bounds = [SLOTS * i // masters for i in range(masters + 1)]
         for node, first, end in zip(nodes, bounds, bounds[1:]):

@@ -123,7 +123,7 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
     assert contributing.splitlines()[0] == second
     ci = (ROOT / ".ci" / "run").read_text()
     for step in ("\npython3 -m venv .venv\n. .venv/bin/activate\n", "\npython -m pip install -q -e '.[test]'\n",
-                 "\nPSCTL_TEST_SERVER=redis python -m pytest -q -p no:cacheprovider\n"):  # fmt: skip
+                 "\nPSCTL_TEST_SERVER=redis python -m pytest -q -p no:cacheprovider"):  # fmt: skip
         assert step in ci, step
 
 
