@@ -7,6 +7,7 @@ reaches only the master."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from psctl import AsyncRedis, Redis
+from psctl import AsyncRedis, Redis, Worker
 from psctl.cluster import AsyncRedisCluster, RedisCluster
 from psctl.errors import InvalidArgument, NotReplicated
 from psctl.launcher import find_binary
@@ -135,6 +136,51 @@ def test_the_command_line_waits_for_replicas_and_says_when_they_did_not_have_a_w
     assert r.pslen("cli") == 1
     bad = cli("--wait-replicas", "-1", "len", "cli")
     assert bad.exit_code == 2
+
+
+def test_work_goes_on_when_its_writes_miss_their_replicas_and_says_so_once(pair: Any) -> None:
+    """A lagging replica must not stop the queue: each write was done on the
+    master, so the worker goes on with its result, and warns once."""
+    master, replica = pair
+    cli = Cli(f"redis://127.0.0.1:{master.port}")
+    r = Redis.from_url(cli.url)
+    r.delete(*stream_keys("work").every)
+    r.psaddmany("work", [(f"k{i}", "v", i) for i in range(3)])
+    with _stalled(replica):
+        done = cli("--timeout", "0.4", "--wait-replicas", "1", "work", "work", "--idle-exit", "0", "--json", "--", "true")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["done"] == 3
+    assert done.stderr.count("only 0 of 1 replica") == 1, done.stderr
+    assert "going on (its item could run again after a failover)" in done.stderr
+    assert r.pslen("work") == 0 and r.psstats("work")["counters"]["acked"] == 3
+
+
+def test_a_python_worker_goes_on_too_and_says_when_the_replicas_catch_up(pair: Any) -> None:
+    master, replica = pair
+    r = Redis.from_url(f"redis://127.0.0.1:{master.port}")
+    r.delete(*stream_keys("worker").every)
+    r.psaddmany("worker", [(f"k{i}", "v", i) for i in range(4)])
+    r.ps_replicas, r.ps_replicas_timeout = 1, 0.1
+    seen: list[str] = []
+    stalled = _stalled(replica)
+
+    def handle(item: Any) -> None:
+        seen.append(item.key)
+        if len(seen) == 1:
+            stalled.__enter__()  # (the first item's acknowledgement and what follows miss the replica)
+        elif len(seen) == 3:
+            stalled.__exit__()
+
+    worker = Worker(r, "worker", handle, idle_exit=0, prefetch=1)
+    try:
+        summary = worker.run()
+    finally:
+        stalled.__exit__()
+    assert summary.done == 4 and sorted(seen) == ["k0", "k1", "k2", "k3"]
+    warnings = list(worker.warnings)
+    short = [w for w in warnings if "only 0 of 1 replica" in w]
+    assert len(short) == 1 and "going on" in short[0]
+    assert "writes reach their replicas again" in warnings[warnings.index(short[0]) + 1 :]
 
 
 class _stalled:

@@ -36,6 +36,7 @@ from psctl.work.feeder import Feeder
 from psctl.work.leasekeeper import LeaseKeeper
 from psctl.work.options import Tally, WorkOptions
 from psctl.work.patience import Patience, ServerLost
+from psctl.work.unreplicated import Shortfall
 from psctl.work.states import Event, State
 
 TICK = 0.1  # seconds between the supervisor's rounds
@@ -105,6 +106,9 @@ class Engine:
         self.signal: int | None = None  # the signal that asked it to stop, if one did
         self.error: BaseException | None = None  # an unexpected failure that ended it
         self.unstartable: BaseException | None = None  # why a job could not be started, if one could not
+        # (a write its replicas did not get in time was done all the same: the work goes on)
+        shortfall = Shortfall(self._warn)
+        client, feeder = shortfall.wrap(client), shortfall.wrap(feeder)
         self.patience = Patience(options.patience, self.clock, self._warn)
         self.board = board = Board(options, self.clock, self.patience)
         self.keeper = LeaseKeeper(client, options, self.patience, self.clock, self._warn)
