@@ -111,7 +111,8 @@ def root(
         typer.Option(
             "--wait-replicas", metavar="N", envvar="PSCTL_WAIT_REPLICAS", min=0, show_default=False,
             help="Every write returns only once N replicas have it (WAIT, for up to half the --timeout), else "
-            "exits 1 saying it was done but not replicated: a failover then could undo it (default 0: no wait).",
+            "exits 1 saying it was done but not replicated: a failover then could undo it (work warns and goes "
+            "on; default 0: no wait).",
         ),
     ] = None,
     no_embedded: Annotated[
