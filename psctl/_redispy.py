@@ -230,3 +230,24 @@ def on_a_live_node(client: Any) -> None:
             raise
 
     parser.initialize = initialize
+
+
+# -- an async cluster client during a reshard ---------------------------------------
+
+
+def async_cluster_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for a redis.asyncio cluster client, with ``reinitialize_steps=0``
+    unless the caller chose, on redis-py versions whose ``ClusterNode`` lacks
+    ``update_active_connections_for_reconnect`` (up to 7 at least). Those
+    close the whole client at every 5th MOVED reply (``reinitialize_steps``),
+    every node's connections with it, those other tasks are using too: during
+    a reshard their commands fail with "Connection closed by server", and one
+    not safe to repeat cannot be sent again. A MOVED reply already points its
+    slot to the node that took it (``_update_moved_slots``): with 0 steps that
+    is all it does. Later versions let commands under way finish, and keep
+    their default."""
+    import redis.asyncio.cluster
+
+    if not hasattr(redis.asyncio.cluster.ClusterNode, "update_active_connections_for_reconnect"):
+        kwargs.setdefault("reinitialize_steps", 0)
+    return kwargs

@@ -19,7 +19,7 @@ import redis.cluster
 import redis.retry
 from redis.exceptions import ConnectionError, TimeoutError
 
-from psctl._redispy import on_a_live_node
+from psctl._redispy import async_cluster_kwargs, on_a_live_node
 from psctl.commands import PrioritizedStreamCommands
 from psctl.connections import SafeConnections
 from psctl.protocol import CLUSTER_WAIT
@@ -61,5 +61,5 @@ class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner,
     ps_cluster_wait = CLUSTER_WAIT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **async_cluster_kwargs(kwargs))
         on_a_live_node(self)
