@@ -18,9 +18,10 @@
   server, so a failover, a restart and a move of the registry's slot each
   make a sweep due.
 ]]
+-- @include runid
 
-local run_id = string.match(redis.call("INFO", "server"), "run_id:(%x+)")
-if redis.call("GET", swept) == run_id then
+local server = run_id()
+if redis.call("GET", swept) == server then
   return false
 end
-return run_id
+return server

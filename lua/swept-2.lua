@@ -15,8 +15,9 @@
   one than the sweep began on (a failover meanwhile may have lost what the
   sweep registered: the next read sweeps again).
 ]]
+-- @include runid
 
-if string.match(redis.call("INFO", "server"), "run_id:(%x+)") ~= ARGV[1] then
+if run_id() ~= ARGV[1] then
   return 0
 end
 redis.call("SET", swept, ARGV[1])

@@ -44,14 +44,14 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
 
 from psctl.errors import PsctlError, StreamsFailed
 from psctl.observing import COUNTERS
+from psctl.protocol import NODE_FAILURES, UNREACHED
 
 STATES = ("waiting", "delayed", "held", "overdue", "gated", "cooling", "dead")
 # what a collection may meet when servers are down (redis-py's cluster errors are not all RedisErrors)
-SERVER_DOWN = (RedisError, RedisClusterException, PsctlError, OSError)
+SERVER_DOWN = (*NODE_FAILURES, PsctlError)
 
 
 class StreamsCollector(Collector):
@@ -99,8 +99,7 @@ class StreamsCollector(Collector):
         """Whether a server answered: the registry (read when no names were
         given), a stream's keys, or an error of its own (a stream whose node
         did not answer is no answer)."""
-        unanswered = (ConnectionError, TimeoutError, RedisClusterException)
-        return bool(self.names is None or found or any(not isinstance(e, unanswered) for e in failed.values()))
+        return bool(self.names is None or found or any(not isinstance(e, UNREACHED) for e in failed.values()))
 
 
 def _families(found: list[dict[str, Any]], failed: dict[str, BaseException]) -> Iterator[Metric]:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from redis.exceptions import ConnectionError, RedisClusterException, RedisError, TimeoutError
+from redis.exceptions import RedisError
 
 from psctl.encoding import (
     as_float,
@@ -37,7 +37,7 @@ from psctl.encoding import (
 )
 from psctl.errors import InvalidArgument, NotReplicated, StreamsFailed, acl_denied
 from psctl.layout import KINDS, REGISTRY, REGISTRY_KEYS, StreamKeys, cluster_stream_of, stream_keys
-from psctl.protocol import PRIMARIES, Batch, Call, Command, Pause, Plan, Receive, Replicated, Send
+from psctl.protocol import PRIMARIES, UNREACHED, Batch, Call, Command, Pause, Plan, Receive, Replicated, Send
 from psctl.scripts import script
 from psctl.types import Added, Expired, StopWaiting  # (here too, as before psctl.types)
 from psctl.wording import counted
@@ -479,7 +479,7 @@ def registered() -> Plan:
     be down while the streams' nodes answer)."""
     try:
         return (yield from names())
-    except (ConnectionError, TimeoutError, RedisClusterException) as exc:
+    except UNREACHED as exc:
         exc.add_note(f"reading the registry of stream names, {REGISTRY}")
         raise
 

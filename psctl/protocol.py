@@ -37,7 +37,15 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from redis.exceptions import AuthenticationError, ConnectionError, NoScriptError, ResponseError, TimeoutError
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 
 from psctl.errors import InvalidArgument, cluster_moving, wrong_type
 from psctl.scripts import LuaScript
@@ -185,6 +193,12 @@ CLUSTER_PAUSES = (0.05, 0.1, 0.2, 0.3, 0.5)
 # (1 to 1.6 s for 60,000 keys on loopback), a failover about the cluster's node
 # timeout and a second or two more (15 s by default: ``cluster-node-timeout 15000``)
 CLUSTER_WAIT = 20.0
+
+# what a node that could not be reached raises: down, stalled, or no node known
+# for a slot (redis-py's cluster errors are no RedisErrors)
+UNREACHED = (ConnectionError, TimeoutError, RedisClusterException)
+# what a node's work may fail with, that node down, stalled or moving its slots
+NODE_FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 def evalsha(call: Call) -> tuple[Any, ...]:

@@ -46,7 +46,7 @@ import time
 from functools import cache
 from typing import Any
 
-from redis.exceptions import AskError, ConnectionError, MovedError, RedisClusterException, RedisError, ResponseError, TimeoutError
+from redis.exceptions import AskError, ConnectionError, MovedError, ResponseError
 
 from psctl._redispy import (
     AsyncNodePool,
@@ -58,7 +58,9 @@ from psctl._redispy import (
 )
 from psctl.errors import cluster_moving
 from psctl.protocol import (
+    NODE_FAILURES,
     RETRY_PAUSES,
+    UNREACHED,
     Direct,
     OnNode,
     Pause,
@@ -89,11 +91,6 @@ def _fewest(replies: list[Any], command: tuple[Any, ...]) -> int:
     return min((int(reply) for reply in replies), default=int(command[1]))
 
 
-# what a node's part of a cluster pipeline (or a script's load on one node)
-# may raise when that node is down, stalled or moving its slots
-_NODE_FAILURES = (RedisError, RedisClusterException, OSError)
-
-
 def _by_node(client: Any, step: Step) -> dict[str, tuple[Any, list[int]]]:
     """The indexes of a ``Pipelined`` step's commands, by the node that serves each."""
     parts: dict[str, tuple[Any, list[int]]] = {}
@@ -106,7 +103,7 @@ def _by_node(client: Any, step: Step) -> dict[str, tuple[Any, list[int]]]:
 def _named(error: Any, node: str) -> Any:
     """``error`` (a reply or a part's failure), naming ``node`` when it is a
     failure to reach it that does not name it already."""
-    if not isinstance(error, (ConnectionError, TimeoutError, RedisClusterException)) or node in str(error):
+    if not isinstance(error, UNREACHED) or node in str(error):
         return error
     try:
         named = type(error)(f"{error} (node {node})")
@@ -413,12 +410,12 @@ def _cluster_parts(client: Any, step: Step) -> list[Any]:
     if _lost(replies):
         try:
             refresh_slots(client)
-        except _NODE_FAILURES:
+        except NODE_FAILURES:
             pass  # (the next command that meets the table's gap reads it again)
     for i in _not_run(replies):
         try:
             replies[i] = client.execute_command(*step[i])
-        except _NODE_FAILURES as exc:
+        except NODE_FAILURES as exc:
             replies[i] = exc
     return replies
 
@@ -460,7 +457,7 @@ def _attempt(call: Any, node: str) -> Any:
     """``call()``'s result, or the error that failed it on ``node``."""
     try:
         return call()
-    except _NODE_FAILURES as exc:
+    except NODE_FAILURES as exc:
         return _named(exc, node)
 
 
@@ -738,12 +735,12 @@ async def _async_cluster_parts(client: Any, step: Step) -> list[Any]:
     if _lost(replies):
         try:
             await refresh_async_slots(client)
-        except _NODE_FAILURES:
+        except NODE_FAILURES:
             pass  # as in _cluster_parts
     for i in _not_run(replies):
         try:
             replies[i] = await client.execute_command(*step[i])
-        except _NODE_FAILURES as exc:
+        except NODE_FAILURES as exc:
             replies[i] = exc
     return replies
 
@@ -758,5 +755,5 @@ async def _async_load_on_each(client: Any, step: Step) -> Any:
 async def _async_attempt(call: Any, node: str) -> Any:
     try:
         return await call
-    except _NODE_FAILURES as exc:
+    except NODE_FAILURES as exc:
         return _named(exc, node)

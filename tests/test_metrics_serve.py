@@ -12,6 +12,7 @@ import gzip
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -97,6 +98,20 @@ def test_bad_requests_get_an_answer_not_a_traceback(served: tuple[subprocess.Pop
     server.send_signal(signal.SIGTERM)
     _, err = server.communicate(timeout=20)
     assert server.returncode == 0 and b"Traceback" not in err
+
+
+def test_a_client_that_resets_its_connection_gets_no_traceback(served: tuple[subprocess.Popen[bytes], int]) -> None:
+    server, port = served
+    for request in (b"GET /metr", b"GET /metrics HTTP/1.1\r\n\r\n"):  # (reset before it asks; while it is answered)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        sock.sendall(request)
+        time.sleep(0.2)  # (the server reads what was sent)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # with a reset, not a goodbye
+    assert ask(port, "/metrics")[0] == 200
+    server.send_signal(signal.SIGTERM)
+    _, err = server.communicate(timeout=20)
+    assert server.returncode == 0 and b"Traceback" not in err, err.decode(errors="replace")
 
 
 def receive_all(sock: socket.socket) -> bytes:

@@ -378,20 +378,11 @@ def choose(options: GlobalOptions, env: Mapping[str, str] | None = None) -> Chos
     values: dict[str, Any] = {"profile": profile, "env": env}
     sources["profile"] = _named_by(given.get("profile"), "--profile", "PSCTL_PROFILE") if profile_name else (
         profile.origin if profile else DEFAULT)
-    if options.timeout is not None:
-        values["timeout"] = options.timeout
-        sources["timeout"] = _named_by(given.get("timeout"), "--timeout", "PSCTL_TIMEOUT")
-    elif profile is not None and "timeout" in profile.values:
-        values["timeout"], sources["timeout"] = profile.values["timeout"], profile.origin
-    else:
-        values["timeout"], sources["timeout"] = connection.DEFAULT_TIMEOUT, DEFAULT
-    if options.wait_replicas is not None:
-        values["wait_replicas"] = options.wait_replicas
-        sources["wait_replicas"] = _named_by(given.get("wait_replicas"), "--wait-replicas", "PSCTL_WAIT_REPLICAS")
-    elif profile is not None and "wait_replicas" in profile.values:
-        values["wait_replicas"], sources["wait_replicas"] = profile.values["wait_replicas"], profile.origin
-    else:
-        values["wait_replicas"], sources["wait_replicas"] = 0, DEFAULT
+    for key, flag, variable, default in (
+        ("timeout", "--timeout", "PSCTL_TIMEOUT", connection.DEFAULT_TIMEOUT),
+        ("wait_replicas", "--wait-replicas", "PSCTL_WAIT_REPLICAS", 0),
+    ):
+        values[key], sources[key] = _setting(options, profile, key, flag, variable, default)
     if options.url:
         checked_url(options.url, "--url")
         values["url"], server = options.url, "flag --url"
@@ -415,6 +406,19 @@ def choose(options: GlobalOptions, env: Mapping[str, str] | None = None) -> Chos
         values["tls_ca"], sources["tls_ca"] = options.tls_ca, "flag --tls-ca"
     values["sources"] = sources
     return Chosen(**values)
+
+
+def _setting(
+    options: GlobalOptions, profile: Profile | None, key: str, flag: str, variable: str, default: Any
+) -> tuple[Any, str]:
+    """A setting that is not the server's (``timeout``, ``wait_replicas``) and
+    where it came from: its flag or variable, else the profile, else ``default``."""
+    value = getattr(options, key)
+    if value is not None:
+        return value, _named_by(options.given.get(key), flag, variable)
+    if profile is not None and key in profile.values:
+        return profile.values[key], profile.origin
+    return default, DEFAULT
 
 
 def _named_by(given: str | None, flag: str, variable: str) -> str:
