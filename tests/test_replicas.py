@@ -153,32 +153,39 @@ def test_work_goes_on_when_its_writes_miss_their_replicas_and_says_so_once(pair:
     assert r.pslen("work") == 0 and r.psstats("work")["counters"]["acked"] == 3
 
 
-def test_a_python_worker_goes_on_too_and_says_when_the_replicas_catch_up(pair: Any) -> None:
+def test_a_python_worker_goes_on_too_and_warns_once_a_minute_at_most(pair: Any) -> None:
     master, replica = pair
     r = Redis.from_url(f"redis://127.0.0.1:{master.port}")
     r.delete(*stream_keys("worker").every)
     r.psaddmany("worker", [(f"k{i}", "v", i) for i in range(4)])
     r.ps_replicas, r.ps_replicas_timeout = 1, 0.1
     seen: list[str] = []
-    stalled = _stalled(replica)
-
-    def handle(item: Any) -> None:
-        seen.append(item.key)
-        if len(seen) == 1:
-            stalled.__enter__()  # (the first item's acknowledgement and what follows miss the replica)
-        elif len(seen) == 3:
-            stalled.__exit__()
-
-    worker = Worker(r, "worker", handle, idle_exit=0, prefetch=1)
-    try:
+    worker = Worker(r, "worker", lambda item: seen.append(item.key), idle_exit=0, prefetch=1)
+    with _stalled(replica):  # (every lease and acknowledgement misses the replica)
         summary = worker.run()
-    finally:
-        stalled.__exit__()
     assert summary.done == 4 and sorted(seen) == ["k0", "k1", "k2", "k3"]
-    warnings = list(worker.warnings)
-    short = [w for w in warnings if "only 0 of 1 replica" in w]
-    assert len(short) == 1 and "going on" in short[0]
-    assert "writes reach their replicas again" in warnings[warnings.index(short[0]) + 1 :]
+    short = [w for w in worker.warnings if "replica" in w]
+    assert len(short) == 1 and "only 0 of 1 replica" in short[0] and "going on" in short[0], worker.warnings
+    assert r.pslen("worker") == 0
+
+
+def test_the_warning_comes_again_after_a_minute_with_how_many_fell_short() -> None:
+    from psctl.work.unreplicated import Shortfall
+
+    said: list[str] = []
+    now = [0.0]
+    shortfall = Shortfall(said.append, lambda: now[0])
+    miss = NotReplicated("psack", 1, 0, 0.1, 1)
+    for at in (0.0, 1.0, 30.0, 59.0):
+        now[0] = at
+        shortfall.fell_short(miss)
+    assert len(said) == 1
+    now[0] = 60.0
+    shortfall.fell_short(miss)
+    assert said[1].startswith("4 more writes fell short of their replicas in the last 60 s (psack was done")
+    now[0] = 61.0
+    shortfall.fell_short(miss)
+    assert len(said) == 2
 
 
 class _stalled:

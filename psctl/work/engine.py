@@ -107,7 +107,7 @@ class Engine:
         self.error: BaseException | None = None  # an unexpected failure that ended it
         self.unstartable: BaseException | None = None  # why a job could not be started, if one could not
         # (a write its replicas did not get in time was done all the same: the work goes on)
-        shortfall = Shortfall(self._warn)
+        shortfall = Shortfall(self._warn, self.clock.now)
         client, feeder = shortfall.wrap(client), shortfall.wrap(feeder)
         self.patience = Patience(options.patience, self.clock, self._warn)
         self.board = board = Board(options, self.clock, self.patience)

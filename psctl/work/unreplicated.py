@@ -2,45 +2,53 @@
 (``ps_replicas``; ``psctl --wait-replicas N work``).
 
 Such a write was done on the master (``NotReplicated`` carries its result),
-so the work goes on with that result, and says so: once, and again only after
-writes had reached the replicas in between. A failover before the replicas
-catch up could undo it (an acknowledged item would run again, as after any
-lost acknowledgement). Stopping every worker because a replica lags would
-turn a replica's trouble into an outage of the queue.
+so the work goes on with that result, and says so: at the first, then at most
+once a minute while writes keep falling short, with how many did. A failover
+before the replicas catch up could undo such a write (an acknowledged item
+would run again, as after any lost acknowledgement). Stopping every worker
+because a replica lags would turn a replica's trouble into an outage of the
+queue. (No "caught up" is said: a call that wrote nothing new waits for
+nothing, so its success would prove nothing.)
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from psctl.errors import NotReplicated
+from psctl.wording import counted
 
 
 class Shortfall:
-    """Whether the worker's last write fell short of its replicas, for every
-    client it writes with (``wrap``)."""
+    """The writes that fell short of their replicas, for every client the
+    worker writes with (``wrap``)."""
 
-    def __init__(self, warn: Callable[[str], None]) -> None:
-        self._warn = warn
+    EVERY = 60.0  # seconds at least between two warnings
+
+    def __init__(self, warn: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self._warn, self._clock = warn, clock
         self._lock = threading.Lock()
-        self.short = False
+        self._warned_at: float | None = None
+        self._since = 0  # writes that fell short since the last warning
 
     def wrap(self, client: Any) -> GoingOn:
         return GoingOn(client, self)
 
     def fell_short(self, exc: NotReplicated) -> None:
+        now = self._clock()
         with self._lock:
-            first, self.short = not self.short, True
+            self._since += 1
+            if self._warned_at is not None and now - self._warned_at < self.EVERY:
+                return
+            first, since = self._warned_at is None, self._since
+            self._warned_at, self._since = now, 0
         if first:
             self._warn(f"{exc}; going on (its item could run again after a failover)")
-
-    def caught_up(self) -> None:
-        with self._lock:
-            back, self.short = self.short, False
-        if back:
-            self._warn("writes reach their replicas again")
+        else:
+            self._warn(f"{counted(since, 'more write')} fell short of their replicas in the last {self.EVERY:g} s ({exc})")
 
 
 class GoingOn:
@@ -58,13 +66,10 @@ class GoingOn:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                result = method(*args, **kwargs)
+                return method(*args, **kwargs)
             except NotReplicated as exc:
                 shortfall.fell_short(exc)
                 return exc.result
-            if shortfall.short:
-                shortfall.caught_up()
-            return result
 
         setattr(self, name, call)  # (looked up once)
         return call
