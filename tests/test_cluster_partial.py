@@ -244,3 +244,24 @@ def test_a_node_part_follows_its_slots_while_they_move(nodes: ClusterProcess) ->
             await aclient.aclose()
 
     assert asyncio.run(read_async()) == {"s0": 1, "s4": 1}
+
+
+def test_a_command_line_command_rides_a_cluster_refusal_out_for_its_timeout_not_longer(nodes: ClusterProcess) -> None:
+    """With two masters of three gone, the last one refuses everything
+    (CLUSTERDOWN: it lost the majority). The command line sends a refused
+    command again for up to its --timeout, not for the library's 20 s."""
+    first, second, third = nodes.nodes
+    cli = ClusterCli(f"redis://127.0.0.1:{third.port}")
+    for node in (first, second):
+        nodes.kill(node)
+    admin = nodes.admin(third)
+    deadline = time.monotonic() + 30
+    while "cluster_state:fail" not in str(admin.execute_command("CLUSTER", "INFO")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    began = time.monotonic()
+    done = cli("--timeout", "1", "len", ON_THIRD[0])
+    took = time.monotonic() - began
+    assert done.exit_code == ExitStatus.SERVER and "cluster is down" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert took < 10, took  # (the library's ps_cluster_wait is 20 s)

@@ -260,6 +260,9 @@ def connect(target: Target, timeout: float = DEFAULT_TIMEOUT, *, waiting: bool =
     # one attempt, always: a command fails fast and says so, and running it
     # again is the retry (safe for reads, ack, release and extend)
     client.ps_retries = 0
+    # (what a cluster refuses while it moves a slot or fails over: sent again
+    # for up to the reply timeout, not for the library's 20 s)
+    client.ps_cluster_wait = min(client.ps_cluster_wait, timeout)
     return client
 
 

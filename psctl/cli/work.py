@@ -194,7 +194,8 @@ def work(
     feeder_timeout = min(session.timeout, options.patience)
     feeder = session.another_client(waiting=True, timeout=feeder_timeout)
     # (a cluster's reshard or failover: ridden out by the clients, but never for longer than --patience)
-    client.ps_cluster_wait = feeder.ps_cluster_wait = min(client.ps_cluster_wait, options.patience)
+    # (the class's: 0 for a standalone server, the library's 20 s for a cluster)
+    client.ps_cluster_wait = feeder.ps_cluster_wait = min(type(client).ps_cluster_wait, options.patience)
     status = _run(client, feeder, options, as_json or session.as_json, quiet=session.quiet, feeder_timeout=feeder_timeout)
     raise typer.Exit(status)
 
