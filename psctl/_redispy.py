@@ -14,6 +14,7 @@ import threading
 from functools import cache
 from typing import Any
 
+import redis.client
 import redis.connection
 from redis.exceptions import ConnectionError, TimeoutError
 
@@ -251,3 +252,10 @@ def async_cluster_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     if not hasattr(redis.asyncio.cluster.ClusterNode, "update_active_connections_for_reconnect"):
         kwargs.setdefault("reinitialize_steps", 0)
     return kwargs
+
+
+# -- a reply as bytes, whatever the client's decode_responses ---------------------
+
+# The option redis-py's ``parse_response`` reads (``NEVER_DECODE``, as its
+# ``DUMP`` uses) to leave one reply undecoded, sync and async, cluster nodes too.
+UNDECODED: dict[str, Any] = {redis.client.NEVER_DECODE: True}

@@ -150,7 +150,10 @@ class Plain(tuple[Any, ...]):
 
 
 class OnNode(tuple[Any, ...]):
-    """A ``Plain`` command on one cluster node: its name first, then the command."""
+    """A ``Plain`` command on one cluster node: its name first, then the
+    command. Its reply is never decoded, whatever the client's
+    ``decode_responses`` (a ``SCAN`` of every key: one that is not UTF-8
+    must not fail the rest)."""
 
 
 class Pipelined(list[tuple[Any, ...]]):

@@ -49,6 +49,7 @@ from typing import Any
 from redis.exceptions import AskError, ConnectionError, MovedError, ResponseError
 
 from psctl._redispy import (
+    UNDECODED,
     AsyncNodePool,
     refresh_async_slots,
     refresh_slots,
@@ -347,7 +348,7 @@ class SyncRunner:
             time.sleep(step)
             return None
         if type(step) is OnNode:
-            return self.execute_command(*step[1:], target_nodes=_node(self, step[0]))
+            return self.execute_command(*step[1:], target_nodes=_node(self, step[0]), **UNDECODED)
         if type(step) is Primaries:
             return _primaries(self)
         if type(step) is Wait:
@@ -681,7 +682,7 @@ class AsyncRunner:
             await asyncio.sleep(step)
             return None
         if type(step) is OnNode:
-            return await self.execute_command(*step[1:], target_nodes=_node(self, step[0]))
+            return await self.execute_command(*step[1:], target_nodes=_node(self, step[0]), **UNDECODED)
         if type(step) is Primaries:
             if getattr(self, "nodes_manager", None) is not None:
                 await self.initialize()  # (a no-op once done) the slots table

@@ -189,3 +189,18 @@ def test_concurrent_sweeps_are_harmless(cluster, rc):
     assert rc.smembers(REGISTRY) == {name.encode() for name in names}
     run_id = cluster.admin(cluster.owner_of_key(REGISTRY)).info("server")["run_id"]
     assert rc.get(SWEPT) == run_id.encode()
+
+
+def test_a_client_that_decodes_heals_past_a_key_that_is_not_utf8(cluster, rc):
+    """Another tool's key that is not UTF-8, beside a stream on its node, must
+    not stop a ``decode_responses`` client's sweep of that node."""
+    rc.psadd("kept", "k", b"v")
+    rc.set(b"{kept}\xff", "x")  # (its tag puts it on the stream's node)
+    rc.srem(REGISTRY, "kept")  # lost, as a failover would lose it
+    rc.delete(SWEPT)
+    decoding = RedisCluster.from_url(cluster.url, decode_responses=True)
+    try:
+        assert decoding.psnames() == ["kept"]
+    finally:
+        decoding.close()
+    assert rc.exists(SWEPT)  # (swept whole: no node left for the next read)
