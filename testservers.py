@@ -52,13 +52,14 @@ class ServerProcess:
 
 
 def answers(family: int, address: object, timeout: float = 0.5) -> bool:
-    """True when a server answers PING there: one attempt, no retries."""
+    """True when a server answers PING there, its data loaded (``-LOADING`` is not
+    up: a test would read that error next): one attempt, no retries."""
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(address)
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH", b"-LOADING"))
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
