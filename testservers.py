@@ -110,6 +110,16 @@ def start_server(
     raise ServerError(f"{binary.name} did not answer within {timeout:g}s: {last_log_line(log)}")
 
 
+@contextmanager
+def stalled(server: ServerProcess) -> Iterator[None]:
+    """SIGSTOP for the block: the server holds its connections and answers nothing."""
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
 def start_replicated(dir: Path, *, binary: Path | None = None, timeout: float = 10) -> tuple[ServerProcess, ServerProcess]:
     """A master and its replica on loopback TCP, in ``dir``; returns once the
     replica's link to its master is up. A full sync starts at once (no wait
@@ -330,11 +340,8 @@ class ClusterProcess:
     @contextmanager
     def stalled(self, node: ServerProcess) -> Iterator[None]:
         """SIGSTOP for the block: the node holds its connections and answers nothing."""
-        os.kill(node.pid, signal.SIGSTOP)
-        try:
+        with stalled(node):
             yield
-        finally:
-            os.kill(node.pid, signal.SIGCONT)
 
 
 def start_cluster(

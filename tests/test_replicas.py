@@ -23,7 +23,7 @@ from psctl.errors import InvalidArgument, NotReplicated
 from psctl.launcher import find_binary
 from psctl.layout import stream_keys
 from .helpers import Cli
-from testservers import ClusterProcess, ServerProcess, start_cluster, start_replicated
+from testservers import ClusterProcess, ServerProcess, stalled, start_cluster, start_replicated
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_a_stalled_replica_makes_the_write_fail_loudly_after_it_was_done(pair: A
     r.delete(*stream_keys("stalled").every)
     r.psaddmany("stalled", ITEMS)
     lease = r.pslease("stalled", count=5)
-    with _stalled(replica):
+    with stalled(replica):
         with pytest.raises(NotReplicated) as failed:
             r.psack("stalled", lease.token, replicas=1, replicas_timeout=0.2)
         r.ps_replicas = 1  # the client-wide default, for every write
@@ -95,7 +95,7 @@ async def test_the_async_client_waits_on_the_connection_that_wrote(pair: Any) ->
     try:
         await r.delete(*stream_keys("async").every)
         assert await r.psadd("async", "a", "v", 1, replicas=1) == 1.0
-        with _stalled(replica):
+        with stalled(replica):
             with pytest.raises(NotReplicated) as failed:
                 await r.psaddmany("async", ITEMS, replicas=1, replicas_timeout=0.2)
         assert failed.value.result == [float(i) for i in range(100)]
@@ -121,7 +121,7 @@ def test_the_command_line_waits_for_replicas_and_says_when_they_did_not_have_a_w
     r.delete(*stream_keys("cli").every)
     assert cli.ok("--wait-replicas", "1", "add-many", "cli", "-", "--format", "csv", input="key,value,score\na,x,1\nb,y,2\nc,z,3\n")
     token = cli.ok("lease", "cli", "--wait-replicas", "1")["token"]
-    with _stalled(replica):
+    with stalled(replica):
         done = cli("--timeout", "0.4", "--wait-replicas", "1", "ack", "cli", token)
         assert (done.exit_code, done.stdout) == (1, "")
         assert done.stderr == (
@@ -144,7 +144,7 @@ def test_work_goes_on_when_its_writes_miss_their_replicas_and_says_so_once(pair:
     r = Redis.from_url(cli.url)
     r.delete(*stream_keys("work").every)
     r.psaddmany("work", [(f"k{i}", "v", i) for i in range(3)])
-    with _stalled(replica):
+    with stalled(replica):
         done = cli("--timeout", "0.4", "--wait-replicas", "1", "work", "work", "--idle-exit", "0", "--json", "--", "true")
     assert done.exit_code == 0, done.stderr
     assert json.loads(done.stdout)["done"] == 3
@@ -161,7 +161,7 @@ def test_a_python_worker_goes_on_too_and_warns_once_a_minute_at_most(pair: Any) 
     r.ps_replicas, r.ps_replicas_timeout = 1, 0.1
     seen: list[str] = []
     worker = Worker(r, "worker", lambda item: seen.append(item.key), idle_exit=0, prefetch=1)
-    with _stalled(replica):  # (every lease and acknowledgement misses the replica)
+    with stalled(replica):  # (every lease and acknowledgement misses the replica)
         summary = worker.run()
     assert summary.done == 4 and sorted(seen) == ["k0", "k1", "k2", "k3"]
     short = [w for w in worker.warnings if "replica" in w]
@@ -186,19 +186,6 @@ def test_the_warning_comes_again_after_a_minute_with_how_many_fell_short() -> No
     now[0] = 61.0
     shortfall.fell_short(miss)
     assert len(said) == 2
-
-
-class _stalled:
-    """SIGSTOP for the block (testservers' ClusterProcess.stalled, for a lone server)."""
-
-    def __init__(self, node: ServerProcess) -> None:
-        self.node = node
-
-    def __enter__(self) -> None:
-        os.kill(self.node.pid, signal.SIGSTOP)
-
-    def __exit__(self, *exc: Any) -> None:
-        os.kill(self.node.pid, signal.SIGCONT)
 
 
 # -- a 3+3 cluster ----------------------------------------------------------------------
