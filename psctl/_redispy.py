@@ -11,6 +11,7 @@ import inspect
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -201,6 +202,27 @@ TIMED: dict[str, type] = {"redis": TimedConnection, "unix": TimedUnixDomainSocke
 
 
 # -- a cluster client that starts while a master is down ----------------------------
+
+
+def command_from_a_live_node(client: Any, command: Callable[[], Any]) -> Any:
+    """``command()``, a sync cluster client's ``COMMAND``, from its default node
+    or, when that does not answer, from the first master that does, which
+    becomes the default node. redis-py calls the client's ``command()`` while it
+    makes the client, from the master of slot 0, with no retry."""
+    try:
+        return command()
+    except (ConnectionError, TimeoutError):
+        failed = client.get_default_node()
+        for node in client.get_primaries():
+            if node is failed:
+                continue
+            try:
+                client.execute_command("PING", target_nodes=node)
+            except (ConnectionError, TimeoutError):
+                continue
+            client.set_default_node(node)
+            return command()
+        raise
 
 
 def on_a_live_node(client: Any) -> None:

@@ -11,15 +11,15 @@ and keep it as their default node.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.cluster
 import redis.retry
-from redis.exceptions import ConnectionError, TimeoutError
 
-from psctl._redispy import async_cluster_kwargs, on_a_live_node
+from psctl._redispy import async_cluster_kwargs, command_from_a_live_node, on_a_live_node
 from psctl.commands import PrioritizedStreamCommands
 from psctl.connections import SafeConnections
 from psctl.protocol import CLUSTER_WAIT
@@ -35,22 +35,8 @@ class RedisCluster(SafeConnections, PrioritizedStreamCommands, SyncRunner, redis
     ps_cluster_wait = CLUSTER_WAIT
 
     def command(self, **kwargs: Any) -> Any:
-        """``COMMAND``, from the default node or, when it does not answer, from
-        the first master that does, which becomes the default node."""
-        try:
-            return super().command(**kwargs)
-        except (ConnectionError, TimeoutError):
-            failed = self.get_default_node()
-            for node in self.get_primaries():
-                if node is failed:
-                    continue
-                try:
-                    self.execute_command("PING", target_nodes=node)
-                except (ConnectionError, TimeoutError):
-                    continue
-                self.set_default_node(node)
-                return super().command(**kwargs)
-            raise
+        """``COMMAND``, from the default node or the first master that answers."""
+        return command_from_a_live_node(self, partial(super().command, **kwargs))
 
 
 class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner, redis.asyncio.cluster.RedisCluster):
