@@ -406,7 +406,7 @@ def test_an_item_p_points_lower_waits_at_most_p_times_the_duration(ps, r, aged, 
     last_round = taken - starts[-2]  # the feeder's add before, and the pull that took it
     # the scripts read the server's clock in whole ms: an item's time is up to 1 ms early
     most = points * aging + 1 + last_round + (added[1] - added[0]) + SLACK
-    assert points * aging <= waited <= most, (waited, last_round)
+    assert points * aging - SLACK <= waited <= most, (waited, last_round)  # (the add's time: up to 1 ms early too)
     assert len(starts) > 5  # (the feeder did keep it waiting)
 
 

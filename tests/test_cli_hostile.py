@@ -34,7 +34,7 @@ from psctl.operations import POLL
 
 from .helpers import Cli, Misbehaving, SilentServer, counts, hangs_up, stops_halfway, talks_nonsense
 
-FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # pieces that make inputs reach past the first check of each reader
 CSV_PIECES = [
@@ -180,7 +180,7 @@ def test_any_bytes_as_ndjson(data: bytes) -> None:
     check_reading(data, "ndjson")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(format=st.sampled_from(sorted(INPUTS)), data=st.data())
 def test_any_bytes_through_the_cli_add_all_or_exit_2_writing_nothing(
     redis_url: str, r: Any, format: str, data: st.DataObject

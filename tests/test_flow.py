@@ -100,12 +100,12 @@ def test_resume_restarts_a_blocked_puller_within_100_ms(backend, r, how):
 
 def test_a_call_gets_at_most_the_tokens_in_the_bucket(ps, r, k):
     ps.psaddmany("q", items(100))
-    limits = ps.pslimit("q", rate=2, per=timedelta(seconds=1), burst=5)
-    assert limits == {"paused": False, "rate": 2.0, "per": timedelta(seconds=1), "burst": 5, "max_held": None, "aging": None}
+    limits = ps.pslimit("q", rate=1, per=timedelta(seconds=2), burst=5)
+    assert limits == {"paused": False, "rate": 1.0, "per": timedelta(seconds=2), "burst": 5, "max_held": None, "aging": None}
     assert len(ps.pspull("q", count=50)) == 5  # a full bucket: the burst
-    assert ps.pspull("q", count=50) == {}
+    assert ps.pspull("q", count=50) == {}  # (within 2 s: a loaded machine is slow, not that slow)
     assert not ps.pslease("q")
-    assert ps.pspull("q", block=0.8) == {"i5": b"v5"}  # the next token, in half a second
+    assert ps.pspull("q", block=3) == {"i5": b"v5"}  # the next token, in two seconds
     assert not ps.pslease("q", count=10)
 
 
@@ -192,10 +192,10 @@ def test_an_empty_lease_says_when_the_limits_let_items_out_again(ps, r, k):
     delayed item's time; None for an empty or a paused stream."""
     assert ps.pslease("q").retry_in is None  # (empty)
     ps.psaddmany("q", items(3))
-    ps.pslimit("q", rate=4, burst=1)
+    ps.pslimit("q", rate=1, per=timedelta(seconds=10), burst=1)
     assert ps.pslease("q", count=2)
     for count in (1, 2):
-        assert 0.1 <= ps.pslease("q", count=count).retry_in <= 0.25  # a token in 250 ms at 4/s
+        assert 5 <= ps.pslease("q", count=count).retry_in <= 10  # a token in 10 s (5 s: room for a loaded machine)
     ps.pslimit("q", max_held=1)
     assert 250 <= ps.pslease("q", count=3, lease=timedelta(minutes=5)).retry_in <= 300  # (at 1 held already)
     ps.pspause("q")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from psctl.layout import stream_keys
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 anything = st.one_of(
     st.none(),

@@ -78,10 +78,10 @@ def test_counters_of_bulk_calls_and_of_leases_that_ran_out_inside_a_pull(ps, r):
     expected = Expected(ps, "q")
     ps.psaddmany("q", [(f"k{i}", "v", i) for i in range(2500)])
     expected.after(added=2500)
-    for _ in range(4):
-        ps.pslease("q", count=250, lease=SHORT, max_deliveries=1)
+    for _ in range(4):  # (a second each, not 200 ms: none may run out before the last is taken)
+        ps.pslease("q", count=250, lease=timedelta(seconds=1), max_deliveries=1)
     expected.after(leased=1000)
-    time.sleep(SHORT.total_seconds() + 0.05)
+    time.sleep(1.05)
     assert len(ps.pspull("q", count=10)) == 10  # first the leases that ran out: dead, at their max
     expected.after(dead=500, pulled=10)  # (500 per call at most)
     assert len(ps.pslease("q", count=5)) == 5
@@ -170,9 +170,9 @@ def test_overdue_is_a_lower_bound_beyond_its_budget(ps, r, monkeypatch):
 
     monkeypatch.setattr(observing, "OVERDUE_BUDGET", 3)
     ps.psaddmany("q", [(f"k{i}", "v", i) for i in range(5)])
-    for _ in range(5):
-        ps.pslease("q", lease=SHORT)
-    time.sleep(SHORT.total_seconds() + 0.05)
+    for _ in range(5):  # five leases, each within a second of the first (not 200 ms: a loaded machine)
+        ps.pslease("q", lease=timedelta(seconds=1))
+    time.sleep(1.05)
     found = ps.psstats("q")
     assert (found["held"], found["overdue"], found["overdue_capped"]) == (5, 3, True)
 

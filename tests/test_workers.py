@@ -362,7 +362,7 @@ def test_sigint_and_sigterm_stop_the_worker_as_they_stop_psctl_work(
     r: Any, redis_url: str, tmp_path: Path, signum: int
 ) -> None:
     r.psaddmany("q", [(f"k{i}", "v", i) for i in range(20)])
-    process = _worker_process(tmp_path, redis_url, "forever", SLEEP="1")
+    process = _worker_process(tmp_path, redis_url, "forever", SLEEP="3")  # (3 s: the signal comes before any ends)
     try:
         _wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 4)
         process.send_signal(signum)
@@ -382,10 +382,10 @@ def test_a_worker_killed_with_sigkill_has_its_items_back_within_one_lease(
     process = _worker_process(tmp_path, redis_url, "forever", SLEEP="30", LEASE="2")
     try:
         _wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 4)
-        held = r.psstats("q")["held"]
         process.kill()
         process.wait()
         killed_at = time.monotonic()
+        held = r.psstats("q")["held"]  # (after the kill: the worker may still have been prefetching)
     finally:
         process.kill()
     assert held >= 4  # (running, and prefetched)
