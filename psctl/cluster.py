@@ -31,6 +31,7 @@ class RedisCluster(SafeConnections, PrioritizedStreamCommands, SyncRunner, redis
 
     _ps_cluster = True
     _ps_retry_class = redis.retry.Retry
+    _ps_node_class = redis.cluster.ClusterNode
     # seconds a request the cluster did not run (a reshard, a failover) is sent again for
     ps_cluster_wait = CLUSTER_WAIT
 
@@ -44,6 +45,7 @@ class AsyncRedisCluster(SafeConnections, PrioritizedStreamCommands, AsyncRunner,
 
     _ps_cluster = True
     _ps_retry_class = redis.asyncio.retry.Retry
+    _ps_node_class = redis.asyncio.cluster.ClusterNode
     ps_cluster_wait = CLUSTER_WAIT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -25,7 +25,8 @@ from typing import Any
 from redis.backoff import NoBackoff
 
 from psctl._redispy import TIMED, TimedConnection, TimedUnixDomainSocketConnection
-from psctl.urls import check_url
+from psctl.errors import InvalidArgument
+from psctl.urls import ADDR_ALONE, check_url, seed_nodes
 
 # seconds; a blocked pull waits at most operations.POLL per command, well below
 SOCKET_TIMEOUT = 30.0
@@ -58,9 +59,16 @@ class SafeConnections:
 
     _ps_timed = False  # connections with kernel-bounded waits (sync standalone clients)
 
+    _ps_node_class: type | None = None  # a cluster client's ClusterNode (sync or async): it takes addr=
+
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Any:
         check_url(url)  # before redis-py, whose messages could show part of a password
+        url, seeds = seed_nodes(url)
+        if seeds:
+            if cls._ps_node_class is None:
+                raise InvalidArgument(ADDR_ALONE)
+            kwargs.setdefault("startup_nodes", [cls._ps_node_class(host, port) for host, port in seeds])
         scheme = url.partition("://")[0] if cls._ps_timed else None
         return super().from_url(url, **safe_kwargs(kwargs, cls._ps_retry_class, scheme))  # type: ignore[misc]
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from psctl.errors import InvalidArgument
-from psctl.urls import check_url, redact_url
+from psctl.urls import ADDR_ALONE, check_url, redact_url, seed_nodes
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -77,6 +77,8 @@ class Settings:
         if "url" in chosen:
             check_url(chosen["url"])
             chosen.update(_credentials_for(chosen["url"], chosen, env))
+            if not chosen.get("cluster") and seed_nodes(chosen["url"])[1]:
+                raise InvalidArgument(f"{ADDR_ALONE} ({redact_url(chosen['url'])})")
             if chosen.get("cluster") and chosen["url"].lower().startswith("unix://"):
                 shown = redact_url(chosen["url"])
                 raise InvalidArgument(f"cluster mode takes a redis:// or rediss:// URL, not a unix:// socket ({shown})")

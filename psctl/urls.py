@@ -5,13 +5,17 @@ URL is shown with its password hidden. Used by the settings, the clients'
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from psctl.errors import InvalidArgument
 
 SCHEMES = ("redis", "rediss", "unix")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
 _DB_PATH = re.compile(r"/?|/[0-9]+")  # (no path, or the database's number)
+# More nodes of a cluster to start from, as go-redis reads them:
+# redis://HOST:PORT?addr=HOST2:PORT2&addr=HOST3:PORT3
+ADDR = "addr"
+ADDR_ALONE = "the URL parameter 'addr' names more nodes of a Redis Cluster: it takes cluster mode (--cluster, REDIS_CLUSTER=1)"
 
 
 def redact_url(url: str) -> str:
@@ -73,9 +77,42 @@ def check_url(url: str) -> None:
     from psctl._redispy import url_parameter_readable, url_parameters  # (redis-py: only for a URL with parameters)
 
     for name, values in names.items():
+        if name == ADDR:
+            if scheme.lower() == "unix":
+                raise InvalidArgument("the URL parameter 'addr' names more nodes of a cluster: not for a unix:// URL")
+            for value in values:
+                _node(value)
+            continue
         if name not in url_parameters():
             hint = ": for TLS, use a rediss:// URL" if name.lower() in ("ssl", "tls") else ""
             raise InvalidArgument(f"the URL parameter {name!r} is not one redis-py takes{hint}")
         if not url_parameter_readable(name, values[0]):
             expected = ": the database's number" if name == "db" else ""
             raise InvalidArgument(f"the URL parameter {name!r} has a value redis-py cannot read{expected}")
+
+
+def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A checked URL without its ``addr`` parameters, and the nodes a cluster
+    client starts from: the URL's own host first, then each ``addr`` (none
+    without one). redis-py reads one host from a URL; a client tries these in
+    turn until one answers."""
+    parts = urlsplit(url)
+    pieces = parts.query.split("&") if parts.query else []
+    named = [unquote(piece.partition("=")[2]) for piece in pieces if piece.partition("=")[0] == ADDR]
+    if not named:
+        return url, []
+    query = "&".join(piece for piece in pieces if piece.partition("=")[0] != ADDR)
+    bare = parts._replace(query=query).geturl()
+    return bare, [(parts.hostname or "localhost", parts.port or 6379), *(_node(value) for value in named)]
+
+
+def _node(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:7000`` for IPv6), as the URL parameter ``addr`` gives a node."""
+    try:
+        parts = urlsplit(f"//{value}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or port is None or parts.username is not None or parts.path or parts.query or parts.fragment:
+        raise InvalidArgument("the URL parameter 'addr' is a node's HOST:PORT ([::1]:7000 for IPv6); one is not")
+    return host, port

@@ -522,6 +522,8 @@ EXPECTED = r"expected redis://HOST\[:PORT\]\[/DB\], rediss://… or unix:///PATH
                            r"\(\[::1\]\)"),
         ("redis://queue-host/0?db=x", r"'redis://queue-host/0\?db=x': the URL parameter 'db' has a value redis-py "
                                       r"cannot read: the database's number"),
+        ("redis://u:Zq7-secret@queue-host?addr=other-host", r"'redis://u:\*\*\*@queue-host\?addr=other-host': the URL "
+                                                            r"parameter 'addr' is a node's HOST:PORT \(\[::1\]:7000 for IPv6\); one is not"),
         ("unix://", r"'unix://': a unix:// URL names the socket by its full path, unix:///PATH; this one has none"),
         ("unix://relative.sock", r"'unix://relative.sock': a unix:// URL has no host, only the socket's full path: "
                                  r"unix:///PATH \(three slashes\)"),

@@ -174,6 +174,37 @@ def test_clients_start_while_the_master_of_slot_0_is_down(nodes: ClusterProcess)
     assert line.startswith("psctl: cannot reach a node of the cluster") and f"127.0.0.1:{first.port}" in line
 
 
+def test_a_client_starts_from_any_node_its_url_names_with_addr(nodes: ClusterProcess) -> None:
+    """The URL's own node down (the one redis-py reads a URL for; here also
+    the master of slot 0): ``addr=``
+    names more (go-redis's form), and a client starts from the first that
+    answers, sync, async and on the command line."""
+    first, second, third = nodes.nodes
+    nodes.kill(first)
+    gone = f"redis://127.0.0.1:{first.port}"
+    url = f"{gone}?addr=127.0.0.1:{free_port()}&addr=127.0.0.1:{third.port}&socket_timeout=5"
+    with pytest.raises(redis.exceptions.RedisClusterException, match="cannot be connected"):
+        RedisCluster.from_url(gone)  # (without addr)
+    client = RedisCluster.from_url(url)
+    assert client.psadd("s0", "a", "v", score=2) == 2.0
+    assert {node.port for node in client.get_primaries()} == {first.port, second.port, third.port}
+
+    async def use_async() -> Any:
+        aclient = AsyncRedisCluster.from_url(url)
+        try:
+            return await aclient.psadd("s3", "a", "v", score=3)
+        finally:
+            await aclient.aclose()
+
+    assert asyncio.run(use_async()) == 3.0
+    cli = ClusterCli(url)
+    assert cli.ok("get", "s0", "a") == {"key": "a", "value": "v"}
+    refused = Cli(url)("len", "s0")  # not in cluster mode
+    assert refused.exit_code == ExitStatus.USAGE and "takes cluster mode" in refused.stderr
+    bad = ClusterCli(f"{gone}?addr=127.0.0.1")("len", "s0")
+    assert bad.exit_code == ExitStatus.USAGE and "is a node's HOST:PORT" in bad.stderr
+
+
 def test_metrics_say_what_is_true_when_nodes_go_down(nodes: ClusterProcess, tmp_path: Path) -> None:
     cooling_streams(nodes.url)
     first, second, third = nodes.nodes
