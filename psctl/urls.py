@@ -4,8 +4,9 @@ URL is shown with its password hidden. Used by the settings, the clients'
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from psctl.errors import InvalidArgument
 
@@ -15,7 +16,10 @@ _DB_PATH = re.compile(r"/?|/[0-9]+")  # (no path, or the database's number)
 # More nodes of a cluster to start from, as go-redis reads them:
 # redis://HOST:PORT?addr=HOST2:PORT2&addr=HOST3:PORT3
 ADDR = "addr"
-ADDR_ALONE = "the URL parameter 'addr' names more nodes of a Redis Cluster: it takes cluster mode (--cluster, REDIS_CLUSTER=1)"
+ADDR_ALONE = (
+    "the URL parameter 'addr' names more nodes of a Redis Cluster: it takes cluster mode "
+    "(--cluster, REDIS_CLUSTER=1, a profile's cluster = true)"
+)
 
 
 def redact_url(url: str) -> str:
@@ -93,17 +97,23 @@ def check_url(url: str) -> None:
 
 def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
     """A checked URL without its ``addr`` parameters, and the nodes a cluster
-    client starts from: the URL's own host first, then each ``addr`` (none
-    without one). redis-py reads one host from a URL; a client tries these in
-    turn until one answers."""
-    parts = urlsplit(url)
-    pieces = parts.query.split("&") if parts.query else []
-    named = [unquote(piece.partition("=")[2]) for piece in pieces if piece.partition("=")[0] == ADDR]
-    if not named:
+    client starts from: the URL's own host, then each ``addr`` (none without
+    one). redis-py reads one host from a URL; a client tries these until one
+    answers. Names and values are read as ``parse_qs`` reads them (``%61ddr``
+    is ``addr``, ``+`` a space), as redis-py would."""
+    base, question, rest = url.partition("?")
+    query, hash_, fragment = rest.partition("#")
+    pieces = query.split("&") if question else []
+    kept = [piece for piece in pieces if unquote_plus(piece.partition("=")[0]) != ADDR]
+    if len(kept) == len(pieces):
         return url, []
-    query = "&".join(piece for piece in pieces if piece.partition("=")[0] != ADDR)
-    bare = parts._replace(query=query).geturl()
+    named = [unquote_plus(piece.partition("=")[2]) for piece in pieces if piece not in kept]
+    bare = base + (f"?{'&'.join(kept)}" if kept else "") + hash_ + fragment
+    parts = urlsplit(base)
     return bare, [(parts.hostname or "localhost", parts.port or 6379), *(_node(value) for value in named)]
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def _node(value: str) -> tuple[str, int]:
@@ -111,8 +121,12 @@ def _node(value: str) -> tuple[str, int]:
     try:
         parts = urlsplit(f"//{value}")
         host, port = parts.hostname, parts.port
+        if host and ":" in host:
+            ipaddress.IPv6Address(host)
+        elif host and not _HOST_NAME.fullmatch(host):
+            host = None
     except ValueError:
         host = port = None
-    if not host or port is None or parts.username is not None or parts.path or parts.query or parts.fragment:
+    if not host or not port or "@" in value or parts.path or parts.query or parts.fragment:
         raise InvalidArgument("the URL parameter 'addr' is a node's HOST:PORT ([::1]:7000 for IPv6); one is not")
     return host, port

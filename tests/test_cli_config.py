@@ -456,6 +456,10 @@ def test_config_show_shows_what_a_url_or_the_environment_names(setup: Setup) -> 
     assert shown["url"] == ("redis://example.org:1234/2", "env REDIS_HOST")  # a URL, as the row's name says
     shown = setup.shown(env={"REDIS_HOST": "::1", "REDIS_SSL": "1"})
     assert shown["url"] == ("rediss://[::1]:6379/0", "env REDIS_HOST")
+    # more nodes of a cluster (addr=), in cluster mode from the flag: the URL's user, the password hidden
+    shown = setup.shown("--cluster", "--url", "redis://alice:Zq7-secret@node-1:7000?addr=node-2:7000")
+    assert shown["username"] == ("alice", "flag --url") and shown["password"] == ("***", "flag --url")
+    assert shown["url"] == ("redis://alice:***@node-1:7000?addr=node-2:7000", "flag --url")
 
 
 @pytest.mark.parametrize(
@@ -522,6 +526,9 @@ EXPECTED = r"expected redis://HOST\[:PORT\]\[/DB\], rediss://… or unix:///PATH
                            r"\(\[::1\]\)"),
         ("redis://queue-host/0?db=x", r"'redis://queue-host/0\?db=x': the URL parameter 'db' has a value redis-py "
                                       r"cannot read: the database's number"),
+        ("redis://queue-host?addr=other-host:0", r"'redis://queue-host\?addr=other-host:0': the URL parameter 'addr' is "
+                                                 r"a node's HOST:PORT .*"),
+        ("redis://queue-host?addr=other%20host:1", r"'redis://queue-host\?addr=other%20host:1': the URL parameter 'addr' .*"),
         ("redis://u:Zq7-secret@queue-host?addr=other-host", r"'redis://u:\*\*\*@queue-host\?addr=other-host': the URL "
                                                             r"parameter 'addr' is a node's HOST:PORT \(\[::1\]:7000 for IPv6\); one is not"),
         ("unix://", r"'unix://': a unix:// URL names the socket by its full path, unix:///PATH; this one has none"),

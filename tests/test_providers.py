@@ -12,7 +12,7 @@ from psctl import AsyncRedis, AsyncRedisProvider, Redis, RedisProvider, Settings
 from psctl.connections import TimedConnection, TimedUnixDomainSocketConnection
 from psctl.errors import InvalidArgument
 from psctl.settings import sync_pool
-from psctl.urls import redact_url
+from psctl.urls import redact_url, seed_nodes
 
 REDIS_ENV = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_SSL"]
 
@@ -140,3 +140,19 @@ def test_settings_show_a_host_as_a_url():
     assert Settings.resolve({"REDIS_HOST": "h", "REDIS_PORT": "7", "REDIS_DB": "3"}).where == "redis://h:7/3"
     assert Settings.resolve({"REDIS_HOST": "::1", "REDIS_SSL": "yes"}).where == "rediss://[::1]:6379/0"
     assert Settings.resolve({"REDIS_URL": "unix:///x.sock?db=2"}).url == "unix:///x.sock?db=2"
+
+
+def test_addr_names_more_nodes_of_a_cluster_and_nothing_else():
+    """The URL parameter ``addr`` as parse_qs (and redis-py) read it: ``%61ddr``
+    is ``addr`` too, and a URL without a host keeps its ``//``."""
+    assert seed_nodes("redis://h:1?db=0&%61ddr=a:2&addr=%5B::1%5D:3&protocol=3#x") == (
+        "redis://h:1?db=0&protocol=3#x", [("h", 1), ("a", 2), ("::1", 3)]
+    )
+    assert seed_nodes("redis://?addr=a:2") == ("redis://", [("localhost", 6379), ("a", 2)])
+    assert seed_nodes("redis://h:1?db=0") == ("redis://h:1?db=0", [])
+    for standalone in (lambda url: Redis.from_url(url), lambda url: AsyncRedis.from_url(url),
+                       lambda url: Settings.resolve({"REDIS_URL": url})):  # fmt: skip
+        with pytest.raises(InvalidArgument, match="takes cluster mode"):
+            standalone("redis://h:1?%61ddr=a:2")
+    assert Settings.resolve({"REDIS_URL": "redis://h:1?addr=a:2", "REDIS_CLUSTER": "1"}).cluster
+

@@ -102,7 +102,7 @@ def rows(chosen: Chosen, trouble: dict[str, CliError]) -> list[dict[str, Any]]:
     sources["config_file"] = "env XDG_CONFIG_HOME" if file is not None and os.path.isabs(
         os.environ.get("XDG_CONFIG_HOME", "")) else DEFAULT  # fmt: skip
     if named:
-        url = connection.where(chosen.url, chosen.env)
+        url = connection.where(chosen.url, chosen.env, chosen.cluster)
     else:
         url = None if "url" in trouble else _embedded_url()
         sources["url"] = f"{DEFAULT} (the embedded server)"
@@ -116,7 +116,8 @@ def rows(chosen: Chosen, trouble: dict[str, CliError]) -> list[dict[str, Any]]:
         "cluster": settings.cluster if settings else bool(chosen.cluster),
         "timeout": shown_duration(timedelta(seconds=chosen.timeout)),
         "wait_replicas": chosen.wait_replicas,
-        "username": connection.user(chosen.url, chosen.env, chosen.username) or chosen.username if named else None,
+        "username": connection.user(chosen.url, chosen.env, chosen.username, chosen.cluster) or chosen.username
+        if named else None,
         "password": "***" if has_password and "password" not in trouble else None,
         "tls_ca": settings.ssl_ca_certs if settings else chosen.tls_ca,
     }

@@ -83,11 +83,13 @@ def secrets(url: str | None, env: Mapping[str, str] | None = None, password: str
     return tuple(sorted({s for s in found if s}, key=len, reverse=True))
 
 
-def user(url: str | None, env: Mapping[str, str] | None = None, username: str | None = None) -> str | None:
+def user(
+    url: str | None, env: Mapping[str, str] | None = None, username: str | None = None, cluster: bool | None = None
+) -> str | None:
     """The user name the command would log in as, when one is given (no I/O)."""
     env = os.environ if env is None else env
     try:
-        settings = Settings.resolve(env, url=url or None, username=username)
+        settings = Settings.resolve(env, url=url or None, username=username, cluster=cluster or None)
         if settings.url:
             parts = urlsplit(settings.url)
             in_query = parse_qs(parts.query).get("username", [None])[0]  # unix:///s?username=worker
@@ -97,13 +99,13 @@ def user(url: str | None, env: Mapping[str, str] | None = None, username: str | 
     return settings.username
 
 
-def where(url: str | None, env: Mapping[str, str] | None = None) -> str:
+def where(url: str | None, env: Mapping[str, str] | None = None, cluster: bool | None = None) -> str:
     """The server a command would use, for messages (no password, no I/O)."""
     env = os.environ if env is None else env
     if not explicit(url, env):
         return "the embedded server"
     try:
-        return Settings.resolve(env, url=url or None).where  # (its password hidden)
+        return Settings.resolve(env, url=url or None, cluster=cluster or None).where  # (its password hidden)
     except ValueError:  # (read leniently: hide every password it could hold)
         shown = redact_url(url or env.get("REDIS_URL", "")) or "the server"
     for secret in secrets(url, env):

@@ -66,8 +66,8 @@ class Session:
         # what messages may say, worked out without I/O: never a password
         env = chosen.env
         self.secrets: tuple[str, ...] = connection.secrets(self.url, env, chosen.password)
-        self.user = connection.user(self.url, env, chosen.username)
-        self._where = connection.where(self.url, env)
+        self.user = connection.user(self.url, env, chosen.username, self.cluster)
+        self._where = connection.where(self.url, env, self.cluster)
         self._client: Any = None
         self._others: list[Any] = []
         self._target: Any = None
