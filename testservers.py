@@ -53,7 +53,8 @@ class ServerProcess:
 
 def answers(family: int, address: object, timeout: float = 0.5) -> bool:
     """True when a server answers PING there, its data loaded (``-LOADING`` is not
-    up: a test would read that error next): one attempt, no retries."""
+    up: a test would read that error next), or asks for a password (``-NOAUTH``,
+    which a server still loading answers too): one attempt, no retries."""
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)

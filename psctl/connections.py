@@ -64,11 +64,12 @@ class SafeConnections:
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Any:
         check_url(url)  # before redis-py, whose messages could show part of a password
-        url, seeds = seed_nodes(url)
+        url, seeds = seed_nodes(url)  # (addr=: more nodes to start from, which redis-py does not read)
         if seeds:
-            if cls._ps_node_class is None:
+            if cls._ps_node_class is None:  # (not a cluster client)
                 raise InvalidArgument(ADDR_ALONE)
-            kwargs.setdefault("startup_nodes", [cls._ps_node_class(host, port) for host, port in seeds])
+            nodes = [cls._ps_node_class(host, port) for host, port in seeds]
+            kwargs["startup_nodes"] = [*kwargs.get("startup_nodes", ()), *nodes]
         scheme = url.partition("://")[0] if cls._ps_timed else None
         return super().from_url(url, **safe_kwargs(kwargs, cls._ps_retry_class, scheme))  # type: ignore[misc]
 

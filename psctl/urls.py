@@ -1,12 +1,13 @@
-"""Server URLs: the ones psctl refuses before redis-py reads them, and how a
-URL is shown with its password hidden. Used by the settings, the clients'
-``from_url`` and the command line."""
+"""Server URLs: the ones psctl refuses before redis-py reads them, how a URL
+is shown with its password hidden, and the one parameter psctl reads itself,
+``addr`` (more nodes of a cluster to start from). Used by the settings, the
+clients' ``from_url`` and the command line."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from psctl.errors import InvalidArgument
 
@@ -18,7 +19,7 @@ _DB_PATH = re.compile(r"/?|/[0-9]+")  # (no path, or the database's number)
 ADDR = "addr"
 ADDR_ALONE = (
     "the URL parameter 'addr' names more nodes of a Redis Cluster: it takes cluster mode "
-    "(--cluster, REDIS_CLUSTER=1, a profile's cluster = true)"
+    "(--cluster, REDIS_CLUSTER=1, a profile's cluster = true; RedisCluster, cluster=True)"
 )
 
 
@@ -83,7 +84,7 @@ def check_url(url: str) -> None:
     for name, values in names.items():
         if name == ADDR:
             if scheme.lower() == "unix":
-                raise InvalidArgument("the URL parameter 'addr' names more nodes of a cluster: not for a unix:// URL")
+                raise InvalidArgument("the URL parameter 'addr' names more nodes of a Redis Cluster: not for a unix:// URL")
             for value in values:
                 _node(value)
             continue
@@ -97,20 +98,28 @@ def check_url(url: str) -> None:
 
 def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
     """A checked URL without its ``addr`` parameters, and the nodes a cluster
-    client starts from: the URL's own host, then each ``addr`` (none without
-    one). redis-py reads one host from a URL; a client tries these until one
-    answers. Names and values are read as ``parse_qs`` reads them (``%61ddr``
-    is ``addr``, ``+`` a space), as redis-py would."""
-    base, question, rest = url.partition("?")
-    query, hash_, fragment = rest.partition("#")
-    pieces = query.split("&") if question else []
-    kept = [piece for piece in pieces if unquote_plus(piece.partition("=")[0]) != ADDR]
-    if len(kept) == len(pieces):
+    client starts from: the URL's own host (as redis-py reads it), then each
+    ``addr``; none without an ``addr``. redis-py reads one host from a URL and
+    tries each of these until one answers. Names and values are read as
+    ``parse_qs`` reads them (``%61ddr`` is ``addr``, ``+`` a space), as
+    redis-py would; split by hand, as ``urlunsplit`` would turn
+    ``redis://?…`` into ``redis:``."""
+    rest, hash_, fragment = url.partition("#")
+    base, question, query = rest.partition("?")
+    kept: list[str] = []
+    named: list[str] = []
+    for piece in query.split("&") if question else ():
+        name, _, value = piece.partition("=")
+        if unquote_plus(name) == ADDR:
+            named.append(unquote_plus(value))
+        else:
+            kept.append(piece)
+    if not named:
         return url, []
-    named = [unquote_plus(piece.partition("=")[2]) for piece in pieces if piece not in kept]
     bare = base + (f"?{'&'.join(kept)}" if kept else "") + hash_ + fragment
     parts = urlsplit(base)
-    return bare, [(parts.hostname or "localhost", parts.port or 6379), *(_node(value) for value in named)]
+    own = [(unquote(parts.hostname), 6379 if parts.port is None else parts.port)] if parts.hostname else []
+    return bare, [*own, *(_node(value) for value in named)]
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9_.-]+")

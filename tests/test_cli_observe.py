@@ -104,7 +104,7 @@ def test_stats_watch_writes_json_lines_with_rates_until_stopped(redis_url: str, 
     assert first["name"] == "jobs" and first["rates"] is None  # nothing to compare with yet
     before, second = samples[-2:]
     seconds = (datetime.fromisoformat(second["server_time"]) - datetime.fromisoformat(before["server_time"])).total_seconds()
-    assert 0.4 <= seconds and second["waiting"] == 11
+    assert 0.4 <= seconds <= 5 and second["waiting"] == 11  # (every 0.5 s, on a loaded machine)
     assert second["rates"]["added"] == pytest.approx(10 / seconds)  # the adds, over the time between the samples
     assert second["rates"]["pulled"] == 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -78,7 +79,9 @@ def test_a_given_timeout_lets_tab_wait_for_a_slow_server(redis_url: str, r: Any)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "PSCTL_"))} | {"REDIS_URL": redis_url}
     silent = SilentServer()
     try:
+        started = time.monotonic()
         assert complete("psctl stats ", env | {"REDIS_URL": f"redis://127.0.0.1:{silent.port}"}, patience=None) == []
+        assert time.monotonic() - started < 5  # its half second (and the start), not the 10 s of --timeout
     finally:
         silent.close()
     r.execute_command("CLIENT", "PAUSE", 2500, "ALL")

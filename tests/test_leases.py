@@ -26,7 +26,7 @@ def stream(ps, n: int = 3) -> None:
 
 
 def run_out(ps, r) -> None:
-    """Lets SHORT leases run out (by the server's clock)."""
+    """Lets SHORT leases run out: a sleep past their length (and 50 ms)."""
     time.sleep(SHORT.total_seconds() + 0.05)
 
 

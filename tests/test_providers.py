@@ -144,11 +144,14 @@ def test_settings_show_a_host_as_a_url():
 
 def test_addr_names_more_nodes_of_a_cluster_and_nothing_else():
     """The URL parameter ``addr`` as parse_qs (and redis-py) read it: ``%61ddr``
-    is ``addr`` too, and a URL without a host keeps its ``//``."""
+    is ``addr`` too, and a URL without a host keeps its ``//``. Standalone
+    clients refuse it."""
     assert seed_nodes("redis://h:1?db=0&%61ddr=a:2&addr=%5B::1%5D:3&protocol=3#x") == (
         "redis://h:1?db=0&protocol=3#x", [("h", 1), ("a", 2), ("::1", 3)]
     )
-    assert seed_nodes("redis://?addr=a:2") == ("redis://", [("localhost", 6379), ("a", 2)])
+    assert seed_nodes("redis://?addr=a:2") == ("redis://", [("a", 2)])  # (redis-py adds the URL's own node)
+    assert seed_nodes("redis://node%2D1?addr=a:2")[1] == [("node-1", 6379), ("a", 2)]  # the host unquoted, as redis-py does
+    assert seed_nodes("redis://h#f?addr=a:2") == ("redis://h#f?addr=a:2", [])  # (a fragment's, as urlsplit reads it)
     assert seed_nodes("redis://h:1?db=0") == ("redis://h:1?db=0", [])
     for standalone in (lambda url: Redis.from_url(url), lambda url: AsyncRedis.from_url(url),
                        lambda url: Settings.resolve({"REDIS_URL": url})):  # fmt: skip

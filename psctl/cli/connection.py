@@ -86,7 +86,9 @@ def secrets(url: str | None, env: Mapping[str, str] | None = None, password: str
 def user(
     url: str | None, env: Mapping[str, str] | None = None, username: str | None = None, cluster: bool | None = None
 ) -> str | None:
-    """The user name the command would log in as, when one is given (no I/O)."""
+    """The user name the command would log in as, when one is given (no I/O).
+    ``cluster``: as chosen (a URL naming more nodes with ``addr=`` resolves in
+    cluster mode only)."""
     env = os.environ if env is None else env
     try:
         settings = Settings.resolve(env, url=url or None, username=username, cluster=cluster or None)
@@ -100,7 +102,8 @@ def user(
 
 
 def where(url: str | None, env: Mapping[str, str] | None = None, cluster: bool | None = None) -> str:
-    """The server a command would use, for messages (no password, no I/O)."""
+    """The server a command would use, for messages (no password, no I/O);
+    ``cluster`` as for ``user``."""
     env = os.environ if env is None else env
     if not explicit(url, env):
         return "the embedded server"
