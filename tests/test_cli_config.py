@@ -462,6 +462,19 @@ def test_config_show_shows_what_a_url_or_the_environment_names(setup: Setup) -> 
     assert shown["url"] == ("redis://alice:***@node-1:7000?addr=node-2:7000", "flag --url")
 
 
+def test_a_commands_messages_name_the_user_of_a_cluster_url_with_addr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user a NOPERM line names, and the server, read without I/O: they read
+    the URL without cluster mode, where addr= is refused, and named no user."""
+    from psctl.cli.global_options import GlobalOptions
+    from psctl.cli.session import Session
+
+    for name in ("REDIS_URL", "REDIS_CLUSTER", "REDIS_USERNAME", "PSCTL_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    session = Session(GlobalOptions("redis://alice:Zq7-secret@node-1:7000?addr=node-2:7000", True))
+    assert session.user == "alice"
+    assert session.where == "redis://alice:***@node-1:7000?addr=node-2:7000"
+
+
 @pytest.mark.parametrize(
     ("host", "shown"), [("u:Zq7-secret@queue-host", "u:***@queue-host"), ("redis://queue-host", "redis://queue-host"),
                         ("queue-host:6379", "queue-host:6379"), ("queue host", "queue host")],
